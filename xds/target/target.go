@@ -1,0 +1,221 @@
+// Package target owns the grammar of the edge's path prefixes and the identity of a target
+// (which upstream a request is for). xds uses it to build routes and to fill each route's
+// ext_authz context_extensions; extauthz reads a target back from those extensions, and parses a
+// path itself only when a Check carries none (an Envoy that our xds does not program).
+package target
+
+import (
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// Kind is the kind of upstream a target is.
+type Kind string
+
+// The kinds of target, one per prefix of the edge.
+const (
+	// KindManagement is the management API at /kubernetes/management/.
+	KindManagement Kind = "management"
+	// KindCluster is a connected cluster's API server at /kubernetes/cluster/<cluster>/.
+	KindCluster Kind = "cluster"
+	// KindVirtualCluster is a virtual cluster at
+	// /kubernetes/virtualcluster/<cluster>/<namespace>/<vcluster>/.
+	KindVirtualCluster Kind = "virtualcluster"
+	// KindGrafana is a connected cluster's Grafana at /grafana/<cluster>/.
+	KindGrafana Kind = "grafana"
+	// KindAuth is the public login endpoints at /auth/.
+	KindAuth Kind = "auth"
+	// KindOIDC is the public OIDC provider at /oidc/.
+	KindOIDC Kind = "oidc"
+	// KindNone is a path that names no target; the key is still checked, then the edge answers 404.
+	KindNone Kind = "none"
+)
+
+// Public reports whether requests to targets of this kind need no access key.
+func (k Kind) Public() bool { return k == KindAuth || k == KindOIDC }
+
+// Kubernetes reports whether the upstream is a Kubernetes API server (identity by impersonation).
+func (k Kind) Kubernetes() bool { return k == KindCluster || k == KindVirtualCluster }
+
+// Ref identifies a target: everything extauthz needs to judge a request for it.
+type Ref struct {
+	Kind Kind
+	// Cluster is the connected cluster of a cluster, virtual cluster or Grafana target.
+	Cluster string
+	// Namespace is the namespace (in Cluster) that a virtual cluster runs in.
+	Namespace string
+	// VirtualCluster is the name of a virtual cluster.
+	VirtualCluster string
+	// Project is the project a virtual cluster belongs to, if any.
+	Project string
+}
+
+// Context extension keys that xds sets on every route and extauthz reads.
+const (
+	ExtKind           = "target.kind"
+	ExtCluster        = "target.cluster"
+	ExtNamespace      = "target.namespace"
+	ExtVirtualCluster = "target.virtualCluster"
+	ExtProject        = "target.project"
+	ExtPrefix         = "target.prefix"
+)
+
+// Path prefixes of the edge.
+const (
+	PrefixManagement     = "/kubernetes/management/"
+	PrefixCluster        = "/kubernetes/cluster/"
+	PrefixVirtualCluster = "/kubernetes/virtualcluster/"
+	PrefixGrafana        = "/grafana/"
+	PrefixAuth           = "/auth/"
+	PrefixOIDC           = "/oidc/"
+)
+
+// Prefix is the path prefix that routes to the target, with its trailing slash. The edge strips
+// it before forwarding. KindNone has no prefix.
+func (r Ref) Prefix() string {
+	switch r.Kind {
+	case KindManagement:
+		return PrefixManagement
+	case KindCluster:
+		return PrefixCluster + r.Cluster + "/"
+	case KindVirtualCluster:
+		return PrefixVirtualCluster + r.Cluster + "/" + r.Namespace + "/" + r.VirtualCluster + "/"
+	case KindGrafana:
+		return PrefixGrafana + r.Cluster + "/"
+	case KindAuth:
+		return PrefixAuth
+	case KindOIDC:
+		return PrefixOIDC
+	}
+	return ""
+}
+
+// String names the target for logs and denial messages, e.g. `cluster "demo"`.
+func (r Ref) String() string {
+	switch r.Kind {
+	case KindCluster:
+		return fmt.Sprintf("cluster %q", r.Cluster)
+	case KindVirtualCluster:
+		return fmt.Sprintf("virtual cluster %q in namespace %q of cluster %q", r.VirtualCluster, r.Namespace, r.Cluster)
+	case KindGrafana:
+		return fmt.Sprintf("grafana of cluster %q", r.Cluster)
+	}
+	return string(r.Kind)
+}
+
+// Validate checks that the names in r can appear in a path and in Envoy resource names.
+func (r Ref) Validate() error {
+	check := func(field, v string, f func(string) []string) error {
+		if v == "" {
+			return fmt.Errorf("%s target: %s is empty", r.Kind, field)
+		}
+		if errs := f(v); len(errs) > 0 {
+			return fmt.Errorf("%s target: %s %q is not valid: %s", r.Kind, field, v, strings.Join(errs, "; "))
+		}
+		return nil
+	}
+	switch r.Kind {
+	case KindManagement, KindAuth, KindOIDC, KindNone:
+		return nil
+	case KindCluster, KindGrafana:
+		return check("cluster", r.Cluster, validation.IsDNS1123Subdomain)
+	case KindVirtualCluster:
+		if err := check("cluster", r.Cluster, validation.IsDNS1123Subdomain); err != nil {
+			return err
+		}
+		if err := check("namespace", r.Namespace, validation.IsDNS1123Label); err != nil {
+			return err
+		}
+		if err := check("virtual cluster name", r.VirtualCluster, validation.IsDNS1123Subdomain); err != nil {
+			return err
+		}
+		if r.Project != "" {
+			return check("project", r.Project, validation.IsDNS1123Label)
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown target kind %q", r.Kind)
+}
+
+// ContextExtensions encodes r for a route's ext_authz per-route check settings.
+func (r Ref) ContextExtensions() map[string]string {
+	ext := map[string]string{ExtKind: string(r.Kind)}
+	set := func(k, v string) {
+		if v != "" {
+			ext[k] = v
+		}
+	}
+	set(ExtCluster, r.Cluster)
+	set(ExtNamespace, r.Namespace)
+	set(ExtVirtualCluster, r.VirtualCluster)
+	set(ExtProject, r.Project)
+	set(ExtPrefix, r.Prefix())
+	return ext
+}
+
+// FromContextExtensions decodes a Ref that xds put on a route. ok is false when the extensions
+// carry no target at all (a Check from an Envoy that our xds does not program).
+func FromContextExtensions(ext map[string]string) (r Ref, ok bool, err error) {
+	kind, found := ext[ExtKind]
+	if !found {
+		return Ref{}, false, nil
+	}
+	r = Ref{
+		Kind:           Kind(kind),
+		Cluster:        ext[ExtCluster],
+		Namespace:      ext[ExtNamespace],
+		VirtualCluster: ext[ExtVirtualCluster],
+		Project:        ext[ExtProject],
+	}
+	if err := r.Validate(); err != nil {
+		return Ref{}, true, fmt.Errorf("route context extensions: %w", err)
+	}
+	return r, true, nil
+}
+
+// Parse splits an (already normalised) request path into the target it names and the path the
+// upstream sees, query string kept. A path naming no target gives KindNone and the path
+// unchanged. A prefix without its trailing slash (e.g. /kubernetes/cluster/demo) names the target
+// with rest "/".
+func Parse(rawPath string) (r Ref, rest string) {
+	path, query := rawPath, ""
+	if i := strings.IndexByte(rawPath, '?'); i >= 0 {
+		path, query = rawPath[:i], rawPath[i:]
+	}
+	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	at := func(i int) string {
+		if i < len(segs) {
+			return segs[i]
+		}
+		return ""
+	}
+	after := func(n int) string {
+		if n >= len(segs) {
+			return "/" + query
+		}
+		return "/" + strings.Join(segs[n:], "/") + query
+	}
+	var n int
+	switch {
+	case at(0) == "kubernetes" && at(1) == "management":
+		r, n = Ref{Kind: KindManagement}, 2
+	case at(0) == "kubernetes" && at(1) == "cluster":
+		r, n = Ref{Kind: KindCluster, Cluster: at(2)}, 3
+	case at(0) == "kubernetes" && at(1) == "virtualcluster":
+		r, n = Ref{Kind: KindVirtualCluster, Cluster: at(2), Namespace: at(3), VirtualCluster: at(4)}, 5
+	case at(0) == "grafana":
+		r, n = Ref{Kind: KindGrafana, Cluster: at(1)}, 2
+	case at(0) == "auth":
+		r, n = Ref{Kind: KindAuth}, 1
+	case at(0) == "oidc":
+		r, n = Ref{Kind: KindOIDC}, 1
+	default:
+		return Ref{Kind: KindNone}, rawPath
+	}
+	if r.Validate() != nil {
+		return Ref{Kind: KindNone}, rawPath
+	}
+	return r, after(n)
+}

@@ -1,0 +1,73 @@
+package target
+
+import (
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	tests := map[string]struct {
+		path string
+		want Ref
+		rest string
+	}{
+		"cluster":                  {"/kubernetes/cluster/demo/api/v1/pods", Ref{Kind: KindCluster, Cluster: "demo"}, "/api/v1/pods"},
+		"cluster with query":       {"/kubernetes/cluster/demo/api/v1/pods?watch=1", Ref{Kind: KindCluster, Cluster: "demo"}, "/api/v1/pods?watch=1"},
+		"cluster root":             {"/kubernetes/cluster/demo/", Ref{Kind: KindCluster, Cluster: "demo"}, "/"},
+		"cluster without slash":    {"/kubernetes/cluster/demo", Ref{Kind: KindCluster, Cluster: "demo"}, "/"},
+		"cluster missing name":     {"/kubernetes/cluster/", Ref{Kind: KindNone}, "/kubernetes/cluster/"},
+		"cluster bad name":         {"/kubernetes/cluster/Demo/api", Ref{Kind: KindNone}, "/kubernetes/cluster/Demo/api"},
+		"cluster dot-dot":          {"/kubernetes/cluster/../api", Ref{Kind: KindNone}, "/kubernetes/cluster/../api"},
+		"virtual cluster":          {"/kubernetes/virtualcluster/demo/vcluster-demo/vc1/version", Ref{Kind: KindVirtualCluster, Cluster: "demo", Namespace: "vcluster-demo", VirtualCluster: "vc1"}, "/version"},
+		"virtual cluster short":    {"/kubernetes/virtualcluster/demo/vcluster-demo", Ref{Kind: KindNone}, "/kubernetes/virtualcluster/demo/vcluster-demo"},
+		"management":               {"/kubernetes/management/apis", Ref{Kind: KindManagement}, "/apis"},
+		"grafana":                  {"/grafana/demo/api/health", Ref{Kind: KindGrafana, Cluster: "demo"}, "/api/health"},
+		"auth":                     {"/auth/password/login", Ref{Kind: KindAuth}, "/password/login"},
+		"oidc":                     {"/oidc/.well-known/openid-configuration", Ref{Kind: KindOIDC}, "/.well-known/openid-configuration"},
+		"unknown":                  {"/api/v1/pods", Ref{Kind: KindNone}, "/api/v1/pods"},
+		"root":                     {"/", Ref{Kind: KindNone}, "/"},
+		"prefix of a prefix":       {"/kubernetes/clusters/demo/api", Ref{Kind: KindNone}, "/kubernetes/clusters/demo/api"},
+		"grafana prefix lookalike": {"/grafanax/demo/", Ref{Kind: KindNone}, "/grafanax/demo/"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, rest := Parse(tc.path)
+			if got != tc.want || rest != tc.rest {
+				t.Errorf("Parse(%q) = %+v, %q; want %+v, %q", tc.path, got, rest, tc.want, tc.rest)
+			}
+		})
+	}
+}
+
+func TestPrefixRoundTrip(t *testing.T) {
+	refs := map[string]Ref{
+		"cluster":         {Kind: KindCluster, Cluster: "demo"},
+		"virtual cluster": {Kind: KindVirtualCluster, Cluster: "demo", Namespace: "ns", VirtualCluster: "vc1"},
+		"grafana":         {Kind: KindGrafana, Cluster: "prod"},
+		"management":      {Kind: KindManagement},
+	}
+	for name, r := range refs {
+		t.Run(name, func(t *testing.T) {
+			got, rest := Parse(r.Prefix() + "api")
+			if got != r || rest != "/api" {
+				t.Errorf("Parse(%q) = %+v, %q; want %+v, /api", r.Prefix()+"api", got, rest, r)
+			}
+		})
+	}
+}
+
+func TestContextExtensionsRoundTrip(t *testing.T) {
+	r := Ref{Kind: KindVirtualCluster, Cluster: "demo", Namespace: "ns", VirtualCluster: "vc1", Project: "p1"}
+	got, ok, err := FromContextExtensions(r.ContextExtensions())
+	if err != nil || !ok || got != r {
+		t.Fatalf("round trip = %+v, %v, %v; want %+v", got, ok, err, r)
+	}
+	if _, ok, _ := FromContextExtensions(map[string]string{"other": "x"}); ok {
+		t.Error("extensions without a kind must report no target")
+	}
+	if _, _, err := FromContextExtensions(map[string]string{ExtKind: "cluster", ExtCluster: "../x"}); err == nil {
+		t.Error("a bad cluster name in extensions must be an error")
+	}
+	if _, _, err := FromContextExtensions(map[string]string{ExtKind: "bogus"}); err == nil {
+		t.Error("an unknown kind must be an error")
+	}
+}
