@@ -1,0 +1,66 @@
+package model
+
+import (
+	"net/url"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/keygate-dev/keygate/xds/target"
+)
+
+func TestNewSortsByPrefix(t *testing.T) {
+	u := Upstream{URL: &url.URL{Scheme: "http", Host: "127.0.0.1:1"}}
+	m := New(
+		Target{Ref: target.Ref{Kind: target.KindOIDC}, Upstream: u},
+		Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "b"}, Upstream: u},
+		Target{Ref: target.Ref{Kind: target.KindGrafana, Cluster: "a"}, Upstream: u},
+		Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "a"}, Upstream: u},
+	)
+	var got []string
+	for _, t := range m.Targets {
+		got = append(got, t.Ref.Prefix())
+	}
+	want := []string{"/grafana/a/", "/kubernetes/cluster/a/", "/kubernetes/cluster/b/", "/oidc/"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
+	}
+}
+
+func TestCounts(t *testing.T) {
+	m := New(
+		Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "a"}},
+		Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "b"}},
+		Target{Ref: target.Ref{Kind: target.KindManagement}},
+	)
+	want := map[target.Kind]int{
+		target.KindManagement: 1, target.KindCluster: 2, target.KindVirtualCluster: 0,
+		target.KindGrafana: 0, target.KindAuth: 0, target.KindOIDC: 0,
+	}
+	if diff := cmp.Diff(want, m.Counts()); diff != "" {
+		t.Errorf("Counts (-want +got):\n%s", diff)
+	}
+}
+
+func TestUpstreamVerifyName(t *testing.T) {
+	tests := map[string]struct {
+		u    Upstream
+		want string
+		tls  bool
+	}{
+		"host of the url":          {Upstream{URL: &url.URL{Scheme: "https", Host: "api.example.com:6443"}}, "api.example.com", true},
+		"ip of the url":            {Upstream{URL: &url.URL{Scheme: "https", Host: "127.0.0.1:6443"}}, "127.0.0.1", true},
+		"server name wins":         {Upstream{URL: &url.URL{Scheme: "https", Host: "10.0.0.1"}, ServerName: "kubernetes.default.svc"}, "kubernetes.default.svc", true},
+		"ipv6 host without braces": {Upstream{URL: &url.URL{Scheme: "http", Host: "[::1]:80"}}, "::1", false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := tc.u.VerifyName(); got != tc.want {
+				t.Errorf("VerifyName() = %q, want %q", got, tc.want)
+			}
+			if got := tc.u.TLS(); got != tc.tls {
+				t.Errorf("TLS() = %v, want %v", got, tc.tls)
+			}
+		})
+	}
+}
