@@ -1,0 +1,177 @@
+package translate
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/keygate-dev/keygate/xds/model"
+	"github.com/keygate-dev/keygate/xds/target"
+)
+
+const (
+	connectTimeout = 5 * time.Second
+	// circuitLimit replaces Envoy's default of 1024 connections and requests per cluster: every
+	// open watch counts as an active request, and a busy cluster has far more than 1024.
+	circuitLimit = 1_000_000
+	// upstreamHTTPOptions is the extension name of upstream HTTP protocol options.
+	upstreamHTTPOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+)
+
+// ClusterName is the name of the Envoy cluster of a target: cluster_<cluster>,
+// virtualcluster_<cluster>_<namespace>_<vcluster>, grafana_<cluster>, or the kind for the
+// singletons (management, auth, oidc). Names in a Ref are DNS names, which have no "_", so the
+// names cannot collide.
+func ClusterName(r target.Ref) string {
+	switch r.Kind {
+	case target.KindCluster:
+		return "cluster_" + r.Cluster
+	case target.KindVirtualCluster:
+		return "virtualcluster_" + r.Cluster + "_" + r.Namespace + "_" + r.VirtualCluster
+	case target.KindGrafana:
+		return "grafana_" + r.Cluster
+	}
+	return string(r.Kind)
+}
+
+// upstreamCluster is the Envoy cluster that reaches a target's upstream.
+func upstreamCluster(t model.Target) (*clusterv3.Cluster, error) {
+	u := t.Upstream
+	if u.URL == nil {
+		return nil, errors.New("upstream has no URL")
+	}
+	host, port, err := hostPort(u)
+	if err != nil {
+		return nil, err
+	}
+	name := ClusterName(t.Ref)
+	// SPDY upgrades (kubectl exec, port-forward) exist in HTTP/1.1 only.
+	http1, err := pack(&upstreamhttpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
+		}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := &clusterv3.Cluster{
+		Name:           name,
+		ConnectTimeout: durationpb.New(connectTimeout),
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: name,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				LbEndpoints: []*endpointv3.LbEndpoint{{
+					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+						Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+							Address:       host,
+							PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+						}}},
+					}},
+				}},
+			}},
+		},
+		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			Priority:           corev3.RoutingPriority_DEFAULT,
+			MaxConnections:     wrapperspb.UInt32(circuitLimit),
+			MaxPendingRequests: wrapperspb.UInt32(circuitLimit),
+			MaxRequests:        wrapperspb.UInt32(circuitLimit),
+		}}},
+		TypedExtensionProtocolOptions: map[string]*anypb.Any{upstreamHTTPOptions: http1},
+	}
+	if net.ParseIP(host) != nil {
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
+	} else {
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
+		// Many upstreams listen on IPv4 only; "localhost" resolving to ::1 first must not break them.
+		c.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
+	}
+	if u.TLS() {
+		ts, err := upstreamTLS(u)
+		if err != nil {
+			return nil, err
+		}
+		c.TransportSocket = ts
+	}
+	return c, nil
+}
+
+// hostPort is the upstream's host (without IPv6 brackets) and port (the scheme's default if the
+// URL has none).
+func hostPort(u model.Upstream) (string, uint32, error) {
+	host := u.URL.Hostname()
+	if host == "" {
+		return "", 0, fmt.Errorf("upstream URL %q has no host", u.URL)
+	}
+	p := u.URL.Port()
+	switch {
+	case p != "":
+	case u.URL.Scheme == "https":
+		p = "443"
+	case u.URL.Scheme == "http":
+		p = "80"
+	default:
+		return "", 0, fmt.Errorf("upstream URL %q: scheme must be http or https", u.URL)
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil || n == 0 || n > math.MaxUint16 {
+		return "", 0, fmt.Errorf("upstream URL %q: bad port %q", u.URL, p)
+	}
+	return host, uint32(n), nil
+}
+
+// upstreamTLS verifies the upstream's certificate against its CA and its name, and presents the
+// edge's client certificate if it has one. Without a SAN matcher Envoy would accept any
+// certificate the CA signed, for any host.
+func upstreamTLS(u model.Upstream) (*corev3.TransportSocket, error) {
+	if len(u.CA) == 0 {
+		// Fail closed: there is no insecure mode.
+		return nil, fmt.Errorf("https upstream %s has no CA to verify it with", u.URL)
+	}
+	name := u.VerifyName()
+	san := &tlsv3.SubjectAltNameMatcher{
+		SanType: tlsv3.SubjectAltNameMatcher_DNS,
+		Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: name}},
+	}
+	if net.ParseIP(name) != nil {
+		san.SanType = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
+	}
+	common := &tlsv3.CommonTlsContext{
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			TrustedCa:                 inline(u.CA),
+			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{san},
+		}},
+	}
+	if len(u.ClientCert) > 0 || len(u.ClientKey) > 0 {
+		if len(u.ClientCert) == 0 || len(u.ClientKey) == 0 {
+			return nil, errors.New("client certificate and key: both or neither")
+		}
+		common.TlsCertificates = []*tlsv3.TlsCertificate{{
+			CertificateChain: inline(u.ClientCert),
+			PrivateKey:       inline(u.ClientKey),
+		}}
+	}
+	ctx := &tlsv3.UpstreamTlsContext{CommonTlsContext: common}
+	// SNI carries DNS names only (RFC 6066): for an IP address the edge sends none and
+	// verifies the IP SAN.
+	if net.ParseIP(name) == nil {
+		ctx.Sni = name
+	}
+	a, err := pack(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("upstream TLS: %w", err)
+	}
+	return &corev3.TransportSocket{Name: tlsSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}, nil
+}

@@ -1,0 +1,144 @@
+package translate
+
+import (
+	"fmt"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Filter names, as Envoy knows the extensions.
+const (
+	extAuthzFilter = wellknown.HTTPExternalAuthorization // envoy.filters.http.ext_authz
+	routerFilter   = wellknown.Router                    // envoy.filters.http.router
+	hcmFilter      = wellknown.HTTPConnectionManager     // envoy.filters.network.http_connection_manager
+	tlsSocket      = wellknown.TransportSocketTLS        // envoy.transport_sockets.tls
+)
+
+// httpsListener is the edge's one listener: TLS with the serving certificate, then an HTTP
+// connection manager that normalises paths, checks every request with ext_authz and routes by RDS.
+func httpsListener(o Options) (*listenerv3.Listener, error) {
+	hcm, err := connectionManager(o)
+	if err != nil {
+		return nil, err
+	}
+	hcmAny, err := pack(hcm)
+	if err != nil {
+		return nil, fmt.Errorf("http connection manager: %w", err)
+	}
+	tlsAny, err := pack(&tlsv3.DownstreamTlsContext{
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsCertificates: []*tlsv3.TlsCertificate{{
+				CertificateChain: inline(o.ServingCert),
+				PrivateKey:       inline(o.ServingKey),
+			}},
+			// h2 first: kubectl and browsers multiplex over one connection. SPDY upgrades
+			// (exec, port-forward) negotiate http/1.1.
+			AlpnProtocols: []string{"h2", "http/1.1"},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("downstream TLS: %w", err)
+	}
+	return &listenerv3.Listener{
+		Name: ListenerName,
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Address:       o.ListenAddress,
+			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: o.ListenPort},
+		}}},
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{
+				Name:       hcmFilter,
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
+			}},
+			TransportSocket: &corev3.TransportSocket{
+				Name:       tlsSocket,
+				ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tlsAny},
+			},
+		}},
+	}, nil
+}
+
+func connectionManager(o Options) (*hcmv3.HttpConnectionManager, error) {
+	authz, err := pack(&extauthzv3.ExtAuthz{
+		Services: &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: o.ExtAuthzCluster}},
+			Timeout:         durationpb.New(o.ExtAuthzTimeout),
+		}},
+		TransportApiVersion: corev3.ApiVersion_V3,
+		// Fail closed: with extauthz down or slow, nothing gets through, and clients see 503
+		// (an outage), not 403 (a decision).
+		FailureModeAllow: false,
+		StatusOnError:    &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ext_authz filter: %w", err)
+	}
+	router, err := pack(&routerv3.Router{})
+	if err != nil {
+		return nil, fmt.Errorf("router filter: %w", err)
+	}
+	return &hcmv3.HttpConnectionManager{
+		StatPrefix: StatPrefix,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource: &corev3.ConfigSource{
+				ResourceApiVersion:    corev3.ApiVersion_V3,
+				ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+			},
+			RouteConfigName: RouteConfigName,
+		}},
+		// Routing and ext_authz must see the same path: normalise it before both, so that
+		// /kubernetes/cluster/a/../b/ or //kubernetes/... cannot reach one target while being
+		// judged as another. Escaped slashes (%2F) could do the same, so they are refused.
+		NormalizePath:                wrapperspb.Bool(true),
+		MergeSlashes:                 true,
+		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_REJECT_REQUEST,
+		// kubectl exec/attach/port-forward use SPDY/3.1, newer kubectl and browsers WebSocket.
+		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{
+			{UpgradeType: "websocket"},
+			{UpgradeType: "SPDY/3.1"},
+		},
+		// The edge faces clients directly: X-Forwarded-For is set from the peer, not trusted.
+		UseRemoteAddress: wrapperspb.Bool(true),
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{
+			// Some servers treat _ and - alike; dropping these keeps lookalikes such as
+			// Impersonate_User away from the upstreams.
+			HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_DROP_HEADER,
+		},
+		HttpFilters: []*hcmv3.HttpFilter{
+			{Name: extAuthzFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: authz}},
+			{Name: routerFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
+		},
+	}, nil
+}
+
+// pack validates m (nested messages in an Any are not checked by the outer ValidateAll) and
+// wraps it in an Any. The encoding is deterministic (map entries sorted), so that equal
+// configurations give equal bytes and an unchanged reload pushes nothing to Envoy.
+func pack(m proto.Message) (*anypb.Any, error) {
+	if v, ok := m.(validator); ok {
+		if err := v.ValidateAll(); err != nil {
+			return nil, err
+		}
+	}
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func inline(pem []byte) *corev3.DataSource {
+	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: string(pem)}}
+}

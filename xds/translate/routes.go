@@ -1,0 +1,120 @@
+package translate
+
+import (
+	"fmt"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/keygate-dev/keygate/xds/model"
+	"github.com/keygate-dev/keygate/xds/target"
+)
+
+// NotFoundBody is what the edge answers for a path that names no target: a Kubernetes Status,
+// so that kubectl prints the message.
+const NotFoundBody = `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the path names no target on this edge","reason":"NotFound","code":404}`
+
+func routeConfig(routes []*routev3.Route) *routev3.RouteConfiguration {
+	return &routev3.RouteConfiguration{
+		Name: RouteConfigName,
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name:    RouteConfigName,
+			Domains: []string{"*"},
+			Routes:  routes,
+		}},
+	}
+}
+
+// targetRoutes are the routes of one target: its prefix without the trailing slash (exactly)
+// and with it (as a prefix), both forwarding to the target's cluster with the prefix replaced by
+// "/", so /kubernetes/cluster/demo/api?watch=1 reaches the upstream as /api?watch=1.
+func targetRoutes(t model.Target) ([]*routev3.Route, error) {
+	prefix := t.Ref.Prefix()
+	perFilter, err := authzPerRoute(t.Ref)
+	if err != nil {
+		return nil, err
+	}
+	action := &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ClusterName(t.Ref)},
+		PrefixRewrite:    "/",
+		// The upstream sees the Host a direct client would send (API servers and Grafana
+		// check it, e.g. for CSRF and redirects).
+		HostRewriteSpecifier: &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: t.Upstream.URL.Host},
+	}
+	if longLived(t.Ref.Kind) {
+		// Watches last for hours, even when idle, and exec/port-forward sessions as long as
+		// their user wants: Envoy's defaults (15s per request, 5m idle) would cut them.
+		action.Timeout = durationpb.New(0)
+		action.IdleTimeout = durationpb.New(0)
+	}
+	var remove []string
+	if !t.Ref.Kind.Public() {
+		// The access key is for the edge only. ext_authz removes it too; this holds even if
+		// a check were ever skipped.
+		remove = []string{"authorization"}
+	}
+	name := ClusterName(t.Ref)
+	route := func(suffix string, match *routev3.RouteMatch) *routev3.Route {
+		return &routev3.Route{
+			Name:                   name + suffix,
+			Match:                  match,
+			Action:                 &routev3.Route_Route{Route: action},
+			RequestHeadersToRemove: remove,
+			TypedPerFilterConfig:   perFilter,
+		}
+	}
+	return []*routev3.Route{
+		route("/path", &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: strings.TrimSuffix(prefix, "/")}}),
+		route("/prefix", &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}}),
+	}, nil
+}
+
+// longLived reports whether a kind's requests may stay open indefinitely: Kubernetes API
+// servers (watch, exec, port-forward) and Grafana (live websockets).
+func longLived(k target.Kind) bool {
+	return k == target.KindManagement || k.Kubernetes() || k == target.KindGrafana
+}
+
+// authzPerRoute tells ext_authz which target a route is for (so extauthz never re-parses the
+// path), or turns it off for public targets.
+func authzPerRoute(r target.Ref) (map[string]*anypb.Any, error) {
+	per := &extauthzv3.ExtAuthzPerRoute{}
+	if r.Kind.Public() {
+		per.Override = &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}
+	} else {
+		per.Override = &extauthzv3.ExtAuthzPerRoute_CheckSettings{CheckSettings: &extauthzv3.CheckSettings{
+			ContextExtensions: r.ContextExtensions(),
+		}}
+	}
+	a, err := pack(per)
+	if err != nil {
+		return nil, fmt.Errorf("ext_authz per-route config: %w", err)
+	}
+	return map[string]*anypb.Any{extAuthzFilter: a}, nil
+}
+
+// notFoundRoute answers every path that names no target with 404. ext_authz still checks the
+// key first, so that without a valid key one cannot learn which clusters exist (401 before 404).
+func notFoundRoute() (*routev3.Route, error) {
+	perFilter, err := authzPerRoute(target.Ref{Kind: target.KindNone})
+	if err != nil {
+		return nil, err
+	}
+	return &routev3.Route{
+		Name:  "not_found",
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+			Status: 404,
+			Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: NotFoundBody}},
+		}},
+		ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
+			Header:       &corev3.HeaderValue{Key: "content-type", Value: "application/json"},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}},
+		TypedPerFilterConfig: perFilter,
+	}, nil
+}

@@ -1,0 +1,386 @@
+package translate
+
+import (
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/keygate-dev/keygate/xds/model"
+	"github.com/keygate-dev/keygate/xds/target"
+)
+
+// Fixture builders: a target of each kind, and upstreams with or without TLS.
+
+var (
+	demo    = target.Ref{Kind: target.KindCluster, Cluster: "demo"}
+	vc1     = target.Ref{Kind: target.KindVirtualCluster, Cluster: "demo", Namespace: "vcluster-demo", VirtualCluster: "vc1", Project: "team-a"}
+	grafana = target.Ref{Kind: target.KindGrafana, Cluster: "demo"}
+	mgmt    = target.Ref{Kind: target.KindManagement}
+	auth    = target.Ref{Kind: target.KindAuth}
+	oidc    = target.Ref{Kind: target.KindOIDC}
+)
+
+func pemFile(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/pki/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func plain(t *testing.T, raw string) model.Upstream {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return model.Upstream{URL: u}
+}
+
+func secure(t *testing.T, raw string) model.Upstream {
+	t.Helper()
+	u := plain(t, raw)
+	u.CA = pemFile(t, "ca.crt")
+	u.ClientCert = pemFile(t, "edge.crt")
+	u.ClientKey = pemFile(t, "edge.key")
+	return u
+}
+
+func translate(t *testing.T, targets ...model.Target) Resources {
+	t.Helper()
+	res, err := Translate(model.New(targets...), goldenOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func routesOf(r Resources) []*routev3.Route { return r.Routes[0].VirtualHosts[0].Routes }
+
+func perRoute(t *testing.T, r *routev3.Route) *extauthzv3.ExtAuthzPerRoute {
+	t.Helper()
+	per := &extauthzv3.ExtAuthzPerRoute{}
+	if err := r.TypedPerFilterConfig["envoy.filters.http.ext_authz"].UnmarshalTo(per); err != nil {
+		t.Fatalf("route %s: ext_authz per-route config: %v", r.Name, err)
+	}
+	return per
+}
+
+func upstreamTLSOf(t *testing.T, c *clusterv3.Cluster) *tlsv3.UpstreamTlsContext {
+	t.Helper()
+	if c.TransportSocket == nil {
+		t.Fatalf("cluster %s has no TLS", c.Name)
+	}
+	ctx := &tlsv3.UpstreamTlsContext{}
+	if err := c.TransportSocket.GetTypedConfig().UnmarshalTo(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return ctx
+}
+
+func TestRoutes(t *testing.T) {
+	tests := map[string]struct {
+		target model.Target
+		// paths are the path and prefix matches, in order.
+		paths         [2]string
+		cluster, host string
+		public        bool
+		longLived     bool
+	}{
+		"cluster":         {model.Target{Ref: demo, Upstream: secure(t, "https://127.0.0.1:6443")}, [2]string{"/kubernetes/cluster/demo", "/kubernetes/cluster/demo/"}, "cluster_demo", "127.0.0.1:6443", false, true},
+		"virtual cluster": {model.Target{Ref: vc1, Upstream: secure(t, "https://vc1.example.com")}, [2]string{"/kubernetes/virtualcluster/demo/vcluster-demo/vc1", "/kubernetes/virtualcluster/demo/vcluster-demo/vc1/"}, "virtualcluster_demo_vcluster-demo_vc1", "vc1.example.com", false, true},
+		"grafana":         {model.Target{Ref: grafana, Upstream: plain(t, "http://127.0.0.1:3000")}, [2]string{"/grafana/demo", "/grafana/demo/"}, "grafana_demo", "127.0.0.1:3000", false, true},
+		"management":      {model.Target{Ref: mgmt, Upstream: secure(t, "https://127.0.0.1:9443")}, [2]string{"/kubernetes/management", "/kubernetes/management/"}, "management", "127.0.0.1:9443", false, true},
+		"auth":            {model.Target{Ref: auth, Upstream: plain(t, "http://127.0.0.1:8080")}, [2]string{"/auth", "/auth/"}, "auth", "127.0.0.1:8080", true, false},
+		"oidc":            {model.Target{Ref: oidc, Upstream: plain(t, "http://[::1]:5556")}, [2]string{"/oidc", "/oidc/"}, "oidc", "[::1]:5556", true, false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			routes := routesOf(translate(t, tc.target))
+			if len(routes) != 3 {
+				t.Fatalf("got %d routes, want the target's two and the 404", len(routes))
+			}
+			if got := routes[0].Match.GetPath(); got != tc.paths[0] {
+				t.Errorf("first route matches path %q, want %q", got, tc.paths[0])
+			}
+			if got := routes[1].Match.GetPrefix(); got != tc.paths[1] {
+				t.Errorf("second route matches prefix %q, want %q", got, tc.paths[1])
+			}
+			for _, r := range routes[:2] {
+				a := r.GetRoute()
+				if a.GetCluster() != tc.cluster || a.GetPrefixRewrite() != "/" || a.GetHostRewriteLiteral() != tc.host {
+					t.Errorf("route %s: cluster %q, prefix rewrite %q, host %q; want %q, \"/\", %q", r.Name, a.GetCluster(), a.GetPrefixRewrite(), a.GetHostRewriteLiteral(), tc.cluster, tc.host)
+				}
+				if got := a.GetTimeout() != nil && a.GetTimeout().AsDuration() == 0 && a.GetIdleTimeout() != nil && a.GetIdleTimeout().AsDuration() == 0; got != tc.longLived {
+					t.Errorf("route %s: timeouts disabled = %v, want %v (timeout %v, idle %v)", r.Name, got, tc.longLived, a.GetTimeout(), a.GetIdleTimeout())
+				}
+				per := perRoute(t, r)
+				if tc.public {
+					if !per.GetDisabled() {
+						t.Errorf("route %s of a public target: ext_authz not disabled: %v", r.Name, per)
+					}
+					if len(r.RequestHeadersToRemove) != 0 {
+						t.Errorf("route %s of a public target removes %v; /auth/logout needs the key", r.Name, r.RequestHeadersToRemove)
+					}
+					continue
+				}
+				if diff := cmp.Diff(tc.target.Ref.ContextExtensions(), per.GetCheckSettings().GetContextExtensions()); diff != "" {
+					t.Errorf("route %s: context extensions (-want +got):\n%s", r.Name, diff)
+				}
+				if diff := cmp.Diff([]string{"authorization"}, r.RequestHeadersToRemove); diff != "" {
+					t.Errorf("route %s: headers removed (-want +got):\n%s", r.Name, diff)
+				}
+			}
+		})
+	}
+}
+
+func TestNotFoundRouteChecksTheKeyFirst(t *testing.T) {
+	routes := routesOf(translate(t, model.Target{Ref: demo, Upstream: secure(t, "https://127.0.0.1:6443")}))
+	last := routes[len(routes)-1]
+	if last.Match.GetPrefix() != "/" {
+		t.Fatalf("last route matches %v, want prefix /", last.Match)
+	}
+	dr := last.GetDirectResponse()
+	if dr.GetStatus() != 404 || dr.GetBody().GetInlineString() != NotFoundBody {
+		t.Errorf("404 route answers %d %q", dr.GetStatus(), dr.GetBody().GetInlineString())
+	}
+	if h := last.ResponseHeadersToAdd; len(h) != 1 || h[0].Header.Key != "content-type" || h[0].Header.Value != "application/json" {
+		t.Errorf("404 route response headers = %v, want content-type: application/json", h)
+	}
+	want := map[string]string{target.ExtKind: "none"}
+	if diff := cmp.Diff(want, perRoute(t, last).GetCheckSettings().GetContextExtensions()); diff != "" {
+		t.Errorf("404 route must keep ext_authz on with kind none (-want +got):\n%s", diff)
+	}
+}
+
+func TestClusters(t *testing.T) {
+	withName := func(u model.Upstream, n string) model.Upstream { u.ServerName = n; return u }
+	noClientCert := func(u model.Upstream) model.Upstream { u.ClientCert, u.ClientKey = nil, nil; return u }
+	tests := map[string]struct {
+		target   model.Target
+		name     string
+		typ      clusterv3.Cluster_DiscoveryType
+		address  string
+		port     uint32
+		tls      bool
+		sni      string
+		san      string
+		sanType  tlsv3.SubjectAltNameMatcher_SanType
+		clientTL bool
+	}{
+		"ip upstream": {
+			target: model.Target{Ref: demo, Upstream: secure(t, "https://127.0.0.1:6443")},
+			name:   "cluster_demo", typ: clusterv3.Cluster_STATIC, address: "127.0.0.1", port: 6443,
+			tls: true, sni: "", san: "127.0.0.1", sanType: tlsv3.SubjectAltNameMatcher_IP_ADDRESS, clientTL: true,
+		},
+		"dns upstream on the default port": {
+			target: model.Target{Ref: vc1, Upstream: noClientCert(secure(t, "https://vc1.example.com"))},
+			name:   "virtualcluster_demo_vcluster-demo_vc1", typ: clusterv3.Cluster_STRICT_DNS, address: "vc1.example.com", port: 443,
+			tls: true, sni: "vc1.example.com", san: "vc1.example.com", sanType: tlsv3.SubjectAltNameMatcher_DNS,
+		},
+		"server name overrides the host": {
+			target: model.Target{Ref: mgmt, Upstream: withName(secure(t, "https://10.0.0.1:443"), "kubernetes.default.svc")},
+			name:   "management", typ: clusterv3.Cluster_STATIC, address: "10.0.0.1", port: 443,
+			tls: true, sni: "kubernetes.default.svc", san: "kubernetes.default.svc", sanType: tlsv3.SubjectAltNameMatcher_DNS, clientTL: true,
+		},
+		"plain http on the default port": {
+			target: model.Target{Ref: grafana, Upstream: plain(t, "http://grafana.monitoring")},
+			name:   "grafana_demo", typ: clusterv3.Cluster_STRICT_DNS, address: "grafana.monitoring", port: 80,
+		},
+		"ipv6 upstream": {
+			target: model.Target{Ref: auth, Upstream: plain(t, "http://[::1]:8080")},
+			name:   "auth", typ: clusterv3.Cluster_STATIC, address: "::1", port: 8080,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			res := translate(t, tc.target)
+			if len(res.Clusters) != 1 {
+				t.Fatalf("got %d clusters, want 1", len(res.Clusters))
+			}
+			c := res.Clusters[0]
+			if c.Name != tc.name || c.GetType() != tc.typ {
+				t.Errorf("cluster %q of type %v, want %q of type %v", c.Name, c.GetType(), tc.name, tc.typ)
+			}
+			if c.ConnectTimeout.AsDuration() != 5*time.Second {
+				t.Errorf("connect timeout %v, want 5s", c.ConnectTimeout.AsDuration())
+			}
+			sa := c.LoadAssignment.Endpoints[0].LbEndpoints[0].GetEndpoint().Address.GetSocketAddress()
+			if sa.Address != tc.address || sa.GetPortValue() != tc.port {
+				t.Errorf("endpoint %s:%d, want %s:%d", sa.Address, sa.GetPortValue(), tc.address, tc.port)
+			}
+			th := c.CircuitBreakers.Thresholds[0]
+			if th.MaxRequests.GetValue() < 100_000 || th.MaxConnections.GetValue() < 100_000 || th.MaxPendingRequests.GetValue() < 100_000 {
+				t.Errorf("circuit breakers %v: watches need far more than Envoy's default 1024", th)
+			}
+			if !tc.tls {
+				if c.TransportSocket != nil {
+					t.Errorf("plain http upstream has a transport socket %v", c.TransportSocket)
+				}
+				return
+			}
+			ctx := upstreamTLSOf(t, c)
+			if ctx.Sni != tc.sni {
+				t.Errorf("SNI %q, want %q", ctx.Sni, tc.sni)
+			}
+			vc := ctx.CommonTlsContext.GetValidationContext()
+			if vc.GetTrustedCa().GetInlineString() != string(tc.target.Upstream.CA) {
+				t.Error("trusted CA is not the upstream's CA")
+			}
+			wantSAN := []*tlsv3.SubjectAltNameMatcher{{SanType: tc.sanType, Matcher: exact(tc.san)}}
+			if diff := cmp.Diff(wantSAN, vc.MatchTypedSubjectAltNames, protocmp.Transform()); diff != "" {
+				t.Errorf("SAN matchers (-want +got):\n%s", diff)
+			}
+			if got := len(ctx.CommonTlsContext.TlsCertificates) == 1; got != tc.clientTL {
+				t.Errorf("client certificate present = %v, want %v", got, tc.clientTL)
+			}
+		})
+	}
+}
+
+func TestListener(t *testing.T) {
+	opts := goldenOptions(t)
+	opts.ExtAuthzCluster = "authz"
+	opts.ExtAuthzTimeout = 750 * time.Millisecond
+	res, err := Translate(model.New(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Listeners) != 1 || res.Listeners[0].Name != "https" {
+		t.Fatalf("listeners %v, want one named https", res.Listeners)
+	}
+	fc := res.Listeners[0].FilterChains[0]
+	down := &tlsv3.DownstreamTlsContext{}
+	if err := fc.TransportSocket.GetTypedConfig().UnmarshalTo(down); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"h2", "http/1.1"}, down.CommonTlsContext.AlpnProtocols); diff != "" {
+		t.Errorf("ALPN (-want +got):\n%s", diff)
+	}
+	if got := down.CommonTlsContext.TlsCertificates[0].CertificateChain.GetInlineString(); got != string(opts.ServingCert) {
+		t.Error("the serving certificate is not inlined")
+	}
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := fc.Filters[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		t.Fatal(err)
+	}
+	if hcm.GetRds().GetRouteConfigName() != "edge" || hcm.GetRds().GetConfigSource().GetAds() == nil {
+		t.Errorf("routes come from %v, want RDS %q over ADS", hcm.GetRds(), "edge")
+	}
+	if !hcm.NormalizePath.GetValue() || !hcm.MergeSlashes || hcm.PathWithEscapedSlashesAction != hcmv3.HttpConnectionManager_REJECT_REQUEST {
+		t.Error("paths must be normalised, slashes merged and escaped slashes refused")
+	}
+	var upgrades []string
+	for _, u := range hcm.UpgradeConfigs {
+		upgrades = append(upgrades, u.UpgradeType)
+	}
+	if diff := cmp.Diff([]string{"websocket", "SPDY/3.1"}, upgrades); diff != "" {
+		t.Errorf("upgrades (-want +got):\n%s", diff)
+	}
+	if names := []string{hcm.HttpFilters[0].Name, hcm.HttpFilters[1].Name}; names[0] != "envoy.filters.http.ext_authz" || names[1] != "envoy.filters.http.router" {
+		t.Errorf("filters %v, want ext_authz then router", names)
+	}
+	authz := &extauthzv3.ExtAuthz{}
+	if err := hcm.HttpFilters[0].GetTypedConfig().UnmarshalTo(authz); err != nil {
+		t.Fatal(err)
+	}
+	gs := authz.GetGrpcService()
+	if gs.GetEnvoyGrpc().GetClusterName() != "authz" || gs.GetTimeout().AsDuration() != 750*time.Millisecond {
+		t.Errorf("ext_authz service %v, want cluster authz with timeout 750ms", gs)
+	}
+	if authz.FailureModeAllow || authz.StatusOnError.GetCode() != 503 {
+		t.Errorf("ext_authz must fail closed with 503: failure_mode_allow %v, status_on_error %v", authz.FailureModeAllow, authz.StatusOnError)
+	}
+}
+
+func TestTranslateErrors(t *testing.T) {
+	noCA := secure(t, "https://127.0.0.1:6443")
+	noCA.CA = nil
+	halfCert := secure(t, "https://127.0.0.1:6443")
+	halfCert.ClientKey = nil
+	noServing := goldenOptions(t)
+	noServing.ServingKey = nil
+	noPort := goldenOptions(t)
+	noPort.ListenPort = 0
+	tests := map[string]struct {
+		model model.Model
+		opts  Options
+		want  string
+	}{
+		"https upstream without a CA": {model.New(model.Target{Ref: demo, Upstream: noCA}), goldenOptions(t), `cluster "demo": https upstream https://127.0.0.1:6443 has no CA`},
+		"client cert without key":     {model.New(model.Target{Ref: demo, Upstream: halfCert}), goldenOptions(t), "client certificate and key: both or neither"},
+		"invalid target name":         {model.New(model.Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "../x"}, Upstream: plain(t, "http://127.0.0.1:1")}), goldenOptions(t), `cluster "../x" is not valid`},
+		"upstream without url":        {model.New(model.Target{Ref: demo}), goldenOptions(t), "upstream has no URL"},
+		"no serving key":              {model.New(), noServing, "the serving certificate and key are required"},
+		"no listen port":              {model.New(), noPort, "listen port 0"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := Translate(tc.model, tc.opts)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Translate error = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// Equal models in any order translate to equal bytes: what makes the server's content hash
+// (and so "an unchanged reload pushes nothing") work.
+func TestTranslateIsDeterministic(t *testing.T) {
+	targets := []model.Target{
+		{Ref: demo, Upstream: secure(t, "https://127.0.0.1:6443")},
+		{Ref: vc1, Upstream: secure(t, "https://127.0.0.1:7443")},
+		{Ref: grafana, Upstream: plain(t, "http://127.0.0.1:3000")},
+		{Ref: mgmt, Upstream: secure(t, "https://127.0.0.1:9443")},
+		{Ref: auth, Upstream: plain(t, "http://127.0.0.1:8080")},
+	}
+	first := marshalAll(t, translate(t, targets...))
+	for i := range 10 {
+		shuffled := append([]model.Target(nil), targets...)
+		rand.Shuffle(len(shuffled), func(a, b int) { shuffled[a], shuffled[b] = shuffled[b], shuffled[a] })
+		if got := marshalAll(t, translate(t, shuffled...)); got != first {
+			t.Fatalf("shuffle %d translated differently", i)
+		}
+	}
+}
+
+func marshalAll(t *testing.T, r Resources) string {
+	t.Helper()
+	var b strings.Builder
+	opts := proto.MarshalOptions{Deterministic: true}
+	for _, m := range append(append([]proto.Message{r.Listeners[0]}, r.Routes[0]), clusterMessages(r)...) {
+		data, err := opts.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(data)
+	}
+	return b.String()
+}
+
+func exact(s string) *matcherv3.StringMatcher {
+	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}
+}
+
+func clusterMessages(r Resources) []proto.Message {
+	var ms []proto.Message
+	for _, c := range r.Clusters {
+		ms = append(ms, c)
+	}
+	return ms
+}
