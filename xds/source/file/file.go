@@ -18,6 +18,7 @@ import (
 	"strconv"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/keygate-dev/keygate/xds/model"
@@ -99,18 +100,25 @@ func (l *loader) errorf(format string, args ...any) {
 }
 
 func (l *loader) parse(data []byte) (model.Model, error) {
-	// A file with no document at all is far more likely a write caught half-way (truncate, then
-	// write) than a wish to remove every route, so it is refused.
-	jsonData, err := yaml.YAMLToJSON(data)
+	// YAMLToJSONStrict refuses duplicate keys, which YAML parsers otherwise resolve silently.
+	jsonData, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
 		return model.Model{}, fmt.Errorf("not valid YAML: %w", err)
 	}
+	// A file with no document at all is far more likely a write caught half-way (truncate, then
+	// write) than a wish to remove every route, so it is refused.
 	if t := bytes.TrimSpace(jsonData); len(t) == 0 || string(t) == "null" {
 		return model.Model{}, errors.New("the file is empty; to serve no targets write `clusters: []`")
 	}
+	// Field names match case-sensitively (encoding/json would take `cafile` for `caFile`), and
+	// unknown fields are errors: a typo must not silently drop a setting.
 	var doc document
-	if err := yaml.UnmarshalStrict(data, &doc); err != nil {
+	strictErrs, err := sigsjson.UnmarshalStrict(jsonData, &doc)
+	if err != nil {
 		return model.Model{}, fmt.Errorf("not a valid targets file (schema: xds/README.md): %w", err)
+	}
+	if len(strictErrs) > 0 {
+		return model.Model{}, fmt.Errorf("not a valid targets file (schema: xds/README.md): %w", errors.Join(strictErrs...))
 	}
 
 	var targets []model.Target

@@ -138,8 +138,12 @@ func TestLoadErrors(t *testing.T) {
 		"only comments":         {"# nothing yet\n", []string{"the file is empty"}},
 		"not yaml":              {"clusters: [\n", []string{"not valid YAML"}},
 		"unknown top-level key": {"cluster: []\n", []string{`unknown field "cluster"`}},
-		"unknown upstream key":  {"clusters:\n  - {name: demo, url: \"http://127.0.0.1:1\", insecure: true}\n", []string{`unknown field "insecure"`}},
-		"duplicate key":         {"clusters: []\nclusters: []\n", []string{`"clusters" already set`}},
+		"unknown upstream key":  {"clusters:\n  - {name: demo, url: \"http://127.0.0.1:1\", insecure: true}\n", []string{`unknown field "clusters[0].insecure"`}},
+		"duplicate key":         {"clusters: []\nclusters: []\n", []string{`key "clusters" already set in map`}},
+		"field in the wrong case": {
+			"clusters:\n  - {name: demo, url: \"https://127.0.0.1:6443\", cafile: ca.crt}\n",
+			[]string{`unknown field "clusters[0].cafile"`},
+		},
 		"missing ca file": {
 			"clusters:\n  - {name: demo, url: \"http://127.0.0.1:1\"}\n  - {name: staging, url: \"https://127.0.0.1:6443\", caFile: staging-ca.crt}\n",
 			[]string{"clusters[1] (staging): caFile: open ", "staging-ca.crt: no such file or directory"},

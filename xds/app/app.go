@@ -1,0 +1,256 @@
+// Package app is the xds command: flags, start-up checks, and the wiring of the targets-file
+// source, the translator and the xDS server, with /metrics, /healthz and /readyz beside them.
+// xds/cmd/xds/main.go only calls Main.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keygate-dev/keygate/internal/flagenv"
+	"github.com/keygate-dev/keygate/internal/ops"
+	"github.com/keygate-dev/keygate/xds/server"
+	"github.com/keygate-dev/keygate/xds/source/file"
+	"github.com/keygate-dev/keygate/xds/translate"
+)
+
+// EnvPrefix is the prefix of the environment variables that stand for flags: XDS_TARGETS_FILE
+// for --targets-file.
+const EnvPrefix = "XDS"
+
+const summary = `xds: the keygate control plane. It reads the targets file, translates it into Envoy's
+listener, routes and clusters, and serves them to every Envoy over delta ADS (gRPC). Edits of
+the targets file apply without restarting anything; a bad edit is refused and logged.
+
+Usage: xds --targets-file targets.yaml --tls-cert-file edge.crt --tls-key-file edge.key [flags]`
+
+// Config is the parsed command line.
+type Config struct {
+	TargetsFile     string
+	GRPCAddress     string
+	HTTPAddress     string
+	ListenAddress   string
+	TLSCertFile     string
+	TLSKeyFile      string
+	ExtAuthzCluster string
+	ExtAuthzTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+}
+
+// UsageError is a bad command line; the command exits with status 2.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// ParseFlags parses args (and XDS_* environment variables) into a Config. Usage goes to out.
+func ParseFlags(args []string, out io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("xds", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.TargetsFile, "targets-file", "", "the YAML file of targets (schema: xds/README.md); required")
+	fs.StringVar(&c.GRPCAddress, "grpc-address", "127.0.0.1:18000", "host:port of the xDS gRPC server that Envoy connects to")
+	fs.StringVar(&c.HTTPAddress, "http-address", "127.0.0.1:18001", "host:port of /metrics, /healthz and /readyz")
+	fs.StringVar(&c.ListenAddress, "listen-address", "0.0.0.0:8443", "host:port of Envoy's HTTPS listener (the edge)")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", "", "PEM certificate (chain) the edge serves; required")
+	fs.StringVar(&c.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file; required")
+	fs.StringVar(&c.ExtAuthzCluster, "extauthz-cluster", translate.DefaultExtAuthzCluster, "Envoy cluster of the ext_authz gRPC service (defined in Envoy's bootstrap)")
+	fs.DurationVar(&c.ExtAuthzTimeout, "extauthz-timeout", translate.DefaultExtAuthzTimeout, "how long Envoy waits for an access-key check before it answers 503")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
+	fs.Usage = flagenv.Usage(fs, EnvPrefix, summary)
+	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Config{}, err
+		}
+		return Config{}, &UsageError{err}
+	}
+	if fs.NArg() > 0 {
+		return Config{}, &UsageError{fmt.Errorf("unexpected arguments %q: xds takes flags only", fs.Args())}
+	}
+	if err := c.validate(); err != nil {
+		return Config{}, &UsageError{err}
+	}
+	return c, nil
+}
+
+func (c Config) validate() error {
+	var errs []error
+	required := func(name, v string) {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("--%s (or %s) is required", name, flagenv.EnvName(EnvPrefix, name)))
+		}
+	}
+	required("targets-file", c.TargetsFile)
+	required("tls-cert-file", c.TLSCertFile)
+	required("tls-key-file", c.TLSKeyFile)
+	for _, a := range []struct{ name, v string }{{"grpc-address", c.GRPCAddress}, {"http-address", c.HTTPAddress}, {"listen-address", c.ListenAddress}} {
+		if _, _, err := splitAddress(a.v); err != nil {
+			errs = append(errs, fmt.Errorf("--%s: %w", a.name, err))
+		}
+	}
+	if host, _, err := splitAddress(c.ListenAddress); err == nil && net.ParseIP(host) == nil {
+		errs = append(errs, fmt.Errorf("--listen-address: %q: Envoy listens on an IP address, e.g. 0.0.0.0:8443", c.ListenAddress))
+	}
+	if c.ExtAuthzCluster == "" {
+		errs = append(errs, errors.New("--extauthz-cluster must not be empty"))
+	}
+	if c.ExtAuthzTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--extauthz-timeout %s must be positive", c.ExtAuthzTimeout))
+	}
+	if _, err := newLogger(io.Discard, c.LogLevel, c.LogFormat); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// splitAddress parses host:port with a numeric port from 1 to 65535 (the host may be empty).
+func splitAddress(addr string) (string, uint32, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q is not host:port", addr)
+	}
+	port, err := strconv.ParseUint(p, 10, 16)
+	if err != nil || port == 0 {
+		return "", 0, fmt.Errorf("%q: port %q is not a number from 1 to 65535", addr, p)
+	}
+	return host, uint32(port), nil
+}
+
+// newLogger is ops.NewLogger writing to w (tests read the log).
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want json or text", format)
+}
+
+// Main runs the command with args until SIGINT or SIGTERM and returns its exit status: 0, 1 for
+// a failure, 2 for a bad command line.
+func Main(args []string) int {
+	ctx, stop := ops.SignalContext()
+	defer stop()
+	err := Run(ctx, args, os.Stderr)
+	var usage *UsageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &usage):
+		fmt.Fprintf(os.Stderr, "xds: %v\nRun xds --help for the flags.\n", err)
+		return 2
+	default:
+		fmt.Fprintf(os.Stderr, "xds: %v\n", err)
+		return 1
+	}
+}
+
+// Run runs the command with args until ctx ends, logging to logOut. It returns a *UsageError
+// for a bad command line, and an error if start-up fails (e.g. a bad targets file) or a server
+// stops.
+func Run(ctx context.Context, args []string, logOut io.Writer) error {
+	cfg, err := ParseFlags(args, logOut)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(logOut, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return &UsageError{err}
+	}
+	topts, err := translateOptions(cfg)
+	if err != nil {
+		return err
+	}
+	reg := ops.NewRegistry()
+	srv, err := server.New(server.Options{Translate: topts, Log: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	watcher, m, err := file.Watch(cfg.TargetsFile, log, file.DefaultDebounce)
+	if err != nil {
+		return err
+	}
+	if err := srv.Update(ctx, m); err != nil {
+		watcher.Close()
+		return fmt.Errorf("targets file %s: %w", cfg.TargetsFile, err)
+	}
+	grpcListener, err := net.Listen("tcp", cfg.GRPCAddress)
+	if err != nil {
+		watcher.Close()
+		return fmt.Errorf("xds gRPC: listen on %s: %w", cfg.GRPCAddress, err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tasks := []func() error{
+		func() error { return srv.Serve(ctx, grpcListener) },
+		func() error { return ops.ServeHTTP(ctx, log, "xds http", cfg.HTTPAddress, ops.Handler(reg, srv.Ready)) },
+		func() error { return watcher.Run(ctx, srv.Update, srv.SourceError) },
+	}
+	errc := make(chan error, len(tasks))
+	for _, task := range tasks {
+		go func() { errc <- task() }()
+	}
+	log.Info("xds started", "targets_file", cfg.TargetsFile, "grpc_address", cfg.GRPCAddress,
+		"http_address", cfg.HTTPAddress, "listen_address", cfg.ListenAddress, "version", srv.Version())
+
+	// The first task to end (with ctx: all of them) ends the others.
+	var first error
+	for range tasks {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+		cancel()
+	}
+	if first != nil {
+		return first
+	}
+	log.Info("xds stopped")
+	return nil
+}
+
+// translateOptions reads the serving certificate and builds the translator's options.
+func translateOptions(cfg Config) (translate.Options, error) {
+	cert, err := os.ReadFile(cfg.TLSCertFile)
+	if err != nil {
+		return translate.Options{}, fmt.Errorf("--tls-cert-file: %w", err)
+	}
+	key, err := os.ReadFile(cfg.TLSKeyFile)
+	if err != nil {
+		return translate.Options{}, fmt.Errorf("--tls-key-file: %w", err)
+	}
+	// Envoy would refuse the listener: catch it here, with a clearer message.
+	if _, err := tls.X509KeyPair(cert, key); err != nil {
+		return translate.Options{}, fmt.Errorf("--tls-cert-file %s and --tls-key-file %s: not a matching PEM certificate and key: %w", cfg.TLSCertFile, cfg.TLSKeyFile, err)
+	}
+	host, port, err := splitAddress(cfg.ListenAddress)
+	if err != nil {
+		return translate.Options{}, fmt.Errorf("--listen-address: %w", err)
+	}
+	return translate.Options{
+		ListenAddress:   host,
+		ListenPort:      port,
+		ServingCert:     cert,
+		ServingKey:      key,
+		ExtAuthzCluster: cfg.ExtAuthzCluster,
+		ExtAuthzTimeout: cfg.ExtAuthzTimeout,
+	}, nil
+}

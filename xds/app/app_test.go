@@ -1,0 +1,117 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseFlags(t *testing.T) {
+	required := []string{"--targets-file", "t.yaml", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"}
+	tests := map[string]struct {
+		args []string
+		env  map[string]string
+		want Config
+	}{
+		"defaults": {
+			args: required,
+			want: Config{TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
+				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, LogLevel: "info", LogFormat: "json"},
+		},
+		"environment": {
+			env: map[string]string{"XDS_TARGETS_FILE": "env.yaml", "XDS_TLS_CERT_FILE": "c", "XDS_TLS_KEY_FILE": "k", "XDS_EXTAUTHZ_TIMEOUT": "500ms", "XDS_LISTEN_ADDRESS": "127.0.0.1:9443"},
+			want: Config{TargetsFile: "env.yaml", TLSCertFile: "c", TLSKeyFile: "k", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
+				ListenAddress: "127.0.0.1:9443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 500 * time.Millisecond, LogLevel: "info", LogFormat: "json"},
+		},
+		"flag wins over environment": {
+			args: append([]string{"--log-format", "text"}, required...),
+			env:  map[string]string{"XDS_LOG_FORMAT": "json", "XDS_TARGETS_FILE": "env.yaml"},
+			want: Config{TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
+				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, LogLevel: "info", LogFormat: "text"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			got, err := ParseFlags(tc.args, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("config (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	required := []string{"--targets-file", "t.yaml", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"}
+	tests := map[string]struct {
+		args []string
+		want []string
+	}{
+		"nothing":            {nil, []string{"--targets-file (or XDS_TARGETS_FILE) is required", "--tls-cert-file (or XDS_TLS_CERT_FILE) is required", "--tls-key-file (or XDS_TLS_KEY_FILE) is required"}},
+		"unknown flag":       {append([]string{"--insecure"}, required...), []string{"flag provided but not defined: -insecure"}},
+		"positional":         {append(required, "extra"), []string{`unexpected arguments ["extra"]`}},
+		"bad timeout":        {append([]string{"--extauthz-timeout", "soon"}, required...), []string{`invalid value "soon" for flag -extauthz-timeout`}},
+		"zero timeout":       {append([]string{"--extauthz-timeout", "0s"}, required...), []string{"--extauthz-timeout 0s must be positive"}},
+		"listen on a name":   {append([]string{"--listen-address", "edge.example.com:8443"}, required...), []string{"Envoy listens on an IP address"}},
+		"grpc without port":  {append([]string{"--grpc-address", "127.0.0.1"}, required...), []string{`--grpc-address: "127.0.0.1" is not host:port`}},
+		"http port too high": {append([]string{"--http-address", "127.0.0.1:70000"}, required...), []string{`--http-address: "127.0.0.1:70000": port "70000"`}},
+		"bad log level":      {append([]string{"--log-level", "loud"}, required...), []string{`--log-level "loud"`}},
+		"bad log format":     {append([]string{"--log-format", "xml"}, required...), []string{`--log-format "xml"`}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := ParseFlags(tc.args, io.Discard)
+			var usage *UsageError
+			if !errors.As(err, &usage) {
+				t.Fatalf("ParseFlags error = %v, want a UsageError (exit status 2)", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestRunStartupErrors(t *testing.T) {
+	tests := map[string]struct {
+		args []string
+		want string
+	}{
+		"missing serving certificate": {
+			[]string{"--targets-file", "testdata/none.yaml", "--tls-cert-file", "/nonexistent.crt", "--tls-key-file", "/nonexistent.key"},
+			"--tls-cert-file: open /nonexistent.crt: no such file or directory",
+		},
+		"mismatched serving key": {
+			[]string{"--targets-file", "testdata/none.yaml", "--tls-cert-file", "../translate/testdata/pki/serving.crt", "--tls-key-file", "../translate/testdata/pki/edge.key"},
+			"not a matching PEM certificate and key",
+		},
+		"bad targets file": {
+			[]string{"--targets-file", "testdata/bad.yaml", "--tls-cert-file", "../translate/testdata/pki/serving.crt", "--tls-key-file", "../translate/testdata/pki/serving.key"},
+			"clusters[0] (demo): caFile: an https upstream needs caFile or caData",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := Run(context.Background(), tc.args, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Run error = %v, want one containing %q", err, tc.want)
+			}
+			var usage *UsageError
+			if errors.As(err, &usage) {
+				t.Errorf("a start-up failure is not a usage error (exit 1, not 2): %v", err)
+			}
+		})
+	}
+}
