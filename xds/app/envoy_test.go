@@ -53,6 +53,9 @@ type platform struct {
 	xdsLog      *syncBuffer
 	envoy       *proc.Process
 
+	authz     *grpc.Server
+	authzAddr string
+
 	upstreamCA *testpki.CA
 	edgeCert   testpki.Pair
 	upstreams  map[string]*httptest.Server
@@ -150,15 +153,10 @@ func startPlatform() (*platform, func(), error) {
 		cleanups = append(cleanups, s.Close)
 	}
 
-	// The fake ext_authz.
-	authzListener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if err := p.startAuthz("127.0.0.1:0"); err != nil {
 		return nil, cleanup, err
 	}
-	authz := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(authz, fakeAuthz{})
-	go authz.Serve(authzListener)
-	cleanups = append(cleanups, authz.Stop)
+	cleanups = append(cleanups, func() { p.authz.Stop() })
 
 	if err := p.writeTargets(p.baseTargets()); err != nil {
 		return nil, cleanup, err
@@ -202,7 +200,7 @@ func startPlatform() (*platform, func(), error) {
 	}
 
 	// Envoy.
-	bootstrap, err := envoy.Render(envoy.Params{NodeID: "xds-test", AdminAddress: adminAddr, XDSAddress: grpcAddr, ExtAuthzAddress: authzListener.Addr().String()})
+	bootstrap, err := envoy.Render(envoy.Params{NodeID: "xds-test", AdminAddress: adminAddr, XDSAddress: grpcAddr, ExtAuthzAddress: p.authzAddr})
 	if err != nil {
 		return nil, cleanup, err
 	}
@@ -234,6 +232,19 @@ func startPlatform() (*platform, func(), error) {
 		},
 	}
 	return p, cleanup, nil
+}
+
+// startAuthz starts the fake ext_authz on addr.
+func (p *platform) startAuthz(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	p.authz = grpc.NewServer()
+	authv3.RegisterAuthorizationServer(p.authz, fakeAuthz{})
+	p.authzAddr = l.Addr().String()
+	go p.authz.Serve(l)
+	return nil
 }
 
 // tlsUpstream is an HTTPS echo server that only talks to clients with a certificate from the
@@ -634,6 +645,34 @@ func TestEnvoyAcceptedEveryConfiguration(t *testing.T) {
 	}
 	if got := edge.metric(t, "keygate_xds_connected_envoys"); got != 1 {
 		t.Errorf("keygate_xds_connected_envoys = %v, want 1", got)
+	}
+}
+
+// TestExtAuthzDownFailsClosed: with ext_authz unreachable, nothing gets through and clients see
+// 503 (an outage), not 403 or 200.
+func TestExtAuthzDownFailsClosed(t *testing.T) {
+	const path = "/kubernetes/cluster/demo/api"
+	edge.authz.Stop()
+	t.Cleanup(func() {
+		if err := edge.startAuthz(edge.authzAddr); err != nil {
+			t.Fatalf("restart ext_authz: %v", err)
+		}
+		eventually(t, "requests pass again after ext_authz is back", func() error {
+			r, err := edge.try(path, nil)
+			if err != nil {
+				return err
+			}
+			if r.status != http.StatusOK {
+				return fmt.Errorf("GET %s: %d %s", path, r.status, r.body)
+			}
+			return nil
+		})
+	})
+	for _, p := range []string{path, "/nope", "/kubernetes/cluster/demo"} {
+		r := edge.get(t, p, nil)
+		if r.status != http.StatusServiceUnavailable {
+			t.Errorf("GET %s with ext_authz down: %d %s, want 503", p, r.status, r.body)
+		}
 	}
 }
 
