@@ -87,9 +87,10 @@ func (s *Server) request(id int64, node *corev3.Node, typeURL, nonce, errMsg str
 	if !nack {
 		return
 	}
-	s.metrics.nacks.WithLabelValues(shortType(typeURL)).Inc()
+	// Log before counting: whoever sees the count can then find the reason in the log.
 	s.log.Error("Envoy rejected the configuration (NACK); it keeps its previous one",
 		"node", st.nodeID(), "type", shortType(typeURL), "nonce", nonce, "error", errMsg, "version", s.Version())
+	s.metrics.nacks.WithLabelValues(shortType(typeURL)).Inc()
 }
 
 // shortType names an xDS type for labels and logs: cluster, listener, route, or the type URL.

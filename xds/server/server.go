@@ -63,9 +63,10 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu      sync.Mutex // serialises Update
-	version string     // of the published snapshot, "" before the first
-	ready   atomic.Bool
+	mu sync.Mutex // serialises Update
+	// version is the version of the published snapshot. It is read without mu (by the
+	// callbacks, on Envoy's streams) so that they never wait on a publication in progress.
+	version atomic.Pointer[string]
 
 	streams sync.Map // stream id → *stream
 }
@@ -113,7 +114,7 @@ func (s *Server) Update(ctx context.Context, m model.Model) error {
 		s.metrics.reloads.WithLabelValues(ResultRejected).Inc()
 		return err
 	}
-	if version == s.version {
+	if version == s.Version() {
 		s.metrics.reloads.WithLabelValues(ResultUnchanged).Inc()
 		s.metrics.lastSuccess.SetToCurrentTime()
 		s.log.Debug("targets unchanged; nothing to push", "version", version)
@@ -132,8 +133,7 @@ func (s *Server) Update(ctx context.Context, m model.Model) error {
 		s.metrics.reloads.WithLabelValues(ResultRejected).Inc()
 		return fmt.Errorf("publish snapshot: %w", err)
 	}
-	s.version = version
-	s.ready.Store(true)
+	s.version.Store(&version)
 	s.metrics.reloads.WithLabelValues(ResultApplied).Inc()
 	s.metrics.lastSuccess.SetToCurrentTime()
 	counts := m.Counts()
@@ -154,15 +154,16 @@ func (s *Server) SourceError(error) {
 
 // Version is the version of the published configuration, "" before the first.
 func (s *Server) Version() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.version
+	if v := s.version.Load(); v != nil {
+		return *v
+	}
+	return ""
 }
 
 // Ready reports nil once a configuration has been published: an Envoy connecting before that
 // would wait for one.
 func (s *Server) Ready(context.Context) error {
-	if !s.ready.Load() {
+	if s.version.Load() == nil {
 		return errors.New("no configuration published yet")
 	}
 	return nil
