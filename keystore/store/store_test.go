@@ -1,0 +1,247 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/keygate-dev/keygate/internal/redisserver"
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+)
+
+var (
+	rdb   *redis.Client
+	store *Store
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "keygate-store-test-")
+	if err != nil {
+		panic(err)
+	}
+	srv, err := redisserver.Start(context.Background(), redisserver.Options{Dir: dir})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "keystore/store tests need a real Redis:", err)
+		os.Exit(1)
+	}
+	rdb = redis.NewClient(&redis.Options{Addr: srv.Addr})
+	store = New(rdb)
+	code := m.Run()
+	srv.Stop()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func key(name string, spec v1.OwnedAccessKeySpec) *v1.OwnedAccessKey {
+	return &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
+}
+
+func TestCreateLookupGetDelete(t *testing.T) {
+	ctx := context.Background()
+	plain, err := store.Create(ctx, key("crud", v1.OwnedAccessKeySpec{User: "alice", Groups: []string{"dev"}, TTL: 60}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.Lookup(ctx, plain)
+	if err != nil {
+		t.Fatalf("Lookup: %v", err)
+	}
+	if got.Name != "crud" || got.Spec.User != "alice" || got.Spec.TTL != 60 || got.Spec.Key != "" || got.UID == "" || got.CreationTimestamp.IsZero() {
+		t.Errorf("Lookup = %+v; want name crud, user alice, ttl 60, no key, a uid and a creation time", got)
+	}
+	if got.Kind != "OwnedAccessKey" || got.APIVersion != "management.loft.sh/v1" {
+		t.Errorf("type = %s %s", got.APIVersion, got.Kind)
+	}
+	byName, err := store.Get(ctx, "crud")
+	if err != nil || byName.UID != got.UID {
+		t.Fatalf("Get = %v, %v", byName, err)
+	}
+	if err := store.Delete(ctx, "crud"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Lookup(ctx, plain); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Lookup after delete: %v, want ErrNotFound", err)
+	}
+	if _, err := store.Get(ctx, "crud"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get after delete: %v, want ErrNotFound", err)
+	}
+	if err := store.Delete(ctx, "crud"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second delete: %v, want ErrNotFound", err)
+	}
+}
+
+func TestCreateKeepsGivenCreationTimestamp(t *testing.T) {
+	past := metav1.NewTime(time.Now().Add(-48 * time.Hour).UTC().Truncate(time.Second))
+	k := key("backdated", v1.OwnedAccessKeySpec{User: "bob"})
+	k.CreationTimestamp = past
+	plain, err := store.Create(context.Background(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := store.Lookup(context.Background(), plain)
+	if !got.CreationTimestamp.Equal(&past) {
+		t.Errorf("creationTimestamp = %v, want %v", got.CreationTimestamp, past)
+	}
+}
+
+func TestGeneratedKeys(t *testing.T) {
+	format := regexp.MustCompile(`^kgk_[A-Za-z0-9_-]{43}$`)
+	seen := map[string]bool{}
+	for i := range 50 {
+		k, err := GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !format.MatchString(k) {
+			t.Fatalf("generated key %d has the wrong format", i)
+		}
+		if seen[k] {
+			t.Fatal("generated the same key twice")
+		}
+		seen[k] = true
+	}
+}
+
+func TestCreateRefuses(t *testing.T) {
+	ctx := context.Background()
+	if _, err := store.Create(ctx, key("taken", v1.OwnedAccessKeySpec{User: "u"})); err != nil {
+		t.Fatal(err)
+	}
+	supplied := strings.Repeat("s", 40)
+	if _, err := store.Create(ctx, key("supplied", v1.OwnedAccessKeySpec{User: "u", Key: supplied})); err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]struct {
+		key     *v1.OwnedAccessKey
+		want    error
+		message string
+	}{
+		"short key":         {key("short", v1.OwnedAccessKeySpec{Key: "too-short"}), ErrInvalid, "at least 32 characters"},
+		"no name":           {key("", v1.OwnedAccessKeySpec{}), ErrInvalid, "metadata.name is required"},
+		"bad name":          {key("Not_A_Name", v1.OwnedAccessKeySpec{}), ErrInvalid, "metadata.name"},
+		"taken name":        {key("taken", v1.OwnedAccessKeySpec{}), ErrAlreadyExists, "taken"},
+		"same key material": {key("copy", v1.OwnedAccessKeySpec{Key: supplied}), ErrAlreadyExists, "same key material"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := store.Create(ctx, tc.key)
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.message) {
+				t.Errorf("Create: %v; want %v mentioning %q", err, tc.want, tc.message)
+			}
+		})
+	}
+	// A refused duplicate must not have taken the name.
+	if _, err := store.Get(ctx, "copy"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("name of a refused key is taken: %v", err)
+	}
+}
+
+func TestConcurrentCreatesOfOneName(t *testing.T) {
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = store.Create(context.Background(), key("race", v1.OwnedAccessKeySpec{User: "u"}))
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, ErrAlreadyExists):
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d creates of one name succeeded, want exactly 1", won)
+	}
+}
+
+func TestSetDisabled(t *testing.T) {
+	ctx := context.Background()
+	plain, err := store.Create(ctx, key("toggle", v1.OwnedAccessKeySpec{User: "u"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []bool{true, false} {
+		if err := store.SetDisabled(ctx, "toggle", want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := store.Lookup(ctx, plain)
+		if err != nil || got.Spec.Disabled != want {
+			t.Errorf("after SetDisabled(%v): %+v, %v", want, got, err)
+		}
+	}
+	if err := store.SetDisabled(ctx, "nope", true); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SetDisabled of a missing key: %v", err)
+	}
+}
+
+func TestList(t *testing.T) {
+	ctx := context.Background()
+	for _, n := range []string{"list-b", "list-a"} {
+		if _, err := store.Create(ctx, key(n, v1.OwnedAccessKeySpec{User: "u"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := store.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, k := range all {
+		if strings.HasPrefix(k.Name, "list-") {
+			names = append(names, k.Name)
+		}
+		if k.Spec.Key != "" {
+			t.Errorf("List returned the key of %s", k.Name)
+		}
+	}
+	if strings.Join(names, ",") != "list-a,list-b" {
+		t.Errorf("List names = %v, want list-a,list-b in order", names)
+	}
+}
+
+// Nothing in Redis holds a plain key: not as a key name, not in a value.
+func TestPlainKeyIsNeverStored(t *testing.T) {
+	ctx := context.Background()
+	plain, err := store.Create(ctx, key("secret", v1.OwnedAccessKeySpec{User: "u"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	supplied := "client-supplied-key-" + strings.Repeat("x", 20)
+	if _, err := store.Create(ctx, key("secret2", v1.OwnedAccessKeySpec{Key: supplied})); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) == 0 {
+		t.Fatal("Redis is empty: the test would prove nothing")
+	}
+	for _, k := range keys {
+		v, err := rdb.Get(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, secret := range []string{plain, supplied} {
+			if strings.Contains(k, secret) || strings.Contains(v, secret) {
+				t.Errorf("Redis key %s holds a plain access key", k)
+			}
+		}
+	}
+}
