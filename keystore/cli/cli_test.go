@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/keygate-dev/keygate/internal/redisserver"
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/keystore/store"
+)
+
+var redisAddr string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "keygate-cli-test-")
+	if err != nil {
+		panic(err)
+	}
+	srv, err := redisserver.Start(context.Background(), redisserver.Options{Dir: dir})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "keystore/cli tests need a real Redis:", err)
+		os.Exit(1)
+	}
+	redisAddr = srv.Addr
+	code := m.Run()
+	srv.Stop()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func run(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = Main(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestCreateKeyPrintsOnlyTheKey(t *testing.T) {
+	code, out, errOut := run("create-key", "--redis-address", redisAddr, "--name", "ci", "--user", "alice", "--groups", "dev, qa", "--ttl", "24h")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	plain := strings.TrimSpace(out)
+	if !strings.HasPrefix(plain, store.KeyPrefix) || strings.Contains(plain, "\n") {
+		t.Fatalf("stdout = %q, want just the key", out)
+	}
+	if strings.Contains(errOut, plain) {
+		t.Error("the key was also printed on stderr")
+	}
+	k, err := store.New(redis.NewClient(&redis.Options{Addr: redisAddr})).Lookup(context.Background(), plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Spec.User != "alice" || strings.Join(k.Spec.Groups, ",") != "dev,qa" || k.Spec.TTL != 86400 || k.Spec.Type != v1.AccessKeyTypeUser {
+		t.Errorf("stored key = %+v", k.Spec)
+	}
+
+	code, out, _ = run("get-key", "--redis-address", redisAddr, "ci")
+	var got v1.OwnedAccessKey
+	if code != 0 || json.Unmarshal([]byte(out), &got) != nil || got.Name != "ci" || strings.Contains(out, plain) {
+		t.Errorf("get-key: exit %d, output %s", code, out)
+	}
+	if code, _, errOut := run("disable-key", "--redis-address", redisAddr, "ci"); code != 0 {
+		t.Fatalf("disable-key: %s", errOut)
+	}
+	k, _ = store.New(redis.NewClient(&redis.Options{Addr: redisAddr})).Lookup(context.Background(), plain)
+	if !k.Spec.Disabled {
+		t.Error("disable-key did not disable the key")
+	}
+	if code, _, errOut := run("delete-key", "--redis-address", redisAddr, "ci"); code != 0 {
+		t.Fatalf("delete-key: %s", errOut)
+	}
+	if code, _, errOut := run("get-key", "--redis-address", redisAddr, "ci"); code != 1 || !strings.Contains(errOut, "not found") {
+		t.Errorf("get-key after delete: exit %d, %s", code, errOut)
+	}
+}
+
+func TestRedisAddressFromEnvironment(t *testing.T) {
+	t.Setenv("KEYSTORE_REDIS_ADDRESS", redisAddr)
+	if code, out, errOut := run("create-key", "--team", "platform"); code != 0 || !strings.HasPrefix(out, store.KeyPrefix) {
+		t.Errorf("exit %d, stdout %q, stderr %s", code, out, errOut)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	tests := map[string]struct {
+		args    []string
+		code    int
+		message string
+	}{
+		"no command":      {nil, 2, "Usage: keystore COMMAND"},
+		"unknown command": {[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		"no owner":        {[]string{"create-key", "--redis-address", redisAddr}, 2, "needs --user or --team"},
+		"bad ttl":         {[]string{"create-key", "--redis-address", redisAddr, "--user", "u", "--ttl", "soon"}, 2, `--ttl "soon"`},
+		"short key":       {[]string{"create-key", "--redis-address", redisAddr, "--user", "u", "--key", "short"}, 1, "at least 32 characters"},
+		"unknown flag":    {[]string{"create-key", "--colour", "red"}, 2, "flag provided but not defined"},
+		"missing name":    {[]string{"get-key", "--redis-address", redisAddr}, 2, "exactly one key name"},
+		"redis down":      {[]string{"get-key", "--redis-address", "127.0.0.1:1", "x"}, 1, "connect"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			code, _, errOut := run(tc.args...)
+			if code != tc.code || !strings.Contains(errOut, tc.message) {
+				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", code, errOut, tc.code, tc.message)
+			}
+		})
+	}
+}
