@@ -219,3 +219,16 @@ func Parse(rawPath string) (r Ref, rest string) {
 	}
 	return r, after(n)
 }
+
+// Identity headers that carry several values (one Impersonate-Group line per group) cannot be
+// set by Envoy's ext_authz filter: it joins appended values with commas, and Kubernetes reads
+// "a,b" as one group. So extauthz also returns them in the dynamic metadata of its OK response,
+// under MetadataHeaderLists, as {header name: [values]}, and a Lua filter that xds installs
+// after ext_authz replaces each such header with one line per value. Clients cannot forge
+// dynamic metadata.
+const (
+	// MetadataNamespace is the namespace ext_authz's dynamic metadata lands in.
+	MetadataNamespace = "envoy.filters.http.ext_authz"
+	// MetadataHeaderLists is the metadata field holding the multi-valued headers.
+	MetadataHeaderLists = "header_lists"
+)

@@ -6,6 +6,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	luav3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -15,12 +16,15 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // Filter names, as Envoy knows the extensions.
 const (
 	extAuthzFilter = wellknown.HTTPExternalAuthorization // envoy.filters.http.ext_authz
 	routerFilter   = wellknown.Router                    // envoy.filters.http.router
+	luaFilter      = wellknown.Lua                       // envoy.filters.http.lua
 	hcmFilter      = wellknown.HTTPConnectionManager     // envoy.filters.network.http_connection_manager
 	tlsSocket      = wellknown.TransportSocketTLS        // envoy.transport_sockets.tls
 )
@@ -69,6 +73,25 @@ func httpsListener(o Options) (*listenerv3.Listener, error) {
 	}, nil
 }
 
+// headerListsLua writes the multi-valued identity headers that extauthz returned in its
+// dynamic metadata (see target.MetadataHeaderLists) as one header line per value, replacing
+// whatever the request had under those names. ext_authz cannot do this itself: it joins
+// appended values with commas. Without metadata (public routes, denials) it does nothing.
+var headerListsLua = `function envoy_on_request(handle)
+  local meta = handle:streamInfo():dynamicMetadata():get("` + target.MetadataNamespace + `")
+  if meta == nil then return end
+  local lists = meta["` + target.MetadataHeaderLists + `"]
+  if lists == nil then return end
+  local headers = handle:headers()
+  for name, values in pairs(lists) do
+    headers:remove(name)
+    for _, value in ipairs(values) do
+      headers:add(name, value)
+    end
+  end
+end
+`
+
 func connectionManager(o Options) (*hcmv3.HttpConnectionManager, error) {
 	authz, err := pack(&extauthzv3.ExtAuthz{
 		Services: &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
@@ -83,6 +106,12 @@ func connectionManager(o Options) (*hcmv3.HttpConnectionManager, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ext_authz filter: %w", err)
+	}
+	lua, err := pack(&luav3.Lua{DefaultSourceCode: &corev3.DataSource{
+		Specifier: &corev3.DataSource_InlineString{InlineString: headerListsLua},
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("lua filter: %w", err)
 	}
 	router, err := pack(&routerv3.Router{})
 	if err != nil {
@@ -118,6 +147,7 @@ func connectionManager(o Options) (*hcmv3.HttpConnectionManager, error) {
 		},
 		HttpFilters: []*hcmv3.HttpFilter{
 			{Name: extAuthzFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: authz}},
+			{Name: luaFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: lua}},
 			{Name: routerFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
 		},
 	}, nil

@@ -292,8 +292,13 @@ func TestListener(t *testing.T) {
 	if diff := cmp.Diff([]string{"websocket", "SPDY/3.1"}, upgrades); diff != "" {
 		t.Errorf("upgrades (-want +got):\n%s", diff)
 	}
-	if names := []string{hcm.HttpFilters[0].Name, hcm.HttpFilters[1].Name}; names[0] != "envoy.filters.http.ext_authz" || names[1] != "envoy.filters.http.router" {
-		t.Errorf("filters %v, want ext_authz then router", names)
+	var names []string
+	for _, f := range hcm.HttpFilters {
+		names = append(names, f.Name)
+	}
+	// The Lua filter must run after ext_authz (it reads its metadata) and before the router.
+	if diff := cmp.Diff([]string{"envoy.filters.http.ext_authz", "envoy.filters.http.lua", "envoy.filters.http.router"}, names); diff != "" {
+		t.Errorf("filters (-want +got):\n%s", diff)
 	}
 	authz := &extauthzv3.ExtAuthz{}
 	if err := hcm.HttpFilters[0].GetTypedConfig().UnmarshalTo(authz); err != nil {

@@ -1,0 +1,167 @@
+// Package app is the extauthz command: flags, wiring, serving and graceful shutdown.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/keygate-dev/keygate/extauthz/decide"
+	"github.com/keygate-dev/keygate/extauthz/identity"
+	"github.com/keygate-dev/keygate/extauthz/server"
+	"github.com/keygate-dev/keygate/internal/flagenv"
+	"github.com/keygate-dev/keygate/internal/ops"
+	"github.com/keygate-dev/keygate/keystore/store"
+)
+
+// EnvPrefix prefixes the environment variable of every flag: EXTAUTHZ_REDIS_ADDRESS.
+const EnvPrefix = "EXTAUTHZ"
+
+// Config is the parsed command line.
+type Config struct {
+	GRPCAddress, HTTPAddress       string
+	RedisAddresses                 []string
+	RedisPassword, RedisMasterName string
+	RedisDB                        int
+	GrafanaUserHeader              string
+	MaxTTL                         time.Duration
+	LogLevel, LogFormat            string
+}
+
+// ParseFlags reads the command line and the environment.
+func ParseFlags(args []string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("extauthz", flag.ContinueOnError)
+	fs.StringVar(&c.GRPCAddress, "grpc-address", "127.0.0.1:19000", "address of the ext_authz gRPC service that Envoy calls")
+	fs.StringVar(&c.HTTPAddress, "http-address", "127.0.0.1:19001", "address of /metrics, /healthz and /readyz")
+	redisAddrs := fs.String("redis-address", "127.0.0.1:6379", "Redis address; a comma-separated list for Redis Cluster or Sentinel")
+	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password")
+	fs.IntVar(&c.RedisDB, "redis-db", 0, "Redis database number (standalone only)")
+	fs.StringVar(&c.RedisMasterName, "redis-master-name", "", "Sentinel master name (Sentinel only)")
+	fs.StringVar(&c.GrafanaUserHeader, "grafana-user-header", identity.DefaultGrafanaUserHeader, "header Grafana's auth proxy reads the user from")
+	fs.DurationVar(&c.MaxTTL, "max-ttl", 0, "operator-wide cap on any key's lifetime, e.g. 720h; 0 means no cap")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
+	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: extauthz [flags]\n\nThe edge's Envoy ext_authz service: checks access keys in Redis and sets identity headers.")
+	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for _, a := range strings.Split(*redisAddrs, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return c, fmt.Errorf("--redis-address %q: want host:port", a)
+			}
+			c.RedisAddresses = append(c.RedisAddresses, a)
+		}
+	}
+	if len(c.RedisAddresses) == 0 {
+		return c, errors.New("--redis-address is empty")
+	}
+	if c.MaxTTL < 0 {
+		return c, errors.New("--max-ttl must not be negative")
+	}
+	if c.GrafanaUserHeader == "" {
+		return c, errors.New("--grafana-user-header is empty")
+	}
+	return c, nil
+}
+
+// Main runs extauthz until SIGINT or SIGTERM and returns the exit code.
+func Main(args []string) int {
+	c, err := ParseFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "extauthz:", err)
+		return 2
+	}
+	log, err := ops.NewLogger(c.LogLevel, c.LogFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "extauthz:", err)
+		return 2
+	}
+	ctx, stop := ops.SignalContext()
+	defer stop()
+	if err := Run(ctx, c, log); err != nil {
+		log.Error("extauthz failed", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// Run serves until ctx ends.
+func Run(ctx context.Context, c Config, log *slog.Logger) error {
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs: c.RedisAddresses, Password: c.RedisPassword, DB: c.RedisDB, MasterName: c.RedisMasterName,
+		// A check must answer well within Envoy's ext_authz timeout.
+		DialTimeout: time.Second, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
+	})
+	defer rdb.Close()
+
+	reg := ops.NewRegistry()
+	srv := server.New(store.New(rdb), server.Options{
+		Decide:   decide.Options{MaxTTL: c.MaxTTL},
+		Identity: identity.Options{GrafanaUserHeader: c.GrafanaUserHeader},
+	}, log, reg)
+
+	lis, err := net.Listen("tcp", c.GRPCAddress)
+	if err != nil {
+		return fmt.Errorf("listen on --grpc-address %s: %w", c.GRPCAddress, err)
+	}
+	gs := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+	authv3.RegisterAuthorizationServer(gs, srv)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+
+	ready := func(ctx context.Context) error {
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		log.Info("serving", "server", "ext_authz gRPC", "address", lis.Addr().String(), "redis", strings.Join(c.RedisAddresses, ","))
+		return gs.Serve(lis)
+	})
+	g.Go(func() error {
+		return ops.ServeHTTP(gctx, log, "metrics and health", c.HTTPAddress, ops.Handler(reg, ready))
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down")
+		hs.Shutdown()
+		// In-flight checks finish; Envoy's own timeout bounds how long that takes.
+		done := make(chan struct{})
+		go func() { gs.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			gs.Stop()
+		}
+		return nil
+	})
+	err = g.Wait()
+	if ctx.Err() != nil && (err == nil || errors.Is(err, grpc.ErrServerStopped)) {
+		return nil
+	}
+	return err
+}

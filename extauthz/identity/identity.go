@@ -1,0 +1,95 @@
+// Package identity computes the headers that tell an upstream who a request is from: the
+// owner of the access key, by impersonation for Kubernetes, front-proxy headers for the
+// management API, and the auth-proxy header for Grafana.
+package identity
+
+import (
+	"strings"
+
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/xds/target"
+)
+
+// Header is one header value; a name may repeat (one Impersonate-Group per group).
+type Header struct {
+	Name, Value string
+}
+
+// Options configure the headers.
+type Options struct {
+	// GrafanaUserHeader is the header Grafana's auth proxy reads the user from.
+	GrafanaUserHeader string
+}
+
+// DefaultGrafanaUserHeader is Grafana's default auth-proxy header.
+const DefaultGrafanaUserHeader = "X-WEBAUTH-USER"
+
+// User is who a key acts as: its user, or loft:team:<team> for a team key.
+func User(k *v1.OwnedAccessKey) string {
+	if k.Spec.User != "" {
+		return k.Spec.User
+	}
+	if k.Spec.Team != "" {
+		return "loft:team:" + k.Spec.Team
+	}
+	return ""
+}
+
+// Groups are the key's groups, then loft:user:<user> (or loft:team:<team>) and
+// system:authenticated, without duplicates, in that order.
+func Groups(k *v1.OwnedAccessKey) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(g string) {
+		if g != "" && !seen[g] {
+			seen[g] = true
+			out = append(out, g)
+		}
+	}
+	for _, g := range k.Spec.Groups {
+		add(g)
+	}
+	switch {
+	case k.Spec.User != "":
+		add("loft:user:" + k.Spec.User)
+	case k.Spec.Team != "":
+		add("loft:team:" + k.Spec.Team)
+	}
+	add("system:authenticated")
+	return out
+}
+
+// Headers returns the identity headers for a request with key k to a target of kind kind.
+func Headers(k *v1.OwnedAccessKey, kind target.Kind, opts Options) []Header {
+	var user, group, extra string
+	switch {
+	case kind.Kubernetes():
+		user, group, extra = "Impersonate-User", "Impersonate-Group", "Impersonate-Extra-Loft-Access-Key"
+	case kind == target.KindManagement:
+		user, group, extra = "X-Remote-User", "X-Remote-Group", "X-Remote-Extra-Loft-Access-Key"
+	case kind == target.KindGrafana:
+		name := opts.GrafanaUserHeader
+		if name == "" {
+			name = DefaultGrafanaUserHeader
+		}
+		return []Header{{name, User(k)}}
+	default:
+		return nil
+	}
+	hs := []Header{{user, User(k)}}
+	for _, g := range Groups(k) {
+		hs = append(hs, Header{group, g})
+	}
+	return append(hs, Header{extra, k.Name})
+}
+
+// IsIdentityHeader reports whether a client-sent header could claim an identity upstream;
+// such headers are always removed before forwarding.
+func IsIdentityHeader(name string, opts Options) bool {
+	n := strings.ToLower(name)
+	grafana := opts.GrafanaUserHeader
+	if grafana == "" {
+		grafana = DefaultGrafanaUserHeader
+	}
+	return strings.HasPrefix(n, "impersonate-") || strings.HasPrefix(n, "x-remote-") || n == strings.ToLower(grafana)
+}

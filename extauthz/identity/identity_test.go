@@ -1,0 +1,71 @@
+package identity
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/xds/target"
+)
+
+func key(spec v1.OwnedAccessKeySpec) *v1.OwnedAccessKey {
+	return &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: "k1"}, Spec: spec}
+}
+
+func TestHeaders(t *testing.T) {
+	alice := key(v1.OwnedAccessKeySpec{User: "alice", Groups: []string{"dev", "system:authenticated", "dev"}})
+	team := key(v1.OwnedAccessKeySpec{Team: "platform"})
+	tests := map[string]struct {
+		key  *v1.OwnedAccessKey
+		kind target.Kind
+		opts Options
+		want []Header
+	}{
+		"cluster, user key": {alice, target.KindCluster, Options{}, []Header{
+			{"Impersonate-User", "alice"},
+			{"Impersonate-Group", "dev"},
+			{"Impersonate-Group", "system:authenticated"},
+			{"Impersonate-Group", "loft:user:alice"},
+			{"Impersonate-Extra-Loft-Access-Key", "k1"},
+		}},
+		"virtual cluster, team key": {team, target.KindVirtualCluster, Options{}, []Header{
+			{"Impersonate-User", "loft:team:platform"},
+			{"Impersonate-Group", "loft:team:platform"},
+			{"Impersonate-Group", "system:authenticated"},
+			{"Impersonate-Extra-Loft-Access-Key", "k1"},
+		}},
+		"management": {alice, target.KindManagement, Options{}, []Header{
+			{"X-Remote-User", "alice"},
+			{"X-Remote-Group", "dev"},
+			{"X-Remote-Group", "system:authenticated"},
+			{"X-Remote-Group", "loft:user:alice"},
+			{"X-Remote-Extra-Loft-Access-Key", "k1"},
+		}},
+		"grafana default header": {alice, target.KindGrafana, Options{}, []Header{{"X-WEBAUTH-USER", "alice"}}},
+		"grafana custom header":  {team, target.KindGrafana, Options{GrafanaUserHeader: "X-Grafana-User"}, []Header{{"X-Grafana-User", "loft:team:platform"}}},
+		"no target":              {alice, target.KindNone, Options{}, nil},
+		"public target":          {alice, target.KindAuth, Options{}, nil},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, Headers(tc.key, tc.kind, tc.opts)); diff != "" {
+				t.Errorf("Headers (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestIsIdentityHeader(t *testing.T) {
+	tests := map[string]bool{
+		"Impersonate-User": true, "impersonate-group": true, "Impersonate-Uid": true, "impersonate-extra-scopes": true,
+		"X-Remote-User": true, "x-remote-extra-foo": true, "x-webauth-user": true,
+		"authorization": false, "x-forwarded-for": false, "impersonate": false, "content-type": false,
+	}
+	for name, want := range tests {
+		if got := IsIdentityHeader(name, Options{}); got != want {
+			t.Errorf("IsIdentityHeader(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -1,0 +1,218 @@
+// Package server is the Envoy ext_authz v3 gRPC service: it reads the key from the request,
+// looks it up, decides, and answers Envoy with identity headers or a Kubernetes Status denial.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/keygate-dev/keygate/extauthz/decide"
+	"github.com/keygate-dev/keygate/extauthz/identity"
+	"github.com/keygate-dev/keygate/extauthz/token"
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/keystore/store"
+	"github.com/keygate-dev/keygate/xds/target"
+)
+
+// Keys finds an access key by its plain key (store.Store in production).
+type Keys interface {
+	Lookup(ctx context.Context, plain string) (*v1.OwnedAccessKey, error)
+}
+
+// Options configure the server.
+type Options struct {
+	Decide   decide.Options
+	Identity identity.Options
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server implements authv3.AuthorizationServer.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	keys    Keys
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+}
+
+// New returns a server that looks keys up in keys and registers its metrics with reg.
+func New(keys Keys, opts Options, log *slog.Logger, reg prometheus.Registerer) *Server {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Server{keys: keys, opts: opts, log: log, metrics: newMetrics(reg)}
+}
+
+// Result labels of the checks metric.
+const (
+	ResultOK              = "ok"
+	ResultUnauthenticated = "unauthenticated"
+	ResultForbidden       = "forbidden"
+	ResultError           = "error"
+)
+
+// Check judges one request. It never returns an error to Envoy: every failure is an explicit
+// denial (a 503 when the key store cannot answer), so the edge fails closed with a readable body.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := time.Now()
+	httpReq := req.GetAttributes().GetRequest().GetHttp()
+	ref, err := s.target(req)
+	if err != nil {
+		s.log.Error("route carries bad target metadata: check the xds configuration", "error", err, "path", httpReq.GetPath())
+		return s.finish(start, ref, ResultError, deny(http.StatusInternalServerError, metav1.StatusReasonInternalError, "the edge is misconfigured for this path"))
+	}
+	if ref.Kind.Public() {
+		return s.finish(start, ref, ResultOK, allow(nil, nil))
+	}
+	headers := httpReq.GetHeaders()
+	plain, err := token.Bearer(headers["authorization"])
+	if err != nil {
+		s.log.Debug("request without a usable access key", "target", ref.String(), "error", err)
+		return s.finish(start, ref, ResultUnauthenticated, deny(http.StatusUnauthorized, metav1.StatusReasonUnauthorized, err.Error()))
+	}
+	key, err := s.keys.Lookup(ctx, plain)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.log.Info("denied: unknown access key", "target", ref.String())
+		return s.finish(start, ref, ResultUnauthenticated, deny(http.StatusUnauthorized, metav1.StatusReasonUnauthorized, "invalid access key"))
+	case err != nil:
+		s.metrics.storeErrors.Inc()
+		s.log.Error("key store unavailable: failing closed", "error", err)
+		return s.finish(start, ref, ResultError, deny(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "access keys cannot be checked right now; try again later"))
+	}
+	d := decide.Decide(key, ref, s.opts.Now(), s.opts.Decide)
+	switch d.Outcome {
+	case decide.Unauthenticated:
+		s.log.Info("denied", "key", key.Name, "reason", d.Reason, "target", ref.String())
+		return s.finish(start, ref, ResultUnauthenticated, deny(http.StatusUnauthorized, metav1.StatusReasonUnauthorized, d.Message))
+	case decide.Forbidden:
+		s.log.Info("denied", "key", key.Name, "reason", d.Reason, "target", ref.String())
+		return s.finish(start, ref, ResultForbidden, deny(http.StatusForbidden, metav1.StatusReasonForbidden, d.Message))
+	}
+	s.log.Debug("allowed", "key", key.Name, "user", identity.User(key), "target", ref.String())
+	set := identity.Headers(key, ref.Kind, s.opts.Identity)
+	return s.finish(start, ref, ResultOK, allow(set, s.headersToRemove(headers, set)))
+}
+
+// target is the route's target from its context extensions, or from the path when the Check
+// comes from an Envoy our xds does not program.
+func (s *Server) target(req *authv3.CheckRequest) (target.Ref, error) {
+	ref, ok, err := target.FromContextExtensions(req.GetAttributes().GetContextExtensions())
+	if err != nil || ok {
+		return ref, err
+	}
+	ref, _ = target.Parse(req.GetAttributes().GetRequest().GetHttp().GetPath())
+	return ref, nil
+}
+
+// headersToRemove lists the client's Authorization header and every client-sent header that
+// could claim an identity upstream, except the ones we set: those are overwritten instead, so
+// the result does not depend on whether Envoy applies removals before or after additions.
+func (s *Server) headersToRemove(reqHeaders map[string]string, set []identity.Header) []string {
+	ours := map[string]bool{}
+	for _, h := range set {
+		ours[strings.ToLower(h.Name)] = true
+	}
+	remove := []string{"authorization"}
+	for name := range reqHeaders {
+		n := strings.ToLower(name)
+		if identity.IsIdentityHeader(n, s.opts.Identity) && !ours[n] {
+			remove = append(remove, n)
+		}
+	}
+	return remove
+}
+
+func (s *Server) finish(start time.Time, ref target.Ref, result string, resp *authv3.CheckResponse) (*authv3.CheckResponse, error) {
+	kind := string(ref.Kind)
+	if kind == "" {
+		kind = "unknown"
+	}
+	s.metrics.checks.WithLabelValues(result, kind).Inc()
+	s.metrics.duration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	return resp, nil
+}
+
+// allow builds an OK response. Each header name's first value overwrites whatever the client
+// sent under that name. A name with several values (one Impersonate-Group per group) also goes
+// into the dynamic metadata, from which the edge's Lua filter writes one header line per value:
+// Envoy's ext_authz can only append by joining values with commas, which Kubernetes would read
+// as a single group (see target.MetadataHeaderLists).
+func allow(set []identity.Header, remove []string) *authv3.CheckResponse {
+	var opts []*corev3.HeaderValueOption
+	lists := map[string][]any{}
+	var order []string
+	for _, h := range set {
+		if _, seen := lists[h.Name]; !seen {
+			order = append(order, h.Name)
+			opts = append(opts, &corev3.HeaderValueOption{
+				Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
+				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			})
+		}
+		lists[h.Name] = append(lists[h.Name], h.Value)
+	}
+	resp := &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(codes.OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers: opts, HeadersToRemove: remove,
+		}},
+	}
+	multi := map[string]any{}
+	for _, name := range order {
+		if len(lists[name]) > 1 {
+			multi[name] = lists[name]
+		}
+	}
+	if len(multi) > 0 {
+		md, err := structpb.NewStruct(map[string]any{target.MetadataHeaderLists: multi})
+		if err == nil { // header names and values are strings: NewStruct cannot fail on them
+			resp.DynamicMetadata = md
+		}
+	}
+	return resp
+}
+
+// deny builds a denial whose body is a Kubernetes Status, so that kubectl prints its message.
+func deny(code int, reason metav1.StatusReason, message string) *authv3.CheckResponse {
+	body, _ := json.Marshal(metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusFailure,
+		Message:  message,
+		Reason:   reason,
+		Code:     int32(code),
+	})
+	grpcCode := codes.PermissionDenied
+	if code == http.StatusUnauthorized {
+		grpcCode = codes.Unauthenticated
+	} else if code >= 500 {
+		grpcCode = codes.Unavailable
+	}
+	headers := []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "Content-Type", Value: "application/json"}}}
+	if code == http.StatusUnauthorized {
+		headers = append(headers, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "WWW-Authenticate", Value: `Bearer realm="keygate"`}})
+	}
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(grpcCode), Message: message},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(code)},
+			Headers: headers,
+			Body:    string(body),
+		}},
+	}
+}

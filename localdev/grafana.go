@@ -1,0 +1,43 @@
+package localdev
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+)
+
+// GrafanaRequest is what the Grafana stand-in saw of a request; it answers every request with
+// it as JSON, so tests can see exactly what the edge forwarded.
+type GrafanaRequest struct {
+	Server  string              `json:"server"`
+	Method  string              `json:"method"`
+	Path    string              `json:"path"`
+	Query   string              `json:"query"`
+	Headers map[string][]string `json:"headers"`
+	// User is the auth-proxy user header, the way Grafana's auth proxy reads it.
+	User string `json:"user"`
+}
+
+// GrafanaUserHeader is the header Grafana's auth proxy reads the user from (its default).
+const GrafanaUserHeader = "X-WEBAUTH-USER"
+
+// startGrafana serves a stand-in for a cluster's Grafana on a free loopback port.
+func startGrafana(cluster string) (*http.Server, string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(GrafanaRequest{
+			Server:  "grafana-" + cluster,
+			Method:  r.Method,
+			Path:    r.URL.Path,
+			Query:   r.URL.RawQuery,
+			Headers: r.Header,
+			User:    r.Header.Get(GrafanaUserHeader),
+		})
+	})}
+	go func() { _ = srv.Serve(l) }()
+	return srv, "http://" + l.Addr().String(), nil
+}

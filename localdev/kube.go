@@ -1,0 +1,216 @@
+package localdev
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/keygate-dev/keygate/internal/proc"
+	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/localdev/pki"
+)
+
+// Identity of the edge towards upstream API servers: a client certificate whose user may
+// impersonate (and nothing else).
+const (
+	EdgeUser        = "keygate-edge"
+	edgeImpersonate = "keygate-edge-impersonator"
+)
+
+// APIServer is a running kube-apiserver.
+type APIServer struct {
+	Name string
+	// URL is where the API server listens, e.g. https://127.0.0.1:6443.
+	URL string
+	// Admin talks to the API server directly (not through the edge) as a system:masters user.
+	Admin kubernetes.Interface
+	// AdminConfig is the rest config behind Admin.
+	AdminConfig *rest.Config
+
+	p *proc.Process
+}
+
+// startEtcd runs one etcd for all API servers (each uses its own --etcd-prefix).
+func startEtcd(ctx context.Context, dir string) (*proc.Process, string, error) {
+	bin, err := tools.Path("etcd")
+	if err != nil {
+		return nil, "", err
+	}
+	ports, err := proc.FreePorts(2)
+	if err != nil {
+		return nil, "", err
+	}
+	client := "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
+	p, err := proc.Start("etcd", filepath.Join(dir, "logs"), nil, bin,
+		"--name", "local",
+		"--data-dir", filepath.Join(dir, "etcd"),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "local="+peer,
+		// Local state is thrown away at every start: skipping fsync makes start-up fast.
+		"--unsafe-no-fsync",
+		"--log-level", "warn",
+	)
+	if err != nil {
+		return nil, "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := proc.WaitFor(ctx, p, "etcd", proc.HTTPReady(client+"/health")); err != nil {
+		p.Stop(5 * time.Second)
+		return nil, "", err
+	}
+	return p, client, nil
+}
+
+// apiServerCerts are the files every local API server shares.
+type apiServerCerts struct {
+	ca        *pki.CA
+	caFile    string
+	saKeyFile string
+	adminPair pki.Pair
+	serverDir string
+}
+
+// startAPIServer runs a kube-apiserver named name on etcd, with a serving certificate from the
+// platform CA, client certificates from the same CA, and RBAC on.
+func startAPIServer(ctx context.Context, dir, name, etcdURL string, c *apiServerCerts) (*APIServer, error) {
+	bin, err := tools.Path("kube-apiserver")
+	if err != nil {
+		return nil, err
+	}
+	port, err := proc.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	serving, err := c.ca.Server(name, "127.0.0.1", "localhost")
+	if err != nil {
+		return nil, err
+	}
+	certFile, keyFile, err := serving.Write(c.serverDir, "apiserver-"+name)
+	if err != nil {
+		return nil, err
+	}
+	p, err := proc.Start("kube-apiserver-"+name, filepath.Join(dir, "logs"), nil, bin,
+		"--etcd-servers", etcdURL,
+		"--etcd-prefix", "/registry-"+name,
+		"--bind-address", "127.0.0.1",
+		"--advertise-address", "127.0.0.1",
+		"--secure-port", strconv.Itoa(port),
+		"--tls-cert-file", certFile,
+		"--tls-private-key-file", keyFile,
+		"--client-ca-file", c.caFile,
+		"--service-account-issuer", "https://kubernetes.default.svc",
+		"--service-account-key-file", c.saKeyFile,
+		"--service-account-signing-key-file", c.saKeyFile,
+		"--service-cluster-ip-range", "10.0.0.0/24",
+		"--authorization-mode", "RBAC",
+		// No controller manager runs here to create the default service account, so pods are
+		// admitted without one; nothing schedules them, which is all a demo needs.
+		"--disable-admission-plugins", "ServiceAccount",
+		"--profiling=false",
+	)
+	if err != nil {
+		return nil, err
+	}
+	url := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	cfg := &rest.Config{
+		Host: url,
+		TLSClientConfig: rest.TLSClientConfig{
+			CAData: c.ca.CertPEM, CertData: c.adminPair.CertPEM, KeyData: c.adminPair.KeyPEM,
+		},
+		QPS: 100, Burst: 200,
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		p.Stop(5 * time.Second)
+		return nil, err
+	}
+	a := &APIServer{Name: name, URL: url, Admin: client, AdminConfig: cfg, p: p}
+	wctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+	defer cancel()
+	err = proc.WaitFor(wctx, p, "kube-apiserver "+name, func(ctx context.Context) error {
+		body, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, body)
+		}
+		return nil
+	})
+	if err != nil {
+		p.Stop(5 * time.Second)
+		return nil, err
+	}
+	if err := a.bootstrapRBAC(wctx); err != nil {
+		p.Stop(5 * time.Second)
+		return nil, fmt.Errorf("kube-apiserver %s: %w", name, err)
+	}
+	return a, nil
+}
+
+// bootstrapRBAC lets the edge impersonate (users, groups, the access-key extra) and makes the
+// user "admin" a cluster admin, as a platform would set up a connected cluster.
+func (a *APIServer) bootstrapRBAC(ctx context.Context) error {
+	rbac := a.Admin.RbacV1()
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: edgeImpersonate},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"users", "groups"}, Verbs: []string{"impersonate"}},
+			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"userextras/loft-access-key"}, Verbs: []string{"impersonate"}},
+		},
+	}
+	bindings := []*rbacv1.ClusterRoleBinding{
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: edgeImpersonate},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: edgeImpersonate},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: EdgeUser}},
+		},
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: "keygate-admin"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: AdminUser}},
+		},
+	}
+	if _, err := rbac.ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create ClusterRole %s: %w", role.Name, err)
+	}
+	for _, b := range bindings {
+		if _, err := rbac.ClusterRoleBindings().Create(ctx, b, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create ClusterRoleBinding %s: %w", b.Name, err)
+		}
+	}
+	return nil
+}
+
+// CreateNamespace creates a namespace directly on the API server (not through the edge).
+func (a *APIServer) CreateNamespace(ctx context.Context, name string) error {
+	_, err := a.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+func (a *APIServer) stop() {
+	if a != nil && a.p != nil {
+		a.p.Stop(10 * time.Second)
+	}
+}
+
+func writeFile(path string, data []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, mode)
+}

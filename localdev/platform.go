@@ -1,0 +1,405 @@
+// Package localdev runs the whole platform on one machine, on free loopback ports: Redis, one
+// etcd, kube-apiservers standing in for connected clusters and a virtual cluster, a Grafana
+// stand-in, and the edge itself (xds, extauthz, Envoy). `make run` and the end-to-end tests
+// both use it, so what the tests prove is what a developer runs.
+package localdev
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keygate-dev/keygate/envoy"
+	"github.com/keygate-dev/keygate/internal/proc"
+	"github.com/keygate-dev/keygate/internal/redisserver"
+	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/localdev/pki"
+	"github.com/keygate-dev/keygate/xds/target"
+)
+
+// AdminUser is the user of the admin access key; it is a cluster admin on every demo cluster.
+const AdminUser = "admin"
+
+// Names of the demo targets.
+const (
+	ClusterDemo             = "demo"
+	ClusterStaging          = "staging"
+	VirtualClusterName      = "vc1"
+	VirtualClusterNamespace = "vcluster-demo"
+	VirtualClusterHost      = ClusterDemo
+)
+
+// Options configure a platform.
+type Options struct {
+	// Dir holds all state: certificates, keys, logs, data. It should be empty.
+	Dir string
+	// EdgePort is the edge's HTTPS port; 0 picks a free one.
+	EdgePort int
+	// Progress receives one line per step; nil discards them.
+	Progress io.Writer
+}
+
+// Platform is a running local platform.
+type Platform struct {
+	Dir string
+	// EdgeURL is the edge's base URL, e.g. https://127.0.0.1:8443.
+	EdgeURL string
+	// EdgeCA is the PEM CA that signed the edge's serving certificate.
+	EdgeCA []byte
+	// AdminKey is an access key for user admin, unscoped.
+	AdminKey string
+	// RedisAddr is the key store's Redis.
+	RedisAddr string
+	// Clusters are the connected clusters' API servers by name; VirtualCluster is vc1's.
+	Clusters       map[string]*APIServer
+	VirtualCluster *APIServer
+	// GrafanaURL is where demo's Grafana stand-in listens (directly, not through the edge).
+	GrafanaURL string
+	// TargetsFile is the file xds reads; edit it (see EditTargets) to add or remove targets.
+	TargetsFile string
+	// EnvoyAdminURL is Envoy's admin endpoint, e.g. for /stats.
+	EnvoyAdminURL string
+	// Bin is the directory holding the built xds, extauthz and keystore binaries.
+	Bin string
+
+	opts         Options
+	logs         string
+	redis        *redisserver.Server
+	etcd         *proc.Process
+	grafana      *http.Server
+	mu           sync.Mutex
+	targets      Targets
+	xds          *proc.Process
+	extauthz     *proc.Process
+	envoy        *proc.Process
+	extauthzArgs []string
+}
+
+// Start brings the platform up and returns once a request through the edge reaches every
+// target. On error, whatever was started is stopped.
+func Start(ctx context.Context, opts Options) (_ *Platform, err error) {
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	p := &Platform{Dir: opts.Dir, opts: opts, logs: filepath.Join(opts.Dir, "logs"), Clusters: map[string]*APIServer{}}
+	defer func() {
+		if err != nil {
+			p.Stop()
+		}
+	}()
+	for _, d := range []string{p.logs, p.path("pki"), p.path("bin")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+
+	// The slow parts (building our binaries, starting API servers) run side by side.
+	var wg sync.WaitGroup
+	var buildErr, redisErr, kubeErr error
+	wg.Add(3)
+	go func() { defer wg.Done(); buildErr = p.build(ctx) }()
+	go func() {
+		defer wg.Done()
+		p.step("starting Redis")
+		p.redis, redisErr = redisserver.Start(ctx, redisserver.Options{Dir: p.path("redis")})
+		if redisErr == nil {
+			p.RedisAddr = p.redis.Addr
+		}
+	}()
+	certs, err := p.platformCerts()
+	if err != nil {
+		return nil, err
+	}
+	go func() { defer wg.Done(); kubeErr = p.startKube(ctx, certs) }()
+	wg.Wait()
+	if err := errors.Join(buildErr, redisErr, kubeErr); err != nil {
+		return nil, err
+	}
+
+	var grafanaURL string
+	p.grafana, grafanaURL, err = startGrafana(ClusterDemo)
+	if err != nil {
+		return nil, err
+	}
+	p.GrafanaURL = grafanaURL
+	if err := p.writeInitialTargets(certs); err != nil {
+		return nil, err
+	}
+	if err := p.startEdge(ctx); err != nil {
+		return nil, err
+	}
+	p.step("creating the admin access key")
+	if p.AdminKey, err = p.CreateKeyWithCommand(ctx, "admin", AdminUser); err != nil {
+		return nil, err
+	}
+	p.step("waiting until every target answers through the edge")
+	if err := p.waitEdgeServes(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Platform) path(elem ...string) string {
+	return filepath.Join(append([]string{p.Dir}, elem...)...)
+}
+
+func (p *Platform) step(format string, args ...any) {
+	fmt.Fprintf(p.opts.Progress, "==> "+format+"\n", args...)
+}
+
+// build compiles xds, extauthz and keystore into Dir/bin (incremental: fast when nothing
+// changed).
+func (p *Platform) build(ctx context.Context) error {
+	root, err := tools.RepoRoot()
+	if err != nil {
+		return err
+	}
+	p.step("building xds, extauthz and keystore")
+	p.Bin = p.path("bin")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", p.Bin+string(filepath.Separator),
+		"./xds/cmd/xds", "./extauthz/cmd/extauthz", "./keystore/cmd/keystore")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// platformCerts creates the CA that the demo API servers use for serving and client
+// certificates, the admin and edge client certificates, and the service-account key.
+func (p *Platform) platformCerts() (*apiServerCerts, error) {
+	dir := p.path("pki")
+	ca, err := pki.NewCA("keygate local platform CA")
+	if err != nil {
+		return nil, err
+	}
+	c := &apiServerCerts{ca: ca, caFile: filepath.Join(dir, "platform-ca.crt"), saKeyFile: filepath.Join(dir, "sa.key"), serverDir: dir}
+	if err := writeFile(c.caFile, ca.CertPEM, 0o644); err != nil {
+		return nil, err
+	}
+	if c.adminPair, err = ca.Client("keygate-local-admin", "system:masters"); err != nil {
+		return nil, err
+	}
+	sa, err := pki.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	return c, writeFile(c.saKeyFile, sa, 0o600)
+}
+
+func (p *Platform) startKube(ctx context.Context, certs *apiServerCerts) error {
+	p.step("starting etcd")
+	etcd, etcdURL, err := startEtcd(ctx, p.Dir)
+	if err != nil {
+		return err
+	}
+	p.etcd = etcd
+	p.step("starting kube-apiservers %s, %s and %s (virtual cluster)", ClusterDemo, ClusterStaging, VirtualClusterName)
+	names := []string{ClusterDemo, ClusterStaging, VirtualClusterName}
+	servers := make([]*APIServer, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			servers[i], errs[i] = startAPIServer(ctx, p.Dir, name, etcdURL, certs)
+		}()
+	}
+	wg.Wait()
+	p.Clusters[ClusterDemo], p.Clusters[ClusterStaging], p.VirtualCluster = servers[0], servers[1], servers[2]
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// The virtual cluster runs in this namespace of its host cluster, as vcluster does.
+	return p.Clusters[ClusterDemo].CreateNamespace(ctx, VirtualClusterNamespace)
+}
+
+// startEdge starts xds, extauthz and Envoy, each on free loopback ports but the edge port.
+func (p *Platform) startEdge(ctx context.Context) error {
+	edgeCA, err := pki.NewCA("keygate local edge CA")
+	if err != nil {
+		return err
+	}
+	serving, err := edgeCA.Server("keygate edge", "127.0.0.1", "localhost")
+	if err != nil {
+		return err
+	}
+	certFile, keyFile, err := serving.Write(p.path("pki"), "edge-serving")
+	if err != nil {
+		return err
+	}
+	p.EdgeCA = edgeCA.CertPEM
+	if err := writeFile(p.path("pki", "edge-ca.crt"), edgeCA.CertPEM, 0o644); err != nil {
+		return err
+	}
+	edgePort := p.opts.EdgePort
+	if edgePort == 0 {
+		if edgePort, err = proc.FreePort(); err != nil {
+			return err
+		}
+	}
+	ports, err := proc.FreePorts(5)
+	if err != nil {
+		return err
+	}
+	xdsGRPC, xdsHTTP := addr(ports[0]), addr(ports[1])
+	authGRPC, authHTTP := addr(ports[2]), addr(ports[3])
+	envoyAdmin := addr(ports[4])
+	p.EdgeURL = "https://" + addr(edgePort)
+	p.EnvoyAdminURL = "http://" + envoyAdmin
+
+	p.step("starting xds")
+	p.xds, err = proc.Start("xds", p.logs, nil, filepath.Join(p.Bin, "xds"),
+		"--targets-file", p.TargetsFile,
+		"--grpc-address", xdsGRPC, "--http-address", xdsHTTP,
+		"--listen-address", addr(edgePort),
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile,
+		"--log-format", "text")
+	if err != nil {
+		return err
+	}
+	p.step("starting extauthz")
+	p.extauthzArgs = []string{"--grpc-address", authGRPC, "--http-address", authHTTP,
+		"--redis-address", p.RedisAddr, "--grafana-user-header", GrafanaUserHeader, "--log-format", "text", "--log-level", "debug"}
+	if err := p.StartExtAuthz(ctx); err != nil {
+		return err
+	}
+	bootstrap, err := envoy.Render(envoy.Params{NodeID: "keygate-local", AdminAddress: envoyAdmin, XDSAddress: xdsGRPC, ExtAuthzAddress: authGRPC})
+	if err != nil {
+		return err
+	}
+	bootstrapFile := p.path("envoy.yaml")
+	if err := writeFile(bootstrapFile, bootstrap, 0o644); err != nil {
+		return err
+	}
+	envoyBin, err := tools.Path("envoy")
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := proc.WaitFor(wctx, p.xds, "xds", proc.HTTPReady("http://"+xdsHTTP+"/readyz")); err != nil {
+		return err
+	}
+	p.step("starting Envoy on %s", p.EdgeURL)
+	// Hot restart is off so that several Envoys (parallel test packages) can share a machine.
+	p.envoy, err = proc.Start("envoy", p.logs, nil, envoyBin, "-c", bootstrapFile,
+		"--disable-hot-restart", "--concurrency", "2", "--log-level", "info")
+	if err != nil {
+		return err
+	}
+	return proc.WaitFor(wctx, p.envoy, "Envoy", proc.HTTPReady(p.EnvoyAdminURL+"/ready"))
+}
+
+// StartExtAuthz (re)starts extauthz with the arguments of the first start and waits until it
+// is ready.
+func (p *Platform) StartExtAuthz(ctx context.Context) error {
+	var err error
+	p.extauthz, err = proc.Start("extauthz", p.logs, nil, filepath.Join(p.Bin, "extauthz"), p.extauthzArgs...)
+	if err != nil {
+		return err
+	}
+	httpAddr := p.extauthzArgs[3]
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	return proc.WaitFor(wctx, p.extauthz, "extauthz", proc.HTTPReady("http://"+httpAddr+"/readyz"))
+}
+
+// StopExtAuthz stops extauthz (to prove that the edge then fails closed).
+func (p *Platform) StopExtAuthz() { p.extauthz.Stop(10 * time.Second) }
+
+// CreateKeyWithCommand creates an unscoped access key for user with the keystore command, the
+// way an operator bootstraps one, and returns the plain key.
+func (p *Platform) CreateKeyWithCommand(ctx context.Context, name, user string, extraArgs ...string) (string, error) {
+	args := append([]string{"create-key", "--redis-address", p.RedisAddr, "--name", name, "--user", user}, extraArgs...)
+	cmd := exec.CommandContext(ctx, filepath.Join(p.Bin, "keystore"), args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("keystore create-key: %w: %s", err, stderr.String())
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// waitEdgeServes polls every target through the edge with the admin key until each answers.
+func (p *Platform) waitEdgeServes(ctx context.Context) error {
+	client, err := p.HTTPClient()
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for _, r := range p.Refs() {
+		url := p.EdgeURL + r.Prefix() + "readyz"
+		if r.Kind == target.KindGrafana {
+			url = p.EdgeURL + r.Prefix() + "api/health"
+		}
+		err := proc.WaitFor(wctx, p.envoy, r.String()+" through the edge", func(ctx context.Context) error {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			req.Header.Set("Authorization", "Bearer "+p.AdminKey)
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s: %s", resp.Status, body)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Refs are the demo targets that need an access key.
+func (p *Platform) Refs() []target.Ref {
+	return []target.Ref{
+		{Kind: target.KindCluster, Cluster: ClusterDemo},
+		{Kind: target.KindCluster, Cluster: ClusterStaging},
+		{Kind: target.KindVirtualCluster, Cluster: VirtualClusterHost, Namespace: VirtualClusterNamespace, VirtualCluster: VirtualClusterName},
+		{Kind: target.KindGrafana, Cluster: ClusterDemo},
+	}
+}
+
+// Stop stops everything, in an order that lets each part exit quickly (API servers before
+// their etcd).
+func (p *Platform) Stop() {
+	for _, q := range []*proc.Process{p.envoy, p.extauthz, p.xds} {
+		if q != nil {
+			q.Stop(10 * time.Second)
+		}
+	}
+	if p.grafana != nil {
+		_ = p.grafana.Close()
+	}
+	var wg sync.WaitGroup
+	for _, a := range append([]*APIServer{p.VirtualCluster}, p.Clusters[ClusterDemo], p.Clusters[ClusterStaging]) {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.stop() }()
+	}
+	wg.Wait()
+	if p.etcd != nil {
+		p.etcd.Stop(10 * time.Second)
+	}
+	if p.redis != nil {
+		p.redis.Stop()
+	}
+}
+
+func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }

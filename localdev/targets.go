@@ -1,0 +1,123 @@
+package localdev
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Targets is the targets file that xds reads (schema: xds/README.md).
+type Targets struct {
+	Management      *Upstream              `json:"management,omitempty"`
+	Clusters        []ClusterTarget        `json:"clusters,omitempty"`
+	VirtualClusters []VirtualClusterTarget `json:"virtualClusters,omitempty"`
+}
+
+// Upstream is where a target is and how the edge authenticates to it.
+type Upstream struct {
+	URL            string `json:"url"`
+	CAFile         string `json:"caFile,omitempty"`
+	ClientCertFile string `json:"clientCertFile,omitempty"`
+	ClientKeyFile  string `json:"clientKeyFile,omitempty"`
+}
+
+// ClusterTarget is a connected cluster.
+type ClusterTarget struct {
+	Name     string `json:"name"`
+	Upstream `json:",inline"`
+	Grafana  *Upstream `json:"grafana,omitempty"`
+}
+
+// VirtualClusterTarget is a virtual cluster in a namespace of a connected cluster.
+type VirtualClusterTarget struct {
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	Cluster   string `json:"cluster"`
+	Project   string `json:"project,omitempty"`
+	Upstream  `json:",inline"`
+}
+
+// Upstream returns the upstream of an API server as the edge reaches it: the platform CA and
+// the edge's own client certificate.
+func (p *Platform) upstream(a *APIServer) Upstream {
+	return Upstream{URL: a.URL, CAFile: "pki/platform-ca.crt", ClientCertFile: "pki/edge-client.crt", ClientKeyFile: "pki/edge-client.key"}
+}
+
+// ClusterTarget describes a to the edge as a connected cluster named name.
+func (p *Platform) ClusterTarget(name string, a *APIServer) ClusterTarget {
+	return ClusterTarget{Name: name, Upstream: p.upstream(a)}
+}
+
+func (p *Platform) writeInitialTargets(certs *apiServerCerts) error {
+	edge, err := certs.ca.Client(EdgeUser)
+	if err != nil {
+		return err
+	}
+	if _, _, err := edge.Write(p.path("pki"), "edge-client"); err != nil {
+		return err
+	}
+	demo := p.ClusterTarget(ClusterDemo, p.Clusters[ClusterDemo])
+	demo.Grafana = &Upstream{URL: p.GrafanaURL}
+	p.targets = Targets{
+		Clusters: []ClusterTarget{demo, p.ClusterTarget(ClusterStaging, p.Clusters[ClusterStaging])},
+		VirtualClusters: []VirtualClusterTarget{{
+			Name: VirtualClusterName, Namespace: VirtualClusterNamespace, Cluster: VirtualClusterHost,
+			Upstream: p.upstream(p.VirtualCluster),
+		}},
+	}
+	p.TargetsFile = p.path("targets.yaml")
+	return p.writeTargets()
+}
+
+// EditTargets changes the targets file the way an operator would: edit writes a new version
+// of the file, atomically (write and rename), and xds picks it up.
+func (p *Platform) EditTargets(edit func(*Targets)) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	edit(&p.targets)
+	return p.writeTargets()
+}
+
+// WriteTargetsFileRaw replaces the targets file with data as it is, e.g. a broken file.
+func (p *Platform) WriteTargetsFileRaw(data []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return atomicWrite(p.TargetsFile, data)
+}
+
+// RestoreTargets writes the current targets again (after WriteTargetsFileRaw).
+func (p *Platform) RestoreTargets() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.writeTargets()
+}
+
+func (p *Platform) writeTargets() error {
+	data, err := yaml.Marshal(p.targets)
+	if err != nil {
+		return err
+	}
+	header := []byte("# Targets of the local platform, written by `make run` (localdev). Schema: xds/README.md.\n")
+	return atomicWrite(p.TargetsFile, append(header, data...))
+}
+
+func atomicWrite(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".targets-*.yaml")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	return nil
+}
