@@ -1,0 +1,246 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/keygate-dev/keygate/extauthz/decide"
+	"github.com/keygate-dev/keygate/internal/redisserver"
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/keystore/store"
+	"github.com/keygate-dev/keygate/xds/target"
+)
+
+var (
+	keys *store.Store
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "keygate-extauthz-test-")
+	if err != nil {
+		panic(err)
+	}
+	srv, err := redisserver.Start(context.Background(), redisserver.Options{Dir: dir})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "extauthz/server tests need a real Redis:", err)
+		os.Exit(1)
+	}
+	keys = store.New(redis.NewClient(&redis.Options{Addr: srv.Addr}))
+	code := m.Run()
+	srv.Stop()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// serve runs a Server over real gRPC on loopback and returns a client for it.
+func serve(t *testing.T, k Keys, opts Options) (authv3.AuthorizationClient, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	s := New(k, opts, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(gs, s)
+	go func() { _ = gs.Serve(l) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return authv3.NewAuthorizationClient(conn), reg
+}
+
+func check(t *testing.T, c authv3.AuthorizationClient, ref target.Ref, path string, headers map[string]string) *authv3.CheckResponse {
+	t.Helper()
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Path: path, Headers: headers}},
+	}}
+	if ref.Kind != "" {
+		req.Attributes.ContextExtensions = ref.ContextExtensions()
+	}
+	resp, err := c.Check(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Check returned an error instead of a decision: %v", err)
+	}
+	return resp
+}
+
+func newKey(t *testing.T, name string, spec v1.OwnedAccessKeySpec, created time.Time) string {
+	t.Helper()
+	k := &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(created)}, Spec: spec}
+	plain, err := keys.Create(context.Background(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plain
+}
+
+func TestCheck(t *testing.T) {
+	now := time.Now()
+	c, _ := serve(t, keys, Options{})
+	valid := newKey(t, "check-valid", v1.OwnedAccessKeySpec{User: "alice", Groups: []string{"dev", "qa"}}, now)
+	expired := newKey(t, "check-expired", v1.OwnedAccessKeySpec{User: "bob", TTL: 60}, now.Add(-time.Hour))
+	disabled := newKey(t, "check-disabled", v1.OwnedAccessKeySpec{User: "carol", Disabled: true}, now)
+	scoped := newKey(t, "check-scoped", v1.OwnedAccessKeySpec{User: "dave", Scope: &v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "demo"}}}}, now)
+	demo := target.Ref{Kind: target.KindCluster, Cluster: "demo"}
+	staging := target.Ref{Kind: target.KindCluster, Cluster: "staging"}
+
+	tests := map[string]struct {
+		ref     target.Ref
+		path    string
+		auth    string
+		code    int32
+		message string
+	}{
+		"no key":             {demo, "/kubernetes/cluster/demo/api", "", 401, "no access key"},
+		"basic auth":         {demo, "/kubernetes/cluster/demo/api", "Basic eDp5", 401, "not a bearer token"},
+		"unknown key":        {demo, "/kubernetes/cluster/demo/api", "Bearer kgk_unknownunknownunknownunknownunknown", 401, "invalid access key"},
+		"expired key":        {demo, "/kubernetes/cluster/demo/api", "Bearer " + expired, 401, `access key "check-expired" has expired`},
+		"disabled key":       {demo, "/kubernetes/cluster/demo/api", "Bearer " + disabled, 401, `access key "check-disabled" is disabled`},
+		"out of scope":       {staging, "/kubernetes/cluster/staging/api", "Bearer " + scoped, 403, `access key "check-scoped" is not allowed to access cluster "staging"`},
+		"bad route metadata": {target.Ref{Kind: target.KindCluster, Cluster: "Bad_Name"}, "/x", "Bearer " + valid, 500, "misconfigured"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			headers := map[string]string{}
+			if tc.auth != "" {
+				headers["authorization"] = tc.auth
+			}
+			resp := check(t, c, tc.ref, tc.path, headers)
+			denied := resp.GetDeniedResponse()
+			if denied == nil {
+				t.Fatalf("allowed; want HTTP %d", tc.code)
+			}
+			if int32(denied.GetStatus().GetCode()) != tc.code {
+				t.Errorf("HTTP %d, want %d", denied.GetStatus().GetCode(), tc.code)
+			}
+			var s metav1.Status
+			if err := json.Unmarshal([]byte(denied.GetBody()), &s); err != nil || s.Kind != "Status" || s.Code != tc.code || !strings.Contains(s.Message, tc.message) {
+				t.Errorf("body %s; want a Status with code %d mentioning %q", denied.GetBody(), tc.code, tc.message)
+			}
+			if strings.Contains(denied.GetBody(), "kgk_") {
+				t.Error("the denial echoes the key")
+			}
+		})
+	}
+
+	t.Run("valid key to a cluster", func(t *testing.T) {
+		resp := check(t, c, demo, "/kubernetes/cluster/demo/api", map[string]string{
+			"authorization":    "Bearer " + valid,
+			"impersonate-user": "system:admin",
+			"impersonate-uid":  "0",
+			"x-remote-user":    "root",
+			"x-webauth-user":   "root",
+			"accept":           "application/json",
+		})
+		ok := resp.GetOkResponse()
+		if ok == nil {
+			t.Fatalf("denied: %s", resp.GetDeniedResponse().GetBody())
+		}
+		set := map[string]string{}
+		for _, h := range ok.GetHeaders() {
+			set[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+		}
+		if set["Impersonate-User"] != "alice" || set["Impersonate-Extra-Loft-Access-Key"] != "check-valid" {
+			t.Errorf("headers set = %v", set)
+		}
+		removed := ok.GetHeadersToRemove()
+		slices.Sort(removed)
+		want := []string{"authorization", "impersonate-uid", "x-remote-user", "x-webauth-user"}
+		if !slices.Equal(removed, want) {
+			t.Errorf("headers removed = %v, want %v (impersonate-user is overwritten instead)", removed, want)
+		}
+		lists := resp.GetDynamicMetadata().GetFields()[target.MetadataHeaderLists].GetStructValue().GetFields()
+		var groups []string
+		for _, v := range lists["Impersonate-Group"].GetListValue().GetValues() {
+			groups = append(groups, v.GetStringValue())
+		}
+		if !slices.Equal(groups, []string{"dev", "qa", "loft:user:alice", "system:authenticated"}) {
+			t.Errorf("group list in metadata = %v", groups)
+		}
+	})
+
+	t.Run("no context extensions: target from the path", func(t *testing.T) {
+		resp := check(t, c, target.Ref{}, "/kubernetes/cluster/staging/api", map[string]string{"authorization": "Bearer " + scoped})
+		if d := resp.GetDeniedResponse(); d == nil || d.GetStatus().GetCode() != 403 {
+			t.Errorf("scoped key to staging by path: %v, want 403", resp)
+		}
+	})
+
+	t.Run("public target needs no key", func(t *testing.T) {
+		if resp := check(t, c, target.Ref{Kind: target.KindAuth}, "/auth/password/login", nil); resp.GetOkResponse() == nil {
+			t.Errorf("public route denied: %v", resp)
+		}
+	})
+}
+
+// When Redis does not answer, the edge fails closed with 503, never OK.
+func TestCheckFailsClosedWithoutRedis(t *testing.T) {
+	down := store.New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond}))
+	c, reg := serve(t, down, Options{})
+	resp := check(t, c, target.Ref{Kind: target.KindCluster, Cluster: "demo"}, "/kubernetes/cluster/demo/api", map[string]string{"authorization": "Bearer kgk_somekeysomekeysomekeysomekeysomekey"})
+	d := resp.GetDeniedResponse()
+	if d == nil || d.GetStatus().GetCode() != 503 || !strings.Contains(d.GetBody(), "cannot be checked") {
+		t.Fatalf("with Redis down: %v; want a 503 denial", resp)
+	}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "keygate_extauthz_key_store_errors_total" && mf.GetMetric()[0].GetCounter().GetValue() != 1 {
+			t.Errorf("key store errors = %v, want 1", mf.GetMetric()[0].GetCounter().GetValue())
+		}
+	}
+}
+
+func TestClockDrivesExpiry(t *testing.T) {
+	created := time.Now().Add(-30 * time.Minute)
+	plain := newKey(t, "clock", v1.OwnedAccessKeySpec{User: "erin"}, created)
+	for _, tc := range []struct {
+		maxTTL time.Duration
+		want   bool
+	}{{time.Hour, true}, {10 * time.Minute, false}} {
+		c, _ := serve(t, keys, Options{Decide: decide.Options{MaxTTL: tc.maxTTL}})
+		resp := check(t, c, target.Ref{Kind: target.KindCluster, Cluster: "demo"}, "/", map[string]string{"authorization": "Bearer " + plain})
+		if got := resp.GetOkResponse() != nil; got != tc.want {
+			t.Errorf("max TTL %s on a 30-minute-old key: allowed %v, want %v", tc.maxTTL, got, tc.want)
+		}
+	}
+}
+
+func TestMetricNames(t *testing.T) {
+	c, reg := serve(t, keys, Options{})
+	check(t, c, target.Ref{Kind: target.KindCluster, Cluster: "demo"}, "/", nil)
+	problems, err := promlint.NewWithMetricFamilies(must(reg.Gather())).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("metric %s: %s", p.Metric, p.Text)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
