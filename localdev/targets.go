@@ -6,48 +6,22 @@ import (
 	"path/filepath"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/keygate-dev/keygate/xds/source/file"
 )
 
 // Targets is the targets file that xds reads (schema: xds/README.md).
-type Targets struct {
-	Management      *Upstream              `json:"management,omitempty"`
-	Clusters        []ClusterTarget        `json:"clusters,omitempty"`
-	VirtualClusters []VirtualClusterTarget `json:"virtualClusters,omitempty"`
-}
+type Targets = file.Document
 
-// Upstream is where a target is and how the edge authenticates to it.
-type Upstream struct {
-	URL            string `json:"url"`
-	CAFile         string `json:"caFile,omitempty"`
-	ClientCertFile string `json:"clientCertFile,omitempty"`
-	ClientKeyFile  string `json:"clientKeyFile,omitempty"`
-}
-
-// ClusterTarget is a connected cluster.
-type ClusterTarget struct {
-	Name     string `json:"name"`
-	Upstream `json:",inline"`
-	Grafana  *Upstream `json:"grafana,omitempty"`
-}
-
-// VirtualClusterTarget is a virtual cluster in a namespace of a connected cluster.
-type VirtualClusterTarget struct {
-	Name      string `json:"name"`
-	Namespace string `json:"namespace"`
-	Cluster   string `json:"cluster"`
-	Project   string `json:"project,omitempty"`
-	Upstream  `json:",inline"`
-}
-
-// Upstream returns the upstream of an API server as the edge reaches it: the platform CA and
+// upstream returns the upstream of an API server as the edge reaches it: the platform CA and
 // the edge's own client certificate.
-func (p *Platform) upstream(a *APIServer) Upstream {
-	return Upstream{URL: a.URL, CAFile: "pki/platform-ca.crt", ClientCertFile: "pki/edge-client.crt", ClientKeyFile: "pki/edge-client.key"}
+func (p *Platform) upstream(a *APIServer) file.Upstream {
+	return file.Upstream{URL: a.URL, CAFile: "pki/platform-ca.crt", ClientCertFile: "pki/edge-client.crt", ClientKeyFile: "pki/edge-client.key"}
 }
 
-// ClusterTarget describes a to the edge as a connected cluster named name.
-func (p *Platform) ClusterTarget(name string, a *APIServer) ClusterTarget {
-	return ClusterTarget{Name: name, Upstream: p.upstream(a)}
+// ClusterTarget describes API server a to the edge as a connected cluster named name.
+func (p *Platform) ClusterTarget(name string, a *APIServer) file.Cluster {
+	return file.Cluster{Name: name, Upstream: p.upstream(a)}
 }
 
 func (p *Platform) writeInitialTargets(certs *apiServerCerts) error {
@@ -59,10 +33,10 @@ func (p *Platform) writeInitialTargets(certs *apiServerCerts) error {
 		return err
 	}
 	demo := p.ClusterTarget(ClusterDemo, p.Clusters[ClusterDemo])
-	demo.Grafana = &Upstream{URL: p.GrafanaURL}
+	demo.Grafana = &file.Upstream{URL: p.GrafanaURL}
 	p.targets = Targets{
-		Clusters: []ClusterTarget{demo, p.ClusterTarget(ClusterStaging, p.Clusters[ClusterStaging])},
-		VirtualClusters: []VirtualClusterTarget{{
+		Clusters: []file.Cluster{demo, p.ClusterTarget(ClusterStaging, p.Clusters[ClusterStaging])},
+		VirtualClusters: []file.VirtualCluster{{
 			Name: VirtualClusterName, Namespace: VirtualClusterNamespace, Cluster: VirtualClusterHost,
 			Upstream: p.upstream(p.VirtualCluster),
 		}},

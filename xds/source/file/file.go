@@ -25,18 +25,19 @@ import (
 	"github.com/keygate-dev/keygate/xds/target"
 )
 
-// document is the targets file as written by operators.
-type document struct {
-	Management      *upstream        `json:"management,omitempty"`
-	Auth            *upstream        `json:"auth,omitempty"`
-	OIDC            *upstream        `json:"oidc,omitempty"`
-	Clusters        []cluster        `json:"clusters,omitempty"`
-	VirtualClusters []virtualCluster `json:"virtualClusters,omitempty"`
+// Document is the targets file as written by operators (schema: xds/README.md). It is
+// exported so that tools which write targets files (localdev) share this one definition.
+type Document struct {
+	Management      *Upstream        `json:"management,omitempty"`
+	Auth            *Upstream        `json:"auth,omitempty"`
+	OIDC            *Upstream        `json:"oidc,omitempty"`
+	Clusters        []Cluster        `json:"clusters,omitempty"`
+	VirtualClusters []VirtualCluster `json:"virtualClusters,omitempty"`
 }
 
-// upstream is where a target is and how the edge authenticates to it. Each PEM item comes from
+// Upstream is where a target is and how the edge authenticates to it. Each PEM item comes from
 // a file (…File) or inline (…Data), not both.
-type upstream struct {
+type Upstream struct {
 	URL            string `json:"url"`
 	CAFile         string `json:"caFile,omitempty"`
 	CAData         string `json:"caData,omitempty"`
@@ -47,18 +48,20 @@ type upstream struct {
 	TLSServerName  string `json:"tlsServerName,omitempty"`
 }
 
-type cluster struct {
+// Cluster is a connected cluster, with its Grafana if it has one.
+type Cluster struct {
 	Name     string `json:"name"`
-	upstream `json:",inline"`
-	Grafana  *upstream `json:"grafana,omitempty"`
+	Upstream `json:",inline"`
+	Grafana  *Upstream `json:"grafana,omitempty"`
 }
 
-type virtualCluster struct {
+// VirtualCluster is a virtual cluster in a namespace of a connected cluster.
+type VirtualCluster struct {
 	Name      string `json:"name"`
 	Namespace string `json:"namespace"`
 	Cluster   string `json:"cluster"`
 	Project   string `json:"project,omitempty"`
-	upstream  `json:",inline"`
+	Upstream  `json:",inline"`
 }
 
 // Load reads the targets file at path into a model. Relative file names in it resolve against
@@ -112,7 +115,7 @@ func (l *loader) parse(data []byte) (model.Model, error) {
 	}
 	// Field names match case-sensitively (encoding/json would take `cafile` for `caFile`), and
 	// unknown fields are errors: a typo must not silently drop a setting.
-	var doc document
+	var doc Document
 	strictErrs, err := sigsjson.UnmarshalStrict(jsonData, &doc)
 	if err != nil {
 		return model.Model{}, fmt.Errorf("not a valid targets file (schema: xds/README.md): %w", err)
@@ -122,7 +125,7 @@ func (l *loader) parse(data []byte) (model.Model, error) {
 	}
 
 	var targets []model.Target
-	add := func(where string, ref target.Ref, u *upstream) {
+	add := func(where string, ref target.Ref, u *Upstream) {
 		if err := ref.Validate(); err != nil {
 			l.errorf("%s: name: %w", where, err)
 			return
@@ -135,7 +138,7 @@ func (l *loader) parse(data []byte) (model.Model, error) {
 	for _, s := range []struct {
 		name string
 		kind target.Kind
-		u    *upstream
+		u    *Upstream
 	}{{"management", target.KindManagement, doc.Management}, {"auth", target.KindAuth, doc.Auth}, {"oidc", target.KindOIDC, doc.OIDC}} {
 		if s.u != nil {
 			add(s.name, target.Ref{Kind: s.kind}, s.u)
@@ -150,7 +153,7 @@ func (l *loader) parse(data []byte) (model.Model, error) {
 			continue
 		}
 		clusters[c.Name] = fmt.Sprintf("clusters[%d]", i)
-		add(where, target.Ref{Kind: target.KindCluster, Cluster: c.Name}, &c.upstream)
+		add(where, target.Ref{Kind: target.KindCluster, Cluster: c.Name}, &c.Upstream)
 		if c.Grafana != nil {
 			add(where+": grafana", target.Ref{Kind: target.KindGrafana, Cluster: c.Name}, c.Grafana)
 		}
@@ -170,7 +173,7 @@ func (l *loader) parse(data []byte) (model.Model, error) {
 			l.errorf("%s: cluster: %q is not the name of an entry in clusters", where, v.Cluster)
 			continue
 		}
-		add(where, ref, &v.upstream)
+		add(where, ref, &v.Upstream)
 	}
 
 	if err := errors.Join(l.errs...); err != nil {
@@ -180,7 +183,7 @@ func (l *loader) parse(data []byte) (model.Model, error) {
 }
 
 // upstream checks u and reads the PEM items it names; errors are recorded, prefixed with where.
-func (l *loader) upstream(where string, u *upstream) (model.Upstream, bool) {
+func (l *loader) upstream(where string, u *Upstream) (model.Upstream, bool) {
 	before := len(l.errs)
 	fail := func(field string, err error) { l.errorf("%s: %s: %w", where, field, err) }
 
