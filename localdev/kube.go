@@ -16,9 +16,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/tools"
-	"github.com/keygate-dev/keygate/localdev/pki"
 )
 
 // Identity of the edge towards upstream API servers: a client certificate whose user may

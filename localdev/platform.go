@@ -20,10 +20,10 @@ import (
 	"time"
 
 	"github.com/keygate-dev/keygate/envoy"
+	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/redisserver"
 	"github.com/keygate-dev/keygate/internal/tools"
-	"github.com/keygate-dev/keygate/localdev/pki"
 	"github.com/keygate-dev/keygate/xds/target"
 )
 

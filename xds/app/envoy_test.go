@@ -6,7 +6,6 @@ package app
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -21,9 +20,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/keygate-dev/keygate/internal/logbuf"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -33,9 +33,9 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/keygate-dev/keygate/envoy"
+	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/tools"
-	"github.com/keygate-dev/keygate/xds/internal/testpki"
 	"github.com/keygate-dev/keygate/xds/target"
 	"github.com/keygate-dev/keygate/xds/translate"
 )
@@ -50,14 +50,14 @@ type platform struct {
 	adminURL    string // Envoy admin
 	xdsHTTP     string // xds /metrics etc.
 	client      *http.Client
-	xdsLog      *syncBuffer
+	xdsLog      *logbuf.Buffer
 	envoy       *proc.Process
 
 	authz     *grpc.Server
 	authzAddr string
 
-	upstreamCA *testpki.CA
-	edgeCert   testpki.Pair
+	upstreamCA *pki.CA
+	edgeCert   pki.Pair
 	upstreams  map[string]*httptest.Server
 }
 
@@ -78,23 +78,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func startPlatform() (*platform, func(), error) {
 	var cleanups []func()
 	cleanup := func() {
@@ -110,11 +93,11 @@ func startPlatform() (*platform, func(), error) {
 	if err != nil {
 		return nil, cleanup, err
 	}
-	p := &platform{dir: dir, targetsFile: filepath.Join(dir, "targets.yaml"), xdsLog: &syncBuffer{}, upstreams: map[string]*httptest.Server{}}
+	p := &platform{dir: dir, targetsFile: filepath.Join(dir, "targets.yaml"), xdsLog: &logbuf.Buffer{}, upstreams: map[string]*httptest.Server{}}
 
 	// PKI: the edge's serving certificate, and one CA for the upstreams that also signs the
 	// edge's client certificate.
-	edgeCA, err := testpki.NewCA("test edge CA")
+	edgeCA, err := pki.NewCA("test edge CA")
 	if err != nil {
 		return nil, cleanup, err
 	}
@@ -122,7 +105,7 @@ func startPlatform() (*platform, func(), error) {
 	if err != nil {
 		return nil, cleanup, err
 	}
-	if p.upstreamCA, err = testpki.NewCA("test upstream CA"); err != nil {
+	if p.upstreamCA, err = pki.NewCA("test upstream CA"); err != nil {
 		return nil, cleanup, err
 	}
 	if p.edgeCert, err = p.upstreamCA.Client("keygate-edge"); err != nil {

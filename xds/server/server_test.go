@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -9,9 +8,10 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/keygate-dev/keygate/internal/logbuf"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -24,38 +24,21 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/keygate-dev/keygate/xds/internal/testpki"
+	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/target"
 	"github.com/keygate-dev/keygate/xds/translate"
 )
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type fixture struct {
 	srv *Server
 	reg *prometheus.Registry
-	log *syncBuffer
+	log *logbuf.Buffer
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ca, err := testpki.NewCA("edge CA")
+	ca, err := pki.NewCA("edge CA")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +46,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{reg: prometheus.NewRegistry(), log: &syncBuffer{}}
+	f := &fixture{reg: prometheus.NewRegistry(), log: &logbuf.Buffer{}}
 	f.srv, err = New(Options{
 		Translate:  translate.Options{ListenAddress: "127.0.0.1", ListenPort: 8443, ServingCert: serving.CertPEM, ServingKey: serving.KeyPEM},
 		Log:        slog.New(slog.NewTextHandler(f.log, &slog.HandlerOptions{Level: slog.LevelDebug})),

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/keygate-dev/keygate/xds/internal/testpki"
+	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/target"
 )
@@ -23,7 +23,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ca, err := testpki.NewCA("test upstream CA")
+	ca, err := pki.NewCA("test upstream CA")
 	if err != nil {
 		t.Fatal(err)
 	}

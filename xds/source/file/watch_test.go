@@ -8,42 +8,25 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/keygate-dev/keygate/internal/logbuf"
 
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/target"
 )
 
-// syncBuffer is a log destination that tests can read while the watcher writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // watched runs a Watcher on path and collects what it reports.
 type watched struct {
 	models  chan model.Model
 	invalid chan error
-	log     *syncBuffer
+	log     *logbuf.Buffer
 }
 
 func startWatch(t *testing.T, path string) (*watched, model.Model) {
 	t.Helper()
-	w := &watched{models: make(chan model.Model, 100), invalid: make(chan error, 100), log: &syncBuffer{}}
+	w := &watched{models: make(chan model.Model, 100), invalid: make(chan error, 100), log: &logbuf.Buffer{}}
 	log := slog.New(slog.NewTextHandler(w.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	watcher, first, err := Watch(path, log, 20*time.Millisecond)
 	if err != nil {

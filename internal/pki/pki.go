@@ -1,4 +1,4 @@
-// Package pki issues the certificates of a local platform: a CA, and server and client
+// Package pki issues the certificates of a local platform and of tests: a CA, and server and client
 // certificates signed by it. ECDSA P-256 keeps start-up fast. Not for production use: a real
 // deployment brings its own certificates (see manifests/).
 package pki
@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -111,13 +112,13 @@ func NewKey() ([]byte, error) {
 	return KeyPEM(key)
 }
 
-// KeyPEM encodes an ECDSA key as PEM.
+// KeyPEM encodes a key as PKCS #8 PEM, which Envoy, Kubernetes and crypto/tls all read.
 func KeyPEM(key *ecdsa.PrivateKey) ([]byte, error) {
-	der, err := x509.MarshalECPrivateKey(key)
+	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, err
 	}
-	return pemBlock("EC PRIVATE KEY", der), nil
+	return pemBlock("PRIVATE KEY", der), nil
 }
 
 // Write stores the pair as <dir>/<name>.crt and <dir>/<name>.key (the key readable by the
@@ -144,3 +145,13 @@ func serial() *big.Int {
 	}
 	return n
 }
+
+// Pool is a certificate pool holding only this CA.
+func (ca *CA) Pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	return pool
+}
+
+// TLS parses the pair for crypto/tls.
+func (p Pair) TLS() (tls.Certificate, error) { return tls.X509KeyPair(p.CertPEM, p.KeyPEM) }
