@@ -190,7 +190,7 @@ func (p *Platform) platformCerts() (*apiServerCerts, error) {
 	if c.adminPair, err = ca.Client("keygate-local-admin", "system:masters"); err != nil {
 		return nil, err
 	}
-	sa, err := pki.NewKey()
+	sa, err := pki.NewServiceAccountKey()
 	if err != nil {
 		return nil, err
 	}

@@ -103,13 +103,19 @@ func (ca *CA) sign(tmpl *x509.Certificate) (Pair, error) {
 	return Pair{CertPEM: pemBlock("CERTIFICATE", der), KeyPEM: keyPEM}, nil
 }
 
-// NewKey returns a PEM-encoded ECDSA private key (for example a service-account signing key).
-func NewKey() ([]byte, error) {
+// NewServiceAccountKey returns a PEM-encoded ECDSA key for kube-apiserver's service-account
+// signing. It is SEC 1 ("EC PRIVATE KEY"): kube-apiserver's --service-account-key-file does not
+// read public keys out of PKCS #8 private keys.
+func NewServiceAccountKey() ([]byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	return KeyPEM(key)
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return pemBlock("EC PRIVATE KEY", der), nil
 }
 
 // KeyPEM encodes a key as PKCS #8 PEM, which Envoy, Kubernetes and crypto/tls all read.
