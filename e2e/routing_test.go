@@ -171,11 +171,17 @@ func TestTargetsFileChanges(t *testing.T) {
 		return nil
 	})
 
-	// A broken file is refused: every route keeps serving.
+	// A broken file is refused (xds counts it as an invalid reload): every route keeps serving.
+	invalid := xdsReloads(t, "invalid")
 	if err := platform.WriteTargetsFileRaw([]byte("clusters:\n  - name: [broken\n")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // give xds time to (not) apply it
+	eventually(t, 30*time.Second, "xds refusing the broken targets file", func() error {
+		if n := xdsReloads(t, "invalid"); n <= invalid {
+			return fmt.Errorf("invalid reloads still %v", n)
+		}
+		return nil
+	})
 	for _, path := range []string{probe, "/kubernetes/cluster/demo/api/v1/namespaces/marker-demo"} {
 		if resp, body := get(t, platform.AdminKey, path, nil); resp.StatusCode != 200 {
 			t.Errorf("after a broken targets file, %s: HTTP %d: %s", path, resp.StatusCode, body)
@@ -242,6 +248,28 @@ func TestEnvoyAcceptedEveryConfig(t *testing.T) {
 			t.Errorf("%supdate_success = 0: Envoy never took a config", prefix)
 		}
 	}
+}
+
+// xdsReloads reads xds's count of configuration reloads with the given result.
+func xdsReloads(t *testing.T, result string) float64 {
+	t.Helper()
+	resp, err := client.Get(platform.XDSMetricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	prefix := `keygate_xds_config_reloads_total{result="` + result + `"} `
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			var n float64
+			if _, err := fmt.Sscan(v, &n); err == nil {
+				return n
+			}
+		}
+	}
+	t.Fatalf("xds exposes no %s", strings.TrimSpace(prefix))
+	return 0
 }
 
 // envoyStats reads Envoy's counters whose names match filter (a regex), zeros included.

@@ -69,6 +69,8 @@ type Platform struct {
 	TargetsFile string
 	// EnvoyAdminURL is Envoy's admin endpoint, e.g. for /stats.
 	EnvoyAdminURL string
+	// XDSMetricsURL is xds's /metrics.
+	XDSMetricsURL string
 	// Bin is the directory holding the built xds, extauthz and keystore binaries.
 	Bin string
 
@@ -258,6 +260,7 @@ func (p *Platform) startEdge(ctx context.Context) error {
 	envoyAdmin := addr(ports[4])
 	p.EdgeURL = "https://" + addr(edgePort)
 	p.EnvoyAdminURL = "http://" + envoyAdmin
+	p.XDSMetricsURL = "http://" + xdsHTTP + "/metrics"
 
 	p.step("starting xds")
 	p.xds, err = proc.Start("xds", p.logs, nil, filepath.Join(p.Bin, "xds"),
