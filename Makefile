@@ -6,7 +6,7 @@ GO ?= go
 # anywhere near this long, it only bounds a hung run.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: run test tools build vet e2e clean help
+.PHONY: run test tools build vet fuzz e2e clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -14,8 +14,21 @@ help: ## list the targets
 run: tools ## start the whole platform locally (Ctrl-C stops it); ARGS='--port 9443' to change the port
 	$(GO) run ./localdev/cmd/run $(ARGS)
 
-test: tools vet ## install what the tests need, then run every test (unit, integration, end-to-end)
+test: tools vet ## install what the tests need, then run every test (unit, integration, end-to-end) and the fuzzers
 	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./...
+	@$(MAKE) --no-print-directory fuzz
+
+# Each fuzz target runs for FUZZ_TIME; failures land in the package's testdata/fuzz as regression
+# cases, which every later `go test` replays.
+FUZZ_TIME ?= 10s
+FUZZ_TARGETS := ./extauthz/attributes:FuzzFromRequest ./extauthz/decide:FuzzDecide
+
+fuzz: ## run every fuzz target for FUZZ_TIME (default 10s)
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "fuzz $$name ($$pkg) for $(FUZZ_TIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZ_TIME) $$pkg || exit 1; \
+	done
 
 tools: ## install Envoy, Redis, kube-apiserver, kubectl and etcd under .tools/ (reused when present)
 	@scripts/tools.sh

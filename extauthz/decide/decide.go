@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/keygate-dev/keygate/extauthz/attributes"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/xds/target"
 )
@@ -43,8 +44,8 @@ type Options struct {
 	MaxTTL time.Duration
 }
 
-// Decide judges a request with key k to target ref at time now.
-func Decide(k *v1.OwnedAccessKey, ref target.Ref, now time.Time, opts Options) Decision {
+// Decide judges a request with key k to target ref, with request attributes a, at time now.
+func Decide(k *v1.OwnedAccessKey, ref target.Ref, a attributes.Attributes, now time.Time, opts Options) Decision {
 	if k.Spec.Disabled {
 		return Decision{Unauthenticated, "disabled", fmt.Sprintf("access key %q is disabled", k.Name)}
 	}
@@ -55,8 +56,8 @@ func Decide(k *v1.OwnedAccessKey, ref target.Ref, now time.Time, opts Options) D
 		// Nothing to reach (Envoy answers 404), or nothing that needs a key.
 		return Decision{Outcome: Allow}
 	}
-	if !scopeAllows(k.Spec.Scope, ref) {
-		return Decision{Forbidden, "scope", fmt.Sprintf("access key %q is not allowed to access %s", k.Name, ref)}
+	if !scopeAllows(k.Spec.Scope, ref, a) {
+		return Decision{Forbidden, "scope", fmt.Sprintf("access key %q is not allowed to %s", k.Name, describe(a, ref))}
 	}
 	return Decision{Outcome: Allow}
 }
@@ -89,9 +90,14 @@ func Expiry(k *v1.OwnedAccessKey, opts Options) (t time.Time, ok bool) {
 // scopeAllows reports whether a scope covers a request to ref. No scope, or an empty one,
 // covers everything: the upstream's own RBAC decides. A non-empty scope only narrows; fields
 // not evaluated here yet cover nothing, so a key is never let further than its scope says.
-func scopeAllows(s *v1.AccessKeyScope, ref target.Ref) bool {
+func scopeAllows(s *v1.AccessKeyScope, ref target.Ref, a attributes.Attributes) bool {
 	if s == nil || isEmpty(s) {
 		return true
+	}
+	for _, r := range s.Rules {
+		if ruleMatches(r, ref, a) {
+			return true
+		}
 	}
 	for _, c := range s.Clusters {
 		if c.Cluster == "" {
@@ -114,6 +120,33 @@ func scopeAllows(s *v1.AccessKeyScope, ref target.Ref) bool {
 		}
 	}
 	return false
+}
+
+// describe names what a request does, for a denial: `list pods in namespace "a" on cluster
+// "demo"`, `get /version on cluster "demo"`, `access grafana of cluster "demo"`. It names only
+// the request's own objects.
+func describe(a attributes.Attributes, ref target.Ref) string {
+	if !a.ResourceRequest {
+		if a.Path == "" || a.Verb == "" {
+			return "access " + ref.String()
+		}
+		return a.Verb + " " + a.Path + " on " + ref.String()
+	}
+	res := a.Resource
+	if a.Subresource != "" {
+		res += "/" + a.Subresource
+	}
+	if a.APIGroup != "" {
+		res += "." + a.APIGroup
+	}
+	s := a.Verb + " " + res
+	if a.Name != "" {
+		s += fmt.Sprintf(" %q", a.Name)
+	}
+	if a.Namespace != "" {
+		s += fmt.Sprintf(" in namespace %q", a.Namespace)
+	}
+	return s + " on " + ref.String()
 }
 
 func isEmpty(s *v1.AccessKeyScope) bool {

@@ -6,6 +6,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/keygate-dev/keygate/extauthz/attributes"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/xds/target"
 )
@@ -84,7 +85,7 @@ func TestDecide(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := Decide(tc.key, tc.ref, tc.now, tc.opts)
+			got := Decide(tc.key, tc.ref, attributes.Attributes{}, tc.now, tc.opts)
 			if got.Outcome != tc.want || got.Reason != tc.reason {
 				t.Errorf("Decide = %v (%s: %s), want %v (%s)", got.Outcome, got.Reason, got.Message, tc.want, tc.reason)
 			}
@@ -97,7 +98,7 @@ func TestDecide(t *testing.T) {
 
 func TestForbiddenMessageNamesOnlyTheTarget(t *testing.T) {
 	k := key(scope(v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "secret-prod"}}}))
-	got := Decide(k, staging, created, Options{})
+	got := Decide(k, staging, attributes.Attributes{}, created, Options{})
 	want := `access key "k1" is not allowed to access cluster "staging"`
 	if got.Message != want {
 		t.Errorf("message = %q, want %q", got.Message, want)

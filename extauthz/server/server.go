@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/keygate-dev/keygate/extauthz/attributes"
 	"github.com/keygate-dev/keygate/extauthz/decide"
 	"github.com/keygate-dev/keygate/extauthz/identity"
 	"github.com/keygate-dev/keygate/extauthz/token"
@@ -95,7 +96,12 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		s.log.Error("key store unavailable: failing closed", "error", err)
 		return s.finish(start, ref, ResultError, deny(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "access keys cannot be checked right now; try again later"))
 	}
-	d := decide.Decide(key, ref, s.opts.Now(), s.opts.Decide)
+	attrs, err := attributes.FromRequest(strings.ToUpper(httpReq.GetMethod()), upstreamPath(ref, httpReq.GetPath()))
+	if err != nil && hasRules(key) {
+		// Rules need the request's attributes; without them nothing can match (fail closed).
+		s.log.Info("denied: request attributes unreadable", "key", key.Name, "error", err)
+	}
+	d := decide.Decide(key, ref, attrs, s.opts.Now(), s.opts.Decide)
 	switch d.Outcome {
 	case decide.Unauthenticated:
 		s.log.Info("denied", "key", key.Name, "reason", d.Reason, "target", ref.String())
@@ -118,6 +124,26 @@ func (s *Server) target(req *authv3.CheckRequest) (target.Ref, error) {
 	}
 	ref, _ = target.Parse(req.GetAttributes().GetRequest().GetHttp().GetPath())
 	return ref, nil
+}
+
+// upstreamPath is the path (with query) that the upstream of ref sees for a request to path:
+// the route strips the target's prefix; a prefix without its trailing slash reaches "/".
+func upstreamPath(ref target.Ref, path string) string {
+	prefix := ref.Prefix()
+	if prefix == "" {
+		return path
+	}
+	if rest, ok := strings.CutPrefix(path, prefix); ok {
+		return "/" + rest
+	}
+	if rest, ok := strings.CutPrefix(path, strings.TrimSuffix(prefix, "/")); ok && (rest == "" || rest[0] == '?') {
+		return "/" + rest
+	}
+	return path
+}
+
+func hasRules(k *v1.OwnedAccessKey) bool {
+	return k.Spec.Scope != nil && len(k.Spec.Scope.Rules) > 0
 }
 
 // headersToRemove lists the client's Authorization header and every client-sent header that

@@ -244,3 +244,24 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+func TestUpstreamPath(t *testing.T) {
+	demo := target.Ref{Kind: target.KindCluster, Cluster: "demo"}
+	tests := map[string]struct {
+		ref        target.Ref
+		path, want string
+	}{
+		"prefix stripped":             {demo, "/kubernetes/cluster/demo/api/v1/pods?watch=1", "/api/v1/pods?watch=1"},
+		"prefix without slash":        {demo, "/kubernetes/cluster/demo", "/"},
+		"prefix without slash, query": {demo, "/kubernetes/cluster/demo?timeout=1s", "/?timeout=1s"},
+		"longer name is not ours":     {demo, "/kubernetes/cluster/demo2/api", "/kubernetes/cluster/demo2/api"},
+		"no target":                   {target.Ref{Kind: target.KindNone}, "/x", "/x"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := upstreamPath(tc.ref, tc.path); got != tc.want {
+				t.Errorf("upstreamPath(%q) = %q, want %q", tc.path, got, tc.want)
+			}
+		})
+	}
+}

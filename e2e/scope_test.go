@@ -1,0 +1,67 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/localdev"
+)
+
+// Scoped keys here belong to admin, a cluster admin on every upstream: whatever they are
+// refused, the edge refused.
+
+func scopedKey(t *testing.T, s v1.AccessKeyScope) string {
+	t.Helper()
+	_, key := newKey(t, v1.OwnedAccessKeySpec{User: localdev.AdminUser, Scope: &s})
+	return kubeconfig(t, key)
+}
+
+func TestReadOnlyRule(t *testing.T) {
+	t.Parallel()
+	ns := unique("readonly")
+	if err := platform.Clusters[localdev.ClusterDemo].CreateNamespace(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	cfg := scopedKey(t, v1.AccessKeyScope{Rules: []v1.AccessKeyScopeRule{{Verbs: []string{"get", "list"}}}})
+	if _, errOut, err := runKubectl(t, cfg, demo, "get", "configmaps", "-n", ns); err != nil {
+		t.Errorf("kubectl get with a get/list key: %v\n%s", err, errOut)
+	}
+	for name, args := range map[string][]string{
+		"create": {"create", "configmap", "x", "-n", ns},
+		"delete": {"delete", "namespace", ns},
+	} {
+		_, errOut, err := runKubectl(t, cfg, demo, args...)
+		if err == nil || !strings.Contains(errOut, "is not allowed to "+name) {
+			t.Errorf("kubectl %s with a get/list key: err %v, stderr %q; want the edge's Forbidden", name, err, errOut)
+		}
+	}
+}
+
+func TestNonResourceURLRule(t *testing.T) {
+	t.Parallel()
+	cfg := scopedKey(t, v1.AccessKeyScope{Rules: []v1.AccessKeyScopeRule{{NonResourceURLs: []string{"/version"}}}})
+	out, errOut, err := runKubectl(t, cfg, demo, "version", "-o", "json")
+	if err != nil || !strings.Contains(out, `"serverVersion"`) {
+		t.Errorf("kubectl version with a /version key: %v\n%s%s", err, out, errOut)
+	}
+	if _, errOut, err := runKubectl(t, cfg, demo, "get", "--raw", "/api/v1/namespaces"); err == nil || !strings.Contains(errOut, "Forbidden") {
+		t.Errorf("listing namespaces with a /version key: err %v, stderr %q; want Forbidden", err, errOut)
+	}
+	if _, errOut, err := runKubectl(t, cfg, demo, "get", "--raw", "/healthz"); err == nil || !strings.Contains(errOut, "Forbidden") {
+		t.Errorf("/healthz with a /version key: err %v, stderr %q; want Forbidden", err, errOut)
+	}
+}
+
+func TestClusterScope(t *testing.T) {
+	t.Parallel()
+	cfg := scopedKey(t, v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: localdev.ClusterDemo}}})
+	if _, errOut, err := runKubectl(t, cfg, demo, "get", "namespaces"); err != nil {
+		t.Errorf("demo with a demo-scoped key: %v\n%s", err, errOut)
+	}
+	_, errOut, err := runKubectl(t, cfg, staging, "get", "--raw", "/api/v1/namespaces")
+	if err == nil || !strings.Contains(errOut, `not allowed to list namespaces on cluster "staging"`) {
+		t.Errorf("staging with a demo-scoped key: err %v, stderr %q; want the edge's Forbidden", err, errOut)
+	}
+}
