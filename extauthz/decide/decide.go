@@ -88,14 +88,32 @@ func Expiry(k *v1.OwnedAccessKey, opts Options) (t time.Time, ok bool) {
 }
 
 // scopeAllows reports whether a scope covers a request to ref. No scope, or an empty one,
-// covers everything: the upstream's own RBAC decides. A non-empty scope only narrows; fields
-// not evaluated here yet cover nothing, so a key is never let further than its scope says.
+// covers everything: the upstream's own RBAC decides. A non-empty scope only narrows: the
+// request passes when at least one entry covers it.
 func scopeAllows(s *v1.AccessKeyScope, ref target.Ref, a attributes.Attributes) bool {
 	if s == nil || isEmpty(s) {
 		return true
 	}
 	for _, r := range s.Rules {
 		if ruleMatches(r, ref, a) {
+			return true
+		}
+	}
+	for _, sp := range s.Spaces {
+		if spaceMatches(sp, ref, a) {
+			return true
+		}
+	}
+	for _, p := range s.Projects {
+		if projectMatches(p.Project, ref, a) {
+			return true
+		}
+	}
+	if s.AllowLoftCLI && loftCLIAllows(ref, a) {
+		return true
+	}
+	for _, r := range s.Roles {
+		if roleMatches(r, ref, a) {
 			return true
 		}
 	}
@@ -120,6 +138,38 @@ func scopeAllows(s *v1.AccessKeyScope, ref target.Ref, a attributes.Attributes) 
 		}
 	}
 	return false
+}
+
+// spaceMatches: a space is a namespace of a connected cluster that belongs to a project. A
+// space scope allows namespaced requests in that namespace only, and only where the target
+// source says the namespace is a space of that project ("*" for any space of the project).
+func spaceMatches(sp v1.AccessKeyScopeSpace, ref target.Ref, a attributes.Attributes) bool {
+	if ref.Kind != target.KindCluster || !a.ResourceRequest || a.Namespace == "" || sp.Project == "" || sp.Space == "" {
+		return false
+	}
+	project, ok := ref.SpaceProject(a.Namespace)
+	return ok && project == sp.Project && (sp.Space == "*" || sp.Space == a.Namespace)
+}
+
+// projectMatches: a project scope allows everything in the project's spaces and virtual
+// clusters ("*" for every project).
+func projectMatches(project string, ref target.Ref, a attributes.Attributes) bool {
+	if project == "" {
+		return false
+	}
+	switch ref.Kind {
+	case target.KindVirtualCluster:
+		return ref.Project != "" && (project == "*" || project == ref.Project)
+	case target.KindCluster:
+		return spaceMatches(v1.AccessKeyScopeSpace{Project: project, Space: "*"}, ref, a) ||
+			project == "*" && a.ResourceRequest && hasSpace(ref, a.Namespace)
+	}
+	return false
+}
+
+func hasSpace(ref target.Ref, ns string) bool {
+	_, ok := ref.SpaceProject(ns)
+	return ns != "" && ok
 }
 
 // describe names what a request does, for a denial: `list pods in namespace "a" on cluster

@@ -6,6 +6,7 @@ package target
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -50,6 +51,10 @@ type Ref struct {
 	VirtualCluster string
 	// Project is the project a virtual cluster belongs to, if any.
 	Project string
+	// Spaces are the namespaces of a connected cluster that are spaces of a project, encoded
+	// as "namespace=project,..." sorted by namespace (see FormatSpaces). Kept as a string so
+	// that Ref stays comparable and travels as one context extension.
+	Spaces string
 }
 
 // Context extension keys that xds sets on every route and extauthz reads.
@@ -59,6 +64,7 @@ const (
 	ExtNamespace      = "target.namespace"
 	ExtVirtualCluster = "target.virtualCluster"
 	ExtProject        = "target.project"
+	ExtSpaces         = "target.spaces"
 	ExtPrefix         = "target.prefix"
 )
 
@@ -120,7 +126,13 @@ func (r Ref) Validate() error {
 	case KindManagement, KindAuth, KindOIDC, KindNone:
 		return nil
 	case KindCluster, KindGrafana:
-		return check("cluster", r.Cluster, validation.IsDNS1123Subdomain)
+		if err := check("cluster", r.Cluster, validation.IsDNS1123Subdomain); err != nil {
+			return err
+		}
+		if _, err := ParseSpaces(r.Spaces); err != nil {
+			return fmt.Errorf("%s target %q: spaces: %w", r.Kind, r.Cluster, err)
+		}
+		return nil
 	case KindVirtualCluster:
 		if err := check("cluster", r.Cluster, validation.IsDNS1123Subdomain); err != nil {
 			return err
@@ -139,6 +151,56 @@ func (r Ref) Validate() error {
 	return fmt.Errorf("unknown target kind %q", r.Kind)
 }
 
+// FormatSpaces encodes a namespace → project map for Ref.Spaces.
+func FormatSpaces(spaces map[string]string) string {
+	names := make([]string, 0, len(spaces))
+	for ns := range spaces {
+		names = append(names, ns)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, ns := range names {
+		parts[i] = ns + "=" + spaces[ns]
+	}
+	return strings.Join(parts, ",")
+}
+
+// ParseSpaces decodes Ref.Spaces. Namespaces and projects are DNS labels, so neither "=" nor
+// "," can appear in them.
+func ParseSpaces(s string) (map[string]string, error) {
+	spaces := map[string]string{}
+	if s == "" {
+		return spaces, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		ns, project, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q is not namespace=project", part)
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("namespace %q: %s", ns, strings.Join(errs, "; "))
+		}
+		if errs := validation.IsDNS1123Label(project); len(errs) > 0 {
+			return nil, fmt.Errorf("project %q of space %q: %s", project, ns, strings.Join(errs, "; "))
+		}
+		if _, dup := spaces[ns]; dup {
+			return nil, fmt.Errorf("space %q appears twice", ns)
+		}
+		spaces[ns] = project
+	}
+	return spaces, nil
+}
+
+// SpaceProject returns the project of namespace ns if ns is a space of the cluster.
+func (r Ref) SpaceProject(ns string) (string, bool) {
+	for _, part := range strings.Split(r.Spaces, ",") {
+		if name, project, ok := strings.Cut(part, "="); ok && name == ns {
+			return project, true
+		}
+	}
+	return "", false
+}
+
 // ContextExtensions encodes r for a route's ext_authz per-route check settings.
 func (r Ref) ContextExtensions() map[string]string {
 	ext := map[string]string{ExtKind: string(r.Kind)}
@@ -151,6 +213,7 @@ func (r Ref) ContextExtensions() map[string]string {
 	set(ExtNamespace, r.Namespace)
 	set(ExtVirtualCluster, r.VirtualCluster)
 	set(ExtProject, r.Project)
+	set(ExtSpaces, r.Spaces)
 	set(ExtPrefix, r.Prefix())
 	return ext
 }
@@ -168,6 +231,7 @@ func FromContextExtensions(ext map[string]string) (r Ref, ok bool, err error) {
 		Namespace:      ext[ExtNamespace],
 		VirtualCluster: ext[ExtVirtualCluster],
 		Project:        ext[ExtProject],
+		Spaces:         ext[ExtSpaces],
 	}
 	if err := r.Validate(); err != nil {
 		return Ref{}, true, fmt.Errorf("route context extensions: %w", err)

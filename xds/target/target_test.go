@@ -71,3 +71,35 @@ func TestContextExtensionsRoundTrip(t *testing.T) {
 		t.Error("an unknown kind must be an error")
 	}
 }
+
+func TestSpaces(t *testing.T) {
+	enc := FormatSpaces(map[string]string{"team-b": "p2", "team-a": "p1"})
+	if enc != "team-a=p1,team-b=p2" {
+		t.Fatalf("FormatSpaces = %q", enc)
+	}
+	r := Ref{Kind: KindCluster, Cluster: "demo", Spaces: enc}
+	got, ok, err := FromContextExtensions(r.ContextExtensions())
+	if err != nil || !ok || got != r {
+		t.Fatalf("round trip = %+v, %v, %v", got, ok, err)
+	}
+	for ns, want := range map[string]string{"team-a": "p1", "team-b": "p2", "team": "", "p1": ""} {
+		p, ok := r.SpaceProject(ns)
+		if p != want || ok != (want != "") {
+			t.Errorf("SpaceProject(%q) = %q, %v; want %q", ns, p, ok, want)
+		}
+	}
+	for name, bad := range map[string]string{
+		"no project":    "team-a",
+		"bad namespace": "Team=p1",
+		"bad project":   "team=P_1",
+		"duplicate":     "a=p,a=q",
+		"empty entry":   "a=p,",
+	} {
+		if _, err := ParseSpaces(bad); err == nil {
+			t.Errorf("%s: ParseSpaces(%q) succeeded", name, bad)
+		}
+		if err := (Ref{Kind: KindCluster, Cluster: "demo", Spaces: bad}).Validate(); err == nil {
+			t.Errorf("%s: a cluster with spaces %q validated", name, bad)
+		}
+	}
+}

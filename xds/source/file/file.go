@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	sigsjson "sigs.k8s.io/json"
@@ -48,11 +49,20 @@ type Upstream struct {
 	TLSServerName  string `json:"tlsServerName,omitempty"`
 }
 
-// Cluster is a connected cluster, with its Grafana if it has one.
+// Cluster is a connected cluster, with its Grafana if it has one and the namespaces that are
+// spaces of a project.
 type Cluster struct {
 	Name     string `json:"name"`
 	Upstream `json:",inline"`
 	Grafana  *Upstream `json:"grafana,omitempty"`
+	Spaces   []Space   `json:"spaces,omitempty"`
+}
+
+// Space is a namespace of a connected cluster that belongs to a project (in Kubernetes, the
+// namespace's loft.sh/project label).
+type Space struct {
+	Name    string `json:"name"`
+	Project string `json:"project"`
 }
 
 // VirtualCluster is a virtual cluster in a namespace of a connected cluster.
@@ -153,7 +163,20 @@ func (l *loader) parse(data []byte) (model.Model, error) {
 			continue
 		}
 		clusters[c.Name] = fmt.Sprintf("clusters[%d]", i)
-		add(where, target.Ref{Kind: target.KindCluster, Cluster: c.Name}, &c.Upstream)
+		spaces := map[string]string{}
+		for j, sp := range c.Spaces {
+			swhere := fmt.Sprintf("%s: spaces[%d] (%s)", where, j, sp.Name)
+			if errs := validation.IsDNS1123Label(sp.Name); len(errs) > 0 {
+				l.errorf("%s: name: %s", swhere, strings.Join(errs, "; "))
+			} else if errs := validation.IsDNS1123Label(sp.Project); len(errs) > 0 {
+				l.errorf("%s: project %q: %s", swhere, sp.Project, strings.Join(errs, "; "))
+			} else if _, dup := spaces[sp.Name]; dup {
+				l.errorf("%s: name: duplicate space", swhere)
+			} else {
+				spaces[sp.Name] = sp.Project
+			}
+		}
+		add(where, target.Ref{Kind: target.KindCluster, Cluster: c.Name, Spaces: target.FormatSpaces(spaces)}, &c.Upstream)
 		if c.Grafana != nil {
 			add(where+": grafana", target.Ref{Kind: target.KindGrafana, Cluster: c.Name}, c.Grafana)
 		}

@@ -91,6 +91,9 @@ clusters:
     clientKeyFile: edge.key
     grafana:
       url: http://127.0.0.1:3000
+    spaces:
+      - {name: team-b, project: beta}
+      - {name: team-a, project: alpha}
 virtualClusters:
   - name: vc1
     namespace: vcluster-demo
@@ -111,7 +114,7 @@ virtualClusters:
 	want := model.Model{Targets: []model.Target{
 		{Ref: target.Ref{Kind: target.KindAuth}, Upstream: model.Upstream{URL: mustURL(t, "http://127.0.0.1:9080")}},
 		{Ref: target.Ref{Kind: target.KindGrafana, Cluster: "demo"}, Upstream: model.Upstream{URL: mustURL(t, "http://127.0.0.1:3000")}},
-		{Ref: target.Ref{Kind: target.KindCluster, Cluster: "demo"}, Upstream: tls("https://127.0.0.1:6443")},
+		{Ref: target.Ref{Kind: target.KindCluster, Cluster: "demo", Spaces: "team-a=alpha,team-b=beta"}, Upstream: tls("https://127.0.0.1:6443")},
 		{Ref: target.Ref{Kind: target.KindCluster, Cluster: "staging"}, Upstream: staging},
 		{Ref: target.Ref{Kind: target.KindManagement}, Upstream: tls("https://127.0.0.1:9443")},
 		{Ref: target.Ref{Kind: target.KindVirtualCluster, Cluster: "demo", Namespace: "vcluster-demo", VirtualCluster: "vc1", Project: "team-a"}, Upstream: tls("https://127.0.0.1:7443")},
@@ -211,6 +214,18 @@ func TestLoadErrors(t *testing.T) {
 		"bad grafana": {
 			"clusters:\n  - {name: demo, url: \"http://127.0.0.1:1\", grafana: {url: \"https://127.0.0.1:3000\"}}\n",
 			[]string{"clusters[0] (demo): grafana: caFile: an https upstream needs caFile or caData"},
+		},
+		"space with a bad name": {
+			"clusters:\n  - {name: demo, url: \"http://127.0.0.1:1\", spaces: [{name: Team_A, project: p}]}\n",
+			[]string{"clusters[0] (demo): spaces[0] (Team_A): name:"},
+		},
+		"space without a project": {
+			"clusters:\n  - {name: demo, url: \"http://127.0.0.1:1\", spaces: [{name: team-a}]}\n",
+			[]string{`clusters[0] (demo): spaces[0] (team-a): project ""`},
+		},
+		"duplicate space": {
+			"clusters:\n  - {name: demo, url: \"http://127.0.0.1:1\", spaces: [{name: a, project: p}, {name: a, project: q}]}\n",
+			[]string{"clusters[0] (demo): spaces[1] (a): name: duplicate space"},
 		},
 		"virtual cluster of an unknown cluster": {
 			demo + "virtualClusters:\n  - {name: vc1, namespace: ns, cluster: prod, url: \"http://127.0.0.1:1\"}\n",

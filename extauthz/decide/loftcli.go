@@ -1,0 +1,66 @@
+package decide
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/keygate-dev/keygate/extauthz/attributes"
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/xds/target"
+)
+
+// The requests a CLI needs from the management API, and nothing more: discovery, OpenAPI,
+// asking who it is, and reading what it can connect to. Documented in docs/scopes.md; keep
+// both in step.
+var (
+	loftCLIPaths = []string{
+		"/version", "/api", "/apis", "/apis/management.loft.sh", "/apis/management.loft.sh/v1",
+		"/openapi/v2", "/openapi/v3", "/openapi/v3/*",
+	}
+	// loftCLIReadResources may be read (get, list, watch).
+	loftCLIReadResources = []string{"selves", "clusters", "projects", "virtualclusterinstances", "spaceinstances"}
+	// loftCLICreateResources are create-to-ask resources: creating one reads, it changes nothing.
+	loftCLICreateResources = []string{"selves"}
+)
+
+const loftGroup = "management.loft.sh"
+
+// loftCLIAllows reports whether a request is one of the read-only management requests of the
+// loft-cli allow-list.
+func loftCLIAllows(ref target.Ref, a attributes.Attributes) bool {
+	if ref.Kind != target.KindManagement {
+		return false
+	}
+	if !a.ResourceRequest {
+		return a.Verb == "get" && slices.ContainsFunc(loftCLIPaths, func(p string) bool { return urlMatches(p, a.Path) })
+	}
+	if a.APIGroup != loftGroup || a.Subresource != "" {
+		return false
+	}
+	switch a.Verb {
+	case "get", "list", "watch":
+		return slices.Contains(loftCLIReadResources, a.Resource)
+	case "create":
+		return slices.Contains(loftCLICreateResources, a.Resource)
+	}
+	return false
+}
+
+// roleMatches: the loft-cli role grants the loft-cli allow-list, and everything in the projects
+// and virtual clusters (by name) it lists. Unknown roles grant nothing.
+func roleMatches(r v1.AccessKeyScopeRole, ref target.Ref, a attributes.Attributes) bool {
+	if r.Role != v1.AccessKeyScopeRoleLoftCLI {
+		return false
+	}
+	if loftCLIAllows(ref, a) {
+		return true
+	}
+	for _, p := range r.Projects {
+		if projectMatches(strings.TrimSpace(p), ref, a) {
+			return true
+		}
+	}
+	return ref.Kind == target.KindVirtualCluster && slices.ContainsFunc(r.VirtualClusters, func(vc string) bool {
+		return vc == "*" || vc == ref.VirtualCluster
+	})
+}
