@@ -100,9 +100,9 @@ func run(m *testing.M) int {
 
 // Refs of the demo targets, by context name.
 var (
-	demo    = target.Ref{Kind: target.KindCluster, Cluster: localdev.ClusterDemo}
+	demo    = target.Ref{Kind: target.KindCluster, Cluster: localdev.ClusterDemo, Spaces: localdev.SpaceName + "=" + localdev.Project}
 	staging = target.Ref{Kind: target.KindCluster, Cluster: localdev.ClusterStaging}
-	vc1     = target.Ref{Kind: target.KindVirtualCluster, Cluster: localdev.VirtualClusterHost, Namespace: localdev.VirtualClusterNamespace, VirtualCluster: localdev.VirtualClusterName}
+	vc1     = target.Ref{Kind: target.KindVirtualCluster, Cluster: localdev.VirtualClusterHost, Namespace: localdev.VirtualClusterNamespace, VirtualCluster: localdev.VirtualClusterName, Project: localdev.Project}
 )
 
 // kubeTargets are the Kubernetes targets with the name of their marker.

@@ -65,3 +65,40 @@ func TestClusterScope(t *testing.T) {
 		t.Errorf("staging with a demo-scoped key: err %v, stderr %q; want the edge's Forbidden", err, errOut)
 	}
 }
+
+// A key scoped to one space (a namespace of a project) reaches namespaced objects there only.
+func TestSpaceScope(t *testing.T) {
+	t.Parallel()
+	cfg := scopedKey(t, v1.AccessKeyScope{Spaces: []v1.AccessKeyScopeSpace{{Project: localdev.Project, Space: localdev.SpaceName}}})
+	if _, errOut, err := runKubectl(t, cfg, demo, "get", "pods", "-n", localdev.SpaceName); err != nil {
+		t.Errorf("pods in the space: %v\n%s", err, errOut)
+	}
+	for name, args := range map[string][]string{
+		"another namespace":       {"get", "--raw", "/api/v1/namespaces/default/pods"},
+		"a cluster-scoped list":   {"get", "--raw", "/api/v1/namespaces"},
+		"pods of every namespace": {"get", "--raw", "/api/v1/pods"},
+	} {
+		if _, errOut, err := runKubectl(t, cfg, demo, args...); err == nil || !strings.Contains(errOut, "is not allowed to") {
+			t.Errorf("%s with a space key: err %v, stderr %q; want the edge's Forbidden", name, err, errOut)
+		}
+	}
+	if _, errOut, err := runKubectl(t, cfg, staging, "get", "--raw", "/api/v1/namespaces/"+localdev.SpaceName+"/pods"); err == nil || !strings.Contains(errOut, "is not allowed to") {
+		t.Errorf("same namespace on staging (not a space there): err %v, stderr %q; want Forbidden", err, errOut)
+	}
+}
+
+// A key scoped to one virtual cluster reaches it and no other target.
+func TestVirtualClusterScope(t *testing.T) {
+	t.Parallel()
+	s := v1.AccessKeyScope{VirtualClusters: []v1.AccessKeyScopeVirtualCluster{{Project: localdev.Project, VirtualCluster: localdev.VirtualClusterName}}}
+	_, key := newKey(t, v1.OwnedAccessKeySpec{User: localdev.AdminUser, Scope: &s})
+	cfg := kubeconfig(t, key)
+	if _, errOut, err := runKubectl(t, cfg, vc1, "get", "namespaces"); err != nil {
+		t.Errorf("vc1 with a vc1 key: %v\n%s", err, errOut)
+	}
+	for _, path := range []string{demo.Prefix() + "api/v1/namespaces", staging.Prefix() + "api/v1/namespaces", "/grafana/demo/api/health"} {
+		if resp, body := get(t, key, path, nil); resp.StatusCode != 403 {
+			t.Errorf("%s with a vc1 key: HTTP %d, want 403: %s", path, resp.StatusCode, body)
+		}
+	}
+}

@@ -37,6 +37,9 @@ const (
 	VirtualClusterName      = "vc1"
 	VirtualClusterNamespace = "vcluster-demo"
 	VirtualClusterHost      = ClusterDemo
+	// Project owns space SpaceName (a namespace of demo) and virtual cluster vc1.
+	Project   = "demo-project"
+	SpaceName = "team-a"
 )
 
 // Options configure a platform.
@@ -224,7 +227,10 @@ func (p *Platform) startKube(ctx context.Context, certs *apiServerCerts) error {
 		return err
 	}
 	// The virtual cluster runs in this namespace of its host cluster, as vcluster does.
-	return p.Clusters[ClusterDemo].CreateNamespace(ctx, VirtualClusterNamespace)
+	if err := p.Clusters[ClusterDemo].CreateNamespace(ctx, VirtualClusterNamespace); err != nil {
+		return err
+	}
+	return p.Clusters[ClusterDemo].CreateNamespace(ctx, SpaceName)
 }
 
 // startEdge starts xds, extauthz and Envoy, each on free loopback ports but the edge port.
@@ -373,9 +379,9 @@ func (p *Platform) waitEdgeServes(ctx context.Context) error {
 // Refs are the demo targets that need an access key.
 func (p *Platform) Refs() []target.Ref {
 	return []target.Ref{
-		{Kind: target.KindCluster, Cluster: ClusterDemo},
+		{Kind: target.KindCluster, Cluster: ClusterDemo, Spaces: target.FormatSpaces(map[string]string{SpaceName: Project})},
 		{Kind: target.KindCluster, Cluster: ClusterStaging},
-		{Kind: target.KindVirtualCluster, Cluster: VirtualClusterHost, Namespace: VirtualClusterNamespace, VirtualCluster: VirtualClusterName},
+		{Kind: target.KindVirtualCluster, Cluster: VirtualClusterHost, Namespace: VirtualClusterNamespace, VirtualCluster: VirtualClusterName, Project: Project},
 		{Kind: target.KindGrafana, Cluster: ClusterDemo},
 	}
 }

@@ -34,10 +34,11 @@ func (p *Platform) writeInitialTargets(certs *apiServerCerts) error {
 	}
 	demo := p.ClusterTarget(ClusterDemo, p.Clusters[ClusterDemo])
 	demo.Grafana = &file.Upstream{URL: p.GrafanaURL}
+	demo.Spaces = []file.Space{{Name: SpaceName, Project: Project}}
 	p.targets = Targets{
 		Clusters: []file.Cluster{demo, p.ClusterTarget(ClusterStaging, p.Clusters[ClusterStaging])},
 		VirtualClusters: []file.VirtualCluster{{
-			Name: VirtualClusterName, Namespace: VirtualClusterNamespace, Cluster: VirtualClusterHost,
+			Name: VirtualClusterName, Namespace: VirtualClusterNamespace, Cluster: VirtualClusterHost, Project: Project,
 			Upstream: p.upstream(p.VirtualCluster),
 		}},
 	}

@@ -4,6 +4,8 @@ package decide
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/keygate-dev/keygate/extauthz/attributes"
@@ -143,12 +145,42 @@ func scopeAllows(s *v1.AccessKeyScope, ref target.Ref, a attributes.Attributes) 
 // spaceMatches: a space is a namespace of a connected cluster that belongs to a project. A
 // space scope allows namespaced requests in that namespace only, and only where the target
 // source says the namespace is a space of that project ("*" for any space of the project).
+//
+// Clients cannot work without discovery (kubectl asks /api and /apis before anything else), and
+// discovery shows only the API's shape, no objects: so a space scope also covers discovery GETs
+// on a cluster where it has a space.
 func spaceMatches(sp v1.AccessKeyScopeSpace, ref target.Ref, a attributes.Attributes) bool {
-	if ref.Kind != target.KindCluster || !a.ResourceRequest || a.Namespace == "" || sp.Project == "" || sp.Space == "" {
+	if ref.Kind != target.KindCluster || sp.Project == "" || sp.Space == "" {
 		return false
 	}
-	project, ok := ref.SpaceProject(a.Namespace)
-	return ok && project == sp.Project && (sp.Space == "*" || sp.Space == a.Namespace)
+	inScope := func(ns string) bool {
+		project, ok := ref.SpaceProject(ns)
+		return ok && project == sp.Project && (sp.Space == "*" || sp.Space == ns)
+	}
+	if !a.ResourceRequest {
+		return isDiscovery(a) && slices.ContainsFunc(spaceNames(ref), inScope)
+	}
+	return a.Namespace != "" && inScope(a.Namespace)
+}
+
+// isDiscovery reports whether a request reads API discovery or OpenAPI documents.
+func isDiscovery(a attributes.Attributes) bool {
+	if a.ResourceRequest || a.Verb != "get" {
+		return false
+	}
+	p := a.Path
+	return p == "/version" || p == "/api" || strings.HasPrefix(p, "/api/") || p == "/apis" || strings.HasPrefix(p, "/apis/") ||
+		p == "/openapi/v2" || p == "/openapi/v3" || strings.HasPrefix(p, "/openapi/v3/")
+}
+
+func spaceNames(ref target.Ref) []string {
+	var names []string
+	for _, part := range strings.Split(ref.Spaces, ",") {
+		if ns, _, ok := strings.Cut(part, "="); ok {
+			names = append(names, ns)
+		}
+	}
+	return names
 }
 
 // projectMatches: a project scope allows everything in the project's spaces and virtual
@@ -161,8 +193,13 @@ func projectMatches(project string, ref target.Ref, a attributes.Attributes) boo
 	case target.KindVirtualCluster:
 		return ref.Project != "" && (project == "*" || project == ref.Project)
 	case target.KindCluster:
-		return spaceMatches(v1.AccessKeyScopeSpace{Project: project, Space: "*"}, ref, a) ||
-			project == "*" && a.ResourceRequest && hasSpace(ref, a.Namespace)
+		if project == "*" {
+			if !a.ResourceRequest {
+				return isDiscovery(a) && ref.Spaces != ""
+			}
+			return hasSpace(ref, a.Namespace)
+		}
+		return spaceMatches(v1.AccessKeyScopeSpace{Project: project, Space: "*"}, ref, a)
 	}
 	return false
 }

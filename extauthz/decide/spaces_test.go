@@ -27,7 +27,11 @@ func TestSpacesAndProjects(t *testing.T) {
 		"space: a namespace that is no space":    {spaceA, demoSpaces, "GET", "/api/v1/namespaces/default/pods", false},
 		"space: cluster-scoped resources":        {spaceA, demoSpaces, "GET", "/api/v1/nodes", false},
 		"space: all namespaces":                  {spaceA, demoSpaces, "GET", "/api/v1/pods", false},
-		"space: non-resource":                    {spaceA, demoSpaces, "GET", "/version", false},
+		"space: discovery where it has a space":  {spaceA, demoSpaces, "GET", "/apis/apps/v1", true},
+		"space: openapi where it has a space":    {spaceA, demoSpaces, "GET", "/openapi/v3/api/v1", true},
+		"space: discovery elsewhere":             {spaceA, staging, "GET", "/api", false},
+		"space: other non-resource paths":        {spaceA, demoSpaces, "GET", "/healthz", false},
+		"space: non-resource writes":             {spaceA, demoSpaces, "POST", "/api", false},
 		"space: same name in another project":    {v1.AccessKeyScope{Spaces: []v1.AccessKeyScopeSpace{{Project: "p2", Space: "team-a"}}}, demoSpaces, "GET", "/api/v1/namespaces/team-a/pods", false},
 		"space: cluster without that space":      {spaceA, staging, "GET", "/api/v1/namespaces/team-a/pods", false},
 		"space: grafana":                         {spaceA, grafana, "GET", "/api/health", false},
@@ -43,6 +47,9 @@ func TestSpacesAndProjects(t *testing.T) {
 		"project star: any space":                {anyProject, demoSpaces, "GET", "/api/v1/namespaces/team-c/pods", true},
 		"project star: not a plain namespace":    {anyProject, demoSpaces, "GET", "/api/v1/namespaces/default/pods", false},
 		"project: cluster-scoped":                {projectP1, demoSpaces, "GET", "/api/v1/namespaces", false},
+		"project: discovery where it has spaces": {projectP1, demoSpaces, "GET", "/api", true},
+		"project star: discovery":                {anyProject, demoSpaces, "GET", "/apis", true},
+		"project star: no spaces, no discovery":  {anyProject, staging, "GET", "/apis", false},
 		"project: management":                    {projectP1, target.Ref{Kind: target.KindManagement}, "GET", "/apis", false},
 	}
 	for name, tc := range tests {

@@ -78,7 +78,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return s.finish(start, ref, ResultError, deny(http.StatusInternalServerError, metav1.StatusReasonInternalError, "the edge is misconfigured for this path"))
 	}
 	if ref.Kind.Public() {
-		return s.finish(start, ref, ResultOK, allow(nil, nil))
+		return s.finish(start, ref, ResultOK, allow(ref, nil, nil))
 	}
 	headers := httpReq.GetHeaders()
 	plain, err := token.Bearer(headers["authorization"])
@@ -112,7 +112,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	s.log.Debug("allowed", "key", key.Name, "user", identity.User(key), "target", ref.String())
 	set := identity.Headers(key, ref.Kind, s.opts.Identity)
-	return s.finish(start, ref, ResultOK, allow(set, s.headersToRemove(headers, set)))
+	return s.finish(start, ref, ResultOK, allow(ref, set, s.headersToRemove(headers, set)))
 }
 
 // target is the route's target from its context extensions, or from the path when the Check
@@ -179,7 +179,7 @@ func (s *Server) finish(start time.Time, ref target.Ref, result string, resp *au
 // into the dynamic metadata, from which the edge's Lua filter writes one header line per value:
 // Envoy's ext_authz can only append by joining values with commas, which Kubernetes would read
 // as a single group (see target.MetadataHeaderLists).
-func allow(set []identity.Header, remove []string) *authv3.CheckResponse {
+func allow(ref target.Ref, set []identity.Header, remove []string) *authv3.CheckResponse {
 	var opts []*corev3.HeaderValueOption
 	lists := map[string][]any{}
 	var order []string
@@ -197,6 +197,12 @@ func allow(set []identity.Header, remove []string) *authv3.CheckResponse {
 		Status: &rpcstatus.Status{Code: int32(codes.OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
 			Headers: opts, HeadersToRemove: remove,
+			// Tells the client which target its request was judged for; the edge forwards to
+			// exactly that target (the route carried it), which tests and operators can check.
+			ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
+				Header:       &corev3.HeaderValue{Key: TargetHeader, Value: targetName(ref)},
+				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			}},
 		}},
 	}
 	multi := map[string]any{}
@@ -212,6 +218,18 @@ func allow(set []identity.Header, remove []string) *authv3.CheckResponse {
 		}
 	}
 	return resp
+}
+
+// TargetHeader is the response header naming the target a request was judged for.
+const TargetHeader = "X-Keygate-Target"
+
+// targetName is the target's prefix without its slashes, e.g. kubernetes/cluster/demo, or
+// "none" for a path that names no target.
+func targetName(ref target.Ref) string {
+	if p := strings.Trim(ref.Prefix(), "/"); p != "" {
+		return p
+	}
+	return string(ref.Kind)
 }
 
 // deny builds a denial whose body is a Kubernetes Status, so that kubectl prints its message.
