@@ -173,9 +173,15 @@ func get(t *testing.T, key, path string, headers map[string]string) (*http.Respo
 	for k, v := range headers {
 		req.Header.Add(k, v)
 	}
+	return do(t, req)
+}
+
+// do sends req through the edge and reads the whole response.
+func do(t *testing.T, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)

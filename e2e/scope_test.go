@@ -102,3 +102,7 @@ func TestVirtualClusterScope(t *testing.T) {
 		}
 	}
 }
+
+func scopedToDemo() v1.OwnedAccessKeySpec {
+	return v1.OwnedAccessKeySpec{User: localdev.AdminUser, Scope: &v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: localdev.ClusterDemo}}}}
+}
