@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
+	sigsjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
 
 	"github.com/keygate-dev/keygate/internal/flagenv"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
@@ -72,6 +75,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		display := fs.String("display-name", "", "display name")
 		typ := fs.String("type", string(v1.AccessKeyTypeUser), "key type: User, Login, Other, ...")
 		key := fs.String("key", "", "use this key instead of generating one (at least 32 characters)")
+		scopeFile := fs.String("scope-file", "", "YAML or JSON file holding the key's spec.scope (docs/scopes.md); default unscoped")
 		run = func(ctx context.Context, s *store.Store) error {
 			if *user == "" && *team == "" {
 				return usageError("create-key needs --user or --team")
@@ -87,11 +91,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 				}
 				*name = strings.ToLower(owner) + "-" + rand.String(5)
 			}
+			var scope *v1.AccessKeyScope
+			if *scopeFile != "" {
+				if scope, err = readScope(*scopeFile); err != nil {
+					return usageError(err.Error())
+				}
+			}
 			k := &v1.OwnedAccessKey{
 				ObjectMeta: metav1.ObjectMeta{Name: *name},
 				Spec: v1.OwnedAccessKeySpec{
 					DisplayName: *display, User: *user, Team: *team, Groups: splitList(*groups),
-					TTL: seconds, Type: v1.AccessKeyType(*typ), Key: *key,
+					TTL: seconds, Type: v1.AccessKeyType(*typ), Key: *key, Scope: scope,
 				},
 			}
 			plain, err := s.Create(ctx, k)
@@ -176,6 +186,32 @@ func owner(k *v1.OwnedAccessKey) string {
 		return "user " + k.Spec.User
 	}
 	return "team " + k.Spec.Team
+}
+
+// readScope reads an AccessKeyScope from YAML or JSON, refusing unknown fields so that a typo
+// cannot silently widen a key.
+func readScope(path string) (*v1.AccessKeyScope, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--scope-file: %w", err)
+	}
+	bad := func(err error) error {
+		return fmt.Errorf("--scope-file %s: not a valid scope (docs/scopes.md): %w", path, err)
+	}
+	jsonData, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return nil, bad(err)
+	}
+	var s v1.AccessKeyScope
+	// Case-sensitive and strict, as the API server decodes: "Verbs" or "verb" is an error.
+	strictErrs, err := sigsjson.UnmarshalStrict(jsonData, &s)
+	if err != nil {
+		return nil, bad(err)
+	}
+	if len(strictErrs) > 0 {
+		return nil, bad(errors.Join(strictErrs...))
+	}
+	return &s, nil
 }
 
 // parseTTL reads seconds ("3600") or a Go duration ("24h").

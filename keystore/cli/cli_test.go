@@ -112,3 +112,25 @@ func TestErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestCreateKeyWithScopeFile(t *testing.T) {
+	dir := t.TempDir()
+	good := dir + "/scope.yaml"
+	os.WriteFile(good, []byte("rules:\n  - verbs: [get, list, watch]\n    namespaces: [ci]\n    cluster: demo\n"), 0o644)
+	code, out, errOut := run("create-key", "--redis-address", redisAddr, "--user", "ci-bot", "--scope-file", good)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	k, err := store.New(redis.NewClient(&redis.Options{Addr: redisAddr})).Lookup(context.Background(), strings.TrimSpace(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Spec.Scope == nil || len(k.Spec.Scope.Rules) != 1 || k.Spec.Scope.Rules[0].Cluster != "demo" || strings.Join(k.Spec.Scope.Rules[0].Verbs, ",") != "get,list,watch" {
+		t.Errorf("stored scope = %+v", k.Spec.Scope)
+	}
+	typo := dir + "/typo.yaml"
+	os.WriteFile(typo, []byte("rules:\n  - verb: [get]\n"), 0o644)
+	if code, _, errOut := run("create-key", "--redis-address", redisAddr, "--user", "u", "--scope-file", typo); code != 2 || !strings.Contains(errOut, `unknown field "rules[0].verb"`) {
+		t.Errorf("a scope with a typo: exit %d, %q; want exit 2 naming the field", code, errOut)
+	}
+}
