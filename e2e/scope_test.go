@@ -2,11 +2,16 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/keygate-dev/keygate/internal/tools"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/localdev"
+	"github.com/keygate-dev/keygate/xds/target"
+	"sigs.k8s.io/yaml"
 )
 
 // Scoped keys here belong to admin, a cluster admin on every upstream: whatever they are
@@ -105,4 +110,49 @@ func TestVirtualClusterScope(t *testing.T) {
 
 func scopedToDemo() v1.OwnedAccessKeySpec {
 	return v1.OwnedAccessKeySpec{User: localdev.AdminUser, Scope: &v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: localdev.ClusterDemo}}}}
+}
+
+// The CI key of docs/scopes.md does what the page says: everything in its namespace of demo,
+// nothing elsewhere. The scope is read from the page itself, so the page cannot drift.
+func TestDocumentedCIKey(t *testing.T) {
+	t.Parallel()
+	root, err := tools.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := os.ReadFile(filepath.Join(root, "docs", "scopes.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(page), "# ci-scope.yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/scopes.md has no ci-scope.yaml block")
+	}
+	var s v1.AccessKeyScope
+	if err := yaml.UnmarshalStrict([]byte(block), &s); err != nil {
+		t.Fatalf("the documented scope does not parse: %v", err)
+	}
+	ns := "ci"
+	if err := platform.Clusters[localdev.ClusterDemo].CreateNamespace(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	cfg := scopedKey(t, s)
+	for _, args := range [][]string{{"get", "pods", "-n", ns}, {"create", "configmap", unique("cfg"), "-n", ns}} {
+		if _, errOut, err := runKubectl(t, cfg, demo, args...); err != nil {
+			t.Errorf("kubectl %v with the CI key: %v\n%s", args, err, errOut)
+		}
+	}
+	for name, c := range map[string]struct {
+		ref  target.Ref
+		args []string
+	}{
+		"another namespace": {demo, []string{"get", "--raw", "/api/v1/namespaces/default/pods"}},
+		"cluster-scoped":    {demo, []string{"get", "--raw", "/api/v1/nodes"}},
+		"another cluster":   {staging, []string{"get", "--raw", "/api/v1/namespaces/ci/pods"}},
+	} {
+		if _, errOut, err := runKubectl(t, cfg, c.ref, c.args...); err == nil || !strings.Contains(errOut, "is not allowed to") {
+			t.Errorf("%s with the CI key: err %v, stderr %q; want the edge's Forbidden", name, err, errOut)
+		}
+	}
 }

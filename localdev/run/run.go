@@ -87,16 +87,17 @@ keygate is running (ready in %.1fs).
   kubeconfig:  %s
                contexts: loft_demo, loft_staging, loft-vcluster_vc1_vcluster-demo_demo
   logs:        %s
+  redis:       %s   (.run/bin/keystore create-key --redis-address %[7]s --user NAME; docs/scopes.md)
 
 Try:
   export PATH="$PWD/.tools/bin:$PATH"    # kubectl v1.36, installed by make
   kubectl --kubeconfig %[5]s --context loft_demo get namespaces
   kubectl --kubeconfig %[5]s --context loft-vcluster_vc1_vcluster-demo_demo auth whoami
-  curl --cacert %[7]s -H "Authorization: Bearer $(cat %[4]s)" %[2]s/grafana/demo/api/health
+  curl --cacert %[8]s -H "Authorization: Bearer $(cat %[4]s)" %[2]s/grafana/demo/api/health
 
 Ctrl-C stops everything.
 `, time.Since(started).Seconds(), p.EdgeURL, p.AdminKey, rel(keyFile), rel(kubeconfig),
-		rel(filepath.Join(stateDir, "logs")), rel(filepath.Join(stateDir, "pki", "edge-ca.crt")))
+		rel(filepath.Join(stateDir, "logs")), p.RedisAddr, rel(filepath.Join(stateDir, "pki", "edge-ca.crt")))
 	<-ctx.Done()
 	return nil
 }
