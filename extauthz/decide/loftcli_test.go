@@ -11,12 +11,7 @@ func TestLoftCLI(t *testing.T) {
 	mgmt := target.Ref{Kind: target.KindManagement}
 	allow := v1.AccessKeyScope{AllowLoftCLI: true}
 	role := v1.AccessKeyScope{Roles: []v1.AccessKeyScopeRole{{Role: v1.AccessKeyScopeRoleLoftCLI, Projects: []string{"p1"}, VirtualClusters: []string{"vc2"}}}}
-	tests := map[string]struct {
-		scope        v1.AccessKeyScope
-		ref          target.Ref
-		method, path string
-		want         bool
-	}{
+	runScopeCases(t, map[string]scopeCase{
 		"discovery":                 {allow, mgmt, "GET", "/apis/management.loft.sh/v1", true},
 		"openapi":                   {allow, mgmt, "GET", "/openapi/v3/apis/management.loft.sh/v1", true},
 		"who am I":                  {allow, mgmt, "POST", "/apis/management.loft.sh/v1/selves", true},
@@ -35,13 +30,5 @@ func TestLoftCLI(t *testing.T) {
 		"role: its vcluster":        {role, vc2, "GET", "/api/v1/pods", true},
 		"role: nothing else":        {role, staging, "GET", "/api/v1/pods", false},
 		"unknown role":              {v1.AccessKeyScope{Roles: []v1.AccessKeyScopeRole{{Role: "admin"}}}, mgmt, "GET", "/apis", false},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			got := Decide(key(scope(tc.scope)), tc.ref, attrs(t, tc.method, tc.path), created, Options{})
-			if (got.Outcome == Allow) != tc.want {
-				t.Errorf("%s %s on %s: %v (%s), want allowed=%v", tc.method, tc.path, tc.ref, got.Outcome, got.Message, tc.want)
-			}
-		})
-	}
+	})
 }

@@ -15,12 +15,7 @@ func TestSpacesAndProjects(t *testing.T) {
 	allOfP1 := v1.AccessKeyScope{Spaces: []v1.AccessKeyScopeSpace{{Project: "p1", Space: "*"}}}
 	projectP1 := v1.AccessKeyScope{Projects: []v1.AccessKeyScopeProject{{Project: "p1"}}}
 	anyProject := v1.AccessKeyScope{Projects: []v1.AccessKeyScopeProject{{Project: "*"}}}
-	tests := map[string]struct {
-		scope        v1.AccessKeyScope
-		ref          target.Ref
-		method, path string
-		want         bool
-	}{
+	runScopeCases(t, map[string]scopeCase{
 		"space: pods in it":                      {spaceA, demoSpaces, "GET", "/api/v1/namespaces/team-a/pods", true},
 		"space: writes in it":                    {spaceA, demoSpaces, "POST", "/apis/apps/v1/namespaces/team-a/deployments", true},
 		"space: another namespace":               {spaceA, demoSpaces, "GET", "/api/v1/namespaces/team-b/pods", false},
@@ -51,8 +46,20 @@ func TestSpacesAndProjects(t *testing.T) {
 		"project star: discovery":                {anyProject, demoSpaces, "GET", "/apis", true},
 		"project star: no spaces, no discovery":  {anyProject, staging, "GET", "/apis", false},
 		"project: management":                    {projectP1, target.Ref{Kind: target.KindManagement}, "GET", "/apis", false},
-	}
-	for name, tc := range tests {
+	})
+}
+
+// scopeCase is a request to ref and whether a key with scope may make it.
+type scopeCase struct {
+	scope        v1.AccessKeyScope
+	ref          target.Ref
+	method, path string
+	want         bool
+}
+
+func runScopeCases(t *testing.T, cases map[string]scopeCase) {
+	t.Helper()
+	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			got := Decide(key(scope(tc.scope)), tc.ref, attrs(t, tc.method, tc.path), created, Options{})
 			if (got.Outcome == Allow) != tc.want {

@@ -96,10 +96,13 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		s.log.Error("key store unavailable: failing closed", "error", err)
 		return s.finish(start, ref, ResultError, deny(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "access keys cannot be checked right now; try again later"))
 	}
-	attrs, err := attributes.FromRequest(strings.ToUpper(httpReq.GetMethod()), upstreamPath(ref, httpReq.GetPath()))
-	if err != nil && hasRules(key) {
-		// Rules need the request's attributes; without them nothing can match (fail closed).
-		s.log.Info("denied: request attributes unreadable", "key", key.Name, "error", err)
+	// Only a scope looks at the request's attributes; unscoped keys skip parsing them.
+	var attrs attributes.Attributes
+	if key.Spec.Scope != nil {
+		if attrs, err = attributes.FromRequest(strings.ToUpper(httpReq.GetMethod()), upstreamPath(ref, httpReq.GetPath())); err != nil {
+			// Without attributes no rule, space or project entry can match: the scope fails closed.
+			s.log.Info("request attributes unreadable", "key", key.Name, "error", err)
+		}
 	}
 	d := decide.Decide(key, ref, attrs, s.opts.Now(), s.opts.Decide)
 	switch d.Outcome {
@@ -140,10 +143,6 @@ func upstreamPath(ref target.Ref, path string) string {
 		return "/" + rest
 	}
 	return path
-}
-
-func hasRules(k *v1.OwnedAccessKey) bool {
-	return k.Spec.Scope != nil && len(k.Spec.Scope.Rules) > 0
 }
 
 // headersToRemove lists the client's Authorization header and every client-sent header that
