@@ -1,0 +1,283 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+)
+
+func TestActivityTime(t *testing.T) {
+	for _, tc := range []struct {
+		in   time.Time
+		want string
+	}{
+		{time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), "2030-01-02T03:04:05Z"},
+		{time.Date(2030, 1, 2, 3, 4, 5, 999_999_999, time.UTC), "2030-01-02T03:04:05Z"},
+		{time.Date(2030, 1, 2, 5, 4, 5, 0, time.FixedZone("", 2*3600)), "2030-01-02T03:04:05Z"},
+	} {
+		if got := activityTime(tc.in); got != tc.want {
+			t.Errorf("activityTime(%v) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+// createForActivity creates a key and returns its digest.
+func createForActivity(t *testing.T, k *v1.OwnedAccessKey) string {
+	t.Helper()
+	plain, err := store.Create(context.Background(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Digest(plain)
+}
+
+func lastActivity(t *testing.T, name string) string {
+	t.Helper()
+	k, err := store.Get(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Status.LastActivity == nil {
+		return ""
+	}
+	return k.Status.LastActivity.UTC().Format(time.RFC3339)
+}
+
+func TestRecordActivityKeepsTheNewest(t *testing.T) {
+	base := time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
+	for i, tc := range []struct {
+		name    string
+		batches []time.Time
+		want    string
+	}{
+		{"first use", []time.Time{base}, "2030-05-06T07:08:09Z"},
+		{"newer replaces", []time.Time{base, base.Add(time.Hour)}, "2030-05-06T08:08:09Z"},
+		{"older never overwrites", []time.Time{base.Add(time.Hour), base}, "2030-05-06T08:08:09Z"},
+		{"same second is a no-op", []time.Time{base, base.Add(500 * time.Millisecond)}, "2030-05-06T07:08:09Z"},
+		{"zero time ignored", []time.Time{{}}, ""},
+		{"zero time after a real one", []time.Time{base, {}}, "2030-05-06T07:08:09Z"},
+		{"a year later, lexically and in time", []time.Time{base, base.AddDate(1, 0, 0), base.AddDate(0, 11, 0)}, "2031-05-06T07:08:09Z"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := fmt.Sprintf("act-newest-%d", i)
+			d := createForActivity(t, key(name, v1.OwnedAccessKeySpec{User: "u"}))
+			for _, at := range tc.batches {
+				if err := store.RecordActivity(context.Background(), map[string]time.Time{d: at}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := lastActivity(t, name); got != tc.want {
+				t.Errorf("lastActivity = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// The script edits the stored JSON in place: everything but status.lastActivity must survive
+// byte for byte, including values a cjson round trip would break (a huge ttl, empty objects).
+func TestRecordActivityChangesNothingElse(t *testing.T) {
+	ctx := context.Background()
+	k := key("act-fidelity", v1.OwnedAccessKeySpec{
+		DisplayName: `quotes " and braces {"status":{}}} and \ and / and ünïcode`,
+		User:        "alice", Groups: []string{"dev", "ops"},
+		TTL: math.MaxInt64, TTLAfterLastActivity: true,
+		Scope: &v1.AccessKeyScope{Rules: []v1.AccessKeyScopeRule{{Verbs: []string{"get"}, Namespaces: []string{""}}}},
+	})
+	k.Labels = map[string]string{"team": "a"}
+	d := createForActivity(t, k)
+	before, err := rdb.Get(ctx, recordKey(d)).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for range 2 { // from no status to one, then replacing one
+		if err := store.RecordActivity(ctx, map[string]time.Time{d: at}); err != nil {
+			t.Fatal(err)
+		}
+		at = at.Add(time.Minute)
+	}
+	after, err := rdb.Get(ctx, recordKey(d)).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec record
+	if err := json.Unmarshal(before, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec.Key.Status.LastActivity = &metav1.Time{Time: time.Date(2030, 1, 1, 0, 1, 0, 0, time.UTC)}
+	want, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), string(after)); diff != "" {
+		t.Errorf("stored record (-want +got):\n%s", diff)
+	}
+}
+
+func TestRecordActivityDoesNotResurrectDeletedKeys(t *testing.T) {
+	ctx := context.Background()
+	d := createForActivity(t, key("act-deleted", v1.OwnedAccessKeySpec{User: "u"}))
+	if err := store.Delete(ctx, "act-deleted"); err != nil {
+		t.Fatal(err)
+	}
+	never := Digest("never-created-" + fmt.Sprint(time.Now().UnixNano()))
+	if err := store.RecordActivity(ctx, map[string]time.Time{d: time.Now(), never: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, dg := range []string{d, never} {
+		if n, err := rdb.Exists(ctx, recordKey(dg)).Result(); err != nil || n != 0 {
+			t.Errorf("record %s exists (%d, %v) after RecordActivity: a deleted key came back", dg[:12], n, err)
+		}
+	}
+}
+
+// Concurrent batches with times in random order, and a concurrent writer of another field,
+// leave the newest time and the other writer's change.
+func TestRecordActivityConcurrentBatches(t *testing.T) {
+	ctx := context.Background()
+	const keys, writers, rounds = 20, 8, 25
+	base := time.Date(2030, 3, 1, 0, 0, 0, 0, time.UTC)
+	digests := make([]string, keys)
+	for i := range digests {
+		digests[i] = createForActivity(t, key(fmt.Sprintf("act-conc-%d", i), v1.OwnedAccessKeySpec{User: "u"}))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers+1)
+	for w := range writers {
+		wg.Go(func() {
+			for r := range rounds {
+				batch := map[string]time.Time{}
+				for _, d := range digests {
+					batch[d] = base.Add(time.Duration(rand.IntN(writers*rounds)) * time.Second)
+				}
+				if w == 0 && r == rounds-1 {
+					// One writer's last batch holds the newest time for every key.
+					for _, d := range digests {
+						batch[d] = base.Add(time.Hour)
+					}
+				}
+				if err := store.RecordActivity(ctx, batch); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range keys {
+			for {
+				err := store.SetDisabled(ctx, fmt.Sprintf("act-conc-%d", i), true)
+				if errors.Is(err, redis.TxFailedErr) {
+					continue // the optimistic transaction lost to a script: retry
+				}
+				if err != nil {
+					errs <- err
+				}
+				break
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i := range keys {
+		name := fmt.Sprintf("act-conc-%d", i)
+		if got := lastActivity(t, name); got != "2030-03-01T01:00:00Z" {
+			t.Errorf("%s: lastActivity = %s, want the newest 2030-03-01T01:00:00Z", name, got)
+		}
+		k, err := store.Get(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !k.Spec.Disabled {
+			t.Errorf("%s: a concurrent SetDisabled was lost", name)
+		}
+	}
+}
+
+func TestRecordActivityScriptNotCached(t *testing.T) {
+	ctx := context.Background()
+	d := createForActivity(t, key("act-noscript", v1.OwnedAccessKeySpec{User: "u"}))
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.RecordActivity(ctx, map[string]time.Time{d: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastActivity(t, "act-noscript"); got != "2030-01-01T00:00:00Z" {
+		t.Errorf("lastActivity = %q after SCRIPT FLUSH", got)
+	}
+}
+
+func TestRecordActivityKeepsRedisTTL(t *testing.T) {
+	ctx := context.Background()
+	d := createForActivity(t, key("act-ttl", v1.OwnedAccessKeySpec{User: "u"}))
+	if err := rdb.Expire(ctx, recordKey(d), time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.RecordActivity(ctx, map[string]time.Time{d: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, err := rdb.TTL(ctx, recordKey(d)).Result(); err != nil || ttl <= 0 {
+		t.Errorf("TTL after RecordActivity = %v, %v; want the hour kept", ttl, err)
+	}
+}
+
+// A record the script does not recognise is left alone and reported, not rewritten.
+func TestRecordActivityRefusesUnknownLayouts(t *testing.T) {
+	ctx := context.Background()
+	for i, data := range []string{
+		`{"digest":"x","key":{"metadata":{"name":"n"},"status":{"lastActivity":"2020-01-01T00:00:00Z","other":1}}}`,
+		`{"digest":"x","key":{"status":{},"metadata":{"name":"n"}}}`,
+		`not json`,
+	} {
+		d := Digest(fmt.Sprintf("act-layout-%d", i))
+		if err := rdb.Set(ctx, recordKey(d), data, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		err := store.RecordActivity(ctx, map[string]time.Time{d: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)})
+		if err == nil {
+			t.Errorf("layout %d: RecordActivity succeeded, want an error", i)
+		}
+		if got, _ := rdb.Get(ctx, recordKey(d)).Result(); got != data {
+			t.Errorf("layout %d: record changed to %s", i, got)
+		}
+	}
+}
+
+func TestRecordActivityManyKeys(t *testing.T) {
+	ctx := context.Background()
+	at := time.Date(2030, 7, 1, 0, 0, 0, 0, time.UTC)
+	batch := map[string]time.Time{}
+	for i := range activityBatch + 7 { // more than one pipeline
+		var d string
+		if i%100 == 0 {
+			d = createForActivity(t, key(fmt.Sprintf("act-many-%d", i), v1.OwnedAccessKeySpec{User: "u"}))
+		} else {
+			d = Digest(fmt.Sprintf("act-many-missing-%d", i))
+		}
+		batch[d] = at
+	}
+	if err := store.RecordActivity(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < activityBatch+7; i += 100 {
+		if got := lastActivity(t, fmt.Sprintf("act-many-%d", i)); got != "2030-07-01T00:00:00Z" {
+			t.Errorf("act-many-%d: lastActivity = %q", i, got)
+		}
+	}
+}
