@@ -113,9 +113,13 @@ func (s *Store) Create(ctx context.Context, k *v1.OwnedAccessKey) (string, error
 	}
 	// The name index is claimed first: whoever claims it owns the name, so two creates of one
 	// name cannot both succeed. The record is written after, so a lookup never sees a key whose
-	// name is not taken.
-	ok, err := s.rdb.SetNX(ctx, nameKey(obj.Name), digest, 0).Result()
+	// name is not taken. The two Redis keys live in different hash slots, so no transaction can
+	// span them on Redis Cluster; a failed step undoes the earlier ones instead.
+	name := nameKey(obj.Name)
+	ok, err := s.rdb.SetNX(ctx, name, digest, 0).Result()
 	if err != nil {
+		// The claim may have been written before the error: undo it, or the name stays taken.
+		s.undo(ctx, name, digest)
 		return "", fmt.Errorf("create access key %s: %w", obj.Name, err)
 	}
 	if !ok {
@@ -123,13 +127,30 @@ func (s *Store) Create(ctx context.Context, k *v1.OwnedAccessKey) (string, error
 	}
 	ok, err = s.rdb.SetNX(ctx, recordKey(digest), data, 0).Result()
 	if err != nil || !ok {
-		s.rdb.Del(context.WithoutCancel(ctx), nameKey(obj.Name))
+		if err != nil {
+			// The record may have been written before the error. Left behind, it would be a
+			// working key that no name reaches, so nobody could delete it.
+			s.undo(ctx, recordKey(digest), string(data))
+		}
+		s.undo(ctx, name, digest)
 		if err != nil {
 			return "", fmt.Errorf("create access key %s: %w", obj.Name, err)
 		}
 		return "", fmt.Errorf("%w: another key has the same key material", ErrAlreadyExists)
 	}
 	return plain, nil
+}
+
+// delIfEqual deletes KEYS[1] only if it still holds ARGV[1], so that undoing a step of a failed
+// Create never removes what another client wrote meanwhile. One key, so it runs on Cluster too.
+var delIfEqual = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+
+// undo removes key if it holds value, even when ctx has ended (a timeout is a common reason to
+// undo). A failure to undo is not reported: the caller already returns the error that caused it.
+func (s *Store) undo(ctx context.Context, key, value string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = delIfEqual.Run(ctx, s.rdb, []string{key}, value).Err()
 }
 
 // Lookup returns the key whose plain key is plain, or ErrNotFound.
@@ -266,8 +287,11 @@ func (s *Store) getRecord(ctx context.Context, digest string) (*record, error) {
 		return nil, fmt.Errorf("get access key: %w", err)
 	}
 	var rec record
-	if err := json.Unmarshal(data, &rec); err != nil || rec.Key == nil {
-		return nil, fmt.Errorf("get access key: corrupt record: %v", err)
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, fmt.Errorf("get access key: corrupt record %s: %w", recordKey(digest), err)
+	}
+	if rec.Key == nil {
+		return nil, fmt.Errorf("get access key: corrupt record %s: no object", recordKey(digest))
 	}
 	return &rec, nil
 }
