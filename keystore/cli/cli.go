@@ -32,8 +32,8 @@ const usage = `Usage: keystore COMMAND [flags]
 
 Commands:
   create-key   create an access key and print the plain key (only) on stdout
-  get-key      print a key as JSON (never the plain key)
-  list-keys    print every key as JSON
+  get-key      print a key as JSON or YAML (never the plain key)
+  list-keys    print every key as JSON or YAML
   disable-key  disable a key: requests with it get 401
   enable-key   enable a disabled key
   delete-key   delete a key
@@ -89,7 +89,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 				if owner == "" {
 					owner = *team
 				}
-				*name = strings.ToLower(owner) + "-" + rand.String(5)
+				*name = defaultName(owner)
 			}
 			var scope *v1.AccessKeyScope
 			if *scopeFile != "" {
@@ -113,9 +113,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return nil
 		}
 	case "get-key", "disable-key", "enable-key", "delete-key":
+		var output *string
+		if cmd == "get-key" {
+			output = outputFlag(fs)
+		}
 		run = func(ctx context.Context, s *store.Store) error {
 			if fs.NArg() != 1 {
 				return usageError(cmd + " needs exactly one key name")
+			}
+			if output != nil {
+				if err := checkOutput(*output); err != nil {
+					return err
+				}
 			}
 			name := fs.Arg(0)
 			switch cmd {
@@ -124,7 +133,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 				if err != nil {
 					return err
 				}
-				return printJSON(stdout, k)
+				return printObject(stdout, *output, k)
 			case "delete-key":
 				if err := s.Delete(ctx, name); err != nil {
 					return err
@@ -140,12 +149,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return nil
 		}
 	case "list-keys":
+		output := outputFlag(fs)
 		run = func(ctx context.Context, s *store.Store) error {
+			if err := checkOutput(*output); err != nil {
+				return err
+			}
 			keys, err := s.List(ctx)
 			if err != nil {
 				return err
 			}
-			return printJSON(stdout, map[string]any{"apiVersion": "v1", "kind": "List", "items": keys})
+			return printObject(stdout, *output, map[string]any{"apiVersion": "v1", "kind": "List", "items": keys})
 		}
 	default:
 		fmt.Fprintf(stderr, "keystore: unknown command %q\n\n%s\n", cmd, usage)
@@ -239,8 +252,55 @@ func splitList(s string) []string {
 	return out
 }
 
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// outputFlag adds --output to a command that prints objects.
+func outputFlag(fs *flag.FlagSet) *string {
+	return fs.String("output", "json", "output format: json or yaml")
+}
+
+// printObject writes v as JSON or YAML. The objects come from the store, which never returns a
+// plain key, so nothing printed here can hold one.
+func printObject(w io.Writer, format string, v any) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "yaml":
+		data, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(data)
+		return err
+	}
+	return checkOutput(format)
+}
+
+func checkOutput(format string) error {
+	if format != "json" && format != "yaml" {
+		return usageError(fmt.Sprintf("--output %q: want json or yaml", format))
+	}
+	return nil
+}
+
+// defaultName makes a key name from its owner: alice@example.com becomes alice-example-com-x7k2p.
+// The owner may hold characters a name may not (an email address, a team "Platform Team"), so
+// they become dashes; the random suffix keeps names of one owner apart.
+func defaultName(owner string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(owner) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else if b.Len() > 0 && !strings.HasSuffix(b.String(), "-") {
+			b.WriteByte('-')
+		}
+	}
+	base := strings.TrimSuffix(b.String(), "-")
+	if len(base) > 40 {
+		base = strings.TrimSuffix(base[:40], "-")
+	}
+	if base == "" {
+		base = "key"
+	}
+	return base + "-" + rand.String(5)
 }

@@ -6,10 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+	"sigs.k8s.io/yaml"
 
 	"github.com/keygate-dev/keygate/internal/redisserver"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
@@ -41,8 +45,12 @@ func run(args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errOut.String()
 }
 
+// Names differ per run, so that the tests also pass with -count=N against one Redis.
+var runID = strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+
 func TestCreateKeyPrintsOnlyTheKey(t *testing.T) {
-	code, out, errOut := run("create-key", "--redis-address", redisAddr, "--name", "ci", "--user", "alice", "--groups", "dev, qa", "--ttl", "24h")
+	name := "ci-" + runID
+	code, out, errOut := run("create-key", "--redis-address", redisAddr, "--name", name, "--user", "alice", "--groups", "dev, qa", "--ttl", "24h")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -61,22 +69,27 @@ func TestCreateKeyPrintsOnlyTheKey(t *testing.T) {
 		t.Errorf("stored key = %+v", k.Spec)
 	}
 
-	code, out, _ = run("get-key", "--redis-address", redisAddr, "ci")
+	code, out, _ = run("get-key", "--redis-address", redisAddr, name)
 	var got v1.OwnedAccessKey
-	if code != 0 || json.Unmarshal([]byte(out), &got) != nil || got.Name != "ci" || strings.Contains(out, plain) {
+	if code != 0 || json.Unmarshal([]byte(out), &got) != nil || got.Name != name || strings.Contains(out, plain) {
 		t.Errorf("get-key: exit %d, output %s", code, out)
 	}
-	if code, _, errOut := run("disable-key", "--redis-address", redisAddr, "ci"); code != 0 {
+	code, out, _ = run("get-key", "--redis-address", redisAddr, "--output", "yaml", name)
+	got = v1.OwnedAccessKey{}
+	if code != 0 || yaml.UnmarshalStrict([]byte(out), &got) != nil || got.Name != name || got.Spec.User != "alice" || strings.Contains(out, plain) {
+		t.Errorf("get-key --output yaml: exit %d, output %s", code, out)
+	}
+	if code, _, errOut := run("disable-key", "--redis-address", redisAddr, name); code != 0 {
 		t.Fatalf("disable-key: %s", errOut)
 	}
 	k, _ = store.New(redis.NewClient(&redis.Options{Addr: redisAddr})).Lookup(context.Background(), plain)
 	if !k.Spec.Disabled {
 		t.Error("disable-key did not disable the key")
 	}
-	if code, _, errOut := run("delete-key", "--redis-address", redisAddr, "ci"); code != 0 {
+	if code, _, errOut := run("delete-key", "--redis-address", redisAddr, name); code != 0 {
 		t.Fatalf("delete-key: %s", errOut)
 	}
-	if code, _, errOut := run("get-key", "--redis-address", redisAddr, "ci"); code != 1 || !strings.Contains(errOut, "not found") {
+	if code, _, errOut := run("get-key", "--redis-address", redisAddr, name); code != 1 || !strings.Contains(errOut, "not found") {
 		t.Errorf("get-key after delete: exit %d, %s", code, errOut)
 	}
 }
@@ -101,6 +114,7 @@ func TestErrors(t *testing.T) {
 		"short key":       {[]string{"create-key", "--redis-address", redisAddr, "--user", "u", "--key", "short"}, 1, "at least 32 characters"},
 		"unknown flag":    {[]string{"create-key", "--colour", "red"}, 2, "flag provided but not defined"},
 		"missing name":    {[]string{"get-key", "--redis-address", redisAddr}, 2, "exactly one key name"},
+		"bad output":      {[]string{"list-keys", "--redis-address", redisAddr, "--output", "table"}, 2, `--output "table": want json or yaml`},
 		"redis down":      {[]string{"get-key", "--redis-address", "127.0.0.1:1", "x"}, 1, "connect"},
 	}
 	for name, tc := range tests {
@@ -132,5 +146,23 @@ func TestCreateKeyWithScopeFile(t *testing.T) {
 	os.WriteFile(typo, []byte("rules:\n  - verb: [get]\n"), 0o644)
 	if code, _, errOut := run("create-key", "--redis-address", redisAddr, "--user", "u", "--scope-file", typo); code != 2 || !strings.Contains(errOut, `unknown field "rules[0].verb"`) {
 		t.Errorf("a scope with a typo: exit %d, %q; want exit 2 naming the field", code, errOut)
+	}
+}
+
+func TestDefaultName(t *testing.T) {
+	valid := regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?-[a-z0-9]{5}$`)
+	for owner, base := range map[string]string{
+		"alice":                  "alice",
+		"Alice@Example.com":      "alice-example-com",
+		"Platform Team":          "platform-team",
+		"--weird__owner--":       "weird-owner",
+		"ü":                      "key",
+		strings.Repeat("ab", 40): strings.Repeat("ab", 20),
+		strings.Repeat("a-", 40): strings.TrimSuffix(strings.Repeat("a-", 20), "-"),
+	} {
+		got := defaultName(owner)
+		if !strings.HasPrefix(got, base+"-") || len(got) != len(base)+6 || !valid.MatchString(got) {
+			t.Errorf("defaultName(%q) = %q, want %q plus a 5-character suffix, a valid name", owner, got, base)
+		}
 	}
 }

@@ -71,7 +71,7 @@ func TestRecordActivityKeepsTheNewest(t *testing.T) {
 		{"a year later, lexically and in time", []time.Time{base, base.AddDate(1, 0, 0), base.AddDate(0, 11, 0)}, "2031-05-06T07:08:09Z"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			name := fmt.Sprintf("act-newest-%d", i)
+			name := unique(fmt.Sprintf("act-newest-%d", i))
 			d := createForActivity(t, key(name, v1.OwnedAccessKeySpec{User: "u"}))
 			for _, at := range tc.batches {
 				if err := store.RecordActivity(context.Background(), map[string]time.Time{d: at}); err != nil {
@@ -89,7 +89,7 @@ func TestRecordActivityKeepsTheNewest(t *testing.T) {
 // byte for byte, including values a cjson round trip would break (a huge ttl, empty objects).
 func TestRecordActivityChangesNothingElse(t *testing.T) {
 	ctx := context.Background()
-	k := key("act-fidelity", v1.OwnedAccessKeySpec{
+	k := key(unique("act-fidelity"), v1.OwnedAccessKeySpec{
 		DisplayName: `quotes " and braces {"status":{}}} and \ and / and ünïcode`,
 		User:        "alice", Groups: []string{"dev", "ops"},
 		TTL: math.MaxInt64, TTLAfterLastActivity: true,
@@ -128,8 +128,9 @@ func TestRecordActivityChangesNothingElse(t *testing.T) {
 
 func TestRecordActivityDoesNotResurrectDeletedKeys(t *testing.T) {
 	ctx := context.Background()
-	d := createForActivity(t, key("act-deleted", v1.OwnedAccessKeySpec{User: "u"}))
-	if err := store.Delete(ctx, "act-deleted"); err != nil {
+	name := unique("act-deleted")
+	d := createForActivity(t, key(name, v1.OwnedAccessKeySpec{User: "u"}))
+	if err := store.Delete(ctx, name); err != nil {
 		t.Fatal(err)
 	}
 	never := Digest("never-created-" + fmt.Sprint(time.Now().UnixNano()))
@@ -149,9 +150,10 @@ func TestRecordActivityConcurrentBatches(t *testing.T) {
 	ctx := context.Background()
 	const keys, writers, rounds = 20, 8, 25
 	base := time.Date(2030, 3, 1, 0, 0, 0, 0, time.UTC)
+	prefix := unique("act-conc")
 	digests := make([]string, keys)
 	for i := range digests {
-		digests[i] = createForActivity(t, key(fmt.Sprintf("act-conc-%d", i), v1.OwnedAccessKeySpec{User: "u"}))
+		digests[i] = createForActivity(t, key(fmt.Sprintf("%s-%d", prefix, i), v1.OwnedAccessKeySpec{User: "u"}))
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, writers+1)
@@ -178,7 +180,7 @@ func TestRecordActivityConcurrentBatches(t *testing.T) {
 	wg.Go(func() {
 		for i := range keys {
 			for {
-				err := store.SetDisabled(ctx, fmt.Sprintf("act-conc-%d", i), true)
+				err := store.SetDisabled(ctx, fmt.Sprintf("%s-%d", prefix, i), true)
 				if errors.Is(err, redis.TxFailedErr) {
 					continue // the optimistic transaction lost to a script: retry
 				}
@@ -195,7 +197,7 @@ func TestRecordActivityConcurrentBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range keys {
-		name := fmt.Sprintf("act-conc-%d", i)
+		name := fmt.Sprintf("%s-%d", prefix, i)
 		if got := lastActivity(t, name); got != "2030-03-01T01:00:00Z" {
 			t.Errorf("%s: lastActivity = %s, want the newest 2030-03-01T01:00:00Z", name, got)
 		}
@@ -211,21 +213,22 @@ func TestRecordActivityConcurrentBatches(t *testing.T) {
 
 func TestRecordActivityScriptNotCached(t *testing.T) {
 	ctx := context.Background()
-	d := createForActivity(t, key("act-noscript", v1.OwnedAccessKeySpec{User: "u"}))
+	name := unique("act-noscript")
+	d := createForActivity(t, key(name, v1.OwnedAccessKeySpec{User: "u"}))
 	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := store.RecordActivity(ctx, map[string]time.Time{d: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}); err != nil {
 		t.Fatal(err)
 	}
-	if got := lastActivity(t, "act-noscript"); got != "2030-01-01T00:00:00Z" {
+	if got := lastActivity(t, name); got != "2030-01-01T00:00:00Z" {
 		t.Errorf("lastActivity = %q after SCRIPT FLUSH", got)
 	}
 }
 
 func TestRecordActivityKeepsRedisTTL(t *testing.T) {
 	ctx := context.Background()
-	d := createForActivity(t, key("act-ttl", v1.OwnedAccessKeySpec{User: "u"}))
+	d := createForActivity(t, key(unique("act-ttl"), v1.OwnedAccessKeySpec{User: "u"}))
 	if err := rdb.Expire(ctx, recordKey(d), time.Hour).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -262,13 +265,14 @@ func TestRecordActivityRefusesUnknownLayouts(t *testing.T) {
 func TestRecordActivityManyKeys(t *testing.T) {
 	ctx := context.Background()
 	at := time.Date(2030, 7, 1, 0, 0, 0, 0, time.UTC)
+	prefix := unique("act-many")
 	batch := map[string]time.Time{}
 	for i := range activityBatch + 7 { // more than one pipeline
 		var d string
 		if i%100 == 0 {
-			d = createForActivity(t, key(fmt.Sprintf("act-many-%d", i), v1.OwnedAccessKeySpec{User: "u"}))
+			d = createForActivity(t, key(fmt.Sprintf("%s-%d", prefix, i), v1.OwnedAccessKeySpec{User: "u"}))
 		} else {
-			d = Digest(fmt.Sprintf("act-many-missing-%d", i))
+			d = Digest(fmt.Sprintf("%s-missing-%d", prefix, i))
 		}
 		batch[d] = at
 	}
@@ -276,8 +280,8 @@ func TestRecordActivityManyKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < activityBatch+7; i += 100 {
-		if got := lastActivity(t, fmt.Sprintf("act-many-%d", i)); got != "2030-07-01T00:00:00Z" {
-			t.Errorf("act-many-%d: lastActivity = %q", i, got)
+		if got := lastActivity(t, fmt.Sprintf("%s-%d", prefix, i)); got != "2030-07-01T00:00:00Z" {
+			t.Errorf("%s-%d: lastActivity = %q", prefix, i, got)
 		}
 	}
 }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,9 +47,19 @@ func key(name string, spec v1.OwnedAccessKeySpec) *v1.OwnedAccessKey {
 	return &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
 }
 
+var runID = strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+
+// unique gives a name no other test, nor another run against the same Redis, uses.
+func unique(name string) string {
+	return fmt.Sprintf("%s-%s-%d", name, runID, uniqueN.Add(1))
+}
+
+var uniqueN atomic.Int64
+
 func TestCreateLookupGetDelete(t *testing.T) {
 	ctx := context.Background()
-	plain, err := store.Create(ctx, key("crud", v1.OwnedAccessKeySpec{User: "alice", Groups: []string{"dev"}, TTL: 60}))
+	name := unique("crud")
+	plain, err := store.Create(ctx, key(name, v1.OwnedAccessKeySpec{User: "alice", Groups: []string{"dev"}, TTL: 60}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,33 +67,33 @@ func TestCreateLookupGetDelete(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Lookup: %v", err)
 	}
-	if got.Name != "crud" || got.Spec.User != "alice" || got.Spec.TTL != 60 || got.Spec.Key != "" || got.UID == "" || got.CreationTimestamp.IsZero() {
-		t.Errorf("Lookup = %+v; want name crud, user alice, ttl 60, no key, a uid and a creation time", got)
+	if got.Name != name || got.Spec.User != "alice" || got.Spec.TTL != 60 || got.Spec.Key != "" || got.UID == "" || got.CreationTimestamp.IsZero() {
+		t.Errorf("Lookup = %+v; want the name, user alice, ttl 60, no key, a uid and a creation time", got)
 	}
 	if got.Kind != "OwnedAccessKey" || got.APIVersion != "management.loft.sh/v1" {
 		t.Errorf("type = %s %s", got.APIVersion, got.Kind)
 	}
-	byName, err := store.Get(ctx, "crud")
+	byName, err := store.Get(ctx, name)
 	if err != nil || byName.UID != got.UID {
 		t.Fatalf("Get = %v, %v", byName, err)
 	}
-	if err := store.Delete(ctx, "crud"); err != nil {
+	if err := store.Delete(ctx, name); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := store.Lookup(ctx, plain); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Lookup after delete: %v, want ErrNotFound", err)
 	}
-	if _, err := store.Get(ctx, "crud"); !errors.Is(err, ErrNotFound) {
+	if _, err := store.Get(ctx, name); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get after delete: %v, want ErrNotFound", err)
 	}
-	if err := store.Delete(ctx, "crud"); !errors.Is(err, ErrNotFound) {
+	if err := store.Delete(ctx, name); !errors.Is(err, ErrNotFound) {
 		t.Errorf("second delete: %v, want ErrNotFound", err)
 	}
 }
 
 func TestCreateKeepsGivenCreationTimestamp(t *testing.T) {
 	past := metav1.NewTime(time.Now().Add(-48 * time.Hour).UTC().Truncate(time.Second))
-	k := key("backdated", v1.OwnedAccessKeySpec{User: "bob"})
+	k := key(unique("backdated"), v1.OwnedAccessKeySpec{User: "bob"})
 	k.CreationTimestamp = past
 	plain, err := store.Create(context.Background(), k)
 	if err != nil {
@@ -113,11 +125,12 @@ func TestGeneratedKeys(t *testing.T) {
 
 func TestCreateRefuses(t *testing.T) {
 	ctx := context.Background()
-	if _, err := store.Create(ctx, key("taken", v1.OwnedAccessKeySpec{User: "u"})); err != nil {
+	taken, cp := unique("taken"), unique("copy")
+	if _, err := store.Create(ctx, key(taken, v1.OwnedAccessKeySpec{User: "u"})); err != nil {
 		t.Fatal(err)
 	}
-	supplied := strings.Repeat("s", 40)
-	if _, err := store.Create(ctx, key("supplied", v1.OwnedAccessKeySpec{User: "u", Key: supplied})); err != nil {
+	supplied := unique("supplied-key-material-") + strings.Repeat("s", 40)
+	if _, err := store.Create(ctx, key(unique("supplied"), v1.OwnedAccessKeySpec{User: "u", Key: supplied})); err != nil {
 		t.Fatal(err)
 	}
 	tests := map[string]struct {
@@ -128,8 +141,8 @@ func TestCreateRefuses(t *testing.T) {
 		"short key":         {key("short", v1.OwnedAccessKeySpec{Key: "too-short"}), ErrInvalid, "at least 32 characters"},
 		"no name":           {key("", v1.OwnedAccessKeySpec{}), ErrInvalid, "metadata.name is required"},
 		"bad name":          {key("Not_A_Name", v1.OwnedAccessKeySpec{}), ErrInvalid, "metadata.name"},
-		"taken name":        {key("taken", v1.OwnedAccessKeySpec{}), ErrAlreadyExists, "taken"},
-		"same key material": {key("copy", v1.OwnedAccessKeySpec{Key: supplied}), ErrAlreadyExists, "same key material"},
+		"taken name":        {key(taken, v1.OwnedAccessKeySpec{}), ErrAlreadyExists, taken},
+		"same key material": {key(cp, v1.OwnedAccessKeySpec{Key: supplied}), ErrAlreadyExists, "same key material"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -140,19 +153,20 @@ func TestCreateRefuses(t *testing.T) {
 		})
 	}
 	// A refused duplicate must not have taken the name.
-	if _, err := store.Get(ctx, "copy"); !errors.Is(err, ErrNotFound) {
+	if _, err := store.Get(ctx, cp); !errors.Is(err, ErrNotFound) {
 		t.Errorf("name of a refused key is taken: %v", err)
 	}
 }
 
 func TestConcurrentCreatesOfOneName(t *testing.T) {
 	var wg sync.WaitGroup
+	name := unique("race")
 	errs := make([]error, 8)
 	for i := range errs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = store.Create(context.Background(), key("race", v1.OwnedAccessKeySpec{User: "u"}))
+			_, errs[i] = store.Create(context.Background(), key(name, v1.OwnedAccessKeySpec{User: "u"}))
 		}()
 	}
 	wg.Wait()
@@ -172,12 +186,13 @@ func TestConcurrentCreatesOfOneName(t *testing.T) {
 
 func TestSetDisabled(t *testing.T) {
 	ctx := context.Background()
-	plain, err := store.Create(ctx, key("toggle", v1.OwnedAccessKeySpec{User: "u"}))
+	name := unique("toggle")
+	plain, err := store.Create(ctx, key(name, v1.OwnedAccessKeySpec{User: "u"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []bool{true, false} {
-		if err := store.SetDisabled(ctx, "toggle", want); err != nil {
+		if err := store.SetDisabled(ctx, name, want); err != nil {
 			t.Fatal(err)
 		}
 		got, err := store.Lookup(ctx, plain)
@@ -185,15 +200,16 @@ func TestSetDisabled(t *testing.T) {
 			t.Errorf("after SetDisabled(%v): %+v, %v", want, got, err)
 		}
 	}
-	if err := store.SetDisabled(ctx, "nope", true); !errors.Is(err, ErrNotFound) {
+	if err := store.SetDisabled(ctx, unique("nope"), true); !errors.Is(err, ErrNotFound) {
 		t.Errorf("SetDisabled of a missing key: %v", err)
 	}
 }
 
 func TestList(t *testing.T) {
 	ctx := context.Background()
-	for _, n := range []string{"list-b", "list-a"} {
-		if _, err := store.Create(ctx, key(n, v1.OwnedAccessKeySpec{User: "u"})); err != nil {
+	prefix := unique("list") + "-"
+	for _, n := range []string{"b", "a"} {
+		if _, err := store.Create(ctx, key(prefix+n, v1.OwnedAccessKeySpec{User: "u"})); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -203,27 +219,27 @@ func TestList(t *testing.T) {
 	}
 	var names []string
 	for _, k := range all {
-		if strings.HasPrefix(k.Name, "list-") {
-			names = append(names, k.Name)
+		if n, ok := strings.CutPrefix(k.Name, prefix); ok {
+			names = append(names, n)
 		}
 		if k.Spec.Key != "" {
 			t.Errorf("List returned the key of %s", k.Name)
 		}
 	}
-	if strings.Join(names, ",") != "list-a,list-b" {
-		t.Errorf("List names = %v, want list-a,list-b in order", names)
+	if strings.Join(names, ",") != "a,b" {
+		t.Errorf("List names = %v, want a,b in order", names)
 	}
 }
 
 // Nothing in Redis holds a plain key: not as a key name, not in a value.
 func TestPlainKeyIsNeverStored(t *testing.T) {
 	ctx := context.Background()
-	plain, err := store.Create(ctx, key("secret", v1.OwnedAccessKeySpec{User: "u"}))
+	plain, err := store.Create(ctx, key(unique("secret"), v1.OwnedAccessKeySpec{User: "u"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	supplied := "client-supplied-key-" + strings.Repeat("x", 20)
-	if _, err := store.Create(ctx, key("secret2", v1.OwnedAccessKeySpec{Key: supplied})); err != nil {
+	supplied := unique("client-supplied-key") + strings.Repeat("x", 20)
+	if _, err := store.Create(ctx, key(unique("secret"), v1.OwnedAccessKeySpec{Key: supplied})); err != nil {
 		t.Fatal(err)
 	}
 	scanned := 0
