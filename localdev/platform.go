@@ -90,6 +90,9 @@ type Platform struct {
 	extauthzArgs []string
 }
 
+// ActivityFlushInterval is extauthz's --activity-flush-interval on the local platform.
+const ActivityFlushInterval = time.Second
+
 // Start brings the platform up and returns once a request through the edge reaches every
 // target. On error, whatever was started is stopped.
 func Start(ctx context.Context, opts Options) (_ *Platform, err error) {
@@ -280,7 +283,10 @@ func (p *Platform) startEdge(ctx context.Context) error {
 	}
 	p.step("starting extauthz")
 	p.extauthzArgs = []string{"--grpc-address", authGRPC, "--http-address", authHTTP,
-		"--redis-address", p.RedisAddr, "--grafana-user-header", GrafanaUserHeader, "--log-format", "text", "--log-level", "debug"}
+		"--redis-address", p.RedisAddr, "--grafana-user-header", GrafanaUserHeader, "--log-format", "text", "--log-level", "debug",
+		// Locally, status.lastActivity should show a use at once rather than after the
+		// production default of 10s.
+		"--activity-flush-interval", ActivityFlushInterval.String()}
 	if err := p.StartExtAuthz(ctx); err != nil {
 		return err
 	}

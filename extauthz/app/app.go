@@ -20,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/keygate-dev/keygate/extauthz/activity"
 	"github.com/keygate-dev/keygate/extauthz/decide"
 	"github.com/keygate-dev/keygate/extauthz/identity"
 	"github.com/keygate-dev/keygate/extauthz/server"
@@ -39,6 +40,7 @@ type Config struct {
 	RedisDB                        int
 	GrafanaUserHeader              string
 	MaxTTL                         time.Duration
+	ActivityFlushInterval          time.Duration
 	LogLevel, LogFormat            string
 }
 
@@ -54,6 +56,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.RedisMasterName, "redis-master-name", "", "Sentinel master name (Sentinel only)")
 	fs.StringVar(&c.GrafanaUserHeader, "grafana-user-header", identity.DefaultGrafanaUserHeader, "header Grafana's auth proxy reads the user from")
 	fs.DurationVar(&c.MaxTTL, "max-ttl", 0, "operator-wide cap on any key's lifetime, e.g. 720h; 0 means no cap")
+	fs.DurationVar(&c.ActivityFlushInterval, "activity-flush-interval", activity.DefaultInterval, "how often keys' last-use times are written to status.lastActivity, in one batch")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: extauthz [flags]\n\nThe edge's Envoy ext_authz service: checks access keys in Redis and sets identity headers.")
@@ -76,6 +79,9 @@ func ParseFlags(args []string) (Config, error) {
 	}
 	if c.MaxTTL < 0 {
 		return c, errors.New("--max-ttl must not be negative")
+	}
+	if c.ActivityFlushInterval < 100*time.Millisecond {
+		return c, fmt.Errorf("--activity-flush-interval %s: want at least 100ms", c.ActivityFlushInterval)
 	}
 	if c.GrafanaUserHeader == "" {
 		return c, errors.New("--grafana-user-header is empty")
@@ -117,9 +123,12 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	defer rdb.Close()
 
 	reg := ops.NewRegistry()
-	srv := server.New(store.New(rdb), server.Options{
+	keys := store.New(rdb)
+	rec := activity.New(keys, activity.Options{Interval: c.ActivityFlushInterval}, log, reg)
+	srv := server.New(keys, server.Options{
 		Decide:   decide.Options{MaxTTL: c.MaxTTL},
 		Identity: identity.Options{GrafanaUserHeader: c.GrafanaUserHeader},
+		Activity: rec,
 	}, log, reg)
 
 	lis, err := net.Listen("tcp", c.GRPCAddress)
@@ -137,7 +146,11 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		}
 		return nil
 	}
+	// The recorder outlives the gRPC server, so that its final flush comes after the last check.
+	recCtx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRecorder()
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return rec.Run(recCtx) })
 	g.Go(func() error {
 		log.Info("serving", "server", "ext_authz gRPC", "address", lis.Addr().String(), "redis", strings.Join(c.RedisAddresses, ","))
 		return gs.Serve(lis)
@@ -157,6 +170,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		case <-time.After(10 * time.Second):
 			gs.Stop()
 		}
+		stopRecorder()
 		return nil
 	})
 	err = g.Wait()

@@ -1,9 +1,25 @@
 package app
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/keygate-dev/keygate/internal/proc"
+	"github.com/keygate-dev/keygate/internal/redisserver"
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/keystore/store"
+	"github.com/keygate-dev/keygate/xds/target"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -14,17 +30,19 @@ func TestParseFlags(t *testing.T) {
 		wantErr string
 	}{
 		"defaults": {check: func(c Config) bool {
-			return c.GRPCAddress == "127.0.0.1:19000" && len(c.RedisAddresses) == 1 && c.GrafanaUserHeader == "X-WEBAUTH-USER" && c.MaxTTL == 0
+			return c.GRPCAddress == "127.0.0.1:19000" && len(c.RedisAddresses) == 1 && c.GrafanaUserHeader == "X-WEBAUTH-USER" && c.MaxTTL == 0 && c.ActivityFlushInterval == 10*time.Second
 		}},
 		"cluster addresses": {args: []string{"--redis-address", "a:1, b:2"}, check: func(c Config) bool {
 			return strings.Join(c.RedisAddresses, ",") == "a:1,b:2"
 		}},
-		"max ttl from env":     {env: map[string]string{"EXTAUTHZ_MAX_TTL": "720h"}, check: func(c Config) bool { return c.MaxTTL == 720*time.Hour }},
-		"address without port": {args: []string{"--redis-address", "redis"}, wantErr: `--redis-address "redis": want host:port`},
-		"negative max ttl":     {args: []string{"--max-ttl", "-1h"}, wantErr: "--max-ttl must not be negative"},
-		"bad duration in env":  {env: map[string]string{"EXTAUTHZ_MAX_TTL": "forever"}, wantErr: "EXTAUTHZ_MAX_TTL (flag --max-ttl)"},
-		"stray argument":       {args: []string{"serve"}, wantErr: "unexpected arguments"},
-		"empty grafana header": {args: []string{"--grafana-user-header="}, wantErr: "--grafana-user-header is empty"},
+		"max ttl from env":         {env: map[string]string{"EXTAUTHZ_MAX_TTL": "720h"}, check: func(c Config) bool { return c.MaxTTL == 720*time.Hour }},
+		"address without port":     {args: []string{"--redis-address", "redis"}, wantErr: `--redis-address "redis": want host:port`},
+		"negative max ttl":         {args: []string{"--max-ttl", "-1h"}, wantErr: "--max-ttl must not be negative"},
+		"bad duration in env":      {env: map[string]string{"EXTAUTHZ_MAX_TTL": "forever"}, wantErr: "EXTAUTHZ_MAX_TTL (flag --max-ttl)"},
+		"stray argument":           {args: []string{"serve"}, wantErr: "unexpected arguments"},
+		"flush interval from env":  {env: map[string]string{"EXTAUTHZ_ACTIVITY_FLUSH_INTERVAL": "1m"}, check: func(c Config) bool { return c.ActivityFlushInterval == time.Minute }},
+		"flush interval too short": {args: []string{"--activity-flush-interval", "0s"}, wantErr: "--activity-flush-interval 0s: want at least 100ms"},
+		"empty grafana header":     {args: []string{"--grafana-user-header="}, wantErr: "--grafana-user-header is empty"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -45,5 +63,69 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("config = %+v", c)
 			}
 		})
+	}
+}
+
+// A use in the last flush interval before a shutdown still reaches status.lastActivity: the
+// recorder flushes once more after the gRPC server has stopped.
+func TestShutdownFlushesActivity(t *testing.T) {
+	ctx := context.Background()
+	srv, err := redisserver.Start(ctx, redisserver.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("this test needs a real Redis (make tools installs one): %v", err)
+	}
+	defer srv.Stop()
+	keys := store.New(redis.NewClient(&redis.Options{Addr: srv.Addr}))
+	plain, err := keys.Create(ctx, &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: "shutdown"}, Spec: v1.OwnedAccessKeySpec{User: "u"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, err := proc.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	c, err := ParseFlags([]string{"--redis-address", srv.Addr, "--grpc-address", grpcAddr,
+		"--http-address", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--activity-flush-interval", "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- Run(runCtx, c, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		ContextExtensions: target.Ref{Kind: target.KindCluster, Cluster: "demo"}.ContextExtensions(),
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Path: "/kubernetes/cluster/demo/api", Headers: map[string]string{"authorization": "Bearer " + plain}}},
+	}}
+	var resp *authv3.CheckResponse
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err = authv3.NewAuthorizationClient(conn).Check(ctx, req, grpc.WaitForReady(true))
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || resp.GetOkResponse() == nil {
+		t.Fatalf("Check: %v, %v", resp, err)
+	}
+	before := time.Now().Add(-time.Second)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after shutdown: %v", err)
+	}
+	k, err := keys.Get(ctx, "shutdown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Status.LastActivity == nil || k.Status.LastActivity.Before(&metav1.Time{Time: before.Add(-time.Minute)}) {
+		t.Errorf("lastActivity after shutdown = %v; want the use just made", k.Status.LastActivity)
 	}
 }

@@ -34,10 +34,18 @@ type Keys interface {
 	Lookup(ctx context.Context, plain string) (*v1.OwnedAccessKey, error)
 }
 
+// Activity notes that a key was used (activity.Recorder in production). Record must not block
+// on I/O: it runs on the request path.
+type Activity interface {
+	Record(digest string, t time.Time)
+}
+
 // Options configure the server.
 type Options struct {
 	Decide   decide.Options
 	Identity identity.Options
+	// Activity, when set, is told of every allowed request, for status.lastActivity.
+	Activity Activity
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -114,6 +122,11 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return s.finish(start, ref, ResultForbidden, deny(http.StatusForbidden, metav1.StatusReasonForbidden, d.Message))
 	}
 	s.log.Debug("allowed", "key", key.Name, "user", identity.User(key), "target", ref.String())
+	if s.opts.Activity != nil {
+		// Only allowed requests count as use: a refused request must not keep a key with
+		// ttlAfterLastActivity alive.
+		s.opts.Activity.Record(store.Digest(plain), s.opts.Now())
+	}
 	set := identity.Headers(key, ref.Kind, s.opts.Identity)
 	return s.finish(start, ref, ResultOK, allow(ref, set, s.headersToRemove(headers, set)))
 }

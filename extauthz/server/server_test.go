@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/keygate-dev/keygate/extauthz/activity"
 	"github.com/keygate-dev/keygate/extauthz/decide"
 	"github.com/keygate-dev/keygate/internal/redisserver"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
@@ -85,8 +87,13 @@ func check(t *testing.T, c authv3.AuthorizationClient, ref target.Ref, path stri
 	return resp
 }
 
+// newKey creates a key, replacing one of the same name left by an earlier run (go test -count=N
+// reuses the package's Redis).
 func newKey(t *testing.T, name string, spec v1.OwnedAccessKeySpec, created time.Time) string {
 	t.Helper()
+	if err := keys.Delete(context.Background(), name); err != nil && !errors.Is(err, store.ErrNotFound) {
+		t.Fatal(err)
+	}
 	k := &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(created)}, Spec: spec}
 	plain, err := keys.Create(context.Background(), k)
 	if err != nil {
@@ -263,5 +270,40 @@ func TestUpstreamPath(t *testing.T) {
 				t.Errorf("upstreamPath(%q) = %q, want %q", tc.path, got, tc.want)
 			}
 		})
+	}
+}
+
+// Allowed requests reach status.lastActivity through the recorder; refused ones do not, so a
+// refused request cannot keep a ttlAfterLastActivity key alive.
+func TestActivityIsRecorded(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2031, 2, 3, 4, 5, 6, 0, time.UTC)
+	rec := activity.New(keys, activity.Options{Interval: time.Hour}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	c, _ := serve(t, keys, Options{Activity: rec, Now: func() time.Time { return now }})
+	used := newKey(t, "activity-used", v1.OwnedAccessKeySpec{User: "frank"}, now.Add(-time.Hour))
+	refused := newKey(t, "activity-refused", v1.OwnedAccessKeySpec{User: "gina", Scope: &v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "staging"}}}}, now.Add(-time.Hour))
+	demo := target.Ref{Kind: target.KindCluster, Cluster: "demo"}
+
+	if resp := check(t, c, demo, "/kubernetes/cluster/demo/api", map[string]string{"authorization": "Bearer " + used}); resp.GetOkResponse() == nil {
+		t.Fatalf("denied: %v", resp)
+	}
+	if resp := check(t, c, demo, "/kubernetes/cluster/demo/api", map[string]string{"authorization": "Bearer " + refused}); resp.GetDeniedResponse() == nil {
+		t.Fatalf("allowed a key scoped to staging on demo")
+	}
+	if got, _ := keys.Get(ctx, "activity-used"); got.Status.LastActivity != nil {
+		t.Fatalf("lastActivity written on the request path (%v); want it only at a flush", got.Status.LastActivity)
+	}
+	if err := rec.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := keys.Get(ctx, "activity-used")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.LastActivity == nil || !got.Status.LastActivity.Time.Equal(now) {
+		t.Errorf("lastActivity of the used key = %v, want %v", got.Status.LastActivity, now)
+	}
+	if got, _ := keys.Get(ctx, "activity-refused"); got.Status.LastActivity != nil {
+		t.Errorf("lastActivity of the refused key = %v, want none", got.Status.LastActivity)
 	}
 }
