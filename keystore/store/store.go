@@ -1,10 +1,25 @@
 // Package store keeps access keys in Redis. A key is stored only as a digest of the plain key:
 // the plain key is returned once, by Create, and never stored or logged.
 //
-// Layout (every Redis key has its own hash tag, so it works on Redis Cluster):
+// Every change gets a resourceVersion from one counter and is appended to an event stream, so
+// that the management API can offer Kubernetes' list-then-watch, and every extauthz replica can
+// drop a changed key from its cache at once.
 //
-//	keygate:accesskey:{<sha256 hex of the plain key>}  -> JSON record: the object (spec.key empty) and its digest
-//	keygate:accesskey-name:{<name>}                     -> the digest of the key with that name
+// Layout. Every Redis key shares the hash tag {accesskeys}, so all of them live in one hash slot:
+// changes are atomic Lua scripts on Redis Cluster too. Access keys are few (thousands), so one
+// slot is no limit.
+//
+//	keygate:{accesskeys}:records   hash  digest -> JSON {"digest", "key": object without spec.key,
+//	                                                     resourceVersion or status.lastActivity}
+//	keygate:{accesskeys}:rvs       hash  digest -> resourceVersion of the object
+//	keygate:{accesskeys}:names     hash  name   -> digest
+//	keygate:{accesskeys}:activity  hash  digest -> status.lastActivity, RFC3339 UTC
+//	keygate:{accesskeys}:rv        string       the last resourceVersion handed out
+//	keygate:{accesskeys}:events    stream       one entry per change, ID "<resourceVersion>-0"
+//
+// status.lastActivity lives apart from the object, and writing it neither bumps the
+// resourceVersion nor makes an event: it changes every few seconds for a key in use, and an
+// edit of the key must not conflict with that.
 package store
 
 import (
@@ -18,7 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -40,22 +55,49 @@ var (
 	ErrNotFound      = errors.New("access key not found")
 	ErrAlreadyExists = errors.New("access key already exists")
 	ErrInvalid       = errors.New("invalid access key")
+	// ErrConflict: the object changed since the resourceVersion the caller read.
+	ErrConflict = errors.New("access key was modified")
 )
 
+// Redis keys; see the package comment.
 const (
-	recordPrefix = "keygate:accesskey:"
-	namePrefix   = "keygate:accesskey-name:"
+	prefix      = "keygate:{accesskeys}:"
+	recordsKey  = prefix + "records"
+	rvsKey      = prefix + "rvs"
+	namesKey    = prefix + "names"
+	activityKey = prefix + "activity"
+	rvKey       = prefix + "rv"
+	eventsKey   = prefix + "events"
 )
+
+// DefaultEventHistory is how many events the stream keeps (approximately): a watch can resume
+// from a resourceVersion this many changes old.
+const DefaultEventHistory = 10000
+
+// Options configure a Store.
+type Options struct {
+	// EventHistory bounds the event stream; 0 means DefaultEventHistory.
+	EventHistory int64
+}
 
 // Store is a Redis-backed store of access keys.
 type Store struct {
-	rdb redis.UniversalClient
+	rdb  redis.UniversalClient
+	opts Options
 }
 
 // New returns a store on rdb (standalone, Sentinel or Cluster).
-func New(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+func New(rdb redis.UniversalClient) *Store { return NewWithOptions(rdb, Options{}) }
 
-// record is what Redis holds for a key.
+// NewWithOptions returns a store on rdb with opts.
+func NewWithOptions(rdb redis.UniversalClient, opts Options) *Store {
+	if opts.EventHistory <= 0 {
+		opts.EventHistory = DefaultEventHistory
+	}
+	return &Store{rdb: rdb, opts: opts}
+}
+
+// record is what Redis holds for a key in the records hash.
 type record struct {
 	Digest string             `json:"digest"`
 	Key    *v1.OwnedAccessKey `json:"key"`
@@ -77,86 +119,124 @@ func GenerateKey() (string, error) {
 	return KeyPrefix + base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-func recordKey(digest string) string { return recordPrefix + "{" + digest + "}" }
-func nameKey(name string) string     { return namePrefix + "{" + name + "}" }
+// encode is the stored form of k: no plain key, no resourceVersion, no lastActivity (they are
+// kept apart), always with its type.
+func encode(digest string, k *v1.OwnedAccessKey) (string, error) {
+	obj := *k
+	obj.Spec.Key = ""
+	obj.ResourceVersion = ""
+	obj.Status.LastActivity = nil
+	obj.TypeMeta = metav1.TypeMeta{APIVersion: v1.GroupName + "/" + v1.Version, Kind: "OwnedAccessKey"}
+	data, err := json.Marshal(record{Digest: digest, Key: &obj})
+	return string(data), err
+}
+
+// decode reads a stored record and completes its object with rv and activity.
+func decode(data, rv, activity string) (*record, error) {
+	var rec record
+	if err := json.Unmarshal([]byte(data), &rec); err != nil {
+		return nil, fmt.Errorf("corrupt access key record: %w", err)
+	}
+	if rec.Key == nil || rec.Digest == "" {
+		return nil, errors.New("corrupt access key record: no object or digest")
+	}
+	rec.Key.ResourceVersion = rv
+	if activity != "" {
+		t, err := time.Parse(time.RFC3339, activity)
+		if err != nil {
+			return nil, fmt.Errorf("corrupt lastActivity %q of access key %s: %w", activity, rec.Key.Name, err)
+		}
+		rec.Key.Status.LastActivity = &metav1.Time{Time: t}
+	}
+	return &rec, nil
+}
+
+// ValidateForCreate checks what the store itself needs of a new key. The management API checks
+// every field before (keystore/apis/management/validation); this is the floor for every caller.
+func ValidateForCreate(k *v1.OwnedAccessKey) error {
+	if k.Name == "" {
+		return fmt.Errorf("%w: metadata.name is required", ErrInvalid)
+	}
+	if errs := validation.IsDNS1123Subdomain(k.Name); len(errs) > 0 {
+		return fmt.Errorf("%w: metadata.name %q: %s", ErrInvalid, k.Name, errs[0])
+	}
+	if n := len(k.Spec.Key); n > 0 && n < MinKeyLength {
+		return fmt.Errorf("%w: spec.key must be at least %d characters long (it has %d); leave it empty to have one generated", ErrInvalid, MinKeyLength, n)
+	}
+	return nil
+}
+
+// createScript adds a key unless its name or its key material is taken.
+// KEYS: records, rvs, names, rv, events. ARGV: name, digest, record JSON, event history.
+var createScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 'name' end
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 'material' end
+local rv = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[2], rv)
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], rv .. '-0', 'type', 'ADDED', 'digest', ARGV[2], 'record', ARGV[3])
+return rv
+`)
 
 // Create stores k and returns its plain key: spec.key if set (at least MinKeyLength
 // characters), else a generated one. It sets metadata.uid, and metadata.creationTimestamp
 // unless already set. k is not modified; the stored object never holds the plain key.
 func (s *Store) Create(ctx context.Context, k *v1.OwnedAccessKey) (string, error) {
-	if k.Name == "" {
-		return "", fmt.Errorf("%w: metadata.name is required", ErrInvalid)
-	}
-	if errs := validation.IsDNS1123Subdomain(k.Name); len(errs) > 0 {
-		return "", fmt.Errorf("%w: metadata.name %q: %s", ErrInvalid, k.Name, strings.Join(errs, "; "))
+	plain, _, err := s.CreateObject(ctx, k)
+	return plain, err
+}
+
+// CreateObject is Create that also returns the stored object (without the plain key), with its
+// resourceVersion.
+func (s *Store) CreateObject(ctx context.Context, k *v1.OwnedAccessKey) (string, *v1.OwnedAccessKey, error) {
+	if err := ValidateForCreate(k); err != nil {
+		return "", nil, err
 	}
 	plain := k.Spec.Key
 	if plain == "" {
 		var err error
 		if plain, err = GenerateKey(); err != nil {
-			return "", err
+			return "", nil, err
 		}
-	} else if len(plain) < MinKeyLength {
-		return "", fmt.Errorf("%w: spec.key must be at least %d characters long (it has %d); leave it empty to have one generated", ErrInvalid, MinKeyLength, len(plain))
 	}
-	obj := *k
-	obj.Spec.Key = ""
-	obj.TypeMeta = metav1.TypeMeta{APIVersion: v1.GroupName + "/" + v1.Version, Kind: "OwnedAccessKey"}
+	obj := k.DeepCopy()
 	obj.UID = uuid.NewUUID()
 	if obj.CreationTimestamp.IsZero() {
 		obj.CreationTimestamp = metav1.NewTime(time.Now().UTC().Truncate(time.Second))
 	}
 	digest := Digest(plain)
-	data, err := json.Marshal(record{Digest: digest, Key: &obj})
+	data, err := encode(digest, obj)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	// The name index is claimed first: whoever claims it owns the name, so two creates of one
-	// name cannot both succeed. The record is written after, so a lookup never sees a key whose
-	// name is not taken. The two Redis keys live in different hash slots, so no transaction can
-	// span them on Redis Cluster; a failed step undoes the earlier ones instead.
-	name := nameKey(obj.Name)
-	ok, err := s.rdb.SetNX(ctx, name, digest, 0).Result()
+	res, err := createScript.Run(ctx, s.rdb, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey},
+		obj.Name, digest, data, s.opts.EventHistory).Result()
 	if err != nil {
-		// The claim may have been written before the error: undo it, or the name stays taken.
-		s.undo(ctx, name, digest)
-		return "", fmt.Errorf("create access key %s: %w", obj.Name, err)
+		return "", nil, fmt.Errorf("create access key %s: %w", obj.Name, err)
 	}
+	switch res {
+	case "name":
+		return "", nil, fmt.Errorf("%w: the name %q is taken", ErrAlreadyExists, obj.Name)
+	case "material":
+		return "", nil, fmt.Errorf("%w: another key has the same key material", ErrAlreadyExists)
+	}
+	rv, ok := res.(int64)
 	if !ok {
-		return "", fmt.Errorf("%w: the name %q is taken", ErrAlreadyExists, obj.Name)
+		return "", nil, fmt.Errorf("create access key %s: unexpected reply %v", obj.Name, res)
 	}
-	ok, err = s.rdb.SetNX(ctx, recordKey(digest), data, 0).Result()
-	if err != nil || !ok {
-		if err != nil {
-			// The record may have been written before the error. Left behind, it would be a
-			// working key that no name reaches, so nobody could delete it.
-			s.undo(ctx, recordKey(digest), string(data))
-		}
-		s.undo(ctx, name, digest)
-		if err != nil {
-			return "", fmt.Errorf("create access key %s: %w", obj.Name, err)
-		}
-		return "", fmt.Errorf("%w: another key has the same key material", ErrAlreadyExists)
+	rec, err := decode(data, strconv.FormatInt(rv, 10), "")
+	if err != nil {
+		return "", nil, err
 	}
-	return plain, nil
+	return plain, rec.Key, nil
 }
 
-// delIfEqual deletes KEYS[1] only if it still holds ARGV[1], so that undoing a step of a failed
-// Create never removes what another client wrote meanwhile. One key, so it runs on Cluster too.
-var delIfEqual = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
-
-// undo removes key if it holds value, even when ctx has ended (a timeout is a common reason to
-// undo). A failure to undo is not reported: the caller already returns the error that caused it.
-func (s *Store) undo(ctx context.Context, key, value string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = delIfEqual.Run(ctx, s.rdb, []string{key}, value).Err()
-}
-
-// Lookup returns the key whose plain key is plain, or ErrNotFound.
+// Lookup returns the key whose plain key is plain, or ErrNotFound. One round trip: it is on
+// every request's path.
 func (s *Store) Lookup(ctx context.Context, plain string) (*v1.OwnedAccessKey, error) {
 	digest := Digest(plain)
-	rec, err := s.getRecord(ctx, digest)
+	rec, err := s.byDigest(ctx, digest)
 	if err != nil {
 		return nil, err
 	}
@@ -168,107 +248,246 @@ func (s *Store) Lookup(ctx context.Context, plain string) (*v1.OwnedAccessKey, e
 	return rec.Key, nil
 }
 
+func (s *Store) byDigest(ctx context.Context, digest string) (*record, error) {
+	var data, rv, act *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		data = p.HGet(ctx, recordsKey, digest)
+		rv = p.HGet(ctx, rvsKey, digest)
+		act = p.HGet(ctx, activityKey, digest)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("get access key: %w", err)
+	}
+	if errors.Is(data.Err(), redis.Nil) {
+		return nil, ErrNotFound
+	}
+	return decode(data.Val(), rv.Val(), act.Val())
+}
+
 // Get returns the key named name, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, name string) (*v1.OwnedAccessKey, error) {
 	digest, err := s.digestOf(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := s.getRecord(ctx, digest)
+	rec, err := s.byDigest(ctx, digest)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
 	if err != nil {
 		return nil, err
+	}
+	if rec.Key.Name != name { // deleted and another key created under a reused digest: cannot happen, but never answer for another name
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
 	return rec.Key, nil
 }
 
 // List returns every key, sorted by name.
 func (s *Store) List(ctx context.Context) ([]*v1.OwnedAccessKey, error) {
-	var names []string
-	scan := func(ctx context.Context, c *redis.Client) error {
-		iter := c.Scan(ctx, 0, namePrefix+"*", 500).Iterator()
-		for iter.Next(ctx) {
-			k := iter.Val()
-			names = append(names, strings.TrimSuffix(strings.TrimPrefix(k, namePrefix+"{"), "}"))
-		}
-		return iter.Err()
+	keys, _, err := s.ListWithVersion(ctx)
+	return keys, err
+}
+
+// ListWithVersion returns every key, sorted by name, and the resourceVersion of that snapshot:
+// a Watch from it sees every later change and none before.
+func (s *Store) ListWithVersion(ctx context.Context) ([]*v1.OwnedAccessKey, string, error) {
+	var rv *redis.StringCmd
+	var records, rvs, act *redis.MapStringStringCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		rv = p.Get(ctx, rvKey)
+		records = p.HGetAll(ctx, recordsKey)
+		rvs = p.HGetAll(ctx, rvsKey)
+		act = p.HGetAll(ctx, activityKey)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, "", fmt.Errorf("list access keys: %w", err)
 	}
-	var err error
-	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
-		err = cc.ForEachMaster(ctx, scan)
-	} else if c, ok := s.rdb.(*redis.Client); ok {
-		err = scan(ctx, c)
-	} else {
-		return nil, fmt.Errorf("list access keys: unsupported Redis client %T", s.rdb)
+	version := rv.Val()
+	if version == "" {
+		version = "0"
+	}
+	keys := make([]*v1.OwnedAccessKey, 0, len(records.Val()))
+	rvm, actm := rvs.Val(), act.Val()
+	for digest, data := range records.Val() {
+		rec, err := decode(data, rvm[digest], actm[digest])
+		if err != nil {
+			return nil, "", fmt.Errorf("list access keys: %w", err)
+		}
+		keys = append(keys, rec.Key)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Name < keys[j].Name })
+	return keys, version, nil
+}
+
+// updateScript replaces a key's object if it still has the digest and resourceVersion read.
+// KEYS: records, rvs, names, rv, events, activity. ARGV: name, digest, expected rv, record JSON,
+// event history.
+var updateScript = redis.NewScript(`
+local d = redis.call('HGET', KEYS[3], ARGV[1])
+if not d then return 'notfound' end
+if d ~= ARGV[2] then return 'conflict' end
+local cur = redis.call('HGET', KEYS[2], d)
+if cur ~= ARGV[3] then return 'conflict' end
+local rv = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[1], d, ARGV[4])
+redis.call('HSET', KEYS[2], d, rv)
+local act = redis.call('HGET', KEYS[6], d) or ''
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], rv .. '-0', 'type', 'MODIFIED', 'digest', d, 'record', ARGV[4], 'activity', act)
+return rv
+`)
+
+// Update replaces the key named k.Name with k, if it is still at k.ResourceVersion (else
+// ErrConflict). The key material, uid and creation time cannot change: they are taken from the
+// stored object. status.lastActivity is kept apart and not written. It returns the stored
+// object with its new resourceVersion.
+func (s *Store) Update(ctx context.Context, k *v1.OwnedAccessKey) (*v1.OwnedAccessKey, error) {
+	if k.ResourceVersion == "" {
+		return nil, fmt.Errorf("%w: metadata.resourceVersion is required to update access key %s", ErrInvalid, k.Name)
+	}
+	if k.Spec.Key != "" {
+		return nil, fmt.Errorf("%w: spec.key of an existing access key cannot be changed; create a new key", ErrInvalid)
+	}
+	digest, err := s.digestOf(ctx, k.Name)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := s.byDigest(ctx, digest)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, k.Name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list access keys: %w", err)
+		return nil, err
 	}
-	sort.Strings(names)
-	keys := make([]*v1.OwnedAccessKey, 0, len(names))
-	for _, n := range names {
-		k, err := s.Get(ctx, n)
-		if errors.Is(err, ErrNotFound) {
-			continue // deleted while listing
-		}
+	obj := k.DeepCopy()
+	obj.UID = cur.Key.UID
+	obj.CreationTimestamp = cur.Key.CreationTimestamp
+	data, err := encode(digest, obj)
+	if err != nil {
+		return nil, err
+	}
+	res, err := updateScript.Run(ctx, s.rdb, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey, activityKey},
+		k.Name, digest, k.ResourceVersion, data, s.opts.EventHistory).Result()
+	if err != nil {
+		return nil, fmt.Errorf("update access key %s: %w", k.Name, err)
+	}
+	switch res {
+	case "notfound":
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, k.Name)
+	case "conflict":
+		return nil, fmt.Errorf("%w: %s changed since resourceVersion %s; read it again", ErrConflict, k.Name, k.ResourceVersion)
+	}
+	rv, ok := res.(int64)
+	if !ok {
+		return nil, fmt.Errorf("update access key %s: unexpected reply %v", k.Name, res)
+	}
+	var act string
+	if cur.Key.Status.LastActivity != nil {
+		act = activityTime(cur.Key.Status.LastActivity.Time)
+	}
+	rec, err := decode(data, strconv.FormatInt(rv, 10), act)
+	if err != nil {
+		return nil, err
+	}
+	return rec.Key, nil
+}
+
+// Modify applies mutate to the current key named name and stores the result, retrying on
+// conflicts with concurrent writers. mutate may be called more than once.
+func (s *Store) Modify(ctx context.Context, name string, mutate func(*v1.OwnedAccessKey) error) (*v1.OwnedAccessKey, error) {
+	for {
+		k, err := s.Get(ctx, name)
 		if err != nil {
 			return nil, err
 		}
-		keys = append(keys, k)
+		if err := mutate(k); err != nil {
+			return nil, err
+		}
+		out, err := s.Update(ctx, k)
+		if !errors.Is(err, ErrConflict) {
+			return out, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 	}
-	return keys, nil
 }
+
+// deleteScript removes a key if it is still the one read (digest, and resourceVersion when
+// given). KEYS: records, rvs, names, rv, events, activity. ARGV: name, digest, expected rv or
+// "", event history. It returns {rv, record JSON, activity}.
+var deleteScript = redis.NewScript(`
+local d = redis.call('HGET', KEYS[3], ARGV[1])
+if not d then return 'notfound' end
+if d ~= ARGV[2] then return 'conflict' end
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[2], d) ~= ARGV[3] then return 'conflict' end
+local data = redis.call('HGET', KEYS[1], d)
+local act = redis.call('HGET', KEYS[6], d) or ''
+local rv = redis.call('INCR', KEYS[4])
+redis.call('HDEL', KEYS[1], d)
+redis.call('HDEL', KEYS[2], d)
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[6], d)
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], rv .. '-0', 'type', 'DELETED', 'digest', d, 'record', data or '', 'activity', act)
+return {rv, data or '', act}
+`)
 
 // Delete removes the key named name.
 func (s *Store) Delete(ctx context.Context, name string) error {
-	digest, err := s.digestOf(ctx, name)
-	if err != nil {
-		return err
+	_, err := s.DeleteObject(ctx, name, "")
+	return err
+}
+
+// DeleteObject removes the key named name, if it is at resourceVersion (any when empty; else
+// ErrConflict), and returns its last state, with the resourceVersion of the deletion.
+func (s *Store) DeleteObject(ctx context.Context, name, resourceVersion string) (*v1.OwnedAccessKey, error) {
+	for {
+		digest, err := s.digestOf(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		res, err := deleteScript.Run(ctx, s.rdb, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey, activityKey},
+			name, digest, resourceVersion, s.opts.EventHistory).Result()
+		if err != nil {
+			return nil, fmt.Errorf("delete access key %s: %w", name, err)
+		}
+		switch res {
+		case "notfound":
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
+		case "conflict":
+			if resourceVersion != "" {
+				return nil, fmt.Errorf("%w: %s changed since resourceVersion %s", ErrConflict, name, resourceVersion)
+			}
+			continue // the name moved to another key between our two reads: delete that one
+		}
+		vals, ok := res.([]any)
+		if !ok || len(vals) != 3 {
+			return nil, fmt.Errorf("delete access key %s: unexpected reply %v", name, res)
+		}
+		rv, _ := vals[0].(int64)
+		data, _ := vals[1].(string)
+		act, _ := vals[2].(string)
+		rec, err := decode(data, strconv.FormatInt(rv, 10), act)
+		if err != nil {
+			return nil, fmt.Errorf("delete access key %s: %w", name, err)
+		}
+		return rec.Key, nil
 	}
-	// The record goes first: once it is gone the key no longer works, whatever happens next.
-	if err := s.rdb.Del(ctx, recordKey(digest)).Err(); err != nil {
-		return fmt.Errorf("delete access key %s: %w", name, err)
-	}
-	if err := s.rdb.Del(ctx, nameKey(name)).Err(); err != nil {
-		return fmt.Errorf("delete access key %s: %w", name, err)
-	}
-	return nil
 }
 
 // SetDisabled disables or enables the key named name.
 func (s *Store) SetDisabled(ctx context.Context, name string, disabled bool) error {
-	digest, err := s.digestOf(ctx, name)
-	if err != nil {
-		return err
-	}
-	key := recordKey(digest)
-	// Optimistic transaction on the one record, so a concurrent change is not overwritten.
-	return s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-		data, err := tx.Get(ctx, key).Bytes()
-		if errors.Is(err, redis.Nil) {
-			return fmt.Errorf("%w: %s", ErrNotFound, name)
-		}
-		if err != nil {
-			return err
-		}
-		var rec record
-		if err := json.Unmarshal(data, &rec); err != nil {
-			return fmt.Errorf("access key %s: corrupt record: %w", name, err)
-		}
-		rec.Key.Spec.Disabled = disabled
-		out, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Set(ctx, key, out, redis.KeepTTL)
-			return nil
-		})
-		return err
-	}, key)
+	_, err := s.Modify(ctx, name, func(k *v1.OwnedAccessKey) error {
+		k.Spec.Disabled = disabled
+		return nil
+	})
+	return err
 }
 
 func (s *Store) digestOf(ctx context.Context, name string) (string, error) {
-	digest, err := s.rdb.Get(ctx, nameKey(name)).Result()
+	digest, err := s.rdb.HGet(ctx, namesKey, name).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
@@ -276,22 +495,4 @@ func (s *Store) digestOf(ctx context.Context, name string) (string, error) {
 		return "", fmt.Errorf("get access key %s: %w", name, err)
 	}
 	return digest, nil
-}
-
-func (s *Store) getRecord(ctx context.Context, digest string) (*record, error) {
-	data, err := s.rdb.Get(ctx, recordKey(digest)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get access key: %w", err)
-	}
-	var rec record
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return nil, fmt.Errorf("get access key: corrupt record %s: %w", recordKey(digest), err)
-	}
-	if rec.Key == nil {
-		return nil, fmt.Errorf("get access key: corrupt record %s: no object", recordKey(digest))
-	}
-	return &rec, nil
 }

@@ -231,84 +231,170 @@ func TestList(t *testing.T) {
 	}
 }
 
-// Nothing in Redis holds a plain key: not as a key name, not in a value.
+// Nothing in Redis holds a plain key: not as a key name, not in a value, not in an event.
 func TestPlainKeyIsNeverStored(t *testing.T) {
 	ctx := context.Background()
-	plain, err := store.Create(ctx, key(unique("secret"), v1.OwnedAccessKeySpec{User: "u"}))
+	name := unique("secret")
+	plain, err := store.Create(ctx, key(name, v1.OwnedAccessKeySpec{User: "u"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	supplied := unique("client-supplied-key") + strings.Repeat("x", 20)
-	if _, err := store.Create(ctx, key(unique("secret"), v1.OwnedAccessKeySpec{Key: supplied})); err != nil {
+	if _, err := store.Create(ctx, key(unique("secret"), v1.OwnedAccessKeySpec{User: "u", Key: supplied})); err != nil {
 		t.Fatal(err)
 	}
-	scanned := 0
+	if err := store.SetDisabled(ctx, name, true); err != nil { // an event holding the object
+		t.Fatal(err)
+	}
+	if err := store.Delete(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	var values []string
 	iter := rdb.Scan(ctx, 0, "*", 100).Iterator()
 	for iter.Next(ctx) {
 		k := iter.Val()
-		scanned++
-		// Every value of the layout is a string. A new type must extend this check, not slip
-		// past it (DUMP would not do: it compresses long values).
-		if typ := rdb.Type(ctx, k).Val(); typ != "string" {
-			t.Fatalf("Redis key %s is a %s: teach this test to read it", k, typ)
-		}
-		v, err := rdb.Get(ctx, k).Result()
-		if err != nil {
-			t.Fatalf("GET %s: %v", k, err)
-		}
-		for _, secret := range []string{plain, supplied} {
-			if strings.Contains(k, secret) || strings.Contains(v, secret) {
-				t.Errorf("Redis key %s holds a plain access key", k)
+		values = append(values, k)
+		// A new Redis type must extend this check, not slip past it (DUMP would not do: it
+		// compresses long values).
+		switch typ := rdb.Type(ctx, k).Val(); typ {
+		case "string":
+			values = append(values, rdb.Get(ctx, k).Val())
+		case "hash":
+			for f, v := range rdb.HGetAll(ctx, k).Val() {
+				values = append(values, f, v)
 			}
+		case "stream":
+			for _, m := range rdb.XRange(ctx, k, "-", "+").Val() {
+				for f, v := range m.Values {
+					values = append(values, f, fmt.Sprint(v))
+				}
+			}
+		default:
+			t.Fatalf("Redis key %s is a %s: teach this test to read it", k, typ)
 		}
 	}
 	if err := iter.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if scanned < 4 {
-		t.Fatalf("scanned %d Redis keys, want at least the 4 of the two keys just created", scanned)
+	if len(values) < 20 {
+		t.Fatalf("read %d names and values, want at least those of the two keys just created", len(values))
 	}
-}
-
-// A Create that died between claiming the name and writing the record leaves the name pointing
-// at nothing: the name does not work as a key, and delete-key frees it.
-func TestLeftoverNameClaim(t *testing.T) {
-	ctx := context.Background()
-	if err := rdb.Set(ctx, nameKey("leftover"), Digest("never-written-never-written-never"), 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Get(ctx, "leftover"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Get of a name without a record: %v, want ErrNotFound", err)
-	}
-	if _, err := store.Create(ctx, key("leftover", v1.OwnedAccessKeySpec{User: "u"})); !errors.Is(err, ErrAlreadyExists) {
-		t.Errorf("Create over a claimed name: %v, want ErrAlreadyExists", err)
-	}
-	for _, k := range must(store.List(ctx)) {
-		if k.Name == "leftover" {
-			t.Error("List shows a name without a record")
+	for _, v := range values {
+		for _, secret := range []string{plain, supplied} {
+			if strings.Contains(v, secret) {
+				t.Fatalf("Redis holds a plain access key: %.80s", v)
+			}
 		}
 	}
-	if err := store.Delete(ctx, "leftover"); err != nil {
-		t.Fatalf("Delete of a leftover name: %v", err)
+}
+
+func TestUpdate(t *testing.T) {
+	ctx := context.Background()
+	name := unique("update")
+	plain, created, err := store.CreateObject(ctx, key(name, v1.OwnedAccessKeySpec{User: "u", DisplayName: "before"}))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := store.Create(ctx, key("leftover", v1.OwnedAccessKeySpec{User: "u"})); err != nil {
-		t.Errorf("Create after the leftover was deleted: %v", err)
+	if created.ResourceVersion == "" || created.UID == "" {
+		t.Fatalf("created object has no resourceVersion or uid: %+v", created.ObjectMeta)
+	}
+	edit := created.DeepCopy()
+	edit.Spec.DisplayName = "after"
+	edit.UID = "forged"
+	edit.CreationTimestamp = metav1.Now()
+	updated, err := store.Update(ctx, edit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if updated.Spec.DisplayName != "after" || updated.UID != created.UID || !updated.CreationTimestamp.Equal(&created.CreationTimestamp) {
+		t.Errorf("updated = %+v; want the new display name, and uid and creation time kept", updated)
+	}
+	if rvNum(t, updated.ResourceVersion) <= rvNum(t, created.ResourceVersion) {
+		t.Errorf("resourceVersion %s after update, was %s: want it to grow", updated.ResourceVersion, created.ResourceVersion)
+	}
+	if got, err := store.Lookup(ctx, plain); err != nil || got.Spec.DisplayName != "after" || got.ResourceVersion != updated.ResourceVersion {
+		t.Errorf("Lookup after update = %+v, %v", got, err)
+	}
+
+	tests := map[string]struct {
+		mutate func(*v1.OwnedAccessKey)
+		want   error
+	}{
+		"stale resourceVersion": {func(k *v1.OwnedAccessKey) { k.ResourceVersion = created.ResourceVersion }, ErrConflict},
+		"no resourceVersion":    {func(k *v1.OwnedAccessKey) { k.ResourceVersion = "" }, ErrInvalid},
+		"new key material":      {func(k *v1.OwnedAccessKey) { k.Spec.Key = strings.Repeat("k", 40) }, ErrInvalid},
+		"missing key":           {func(k *v1.OwnedAccessKey) { k.Name = unique("missing") }, ErrNotFound},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			k := updated.DeepCopy()
+			tc.mutate(k)
+			if _, err := store.Update(ctx, k); !errors.Is(err, tc.want) {
+				t.Errorf("Update: %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if got, _ := store.Get(ctx, name); got.ResourceVersion != updated.ResourceVersion {
+		t.Errorf("a refused update changed the key: resourceVersion %s, want %s", got.ResourceVersion, updated.ResourceVersion)
 	}
 }
 
-func TestUndoKeepsOthersWrites(t *testing.T) {
+// Concurrent read-modify-writes through Modify all land: none overwrites another.
+func TestModifyRetriesConflicts(t *testing.T) {
 	ctx := context.Background()
-	if err := rdb.Set(ctx, "undo-test", "theirs", 0).Err(); err != nil {
+	name := unique("modify")
+	if _, err := store.Create(ctx, key(name, v1.OwnedAccessKeySpec{User: "u"})); err != nil {
 		t.Fatal(err)
 	}
-	store.undo(ctx, "undo-test", "ours")
-	if v, _ := rdb.Get(ctx, "undo-test").Result(); v != "theirs" {
-		t.Errorf("undo removed a value it did not write: %q", v)
+	const writers = 10
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			_, err := store.Modify(ctx, name, func(k *v1.OwnedAccessKey) error {
+				k.Spec.Groups = append(k.Spec.Groups, fmt.Sprintf("g%d", i))
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
 	}
-	store.undo(ctx, "undo-test", "theirs")
-	if n, _ := rdb.Exists(ctx, "undo-test").Result(); n != 0 {
-		t.Error("undo left its own value behind")
+	wg.Wait()
+	got, err := store.Get(ctx, name)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if len(got.Spec.Groups) != writers {
+		t.Errorf("groups = %v, want all %d writers' groups", got.Spec.Groups, writers)
+	}
+}
+
+func TestDeleteObject(t *testing.T) {
+	ctx := context.Background()
+	name := unique("delete")
+	_, created, err := store.CreateObject(ctx, key(name, v1.OwnedAccessKeySpec{User: "u"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.DeleteObject(ctx, name, "1"); !errors.Is(err, ErrConflict) {
+		t.Errorf("delete at a stale resourceVersion: %v, want ErrConflict", err)
+	}
+	gone, err := store.DeleteObject(ctx, name, created.ResourceVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gone.Name != name || gone.UID != created.UID || rvNum(t, gone.ResourceVersion) <= rvNum(t, created.ResourceVersion) {
+		t.Errorf("deleted object = %+v; want the key with the deletion's resourceVersion", gone.ObjectMeta)
+	}
+}
+
+func rvNum(t *testing.T, rv string) uint64 {
+	t.Helper()
+	n, err := strconv.ParseUint(rv, 10, 64)
+	if err != nil {
+		t.Fatalf("resourceVersion %q is not a number", rv)
+	}
+	return n
 }
 
 func must[T any](v T, err error) T {

@@ -1,0 +1,209 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"k8s.io/apimachinery/pkg/watch"
+
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+)
+
+// watchInBackground runs Watch from rv and sends the events of keys named with prefix.
+func watchInBackground(t *testing.T, s *Store, rv, prefix string) (<-chan Event, <-chan error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	events, done := make(chan Event, 100), make(chan error, 1)
+	go func() {
+		done <- s.Watch(ctx, rv, func(ev Event) error {
+			if strings.HasPrefix(ev.Key.Name, prefix) {
+				events <- ev
+			}
+			return nil
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(2 * watchBlock):
+			t.Error("Watch did not end within two block periods of its context ending")
+		}
+	})
+	return events, done
+}
+
+func next(t *testing.T, events <-chan Event) Event {
+	t.Helper()
+	select {
+	case ev := <-events:
+		return ev
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event within 10s")
+	}
+	return Event{}
+}
+
+// A watch from a list's resourceVersion sees every later change, in order, with the
+// resourceVersions the writers got back.
+func TestWatchAfterList(t *testing.T) {
+	ctx := context.Background()
+	prefix := unique("watch")
+	before := key(prefix+"-before", v1.OwnedAccessKeySpec{User: "u"})
+	if _, err := store.Create(ctx, before); err != nil {
+		t.Fatal(err)
+	}
+	items, rv, err := store.ListWithVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !containsName(items, before.Name) {
+		t.Fatalf("list at %s misses %s", rv, before.Name)
+	}
+	events, _ := watchInBackground(t, store, rv, prefix)
+
+	plain, created, err := store.CreateObject(ctx, key(prefix+"-a", v1.OwnedAccessKeySpec{User: "u"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit := created.DeepCopy()
+	edit.Spec.Disabled = true
+	updated, err := store.Update(ctx, edit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted, err := store.DeleteObject(ctx, created.Name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct {
+		typ      watch.EventType
+		rv       string
+		disabled bool
+	}{{watch.Added, created.ResourceVersion, false}, {watch.Modified, updated.ResourceVersion, true}, {watch.Deleted, deleted.ResourceVersion, true}} {
+		ev := next(t, events)
+		if ev.Type != want.typ || ev.Key.Name != created.Name || ev.Key.ResourceVersion != want.rv || ev.Key.Spec.Disabled != want.disabled {
+			t.Errorf("event %s %s rv %s disabled %v; want %s %s rv %s disabled %v",
+				ev.Type, ev.Key.Name, ev.Key.ResourceVersion, ev.Key.Spec.Disabled, want.typ, created.Name, want.rv, want.disabled)
+		}
+		if ev.Digest != Digest(plain) {
+			t.Errorf("%s event digest %.12s, want the key's", ev.Type, ev.Digest)
+		}
+	}
+	select {
+	case ev := <-events:
+		t.Errorf("unexpected event %s %s (the key made before the list must not show)", ev.Type, ev.Key.Name)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// A watch resumed from the resourceVersion of an event gets the events after it, not it.
+func TestWatchResumes(t *testing.T) {
+	ctx := context.Background()
+	prefix := unique("resume")
+	_, created, err := store.CreateObject(ctx, key(prefix+"-k", v1.OwnedAccessKeySpec{User: "u"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SetDisabled(ctx, created.Name, true); err != nil {
+		t.Fatal(err)
+	}
+	events, _ := watchInBackground(t, store, created.ResourceVersion, prefix)
+	if ev := next(t, events); ev.Type != watch.Modified || !ev.Key.Spec.Disabled {
+		t.Errorf("first event after the create's resourceVersion: %s disabled=%v; want the MODIFIED that disabled it", ev.Type, ev.Key.Spec.Disabled)
+	}
+}
+
+func TestWatchRefusesVersions(t *testing.T) {
+	ctx := context.Background()
+	cur, err := store.CurrentVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rv, want := range map[string]error{
+		"x":              ErrInvalid,
+		"-1":             ErrInvalid,
+		cur + "0000000":  ErrTooNew,
+		"18446744073709": ErrTooNew,
+	} {
+		if err := store.Watch(ctx, rv, func(Event) error { return nil }); !errors.Is(err, want) {
+			t.Errorf("Watch(%q): %v, want %v", rv, err, want)
+		}
+	}
+}
+
+// isolated is a store on its own Redis database, for tests that trim the event stream.
+func isolated(t *testing.T, db int, history int64) *Store {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr, DB: db})
+	if err := c.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return NewWithOptions(c, Options{EventHistory: history})
+}
+
+func churn(t *testing.T, s *Store, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := s.Create(context.Background(), key(fmt.Sprintf("%s-%d", prefix, i), v1.OwnedAccessKeySpec{User: "u"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Once the events after a resourceVersion are trimmed, a watch from it fails with ErrExpired
+// (410 Gone at the API) instead of silently missing changes.
+func TestWatchExpired(t *testing.T) {
+	s := isolated(t, 1, 10)
+	churn(t, s, "expired", 500)
+	err := s.Watch(context.Background(), "1", func(Event) error { return nil })
+	if !errors.Is(err, ErrExpired) {
+		t.Errorf("Watch from 1 after 500 changes with a history of 10: %v, want ErrExpired", err)
+	}
+}
+
+// A watcher that falls behind while the stream is trimmed notices the gap.
+func TestWatchNoticesAGap(t *testing.T) {
+	s := isolated(t, 2, 10)
+	churn(t, s, "gap-first", 1)
+	release := make(chan struct{})
+	first := make(chan struct{})
+	done := make(chan error, 1)
+	seen := 0
+	go func() {
+		done <- s.Watch(context.Background(), "0", func(Event) error {
+			seen++
+			if seen == 1 {
+				close(first)
+				<-release // stall while the stream moves on
+			}
+			return nil
+		})
+	}()
+	<-first
+	churn(t, s, "gap-more", 1000)
+	close(release)
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrExpired) {
+			t.Errorf("Watch of a stalled watcher: %v, want ErrExpired", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a watcher whose events were trimmed kept going")
+	}
+}
+
+func containsName(keys []*v1.OwnedAccessKey, name string) bool {
+	for _, k := range keys {
+		if k.Name == name {
+			return true
+		}
+	}
+	return false
+}
