@@ -6,7 +6,7 @@ GO ?= go
 # anywhere near this long, it only bounds a hung run.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: run test tools build vet fuzz e2e clean help
+.PHONY: run test tools build vet fuzz e2e clean help generate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ tools: ## install Envoy, Redis, kube-apiserver, kubectl and etcd under .tools/ (
 
 build: ## build xds, extauthz and keystore into bin/
 	$(GO) build -o bin/ ./xds/cmd/xds ./extauthz/cmd/extauthz ./keystore/cmd/keystore
+
+generate: ## regenerate deep copies and OpenAPI of keystore/apis (after changing an API type)
+	scripts/codegen.sh
 
 vet: ## go vet and a gofmt check
 	$(GO) vet ./...

@@ -1,6 +1,3 @@
-// Package v1 holds the management.loft.sh/v1 API types that the edge stores and serves. Field
-// names and JSON names follow Loft's public API exactly, so that objects written for Loft work
-// here unchanged.
 package v1
 
 import (
@@ -13,6 +10,8 @@ const GroupName = "management.loft.sh"
 // Version is the only served version.
 const Version = "v1"
 
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
 // OwnedAccessKey is an access key as its owner sees it: the bearer token a client presents, who
 // it stands for, and what it may reach.
 type OwnedAccessKey struct {
@@ -21,6 +20,16 @@ type OwnedAccessKey struct {
 
 	Spec   OwnedAccessKeySpec   `json:"spec,omitempty"`
 	Status OwnedAccessKeyStatus `json:"status,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// OwnedAccessKeyList is a list of access keys, as list and watch return them.
+type OwnedAccessKeyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	Items []OwnedAccessKey `json:"items"`
 }
 
 // OwnedAccessKeySpec is the desired state of an access key.
@@ -36,6 +45,7 @@ type OwnedAccessKeySpec struct {
 	// Subject is the subject of an OIDC token issued for the key.
 	Subject string `json:"subject,omitempty"`
 	// Groups are extra groups the key's requests carry.
+	// +listType=atomic
 	Groups []string `json:"groups,omitempty"`
 	// Key is the bearer token itself. It is only ever returned in the response to a create, and
 	// stored as a digest.
@@ -84,18 +94,24 @@ const (
 // AccessKeyScope narrows a key. A request passes when at least one entry matches it.
 type AccessKeyScope struct {
 	// Roles grant predefined sets of requests, such as loft-cli.
+	// +listType=atomic
 	Roles []AccessKeyScopeRole `json:"roles,omitempty"`
 	// Projects allow everything within the listed projects ("*" for all).
+	// +listType=atomic
 	Projects []AccessKeyScopeProject `json:"projects,omitempty"`
 	// Spaces allow namespaced requests in the listed spaces.
+	// +listType=atomic
 	Spaces []AccessKeyScopeSpace `json:"spaces,omitempty"`
 	// VirtualClusters allow requests to the listed virtual clusters.
+	// +listType=atomic
 	VirtualClusters []AccessKeyScopeVirtualCluster `json:"virtualClusters,omitempty"`
 	// Clusters allow requests to the listed connected clusters.
+	// +listType=atomic
 	Clusters []AccessKeyScopeCluster `json:"clusters,omitempty"`
 	// Rules are audit-policy-style rules.
 	//
 	// Deprecated: still honoured, as in Loft.
+	// +listType=atomic
 	Rules []AccessKeyScopeRule `json:"rules,omitempty"`
 	// AllowLoftCLI allows the read-only management requests that a CLI needs.
 	AllowLoftCLI bool `json:"allowLoftCli,omitempty"`
@@ -111,9 +127,14 @@ const (
 
 // AccessKeyScopeRole grants a role, optionally limited to projects and virtual clusters.
 type AccessKeyScopeRole struct {
-	Role            AccessKeyScopeRoleName `json:"role,omitempty"`
-	Projects        []string               `json:"projects,omitempty"`
-	VirtualClusters []string               `json:"virtualClusters,omitempty"`
+	// Role is the granted role.
+	Role AccessKeyScopeRoleName `json:"role,omitempty"`
+	// Projects limit the role to these projects.
+	// +listType=atomic
+	Projects []string `json:"projects,omitempty"`
+	// VirtualClusters limit the role to these virtual clusters.
+	// +listType=atomic
+	VirtualClusters []string `json:"virtualClusters,omitempty"`
 }
 
 // AccessKeyScopeProject selects a project.
@@ -140,19 +161,37 @@ type AccessKeyScopeCluster struct {
 
 // AccessKeyScopeRule matches requests the way a Kubernetes audit-policy rule does.
 type AccessKeyScopeRule struct {
-	Verbs           []string                  `json:"verbs,omitempty"`
-	Resources       []GroupResources          `json:"resources,omitempty"`
-	Namespaces      []string                  `json:"namespaces,omitempty"`
-	NonResourceURLs []string                  `json:"nonResourceURLs,omitempty"`
-	RequestTargets  []RequestTarget           `json:"requestTargets,omitempty"`
-	Cluster         string                    `json:"cluster,omitempty"`
+	// Verbs the rule matches; empty matches all.
+	// +listType=atomic
+	Verbs []string `json:"verbs,omitempty"`
+	// Resources the rule matches; setting it makes the rule match resource requests only.
+	// +listType=atomic
+	Resources []GroupResources `json:"resources,omitempty"`
+	// Namespaces the rule matches; "" matches non-namespaced resources.
+	// +listType=atomic
+	Namespaces []string `json:"namespaces,omitempty"`
+	// NonResourceURLs the rule matches: "*", an exact path, or a prefix ending in "*".
+	// +listType=atomic
+	NonResourceURLs []string `json:"nonResourceURLs,omitempty"`
+	// RequestTargets the rule matches; empty matches all.
+	// +listType=atomic
+	RequestTargets []RequestTarget `json:"requestTargets,omitempty"`
+	// Cluster, when set, limits the rule to requests to that cluster.
+	Cluster string `json:"cluster,omitempty"`
+	// VirtualClusters limit the rule to requests to these virtual clusters.
+	// +listType=atomic
 	VirtualClusters []AccessKeyVirtualCluster `json:"virtualClusters,omitempty"`
 }
 
 // GroupResources selects resources of one API group.
 type GroupResources struct {
-	Group         string   `json:"group,omitempty"`
-	Resources     []string `json:"resources,omitempty"`
+	// Group is the API group; "" is the core group.
+	Group string `json:"group,omitempty"`
+	// Resources are res, res/sub, *, */sub or res/*; empty matches all of the group.
+	// +listType=atomic
+	Resources []string `json:"resources,omitempty"`
+	// ResourceNames narrow the match to objects of these names.
+	// +listType=atomic
 	ResourceNames []string `json:"resourceNames,omitempty"`
 }
 
@@ -176,13 +215,16 @@ type AccessKeyVirtualCluster struct {
 
 // AccessKeyIdentity is the SSO identity behind a key.
 type AccessKeyIdentity struct {
-	UserID            string   `json:"userId,omitempty"`
-	Username          string   `json:"username,omitempty"`
-	PreferredUsername string   `json:"preferredUsername,omitempty"`
-	Email             string   `json:"email,omitempty"`
-	EmailVerified     bool     `json:"emailVerified,omitempty"`
-	Groups            []string `json:"groups,omitempty"`
-	Connector         string   `json:"connector,omitempty"`
+	UserID            string `json:"userId,omitempty"`
+	Username          string `json:"username,omitempty"`
+	PreferredUsername string `json:"preferredUsername,omitempty"`
+	Email             string `json:"email,omitempty"`
+	EmailVerified     bool   `json:"emailVerified,omitempty"`
+	// Groups are the identity's groups at the SSO provider.
+	// +listType=atomic
+	Groups []string `json:"groups,omitempty"`
+	// Connector is the SSO connector the identity came from.
+	Connector string `json:"connector,omitempty"`
 	// ConnectorData is never shown to end users.
 	ConnectorData []byte `json:"connectorData,omitempty"`
 }
