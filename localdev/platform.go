@@ -77,17 +77,19 @@ type Platform struct {
 	// Bin is the directory holding the built xds, extauthz and keystore binaries.
 	Bin string
 
-	opts         Options
-	logs         string
-	redis        *redisserver.Server
-	etcd         *proc.Process
-	grafana      *http.Server
-	mu           sync.Mutex
-	targets      Targets
-	xds          *proc.Process
-	extauthz     *proc.Process
-	envoy        *proc.Process
-	extauthzArgs []string
+	opts          Options
+	logs          string
+	redis         *redisserver.Server
+	etcd          *proc.Process
+	grafana       *http.Server
+	mu            sync.Mutex
+	targets       Targets
+	xds           *proc.Process
+	extauthz      *proc.Process
+	envoy         *proc.Process
+	extauthzArgs  []string
+	keystore      *proc.Process
+	keystoreAddrs struct{ api, auth, http string }
 }
 
 // ActivityFlushInterval is extauthz's --activity-flush-interval on the local platform.
@@ -140,6 +142,9 @@ func Start(ctx context.Context, opts Options) (_ *Platform, err error) {
 		return nil, err
 	}
 	p.GrafanaURL = grafanaURL
+	if err := p.startKeystore(ctx, certs); err != nil {
+		return nil, err
+	}
 	if err := p.writeInitialTargets(certs); err != nil {
 		return nil, err
 	}
@@ -147,7 +152,7 @@ func Start(ctx context.Context, opts Options) (_ *Platform, err error) {
 		return nil, err
 	}
 	p.step("creating the admin access key")
-	if p.AdminKey, err = p.CreateKeyWithCommand(ctx, "admin", AdminUser); err != nil {
+	if p.AdminKey, err = p.CreateKeyWithCommand(ctx, "admin", AdminUser, "--groups", AdminGroup); err != nil {
 		return nil, err
 	}
 	p.step("waiting until every target answers through the edge")
@@ -389,13 +394,48 @@ func (p *Platform) Refs() []target.Ref {
 		{Kind: target.KindCluster, Cluster: ClusterStaging},
 		{Kind: target.KindVirtualCluster, Cluster: VirtualClusterHost, Namespace: VirtualClusterNamespace, VirtualCluster: VirtualClusterName, Project: Project},
 		{Kind: target.KindGrafana, Cluster: ClusterDemo},
+		{Kind: target.KindManagement},
 	}
+}
+
+// AdminGroup is keystore's --admin-group: its members see and manage every access key.
+const AdminGroup = "keygate:admins"
+
+// startKeystore starts `keystore serve`: the management API and the login endpoints, with a
+// serving certificate of the platform CA, believing identity headers only from the edge's
+// client certificate.
+func (p *Platform) startKeystore(ctx context.Context, certs *apiServerCerts) error {
+	ports, err := proc.FreePorts(3)
+	if err != nil {
+		return err
+	}
+	p.keystoreAddrs.api, p.keystoreAddrs.auth, p.keystoreAddrs.http = addr(ports[0]), addr(ports[1]), addr(ports[2])
+	serving, err := certs.ca.Server("keygate keystore", "127.0.0.1", "localhost")
+	if err != nil {
+		return err
+	}
+	certFile, keyFile, err := serving.Write(p.path("pki"), "keystore-serving")
+	if err != nil {
+		return err
+	}
+	p.step("starting keystore (management API and login)")
+	p.keystore, err = proc.Start("keystore", p.logs, nil, filepath.Join(p.Bin, "keystore"), "serve",
+		"--address", p.keystoreAddrs.api, "--auth-address", p.keystoreAddrs.auth, "--http-address", p.keystoreAddrs.http,
+		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile,
+		"--requestheader-client-ca-file", certs.caFile, "--requestheader-allowed-names", EdgeUser,
+		"--admin-group", AdminGroup, "--redis-address", p.RedisAddr, "--log-format", "text")
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	return proc.WaitFor(wctx, p.keystore, "keystore", proc.HTTPReady("http://"+p.keystoreAddrs.http+"/readyz"))
 }
 
 // Stop stops everything, in an order that lets each part exit quickly (API servers before
 // their etcd).
 func (p *Platform) Stop() {
-	for _, q := range []*proc.Process{p.envoy, p.extauthz, p.xds} {
+	for _, q := range []*proc.Process{p.envoy, p.extauthz, p.xds, p.keystore} {
 		if q != nil {
 			q.Stop(10 * time.Second)
 		}

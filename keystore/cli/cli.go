@@ -24,6 +24,7 @@ import (
 
 	"github.com/keygate-dev/keygate/internal/flagenv"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/keystore/app"
 	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/keystore/users"
 )
@@ -34,6 +35,8 @@ const EnvPrefix = "KEYSTORE"
 const usage = `Usage: keystore COMMAND [flags]
 
 Commands:
+  serve         serve the management API (management.loft.sh/v1) and the login endpoints
+
   create-key    create an access key and print the plain key (only) on stdout
   get-key       print a key as JSON or YAML (never the plain key)
   list-keys     print every key as JSON or YAML
@@ -76,6 +79,9 @@ func MainIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "serve" {
+		return app.Main(args)
+	}
 	fs := flag.NewFlagSet("keystore "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	redisAddr := fs.String("redis-address", "127.0.0.1:6379", "Redis address; a comma-separated list for Redis Cluster or Sentinel")

@@ -1,0 +1,241 @@
+// Package app is `keystore serve`: the management API (management.loft.sh/v1 with
+// k8s.io/apiserver) and the login endpoints, both behind the edge, over Redis.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/klog/v2"
+
+	"github.com/keygate-dev/keygate/internal/flagenv"
+	"github.com/keygate-dev/keygate/internal/ops"
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/keystore/apiserver"
+	"github.com/keygate-dev/keygate/keystore/auth"
+	"github.com/keygate-dev/keygate/keystore/registry"
+	"github.com/keygate-dev/keygate/keystore/store"
+	"github.com/keygate-dev/keygate/keystore/users"
+)
+
+// EnvPrefix prefixes the environment variable of every flag: KEYSTORE_ADDRESS.
+const EnvPrefix = "KEYSTORE"
+
+// DefaultAdminGroup is the group whose members see and manage every key.
+const DefaultAdminGroup = "keygate:admins"
+
+// Config is the parsed command line of `keystore serve`.
+type Config struct {
+	Address, AuthAddress, HTTPAddress string
+	CertFile, KeyFile                 string
+	ClientCAFile                      string
+	AllowedNames                      []string
+	AdminGroup                        string
+	LoginTTL                          time.Duration
+	RedisAddresses                    []string
+	RedisPassword, RedisMasterName    string
+	RedisDB                           int
+	LogLevel, LogFormat               string
+}
+
+// ParseFlags reads the command line and the environment.
+func ParseFlags(args []string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("keystore serve", flag.ContinueOnError)
+	fs.StringVar(&c.Address, "address", "127.0.0.1:19443", "HTTPS address of the management API (the edge's management upstream)")
+	fs.StringVar(&c.AuthAddress, "auth-address", "127.0.0.1:19444", "HTTPS address of the login endpoints (the edge's auth upstream)")
+	fs.StringVar(&c.HTTPAddress, "http-address", "127.0.0.1:19445", "address of /metrics, /healthz and /readyz")
+	fs.StringVar(&c.CertFile, "tls-cert-file", "", "serving certificate (PEM) of both HTTPS addresses")
+	fs.StringVar(&c.KeyFile, "tls-private-key-file", "", "key of --tls-cert-file")
+	fs.StringVar(&c.ClientCAFile, "requestheader-client-ca-file", "", "CA (PEM) that signed the edge's client certificate; identity headers are believed from that certificate only")
+	names := fs.String("requestheader-allowed-names", "", "comma-separated common names the edge's client certificate may have; empty: any signed by the CA")
+	fs.StringVar(&c.AdminGroup, "admin-group", DefaultAdminGroup, "members of this group see and manage every access key")
+	fs.DurationVar(&c.LoginTTL, "login-ttl", auth.DefaultLoginTTL, "lifetime of the keys /auth/password/login issues")
+	redisAddrs := fs.String("redis-address", "127.0.0.1:6379", "Redis address; a comma-separated list for Redis Cluster or Sentinel")
+	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password")
+	fs.IntVar(&c.RedisDB, "redis-db", 0, "Redis database number (standalone only)")
+	fs.StringVar(&c.RedisMasterName, "redis-master-name", "", "Sentinel master name (Sentinel only)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
+	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: keystore serve [flags]\n\nServes the management API (management.loft.sh/v1) and the login endpoints behind the edge.")
+	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for _, a := range []struct{ flag, v string }{{"address", c.Address}, {"auth-address", c.AuthAddress}, {"http-address", c.HTTPAddress}} {
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return c, fmt.Errorf("--%s %q: want host:port", a.flag, a.v)
+		}
+	}
+	for _, a := range strings.Split(*redisAddrs, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return c, fmt.Errorf("--redis-address %q: want host:port", a)
+			}
+			c.RedisAddresses = append(c.RedisAddresses, a)
+		}
+	}
+	if len(c.RedisAddresses) == 0 {
+		return c, errors.New("--redis-address is empty")
+	}
+	if c.CertFile == "" || c.KeyFile == "" {
+		return c, errors.New("--tls-cert-file and --tls-private-key-file are required")
+	}
+	if c.ClientCAFile == "" {
+		return c, errors.New("--requestheader-client-ca-file is required: without it anyone could claim any identity")
+	}
+	for _, n := range strings.Split(*names, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			c.AllowedNames = append(c.AllowedNames, n)
+		}
+	}
+	if c.LoginTTL < time.Second {
+		return c, fmt.Errorf("--login-ttl %s: want at least 1s", c.LoginTTL)
+	}
+	return c, nil
+}
+
+// Main runs `keystore serve` until SIGINT or SIGTERM and returns the exit code.
+func Main(args []string) int {
+	c, err := ParseFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "keystore serve:", err)
+		return 2
+	}
+	log, err := ops.NewLogger(c.LogLevel, c.LogFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "keystore serve:", err)
+		return 2
+	}
+	ctx, stop := ops.SignalContext()
+	defer stop()
+	if err := Run(ctx, c, log); err != nil {
+		log.Error("keystore failed", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// Run serves until ctx ends.
+func Run(ctx context.Context, c Config, log *slog.Logger) error {
+	// k8s.io/apiserver logs through klog; send it to the same structured log.
+	klog.SetSlogLogger(log.With("component", "apiserver"))
+
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs: c.RedisAddresses, Password: c.RedisPassword, DB: c.RedisDB, MasterName: c.RedisMasterName,
+		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+		// Every watch holds a connection in a blocking read.
+		PoolSize: 200,
+	})
+	defer rdb.Close()
+	keys := store.New(rdb)
+	people := users.New(rdb, users.Options{})
+
+	gs, err := apiserver.New(apiserver.Config{
+		Address: c.Address, CertFile: c.CertFile, KeyFile: c.KeyFile,
+		ClientCAFile: c.ClientCAFile, AllowedNames: c.AllowedNames,
+		Registry: registry.Options{AdminGroup: c.AdminGroup, Teams: teamsOf(people)},
+		Keys:     keys, UserInfo: userInfo(people),
+	})
+	if err != nil {
+		return err
+	}
+
+	reg := ops.NewRegistry()
+	authHandler, err := auth.New(auth.Options{Keys: keys, Users: people, LoginTTL: c.LoginTTL, Log: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return fmt.Errorf("--tls-cert-file: %w", err)
+	}
+	authSrv := &http.Server{
+		Addr: c.AuthAddress, Handler: authHandler,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
+	}
+	ready := func(ctx context.Context) error {
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		return nil
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		log.Info("serving", "server", "management API", "address", c.Address, "redis", strings.Join(c.RedisAddresses, ","))
+		return gs.PrepareRun().RunWithContext(gctx)
+	})
+	g.Go(func() error {
+		lis, err := net.Listen("tcp", c.AuthAddress)
+		if err != nil {
+			return fmt.Errorf("listen on --auth-address %s: %w", c.AuthAddress, err)
+		}
+		log.Info("serving", "server", "login endpoints", "address", lis.Addr().String())
+		go func() {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 10*time.Second)
+			defer cancel()
+			_ = authSrv.Shutdown(sctx)
+		}()
+		if err := authSrv.ServeTLS(lis, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		return ops.ServeHTTP(gctx, log, "metrics and health", c.HTTPAddress, ops.Handler(reg, ready))
+	})
+	err = g.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func teamsOf(people *users.Store) registry.TeamsFunc {
+	return func(ctx context.Context, name string) ([]string, error) {
+		u, err := people.Get(ctx, name)
+		if errors.Is(err, users.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return u.Teams, nil
+	}
+}
+
+func userInfo(people *users.Store) registry.UserInfoFunc {
+	return func(ctx context.Context, name string) (*v1.UserInfo, error) {
+		u, err := people.Get(ctx, name)
+		if errors.Is(err, users.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		info := &v1.UserInfo{EntityInfo: v1.EntityInfo{Name: u.Name, Username: u.Name, DisplayName: u.DisplayName, Email: u.Email}}
+		for _, t := range u.Teams {
+			info.Teams = append(info.Teams, &v1.EntityInfo{Name: t})
+		}
+		return info, nil
+	}
+}

@@ -1,0 +1,473 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/apiserver/pkg/storage/names"
+
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/keystore/apis/management/validation"
+	"github.com/keygate-dev/keygate/keystore/store"
+)
+
+// Keys is the key store (store.Store in production).
+type Keys interface {
+	CreateObject(ctx context.Context, k *v1.OwnedAccessKey) (string, *v1.OwnedAccessKey, error)
+	Get(ctx context.Context, name string) (*v1.OwnedAccessKey, error)
+	ListWithVersion(ctx context.Context) ([]*v1.OwnedAccessKey, string, error)
+	Update(ctx context.Context, k *v1.OwnedAccessKey) (*v1.OwnedAccessKey, error)
+	DeleteObject(ctx context.Context, name, resourceVersion string) (*v1.OwnedAccessKey, error)
+	Watch(ctx context.Context, resourceVersion string, handle func(store.Event) error) error
+}
+
+// Options configure the storage.
+type Options struct {
+	// AdminGroup's members see and manage every key.
+	AdminGroup string
+	// Teams finds the teams of a user; nil means users are in no team.
+	Teams TeamsFunc
+}
+
+// CreatedByAnnotation records who created a key.
+const CreatedByAnnotation = "keygate.dev/created-by"
+
+var resource = v1.Resource("ownedaccesskeys")
+var kind = v1.SchemeGroupVersion.WithKind("OwnedAccessKey").GroupKind()
+
+// AccessKeys serves ownedaccesskeys.
+type AccessKeys struct {
+	keys Keys
+	opts Options
+	rest.TableConvertor
+}
+
+// NewAccessKeys returns the storage of ownedaccesskeys.
+func NewAccessKeys(keys Keys, opts Options) *AccessKeys {
+	return &AccessKeys{keys: keys, opts: opts, TableConvertor: tableConvertor{}}
+}
+
+var (
+	_ rest.Storage              = &AccessKeys{}
+	_ rest.Scoper               = &AccessKeys{}
+	_ rest.SingularNameProvider = &AccessKeys{}
+	_ rest.Creater              = &AccessKeys{}
+	_ rest.Getter               = &AccessKeys{}
+	_ rest.Lister               = &AccessKeys{}
+	_ rest.Updater              = &AccessKeys{}
+	_ rest.GracefulDeleter      = &AccessKeys{}
+	_ rest.Watcher              = &AccessKeys{}
+)
+
+func (*AccessKeys) New() runtime.Object     { return &v1.OwnedAccessKey{} }
+func (*AccessKeys) NewList() runtime.Object { return &v1.OwnedAccessKeyList{} }
+func (*AccessKeys) Destroy()                {}
+func (*AccessKeys) NamespaceScoped() bool   { return false }
+func (*AccessKeys) GetSingularName() string { return "ownedaccesskey" }
+func (a *AccessKeys) caller(ctx context.Context) (Caller, error) {
+	c, err := callerFrom(ctx, a.opts.AdminGroup, a.opts.Teams)
+	if err != nil {
+		return c, apierrors.NewUnauthorized(err.Error())
+	}
+	return c, nil
+}
+
+// get returns the key named name if the caller owns it. A key the caller does not own is "not
+// found": its existence is nobody else's business.
+func (a *AccessKeys) get(ctx context.Context, c Caller, name string) (*v1.OwnedAccessKey, error) {
+	k, err := a.keys.Get(ctx, name)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !c.Owns(k)) {
+		return nil, apierrors.NewNotFound(resource, name)
+	}
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	return k, nil
+}
+
+// Get returns one key, never its plain key.
+func (a *AccessKeys) Get(ctx context.Context, name string, _ *metav1.GetOptions) (runtime.Object, error) {
+	c, err := a.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return a.get(ctx, c, name)
+}
+
+// List returns the caller's keys (every key for admins), filtered by label and field
+// selectors (metadata.name).
+func (a *AccessKeys) List(ctx context.Context, options *metainternalversion.ListOptions) (runtime.Object, error) {
+	c, err := a.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, rv, err := a.keys.ListWithVersion(ctx)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	match, err := matcher(options)
+	if err != nil {
+		return nil, err
+	}
+	list := &v1.OwnedAccessKeyList{ListMeta: metav1.ListMeta{ResourceVersion: rv}, Items: []v1.OwnedAccessKey{}}
+	for _, k := range keys {
+		if c.Owns(k) && match(k) {
+			list.Items = append(list.Items, *k)
+		}
+	}
+	return list, nil
+}
+
+// matcher turns list options into a predicate. Only metadata.name is a supported field.
+func matcher(options *metainternalversion.ListOptions) (func(*v1.OwnedAccessKey) bool, error) {
+	ls, fs := labels.Everything(), fields.Everything()
+	if options != nil {
+		if options.LabelSelector != nil {
+			ls = options.LabelSelector
+		}
+		if options.FieldSelector != nil {
+			fs = options.FieldSelector
+			for _, r := range fs.Requirements() {
+				if r.Field != "metadata.name" {
+					return nil, apierrors.NewBadRequest(fmt.Sprintf("field selector %q: only metadata.name is supported", r.Field))
+				}
+			}
+		}
+	}
+	return func(k *v1.OwnedAccessKey) bool {
+		return ls.Matches(labels.Set(k.Labels)) && fs.Matches(fields.Set{"metadata.name": k.Name})
+	}, nil
+}
+
+// Create stores a new key and answers with its plain key, the only time it is ever shown. An
+// owner left empty by a non-admin defaults to the caller.
+func (a *AccessKeys) Create(ctx context.Context, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
+	c, err := a.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k, ok := obj.(*v1.OwnedAccessKey)
+	if !ok {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("not an OwnedAccessKey: %T", obj))
+	}
+	k = k.DeepCopy()
+	if k.Name == "" && k.GenerateName != "" {
+		k.Name = names.SimpleNameGenerator.GenerateName(k.GenerateName)
+	}
+	if k.Spec.User == "" && k.Spec.Team == "" {
+		if c.User != "" {
+			k.Spec.User = c.User
+		} else {
+			k.Spec.Team = c.Team
+		}
+	}
+	k.ResourceVersion = ""
+	k.Status = v1.OwnedAccessKeyStatus{}
+	// Who created a key matters when an admin creates one for someone else. It also means a
+	// key always has annotations, so a JSON patch that adds one (as Loft's documentation shows)
+	// finds /metadata/annotations.
+	if k.Annotations == nil {
+		k.Annotations = map[string]string{}
+	}
+	if c.User != "" {
+		k.Annotations[CreatedByAnnotation] = c.User
+	} else {
+		k.Annotations[CreatedByAnnotation] = TeamUserPrefix + c.Team
+	}
+	stripKeyFromLastApplied(k)
+	if errs := validation.ValidateOwnedAccessKey(k); len(errs) > 0 {
+		return nil, apierrors.NewInvalid(kind, k.Name, errs)
+	}
+	if err := a.mayWrite(ctx, c, k); err != nil {
+		return nil, err
+	}
+	if createValidation != nil {
+		if err := createValidation(ctx, k); err != nil {
+			return nil, err
+		}
+	}
+	if dryRun(options.DryRun) {
+		k.Spec.Key = "" // nothing is generated on a dry run
+		return k, nil
+	}
+	plain, stored, err := a.keys.CreateObject(ctx, k)
+	switch {
+	case errors.Is(err, store.ErrAlreadyExists) && k.Spec.Key != "":
+		return nil, apierrors.NewInvalid(kind, k.Name, field.ErrorList{field.Invalid(field.NewPath("spec", "key"), "(redacted)", "choose another key")})
+	case errors.Is(err, store.ErrAlreadyExists):
+		return nil, apierrors.NewAlreadyExists(resource, k.Name)
+	case errors.Is(err, store.ErrInvalid):
+		return nil, apierrors.NewBadRequest(err.Error())
+	case err != nil:
+		return nil, apierrors.NewInternalError(err)
+	}
+	out := stored.DeepCopy()
+	out.Spec.Key = plain
+	return out, nil
+}
+
+// mayWrite refuses what c may not write: keys of others, groups c lacks, and any write with a
+// scoped key by a non-admin (a scoped key could otherwise mint itself an unscoped one).
+func (a *AccessKeys) mayWrite(ctx context.Context, c Caller, k *v1.OwnedAccessKey) error {
+	if why := c.MayHold(k); why != "" {
+		return apierrors.NewForbidden(resource, k.Name, errors.New(why))
+	}
+	if c.Admin || c.Key == "" {
+		return nil
+	}
+	own, err := a.keys.Get(ctx, c.Key)
+	if errors.Is(err, store.ErrNotFound) {
+		return apierrors.NewForbidden(resource, k.Name, fmt.Errorf("the access key of this request (%q) no longer exists", c.Key))
+	}
+	if err != nil {
+		return apierrors.NewInternalError(err)
+	}
+	if !scopeEmpty(own.Spec.Scope) {
+		return apierrors.NewForbidden(resource, k.Name, errors.New("a scoped access key cannot create or change access keys; use an unscoped key"))
+	}
+	return nil
+}
+
+func scopeEmpty(s *v1.AccessKeyScope) bool {
+	return s == nil || (len(s.Projects) == 0 && len(s.Spaces) == 0 && len(s.VirtualClusters) == 0 &&
+		len(s.Clusters) == 0 && len(s.Roles) == 0 && len(s.Rules) == 0 && !s.AllowLoftCLI)
+}
+
+// Update changes a key the caller owns; with forceAllowCreate (server-side apply of a new
+// object) it creates one.
+func (a *AccessKeys) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, createValidation rest.ValidateObjectFunc, updateValidation rest.ValidateObjectUpdateFunc, forceAllowCreate bool, options *metav1.UpdateOptions) (runtime.Object, bool, error) {
+	c, err := a.caller(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	cur, err := a.get(ctx, c, name)
+	if apierrors.IsNotFound(err) && forceAllowCreate {
+		obj, err := objInfo.UpdatedObject(ctx, nil)
+		if err != nil {
+			return nil, false, err
+		}
+		created, err := a.Create(ctx, obj, createValidation, &metav1.CreateOptions{DryRun: options.DryRun, FieldManager: options.FieldManager})
+		return created, err == nil, err
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	obj, err := objInfo.UpdatedObject(ctx, cur)
+	if err != nil {
+		return nil, false, err
+	}
+	k, ok := obj.(*v1.OwnedAccessKey)
+	if !ok {
+		return nil, false, apierrors.NewBadRequest(fmt.Sprintf("not an OwnedAccessKey: %T", obj))
+	}
+	k = k.DeepCopy()
+	if k.Name != name {
+		return nil, false, apierrors.NewBadRequest(fmt.Sprintf("the name in the object (%q) differs from the name in the URL (%q)", k.Name, name))
+	}
+	if k.ResourceVersion == "" {
+		k.ResourceVersion = cur.ResourceVersion // an unconditional update
+	}
+	// status.lastActivity is the edge's to write; a client's value is dropped.
+	k.Status = cur.Status
+	stripKeyFromLastApplied(k)
+	if errs := validation.ValidateOwnedAccessKeyUpdate(k, cur); len(errs) > 0 {
+		return nil, false, apierrors.NewInvalid(kind, name, errs)
+	}
+	if err := a.mayWrite(ctx, c, k); err != nil {
+		return nil, false, err
+	}
+	if updateValidation != nil {
+		if err := updateValidation(ctx, k, cur); err != nil {
+			return nil, false, err
+		}
+	}
+	if dryRun(options.DryRun) {
+		return k, false, nil
+	}
+	out, err := a.keys.Update(ctx, k)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return nil, false, apierrors.NewConflict(resource, name, errors.New("the object has been modified; please apply your changes to the latest version and try again"))
+	case errors.Is(err, store.ErrNotFound):
+		return nil, false, apierrors.NewNotFound(resource, name)
+	case errors.Is(err, store.ErrInvalid):
+		return nil, false, apierrors.NewBadRequest(err.Error())
+	case err != nil:
+		return nil, false, apierrors.NewInternalError(err)
+	}
+	return out, false, nil
+}
+
+// Delete removes a key the caller owns, honouring uid and resourceVersion preconditions.
+func (a *AccessKeys) Delete(ctx context.Context, name string, deleteValidation rest.ValidateObjectFunc, options *metav1.DeleteOptions) (runtime.Object, bool, error) {
+	c, err := a.caller(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	cur, err := a.get(ctx, c, name)
+	if err != nil {
+		return nil, false, err
+	}
+	var rv string
+	if options != nil && options.Preconditions != nil {
+		p := options.Preconditions
+		if p.UID != nil && *p.UID != cur.UID {
+			return nil, false, apierrors.NewConflict(resource, name, fmt.Errorf("precondition failed: uid %s, the object has %s", *p.UID, cur.UID))
+		}
+		if p.ResourceVersion != nil {
+			rv = *p.ResourceVersion
+		}
+	}
+	if deleteValidation != nil {
+		if err := deleteValidation(ctx, cur); err != nil {
+			return nil, false, err
+		}
+	}
+	if options != nil && dryRun(options.DryRun) {
+		return cur, true, nil
+	}
+	out, err := a.keys.DeleteObject(ctx, name, rv)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return nil, false, apierrors.NewConflict(resource, name, fmt.Errorf("precondition failed: resourceVersion %s is not the object's", rv))
+	case errors.Is(err, store.ErrNotFound):
+		return nil, false, apierrors.NewNotFound(resource, name)
+	case err != nil:
+		return nil, false, apierrors.NewInternalError(err)
+	}
+	return out, true, nil
+}
+
+func dryRun(values []string) bool { return len(values) > 0 }
+
+// Watch streams changes to the caller's keys. Without a resourceVersion (or "0") it starts with
+// an ADDED event per current key, as Kubernetes does; with sendInitialEvents it ends those with
+// the initial-events-end bookmark.
+func (a *AccessKeys) Watch(ctx context.Context, options *metainternalversion.ListOptions) (watch.Interface, error) {
+	c, err := a.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	match, err := matcher(options)
+	if err != nil {
+		return nil, err
+	}
+	visible := func(k *v1.OwnedAccessKey) bool { return c.Owns(k) && match(k) }
+	rv := ""
+	initial := false
+	if options != nil {
+		rv = options.ResourceVersion
+		initial = options.SendInitialEvents != nil && *options.SendInitialEvents
+	}
+	var current []*v1.OwnedAccessKey
+	if rv == "" || rv == "0" || initial {
+		keys, listRV, err := a.keys.ListWithVersion(ctx)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		current, rv = keys, listRV
+	}
+	// Check the version before answering, so that a stale one is a 410 the client understands.
+	wctx, cancel := context.WithCancel(ctx)
+	started := make(chan error, 1)
+	ch := make(chan watch.Event, 100)
+	w := watch.NewProxyWatcher(ch)
+	var once sync.Once
+	go func() {
+		defer close(ch)
+		defer cancel()
+		go func() {
+			select {
+			case <-w.StopChan():
+				cancel()
+			case <-wctx.Done():
+			}
+		}()
+		send := func(ev watch.Event) bool {
+			select {
+			case ch <- ev:
+				return true
+			case <-wctx.Done():
+				return false
+			}
+		}
+		for _, k := range current {
+			if visible(k) && !send(watch.Event{Type: watch.Added, Object: k}) {
+				return
+			}
+		}
+		if initial {
+			bm := &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{ResourceVersion: rv, Annotations: map[string]string{metav1.InitialEventsAnnotationKey: "true"}}}
+			if !send(watch.Event{Type: watch.Bookmark, Object: bm}) {
+				return
+			}
+		}
+		err := a.keys.Watch(wctx, rv, func(ev store.Event) error {
+			once.Do(func() { started <- nil })
+			if !visible(ev.Key) {
+				return nil
+			}
+			if !send(watch.Event{Type: ev.Type, Object: ev.Key}) {
+				return wctx.Err()
+			}
+			return nil
+		})
+		once.Do(func() { started <- err })
+		if err != nil && wctx.Err() == nil {
+			send(watch.Event{Type: watch.Error, Object: &watchStatus(err, rv).ErrStatus})
+		}
+	}()
+	_ = started // errors after the start reach the client as an ERROR event
+	return w, nil
+}
+
+func watchStatus(err error, rv string) *apierrors.StatusError {
+	switch {
+	case errors.Is(err, store.ErrExpired):
+		return apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %s", rv))
+	case errors.Is(err, store.ErrTooNew):
+		return apierrors.NewTimeoutError(fmt.Sprintf("Too large resource version: %s", rv), 1)
+	case errors.Is(err, store.ErrInvalid):
+		return apierrors.NewBadRequest(err.Error())
+	}
+	return apierrors.NewInternalError(err)
+}
+
+// stripKeyFromLastApplied removes spec.key from kubectl's last-applied-configuration
+// annotation: `kubectl apply` of a manifest that carries a key would otherwise store the plain
+// key in an annotation that get and list show to anyone who can read the object.
+func stripKeyFromLastApplied(k *v1.OwnedAccessKey) {
+	const ann = "kubectl.kubernetes.io/last-applied-configuration"
+	data, ok := k.Annotations[ann]
+	if !ok {
+		return
+	}
+	var obj map[string]any
+	if err := json.Unmarshal([]byte(data), &obj); err != nil {
+		delete(k.Annotations, ann) // unreadable: it could hold anything
+		return
+	}
+	spec, _ := obj["spec"].(map[string]any)
+	if _, has := spec["key"]; !has {
+		return
+	}
+	delete(spec, "key")
+	out, err := json.Marshal(obj)
+	if err != nil {
+		delete(k.Annotations, ann)
+		return
+	}
+	k.Annotations[ann] = string(out)
+}
