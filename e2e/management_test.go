@@ -118,3 +118,62 @@ func TestCreateReturnsWorkingKeyOnce(t *testing.T) {
 		}
 	}
 }
+
+// Who sees and manages which key: a user their own, a team member their team's, an admin all;
+// another user's key is "not found", not "forbidden", so its existence does not leak.
+func TestOwnershipThroughKubectl(t *testing.T) {
+	t.Parallel()
+	aliceName, _ := newKey(t, v1.OwnedAccessKeySpec{User: unique("alice")})
+	alice, _ := keys.Get(context.Background(), aliceName)
+	_, bobKey := newKey(t, v1.OwnedAccessKeySpec{User: unique("bob")})
+	_, adminKey := newKey(t, v1.OwnedAccessKeySpec{User: "admin", Groups: []string{"keygate:admins"}})
+	bob, admin := kubeconfig(t, bobKey), kubeconfig(t, adminKey)
+
+	if _, errOut, err := kubectlIn(t, bob, nil, "get", "ownedaccesskeys", aliceName); err == nil || !strings.Contains(errOut, "NotFound") && !strings.Contains(errOut, "not found") {
+		t.Errorf("bob gets alice's key: err %v, %s; want not found", err, errOut)
+	}
+	if out, _, err := kubectlIn(t, bob, nil, "get", "ownedaccesskeys", "-o", "name"); err != nil || strings.Contains(out, aliceName) {
+		t.Errorf("bob's list shows alice's key (or failed: %v):\n%s", err, out)
+	}
+	if _, errOut, err := kubectlIn(t, bob, nil, "delete", "ownedaccesskeys", aliceName); err == nil {
+		t.Errorf("bob deleted alice's key: %s", errOut)
+	}
+	obj := filepath.Join(t.TempDir(), "k.yaml")
+	os.WriteFile(obj, []byte("apiVersion: management.loft.sh/v1\nkind: OwnedAccessKey\nmetadata:\n  name: "+unique("for-alice")+"\nspec:\n  user: "+alice.Spec.User+"\n"), 0o644)
+	if _, errOut, err := kubectlIn(t, bob, nil, "create", "-f", obj); err == nil || !strings.Contains(errOut, "only admins may manage access keys of another user") {
+		t.Errorf("bob creates a key for alice: err %v, %s; want Forbidden", err, errOut)
+	}
+	if out, errOut, err := kubectlIn(t, admin, nil, "get", "ownedaccesskeys", aliceName, "-o", "name"); err != nil || !strings.Contains(out, aliceName) {
+		t.Errorf("admin cannot see alice's key: %v %s", err, errOut)
+	}
+	if _, errOut, err := kubectlIn(t, admin, nil, "create", "-f", obj); err != nil {
+		t.Errorf("admin creates a key for alice: %v %s", err, errOut)
+	}
+}
+
+// Two creates of one name at once: exactly one wins, the other gets AlreadyExists (409).
+func TestConcurrentCreatesConflict(t *testing.T) {
+	t.Parallel()
+	_, key := newKey(t, v1.OwnedAccessKeySpec{User: "admin"})
+	cfg := kubeconfig(t, key)
+	obj := filepath.Join(t.TempDir(), "k.yaml")
+	os.WriteFile(obj, []byte("apiVersion: management.loft.sh/v1\nkind: OwnedAccessKey\nmetadata:\n  name: "+unique("race")+"\nspec:\n  user: admin\n"), 0o644)
+	errs := make(chan string, 2)
+	for range 2 {
+		go func() {
+			_, errOut, err := kubectlIn(t, cfg, nil, "create", "-f", obj)
+			if err != nil {
+				errs <- errOut
+			} else {
+				errs <- ""
+			}
+		}()
+	}
+	a, b := <-errs, <-errs
+	if (a == "") == (b == "") {
+		t.Fatalf("want exactly one create to win; stderr %q and %q", a, b)
+	}
+	if lost := a + b; !strings.Contains(lost, "AlreadyExists") && !strings.Contains(lost, "already exists") {
+		t.Errorf("the losing create: %q; want AlreadyExists", lost)
+	}
+}
