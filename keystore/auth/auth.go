@@ -1,0 +1,552 @@
+// Package auth serves the edge's public login endpoints, /auth/ on the edge. Envoy strips the
+// prefix before forwarding (and ext_authz lets these routes through without a key), so the
+// handler sees:
+//
+//	POST /password/login   Content-Type: application/json
+//	                       {"username": "alice", "password": "..."}
+//	  200 {"accessKey": "kgk_...", "name": "login-alice-x7k2p", "user": "alice",
+//	       "expiresAt": "2030-01-02T15:04:05Z"}
+//
+//	POST /logout           Authorization: Bearer <access key of type Login>
+//	  200 a Kubernetes Status with status Success; the key is deleted
+//
+// A login checks the password with users.Store.Authenticate and creates an OwnedAccessKey of
+// type Login for the user, with the user's groups and a lifetime of Options.LoginTTL; the
+// plain key is in the response and nowhere else (the store keeps only its digest, and nothing
+// here logs it). Clients written for Loft read accessKey, as from Loft's endpoint of the same
+// path and body.
+//
+// Every refusal is a Kubernetes Status, like the rest of the edge: a wrong password, an
+// unknown user and a disabled user all get one identical 401, so the endpoint cannot be used
+// to learn which names exist. A malformed request gets 400 (an unknown field or a body that is
+// not one JSON object), 413 (a body over 64 KiB), 415 (not application/json) or 405 (not
+// POST); an unknown path 404; a key or user store that cannot answer 503.
+//
+// Failed logins are limited per user name and per client address (see clientAddress): past
+// the limit the answer is 429 with Retry-After, before the password is even checked, so
+// guessing passwords costs an attacker a fixed, small number of tries a minute. Successful
+// logins are not counted.
+//
+// Logout deletes only Login keys: a key made another way (kubectl, keystore create-key) is
+// refused with 403, since "logging out" of a CI job's key by accident would break the job; its
+// owner deletes it with kubectl delete ownedaccesskeys.management.loft.sh <name>.
+//
+// Responses carry Cache-Control: no-store. Logs name users and keys, never passwords or
+// plain keys.
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	sigsjson "sigs.k8s.io/json"
+
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/keystore/store"
+	"github.com/keygate-dev/keygate/keystore/users"
+)
+
+// Paths the handler serves, after Envoy has stripped /auth.
+const (
+	LoginPath  = "/password/login"
+	LogoutPath = "/logout"
+)
+
+// Defaults for zero Options fields.
+const (
+	// DefaultLoginTTL is how long a login key lives. A password login is interactive: a day
+	// covers a working day without asking again, and a key copied out of a laptop's
+	// kubeconfig stops working by the next one. Automation should use keys made for it
+	// (type User), whose lifetime is chosen per key.
+	DefaultLoginTTL = 24 * time.Hour
+	// DefaultFailuresPerUser failed logins in a row lock a user name for a while; it then
+	// regains one try every DefaultFailureWindow/DefaultFailuresPerUser (6 s).
+	DefaultFailuresPerUser = 10
+	// DefaultFailuresPerAddress is higher than per user: many people may share one address
+	// (an office behind NAT), and each mistypes now and then.
+	DefaultFailuresPerAddress = 50
+	// DefaultFailureWindow is the time in which a bucket of failures refills completely.
+	DefaultFailureWindow = time.Minute
+)
+
+// MaxBodyBytes bounds a login request body: a user name and a password need a few hundred
+// bytes; anything much larger is not a login.
+const MaxBodyBytes = 64 << 10
+
+// maxNameAttempts bounds the retries when a generated key name is taken (1 in 14 million).
+const maxNameAttempts = 5
+
+// Keys is the access-key store (store.Store in production).
+type Keys interface {
+	CreateObject(ctx context.Context, k *v1.OwnedAccessKey) (plain string, stored *v1.OwnedAccessKey, err error)
+	Lookup(ctx context.Context, plain string) (*v1.OwnedAccessKey, error)
+	DeleteObject(ctx context.Context, name, resourceVersion string) (*v1.OwnedAccessKey, error)
+}
+
+// Users checks passwords (users.Store in production). Authenticate must return an error
+// wrapping users.ErrInvalidCredentials for every refusal, and other errors only when it cannot
+// decide.
+type Users interface {
+	Authenticate(ctx context.Context, name, password string) (*users.User, error)
+}
+
+// Options configure a Handler. Keys and Users are required.
+type Options struct {
+	Keys  Keys
+	Users Users
+	// LoginTTL is the lifetime of a login key, a whole number of seconds; 0 means
+	// DefaultLoginTTL. Login keys always expire. An operator-wide maximum TTL in extauthz may
+	// cut it shorter than the expiresAt the login answers.
+	LoginTTL time.Duration
+	// FailuresPerUser and FailuresPerAddress are how many failed logins a user name, and a
+	// client address, may have in a row before getting 429; FailureWindow is how long a full
+	// bucket takes to refill. 0 means the defaults.
+	FailuresPerUser    int
+	FailuresPerAddress int
+	FailureWindow      time.Duration
+	// Log receives one line per login and logout; nil discards them.
+	Log *slog.Logger
+	// Registerer, when set, gets the metrics keygate_keystore_logins_total and
+	// keygate_keystore_logouts_total.
+	Registerer prometheus.Registerer
+	// Now is the clock of the failure limiter; nil means time.Now.
+	Now func() time.Time
+}
+
+// LoginRequest is the body of POST /password/login, as Loft's clients send it.
+type LoginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// LoginResponse is the answer to a successful login. AccessKey is the field Loft's clients
+// read; the others say which key it is (to delete it by name) and when it stops working.
+type LoginResponse struct {
+	AccessKey string `json:"accessKey"`
+	Name      string `json:"name"`
+	User      string `json:"user"`
+	ExpiresAt string `json:"expiresAt"`
+}
+
+// Handler serves the login endpoints; see the package comment.
+type Handler struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+	limiter *limiter
+}
+
+// New returns a Handler, or an error naming what is wrong with opts.
+func New(opts Options) (*Handler, error) {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if opts.Keys == nil {
+		bad("Keys is required")
+	}
+	if opts.Users == nil {
+		bad("Users is required")
+	}
+	switch {
+	case opts.LoginTTL == 0:
+		opts.LoginTTL = DefaultLoginTTL
+	case opts.LoginTTL < time.Second:
+		// Under a second would be stored as ttl 0, which means "never expires".
+		bad("LoginTTL %v: must be at least 1s", opts.LoginTTL)
+	case opts.LoginTTL%time.Second != 0:
+		bad("LoginTTL %v: must be a whole number of seconds (spec.ttl is in seconds)", opts.LoginTTL)
+	}
+	for _, f := range []struct {
+		name string
+		v    *int
+		def  int
+	}{{"FailuresPerUser", &opts.FailuresPerUser, DefaultFailuresPerUser}, {"FailuresPerAddress", &opts.FailuresPerAddress, DefaultFailuresPerAddress}} {
+		if *f.v == 0 {
+			*f.v = f.def
+		} else if *f.v < 0 {
+			bad("%s %d: must not be negative", f.name, *f.v)
+		}
+	}
+	if opts.FailureWindow == 0 {
+		opts.FailureWindow = DefaultFailureWindow
+	} else if opts.FailureWindow < 0 {
+		bad("FailureWindow %v: must not be negative", opts.FailureWindow)
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("auth: invalid options: %s", strings.Join(problems, "; "))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("auth: register metrics: %w", err)
+	}
+	return &Handler{
+		opts:    opts,
+		log:     log,
+		metrics: m,
+		limiter: newLimiter(opts.Now, opts.FailureWindow, opts.FailuresPerUser, opts.FailuresPerAddress),
+	}, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Every answer here is about credentials: a login's key above all, but refusals too should
+	// not linger in shared caches.
+	w.Header().Set("Cache-Control", "no-store")
+	switch r.URL.Path {
+	case LoginPath:
+		h.login(w, r)
+	case LogoutPath:
+		h.logout(w, r)
+	default:
+		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound,
+			"no such login endpoint: use POST /auth/password/login or POST /auth/logout")
+	}
+}
+
+// invalidCredentials is the one message for every refused login.
+const invalidCredentials = "invalid username or password"
+
+func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		h.metrics.logins.WithLabelValues(LoginBadRequest).Inc()
+		methodNotAllowed(w)
+		return
+	}
+	req, code, reason, msg := readLogin(w, r)
+	if code != 0 {
+		// The parse error is for the client only: it may quote a character of the body.
+		h.metrics.logins.WithLabelValues(LoginBadRequest).Inc()
+		writeStatus(w, code, reason, msg)
+		return
+	}
+
+	addr, addrKey := clientAddress(r)
+	// Only names that could exist get a bucket of their own: the rest can never log in, and
+	// would only let a client fill the limiter with junk. The address bucket holds for them.
+	userKey := ""
+	if validation.IsDNS1123Label(req.Username) == nil {
+		userKey = req.Username
+	}
+	att, wait := h.limiter.admit(userKey, addrKey)
+	if att == nil {
+		secs := int(math.Ceil(wait.Seconds()))
+		h.metrics.logins.WithLabelValues(LoginLimited).Inc()
+		h.log.Warn("login refused: too many failed logins", h.userAttr(req.Username), "client", addr, "retryAfterSeconds", secs)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeJSON(w, http.StatusTooManyRequests, metav1.Status{
+			TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+			Status:   metav1.StatusFailure,
+			Message:  fmt.Sprintf("too many failed logins; try again in %d seconds", secs),
+			Reason:   metav1.StatusReasonTooManyRequests,
+			Details:  &metav1.StatusDetails{RetryAfterSeconds: int32(secs)},
+			Code:     http.StatusTooManyRequests,
+		})
+		return
+	}
+
+	u, err := h.authenticate(r.Context(), att, req)
+	switch {
+	case errors.Is(err, users.ErrInvalidCredentials):
+		h.metrics.logins.WithLabelValues(LoginInvalid).Inc()
+		h.log.Info("login refused: invalid credentials", h.userAttr(req.Username), "client", addr)
+		writeStatus(w, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, invalidCredentials)
+		return
+	case err != nil:
+		h.metrics.logins.WithLabelValues(LoginError).Inc()
+		h.log.Error("login failed: user store unavailable", h.userAttr(req.Username), "client", addr, "error", err)
+		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "logins cannot be checked right now; try again later")
+		return
+	}
+
+	plain, key, err := h.issue(r.Context(), u)
+	if err != nil {
+		h.metrics.logins.WithLabelValues(LoginError).Inc()
+		h.log.Error("login failed: cannot create the access key", "user", u.Name, "client", addr, "error", err)
+		if errors.Is(err, store.ErrInvalid) { // a key this package built is refused: a bug
+			writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "the login key could not be created")
+			return
+		}
+		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "access keys cannot be created right now; try again later")
+		return
+	}
+	expires := key.CreationTimestamp.Add(time.Duration(key.Spec.TTL) * time.Second).UTC()
+	h.metrics.logins.WithLabelValues(LoginOK).Inc()
+	h.log.Info("login", "user", u.Name, "key", key.Name, "client", addr, "expiresAt", expires.Format(time.RFC3339))
+	writeJSON(w, http.StatusOK, LoginResponse{AccessKey: plain, Name: key.Name, User: u.Name, ExpiresAt: expires.Format(time.RFC3339)})
+}
+
+// authenticate checks the password and releases att: a refusal costs a try; an error of the
+// user store, not the client's fault, does not. The deferred release holds even if
+// Authenticate panics (net/http survives a handler's panic), so a bucket is never left with an
+// attempt running for ever.
+func (h *Handler) authenticate(ctx context.Context, att *attempt, req LoginRequest) (u *users.User, err error) {
+	defer func() { att.release(errors.Is(err, users.ErrInvalidCredentials)) }()
+	return h.opts.Users.Authenticate(ctx, req.Username, req.Password)
+}
+
+// userAttr is the attempted user name for a log line. People type passwords into the user
+// field now and then; a user name is a DNS-1123 label, so anything else is logged only by its
+// length, and a mistyped password has a fair chance of not being written to the log.
+func (h *Handler) userAttr(name string) slog.Attr {
+	if validation.IsDNS1123Label(name) == nil {
+		return slog.String("user", name)
+	}
+	return slog.Int("invalidUserLength", len(name))
+}
+
+// readLogin reads and checks a login body. code is 0 when req is good, else the answer.
+func readLogin(w http.ResponseWriter, r *http.Request) (req LoginRequest, code int, reason metav1.StatusReason, msg string) {
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		return req, http.StatusUnsupportedMediaType, metav1.StatusReasonUnsupportedMediaType,
+			fmt.Sprintf("the body must be JSON, sent with Content-Type: application/json (got %q)", ct)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		return req, http.StatusRequestEntityTooLarge, metav1.StatusReasonRequestEntityTooLarge,
+			fmt.Sprintf("the body must be at most %d bytes", MaxBodyBytes)
+	}
+	if err != nil {
+		return req, http.StatusBadRequest, metav1.StatusReasonBadRequest, "the body could not be read"
+	}
+	const shape = `; send {"username": "...", "password": "..."}`
+	// Strict: names match case-sensitively, and unknown or repeated fields are refused, so a
+	// misspelt field is an error rather than an empty password.
+	strict, err := sigsjson.UnmarshalStrict(body, &req)
+	if err != nil {
+		return req, http.StatusBadRequest, metav1.StatusReasonBadRequest, "the body is not a JSON login request: " + err.Error() + shape
+	}
+	if len(strict) > 0 {
+		return req, http.StatusBadRequest, metav1.StatusReasonBadRequest, "the body is not a JSON login request: " + errors.Join(strict...).Error() + shape
+	}
+	if req.Username == "" || req.Password == "" {
+		return req, http.StatusBadRequest, metav1.StatusReasonBadRequest, "username and password are both required" + shape
+	}
+	return req, 0, "", ""
+}
+
+// issue creates a login key for u and returns its plain key and the stored object.
+func (h *Handler) issue(ctx context.Context, u *users.User) (string, *v1.OwnedAccessKey, error) {
+	for range maxNameAttempts {
+		k := &v1.OwnedAccessKey{
+			ObjectMeta: metav1.ObjectMeta{Name: loginKeyName(u.Name)},
+			Spec: v1.OwnedAccessKeySpec{
+				DisplayName: "login of " + u.Name,
+				Description: "Made by a password login at /auth/password/login; ends with POST /auth/logout or when its ttl runs out.",
+				User:        u.Name,
+				Groups:      slices.Clone(u.Groups),
+				TTL:         int64(h.opts.LoginTTL / time.Second),
+				Type:        v1.AccessKeyTypeLogin,
+			},
+		}
+		plain, stored, err := h.opts.Keys.CreateObject(ctx, k)
+		if errors.Is(err, store.ErrAlreadyExists) {
+			continue // the name (or, never in practice, the key material) is taken: draw again
+		}
+		return plain, stored, err
+	}
+	return "", nil, fmt.Errorf("no free key name for user %s after %d attempts", u.Name, maxNameAttempts)
+}
+
+// nameAlphabet is Kubernetes' generateName alphabet: no vowels, so no words, and no 0/1/3
+// that look like letters.
+const nameAlphabet = "bcdfghjklmnpqrstvwxz2456789"
+
+// maxStemLength keeps "login-<stem>-<5>" within 63 characters, a DNS-1123 label, which fits
+// wherever a name may go (labels, other systems' names), not only a subdomain.
+const maxStemLength = 63 - len("login-") - len("-xxxxx")
+
+// loginKeyName is login-<user>-<5 random characters>, a valid object name for any user name.
+// The random part is not a secret (names are listed by kubectl), so math/rand does.
+func loginKeyName(user string) string {
+	suffix := make([]byte, 5)
+	for i := range suffix {
+		suffix[i] = nameAlphabet[rand.IntN(len(nameAlphabet))]
+	}
+	return "login-" + nameStem(user) + "-" + string(suffix)
+}
+
+// nameStem makes user fit a DNS-1123 label: lowercase, anything but [a-z0-9] becomes '-', runs
+// of '-' become one, none at either end. Users in users.Store already are labels; the rest is
+// for users that may come from elsewhere (SSO) with dots, capitals or '@'.
+func nameStem(user string) string {
+	var b strings.Builder
+	dash := false
+	for _, c := range strings.ToLower(user) {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' {
+			b.WriteRune(c)
+			dash = false
+		} else if !dash && b.Len() > 0 {
+			b.WriteByte('-')
+			dash = true
+		}
+		if b.Len() >= maxStemLength {
+			break
+		}
+	}
+	stem := strings.TrimRight(b.String(), "-")
+	if stem == "" {
+		return "user"
+	}
+	return stem
+}
+
+// maxLogoutAttempts bounds the retries when the key changes between its look-up and its
+// deletion.
+const maxLogoutAttempts = 3
+
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		h.metrics.logouts.WithLabelValues(LogoutBadRequest).Inc()
+		methodNotAllowed(w)
+		return
+	}
+	addr, _ := clientAddress(r)
+	plain, err := bearer(r.Header.Values("Authorization"))
+	if err != nil {
+		h.metrics.logouts.WithLabelValues(LogoutUnauthenticated).Inc()
+		unauthorized(w, err.Error())
+		return
+	}
+	for attempt := 1; ; attempt++ {
+		k, err := h.opts.Keys.Lookup(r.Context(), plain)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			h.metrics.logouts.WithLabelValues(LogoutUnauthenticated).Inc()
+			h.log.Info("logout refused: unknown access key", "client", addr)
+			unauthorized(w, "invalid access key")
+			return
+		case err != nil:
+			h.metrics.logouts.WithLabelValues(LogoutError).Inc()
+			h.log.Error("logout failed: key store unavailable", "client", addr, "error", err)
+			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "access keys cannot be checked right now; try again later")
+			return
+		}
+		if k.Spec.Type != v1.AccessKeyTypeLogin {
+			h.metrics.logouts.WithLabelValues(LogoutForbidden).Inc()
+			h.log.Info("logout refused: not a login key", "key", k.Name, "type", string(k.Spec.Type), "user", k.Spec.User, "client", addr)
+			writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf(
+				"access key %q is not a login key (its type is %q): only keys made by POST /auth/password/login are logged out this way; "+
+					"delete other keys with: kubectl delete ownedaccesskeys.management.loft.sh %s", k.Name, k.Spec.Type, k.Name))
+			return
+		}
+		if k.Spec.Disabled {
+			// An administrator disabled it, perhaps to look into its use: it stays for them to
+			// delete, and its holder is refused as everywhere else on the edge. An expired key,
+			// by contrast, is deleted below: it is of no use to anyone.
+			h.metrics.logouts.WithLabelValues(LogoutUnauthenticated).Inc()
+			h.log.Info("logout refused: disabled access key", "key", k.Name, "user", k.Spec.User, "client", addr)
+			unauthorized(w, fmt.Sprintf("access key %q is disabled", k.Name))
+			return
+		}
+		// The resourceVersion makes sure that what is deleted is the key just judged, not one
+		// an administrator changed meanwhile (to another type, or disabled).
+		_, err = h.opts.Keys.DeleteObject(r.Context(), k.Name, k.ResourceVersion)
+		switch {
+		case errors.Is(err, store.ErrConflict) && attempt < maxLogoutAttempts:
+			continue // judge the key again as it is now
+		case errors.Is(err, store.ErrNotFound):
+			// Deleted meanwhile (a second logout, an administrator): the client's aim is met.
+		case err != nil:
+			h.metrics.logouts.WithLabelValues(LogoutError).Inc()
+			h.log.Error("logout failed: cannot delete the access key", "key", k.Name, "user", k.Spec.User, "client", addr, "error", err)
+			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "the access key cannot be deleted right now; try again later")
+			return
+		}
+		h.metrics.logouts.WithLabelValues(LogoutOK).Inc()
+		h.log.Info("logout", "key", k.Name, "user", k.Spec.User, "client", addr)
+		writeJSON(w, http.StatusOK, metav1.Status{
+			TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+			Status:   metav1.StatusSuccess,
+			Message:  fmt.Sprintf("logged out: access key %q deleted", k.Name),
+			Details:  &metav1.StatusDetails{Name: k.Name, Group: v1.GroupName, Kind: "ownedaccesskeys"},
+			Code:     http.StatusOK,
+		})
+		return
+	}
+}
+
+// Errors for each way an Authorization header can be unusable, all answered with 401.
+var (
+	errNoKey     = errors.New(`no access key: send "Authorization: Bearer <access key>"`)
+	errNotBearer = errors.New(`the Authorization header is not a bearer token: send "Authorization: Bearer <access key>"`)
+	errMalformed = errors.New(`the bearer token is malformed: send exactly one "Authorization: Bearer <access key>"`)
+)
+
+// bearer returns the access key of the Authorization header. It follows extauthz/token (which
+// keystore does not import, to stay independent of the edge's decision service): keys never
+// hold spaces or commas, so a header with them, or two headers, is not one key.
+func bearer(values []string) (string, error) {
+	switch {
+	case len(values) == 0 || values[0] == "":
+		return "", errNoKey
+	case len(values) > 1:
+		return "", errMalformed
+	}
+	scheme, tok, found := strings.Cut(values[0], " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return "", errNotBearer
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return "", errNoKey
+	}
+	if strings.ContainsAny(tok, ", \t") {
+		return "", errMalformed
+	}
+	return tok, nil
+}
+
+func unauthorized(w http.ResponseWriter, msg string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="keygate"`)
+	writeStatus(w, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, msg)
+}
+
+func methodNotAllowed(w http.ResponseWriter) {
+	w.Header().Set("Allow", http.MethodPost)
+	writeStatus(w, http.StatusMethodNotAllowed, metav1.StatusReasonMethodNotAllowed, "use POST")
+}
+
+// writeStatus answers with a failed Kubernetes Status, which kubectl and client-go print well.
+func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, msg string) {
+	writeJSON(w, code, metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusFailure,
+		Message:  msg,
+		Reason:   reason,
+		Code:     int32(code),
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil { // the types here always marshal
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	w.Write(append(body, '\n'))
+}

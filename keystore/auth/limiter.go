@@ -1,0 +1,207 @@
+package auth
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// maxLimiterEntries bounds each of the two limiter maps (user names and addresses). A bucket
+// holds a user name of at most 63 bytes or an address, so 100,000 of them take a few MB. Only
+// an attack fills a map; see bucketSet.makeRoom for what happens then.
+const maxLimiterEntries = 100_000
+
+// limiter counts failed logins per user name and per client address, in token buckets: a key
+// may fail burst times in a row, then regains one try every window/burst. Successful logins
+// cost nothing.
+//
+// An attempt is admitted only while its buckets have a token left for it after the attempts
+// still running: bcrypt takes a quarter of a second, and without counting those, a burst of
+// parallel guesses would all pass the check before the first failure was recorded.
+type limiter struct {
+	mu     sync.Mutex
+	now    func() time.Time
+	window time.Duration
+	users  bucketSet
+	addrs  bucketSet
+}
+
+// bucketSet is the buckets of one kind of key.
+type bucketSet struct {
+	burst     int
+	every     rate.Limit
+	max       int
+	m         map[string]*bucket
+	lastSweep time.Time
+}
+
+type bucket struct {
+	key string
+	lim *rate.Limiter
+	// inflight is the number of admitted attempts not yet released.
+	inflight int
+}
+
+func newLimiter(now func() time.Time, window time.Duration, perUser, perAddress int) *limiter {
+	set := func(burst int) bucketSet {
+		return bucketSet{burst: burst, every: rate.Every(window / time.Duration(burst)), max: maxLimiterEntries, m: map[string]*bucket{}}
+	}
+	return &limiter{now: now, window: window, users: set(perUser), addrs: set(perAddress)}
+}
+
+// attempt is an admitted login attempt; release it exactly once.
+type attempt struct {
+	l          *limiter
+	user, addr *bucket
+}
+
+// admit admits an attempt for user (empty: no per-user bucket) from addr, or returns how long
+// to wait before trying again.
+func (l *limiter) admit(user, addr string) (*attempt, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	wait := max(l.users.wait(user, now), l.addrs.wait(addr, now))
+	if wait > 0 {
+		return nil, wait
+	}
+	a := &attempt{l: l, addr: l.addrs.take(addr, now, l.window)}
+	if user != "" {
+		a.user = l.users.take(user, now, l.window)
+	}
+	return a, 0
+}
+
+// release ends the attempt; a failed one costs a token from each of its buckets.
+func (a *attempt) release(failed bool) {
+	l := a.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	for _, b := range []*bucket{a.user, a.addr} {
+		if b == nil {
+			continue
+		}
+		b.inflight--
+		if failed {
+			// ReserveN, not AllowN: it takes the token even when the bucket is already empty
+			// (concurrent failures), pushing the next try further out, as it should.
+			b.lim.ReserveN(now, 1)
+		}
+	}
+	// Buckets with nothing to remember go at once, so that the maps hold only keys that failed
+	// recently: successful logins leave nothing behind.
+	l.users.dropIfIdle(a.user, now)
+	l.addrs.dropIfIdle(a.addr, now)
+}
+
+// wait is how long until key's bucket has a token beyond those its running attempts may use.
+func (s *bucketSet) wait(key string, now time.Time) time.Duration {
+	if key == "" {
+		return 0
+	}
+	b, ok := s.m[key]
+	if !ok {
+		return 0
+	}
+	avail := b.lim.TokensAt(now) - float64(b.inflight)
+	if avail >= 1 {
+		return 0
+	}
+	return time.Duration((1 - avail) / float64(s.every) * float64(time.Second))
+}
+
+// take returns key's bucket, made if need be, with one more attempt running.
+func (s *bucketSet) take(key string, now time.Time, window time.Duration) *bucket {
+	b, ok := s.m[key]
+	if !ok {
+		s.makeRoom(now, window)
+		b = &bucket{key: key, lim: rate.NewLimiter(s.every, s.burst)}
+		s.m[key] = b
+	}
+	b.inflight++
+	return b
+}
+
+// idle reports whether b remembers nothing: no attempt running and a full bucket. Such a
+// bucket can be dropped; a new one behaves the same.
+func (s *bucketSet) idle(b *bucket, now time.Time) bool {
+	return b.inflight == 0 && b.lim.TokensAt(now) >= float64(s.burst)
+}
+
+func (s *bucketSet) dropIfIdle(b *bucket, now time.Time) {
+	// makeRoom never evicts a bucket with running attempts, so the key still maps to b; the
+	// comparison only guards that.
+	if b != nil && s.m[b.key] == b && s.idle(b, now) {
+		delete(s.m, b.key)
+	}
+}
+
+// makeRoom drops buckets that have refilled (at most once a window: it walks the whole map),
+// and, when the map is still full, one arbitrary bucket without running attempts. That last
+// resort forgets some key's recent failures; it only happens when an attacker has failed for
+// maxLimiterEntries different keys within a window, and the other kind of bucket (address for
+// user, user for address) still holds.
+func (s *bucketSet) makeRoom(now time.Time, window time.Duration) {
+	if now.Sub(s.lastSweep) >= window {
+		s.lastSweep = now
+		for k, b := range s.m {
+			if s.idle(b, now) {
+				delete(s.m, k)
+			}
+		}
+	}
+	if len(s.m) < s.max {
+		return
+	}
+	for k, b := range s.m { // map order is unspecified: an arbitrary victim
+		if b.inflight == 0 {
+			delete(s.m, k)
+			return
+		}
+	}
+}
+
+// clientAddress is the address a request came from, and the key it is rate-limited under.
+//
+// The address is the last entry of X-Forwarded-For: Envoy runs with use_remote_address, so it
+// appends the address of the peer it accepted the connection from; every earlier entry came
+// from the client and can be forged. Without the header (a request that did not pass Envoy,
+// such as a test or a health check) it is the connection's RemoteAddr. So the handler must
+// only be reachable through Envoy: a client talking to it directly could name any address.
+//
+// IPv6 addresses are limited per /64, the smallest block a site is normally given: anyone
+// holding one address holds the other 2^64 of its /64.
+func clientAddress(r *http.Request) (addr, key string) {
+	if vals := r.Header.Values("X-Forwarded-For"); len(vals) > 0 {
+		last := vals[len(vals)-1]
+		if i := strings.LastIndexByte(last, ','); i >= 0 {
+			last = last[i+1:]
+		}
+		if a, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
+			return a.String(), limitKey(a)
+		}
+	}
+	host := r.RemoteAddr
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		host = h
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.String(), limitKey(a)
+	}
+	// Not an IP (a Unix socket, say): all such requests share one bucket.
+	return "unknown", "unknown"
+}
+
+func limitKey(a netip.Addr) string {
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return a.String()
+	}
+	return netip.PrefixFrom(a, 64).Masked().String()
+}
