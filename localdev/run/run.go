@@ -85,7 +85,7 @@ keygate is running (ready in %.1fs).
   edge:        %s
   admin key:   %s   (also in %s)
   kubeconfig:  %s
-               contexts: loft_demo, loft_staging, loft-vcluster_vc1_vcluster-demo_demo
+               contexts: loft_demo, loft_staging, loft-vcluster_vc1_vcluster-demo_demo, loft-management
   logs:        %s
   redis:       %s   (.run/bin/keystore create-key --redis-address %[7]s --user NAME; docs/scopes.md)
 
@@ -93,6 +93,7 @@ Try:
   export PATH="$PWD/.tools/bin:$PATH"    # kubectl v1.36, installed by make
   kubectl --kubeconfig %[5]s --context loft_demo get namespaces
   kubectl --kubeconfig %[5]s --context loft-vcluster_vc1_vcluster-demo_demo auth whoami
+  kubectl --kubeconfig %[5]s --context loft-management get ownedaccesskeys
   curl --cacert %[8]s -H "Authorization: Bearer $(cat %[4]s)" %[2]s/grafana/demo/api/health
 
 Ctrl-C stops everything.
