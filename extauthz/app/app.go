@@ -26,6 +26,7 @@ import (
 	"github.com/keygate-dev/keygate/extauthz/server"
 	"github.com/keygate-dev/keygate/internal/flagenv"
 	"github.com/keygate-dev/keygate/internal/ops"
+	"github.com/keygate-dev/keygate/internal/redisflags"
 	"github.com/keygate-dev/keygate/keystore/store"
 )
 
@@ -34,14 +35,12 @@ const EnvPrefix = "EXTAUTHZ"
 
 // Config is the parsed command line.
 type Config struct {
-	GRPCAddress, HTTPAddress       string
-	RedisAddresses                 []string
-	RedisPassword, RedisMasterName string
-	RedisDB                        int
-	GrafanaUserHeader              string
-	MaxTTL                         time.Duration
-	ActivityFlushInterval          time.Duration
-	LogLevel, LogFormat            string
+	GRPCAddress, HTTPAddress string
+	redisflags.Config
+	GrafanaUserHeader     string
+	MaxTTL                time.Duration
+	ActivityFlushInterval time.Duration
+	LogLevel, LogFormat   string
 }
 
 // ParseFlags reads the command line and the environment.
@@ -50,10 +49,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs := flag.NewFlagSet("extauthz", flag.ContinueOnError)
 	fs.StringVar(&c.GRPCAddress, "grpc-address", "127.0.0.1:19000", "address of the ext_authz gRPC service that Envoy calls")
 	fs.StringVar(&c.HTTPAddress, "http-address", "127.0.0.1:19001", "address of /metrics, /healthz and /readyz")
-	redisAddrs := fs.String("redis-address", "127.0.0.1:6379", "Redis address; a comma-separated list for Redis Cluster or Sentinel")
-	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password")
-	fs.IntVar(&c.RedisDB, "redis-db", 0, "Redis database number (standalone only)")
-	fs.StringVar(&c.RedisMasterName, "redis-master-name", "", "Sentinel master name (Sentinel only)")
+	c.Register(fs)
 	fs.StringVar(&c.GrafanaUserHeader, "grafana-user-header", identity.DefaultGrafanaUserHeader, "header Grafana's auth proxy reads the user from")
 	fs.DurationVar(&c.MaxTTL, "max-ttl", 0, "operator-wide cap on any key's lifetime, e.g. 720h; 0 means no cap")
 	fs.DurationVar(&c.ActivityFlushInterval, "activity-flush-interval", activity.DefaultInterval, "how often keys' last-use times are written to status.lastActivity, in one batch")
@@ -66,16 +62,8 @@ func ParseFlags(args []string) (Config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	for _, a := range strings.Split(*redisAddrs, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			if _, _, err := net.SplitHostPort(a); err != nil {
-				return c, fmt.Errorf("--redis-address %q: want host:port", a)
-			}
-			c.RedisAddresses = append(c.RedisAddresses, a)
-		}
-	}
-	if len(c.RedisAddresses) == 0 {
-		return c, errors.New("--redis-address is empty")
+	if err := c.Parse(); err != nil {
+		return c, err
 	}
 	if c.MaxTTL < 0 {
 		return c, errors.New("--max-ttl must not be negative")
@@ -115,11 +103,10 @@ func Main(args []string) int {
 
 // Run serves until ctx ends.
 func Run(ctx context.Context, c Config, log *slog.Logger) error {
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs: c.RedisAddresses, Password: c.RedisPassword, DB: c.RedisDB, MasterName: c.RedisMasterName,
-		// A check must answer well within Envoy's ext_authz timeout.
-		DialTimeout: time.Second, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
-	})
+	opts := c.Options()
+	// A check must answer well within Envoy's ext_authz timeout.
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = time.Second, 500*time.Millisecond, 500*time.Millisecond
+	rdb := redis.NewUniversalClient(opts)
 	defer rdb.Close()
 
 	reg := ops.NewRegistry()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/keygate-dev/keygate/internal/flagenv"
 	"github.com/keygate-dev/keygate/internal/ops"
+	"github.com/keygate-dev/keygate/internal/redisflags"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/apiserver"
 	"github.com/keygate-dev/keygate/keystore/auth"
@@ -43,10 +44,8 @@ type Config struct {
 	AllowedNames                      []string
 	AdminGroup                        string
 	LoginTTL                          time.Duration
-	RedisAddresses                    []string
-	RedisPassword, RedisMasterName    string
-	RedisDB                           int
-	LogLevel, LogFormat               string
+	redisflags.Config
+	LogLevel, LogFormat string
 }
 
 // ParseFlags reads the command line and the environment.
@@ -62,10 +61,7 @@ func ParseFlags(args []string) (Config, error) {
 	names := fs.String("requestheader-allowed-names", "", "comma-separated common names the edge's client certificate may have; empty: any signed by the CA")
 	fs.StringVar(&c.AdminGroup, "admin-group", DefaultAdminGroup, "members of this group see and manage every access key")
 	fs.DurationVar(&c.LoginTTL, "login-ttl", auth.DefaultLoginTTL, "lifetime of the keys /auth/password/login issues")
-	redisAddrs := fs.String("redis-address", "127.0.0.1:6379", "Redis address; a comma-separated list for Redis Cluster or Sentinel")
-	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password")
-	fs.IntVar(&c.RedisDB, "redis-db", 0, "Redis database number (standalone only)")
-	fs.StringVar(&c.RedisMasterName, "redis-master-name", "", "Sentinel master name (Sentinel only)")
+	c.Register(fs)
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: keystore serve [flags]\n\nServes the management API (management.loft.sh/v1) and the login endpoints behind the edge.")
@@ -80,16 +76,8 @@ func ParseFlags(args []string) (Config, error) {
 			return c, fmt.Errorf("--%s %q: want host:port", a.flag, a.v)
 		}
 	}
-	for _, a := range strings.Split(*redisAddrs, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			if _, _, err := net.SplitHostPort(a); err != nil {
-				return c, fmt.Errorf("--redis-address %q: want host:port", a)
-			}
-			c.RedisAddresses = append(c.RedisAddresses, a)
-		}
-	}
-	if len(c.RedisAddresses) == 0 {
-		return c, errors.New("--redis-address is empty")
+	if err := c.Parse(); err != nil {
+		return c, err
 	}
 	if c.CertFile == "" || c.KeyFile == "" {
 		return c, errors.New("--tls-cert-file and --tls-private-key-file are required")
@@ -137,12 +125,10 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	// k8s.io/apiserver logs through klog; send it to the same structured log.
 	klog.SetSlogLogger(log.With("component", "apiserver"))
 
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs: c.RedisAddresses, Password: c.RedisPassword, DB: c.RedisDB, MasterName: c.RedisMasterName,
-		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
-		// Every watch holds a connection in a blocking read.
-		PoolSize: 200,
-	})
+	opts := c.Options()
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+	opts.PoolSize = 200 // every watch holds a connection in a blocking read
+	rdb := redis.NewUniversalClient(opts)
 	defer rdb.Close()
 	keys := store.New(rdb)
 	people := users.New(rdb, users.Options{})

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/keygate-dev/keygate/internal/flagenv"
+	"github.com/keygate-dev/keygate/internal/redisflags"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/app"
 	"github.com/keygate-dev/keygate/keystore/store"
@@ -84,10 +85,8 @@ func MainIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("keystore "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	redisAddr := fs.String("redis-address", "127.0.0.1:6379", "Redis address; a comma-separated list for Redis Cluster or Sentinel")
-	redisPassword := fs.String("redis-password", "", "Redis password")
-	redisDB := fs.Int("redis-db", 0, "Redis database number (standalone only)")
-	redisMaster := fs.String("redis-master-name", "", "Sentinel master name (Sentinel only)")
+	var rc redisflags.Config
+	rc.Register(fs)
 
 	synopsis := "[flags]"
 	var run func(ctx context.Context, rdb redis.UniversalClient) error
@@ -300,9 +299,11 @@ func MainIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs: splitList(*redisAddr), Password: *redisPassword, DB: *redisDB, MasterName: *redisMaster,
-	})
+	if err := rc.Parse(); err != nil {
+		fmt.Fprintln(stderr, "keystore:", err)
+		return exitUsage
+	}
+	rdb := redis.NewUniversalClient(rc.Options())
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
