@@ -29,9 +29,9 @@ import (
 	"github.com/keygate-dev/keygate/xds/target"
 )
 
-// Keys finds an access key by its plain key (store.Store in production).
+// Keys finds an access key by the digest of its plain key (store.Store in production).
 type Keys interface {
-	Lookup(ctx context.Context, plain string) (*v1.OwnedAccessKey, error)
+	LookupDigest(ctx context.Context, digest string) (*v1.OwnedAccessKey, error)
 }
 
 // Activity notes that a key was used (activity.Recorder in production). Record must not block
@@ -94,7 +94,8 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		s.log.Debug("request without a usable access key", "target", ref.String(), "error", err)
 		return s.finish(start, ref, ResultUnauthenticated, deny(http.StatusUnauthorized, metav1.StatusReasonUnauthorized, err.Error()))
 	}
-	key, err := s.keys.Lookup(ctx, plain)
+	digest := store.Digest(plain)
+	key, err := s.keys.LookupDigest(ctx, digest)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		s.log.Info("denied: unknown access key", "target", ref.String())
@@ -125,7 +126,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if s.opts.Activity != nil {
 		// Only allowed requests count as use: a refused request must not keep a key with
 		// ttlAfterLastActivity alive.
-		s.opts.Activity.Record(store.Digest(plain), s.opts.Now())
+		s.opts.Activity.Record(digest, s.opts.Now())
 	}
 	set := identity.Headers(key, ref.Kind, s.opts.Identity)
 	return s.finish(start, ref, ResultOK, allow(ref, set, s.headersToRemove(headers, set)))

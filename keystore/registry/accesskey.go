@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
@@ -379,12 +378,11 @@ func (a *AccessKeys) Watch(ctx context.Context, options *metainternalversion.Lis
 		}
 		current, rv = keys, listRV
 	}
-	// Check the version before answering, so that a stale one is a 410 the client understands.
+	// A stale or unknown version reaches the client as an ERROR event with the Status (410 for
+	// one too old), as from kube-apiserver.
 	wctx, cancel := context.WithCancel(ctx)
-	started := make(chan error, 1)
 	ch := make(chan watch.Event, 100)
 	w := watch.NewProxyWatcher(ch)
-	var once sync.Once
 	go func() {
 		defer close(ch)
 		defer cancel()
@@ -415,7 +413,6 @@ func (a *AccessKeys) Watch(ctx context.Context, options *metainternalversion.Lis
 			}
 		}
 		err := a.keys.Watch(wctx, rv, func(ev store.Event) error {
-			once.Do(func() { started <- nil })
 			if !visible(ev.Key) {
 				return nil
 			}
@@ -424,12 +421,10 @@ func (a *AccessKeys) Watch(ctx context.Context, options *metainternalversion.Lis
 			}
 			return nil
 		})
-		once.Do(func() { started <- err })
 		if err != nil && wctx.Err() == nil {
 			send(watch.Event{Type: watch.Error, Object: &watchStatus(err, rv).ErrStatus})
 		}
 	}()
-	_ = started // errors after the start reach the client as an ERROR event
 	return w, nil
 }
 

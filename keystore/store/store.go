@@ -39,16 +39,18 @@ import (
 	"github.com/redis/go-redis/v9"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
-	"k8s.io/apimachinery/pkg/util/validation"
+	k8svalidation "k8s.io/apimachinery/pkg/util/validation"
 
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/keystore/apis/management/validation"
 )
 
 // KeyPrefix starts every generated key, so that secret scanners can recognise leaked keys.
 const KeyPrefix = "kgk_"
 
-// MinKeyLength is the shortest client-supplied key accepted.
-const MinKeyLength = 32
+// MinKeyLength is the shortest client-supplied key accepted: the API's rule, enforced here too
+// for every other caller.
+const MinKeyLength = validation.MinKeyLength
 
 // Errors a caller can test for with errors.Is.
 var (
@@ -157,7 +159,7 @@ func ValidateForCreate(k *v1.OwnedAccessKey) error {
 	if k.Name == "" {
 		return fmt.Errorf("%w: metadata.name is required", ErrInvalid)
 	}
-	if errs := validation.IsDNS1123Subdomain(k.Name); len(errs) > 0 {
+	if errs := k8svalidation.IsDNS1123Subdomain(k.Name); len(errs) > 0 {
 		return fmt.Errorf("%w: metadata.name %q: %s", ErrInvalid, k.Name, errs[0])
 	}
 	if n := len(k.Spec.Key); n > 0 && n < MinKeyLength {
@@ -225,17 +227,23 @@ func (s *Store) CreateObject(ctx context.Context, k *v1.OwnedAccessKey) (string,
 	if !ok {
 		return "", nil, fmt.Errorf("create access key %s: unexpected reply %v", obj.Name, res)
 	}
-	rec, err := decode(data, strconv.FormatInt(rv, 10), "")
-	if err != nil {
-		return "", nil, err
-	}
-	return plain, rec.Key, nil
+	// What was stored, as a read would return it.
+	obj.Spec.Key = ""
+	obj.TypeMeta = metav1.TypeMeta{APIVersion: v1.GroupName + "/" + v1.Version, Kind: "OwnedAccessKey"}
+	obj.ResourceVersion = strconv.FormatInt(rv, 10)
+	obj.Status.LastActivity = nil
+	return plain, obj, nil
 }
 
 // Lookup returns the key whose plain key is plain, or ErrNotFound. One round trip: it is on
 // every request's path.
 func (s *Store) Lookup(ctx context.Context, plain string) (*v1.OwnedAccessKey, error) {
-	digest := Digest(plain)
+	return s.LookupDigest(ctx, Digest(plain))
+}
+
+// LookupDigest is Lookup for a caller that already has the digest of the plain key (extauthz
+// needs it again to record the key's use, and hashes once).
+func (s *Store) LookupDigest(ctx context.Context, digest string) (*v1.OwnedAccessKey, error) {
 	rec, err := s.byDigest(ctx, digest)
 	if err != nil {
 		return nil, err
@@ -383,15 +391,11 @@ func (s *Store) Update(ctx context.Context, k *v1.OwnedAccessKey) (*v1.OwnedAcce
 	if !ok {
 		return nil, fmt.Errorf("update access key %s: unexpected reply %v", k.Name, res)
 	}
-	var act string
-	if cur.Key.Status.LastActivity != nil {
-		act = activityTime(cur.Key.Status.LastActivity.Time)
-	}
-	rec, err := decode(data, strconv.FormatInt(rv, 10), act)
-	if err != nil {
-		return nil, err
-	}
-	return rec.Key, nil
+	// What was stored, as a read would return it; lastActivity is kept apart and unchanged.
+	obj.TypeMeta = metav1.TypeMeta{APIVersion: v1.GroupName + "/" + v1.Version, Kind: "OwnedAccessKey"}
+	obj.ResourceVersion = strconv.FormatInt(rv, 10)
+	obj.Status.LastActivity = cur.Key.Status.LastActivity
+	return obj, nil
 }
 
 // Modify applies mutate to the current key named name and stores the result, retrying on
