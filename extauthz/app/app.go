@@ -23,6 +23,7 @@ import (
 	"github.com/keygate-dev/keygate/extauthz/activity"
 	"github.com/keygate-dev/keygate/extauthz/decide"
 	"github.com/keygate-dev/keygate/extauthz/identity"
+	"github.com/keygate-dev/keygate/extauthz/keycache"
 	"github.com/keygate-dev/keygate/extauthz/server"
 	"github.com/keygate-dev/keygate/internal/flagenv"
 	"github.com/keygate-dev/keygate/internal/ops"
@@ -40,6 +41,8 @@ type Config struct {
 	GrafanaUserHeader     string
 	MaxTTL                time.Duration
 	ActivityFlushInterval time.Duration
+	KeyCacheSize          int
+	KeyCacheTTL           time.Duration
 	LogLevel, LogFormat   string
 }
 
@@ -53,6 +56,8 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.GrafanaUserHeader, "grafana-user-header", identity.DefaultGrafanaUserHeader, "header Grafana's auth proxy reads the user from")
 	fs.DurationVar(&c.MaxTTL, "max-ttl", 0, "operator-wide cap on any key's lifetime, e.g. 720h; 0 means no cap")
 	fs.DurationVar(&c.ActivityFlushInterval, "activity-flush-interval", activity.DefaultInterval, "how often keys' last-use times are written to status.lastActivity, in one batch")
+	fs.IntVar(&c.KeyCacheSize, "key-cache-size", keycache.DefaultSize, "most access keys kept in memory between checks; changes in Redis drop them at once; 0 turns the cache off")
+	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", keycache.DefaultTTL, "longest a cached key is used without reading Redis again, a safety net behind the change events")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: extauthz [flags]\n\nThe edge's Envoy ext_authz service: checks access keys in Redis and sets identity headers.")
@@ -70,6 +75,12 @@ func ParseFlags(args []string) (Config, error) {
 	}
 	if c.ActivityFlushInterval < 100*time.Millisecond {
 		return c, fmt.Errorf("--activity-flush-interval %s: want at least 100ms", c.ActivityFlushInterval)
+	}
+	if c.KeyCacheSize < 0 {
+		return c, fmt.Errorf("--key-cache-size %d: want 0 (off) or more", c.KeyCacheSize)
+	}
+	if c.KeyCacheTTL < time.Second {
+		return c, fmt.Errorf("--key-cache-ttl %s: want at least 1s", c.KeyCacheTTL)
 	}
 	if c.GrafanaUserHeader == "" {
 		return c, errors.New("--grafana-user-header is empty")
@@ -112,10 +123,16 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	reg := ops.NewRegistry()
 	keys := store.New(rdb)
 	rec := activity.New(keys, activity.Options{Interval: c.ActivityFlushInterval}, log, reg)
-	srv := server.New(keys, server.Options{
+	size := c.KeyCacheSize
+	if size == 0 {
+		size = -1 // keycache's "off"
+	}
+	cache := keycache.New(keys, keycache.Options{Size: size, TTL: c.KeyCacheTTL}, log, reg)
+	srv := server.New(cache, server.Options{
 		Decide:   decide.Options{MaxTTL: c.MaxTTL},
 		Identity: identity.Options{GrafanaUserHeader: c.GrafanaUserHeader},
-		Activity: rec,
+		// The cache also hears of uses, so that a cached key's lastActivity stays current here.
+		Activity: activities{rec, cache},
 	}, log, reg)
 
 	lis, err := net.Listen("tcp", c.GRPCAddress)
@@ -138,6 +155,11 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	defer stopRecorder()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return rec.Run(recCtx) })
+	// The cache's event stream blocks in Redis; closing the client after the servers stopped
+	// ends it at once, so it runs outside the group.
+	cacheDone := make(chan struct{})
+	go func() { _ = cache.Run(gctx); close(cacheDone) }()
+	defer func() { rdb.Close(); <-cacheDone }()
 	g.Go(func() error {
 		log.Info("serving", "server", "ext_authz gRPC", "address", lis.Addr().String(), "redis", strings.Join(c.RedisAddresses, ","))
 		return gs.Serve(lis)
@@ -165,4 +187,13 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		return nil
 	}
 	return err
+}
+
+// activities tells every recorder of a key's use.
+type activities []server.Activity
+
+func (a activities) Record(digest string, t time.Time) {
+	for _, r := range a {
+		r.Record(digest, t)
+	}
 }

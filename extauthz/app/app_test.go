@@ -42,6 +42,10 @@ func TestParseFlags(t *testing.T) {
 		"stray argument":           {args: []string{"serve"}, wantErr: "unexpected arguments"},
 		"flush interval from env":  {env: map[string]string{"EXTAUTHZ_ACTIVITY_FLUSH_INTERVAL": "1m"}, check: func(c Config) bool { return c.ActivityFlushInterval == time.Minute }},
 		"flush interval too short": {args: []string{"--activity-flush-interval", "0s"}, wantErr: "--activity-flush-interval 0s: want at least 100ms"},
+		"key cache from env":       {env: map[string]string{"EXTAUTHZ_KEY_CACHE_SIZE": "0", "EXTAUTHZ_KEY_CACHE_TTL": "5s"}, check: func(c Config) bool { return c.KeyCacheSize == 0 && c.KeyCacheTTL == 5*time.Second }},
+		"key cache defaults":       {check: func(c Config) bool { return c.KeyCacheSize == 100_000 && c.KeyCacheTTL == 30*time.Second }},
+		"negative key cache size":  {args: []string{"--key-cache-size", "-1"}, wantErr: "--key-cache-size -1: want 0 (off) or more"},
+		"key cache ttl too short":  {args: []string{"--key-cache-ttl", "10ms"}, wantErr: "--key-cache-ttl 10ms: want at least 1s"},
 		"empty grafana header":     {args: []string{"--grafana-user-header="}, wantErr: "--grafana-user-header is empty"},
 	}
 	for name, tc := range tests {

@@ -86,7 +86,20 @@ func (s *Store) Watch(ctx context.Context, resourceVersion string, handle func(E
 			return nil
 		}
 		if errors.Is(err, redis.Nil) {
-			continue // nothing new within watchBlock
+			// Nothing new within watchBlock. go-redis retries a broken connection, so a Redis
+			// that restarted without its data (or failed over to a replica that lagged) looks
+			// like a quiet stream whose next IDs we have already seen: check for that.
+			cur, err := s.rdb.Get(ctx, rvKey).Uint64()
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return fmt.Errorf("watch access keys: %w", err)
+			}
+			if cur < last {
+				return fmt.Errorf("%w: the key store is at resourceVersion %d, behind %d already seen (Redis lost data?)", ErrExpired, cur, last)
+			}
+			continue
 		}
 		if err != nil {
 			return fmt.Errorf("watch access keys: %w", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -206,4 +207,30 @@ func containsName(keys []*v1.OwnedAccessKey, name string) bool {
 		}
 	}
 	return false
+}
+
+// Redis that loses its data (restarted without persistence, or failed over to a replica that
+// lagged) goes back to older resourceVersions while a watcher's connection is quietly
+// re-established. The watcher must not wait forever for versions it has already seen.
+func TestWatchNoticesLostData(t *testing.T) {
+	s := isolated(t, 3, 100)
+	churn(t, s, "lost", 5)
+	done, first := make(chan error, 1), make(chan struct{})
+	var once sync.Once
+	go func() {
+		done <- s.Watch(context.Background(), "4", func(Event) error { once.Do(func() { close(first) }); return nil })
+	}()
+	<-first // the watch is past its start and has seen version 5
+	if err := s.rdb.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	churn(t, s, "lost-again", 1) // resourceVersion 1 again
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrExpired) {
+			t.Errorf("Watch after the store lost its data: %v, want ErrExpired", err)
+		}
+	case <-time.After(3 * watchBlock):
+		t.Fatal("a watcher kept waiting after the store went back in time")
+	}
 }

@@ -1,0 +1,299 @@
+// Package keycache keeps recently used access keys in memory, so that most checks cost no Redis
+// round trip, and drops them the moment the key store reports a change.
+//
+// Correctness rests on three rules:
+//   - Entries are served only while the store's event stream is being followed (the cache is
+//     "live"). When the stream breaks (Redis down, events trimmed, a bad event) every entry is
+//     dropped and lookups go straight to the store until the stream is followed again. A revoked
+//     key therefore cannot outlive a broken stream in the cache.
+//   - Every event (added, modified, deleted) drops its key's entry. The next lookup reads the
+//     store again; nothing is patched from events, so an event can never make an entry wrong.
+//   - A lookup stores its answer only if no event for that key (and no purge) happened while it
+//     was reading the store, so a read that raced with a revocation is never cached.
+//
+// Unknown keys are not cached: a key works the moment it is created. Every entry also expires
+// after Options.TTL, a safety net for a stream that stalls without breaking.
+package keycache
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/keystore/store"
+)
+
+// Source is the key store (store.Store in production).
+type Source interface {
+	LookupDigest(ctx context.Context, digest string) (*v1.OwnedAccessKey, error)
+	// CurrentVersion is the store's last resourceVersion; Watch from it sees every later change.
+	CurrentVersion(ctx context.Context) (string, error)
+	Watch(ctx context.Context, resourceVersion string, handle func(store.Event) error) error
+}
+
+// Defaults of Options.
+const (
+	DefaultSize = 100_000
+	DefaultTTL  = 30 * time.Second
+)
+
+// recentInvalidations is how many of the latest invalidated digests are remembered, to tell a
+// lookup whether its key changed while it read the store. A lookup that saw more events than
+// this meanwhile is simply not cached.
+const recentInvalidations = 1024
+
+// Options configure a Cache.
+type Options struct {
+	// Size is the most keys held; 0 means DefaultSize, a negative value turns caching off
+	// (every lookup reads the store).
+	Size int
+	// TTL is the longest an entry is served, even if no event dropped it; 0 means DefaultTTL.
+	TTL time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// MinBackoff and MaxBackoff bound the wait before following the stream again after it broke;
+	// 0 means 100ms and 5s.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Cache is a store.Store in front of the store for LookupDigest. Its methods are safe for
+// concurrent use; Run must be running for it to cache anything.
+type Cache struct {
+	src     Source
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+
+	mu   sync.Mutex
+	lru  *simplelru.LRU[string, *entry]
+	live bool
+	// gen counts invalidations; recent[g%len] is the digest of invalidation g.
+	gen    uint64
+	recent [recentInvalidations]string
+}
+
+type entry struct {
+	key     *v1.OwnedAccessKey
+	fetched time.Time
+	// lastUse (Unix nanoseconds) is the newest use this replica saw since fetching: the stored
+	// status.lastActivity lags behind by up to a flush interval plus the entry's age.
+	lastUse atomic.Int64
+}
+
+// New returns a cache in front of src and registers its metrics with reg (nil: none).
+func New(src Source, opts Options, log *slog.Logger, reg prometheus.Registerer) *Cache {
+	if opts.Size == 0 {
+		opts.Size = DefaultSize
+	}
+	if opts.TTL <= 0 {
+		opts.TTL = DefaultTTL
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 100 * time.Millisecond
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 5 * time.Second
+	}
+	c := &Cache{src: src, opts: opts, log: log}
+	if opts.Size > 0 {
+		// NewLRU fails only for a size below 1.
+		c.lru, _ = simplelru.NewLRU[string, *entry](opts.Size, nil)
+	}
+	c.metrics = newMetrics(reg, c.Len, c.Live)
+	return c
+}
+
+// Enabled reports whether the cache holds keys at all (Options.Size is not negative).
+func (c *Cache) Enabled() bool { return c.lru != nil }
+
+// Len is the number of keys held.
+func (c *Cache) Len() int {
+	if c.lru == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Len()
+}
+
+// Live reports whether the store's events are being followed, i.e. whether entries are served.
+func (c *Cache) Live() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live
+}
+
+// LookupDigest answers from memory when it can and from the store otherwise; errors, including
+// store.ErrNotFound, come from the store and are never cached.
+func (c *Cache) LookupDigest(ctx context.Context, digest string) (*v1.OwnedAccessKey, error) {
+	if c.lru == nil {
+		return c.src.LookupDigest(ctx, digest)
+	}
+	now := c.opts.Now()
+	c.mu.Lock()
+	if c.live {
+		if e, ok := c.lru.Get(digest); ok {
+			if now.Sub(e.fetched) < c.opts.TTL {
+				c.mu.Unlock()
+				c.metrics.hits.Inc()
+				return e.view(), nil
+			}
+			c.lru.Remove(digest)
+		}
+	}
+	live, gen := c.live, c.gen
+	c.mu.Unlock()
+
+	c.metrics.misses.Inc()
+	k, err := c.src.LookupDigest(ctx, digest)
+	if err != nil || !live {
+		return k, err
+	}
+	c.mu.Lock()
+	if c.live && !c.changedSince(gen, digest) {
+		c.lru.Add(digest, &entry{key: k, fetched: now})
+	}
+	c.mu.Unlock()
+	return k, nil
+}
+
+// changedSince reports whether digest may have been invalidated after invalidation gen. The
+// caller holds mu.
+func (c *Cache) changedSince(gen uint64, digest string) bool {
+	if c.gen-gen > recentInvalidations {
+		return true // too many to tell, or a purge
+	}
+	for g := gen + 1; g <= c.gen; g++ {
+		if c.recent[g%recentInvalidations] == digest {
+			return true
+		}
+	}
+	return false
+}
+
+// view is the cached key, with status.lastActivity moved to the newest use this replica saw, so
+// that a key with ttlAfterLastActivity does not expire early while it is cached.
+func (e *entry) view() *v1.OwnedAccessKey {
+	used := e.lastUse.Load()
+	if !e.key.Spec.TTLAfterLastActivity || used == 0 {
+		return e.key
+	}
+	t := time.Unix(0, used)
+	if la := e.key.Status.LastActivity; la != nil && !la.Time.Before(t) {
+		return e.key
+	}
+	// A shallow copy is enough: only Status.LastActivity differs, and the cached object is
+	// never modified.
+	k := *e.key
+	k.Status.LastActivity = &metav1.Time{Time: t}
+	return &k
+}
+
+// Record notes that the key with digest was used at t (an allowed request). It is cheap: no I/O.
+func (c *Cache) Record(digest string, t time.Time) {
+	if c.lru == nil {
+		return
+	}
+	c.mu.Lock()
+	e, ok := c.lru.Peek(digest)
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	n := t.UnixNano()
+	for {
+		cur := e.lastUse.Load()
+		if cur >= n || e.lastUse.CompareAndSwap(cur, n) {
+			return
+		}
+	}
+}
+
+// invalidate drops digest's entry; the caller holds mu.
+func (c *Cache) invalidate(digest string) {
+	c.gen++
+	c.recent[c.gen%recentInvalidations] = digest
+	c.lru.Remove(digest)
+}
+
+// setLive drops every entry and starts or stops serving from memory. Purging counts as more
+// invalidations than are remembered, so that no lookup in flight stores what it read.
+func (c *Cache) setLive(live bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lru.Purge()
+	c.gen += recentInvalidations + 1
+	c.live = live
+}
+
+// Run follows the store's events until ctx ends, and returns nil then. When following breaks,
+// it drops every entry, logs, waits (with backoff) and starts again from the store's current
+// version. It does nothing when caching is off.
+func (c *Cache) Run(ctx context.Context) error {
+	if c.lru == nil {
+		<-ctx.Done()
+		return nil
+	}
+	backoff := c.opts.MinBackoff
+	for {
+		started := time.Now()
+		err := c.follow(ctx)
+		c.setLive(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		reason := "error"
+		if errors.Is(err, store.ErrExpired) || errors.Is(err, store.ErrTooNew) {
+			reason = "resync"
+		}
+		c.metrics.restarts.WithLabelValues(reason).Inc()
+		if time.Since(started) > time.Minute {
+			backoff = c.opts.MinBackoff // it had been working: this is a new failure
+		}
+		c.log.Warn("access-key events interrupted: serving keys from Redis only until they resume",
+			"error", err, "retry_in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, c.opts.MaxBackoff)
+	}
+}
+
+// follow serves from memory while it follows the events after the store's current version.
+func (c *Cache) follow(ctx context.Context) error {
+	rv, err := c.src.CurrentVersion(ctx)
+	if err != nil {
+		return err
+	}
+	// Every change after rv reaches handle below; whatever a lookup reads from now on is at
+	// least as new as rv, so it may be cached.
+	c.setLive(true)
+	c.log.Info("following access-key events: caching keys", "from_version", rv)
+	err = c.src.Watch(ctx, rv, func(ev store.Event) error {
+		if ev.Digest == "" {
+			return errors.New("access-key event without a digest")
+		}
+		c.mu.Lock()
+		c.invalidate(ev.Digest)
+		c.mu.Unlock()
+		c.metrics.invalidations.Inc()
+		return nil
+	})
+	if err == nil && ctx.Err() == nil {
+		err = errors.New("access-key event stream ended")
+	}
+	return err
+}
