@@ -25,10 +25,12 @@ import (
 	"github.com/keygate-dev/keygate/extauthz/identity"
 	"github.com/keygate-dev/keygate/extauthz/keycache"
 	"github.com/keygate-dev/keygate/extauthz/server"
+	"github.com/keygate-dev/keygate/extauthz/userinfo"
 	"github.com/keygate-dev/keygate/internal/flagenv"
 	"github.com/keygate-dev/keygate/internal/ops"
 	"github.com/keygate-dev/keygate/internal/redisflags"
 	"github.com/keygate-dev/keygate/keystore/store"
+	"github.com/keygate-dev/keygate/keystore/users"
 )
 
 // EnvPrefix prefixes the environment variable of every flag: EXTAUTHZ_REDIS_ADDRESS.
@@ -57,7 +59,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.DurationVar(&c.MaxTTL, "max-ttl", 0, "operator-wide cap on any key's lifetime, e.g. 720h; 0 means no cap")
 	fs.DurationVar(&c.ActivityFlushInterval, "activity-flush-interval", activity.DefaultInterval, "how often keys' last-use times are written to status.lastActivity, in one batch")
 	fs.IntVar(&c.KeyCacheSize, "key-cache-size", keycache.DefaultSize, "most access keys kept in memory between checks; changes in Redis drop them at once; 0 turns the cache off")
-	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", keycache.DefaultTTL, "longest a cached key is used without reading Redis again, a safety net behind the change events")
+	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", keycache.DefaultTTL, "longest a cached key is used without reading Redis again, a safety net behind the change events; also how long a user's groups and disabled state are cached")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: extauthz [flags]\n\nThe edge's Envoy ext_authz service: checks access keys in Redis and sets identity headers.")
@@ -129,6 +131,8 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	}
 	cache := keycache.New(keys, keycache.Options{Size: size, TTL: c.KeyCacheTTL}, log, reg)
 	srv := server.New(cache, server.Options{
+		// User changes (groups, disabled) have no events: they reach checks within the TTL.
+		Users:    userinfo.New(users.New(rdb, users.Options{}), userinfo.Options{TTL: c.KeyCacheTTL}),
 		Decide:   decide.Options{MaxTTL: c.MaxTTL},
 		Identity: identity.Options{GrafanaUserHeader: c.GrafanaUserHeader},
 		// The cache also hears of uses, so that a cached key's lastActivity stays current here.

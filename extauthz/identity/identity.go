@@ -35,9 +35,9 @@ func User(k *v1.OwnedAccessKey) string {
 	return ""
 }
 
-// Groups are the key's groups, then loft:user:<user> (or loft:team:<team>) and
-// system:authenticated, without duplicates, in that order.
-func Groups(k *v1.OwnedAccessKey) []string {
+// Groups are the key's groups, the user's groups (from the user store), then loft:user:<user>
+// (or loft:team:<team>) and system:authenticated, without duplicates, in that order.
+func Groups(k *v1.OwnedAccessKey, userGroups []string) []string {
 	var out []string
 	seen := map[string]bool{}
 	add := func(g string) {
@@ -47,6 +47,9 @@ func Groups(k *v1.OwnedAccessKey) []string {
 		}
 	}
 	for _, g := range k.Spec.Groups {
+		add(g)
+	}
+	for _, g := range userGroups {
 		add(g)
 	}
 	switch {
@@ -59,8 +62,9 @@ func Groups(k *v1.OwnedAccessKey) []string {
 	return out
 }
 
-// Headers returns the identity headers for a request with key k to a target of kind kind.
-func Headers(k *v1.OwnedAccessKey, kind target.Kind, opts Options) []Header {
+// Headers returns the identity headers for a request with key k, whose user has userGroups in
+// the user store, to a target of kind kind.
+func Headers(k *v1.OwnedAccessKey, userGroups []string, kind target.Kind, opts Options) []Header {
 	var user, group, extra string
 	switch {
 	case kind.Kubernetes():
@@ -77,7 +81,7 @@ func Headers(k *v1.OwnedAccessKey, kind target.Kind, opts Options) []Header {
 		return nil
 	}
 	hs := []Header{{user, User(k)}}
-	for _, g := range Groups(k) {
+	for _, g := range Groups(k, userGroups) {
 		hs = append(hs, Header{group, g})
 	}
 	return append(hs, Header{extra, k.Name})

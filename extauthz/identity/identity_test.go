@@ -18,39 +18,48 @@ func TestHeaders(t *testing.T) {
 	alice := key(v1.OwnedAccessKeySpec{User: "alice", Groups: []string{"dev", "system:authenticated", "dev"}})
 	team := key(v1.OwnedAccessKeySpec{Team: "platform"})
 	tests := map[string]struct {
-		key  *v1.OwnedAccessKey
-		kind target.Kind
-		opts Options
-		want []Header
+		key        *v1.OwnedAccessKey
+		userGroups []string
+		kind       target.Kind
+		opts       Options
+		want       []Header
 	}{
-		"cluster, user key": {alice, target.KindCluster, Options{}, []Header{
+		"cluster, user key": {alice, nil, target.KindCluster, Options{}, []Header{
 			{"Impersonate-User", "alice"},
 			{"Impersonate-Group", "dev"},
 			{"Impersonate-Group", "system:authenticated"},
 			{"Impersonate-Group", "loft:user:alice"},
 			{"Impersonate-Extra-Loft-Access-Key", "k1"},
 		}},
-		"virtual cluster, team key": {team, target.KindVirtualCluster, Options{}, []Header{
+		"virtual cluster, team key": {team, nil, target.KindVirtualCluster, Options{}, []Header{
 			{"Impersonate-User", "loft:team:platform"},
 			{"Impersonate-Group", "loft:team:platform"},
 			{"Impersonate-Group", "system:authenticated"},
 			{"Impersonate-Extra-Loft-Access-Key", "k1"},
 		}},
-		"management": {alice, target.KindManagement, Options{}, []Header{
+		"management": {alice, nil, target.KindManagement, Options{}, []Header{
 			{"X-Remote-User", "alice"},
 			{"X-Remote-Group", "dev"},
 			{"X-Remote-Group", "system:authenticated"},
 			{"X-Remote-Group", "loft:user:alice"},
 			{"X-Remote-Extra-Loft-Access-Key", "k1"},
 		}},
-		"grafana default header": {alice, target.KindGrafana, Options{}, []Header{{"X-WEBAUTH-USER", "alice"}}},
-		"grafana custom header":  {team, target.KindGrafana, Options{GrafanaUserHeader: "X-Grafana-User"}, []Header{{"X-Grafana-User", "loft:team:platform"}}},
-		"no target":              {alice, target.KindNone, Options{}, nil},
-		"public target":          {alice, target.KindAuth, Options{}, nil},
+		"cluster, user key with the user's groups": {alice, []string{"ops", "dev"}, target.KindCluster, Options{}, []Header{
+			{"Impersonate-User", "alice"},
+			{"Impersonate-Group", "dev"},
+			{"Impersonate-Group", "system:authenticated"},
+			{"Impersonate-Group", "ops"},
+			{"Impersonate-Group", "loft:user:alice"},
+			{"Impersonate-Extra-Loft-Access-Key", "k1"},
+		}},
+		"grafana default header": {alice, nil, target.KindGrafana, Options{}, []Header{{"X-WEBAUTH-USER", "alice"}}},
+		"grafana custom header":  {team, nil, target.KindGrafana, Options{GrafanaUserHeader: "X-Grafana-User"}, []Header{{"X-Grafana-User", "loft:team:platform"}}},
+		"no target":              {alice, nil, target.KindNone, Options{}, nil},
+		"public target":          {alice, nil, target.KindAuth, Options{}, nil},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, Headers(tc.key, tc.kind, tc.opts)); diff != "" {
+			if diff := cmp.Diff(tc.want, Headers(tc.key, tc.userGroups, tc.kind, tc.opts)); diff != "" {
 				t.Errorf("Headers (-want +got):\n%s", diff)
 			}
 		})

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/keygate-dev/keygate/extauthz/decide"
 	"github.com/keygate-dev/keygate/extauthz/identity"
 	"github.com/keygate-dev/keygate/extauthz/token"
+	"github.com/keygate-dev/keygate/extauthz/userinfo"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/xds/target"
@@ -40,8 +42,16 @@ type Activity interface {
 	Record(digest string, t time.Time)
 }
 
+// Users tells what the user store says of a key's user (userinfo.Directory in production).
+type Users interface {
+	Lookup(ctx context.Context, name string) (userinfo.Info, error)
+}
+
 // Options configure the server.
 type Options struct {
+	// Users, when set, adds the user's groups to the identity sent upstream, and refuses the
+	// keys of disabled users.
+	Users    Users
 	Decide   decide.Options
 	Identity identity.Options
 	// Activity, when set, is told of every allowed request, for status.lastActivity.
@@ -122,13 +132,28 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		s.log.Info("denied", "key", key.Name, "reason", d.Reason, "target", ref.String())
 		return s.finish(start, ref, ResultForbidden, deny(http.StatusForbidden, metav1.StatusReasonForbidden, d.Message))
 	}
+	var userGroups []string
+	if s.opts.Users != nil && key.Spec.User != "" {
+		// Looked up only for requests the key may make: refusals cost no extra round trip.
+		info, err := s.opts.Users.Lookup(ctx, key.Spec.User)
+		if err != nil {
+			s.metrics.storeErrors.Inc()
+			s.log.Error("user store unavailable: failing closed", "error", err)
+			return s.finish(start, ref, ResultError, deny(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "access keys cannot be checked right now; try again later"))
+		}
+		if info.Disabled {
+			s.log.Info("denied", "key", key.Name, "reason", "user disabled", "user", key.Spec.User, "target", ref.String())
+			return s.finish(start, ref, ResultUnauthenticated, deny(http.StatusUnauthorized, metav1.StatusReasonUnauthorized, fmt.Sprintf("the user %q of access key %q is disabled", key.Spec.User, key.Name)))
+		}
+		userGroups = info.Groups
+	}
 	s.log.Debug("allowed", "key", key.Name, "user", identity.User(key), "target", ref.String())
 	if s.opts.Activity != nil {
 		// Only allowed requests count as use: a refused request must not keep a key with
 		// ttlAfterLastActivity alive.
 		s.opts.Activity.Record(digest, s.opts.Now())
 	}
-	set := identity.Headers(key, ref.Kind, s.opts.Identity)
+	set := identity.Headers(key, userGroups, ref.Kind, s.opts.Identity)
 	return s.finish(start, ref, ResultOK, allow(ref, set, s.headersToRemove(headers, set)))
 }
 

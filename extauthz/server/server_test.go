@@ -18,20 +18,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keygate-dev/keygate/extauthz/activity"
 	"github.com/keygate-dev/keygate/extauthz/decide"
+	"github.com/keygate-dev/keygate/extauthz/userinfo"
 	"github.com/keygate-dev/keygate/internal/redisserver"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
+	"github.com/keygate-dev/keygate/keystore/users"
 	"github.com/keygate-dev/keygate/xds/target"
 )
 
 var (
 	keys *store.Store
+	rdb  *redis.Client
 )
 
 func TestMain(m *testing.M) {
@@ -44,7 +48,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "extauthz/server tests need a real Redis:", err)
 		os.Exit(1)
 	}
-	keys = store.New(redis.NewClient(&redis.Options{Addr: srv.Addr}))
+	rdb = redis.NewClient(&redis.Options{Addr: srv.Addr})
+	keys = store.New(rdb)
 	code := m.Run()
 	srv.Stop()
 	os.RemoveAll(dir)
@@ -199,6 +204,57 @@ func TestCheck(t *testing.T) {
 			t.Errorf("public route denied: %v", resp)
 		}
 	})
+}
+
+// groupsSent returns the Impersonate-Group values of an OK response, failing on a denial.
+func groupsSent(t *testing.T, resp *authv3.CheckResponse) []string {
+	t.Helper()
+	if resp.GetOkResponse() == nil {
+		t.Fatalf("denied: %s", resp.GetDeniedResponse().GetBody())
+	}
+	lists := resp.GetDynamicMetadata().GetFields()[target.MetadataHeaderLists].GetStructValue().GetFields()
+	var groups []string
+	for _, v := range lists["Impersonate-Group"].GetListValue().GetValues() {
+		groups = append(groups, v.GetStringValue())
+	}
+	return groups
+}
+
+// The user store adds the user's groups to the identity, and a disabled user's keys are
+// refused; a key whose user the store does not know carries its own groups only.
+func TestUserStore(t *testing.T) {
+	ctx := context.Background()
+	us := users.New(rdb, users.Options{Cost: bcrypt.MinCost})
+	for _, u := range []users.User{{Name: "ustore-alice", Groups: []string{"ops", "dev"}}, {Name: "ustore-bob", Disabled: true}} {
+		if err := us.Delete(ctx, u.Name); err != nil && !errors.Is(err, users.ErrNotFound) {
+			t.Fatal(err)
+		}
+		if err := us.Create(ctx, u, "correct horse battery"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := serve(t, keys, Options{Users: userinfo.New(us, userinfo.Options{})})
+	demo := target.Ref{Kind: target.KindCluster, Cluster: "demo"}
+	auth := func(plain string) map[string]string { return map[string]string{"authorization": "Bearer " + plain} }
+
+	alice := newKey(t, "ustore-alice", v1.OwnedAccessKeySpec{User: "ustore-alice", Groups: []string{"dev", "qa"}}, time.Now())
+	got := groupsSent(t, check(t, c, demo, "/api", auth(alice)))
+	want := []string{"dev", "qa", "ops", "loft:user:ustore-alice", "system:authenticated"}
+	if !slices.Equal(got, want) {
+		t.Errorf("groups of a stored user = %v, want %v", got, want)
+	}
+
+	external := newKey(t, "ustore-external", v1.OwnedAccessKeySpec{User: "ustore-nobody", Groups: []string{"qa"}}, time.Now())
+	got = groupsSent(t, check(t, c, demo, "/api", auth(external)))
+	if want := []string{"qa", "loft:user:ustore-nobody", "system:authenticated"}; !slices.Equal(got, want) {
+		t.Errorf("groups of an unknown user = %v, want %v", got, want)
+	}
+
+	bob := newKey(t, "ustore-bob", v1.OwnedAccessKeySpec{User: "ustore-bob"}, time.Now())
+	d := check(t, c, demo, "/api", auth(bob)).GetDeniedResponse()
+	if d == nil || d.GetStatus().GetCode() != 401 || !strings.Contains(d.GetBody(), `the user \"ustore-bob\" of access key \"ustore-bob\" is disabled`) {
+		t.Errorf("key of a disabled user: %v; want 401 naming the user", d)
+	}
 }
 
 // When Redis does not answer, the edge fails closed with 503, never OK.

@@ -1,0 +1,51 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/crypto/bcrypt"
+
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/keystore/users"
+)
+
+// The user store's groups travel upstream with the key's own, and a disabled user's keys are
+// refused. (A user disabled later is refused within extauthz's --key-cache-ttl; extauthz/userinfo
+// tests that with a clock.)
+func TestUserStoreGroupsAndDisabledUsers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: platform.RedisAddr})
+	defer rdb.Close()
+	us := users.New(rdb, users.Options{Cost: bcrypt.MinCost})
+	enabled, disabled := unique("ustore"), unique("ustore-off")
+	if err := us.Create(ctx, users.User{Name: enabled, Groups: []string{"e2e-viewers"}}, "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+	if err := us.Create(ctx, users.User{Name: disabled, Disabled: true}, "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+
+	_, key := newKey(t, v1.OwnedAccessKeySpec{User: enabled, Groups: []string{"dev"}})
+	got := whoami(t, kubeconfig(t, key), demo)
+	for _, g := range []string{"dev", "e2e-viewers", "loft:user:" + enabled, "system:authenticated"} {
+		if !slices.Contains(got.Groups, g) {
+			t.Errorf("groups %v lack %q", got.Groups, g)
+		}
+	}
+
+	_, off := newKey(t, v1.OwnedAccessKeySpec{User: disabled})
+	resp, body := get(t, off, clusterPath, nil)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("key of a disabled user: HTTP %d %s, want 401", resp.StatusCode, body)
+	}
+	if s := status(t, resp, body); !strings.Contains(s.Message, fmt.Sprintf("the user %q", disabled)) || !strings.Contains(s.Message, "is disabled") {
+		t.Errorf("message %q does not say the user is disabled", s.Message)
+	}
+}
