@@ -210,7 +210,7 @@ func teamsOf(people *users.Store) registry.TeamsFunc {
 }
 
 func userInfo(people *users.Store) registry.UserInfoFunc {
-	return func(ctx context.Context, name string) (*v1.UserInfo, error) {
+	return func(ctx context.Context, name string) (*registry.UserDetails, error) {
 		u, err := people.Get(ctx, name)
 		if errors.Is(err, users.ErrNotFound) {
 			return nil, nil
@@ -222,6 +222,6 @@ func userInfo(people *users.Store) registry.UserInfoFunc {
 		for _, t := range u.Teams {
 			info.Teams = append(info.Teams, &v1.EntityInfo{Name: t})
 		}
-		return info, nil
+		return &registry.UserDetails{Info: info, Groups: u.Groups, Disabled: u.Disabled}, nil
 	}
 }

@@ -4,20 +4,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/authentication/user"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 
+	"github.com/keygate-dev/keygate/extauthz/decide"
+	"github.com/keygate-dev/keygate/extauthz/identity"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
 )
 
+// UserDetails is what the user store says of a user.
+type UserDetails struct {
+	Info *v1.UserInfo
+	// Groups are the user's groups, which the edge adds to the key's.
+	Groups   []string
+	Disabled bool
+}
+
 // UserInfoFunc describes a user for Self (nil, nil when the user is not known).
-type UserInfoFunc func(ctx context.Context, name string) (*v1.UserInfo, error)
+type UserInfoFunc func(ctx context.Context, name string) (*UserDetails, error)
 
 // Selves answers "who am I" (create a Self; nothing is stored), the way Loft's CLI asks.
 type Selves struct {
@@ -44,8 +56,11 @@ func (*Selves) Destroy()                {}
 func (*Selves) NamespaceScoped() bool   { return false }
 func (*Selves) GetSingularName() string { return "self" }
 
-// Create fills in the status of the given Self from the request's identity and access key.
-// spec.accessKey may name another key the caller owns.
+// Create fills in the status of the given Self from the request's identity and access key, or,
+// when spec.accessKey holds a plain access key, from that key: Loft's CLI asks this way whether a
+// key it saved is still valid and still the same user's. Knowing a key is proof enough to learn
+// whose it is; an unknown, disabled or expired key, or one of a disabled user, is refused with
+// 422 and the same message, whichever it is.
 func (s *Selves) Create(ctx context.Context, obj runtime.Object, _ rest.ValidateObjectFunc, _ *metav1.CreateOptions) (runtime.Object, error) {
 	in, ok := obj.(*v1.Self)
 	if !ok {
@@ -56,6 +71,10 @@ func (s *Selves) Create(ctx context.Context, obj runtime.Object, _ rest.Validate
 		return nil, apierrors.NewUnauthorized(err.Error())
 	}
 	out := in.DeepCopy()
+	out.Spec.AccessKey = "" // a plain key is never echoed
+	if in.Spec.AccessKey != "" {
+		return s.describeKey(ctx, out, in.Spec.AccessKey)
+	}
 	out.Status = v1.SelfStatus{Groups: c.Groups}
 	if u, ok := genericapirequest.UserFrom(ctx); ok {
 		out.Status.UID = u.GetUID()
@@ -63,38 +82,83 @@ func (s *Selves) Create(ctx context.Context, obj runtime.Object, _ rest.Validate
 			return out, nil
 		}
 	}
-	if c.Team != "" {
-		out.Status.Team = &v1.EntityInfo{Name: c.Team}
-	} else {
-		info := &v1.UserInfo{EntityInfo: v1.EntityInfo{Name: c.User, Username: c.User}}
-		if s.userInfo != nil {
-			known, err := s.userInfo(ctx, c.User)
-			if err != nil {
-				return nil, apierrors.NewInternalError(err)
-			}
-			if known != nil {
-				info = known
-			}
-		}
-		out.Status.User = info
-		out.Status.Subject = c.User
+	if err := s.describeOwner(ctx, out, c.User, c.Team); err != nil {
+		return nil, err
 	}
-	keyName := c.Key
-	if in.Spec.AccessKey != "" {
-		keyName = in.Spec.AccessKey
-	}
-	if keyName == "" {
+	if c.Key == "" {
 		return out, nil
 	}
-	k, err := s.keys.Get(ctx, keyName)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && keyName != c.Key && !c.Owns(k)) {
-		return nil, apierrors.NewNotFound(v1.Resource("ownedaccesskeys"), keyName)
+	k, err := s.keys.Get(ctx, c.Key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, apierrors.NewNotFound(v1.Resource("ownedaccesskeys"), c.Key)
 	}
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
+	setKey(out, k)
+	return out, nil
+}
+
+// describeKey fills out's status from the key whose plain value is plain.
+func (s *Selves) describeKey(ctx context.Context, out *v1.Self, plain string) (runtime.Object, error) {
+	invalid := apierrors.NewInvalid(v1.SchemeGroupVersion.WithKind("Self").GroupKind(), out.Name, field.ErrorList{
+		field.Invalid(field.NewPath("spec", "accessKey"), "(redacted)", "not a valid access key: unknown, disabled or expired"),
+	})
+	k, err := s.keys.Lookup(ctx, plain)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, invalid
+	}
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	if exp, ok := decide.Expiry(k, decide.Options{}); k.Spec.Disabled || (ok && !time.Now().Before(exp)) {
+		return nil, invalid
+	}
+	var userGroups []string
+	if k.Spec.User != "" && s.userInfo != nil {
+		d, err := s.userInfo(ctx, k.Spec.User)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		if d != nil && d.Disabled {
+			return nil, invalid
+		}
+		if d != nil {
+			userGroups = d.Groups
+		}
+	}
+	// The groups the edge would send upstream for a request made with this key.
+	out.Status = v1.SelfStatus{Groups: identity.Groups(k, userGroups)}
+	if err := s.describeOwner(ctx, out, k.Spec.User, k.Spec.Team); err != nil {
+		return nil, err
+	}
+	setKey(out, k)
+	return out, nil
+}
+
+// describeOwner sets the user (with what the user store knows) or the team.
+func (s *Selves) describeOwner(ctx context.Context, out *v1.Self, userName, team string) error {
+	if team != "" && userName == "" {
+		out.Status.Team = &v1.EntityInfo{Name: team}
+		return nil
+	}
+	info := &v1.UserInfo{EntityInfo: v1.EntityInfo{Name: userName, Username: userName}}
+	if s.userInfo != nil {
+		d, err := s.userInfo(ctx, userName)
+		if err != nil {
+			return apierrors.NewInternalError(err)
+		}
+		if d != nil && d.Info != nil {
+			info = d.Info
+		}
+	}
+	out.Status.User = info
+	out.Status.Subject = userName
+	return nil
+}
+
+func setKey(out *v1.Self, k *v1.OwnedAccessKey) {
 	out.Status.AccessKey = k.Name
 	out.Status.AccessKeyScope = k.Spec.Scope
 	out.Status.AccessKeyType = k.Spec.Type
-	return out, nil
 }
