@@ -26,6 +26,7 @@ import (
 type Keys interface {
 	CreateObject(ctx context.Context, k *v1.OwnedAccessKey) (string, *v1.OwnedAccessKey, error)
 	Get(ctx context.Context, name string) (*v1.OwnedAccessKey, error)
+	Lookup(ctx context.Context, plain string) (*v1.OwnedAccessKey, error)
 	ListWithVersion(ctx context.Context) ([]*v1.OwnedAccessKey, string, error)
 	Update(ctx context.Context, k *v1.OwnedAccessKey) (*v1.OwnedAccessKey, error)
 	DeleteObject(ctx context.Context, name, resourceVersion string) (*v1.OwnedAccessKey, error)
@@ -277,6 +278,17 @@ func (a *AccessKeys) Update(ctx context.Context, name string, objInfo rest.Updat
 	}
 	if k.ResourceVersion == "" {
 		k.ResourceVersion = cur.ResourceVersion // an unconditional update
+	}
+	// `kubectl apply` of a manifest with spec.key sends the key on every apply (the stored
+	// object has none to compare with): the object's own key is no change of key.
+	if k.Spec.Key != "" {
+		same, err := a.keys.Lookup(ctx, k.Spec.Key)
+		switch {
+		case err == nil && same.UID == cur.UID:
+			k.Spec.Key = ""
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return nil, false, apierrors.NewInternalError(err)
+		}
 	}
 	// status.lastActivity is the edge's to write; a client's value is dropped.
 	k.Status = cur.Status
