@@ -129,7 +129,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	if size == 0 {
 		size = -1 // keycache's "off"
 	}
-	cache := keycache.New(keys, keycache.Options{Size: size, TTL: c.KeyCacheTTL}, log, reg)
+	cache := keycache.New(keys, keycache.Options{Size: size, TTL: c.KeyCacheTTL, MaxTTL: c.MaxTTL}, log, reg)
 	srv := server.New(cache, server.Options{
 		// User changes (groups, disabled) have no events: they reach checks within the TTL.
 		Users:    userinfo.New(users.New(rdb, users.Options{}), userinfo.Options{TTL: c.KeyCacheTTL}),

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/keygate-dev/keygate/extauthz/decide"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
 )
@@ -57,6 +58,8 @@ type Options struct {
 	Size int
 	// TTL is the longest an entry is served, even if no event dropped it; 0 means DefaultTTL.
 	TTL time.Duration
+	// MaxTTL is extauthz's --max-ttl, which caps keys' lifetimes (0: none).
+	MaxTTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// MinBackoff and MaxBackoff bound the wait before following the stream again after it broke;
@@ -145,11 +148,14 @@ func (c *Cache) LookupDigest(ctx context.Context, digest string) (*v1.OwnedAcces
 	if c.live {
 		if e, ok := c.lru.Get(digest); ok {
 			if now.Sub(e.fetched) < c.opts.TTL {
-				c.mu.Unlock()
-				c.metrics.hits.Inc()
-				return e.view(), nil
+				if k := e.view(); !c.nearExpiry(k, now) {
+					c.mu.Unlock()
+					c.metrics.hits.Inc()
+					return k, nil
+				}
+			} else {
+				c.lru.Remove(digest)
 			}
-			c.lru.Remove(digest)
 		}
 	}
 	live, gen := c.live, c.gen
@@ -160,12 +166,29 @@ func (c *Cache) LookupDigest(ctx context.Context, digest string) (*v1.OwnedAcces
 	if err != nil || !live {
 		return k, err
 	}
+	e := &entry{key: k, fetched: now}
 	c.mu.Lock()
+	if old, ok := c.lru.Peek(digest); ok {
+		// Read again near its expiry (an event would have removed it): keep this replica's
+		// uses, which the store may not have yet.
+		e.lastUse.Store(old.lastUse.Load())
+	}
 	if c.live && !c.changedSince(gen, digest) {
-		c.lru.Add(digest, &entry{key: k, fetched: now})
+		c.lru.Add(digest, e)
 	}
 	c.mu.Unlock()
-	return k, nil
+	return e.view(), nil
+}
+
+// nearExpiry reports whether k, a key with ttlAfterLastActivity, expires within the cache's
+// TTL. Such a key is read from Redis on every check, so that a use recorded by another replica
+// keeps it alive here as soon as it is flushed, as it would without the cache.
+func (c *Cache) nearExpiry(k *v1.OwnedAccessKey, now time.Time) bool {
+	if !k.Spec.TTLAfterLastActivity {
+		return false
+	}
+	exp, ok := decide.Expiry(k, decide.Options{MaxTTL: c.opts.MaxTTL})
+	return ok && exp.Sub(now) < c.opts.TTL
 }
 
 // changedSince reports whether digest may have been invalidated after invalidation gen. The

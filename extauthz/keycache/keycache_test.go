@@ -389,3 +389,60 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A ttlAfterLastActivity key that expires within the cache's TTL is read from the store on every
+// lookup, so that a use another replica recorded counts here as soon as it is stored.
+func TestKeysNearExpiryAreReadAgain(t *testing.T) {
+	src := newFakeSource()
+	now := time.Unix(1_000_000, 0)
+	at := func(d time.Duration) *metav1.Time { return &metav1.Time{Time: now.Add(d)} }
+	src.keys["fresh"] = &v1.OwnedAccessKey{
+		ObjectMeta: metav1.ObjectMeta{Name: "fresh", CreationTimestamp: metav1.Time{Time: now.Add(-2 * time.Hour)}},
+		Spec:       v1.OwnedAccessKeySpec{TTL: 3600, TTLAfterLastActivity: true},
+		Status:     v1.OwnedAccessKeyStatus{LastActivity: at(-time.Minute)},
+	}
+	src.keys["near"] = &v1.OwnedAccessKey{
+		ObjectMeta: metav1.ObjectMeta{Name: "near", CreationTimestamp: metav1.Time{Time: now.Add(-2 * time.Hour)}},
+		Spec:       v1.OwnedAccessKeySpec{TTL: 3600, TTLAfterLastActivity: true},
+		Status:     v1.OwnedAccessKeyStatus{LastActivity: at(-3590 * time.Second)},
+	}
+	src.keys["expired"] = &v1.OwnedAccessKey{
+		ObjectMeta: metav1.ObjectMeta{Name: "expired", CreationTimestamp: metav1.Time{Time: now.Add(-2 * time.Hour)}},
+		Spec:       v1.OwnedAccessKeySpec{TTL: 3600, TTLAfterLastActivity: true},
+	}
+	c, _ := start(t, src, Options{TTL: 30 * time.Second, Now: func() time.Time { return now }})
+	reads := func(digest string) int {
+		before := src.lookupCount()
+		mustFind(t, c, digest, digest)
+		mustFind(t, c, digest, digest)
+		return src.lookupCount() - before
+	}
+	if n := reads("fresh"); n != 1 {
+		t.Errorf("a key an hour from expiry: %d store reads for 2 lookups, want 1", n)
+	}
+	if n := reads("near"); n != 2 {
+		t.Errorf("a key 10s from expiry: %d store reads for 2 lookups, want 2", n)
+	}
+	if n := reads("expired"); n != 2 {
+		t.Errorf("an expired key: %d store reads for 2 lookups, want 2", n)
+	}
+	// Another replica's use reaches the store: the next lookup sees it.
+	src.mu.Lock()
+	src.keys["expired"] = &v1.OwnedAccessKey{
+		ObjectMeta: metav1.ObjectMeta{Name: "expired", CreationTimestamp: metav1.Time{Time: now.Add(-2 * time.Hour)}},
+		Spec:       v1.OwnedAccessKeySpec{TTL: 3600, TTLAfterLastActivity: true},
+		Status:     v1.OwnedAccessKeyStatus{LastActivity: at(-time.Second)},
+	}
+	src.mu.Unlock()
+	if k, _ := lookup(t, c, "expired"); k.Status.LastActivity == nil {
+		t.Error("a use recorded elsewhere was not seen")
+	}
+	// The MaxTTL cap counts too: with a 1-minute cap the fresh key is near its expiry.
+	c2, _ := start(t, src, Options{TTL: 30 * time.Second, MaxTTL: time.Minute, Now: func() time.Time { return now }})
+	before := src.lookupCount()
+	mustFind(t, c2, "fresh", "fresh")
+	mustFind(t, c2, "fresh", "fresh")
+	if n := src.lookupCount() - before; n != 2 {
+		t.Errorf("with --max-ttl 1m, a key used a minute ago: %d reads, want 2", n)
+	}
+}
