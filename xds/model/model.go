@@ -82,3 +82,22 @@ var Kinds = []target.Kind{
 	target.KindManagement, target.KindCluster, target.KindVirtualCluster,
 	target.KindGrafana, target.KindAuth, target.KindOIDC,
 }
+
+// Merge combines the models of several sources (the targets file, Kubernetes) into one. A
+// target whose prefix an earlier model already has is left out, and returned: the earlier
+// source wins, so that one route never has two upstreams.
+func Merge(models ...Model) (Model, []Target) {
+	seen := map[string]bool{}
+	var all, dropped []Target
+	for _, m := range models {
+		for _, t := range m.Targets {
+			if p := t.Ref.Prefix(); seen[p] {
+				dropped = append(dropped, t)
+				continue
+			}
+			seen[t.Ref.Prefix()] = true
+			all = append(all, t)
+		}
+	}
+	return New(all...), dropped
+}

@@ -64,3 +64,32 @@ func TestUpstreamVerifyName(t *testing.T) {
 		})
 	}
 }
+
+func TestMerge(t *testing.T) {
+	fileURL := &url.URL{Scheme: "http", Host: "file:1"}
+	kubeURL := &url.URL{Scheme: "http", Host: "kube:1"}
+	file := New(
+		Target{Ref: target.Ref{Kind: target.KindManagement}, Upstream: Upstream{URL: fileURL}},
+		Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "a"}, Upstream: Upstream{URL: fileURL}},
+	)
+	kube := New(
+		Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "a"}, Upstream: Upstream{URL: kubeURL}},
+		Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "b"}, Upstream: Upstream{URL: kubeURL}},
+	)
+	got, dropped := Merge(file, kube)
+	var prefixes, hosts []string
+	for _, t := range got.Targets {
+		prefixes = append(prefixes, t.Ref.Prefix())
+		hosts = append(hosts, t.Upstream.URL.Host)
+	}
+	if diff := cmp.Diff([]string{"/kubernetes/cluster/a/", "/kubernetes/cluster/b/", "/kubernetes/management/"}, prefixes); diff != "" {
+		t.Errorf("prefixes (-want +got):\n%s", diff)
+	}
+	// The first model wins a prefix that both have.
+	if diff := cmp.Diff([]string{"file:1", "kube:1", "file:1"}, hosts); diff != "" {
+		t.Errorf("upstreams (-want +got):\n%s", diff)
+	}
+	if len(dropped) != 1 || dropped[0].Upstream.URL != kubeURL {
+		t.Errorf("dropped %v, want kube's cluster a", dropped)
+	}
+}
