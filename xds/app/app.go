@@ -1,5 +1,6 @@
-// Package app is the xds command: flags, start-up checks, and the wiring of the targets-file
-// source, the translator and the xDS server, with /metrics, /healthz and /readyz beside them.
+// Package app is the xds command: flags, start-up checks, and the wiring of the sources of
+// targets (the targets file, Kubernetes), the translator and the xDS server, with /metrics,
+// /healthz and /readyz beside them.
 // xds/cmd/xds/main.go only calls Main.
 package app
 
@@ -20,7 +21,6 @@ import (
 	"github.com/keygate-dev/keygate/internal/flagenv"
 	"github.com/keygate-dev/keygate/internal/ops"
 	"github.com/keygate-dev/keygate/xds/server"
-	"github.com/keygate-dev/keygate/xds/source/file"
 	"github.com/keygate-dev/keygate/xds/translate"
 )
 
@@ -28,24 +28,29 @@ import (
 // for --targets-file.
 const EnvPrefix = "XDS"
 
-const summary = `xds: the keygate control plane. It reads the targets file, translates it into Envoy's
-listener, routes and clusters, and serves them to every Envoy over delta ADS (gRPC). Edits of
-the targets file apply without restarting anything; a bad edit is refused and logged.
+const summary = `xds: the keygate control plane. It reads the targets file (and, with --source=kubernetes,
+Cluster objects), translates the targets into Envoy's listener, routes and clusters, and serves
+them to every Envoy over delta ADS (gRPC). Changes apply without restarting anything; a bad
+edit is refused and logged.
 
-Usage: xds --targets-file targets.yaml --tls-cert-file edge.crt --tls-key-file edge.key [flags]`
+Usage: xds --targets-file targets.yaml --tls-cert-file edge.crt --tls-key-file edge.key [flags]
+       xds --source kubernetes [--targets-file static.yaml] --tls-cert-file edge.crt --tls-key-file edge.key [flags]`
 
 // Config is the parsed command line.
 type Config struct {
-	TargetsFile     string
-	GRPCAddress     string
-	HTTPAddress     string
-	ListenAddress   string
-	TLSCertFile     string
-	TLSKeyFile      string
-	ExtAuthzCluster string
-	ExtAuthzTimeout time.Duration
-	LogLevel        string
-	LogFormat       string
+	Source              string
+	TargetsFile         string
+	Kubeconfig          string
+	KubeSecretNamespace string
+	GRPCAddress         string
+	HTTPAddress         string
+	ListenAddress       string
+	TLSCertFile         string
+	TLSKeyFile          string
+	ExtAuthzCluster     string
+	ExtAuthzTimeout     time.Duration
+	LogLevel            string
+	LogFormat           string
 }
 
 // UsageError is a bad command line; the command exits with status 2.
@@ -59,7 +64,10 @@ func ParseFlags(args []string, out io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("xds", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&c.TargetsFile, "targets-file", "", "the YAML file of targets (schema: xds/README.md); required")
+	fs.StringVar(&c.Source, "source", SourceFile, "where the clusters come from: file (--targets-file) or kubernetes (Cluster objects, plus --targets-file if set)")
+	fs.StringVar(&c.TargetsFile, "targets-file", "", "the YAML file of targets (schema: xds/README.md); required with --source=file")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "with --source=kubernetes: kubeconfig of the cluster holding the Cluster objects; empty means in-cluster")
+	fs.StringVar(&c.KubeSecretNamespace, "kube-secret-namespace", "", "with --source=kubernetes: the only namespace whose Secrets are watched; empty means all")
 	fs.StringVar(&c.GRPCAddress, "grpc-address", "127.0.0.1:18000", "host:port of the xDS gRPC server that Envoy connects to")
 	fs.StringVar(&c.HTTPAddress, "http-address", "127.0.0.1:18001", "host:port of /metrics, /healthz and /readyz")
 	fs.StringVar(&c.ListenAddress, "listen-address", "0.0.0.0:8443", "host:port of Envoy's HTTPS listener (the edge)")
@@ -92,7 +100,18 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("--%s (or %s) is required", name, flagenv.EnvName(EnvPrefix, name)))
 		}
 	}
-	required("targets-file", c.TargetsFile)
+	switch c.Source {
+	case SourceFile:
+		required("targets-file", c.TargetsFile)
+		for _, f := range []struct{ name, v string }{{"kubeconfig", c.Kubeconfig}, {"kube-secret-namespace", c.KubeSecretNamespace}} {
+			if f.v != "" {
+				errs = append(errs, fmt.Errorf("--%s is set but --source is %s: add --source=%s or remove it", f.name, SourceFile, SourceKubernetes))
+			}
+		}
+	case SourceKubernetes:
+	default:
+		errs = append(errs, fmt.Errorf("--source %q: want %s or %s", c.Source, SourceFile, SourceKubernetes))
+	}
 	required("tls-cert-file", c.TLSCertFile)
 	required("tls-key-file", c.TLSKeyFile)
 	for _, a := range []struct{ name, v string }{{"grpc-address", c.GRPCAddress}, {"http-address", c.HTTPAddress}, {"listen-address", c.ListenAddress}} {
@@ -184,32 +203,27 @@ func Run(ctx context.Context, args []string, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	watcher, m, err := file.Watch(cfg.TargetsFile, log, file.DefaultDebounce)
+	srcs, err := startSources(ctx, cfg, log, reg, srv)
 	if err != nil {
 		return err
 	}
-	if err := srv.Update(ctx, m); err != nil {
-		watcher.Close()
-		return fmt.Errorf("targets file %s: %w", cfg.TargetsFile, err)
-	}
 	grpcListener, err := net.Listen("tcp", cfg.GRPCAddress)
 	if err != nil {
-		watcher.Close()
+		srcs.close()
 		return fmt.Errorf("xds gRPC: listen on %s: %w", cfg.GRPCAddress, err)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	tasks := []func() error{
+	tasks := append([]func() error{
 		func() error { return srv.Serve(ctx, grpcListener) },
 		func() error { return ops.ServeHTTP(ctx, log, "xds http", cfg.HTTPAddress, ops.Handler(reg, srv.Ready)) },
-		func() error { return watcher.Run(ctx, srv.Update, srv.SourceError) },
-	}
+	}, srcs.run(ctx)...)
 	errc := make(chan error, len(tasks))
 	for _, task := range tasks {
 		go func() { errc <- task() }()
 	}
-	log.Info("xds started", "targets_file", cfg.TargetsFile, "grpc_address", cfg.GRPCAddress,
+	log.Info("xds started", "source", cfg.Source, "targets_file", cfg.TargetsFile, "grpc_address", cfg.GRPCAddress,
 		"http_address", cfg.HTTPAddress, "listen_address", cfg.ListenAddress, "version", srv.Version())
 
 	// The first task to end (with ctx: all of them) ends the others.

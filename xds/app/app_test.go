@@ -20,18 +20,29 @@ func TestParseFlags(t *testing.T) {
 	}{
 		"defaults": {
 			args: required,
-			want: Config{TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
+			want: Config{Source: "file", TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
 				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, LogLevel: "info", LogFormat: "json"},
 		},
 		"environment": {
 			env: map[string]string{"XDS_TARGETS_FILE": "env.yaml", "XDS_TLS_CERT_FILE": "c", "XDS_TLS_KEY_FILE": "k", "XDS_EXTAUTHZ_TIMEOUT": "500ms", "XDS_LISTEN_ADDRESS": "127.0.0.1:9443"},
-			want: Config{TargetsFile: "env.yaml", TLSCertFile: "c", TLSKeyFile: "k", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
+			want: Config{Source: "file", TargetsFile: "env.yaml", TLSCertFile: "c", TLSKeyFile: "k", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
 				ListenAddress: "127.0.0.1:9443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 500 * time.Millisecond, LogLevel: "info", LogFormat: "json"},
+		},
+		"kubernetes": {
+			args: []string{"--source", "kubernetes", "--kubeconfig", "platform.kubeconfig", "--kube-secret-namespace", "keygate", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"},
+			env:  map[string]string{"XDS_KUBE_SECRET_NAMESPACE": "ignored"},
+			want: Config{Source: "kubernetes", Kubeconfig: "platform.kubeconfig", KubeSecretNamespace: "keygate", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
+				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, LogLevel: "info", LogFormat: "json"},
+		},
+		"kubernetes from the environment, with a targets file": {
+			env: map[string]string{"XDS_SOURCE": "kubernetes", "XDS_TARGETS_FILE": "static.yaml", "XDS_TLS_CERT_FILE": "c", "XDS_TLS_KEY_FILE": "k"},
+			want: Config{Source: "kubernetes", TargetsFile: "static.yaml", TLSCertFile: "c", TLSKeyFile: "k", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
+				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, LogLevel: "info", LogFormat: "json"},
 		},
 		"flag wins over environment": {
 			args: append([]string{"--log-format", "text"}, required...),
 			env:  map[string]string{"XDS_LOG_FORMAT": "json", "XDS_TARGETS_FILE": "env.yaml"},
-			want: Config{TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
+			want: Config{Source: "file", TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
 				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, LogLevel: "info", LogFormat: "text"},
 		},
 	}
@@ -57,16 +68,19 @@ func TestBadFlags(t *testing.T) {
 		args []string
 		want []string
 	}{
-		"nothing":            {nil, []string{"--targets-file (or XDS_TARGETS_FILE) is required", "--tls-cert-file (or XDS_TLS_CERT_FILE) is required", "--tls-key-file (or XDS_TLS_KEY_FILE) is required"}},
-		"unknown flag":       {append([]string{"--insecure"}, required...), []string{"flag provided but not defined: -insecure"}},
-		"positional":         {append(required, "extra"), []string{`unexpected arguments ["extra"]`}},
-		"bad timeout":        {append([]string{"--extauthz-timeout", "soon"}, required...), []string{`invalid value "soon" for flag -extauthz-timeout`}},
-		"zero timeout":       {append([]string{"--extauthz-timeout", "0s"}, required...), []string{"--extauthz-timeout 0s must be positive"}},
-		"listen on a name":   {append([]string{"--listen-address", "edge.example.com:8443"}, required...), []string{"Envoy listens on an IP address"}},
-		"grpc without port":  {append([]string{"--grpc-address", "127.0.0.1"}, required...), []string{`--grpc-address: "127.0.0.1" is not host:port`}},
-		"http port too high": {append([]string{"--http-address", "127.0.0.1:70000"}, required...), []string{`--http-address: "127.0.0.1:70000": port "70000"`}},
-		"bad log level":      {append([]string{"--log-level", "loud"}, required...), []string{`--log-level "loud"`}},
-		"bad log format":     {append([]string{"--log-format", "xml"}, required...), []string{`--log-format "xml"`}},
+		"nothing":                {nil, []string{"--targets-file (or XDS_TARGETS_FILE) is required", "--tls-cert-file (or XDS_TLS_CERT_FILE) is required", "--tls-key-file (or XDS_TLS_KEY_FILE) is required"}},
+		"unknown flag":           {append([]string{"--insecure"}, required...), []string{"flag provided but not defined: -insecure"}},
+		"unknown source":         {append([]string{"--source", "consul"}, required...), []string{`--source "consul": want file or kubernetes`}},
+		"kubeconfig for file":    {append([]string{"--kubeconfig", "k"}, required...), []string{"--kubeconfig is set but --source is file"}},
+		"kubernetes without tls": {[]string{"--source", "kubernetes"}, []string{"--tls-cert-file (or XDS_TLS_CERT_FILE) is required"}},
+		"positional":             {append(required, "extra"), []string{`unexpected arguments ["extra"]`}},
+		"bad timeout":            {append([]string{"--extauthz-timeout", "soon"}, required...), []string{`invalid value "soon" for flag -extauthz-timeout`}},
+		"zero timeout":           {append([]string{"--extauthz-timeout", "0s"}, required...), []string{"--extauthz-timeout 0s must be positive"}},
+		"listen on a name":       {append([]string{"--listen-address", "edge.example.com:8443"}, required...), []string{"Envoy listens on an IP address"}},
+		"grpc without port":      {append([]string{"--grpc-address", "127.0.0.1"}, required...), []string{`--grpc-address: "127.0.0.1" is not host:port`}},
+		"http port too high":     {append([]string{"--http-address", "127.0.0.1:70000"}, required...), []string{`--http-address: "127.0.0.1:70000": port "70000"`}},
+		"bad log level":          {append([]string{"--log-level", "loud"}, required...), []string{`--log-level "loud"`}},
+		"bad log format":         {append([]string{"--log-format", "xml"}, required...), []string{`--log-format "xml"`}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -100,6 +114,14 @@ func TestRunStartupErrors(t *testing.T) {
 		"bad targets file": {
 			[]string{"--targets-file", "testdata/bad.yaml", "--tls-cert-file", "../translate/testdata/pki/serving.crt", "--tls-key-file", "../translate/testdata/pki/serving.key"},
 			"clusters[0] (demo): caFile: an https upstream needs caFile or caData",
+		},
+		"missing kubeconfig": {
+			[]string{"--source", "kubernetes", "--kubeconfig", "/nonexistent.kubeconfig", "--tls-cert-file", "../translate/testdata/pki/serving.crt", "--tls-key-file", "../translate/testdata/pki/serving.key"},
+			"--kubeconfig /nonexistent.kubeconfig: stat /nonexistent.kubeconfig: no such file or directory",
+		},
+		"in-cluster outside a pod": {
+			[]string{"--source", "kubernetes", "--tls-cert-file", "../translate/testdata/pki/serving.crt", "--tls-key-file", "../translate/testdata/pki/serving.key"},
+			"--source=kubernetes without --kubeconfig needs to run in a pod",
 		},
 	}
 	for name, tc := range tests {
