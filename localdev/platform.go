@@ -121,7 +121,9 @@ func Start(ctx context.Context, opts Options) (_ *Platform, err error) {
 	go func() {
 		defer wg.Done()
 		p.step("starting Redis")
-		p.redis, redisErr = redisserver.Start(ctx, redisserver.Options{Dir: p.path("redis")})
+		// Append-only with an fsync per write: a crash or restart of Redis loses no access
+		// key that was acknowledged (e2e restarts it to prove this).
+		p.redis, redisErr = redisserver.Start(ctx, redisserver.Options{Dir: p.path("redis"), AppendOnly: true})
 		if redisErr == nil {
 			p.RedisAddr = p.redis.Addr
 		}
@@ -351,6 +353,29 @@ func (p *Platform) CreateKeyWithCommand(ctx context.Context, name, user string, 
 		return "", fmt.Errorf("keystore create-key: %w: %s", err, stderr.String())
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// RunKeystore runs the keystore command with args against the platform's Redis
+// (KEYSTORE_REDIS_ADDRESS; a --redis-address in args wins), with stdin as its standard input
+// (nil: empty), and returns its standard output. An error carries its standard error.
+func (p *Platform) RunKeystore(ctx context.Context, stdin io.Reader, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(p.Bin, "keystore"), args...)
+	cmd.Env = append(os.Environ(), "KEYSTORE_REDIS_ADDRESS="+p.RedisAddr)
+	cmd.Stdin = stdin
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("keystore %s: %w: %s", strings.Join(args[:min(1, len(args))], " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// RestartRedis kills Redis abruptly (SIGKILL, as a crash or an OOM kill would) and starts it
+// again on the same address with the same append-only file. extauthz and keystore keep
+// running and reconnect on their own; until they have, requests may fail.
+func (p *Platform) RestartRedis(ctx context.Context) error {
+	p.step("restarting Redis (SIGKILL)")
+	return p.redis.Crash(ctx)
 }
 
 // waitEdgeServes polls every target through the edge with the admin key until each answers.

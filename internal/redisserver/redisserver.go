@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/keygate-dev/keygate/internal/proc"
@@ -69,6 +70,19 @@ func (s *Server) start(ctx context.Context) error {
 // Restart stops the server and starts it again on the same port with the same data directory.
 func (s *Server) Restart(ctx context.Context) error {
 	s.p.Stop(10 * time.Second)
+	return s.start(ctx)
+}
+
+// Crash kills the server with SIGKILL, as an OOM kill or a power cut would (no shutdown, no
+// final save or fsync), and starts it again on the same port with the same data directory.
+// With AppendOnly, every write acknowledged before the kill is still there afterwards.
+func (s *Server) Crash(ctx context.Context) error {
+	_ = s.p.Signal(syscall.SIGKILL)
+	select {
+	case <-s.p.Exited():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	return s.start(ctx)
 }
 
