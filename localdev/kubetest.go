@@ -3,6 +3,7 @@ package localdev
 import (
 	"context"
 	"path/filepath"
+	"syscall"
 
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
@@ -41,3 +42,10 @@ func StartAPIServer(ctx context.Context, dir, name, etcdURL string, ca *pki.CA) 
 
 // Stop stops the API server (before its etcd: an API server whose etcd is gone is slow to exit).
 func (a *APIServer) Stop() { a.stop() }
+
+// Kill ends the API server at once, as a crash would, and waits for it to exit. A graceful stop
+// waits for open watches up to its 10 s grace; tests that throw the state away need not.
+func (a *APIServer) Kill() {
+	_ = a.p.Signal(syscall.SIGKILL)
+	<-a.p.Exited()
+}

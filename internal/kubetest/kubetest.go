@@ -75,9 +75,10 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	return s, nil
 }
 
-// Stop stops the API server, then etcd.
+// Stop ends the API server, then etcd. The API server is killed: its state is thrown away, and a
+// graceful stop would wait for the open watches of the code under test.
 func (s *Server) Stop() {
-	s.api.Stop()
+	s.api.Kill()
 	s.etcd.Stop(10 * time.Second)
 }
 

@@ -111,10 +111,6 @@ func Watch(ctx context.Context, o Options) (*Source, model.Model, error) {
 	if o.Debounce <= 0 {
 		o.Debounce = DefaultDebounce
 	}
-	m, err := newMetrics(o.Registerer)
-	if err != nil {
-		return nil, model.Model{}, fmt.Errorf("kubernetes source metrics: %w", err)
-	}
 	dyn, err := dynamic.NewForConfig(o.Config)
 	if err != nil {
 		return nil, model.Model{}, fmt.Errorf("kubernetes source: %w", err)
@@ -125,6 +121,10 @@ func Watch(ctx context.Context, o Options) (*Source, model.Model, error) {
 	}
 	if err := preflight(ctx, o, dyn, kube); err != nil {
 		return nil, model.Model{}, err
+	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, model.Model{}, fmt.Errorf("kubernetes source metrics: %w", err)
 	}
 
 	s := &Source{
@@ -161,18 +161,9 @@ func Watch(ctx context.Context, o Options) (*Source, model.Model, error) {
 			inf.RunWithContext(ictx)
 		}()
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-ictx.Done():
-			cancel()
-		case <-sctx.Done():
-		}
-	}()
-	if !cache.WaitForCacheSync(sctx.Done(), s.clusters.HasSynced, s.secrets.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), s.clusters.HasSynced, s.secrets.HasSynced) {
 		s.Close()
-		return nil, model.Model{}, fmt.Errorf("kubernetes source: the Cluster and Secret caches did not fill: %w", context.Cause(sctx))
+		return nil, model.Model{}, fmt.Errorf("kubernetes source: the Cluster and Secret caches did not fill: %w", ctx.Err())
 	}
 	first := s.build(nil)
 	o.Log.Info("kubernetes source synced", "clusters", len(s.state), "targets", len(first.Targets),
@@ -328,10 +319,9 @@ func (s *Source) changed() {
 // changes nothing: the last good targets stay in force.
 func (s *Source) Run(ctx context.Context, update func(context.Context, model.Model) error, invalid func(error)) error {
 	defer s.Close()
-	timer := time.NewTimer(0)
-	if !timer.Stop() {
-		<-timer.C
-	}
+	// Stopped until the first change; since Go 1.23 a stopped timer's channel holds nothing stale.
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	var since time.Time // when the oldest change not yet built arrived
 	for {
 		select {
