@@ -11,6 +11,10 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	credinjectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/credential_injector/v3"
+	upstreamcodecv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/upstream_codec/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	genericcredv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/injected_credentials/generic/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -58,12 +62,7 @@ func upstreamCluster(t model.Target) (*clusterv3.Cluster, error) {
 		return nil, err
 	}
 	name := ClusterName(t.Ref)
-	// SPDY upgrades (kubectl exec, port-forward) exist in HTTP/1.1 only.
-	http1, err := pack(&upstreamhttpv3.HttpProtocolOptions{
-		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
-			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
-		}},
-	})
+	http1, err := upstreamHTTPProtocolOptions(name, u)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +98,7 @@ func upstreamCluster(t model.Target) (*clusterv3.Cluster, error) {
 		c.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
 	}
 	if u.TLS() {
-		ts, err := upstreamTLS(u)
+		ts, err := upstreamTLS(name, u)
 		if err != nil {
 			return nil, err
 		}
@@ -132,10 +131,73 @@ func hostPort(u model.Upstream) (string, uint32, error) {
 	return host, uint32(n), nil
 }
 
+// upstreamHTTPProtocolOptions speak HTTP/1.1 to the upstream: SPDY upgrades (kubectl exec,
+// port-forward) exist in HTTP/1.1 only. An upstream with a bearer token gets it from an upstream
+// HTTP filter, the credential injector, with the token over SDS (see tokenFilters).
+func upstreamHTTPProtocolOptions(cluster string, u model.Upstream) (*anypb.Any, error) {
+	opts := &upstreamhttpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
+		}},
+	}
+	if u.Token != "" {
+		if !u.TLS() {
+			// Fail closed: a credential must not travel in clear.
+			return nil, fmt.Errorf("a bearer token for the http upstream %s; it needs https", u.URL)
+		}
+		if err := checkToken(u.Token); err != nil {
+			return nil, err
+		}
+		filters, err := tokenFilters(TokenSecretName(cluster))
+		if err != nil {
+			return nil, err
+		}
+		opts.HttpFilters = filters
+	}
+	return pack(opts)
+}
+
+// tokenFilters are the upstream HTTP filters that send the token of secret as
+// `Authorization: Bearer <token>`. They run per upstream request, after routing, so the token is
+// the cluster's: the route has already removed the client's access key (Authorization), and
+// overwrite makes sure that no client-sent value could ever take the token's place. Without the
+// token (its secret not yet delivered) the filter answers 401 rather than forward the request
+// unauthenticated; Envoy keeps the cluster warming until the secret has arrived, so that does not
+// happen in practice.
+func tokenFilters(secret string) ([]*hcmv3.HttpFilter, error) {
+	generic, err := pack(&genericcredv3.Generic{
+		Credential:        sdsSecret(secret),
+		Header:            "Authorization",
+		HeaderValuePrefix: "Bearer ",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("generic credential: %w", err)
+	}
+	injector, err := pack(&credinjectorv3.CredentialInjector{
+		Overwrite:                     true,
+		AllowRequestWithoutCredential: false,
+		Credential:                    &corev3.TypedExtensionConfig{Name: genericCredential, TypedConfig: generic},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("credential injector: %w", err)
+	}
+	// An upstream filter chain must end with the upstream codec, which sends the request.
+	codec, err := pack(&upstreamcodecv3.UpstreamCodec{})
+	if err != nil {
+		return nil, fmt.Errorf("upstream codec: %w", err)
+	}
+	return []*hcmv3.HttpFilter{
+		{Name: credentialInjectorFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: injector}},
+		{Name: upstreamCodecFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: codec}},
+	}, nil
+}
+
 // upstreamTLS verifies the upstream's certificate against its CA and its name, and presents the
 // edge's client certificate if it has one. Without a SAN matcher Envoy would accept any
-// certificate the CA signed, for any host.
-func upstreamTLS(u model.Upstream) (*corev3.TransportSocket, error) {
+// certificate the CA signed, for any host. The CA and the client certificate are SDS secrets
+// (CASecretName, ClientSecretName); the name to verify stays here, since it is part of where the
+// cluster goes, not of its credential.
+func upstreamTLS(cluster string, u model.Upstream) (*corev3.TransportSocket, error) {
 	if len(u.CA) == 0 {
 		// Fail closed: there is no insecure mode.
 		return nil, fmt.Errorf("https upstream %s has no CA to verify it with", u.URL)
@@ -149,19 +211,19 @@ func upstreamTLS(u model.Upstream) (*corev3.TransportSocket, error) {
 		san.SanType = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
 	}
 	common := &tlsv3.CommonTlsContext{
-		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-			TrustedCa:                 inline(u.CA),
-			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{san},
+		// Envoy merges the two: the trusted CA from the secret, the name matcher from here.
+		ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+			DefaultValidationContext: &tlsv3.CertificateValidationContext{
+				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{san},
+			},
+			ValidationContextSdsSecretConfig: sdsSecret(CASecretName(cluster)),
 		}},
 	}
 	if len(u.ClientCert) > 0 || len(u.ClientKey) > 0 {
 		if len(u.ClientCert) == 0 || len(u.ClientKey) == 0 {
 			return nil, errors.New("client certificate and key: both or neither")
 		}
-		common.TlsCertificates = []*tlsv3.TlsCertificate{{
-			CertificateChain: inline(u.ClientCert),
-			PrivateKey:       inline(u.ClientKey),
-		}}
+		common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{sdsSecret(ClientSecretName(cluster))}
 	}
 	ctx := &tlsv3.UpstreamTlsContext{CommonTlsContext: common}
 	// SNI carries DNS names only (RFC 6066): for an IP address the edge sends none and

@@ -12,13 +12,16 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 	"sigs.k8s.io/yaml"
 
+	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/file"
+	"github.com/keygate-dev/keygate/xds/target"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml from the current output")
@@ -58,35 +61,58 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := Translate(m, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			goldenPath := strings.TrimSuffix(in, ".yaml") + ".golden.yaml"
-			if *update {
-				data, err := marshalGolden(got)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(goldenPath, data, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			data, err := os.ReadFile(goldenPath)
-			if err != nil {
-				t.Fatalf("%v (run `go test ./xds/translate -update` to create it)", err)
-			}
-			want, err := unmarshalGolden(data)
-			if err != nil {
-				t.Fatalf("%s: %v", goldenPath, err)
-			}
-			if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
-				t.Errorf("resources differ from %s (-want +got); if intended, run `go test ./xds/translate -update`:\n%s", goldenPath, diff)
-			}
+			checkGolden(t, strings.TrimSuffix(in, ".yaml")+".golden.yaml", m, opts)
 		})
 	}
 	if n == 0 {
 		t.Fatal("no golden cases in testdata")
+	}
+}
+
+// TestGoldenModels are golden cases built as models in code, for what the targets file cannot
+// express (a bearer token comes from the Kubernetes source only).
+func TestGoldenModels(t *testing.T) {
+	opts := goldenOptions(t)
+	cases := map[string]model.Model{
+		"token": model.New(
+			model.Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "prod"}, Upstream: withToken(t, "https://api.prod.example.com:6443", "eyJhbGciOiJSUzI1NiJ9.golden.token")},
+			model.Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "staging"}, Upstream: secure(t, "https://10.0.0.8:6443")},
+		),
+	}
+	for name, m := range cases {
+		t.Run(name, func(t *testing.T) {
+			checkGolden(t, filepath.Join("testdata", name+".golden.yaml"), m, opts)
+		})
+	}
+}
+
+// checkGolden translates m and compares the resources with goldenPath (or, with -update, writes
+// them there).
+func checkGolden(t *testing.T, goldenPath string, m model.Model, opts Options) {
+	t.Helper()
+	got, err := Translate(m, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *update {
+		data, err := marshalGolden(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(goldenPath, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(goldenPath)
+	if err != nil {
+		t.Fatalf("%v (run `go test ./xds/translate -update` to create it)", err)
+	}
+	want, err := unmarshalGolden(data)
+	if err != nil {
+		t.Fatalf("%s: %v", goldenPath, err)
+	}
+	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+		t.Errorf("resources differ from %s (-want +got); if intended, run `go test ./xds/translate -update`:\n%s", goldenPath, diff)
 	}
 }
 
@@ -95,10 +121,11 @@ type golden struct {
 	Listeners []json.RawMessage `json:"listeners"`
 	Routes    []json.RawMessage `json:"routes"`
 	Clusters  []json.RawMessage `json:"clusters"`
+	Secrets   []json.RawMessage `json:"secrets"`
 }
 
 func marshalGolden(r Resources) ([]byte, error) {
-	g := golden{Listeners: []json.RawMessage{}, Routes: []json.RawMessage{}, Clusters: []json.RawMessage{}}
+	g := golden{Listeners: []json.RawMessage{}, Routes: []json.RawMessage{}, Clusters: []json.RawMessage{}, Secrets: []json.RawMessage{}}
 	add := func(list *[]json.RawMessage, m proto.Message) error {
 		b, err := protojson.Marshal(m)
 		if err != nil {
@@ -119,6 +146,11 @@ func marshalGolden(r Resources) ([]byte, error) {
 	}
 	for _, c := range r.Clusters {
 		if err := add(&g.Clusters, c); err != nil {
+			return nil, err
+		}
+	}
+	for _, sec := range r.Secrets {
+		if err := add(&g.Secrets, sec); err != nil {
 			return nil, err
 		}
 	}
@@ -159,6 +191,13 @@ func unmarshalGolden(data []byte) (Resources, error) {
 			return Resources{}, fmt.Errorf("clusters[%d]: %w", i, err)
 		}
 		r.Clusters = append(r.Clusters, c)
+	}
+	for i, b := range g.Secrets {
+		sec := &tlsv3.Secret{}
+		if err := protojson.Unmarshal(b, sec); err != nil {
+			return Resources{}, fmt.Errorf("secrets[%d]: %w", i, err)
+		}
+		r.Secrets = append(r.Secrets, sec)
 	}
 	return r, nil
 }

@@ -27,10 +27,18 @@ const (
 	luaFilter      = wellknown.Lua                       // envoy.filters.http.lua
 	hcmFilter      = wellknown.HTTPConnectionManager     // envoy.filters.network.http_connection_manager
 	tlsSocket      = wellknown.TransportSocketTLS        // envoy.transport_sockets.tls
+
+	// Upstream HTTP filters of a cluster with a bearer token, and the credential extension.
+	credentialInjectorFilter = "envoy.filters.http.credential_injector"
+	upstreamCodecFilter      = "envoy.filters.http.upstream_codec"
+	genericCredential        = "envoy.http.injected_credentials.generic"
 )
 
 // httpsListener is the edge's one listener: TLS with the serving certificate, then an HTTP
 // connection manager that normalises paths, checks every request with ext_authz and routes by RDS.
+// The serving certificate and key are the secret ServingSecretName, over SDS like the upstreams'
+// credentials: a new serving certificate then replaces the TLS context in place, without
+// draining the listener's connections, and the key is in no listener (LDS) resource.
 func httpsListener(o Options) (*listenerv3.Listener, error) {
 	hcm, err := connectionManager(o)
 	if err != nil {
@@ -42,10 +50,7 @@ func httpsListener(o Options) (*listenerv3.Listener, error) {
 	}
 	tlsAny, err := pack(&tlsv3.DownstreamTlsContext{
 		CommonTlsContext: &tlsv3.CommonTlsContext{
-			TlsCertificates: []*tlsv3.TlsCertificate{{
-				CertificateChain: inline(o.ServingCert),
-				PrivateKey:       inline(o.ServingKey),
-			}},
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(ServingSecretName)},
 			// h2 first: kubectl and browsers multiplex over one connection. SPDY upgrades
 			// (exec, port-forward) negotiate http/1.1.
 			AlpnProtocols: []string{"h2", "http/1.1"},

@@ -1,5 +1,6 @@
 // Package translate turns the model of the edge's targets into Envoy resources: one HTTPS
-// listener, one route configuration and one cluster per target. Translate is a pure function (no
+// listener, one route configuration, one cluster per target and the SDS secrets that hold the
+// serving certificate and every upstream credential (see secrets.go). Translate is a pure function (no
 // I/O, same input → same output) so that golden files can pin its output, and it validates every
 // resource it returns.
 package translate
@@ -12,6 +13,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
@@ -80,6 +82,9 @@ type Resources struct {
 	Listeners []*listenerv3.Listener
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
+	// Secrets are the SDS secrets the listener and the clusters refer to by name: the serving
+	// certificate first, then each target's, in target order.
+	Secrets []*tlsv3.Secret
 }
 
 // ByType returns the resources keyed by xDS type, as go-control-plane's snapshots take them.
@@ -88,6 +93,7 @@ func (r Resources) ByType() map[resource.Type][]types.Resource {
 		resource.ListenerType: {},
 		resource.RouteType:    {},
 		resource.ClusterType:  {},
+		resource.SecretType:   {},
 	}
 	for _, l := range r.Listeners {
 		out[resource.ListenerType] = append(out[resource.ListenerType], l)
@@ -97,6 +103,9 @@ func (r Resources) ByType() map[resource.Type][]types.Resource {
 	}
 	for _, c := range r.Clusters {
 		out[resource.ClusterType] = append(out[resource.ClusterType], c)
+	}
+	for _, sec := range r.Secrets {
+		out[resource.SecretType] = append(out[resource.SecretType], sec)
 	}
 	return out
 }
@@ -116,7 +125,10 @@ func Translate(m model.Model, o Options) (Resources, error) {
 	if err != nil {
 		return Resources{}, fmt.Errorf("translate: listener: %w", err)
 	}
-	res := Resources{Listeners: []*listenerv3.Listener{l}}
+	res := Resources{
+		Listeners: []*listenerv3.Listener{l},
+		Secrets:   []*tlsv3.Secret{tlsCertificateSecret(ServingSecretName, o.ServingCert, o.ServingKey)},
+	}
 	routes := make([]*routev3.Route, 0, 2*len(m.Targets)+1)
 	for _, t := range m.Targets {
 		if err := t.Ref.Validate(); err != nil {
@@ -131,6 +143,7 @@ func Translate(m model.Model, o Options) (Resources, error) {
 			return Resources{}, fmt.Errorf("translate: %s: %w", t.Ref, err)
 		}
 		res.Clusters = append(res.Clusters, c)
+		res.Secrets = append(res.Secrets, upstreamSecrets(c.GetName(), t.Upstream)...)
 		routes = append(routes, rs...)
 	}
 	nf, err := notFoundRoute()
@@ -165,6 +178,12 @@ func (r Resources) validate() error {
 	}
 	for _, c := range r.Clusters {
 		check("cluster", c.GetName(), c)
+	}
+	for _, sec := range r.Secrets {
+		check("secret", sec.GetName(), sec)
+	}
+	if err := r.checkSecretReferences(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

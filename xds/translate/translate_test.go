@@ -60,6 +60,15 @@ func secure(t *testing.T, raw string) model.Upstream {
 	return u
 }
 
+// withToken is a TLS upstream (CA, no client certificate) that authenticates with a bearer token.
+func withToken(t *testing.T, raw, token string) model.Upstream {
+	t.Helper()
+	u := secure(t, raw)
+	u.ClientCert, u.ClientKey = nil, nil
+	u.Token = token
+	return u
+}
+
 func translate(t *testing.T, targets ...model.Target) Resources {
 	t.Helper()
 	res, err := Translate(model.New(targets...), goldenOptions(t))
@@ -238,16 +247,32 @@ func TestClusters(t *testing.T) {
 			if ctx.Sni != tc.sni {
 				t.Errorf("SNI %q, want %q", ctx.Sni, tc.sni)
 			}
-			vc := ctx.CommonTlsContext.GetValidationContext()
-			if vc.GetTrustedCa().GetInlineString() != string(tc.target.Upstream.CA) {
-				t.Error("trusted CA is not the upstream's CA")
+			combined := ctx.CommonTlsContext.GetCombinedValidationContext()
+			if got := combined.GetValidationContextSdsSecretConfig(); !proto.Equal(got, sdsSecret("ca_"+tc.name)) {
+				t.Errorf("trusted CA from %v, want secret ca_%s over ADS", got, tc.name)
+			}
+			if sec := secretNamed(res, "ca_"+tc.name); sec.GetValidationContext().GetTrustedCa().GetInlineString() != string(tc.target.Upstream.CA) {
+				t.Error("secret ca_" + tc.name + " does not hold the upstream's CA")
 			}
 			wantSAN := []*tlsv3.SubjectAltNameMatcher{{SanType: tc.sanType, Matcher: exact(tc.san)}}
-			if diff := cmp.Diff(wantSAN, vc.MatchTypedSubjectAltNames, protocmp.Transform()); diff != "" {
+			if diff := cmp.Diff(wantSAN, combined.GetDefaultValidationContext().GetMatchTypedSubjectAltNames(), protocmp.Transform()); diff != "" {
 				t.Errorf("SAN matchers (-want +got):\n%s", diff)
 			}
-			if got := len(ctx.CommonTlsContext.TlsCertificates) == 1; got != tc.clientTL {
-				t.Errorf("client certificate present = %v, want %v", got, tc.clientTL)
+			if len(ctx.CommonTlsContext.TlsCertificates) != 0 || ctx.CommonTlsContext.GetValidationContext() != nil {
+				t.Error("credentials inlined in the cluster; they go over SDS")
+			}
+			refs := ctx.CommonTlsContext.TlsCertificateSdsSecretConfigs
+			if got := len(refs) == 1; got != tc.clientTL {
+				t.Fatalf("client certificate present = %v, want %v", got, tc.clientTL)
+			}
+			if tc.clientTL {
+				if !proto.Equal(refs[0], sdsSecret("client_"+tc.name)) {
+					t.Errorf("client certificate from %v, want secret client_%s over ADS", refs[0], tc.name)
+				}
+				cert := secretNamed(res, "client_"+tc.name).GetTlsCertificate()
+				if cert.GetCertificateChain().GetInlineString() != string(tc.target.Upstream.ClientCert) || cert.GetPrivateKey().GetInlineString() != string(tc.target.Upstream.ClientKey) {
+					t.Error("secret client_" + tc.name + " does not hold the edge's client certificate and key")
+				}
 			}
 		})
 	}
@@ -272,8 +297,11 @@ func TestListener(t *testing.T) {
 	if diff := cmp.Diff([]string{"h2", "http/1.1"}, down.CommonTlsContext.AlpnProtocols); diff != "" {
 		t.Errorf("ALPN (-want +got):\n%s", diff)
 	}
-	if got := down.CommonTlsContext.TlsCertificates[0].CertificateChain.GetInlineString(); got != string(opts.ServingCert) {
-		t.Error("the serving certificate is not inlined")
+	if refs := down.CommonTlsContext.TlsCertificateSdsSecretConfigs; len(refs) != 1 || !proto.Equal(refs[0], sdsSecret("serving")) || len(down.CommonTlsContext.TlsCertificates) != 0 {
+		t.Errorf("serving certificate from %v (inline %v), want secret serving over ADS", refs, down.CommonTlsContext.TlsCertificates)
+	}
+	if cert := secretNamed(res, "serving").GetTlsCertificate(); cert.GetCertificateChain().GetInlineString() != string(opts.ServingCert) || cert.GetPrivateKey().GetInlineString() != string(opts.ServingKey) {
+		t.Error("secret serving does not hold the serving certificate and key")
 	}
 	hcm := &hcmv3.HttpConnectionManager{}
 	if err := fc.Filters[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
@@ -322,6 +350,8 @@ func TestTranslateErrors(t *testing.T) {
 	noServing.ServingKey = nil
 	noPort := goldenOptions(t)
 	noPort.ListenPort = 0
+	plainWithToken := plain(t, "http://127.0.0.1:6443")
+	plainWithToken.Token = "abc"
 	tests := map[string]struct {
 		model model.Model
 		opts  Options
@@ -333,6 +363,9 @@ func TestTranslateErrors(t *testing.T) {
 		"upstream without url":        {model.New(model.Target{Ref: demo}), goldenOptions(t), "upstream has no URL"},
 		"no serving key":              {model.New(), noServing, "the serving certificate and key are required"},
 		"no listen port":              {model.New(), noPort, "listen port 0"},
+		"token over plain http":       {model.New(model.Target{Ref: demo, Upstream: plainWithToken}), goldenOptions(t), "a bearer token for the http upstream http://127.0.0.1:6443; it needs https"},
+		"token with a line break":     {model.New(model.Target{Ref: demo, Upstream: withToken(t, "https://127.0.0.1:6443", "abc\r\nX-Evil: 1")}), goldenOptions(t), "bearer token: byte 3 is not a visible ASCII character"},
+		"token with a space":          {model.New(model.Target{Ref: demo, Upstream: withToken(t, "https://127.0.0.1:6443", "Bearer abc")}), goldenOptions(t), "bearer token: byte 6"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -353,6 +386,7 @@ func TestTranslateIsDeterministic(t *testing.T) {
 		{Ref: grafana, Upstream: plain(t, "http://127.0.0.1:3000")},
 		{Ref: mgmt, Upstream: secure(t, "https://127.0.0.1:9443")},
 		{Ref: auth, Upstream: plain(t, "http://127.0.0.1:8080")},
+		{Ref: oidc, Upstream: withToken(t, "https://127.0.0.1:5556", "t0ken")},
 	}
 	first := marshalAll(t, translate(t, targets...))
 	for i := range 10 {
@@ -387,5 +421,17 @@ func clusterMessages(r Resources) []proto.Message {
 	for _, c := range r.Clusters {
 		ms = append(ms, c)
 	}
+	for _, sec := range r.Secrets {
+		ms = append(ms, sec)
+	}
 	return ms
+}
+
+func secretNamed(r Resources, name string) *tlsv3.Secret {
+	for _, s := range r.Secrets {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
 }
