@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -27,20 +26,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "keygate-keycache-test-")
-	if err != nil {
-		panic(err)
-	}
-	redisSrv, err = redisserver.Start(context.Background(), redisserver.Options{Dir: dir, AppendOnly: true})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "extauthz/keycache tests need a real Redis:", err)
-		os.Exit(1)
-	}
-	keys = store.New(newClient())
-	code := m.Run()
-	redisSrv.Stop()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	redisserver.TestMain(m, "extauthz/keycache", redisserver.Options{AppendOnly: true}, func(srv *redisserver.Server) {
+		redisSrv = srv
+		keys = store.New(newClient())
+	})
 }
 
 // newClient has extauthz's timeouts, so that a dead connection is noticed as in production.

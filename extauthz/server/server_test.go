@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -39,21 +37,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "keygate-extauthz-test-")
-	if err != nil {
-		panic(err)
-	}
-	srv, err := redisserver.Start(context.Background(), redisserver.Options{Dir: dir})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "extauthz/server tests need a real Redis:", err)
-		os.Exit(1)
-	}
-	rdb = redis.NewClient(&redis.Options{Addr: srv.Addr})
-	keys = store.New(rdb)
-	code := m.Run()
-	srv.Stop()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	redisserver.TestMain(m, "extauthz/server", redisserver.Options{}, func(srv *redisserver.Server) {
+		rdb = redis.NewClient(&redis.Options{Addr: srv.Addr})
+		keys = store.New(rdb)
+	})
 }
 
 // serve runs a Server over real gRPC on loopback and returns a client for it.

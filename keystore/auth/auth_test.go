@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -40,25 +39,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "keygate-auth-test-")
-	if err != nil {
-		panic(err)
-	}
-	srv, err := redisserver.Start(context.Background(), redisserver.Options{Dir: dir})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "keystore/auth tests need a real Redis (install it with `make tools` or `apt-get install -y redis-server`):", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	rdb = redis.NewClient(&redis.Options{Addr: srv.Addr})
-	keys = store.New(rdb)
-	// The lowest bcrypt cost keeps the tests fast; Authenticate is the same code at any cost.
-	userS = users.New(rdb, users.Options{Cost: bcrypt.MinCost})
-	code := m.Run()
-	rdb.Close()
-	srv.Stop()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	redisserver.TestMain(m, "keystore/auth", redisserver.Options{}, func(srv *redisserver.Server) {
+		rdb = redis.NewClient(&redis.Options{Addr: srv.Addr})
+		keys = store.New(rdb)
+		// The lowest bcrypt cost keeps the tests fast; Authenticate is the same code at any cost.
+		userS = users.New(rdb, users.Options{Cost: bcrypt.MinCost})
+	})
 }
 
 var runID = strconv.FormatInt(time.Now().UnixNano()%1e9, 36)

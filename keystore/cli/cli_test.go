@@ -25,20 +25,9 @@ import (
 var redisAddr string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "keygate-cli-test-")
-	if err != nil {
-		panic(err)
-	}
-	srv, err := redisserver.Start(context.Background(), redisserver.Options{Dir: dir})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "keystore/cli tests need a real Redis:", err)
-		os.Exit(1)
-	}
-	redisAddr = srv.Addr
-	code := m.Run()
-	srv.Stop()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	redisserver.TestMain(m, "keystore/cli", redisserver.Options{}, func(srv *redisserver.Server) {
+		redisAddr = srv.Addr
+	})
 }
 
 func run(args ...string) (code int, stdout, stderr string) {

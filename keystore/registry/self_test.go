@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -23,20 +22,9 @@ import (
 var keys *store.Store
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "keygate-registry-test-")
-	if err != nil {
-		panic(err)
-	}
-	srv, err := redisserver.Start(context.Background(), redisserver.Options{Dir: dir})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "keystore/registry tests need a real Redis:", err)
-		os.Exit(1)
-	}
-	keys = store.New(redis.NewClient(&redis.Options{Addr: srv.Addr}))
-	code := m.Run()
-	srv.Stop()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	redisserver.TestMain(m, "keystore/registry", redisserver.Options{}, func(srv *redisserver.Server) {
+		keys = store.New(redis.NewClient(&redis.Options{Addr: srv.Addr}))
+	})
 }
 
 // as is a request context of name with groups, made with the key named key.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -26,21 +25,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "keygate-store-test-")
-	if err != nil {
-		panic(err)
-	}
-	srv, err := redisserver.Start(context.Background(), redisserver.Options{Dir: dir})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "keystore/store tests need a real Redis:", err)
-		os.Exit(1)
-	}
-	rdb = redis.NewClient(&redis.Options{Addr: srv.Addr})
-	store = New(rdb)
-	code := m.Run()
-	srv.Stop()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	redisserver.TestMain(m, "keystore/store", redisserver.Options{}, func(srv *redisserver.Server) {
+		rdb = redis.NewClient(&redis.Options{Addr: srv.Addr})
+		store = New(rdb)
+	})
 }
 
 func key(name string, spec v1.OwnedAccessKeySpec) *v1.OwnedAccessKey {

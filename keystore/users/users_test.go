@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,24 +25,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "keygate-users-test-")
-	if err != nil {
-		panic(err)
-	}
-	srv, err := redisserver.Start(context.Background(), redisserver.Options{Dir: dir})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "keystore/users tests need a real Redis (install it with `make tools` or `apt-get install -y redis-server`):", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	rdb = redis.NewClient(&redis.Options{Addr: srv.Addr})
-	// The lowest cost keeps the tests fast; hashing is the same code at any cost.
-	users = New(rdb, Options{Cost: bcrypt.MinCost})
-	code := m.Run()
-	rdb.Close()
-	srv.Stop()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	redisserver.TestMain(m, "keystore/users", redisserver.Options{}, func(srv *redisserver.Server) {
+		rdb = redis.NewClient(&redis.Options{Addr: srv.Addr})
+		// The lowest cost keeps the tests fast; hashing is the same code at any cost.
+		users = New(rdb, Options{Cost: bcrypt.MinCost})
+	})
 }
 
 var runID = strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
