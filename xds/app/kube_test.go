@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -24,10 +25,11 @@ import (
 )
 
 // TestKubernetesSource runs xds with --source=kubernetes against a real kube-apiserver, and a
-// second Envoy: a Cluster object and its Secret make a route appear, a rotated Secret changes
-// the credential Envoy presents upstream, deleting the Cluster removes the route, and the
-// targets file's targets are served beside them. The connected cluster is the same
-// kube-apiserver, so the edge's identity is what that API server says it is.
+// second Envoy: Cluster objects and their Secrets (a client certificate for prod, a
+// service-account token for staging) make routes appear, a rotated token changes the credential
+// Envoy sends upstream, deleting a Cluster removes its route, and the targets file's targets are
+// served beside them. Both clusters are that same kube-apiserver, so the edge's identity is what
+// the API server says it is.
 func TestKubernetesSource(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -54,15 +56,11 @@ func TestKubernetesSource(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The edge's credential for the cluster: a client certificate the API server accepts.
-	putSecret := func(user string) {
+	// The edge's credentials: for prod a client certificate, for staging a service account's
+	// token (as a service-account token Secret holds it), both accepted by the API server.
+	putSecret := func(name string, data map[string][]byte) {
 		t.Helper()
-		pair, err := kubeAPI.CA.Client(user)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "prod-credentials"},
-			Data: map[string][]byte{"ca.crt": kubeAPI.CA.CertPEM, "tls.crt": pair.CertPEM, "tls.key": pair.KeyPEM}}
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}, Data: data}
 		secrets := kubeAPI.Client.CoreV1().Secrets("default")
 		if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 			if _, err := secrets.Create(ctx, s, metav1.CreateOptions{}); err != nil {
@@ -70,7 +68,24 @@ func TestKubernetesSource(t *testing.T) {
 			}
 		}
 	}
-	putSecret("keygate-edge-1")
+	pair, err := kubeAPI.CA.Client("keygate-edge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	putSecret("prod-credentials", map[string][]byte{"ca.crt": kubeAPI.CA.CertPEM, "tls.crt": pair.CertPEM, "tls.key": pair.KeyPEM})
+	saToken := func(name string) []byte {
+		t.Helper()
+		sas := kubeAPI.Client.CoreV1().ServiceAccounts("default")
+		if _, err := sas.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		tr, err := sas.CreateToken(ctx, name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []byte(tr.Status.Token)
+	}
+	putSecret("staging-token", map[string][]byte{"ca.crt": kubeAPI.CA.CertPEM, "token": saToken("edge-1")})
 
 	ports, err := proc.FreePorts(4)
 	if err != nil {
@@ -125,10 +140,11 @@ func TestKubernetesSource(t *testing.T) {
 	p := &platform{edgeURL: "https://" + addr(2), adminURL: "http://" + addr(3), xdsHTTP: "http://" + addr(1), client: edge.client}
 
 	// GET /api/v1/namespaces needs rights the edge's identity lacks: the API server's 403 names
-	// the user it authenticated, i.e. the certificate Envoy presented.
+	// the user it authenticated, i.e. the credential Envoy presented.
 	const path = "/kubernetes/cluster/prod/api/v1/namespaces"
-	seenAs := func(user string) func() error {
+	seenAs := func(cluster, user string) func() error {
 		return func() error {
+			path := "/kubernetes/cluster/" + cluster + "/api/v1/namespaces"
 			r, err := p.try(path, nil)
 			if err != nil {
 				return err
@@ -143,28 +159,32 @@ func TestKubernetesSource(t *testing.T) {
 		t.Fatalf("before the Cluster exists: GET %s: %d %s, want 404", path, r.status, r.body)
 	}
 
-	cluster := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": v1alpha1.Group + "/" + v1alpha1.Version, "kind": "Cluster",
-		"metadata": map[string]any{"name": "prod"},
-		"spec": map[string]any{
-			"config": map[string]any{"secretName": "prod-credentials", "secretNamespace": "default"},
-			"server": kubeAPI.URL,
-		},
-	}}
-	if _, err := kubeAPI.Dynamic.Resource(v1alpha1.ClusterResource).Create(ctx, cluster, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	for name, secret := range map[string]string{"prod": "prod-credentials", "staging": "staging-token"} {
+		cluster := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": v1alpha1.Group + "/" + v1alpha1.Version, "kind": "Cluster",
+			"metadata": map[string]any{"name": name},
+			"spec": map[string]any{
+				"config": map[string]any{"secretName": secret, "secretNamespace": "default"},
+				"server": kubeAPI.URL,
+			},
+		}}
+		if _, err := kubeAPI.Dynamic.Resource(v1alpha1.ClusterResource).Create(ctx, cluster, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	start := time.Now()
-	eventually(t, "prod routed as keygate-edge-1", seenAs("keygate-edge-1"))
-	t.Logf("Cluster created → Envoy routes it: %s", time.Since(start))
+	eventually(t, "prod routed with the client certificate", seenAs("prod", "keygate-edge"))
+	t.Logf("Clusters created → Envoy routes them: %s", time.Since(start))
+	eventually(t, "staging routed with edge-1's token", seenAs("staging", "system:serviceaccount:default:edge-1"))
 	if r := p.get(t, "/auth/login", nil); r.status != http.StatusOK || r.echoed(t).Upstream != "auth" {
 		t.Errorf("the targets file's /auth/ beside Kubernetes: %d %s", r.status, r.body)
 	}
 
-	putSecret("keygate-edge-2")
+	// A rotated token applies to the next request (it is a header, not a connection's).
+	putSecret("staging-token", map[string][]byte{"ca.crt": kubeAPI.CA.CertPEM, "token": saToken("edge-2")})
 	start = time.Now()
-	eventually(t, "prod routed as keygate-edge-2 after the rotation", seenAs("keygate-edge-2"))
-	t.Logf("Secret rotated → Envoy presents the new certificate: %s", time.Since(start))
+	eventually(t, "staging routed with edge-2's token after the rotation", seenAs("staging", "system:serviceaccount:default:edge-2"))
+	t.Logf("Secret rotated → Envoy sends the new token: %s", time.Since(start))
 
 	if err := kubeAPI.Dynamic.Resource(v1alpha1.ClusterResource).Delete(ctx, "prod", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)

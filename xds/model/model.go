@@ -20,8 +20,7 @@ type Upstream struct {
 	// ClientCert and ClientKey are the edge's own PEM credential for the upstream (both or neither).
 	ClientCert, ClientKey []byte
 	// Token is a bearer token the edge presents instead of a client certificate (e.g. a
-	// service account's), as `Authorization: Bearer`. Only the Kubernetes source sets it so far;
-	// translate does not yet send it (issue 5).
+	// service account's), as `Authorization: Bearer`. Only the Kubernetes source sets it so far.
 	Token string
 	// ServerName is the name to send as SNI and to verify in the upstream's certificate; empty
 	// means the URL's host.
