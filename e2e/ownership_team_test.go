@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-	"golang.org/x/crypto/bcrypt"
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
@@ -21,14 +18,8 @@ import (
 // own request does not carry.
 func TestTeamMembersManageTeamKeys(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: platform.RedisAddr})
-	defer rdb.Close()
-	us := users.New(rdb, users.Options{Cost: bcrypt.MinCost})
 	team, member := unique("team"), unique("member")
-	if err := us.Create(ctx, users.User{Name: member, Teams: []string{team}}, "correct horse battery"); err != nil {
-		t.Fatal(err)
-	}
+	storeUser(t, users.User{Name: member, Teams: []string{team}})
 	teamKeyName, _ := newKey(t, v1.OwnedAccessKeySpec{Team: team})
 	_, memberKey := newKey(t, v1.OwnedAccessKeySpec{User: member, Groups: []string{"dev"}})
 	_, outsiderKey := newKey(t, v1.OwnedAccessKeySpec{User: unique("outsider")})

@@ -20,17 +20,9 @@ import (
 // tests that with a clock.)
 func TestUserStoreGroupsAndDisabledUsers(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: platform.RedisAddr})
-	defer rdb.Close()
-	us := users.New(rdb, users.Options{Cost: bcrypt.MinCost})
 	enabled, disabled := unique("ustore"), unique("ustore-off")
-	if err := us.Create(ctx, users.User{Name: enabled, Groups: []string{"e2e-viewers"}}, "correct horse battery"); err != nil {
-		t.Fatal(err)
-	}
-	if err := us.Create(ctx, users.User{Name: disabled, Disabled: true}, "correct horse battery"); err != nil {
-		t.Fatal(err)
-	}
+	storeUser(t, users.User{Name: enabled, Groups: []string{"e2e-viewers"}})
+	storeUser(t, users.User{Name: disabled, Disabled: true})
 
 	_, key := newKey(t, v1.OwnedAccessKeySpec{User: enabled, Groups: []string{"dev"}})
 	got := whoami(t, kubeconfig(t, key), demo)
@@ -47,5 +39,15 @@ func TestUserStoreGroupsAndDisabledUsers(t *testing.T) {
 	}
 	if s := status(t, resp, body); !strings.Contains(s.Message, fmt.Sprintf("the user %q", disabled)) || !strings.Contains(s.Message, "is disabled") {
 		t.Errorf("message %q does not say the user is disabled", s.Message)
+	}
+}
+
+// storeUser puts u in the platform's user store, as `keystore create-user` would.
+func storeUser(t *testing.T, u users.User) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: platform.RedisAddr})
+	defer rdb.Close()
+	if err := users.New(rdb, users.Options{Cost: bcrypt.MinCost}).Create(context.Background(), u, "correct horse battery"); err != nil {
+		t.Fatal(err)
 	}
 }
