@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -20,6 +22,7 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/keygate-dev/keygate/xds/model"
@@ -103,8 +106,38 @@ func upstreamCluster(t model.Target) (*clusterv3.Cluster, error) {
 			return nil, err
 		}
 		c.TransportSocket = ts
+		c.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+			MetadataNamespace: {Fields: map[string]*structpb.Value{
+				CredentialsDigestKey: structpb.NewStringValue(credentialsDigest(u)),
+			}},
+		}}
 	}
 	return c, nil
+}
+
+// MetadataNamespace and CredentialsDigestKey name the cluster metadata that changes whenever the
+// cluster's TLS credentials (CA or client certificate) do.
+const (
+	MetadataNamespace    = "keygate"
+	CredentialsDigestKey = "credentials_digest"
+)
+
+// credentialsDigest identifies an upstream's CA and client certificate. The cluster carries it so
+// that a new CA or client certificate also changes the cluster, not only its secrets: Envoy
+// applies a secret update to new connections only, and keeps the ones it has pooled, with the
+// previous credential, for as long as they stay open (an API server's keep-alive connection:
+// for ever). A changed cluster is replaced, and the old one's connections drained: in-flight
+// requests (watches, exec) finish on them, and every new request opens a connection with the
+// new credential. The token is left out: it is added to each request, so a new token applies at
+// once. The key is left out too: a new key comes with a new certificate.
+func credentialsDigest(u model.Upstream) string {
+	h := sha256.New()
+	for _, b := range [][]byte{u.CA, u.ClientCert} {
+		// Length-prefixed, so that moving bytes from one to the other changes the digest.
+		fmt.Fprintf(h, "%d\n", len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 // hostPort is the upstream's host (without IPv6 brackets) and port (the scheme's default if the

@@ -17,8 +17,10 @@ import (
 // Credentials reach Envoy as SDS secrets (over the same ADS stream), never inlined in CDS or
 // LDS. A cluster or listener names its secrets; the secret holds the PEM or the token. The
 // names depend only on the Envoy cluster's name, never on the content: rotating a credential
-// then changes one secret's content and nothing else, so Envoy swaps the TLS context (or the
-// token) in place, without replacing the cluster or draining its connections.
+// changes a secret's content, under the same name, and Envoy updates it in place (a cluster
+// keeps using the same secret provider). A new token then applies to the next request; a new CA
+// or client certificate also changes the cluster's credentials digest (see credentialsDigest),
+// so that connections opened with the old certificate are drained.
 
 // ServingSecretName is the secret of the listener's serving certificate and key.
 const ServingSecretName = "serving"

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	credinjectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/credential_injector/v3"
 	genericcredv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/injected_credentials/generic/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -62,11 +63,11 @@ func TestSecretsPerTarget(t *testing.T) {
 	}
 }
 
-// TestRotationChangesOnlySecrets: a new CA, client certificate or token for the same target
-// changes the content of its secrets, and nothing else: same secret names, byte-identical
-// clusters, listener and routes. That is what lets Envoy rotate a credential in place, without
-// replacing (and draining) the cluster.
-func TestRotationChangesOnlySecrets(t *testing.T) {
+// TestRotationKeepsNames: a new CA, client certificate or token for the same target changes the
+// content of its secrets, under the same names, and nothing else but the credentials digest of a
+// cluster whose CA or client certificate changed (which makes Envoy drain the connections that
+// still use the old certificate). A token is added per request: its cluster stays as it is.
+func TestRotationKeepsNames(t *testing.T) {
 	issue := func(name string) model.Upstream {
 		ca, err := pki.NewCA(name + " CA")
 		if err != nil {
@@ -88,8 +89,19 @@ func TestRotationChangesOnlySecrets(t *testing.T) {
 		model.Target{Ref: demo, Upstream: issue("second")},
 		model.Target{Ref: mgmt, Upstream: withToken(t, "https://127.0.0.1:9443", "second-token")},
 	)
-	if diff := cmp.Diff(before.Clusters, after.Clusters, protocmp.Transform()); diff != "" {
-		t.Errorf("a rotation changed the clusters (-before +after):\n%s", diff)
+	digest := func(r Resources, i int) string {
+		return r.Clusters[i].GetMetadata().GetFilterMetadata()["keygate"].GetFields()["credentials_digest"].GetStringValue()
+	}
+	// Clusters in prefix order: cluster_demo, management.
+	if d1, d2 := digest(before, 0), digest(after, 0); d1 == "" || d1 == d2 {
+		t.Errorf("cluster_demo's credentials digest %q → %q: want a change", d1, d2)
+	}
+	if !proto.Equal(before.Clusters[1], after.Clusters[1]) {
+		t.Error("a new token changed its cluster; it only needs the secret")
+	}
+	ignoreDigest := protocmp.IgnoreFields(&clusterv3.Cluster{}, "metadata")
+	if diff := cmp.Diff(before.Clusters, after.Clusters, protocmp.Transform(), ignoreDigest); diff != "" {
+		t.Errorf("a rotation changed the clusters beyond the digest (-before +after):\n%s", diff)
 	}
 	if !proto.Equal(before.Listeners[0], after.Listeners[0]) || !proto.Equal(before.Routes[0], after.Routes[0]) {
 		t.Error("a rotation changed the listener or the routes")
