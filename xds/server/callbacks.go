@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -14,12 +15,35 @@ import (
 	"google.golang.org/grpc/peer"
 )
 
-// stream is what the server remembers of one xDS stream, for logs and the connected gauge.
+// stream is what the server remembers of one xDS stream, for logs, the connected gauge and
+// the ordering of rotated secrets (see Server.awaitSecrets).
 type stream struct {
 	ads  bool
 	peer string
 	// node is the Envoy's node id; Envoy sends its node on the first request only.
 	node atomic.Pointer[string]
+
+	mu sync.Mutex
+	// secrets are the names of the secrets the Envoy subscribed to on this (delta) stream.
+	secrets map[string]bool
+	// secretVersion is the snapshot version of the last secret response sent on the stream.
+	secretVersion string
+}
+
+// awaits reports whether the stream must be sent the secrets of snapshot version before
+// anything newer: it has subscribed to one of changed, and has not been sent version yet.
+func (st *stream) awaits(version string, changed []string) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.secretVersion == version {
+		return false
+	}
+	for _, name := range changed {
+		if st.secrets[name] {
+			return true
+		}
+	}
+	return false
 }
 
 func (st *stream) nodeID() string {
@@ -41,8 +65,44 @@ func (s *Server) callbacks() xdsserver.Callbacks {
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
 			s.request(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+			if req.GetTypeUrl() == resource.SecretType {
+				s.subscribeSecrets(id, req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe())
+			}
 			return nil
 		},
+		// Called on the stream's goroutine right before the response is written: whatever the
+		// stream sends next goes out after it.
+		StreamDeltaResponseFunc: func(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+			if resp.GetTypeUrl() != resource.SecretType {
+				return
+			}
+			if v, ok := s.streams.Load(id); ok {
+				st := v.(*stream)
+				st.mu.Lock()
+				st.secretVersion = resp.GetSystemVersionInfo()
+				st.mu.Unlock()
+			}
+		},
+	}
+}
+
+// subscribeSecrets follows which secrets an Envoy subscribed to on a delta stream.
+func (s *Server) subscribeSecrets(id int64, subscribe, unsubscribe []string) {
+	v, ok := s.streams.Load(id)
+	if !ok {
+		return
+	}
+	st := v.(*stream)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.secrets == nil {
+		st.secrets = map[string]bool{}
+	}
+	for _, name := range subscribe {
+		st.secrets[name] = true
+	}
+	for _, name := range unsubscribe {
+		delete(st.secrets, name)
 	}
 }
 
@@ -93,9 +153,12 @@ func (s *Server) request(id int64, node *corev3.Node, typeURL, nonce, errMsg str
 	s.metrics.nacks.WithLabelValues(shortType(typeURL)).Inc()
 }
 
-// shortType names an xDS type for labels and logs: cluster, listener, route, or the type URL.
+// shortType names an xDS type for labels and logs: cluster, listener, route, secret, or the
+// type URL.
 func shortType(typeURL string) string {
 	switch typeURL {
+	case resource.SecretType:
+		return "secret"
 	case resource.ClusterType:
 		return "cluster"
 	case resource.ListenerType:

@@ -2,6 +2,37 @@
 // snapshot of Envoy resources (through package translate) and serves it to every Envoy over
 // ADS (delta or state-of-the-world) with go-control-plane. Every Envoy gets the same
 // configuration; an unchanged model pushes nothing.
+//
+// # Secrets and ordering
+//
+// Upstream credentials and the serving certificate are SDS secrets in the same snapshot as the
+// clusters and the listener that name them, served on the same ADS stream. That is safe without
+// any sequencing here, because of how Envoy and go-control-plane behave:
+//
+//   - Envoy asks for a secret only once it has a cluster or listener that names it (delta ADS
+//     subscriptions are Envoy's), so the cluster always arrives first. A new cluster (or
+//     listener) stays warming, unused, until each of its secrets has arrived; the old version
+//     of an updated one keeps serving meanwhile. The routes meanwhile point at a cluster Envoy
+//     does not use yet, so a request meets 503, never a cluster without its credential.
+//   - The cache answers Envoy's subscription from the snapshot that defined the cluster or a
+//     later one, and every snapshot holds every secret its clusters name
+//     (translate checks it; Snapshot.Consistent does not look at secrets), so the
+//     subscription is answered at once.
+//   - In ADS mode the cache answers open watches in a fixed type order (clusters, listeners,
+//     routes, then secrets) through one stream, so a snapshot that changes both a cluster and
+//     its secret sends the cluster first.
+//   - Secret names are stable per cluster: a rotation changes a secret's content, not its name,
+//     so nothing has to warm again. A new token needs only its secret (it is added to each
+//     request). A new CA or client certificate also changes the cluster (its credentials
+//     digest) so that Envoy drains the connections made with the old certificate, which it
+//     would otherwise keep using; Update publishes such secrets one snapshot ahead of their
+//     clusters (secretsFirst), so that the replaced cluster never starts with the old content.
+//   - Envoy ignores the removal of a secret that a cluster still uses, and drops the secret
+//     itself with its last cluster.
+//
+// If a secret ever failed to arrive, Envoy would stop waiting after the SDS initial fetch
+// timeout (15s) and activate the cluster without it: its connections then fail (no TLS
+// context, or 401 without the token), they never go out without the credential.
 package server
 
 import (
@@ -21,6 +52,7 @@ import (
 	discoveryservice "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -64,6 +96,8 @@ type Server struct {
 	cancel context.CancelFunc
 
 	mu sync.Mutex // serialises Update
+	// published are the resources of the published snapshot (guarded by mu).
+	published map[resource.Type][]types.Resource
 	// version is the version of the published snapshot. It is read without mu (by the
 	// callbacks, on Envoy's streams) so that they never wait on a publication in progress.
 	version atomic.Pointer[string]
@@ -120,19 +154,23 @@ func (s *Server) Update(ctx context.Context, m model.Model) error {
 		s.log.Debug("targets unchanged; nothing to push", "version", version)
 		return nil
 	}
-	snap, err := cache.NewSnapshot(version, byType)
-	if err != nil {
-		s.metrics.reloads.WithLabelValues(ResultRejected).Inc()
-		return fmt.Errorf("snapshot: %w", err)
+	if step, changed := secretsFirst(s.published, byType); len(changed) > 0 {
+		stepVersion, err := contentVersion(step)
+		if err == nil && stepVersion != version {
+			if err = s.publish(ctx, stepVersion, step); err == nil {
+				s.awaitSecrets(ctx, stepVersion, changed)
+			}
+		}
+		if err != nil {
+			s.metrics.reloads.WithLabelValues(ResultRejected).Inc()
+			return fmt.Errorf("rotated secrets: %w", err)
+		}
 	}
-	if err := snap.Consistent(); err != nil {
+	if err := s.publish(ctx, version, byType); err != nil {
 		s.metrics.reloads.WithLabelValues(ResultRejected).Inc()
-		return fmt.Errorf("snapshot is not consistent: %w", err)
+		return err
 	}
-	if err := s.cache.SetSnapshot(ctx, nodeGroup, snap); err != nil {
-		s.metrics.reloads.WithLabelValues(ResultRejected).Inc()
-		return fmt.Errorf("publish snapshot: %w", err)
-	}
+	s.published = byType
 	s.version.Store(&version)
 	s.metrics.reloads.WithLabelValues(ResultApplied).Inc()
 	s.metrics.lastSuccess.SetToCurrentTime()
@@ -144,6 +182,93 @@ func (s *Server) Update(ctx context.Context, m model.Model) error {
 	}
 	s.log.Info("configuration published", attrs...)
 	return nil
+}
+
+// publish checks the resources as a snapshot and hands them to the cache, which answers every
+// Envoy's open watches with what changed.
+func (s *Server) publish(ctx context.Context, version string, byType map[resource.Type][]types.Resource) error {
+	snap, err := cache.NewSnapshot(version, byType)
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	if err := snap.Consistent(); err != nil {
+		return fmt.Errorf("snapshot is not consistent: %w", err)
+	}
+	if err := s.cache.SetSnapshot(ctx, nodeGroup, snap); err != nil {
+		return fmt.Errorf("publish snapshot: %w", err)
+	}
+	return nil
+}
+
+// secretsFirst returns the configuration to publish before next when next gives secrets that
+// prev already has a new content: prev, with only those secrets' content replaced, and the names
+// of those secrets (none: nothing to publish first). A rotated CA or client certificate changes
+// both the secret and its cluster (translate's credentials digest), and the cache would send the
+// cluster first (it answers in the order clusters, listeners, routes, secrets). Envoy would then
+// replace the cluster while the secret, shared by the old and the new cluster, still had the
+// old content, and a connection opened in that moment could keep the old credential for as long
+// as it stays open. Published first, the secrets reach Envoy first (the old cluster uses them
+// for its new connections); then the replaced cluster drains the old connections. New and
+// removed secrets wait for next, with their clusters: prev's clusters name exactly prev's
+// secrets, so the step is as consistent as prev.
+func secretsFirst(prev, next map[resource.Type][]types.Resource) (map[resource.Type][]types.Resource, []string) {
+	if prev == nil {
+		return nil, nil
+	}
+	nextSecrets := map[string]types.Resource{}
+	for _, r := range next[resource.SecretType] {
+		nextSecrets[cache.GetResourceName(r)] = r
+	}
+	step := map[resource.Type][]types.Resource{}
+	for typ, rs := range prev {
+		if typ != resource.SecretType {
+			step[typ] = rs
+		}
+	}
+	var changed []string
+	step[resource.SecretType] = []types.Resource{}
+	for _, r := range prev[resource.SecretType] {
+		name := cache.GetResourceName(r)
+		if n, ok := nextSecrets[name]; ok && !proto.Equal(n, r) {
+			r = n
+			changed = append(changed, name)
+		}
+		step[resource.SecretType] = append(step[resource.SecretType], r)
+	}
+	return step, changed
+}
+
+// secretsWait bounds how long Update waits for rotated secrets to be sent before their clusters.
+// An Envoy that has not acknowledged its previous secrets yet gets the new ones on its
+// acknowledgement, within a round trip; one that takes longer is stuck or gone, and must not
+// hold up the others' configuration.
+const secretsWait = 5 * time.Second
+
+// awaitSecrets waits until every delta stream subscribed to one of the changed secrets has been
+// sent the secrets of snapshot version, so that the clusters published next go out after them.
+// A stream whose last secret response is still unacknowledged gets them only on its
+// acknowledgement: publishing the clusters right away would let them overtake the secrets.
+func (s *Server) awaitSecrets(ctx context.Context, version string, changed []string) {
+	deadline := time.Now().Add(secretsWait)
+	for {
+		var waiting []string
+		s.streams.Range(func(_, v any) bool {
+			if st := v.(*stream); st.awaits(version, changed) {
+				waiting = append(waiting, firstNonEmpty(st.nodeID(), st.peer))
+			}
+			return true
+		})
+		if len(waiting) == 0 {
+			s.log.Debug("rotated secrets sent ahead of their clusters", "version", version, "secrets", changed)
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			s.log.Warn("rotated secrets not sent to every Envoy in time; publishing their clusters anyway",
+				"version", version, "waited", secretsWait, "envoys", waiting)
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // SourceError records that the source of targets could not be read (the caller logs why); the
@@ -173,7 +298,8 @@ func (s *Server) Ready(context.Context) error {
 func contentVersion(byType map[resource.Type][]types.Resource) (string, error) {
 	h := sha256.New()
 	opts := proto.MarshalOptions{Deterministic: true}
-	for _, typ := range []resource.Type{resource.ListenerType, resource.RouteType, resource.ClusterType} {
+	// Secrets count: a rotated credential changes only a secret, and must still be published.
+	for _, typ := range []resource.Type{resource.ListenerType, resource.RouteType, resource.ClusterType, resource.SecretType} {
 		for _, r := range byType[typ] {
 			b, err := opts.Marshal(r)
 			if err != nil {
@@ -194,12 +320,15 @@ var (
 	keepalivePolicy = keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}
 )
 
-// Register adds the ADS service, and CDS, LDS and RDS for Envoys configured without ADS, to g.
+// Register adds the ADS service, and CDS, LDS, RDS and SDS for Envoys configured without ADS, to
+// g. (The resources refer to their routes and secrets over ADS: such an Envoy needs its own
+// bootstrap for that.)
 func (s *Server) Register(g *grpc.Server) {
 	discoveryservice.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
 	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
 	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
 	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
+	secretservice.RegisterSecretDiscoveryServiceServer(g, s.xds)
 }
 
 // Serve serves xDS over gRPC on l until ctx ends, then ends the streams and stops.
