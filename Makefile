@@ -6,7 +6,7 @@ GO ?= go
 # anywhere near this long, it only bounds a hung run.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: run test tools build vet fuzz e2e clean help generate
+.PHONY: run test tools build vet fuzz e2e bench clean help generate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -45,6 +45,10 @@ vet: ## go vet and a gofmt check
 
 e2e: tools ## only the end-to-end tests through the real Envoy
 	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 -v ./e2e/...
+
+# Not part of `make test`: the 10,000-target run takes minutes. BENCH_ARGS='-targets 100,1000' for less.
+bench: tools ## measure xds and Envoy at 100, 1,000 and 10,000 targets (bench/README.md); prints a Markdown table
+	$(GO) run ./bench/xdsscale $(BENCH_ARGS)
 
 clean: ## remove build outputs and run state (keeps installed tools)
 	rm -rf bin .run

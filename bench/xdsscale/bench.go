@@ -1,0 +1,434 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/keygate-dev/keygate/envoy"
+	"github.com/keygate-dev/keygate/internal/pki"
+	"github.com/keygate-dev/keygate/internal/proc"
+)
+
+// staticClusters are the clusters of Envoy's bootstrap (xds, extauthz), which
+// cluster_manager.active_clusters counts beside the targets'.
+const staticClusters = 2
+
+// benchEnv is what every run shares: the PKI, the upstream and the allow-all ext_authz.
+type benchEnv struct {
+	dir, envoyBin, xdsBin string
+	samples               int
+
+	edgeCA    *pki.CA
+	upstream  *upstream
+	authz     *grpc.Server
+	authzAddr string
+	client    *http.Client
+}
+
+func newBenchEnv(dir, envoyBin, xdsBin string, samples int) (*benchEnv, error) {
+	e := &benchEnv{dir: dir, envoyBin: envoyBin, xdsBin: xdsBin, samples: samples}
+	var err error
+	if e.edgeCA, err = pki.NewCA("bench edge CA"); err != nil {
+		return nil, err
+	}
+	serving, err := e.edgeCA.Server("edge", "127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	upstreamCA, err := pki.NewCA("bench upstream CA")
+	if err != nil {
+		return nil, err
+	}
+	edgeClient, err := upstreamCA.Client("keygate-edge")
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := serving.Write(dir, "serving"); err != nil {
+		return nil, err
+	}
+	if _, _, err := edgeClient.Write(dir, "edge"); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "upstream-ca.crt"), upstreamCA.CertPEM, 0o644); err != nil {
+		return nil, err
+	}
+	e.upstream = newUpstream(upstreamCA)
+	if e.authz, e.authzAddr, err = startAllowAll(); err != nil {
+		return nil, err
+	}
+	e.client = &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig:     &tls.Config{RootCAs: e.edgeCA.Pool()},
+			ForceAttemptHTTP2:   true,
+			MaxIdleConnsPerHost: 16,
+		},
+	}
+	return e, nil
+}
+
+func (e *benchEnv) close() {
+	e.upstream.close()
+	e.authz.Stop()
+}
+
+// result is what one run measured. Durations are wall-clock; CPU is utime+stime.
+type result struct {
+	N int
+
+	// Initial load: xds started with N targets, then Envoy.
+	XDSReady       time.Duration // xds exec → /readyz 200 (targets loaded, translated, published)
+	EnvoyStats     time.Duration // Envoy exec → admin stats show every cluster active, the listener and the routes
+	EnvoySampled   time.Duration // Envoy exec → every sampled target answered from its upstream
+	Initial        usage         // xds after the initial load and push (CPU total, HWM since start)
+	InitialSteady  int64         // xds RSS 3s after Envoy served, bytes
+	EnvoyInitial   usage         // Envoy after the initial load
+	EnvoySteadyRSS int64
+
+	Add, Move change // one target added; one target's upstream moved (Envoy connected only)
+
+	Full                traffic // the whole configuration, as a new delta ADS client receives it
+	AddBytes, MoveBytes traffic // what that client receives for another add and another move
+}
+
+// change is one target change as Envoy sees it.
+type change struct {
+	Latency time.Duration // targets file renamed into place → a request through Envoy reaches the new upstream
+	XDSCPU  time.Duration // xds CPU for the change (until 2s after it was served)
+	XDSPeak int64         // xds VmHWM during the change (reset before it), bytes
+	XDSRSS  int64         // xds RSS after it, bytes
+}
+
+// run is one xds and one Envoy with n targets.
+type runState struct {
+	*benchEnv
+	n                 int
+	moved             map[int]bool // targets whose upstream moved
+	count             int          // targets in the file: 0..count-1
+	targetsFile       string
+	grpcAddr, xdsHTTP string
+	edgeURL, adminURL string
+	xds, envoy        *proc.Process
+}
+
+func (e *benchEnv) measure(ctx context.Context, n int) (*result, error) {
+	dir := filepath.Join(e.dir, strconv.Itoa(n))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	ports, err := proc.FreePorts(4)
+	if err != nil {
+		return nil, err
+	}
+	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
+	s := &runState{benchEnv: e, n: n, count: n, moved: map[int]bool{}, targetsFile: filepath.Join(dir, "targets.yaml"),
+		grpcAddr: addr(0), xdsHTTP: "http://" + addr(1), edgeURL: "https://" + addr(2), adminURL: "http://" + addr(3)}
+	r := &result{N: n}
+
+	// The targets that requests go to: the first, the last, a random sample, and those the
+	// changes add or move. Only they need a listener at their address; Envoy does not connect
+	// to an upstream before a request needs it.
+	rng := rand.New(rand.NewPCG(uint64(n), 1))
+	sample := []int{0, n - 1}
+	for _, i := range rng.Perm(n - 2)[:min(e.samples, n-2)] {
+		sample = append(sample, i+1)
+	}
+	addA, addB := n, n+1       // added: one with Envoy alone, one with the ADS client
+	moveA, moveB := n/2, n/2+1 // moved: likewise
+	for _, i := range append(sample, addA, addB) {
+		if err := e.ensureListener(targetIP(i, false)); err != nil {
+			return nil, err
+		}
+	}
+	for _, i := range []int{moveA, moveB} {
+		if err := e.ensureListener(targetIP(i, true)); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.writeTargets(); err != nil {
+		return nil, err
+	}
+
+	// xds, from exec to ready.
+	start := time.Now()
+	s.xds, err = proc.Start("xds", dir, nil, e.xdsBin,
+		"--targets-file", s.targetsFile,
+		"--grpc-address", s.grpcAddr, "--http-address", addr(1), "--listen-address", addr(2),
+		"--tls-cert-file", filepath.Join(e.dir, "serving.crt"), "--tls-key-file", filepath.Join(e.dir, "serving.key"),
+		"--log-format", "text", "--log-level", "info")
+	if err != nil {
+		return nil, err
+	}
+	defer s.xds.Stop(10 * time.Second)
+	if err := proc.WaitFor(ctx, s.xds, "xds", proc.HTTPReady(s.xdsHTTP+"/readyz")); err != nil {
+		return nil, err
+	}
+	r.XDSReady = time.Since(start)
+	fmt.Fprintf(os.Stderr, "  xds ready after %s\n", r.XDSReady.Round(time.Millisecond))
+
+	// Envoy, from exec to serving every target.
+	bootstrap, err := envoy.Render(envoy.Params{NodeID: "bench", AdminAddress: addr(3), XDSAddress: s.grpcAddr, ExtAuthzAddress: e.authzAddr})
+	if err != nil {
+		return nil, err
+	}
+	bootstrapFile := filepath.Join(dir, "envoy.yaml")
+	if err := os.WriteFile(bootstrapFile, bootstrap, 0o644); err != nil {
+		return nil, err
+	}
+	start = time.Now()
+	s.envoy, err = proc.Start("envoy", dir, nil, e.envoyBin, "-c", bootstrapFile,
+		"--disable-hot-restart", "--concurrency", "2", "--log-level", "info")
+	if err != nil {
+		return nil, err
+	}
+	defer s.envoy.Stop(30 * time.Second)
+	if err := proc.WaitFor(ctx, s.envoy, "Envoy with every target", s.envoyConfigured(n)); err != nil {
+		return nil, err
+	}
+	r.EnvoyStats = time.Since(start)
+	fmt.Fprintf(os.Stderr, "  Envoy has every cluster and the routes after %s\n", r.EnvoyStats.Round(time.Millisecond))
+	if err := s.requestAll(ctx, sample); err != nil {
+		return nil, err
+	}
+	r.EnvoySampled = time.Since(start)
+	fmt.Fprintf(os.Stderr, "  Envoy served %d sampled targets after %s\n", len(sample), r.EnvoySampled.Round(time.Millisecond))
+	if r.Initial, err = readUsage(s.xds.Pid()); err != nil {
+		return nil, err
+	}
+	if r.EnvoyInitial, err = readUsage(s.envoy.Pid()); err != nil {
+		return nil, err
+	}
+	time.Sleep(3 * time.Second)
+	steady, err := readUsage(s.xds.Pid())
+	if err != nil {
+		return nil, err
+	}
+	r.InitialSteady = steady.RSS
+	if steady, err = readUsage(s.envoy.Pid()); err != nil {
+		return nil, err
+	}
+	r.EnvoySteadyRSS = steady.RSS
+
+	// One change at a time, with Envoy the only xDS client.
+	if r.Add, err = s.change(ctx, "add", addA, func() { s.count++ }); err != nil {
+		return nil, err
+	}
+	if r.Move, err = s.change(ctx, "move", moveA, func() { s.moved[moveA] = true }); err != nil {
+		return nil, err
+	}
+
+	// The update sizes, seen by a delta ADS client of our own.
+	ads, err := dialADS(s.grpcAddr)
+	if err != nil {
+		return nil, err
+	}
+	defer ads.close()
+	all, err := ads.settle(ctx, 0, adsTypes, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	r.Full = sumTraffic(all)
+	if r.AddBytes, err = s.changeTraffic(ctx, ads, addB, func() { s.count++ }); err != nil {
+		return nil, err
+	}
+	if r.MoveBytes, err = s.changeTraffic(ctx, ads, moveB, func() { s.moved[moveB] = true }); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ensureListener makes the upstream listen on ip, once.
+func (e *benchEnv) ensureListener(ip string) error {
+	for _, l := range e.upstream.ls {
+		if strings.HasPrefix(l.Addr().String(), ip+":") {
+			return nil
+		}
+	}
+	return e.upstream.listen(ip)
+}
+
+func targetName(i int) string { return fmt.Sprintf("t%05d", i) }
+
+// writeTargets writes the targets file and renames it into place, as operators and ConfigMap
+// volumes do (xds sees the complete file only).
+func (s *runState) writeTargets() error {
+	var b strings.Builder
+	b.WriteString("clusters:\n")
+	for i := range s.count {
+		fmt.Fprintf(&b, "  - {name: %s, url: %q, caFile: ../upstream-ca.crt, clientCertFile: ../edge.crt, clientKeyFile: ../edge.key}\n",
+			targetName(i), s.upstream.url(targetIP(i, s.moved[i])))
+	}
+	tmp := s.targetsFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, s.targetsFile)
+}
+
+// envoyConfigured succeeds once Envoy's admin stats show the targets' clusters all active (none
+// warming: each has its secrets), the listener active, and the route configuration loaded. The
+// routes are one resource, which xds first published with every target in it.
+func (s *runState) envoyConfigured(n int) func(context.Context) error {
+	want := map[string]int{
+		"cluster_manager.active_clusters":          n + staticClusters,
+		"cluster_manager.warming_clusters":         0,
+		"listener_manager.total_listeners_active":  1,
+		"listener_manager.total_listeners_warming": 0,
+	}
+	return func(ctx context.Context) error {
+		stats, err := s.stats(ctx)
+		if err != nil {
+			return err
+		}
+		for name, v := range want {
+			got, ok := stats[name]
+			if !ok || got != v {
+				return fmt.Errorf("%s = %d (present %v), want %d", name, got, ok, v)
+			}
+		}
+		if stats["http.edge.rds.edge.update_success"] < 1 {
+			return fmt.Errorf("routes not loaded yet (http.edge.rds.edge.update_success = 0)")
+		}
+		return nil
+	}
+}
+
+// stats reads the few Envoy stats the bench needs. The filter keeps the answer small: with
+// 10,000 clusters Envoy has about a million stats.
+func (s *runState) stats(ctx context.Context) (map[string]int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		s.adminURL+`/stats?filter=^(cluster_manager\.|listener_manager\.total_listeners|http\.edge\.rds\.edge\.update_)`, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	stats := map[string]int{}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, ": ")
+		if v, err := strconv.Atoi(value); ok && err == nil {
+			stats[name] = v
+		}
+	}
+	return stats, nil
+}
+
+// request sends one GET through Envoy to target i and checks that its upstream answered: on the
+// target's own address, to the edge's client certificate.
+func (s *runState) request(ctx context.Context, i int) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.edgeURL+"/kubernetes/cluster/"+targetName(i)+"/version", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	var rep reply
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &rep) != nil {
+		return fmt.Errorf("GET %s: %d %s", req.URL.Path, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	want := strings.TrimPrefix(s.upstream.url(targetIP(i, s.moved[i])), "https://")
+	if rep.Local != want || rep.ClientCN != "keygate-edge" {
+		return fmt.Errorf("GET %s: answered by %s to client %q, want %s to keygate-edge", req.URL.Path, rep.Local, rep.ClientCN, want)
+	}
+	return nil
+}
+
+// requestAll requests every target in is (8 at a time), each retried until it succeeds or ctx
+// ends.
+func (s *runState) requestAll(ctx context.Context, is []int) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, i := range is {
+		g.Go(func() error { return s.until(ctx, i, 10*time.Millisecond) })
+	}
+	return g.Wait()
+}
+
+// until requests target i every interval until it is served by its upstream.
+func (s *runState) until(ctx context.Context, i int, interval time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	return proc.WaitFor(ctx, s.envoy, "target "+targetName(i), func(ctx context.Context) error {
+		err := s.request(ctx, i)
+		if err != nil {
+			time.Sleep(interval)
+		}
+		return err
+	})
+}
+
+// change applies edit to the targets (adding or moving target i), and measures the time until
+// Envoy serves i from its new upstream, and xds's CPU and memory for the change.
+func (s *runState) change(ctx context.Context, what string, i int, edit func()) (change, error) {
+	var c change
+	if err := resetPeak(s.xds.Pid()); err != nil {
+		return c, fmt.Errorf("reset xds's VmHWM: %w", err)
+	}
+	before, err := readUsage(s.xds.Pid())
+	if err != nil {
+		return c, err
+	}
+	edit()
+	start := time.Now()
+	if err := s.writeTargets(); err != nil {
+		return c, err
+	}
+	if err := s.until(ctx, i, 10*time.Millisecond); err != nil {
+		return c, err
+	}
+	c.Latency = time.Since(start)
+	// xds may still be serving other streams or collecting garbage; give it a moment.
+	time.Sleep(2 * time.Second)
+	after, err := readUsage(s.xds.Pid())
+	if err != nil {
+		return c, err
+	}
+	c.XDSCPU, c.XDSPeak, c.XDSRSS = after.CPU-before.CPU, after.HWM, after.RSS
+	fmt.Fprintf(os.Stderr, "  %s %s: served after %s, xds CPU %s\n", what, targetName(i), c.Latency.Round(time.Millisecond), c.XDSCPU)
+	return c, nil
+}
+
+// changeTraffic applies edit while the ADS client listens, and returns what the client
+// received for it: from the change until Envoy serves it and the stream has been quiet for 2s.
+func (s *runState) changeTraffic(ctx context.Context, ads *adsClient, i int, edit func()) (traffic, error) {
+	from := ads.count()
+	edit()
+	if err := s.writeTargets(); err != nil {
+		return traffic{}, err
+	}
+	if err := s.until(ctx, i, 10*time.Millisecond); err != nil {
+		return traffic{}, err
+	}
+	rs, err := ads.settle(ctx, from, nil, 2*time.Second)
+	if err != nil {
+		return traffic{}, err
+	}
+	return sumTraffic(rs), nil
+}

@@ -1,0 +1,124 @@
+// Command xdsscale measures how xds and Envoy scale with the number of targets (issue 5): the
+// time from empty to serving every target, the time from a one-target change to Envoy serving
+// it, xds's memory and CPU, and the size of the xDS update for a one-target change. It uses the
+// targets-file source: N connected clusters, each on its own loopback address of one HTTPS
+// upstream. See bench/README.md.
+//
+//	go run ./bench/xdsscale [-targets 100,1000,10000] [-samples 50]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keygate-dev/keygate/internal/tools"
+)
+
+func main() {
+	targets := flag.String("targets", "100,1000,10000", "comma-separated numbers of targets, each run with a fresh xds and Envoy")
+	samples := flag.Int("samples", 50, "random targets requested through Envoy (besides the first and the last) before it counts as serving")
+	keep := flag.Bool("keep", false, "keep the working directory (logs, targets files) instead of removing it")
+	flag.Parse()
+	var ns []int
+	for _, s := range strings.Split(*targets, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 2 {
+			fmt.Fprintf(os.Stderr, "xdsscale: -targets: %q is not a number of at least 2\n", s)
+			os.Exit(2)
+		}
+		ns = append(ns, n)
+	}
+	if err := run(ns, *samples, *keep); err != nil {
+		fmt.Fprintf(os.Stderr, "xdsscale: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ns []int, samples int, keep bool) error {
+	// Missing tools fail here, before anything is built or started, with how to install them.
+	envoyBin, err := tools.Path("envoy")
+	if err != nil {
+		return err
+	}
+	root, err := tools.RepoRoot()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "keygate-bench-")
+	if err != nil {
+		return err
+	}
+	if keep {
+		fmt.Fprintf(os.Stderr, "working directory (kept): %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	xdsBin := filepath.Join(dir, "xds")
+	if err := buildXDS(root, xdsBin); err != nil {
+		return err
+	}
+	env, err := newBenchEnv(dir, envoyBin, xdsBin, samples)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+
+	var results []*result
+	for _, n := range ns {
+		fmt.Fprintf(os.Stderr, "== %d targets\n", n)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		r, err := env.measure(ctx, n)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%d targets: %w (logs in %s)", n, err, dir)
+		}
+		results = append(results, r)
+		// Print as we go: a later, larger run may fail or be interrupted.
+		fmt.Fprintln(os.Stderr, r.summary())
+	}
+	host, _ := os.Hostname()
+	fmt.Printf("One run, %s, %s, %d CPUs, %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), envoyVersion(envoyBin))
+	fmt.Print(table(results))
+	return nil
+}
+
+// buildXDS builds the xds command at the working tree's state, so that the bench measures the
+// code as it is now. Others may be editing it: a tree that does not build is retried for a few
+// minutes.
+func buildXDS(root, out string) error {
+	var last []byte
+	for attempt := 1; attempt <= 5; attempt++ {
+		cmd := exec.Command("go", "build", "-o", out, "./xds/cmd/xds")
+		cmd.Dir = root
+		var err error
+		if last, err = cmd.CombinedOutput(); err == nil {
+			return nil
+		}
+		fmt.Fprintf(os.Stderr, "go build ./xds/cmd/xds failed (attempt %d of 5), retrying in a minute:\n%s", attempt, last)
+		if attempt < 5 {
+			time.Sleep(time.Minute)
+		}
+	}
+	return fmt.Errorf("go build ./xds/cmd/xds does not build:\n%s", last)
+}
+
+func envoyVersion(bin string) string {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "Envoy (version unknown)"
+	}
+	// ".../envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
+	_, v, ok := strings.Cut(string(out), "version: ")
+	if parts := strings.Split(strings.TrimSpace(v), "/"); ok && len(parts) > 1 {
+		return "Envoy " + parts[1]
+	}
+	return "Envoy"
+}
