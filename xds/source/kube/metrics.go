@@ -6,8 +6,9 @@ import (
 
 // metrics are the Kubernetes source's Prometheus metrics (namespace keygate, subsystem xds).
 type metrics struct {
-	targetErrors *prometheus.GaugeVec
-	watchErrors  *prometheus.CounterVec
+	targetErrors       *prometheus.GaugeVec
+	watchErrors        *prometheus.CounterVec
+	clusterWatchErrors *prometheus.CounterVec
 }
 
 // Resources watched, the values of the resource label of keygate_xds_kube_watch_errors_total.
@@ -21,18 +22,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		targetErrors: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "kube_target_errors",
-			Help: "1 for each target (by Cluster object and kind) whose object or Secret does not translate; its last good version, if any, stays in force.",
+			Help: "Targets (by Cluster object and kind) whose object or Secret does not translate: 1 for a cluster or grafana target, the number of such virtual clusters for virtualcluster; their last good versions, if any, stay in force.",
 		}, []string{"cluster", "kind"}),
 		watchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "kube_watch_errors_total",
 			Help: "Failed lists and watches of the Kubernetes source, by resource; the informers retry and the last good targets stay in force meanwhile.",
 		}, []string{"resource"}),
+		clusterWatchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "kube_cluster_watch_errors_total",
+			Help: "Failed lists and watches of virtual-cluster discovery in a connected cluster, by Cluster object and resource; the informers retry and the cluster's virtual clusters keep their targets meanwhile.",
+		}, []string{"cluster", "resource"}),
 	}
 	// Both series exist from the start, so that increase() alerts work before the first failure.
 	for _, r := range []string{resourceClusters, resourceSecrets} {
 		m.watchErrors.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.targetErrors, m.watchErrors} {
+	for _, c := range []prometheus.Collector{m.targetErrors, m.watchErrors, m.clusterWatchErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

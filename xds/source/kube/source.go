@@ -63,6 +63,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Debounce is how long to wait after a change before building; 0 means DefaultDebounce.
 	Debounce time.Duration
+	// NoVirtualClusters turns off the discovery of virtual clusters in the connected clusters
+	// (on by default: see discover.go).
+	NoVirtualClusters bool
 }
 
 // Source watches Cluster objects and their Secrets. Make one with Watch.
@@ -82,6 +85,27 @@ type Source struct {
 
 	// state is each Cluster's last translation, by name. Only Watch, then Run, use it.
 	state map[string]*clusterState
+	// vstate is each discovered virtual cluster's last translation, by Cluster name, then by
+	// its Service's "namespace/name". Only Watch, then Run, use it.
+	vstate map[string]map[string]*vclusterState
+
+	// mu guards discoverers against a Close during a build.
+	mu sync.Mutex
+	// discoverers find the virtual clusters of each Cluster whose cluster target is good, by
+	// Cluster name. nil once closed.
+	discoverers map[string]*discoverer
+}
+
+// vclusterState is what a discovered virtual cluster last translated to.
+type vclusterState struct {
+	// uid tells a re-created Service from the one state was built for.
+	uid types.UID
+	// fingerprint is the resourceVersions of the Service, its Secret and its namespace.
+	fingerprint string
+	// good is the target served, if any: the latest version that translated.
+	good *model.Target
+	// err is why the latest version did not translate.
+	err error
 }
 
 // clusterState is what a Cluster object last translated to.
@@ -132,9 +156,11 @@ func Watch(ctx context.Context, o Options) (*Source, model.Model, error) {
 		log:     o.Log,
 		metrics: m,
 		// One pending signal is enough: a build reads the informers' caches, not the events.
-		changes: make(chan struct{}, 1),
-		failing: map[string]*atomic.Bool{resourceClusters: {}, resourceSecrets: {}},
-		state:   map[string]*clusterState{},
+		changes:     make(chan struct{}, 1),
+		failing:     map[string]*atomic.Bool{resourceClusters: {}, resourceSecrets: {}},
+		state:       map[string]*clusterState{},
+		vstate:      map[string]map[string]*vclusterState{},
+		discoverers: map[string]*discoverer{},
 	}
 	clusters := dyn.Resource(v1alpha1.ClusterResource)
 	s.clusters = cache.NewSharedIndexInformer(s.listWatch(resourceClusters,
@@ -350,6 +376,12 @@ func (s *Source) Close() {
 	s.closeOnce.Do(func() {
 		s.stop()
 		s.informers.Wait()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, d := range s.discoverers {
+			d.close()
+		}
+		s.discoverers = nil
 	})
 }
 
@@ -389,6 +421,7 @@ func (s *Source) build(invalid func(error)) model.Model {
 			s.log.Info("Cluster deleted; its targets are removed", "cluster", name)
 		}
 	}
+	targets = append(targets, s.buildVirtualClusters(invalid)...)
 	return model.New(targets...)
 }
 

@@ -85,3 +85,17 @@ type Space struct {
 	Name    string `json:"name"`
 	Project string `json:"project"`
 }
+
+// Annotations and labels on the vcluster Services of connected clusters, read by virtual-cluster
+// discovery (xds/README.md, "Virtual clusters").
+const (
+	// AnnotationServer is the https URL at which the edge reaches the virtual cluster (an
+	// operator's Ingress or DNS name); it wins over the Service's LoadBalancer address and the
+	// kubeconfig's server.
+	AnnotationServer = Group + "/server"
+	// AnnotationTLSServerName is the name to verify in the virtual cluster's certificate;
+	// default <name>.<namespace>.svc, which vcluster's certificate always carries.
+	AnnotationTLSServerName = Group + "/tls-server-name"
+	// LabelProject is Loft's project label, on a vcluster Service or its namespace.
+	LabelProject = "loft.sh/project"
+)
