@@ -1,0 +1,220 @@
+package kube
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/keygate-dev/keygate/xds/model"
+	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
+	"github.com/keygate-dev/keygate/xds/target"
+)
+
+// vclusterService is a Service as vcluster's chart writes it: <name> in ns, labels app=vcluster
+// and release=<name>, port 443 named https, ClusterIP; edit changes it.
+func vclusterService(ns, name string, edit func(*corev1.Service)) *corev1.Service {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": "vcluster", "release": name}},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: "10.96.0.17",
+			Ports: []corev1.ServicePort{{Name: "https", Port: 443}}},
+	}
+	if edit != nil {
+		edit(svc)
+	}
+	return svc
+}
+
+func TestVirtualClusterTargets(t *testing.T) {
+	c := newCreds(t)
+	// vcluster's kubeconfig: the admin's client certificate, server https://localhost:8443 for
+	// `vcluster connect`'s port-forward.
+	local := kubeconfig(t, "https://localhost:8443", func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
+		cl.CertificateAuthorityData, u.ClientCertificateData, u.ClientKeyData = c.ca, c.cert, c.key
+	})
+	exported := kubeconfig(t, "https://vc1.example.com", func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
+		cl.CertificateAuthorityData, u.ClientCertificateData, u.ClientKeyData = c.ca, c.cert, c.key
+	})
+	vcSecret := func(data map[string][]byte) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "vc-vc1"}, Data: data}
+	}
+	full := vcSecret(map[string][]byte{"config": local, "certificate-authority": c.ca, "client-certificate": c.cert, "client-key": c.key})
+	annotated := func(svc *corev1.Service) {
+		svc.Annotations = map[string]string{v1alpha1.AnnotationServer: "https://vc1.team-a.example.com"}
+	}
+	ref := target.Ref{Kind: target.KindVirtualCluster, Cluster: "prod", Namespace: "team-a", VirtualCluster: "vc1"}
+	withProject := func(p string) target.Ref { r := ref; r.Project = p; return r }
+	upstream := func(raw, serverName string) model.Upstream {
+		return model.Upstream{URL: mustURL(t, raw), CA: c.ca, ClientCert: c.cert, ClientKey: c.key, ServerName: serverName}
+	}
+
+	tests := map[string]struct {
+		svc    *corev1.Service
+		secret *corev1.Secret
+		ns     map[string]string
+		want   want
+	}{
+		"annotated server, project of the namespace": {
+			svc: vclusterService("team-a", "vc1", annotated), secret: full, ns: map[string]string{v1alpha1.LabelProject: "payments"},
+			want: want{ref: withProject("payments"), upstream: upstream("https://vc1.team-a.example.com", "vc1.team-a.svc")},
+		},
+		"the Service's project label wins over the namespace's": {
+			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) {
+				annotated(svc)
+				svc.Labels[v1alpha1.LabelProject] = "billing"
+			}), secret: full, ns: map[string]string{v1alpha1.LabelProject: "payments"},
+			want: want{ref: withProject("billing"), upstream: upstream("https://vc1.team-a.example.com", "vc1.team-a.svc")},
+		},
+		"no project": {
+			svc: vclusterService("team-a", "vc1", annotated), secret: full,
+			want: want{ref: ref, upstream: upstream("https://vc1.team-a.example.com", "vc1.team-a.svc")},
+		},
+		"annotated server name": {
+			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) {
+				annotated(svc)
+				svc.Annotations[v1alpha1.AnnotationTLSServerName] = "vc1.team-a.example.com"
+			}), secret: full,
+			want: want{ref: ref, upstream: upstream("https://vc1.team-a.example.com", "vc1.team-a.example.com")},
+		},
+		"LoadBalancer IP, port of the Service": {
+			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) {
+				svc.Spec.Type = corev1.ServiceTypeLoadBalancer
+				svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}
+			}), secret: full,
+			want: want{ref: ref, upstream: upstream("https://203.0.113.7:443", "vc1.team-a.svc")},
+		},
+		"LoadBalancer hostname": {
+			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) {
+				svc.Spec.Type = corev1.ServiceTypeLoadBalancer
+				svc.Spec.Ports = []corev1.ServicePort{{Name: "kube", Port: 8443}}
+				svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{Hostname: "abc.elb.example.com"}}
+			}), secret: full,
+			want: want{ref: ref, upstream: upstream("https://abc.elb.example.com:8443", "vc1.team-a.svc")},
+		},
+		"the annotation wins over the LoadBalancer": {
+			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) {
+				annotated(svc)
+				svc.Spec.Type = corev1.ServiceTypeLoadBalancer
+				svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}
+			}), secret: full,
+			want: want{ref: ref, upstream: upstream("https://vc1.team-a.example.com", "vc1.team-a.svc")},
+		},
+		"exported kubeconfig server": {
+			svc: vclusterService("team-a", "vc1", nil), secret: vcSecret(map[string][]byte{"config": exported}),
+			want: want{ref: ref, upstream: upstream("https://vc1.example.com", "vc1.team-a.svc")},
+		},
+		"PEM items without a kubeconfig": {
+			svc:    vclusterService("team-a", "vc1", annotated),
+			secret: vcSecret(map[string][]byte{"certificate-authority": c.ca, "client-certificate": c.cert, "client-key": c.key}),
+			want:   want{ref: ref, upstream: upstream("https://vc1.team-a.example.com", "vc1.team-a.svc")},
+		},
+		"localhost server, not exposed, not annotated": {
+			svc: vclusterService("team-a", "vc1", nil), secret: full,
+			want: want{ref: ref, err: "not reachable from the edge: Service team-a/vc1 has no LoadBalancer address, and the kubeconfig's server https://localhost:8443 is local to the connected cluster; expose it (LoadBalancer, or vcluster's exportKubeConfig.server) or annotate the Service with targets.keygate.dev/server"},
+		},
+		"LoadBalancer still pending": {
+			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) { svc.Spec.Type = corev1.ServiceTypeLoadBalancer }), secret: full,
+			want: want{ref: ref, err: "not reachable from the edge"},
+		},
+		"no Secret": {
+			svc:  vclusterService("team-a", "vc1", annotated),
+			want: want{ref: ref, err: "Secret team-a/vc-vc1 not found"},
+		},
+		"Secret without a credential": {
+			svc: vclusterService("team-a", "vc1", annotated), secret: vcSecret(map[string][]byte{"certificate-authority": c.ca}),
+			want: want{ref: ref, err: `holds no credential: want key "config" (a kubeconfig with a token or client certificate), or "client-certificate" and "client-key" (it has keys "certificate-authority")`},
+		},
+		"broken kubeconfig": {
+			svc: vclusterService("team-a", "vc1", annotated), secret: vcSecret(map[string][]byte{"config": []byte("{")}),
+			want: want{ref: ref, err: `Secret team-a/vc-vc1: key "config": not a kubeconfig`},
+		},
+		"mismatched key": {
+			svc:    vclusterService("team-a", "vc1", annotated),
+			secret: vcSecret(map[string][]byte{"certificate-authority": c.ca, "client-certificate": c.cert, "client-key": c.otherKey}),
+			want:   want{ref: ref, err: "not a matching PEM pair"},
+		},
+		"plain http annotation": {
+			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) {
+				svc.Annotations = map[string]string{v1alpha1.AnnotationServer: "http://vc1.team-a.example.com"}
+			}), secret: full,
+			want: want{ref: ref, err: "annotation targets.keygate.dev/server: \"http://vc1.team-a.example.com\": scheme must be https"},
+		},
+		"annotation with a path": {
+			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) {
+				svc.Annotations = map[string]string{v1alpha1.AnnotationServer: "https://proxy.example.com/vc1"}
+			}), secret: full,
+			want: want{ref: ref, err: "must not have a path"},
+		},
+		"project that is no DNS label": {
+			svc: vclusterService("team-a", "vc1", annotated), secret: full, ns: map[string]string{v1alpha1.LabelProject: "Payments_Team"},
+			want: want{ref: withProject("Payments_Team"), err: `project "Payments_Team" is not valid`},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			g := virtualClusterTarget("prod", tc.svc, tc.secret, tc.ns)
+			if g.ref != tc.want.ref {
+				t.Errorf("ref %+v, want %+v", g.ref, tc.want.ref)
+			}
+			if tc.want.err != "" {
+				if g.err == nil || !strings.Contains(g.err.Error(), tc.want.err) {
+					t.Errorf("error %v, want one containing %q", g.err, tc.want.err)
+				}
+				if g.err != nil && strings.Contains(g.err.Error(), "BEGIN") {
+					t.Errorf("error quotes secret material: %v", g.err)
+				}
+				return
+			}
+			if g.err != nil {
+				t.Fatalf("unexpected error %v", g.err)
+			}
+			wantTarget := model.Target{Ref: tc.want.ref, Upstream: tc.want.upstream}
+			if diff := cmp.Diff(wantTarget, g.target, cmp.Comparer(func(a, b *url.URL) bool { return a.String() == b.String() })); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestIsVClusterService(t *testing.T) {
+	tests := map[string]struct {
+		svc  *corev1.Service
+		want bool
+	}{
+		"the vcluster's Service":  {vclusterService("ns", "vc1", nil), true},
+		"without a release label": {vclusterService("ns", "vc1", func(s *corev1.Service) { delete(s.Labels, "release") }), true},
+		"the chart's headless Service": {vclusterService("ns", "vc1-headless", func(s *corev1.Service) {
+			s.Labels["release"] = "vc1"
+			s.Spec.ClusterIP = corev1.ClusterIPNone
+		}), false},
+		"another release's Service": {vclusterService("ns", "vc1-node-x", func(s *corev1.Service) { s.Labels["release"] = "vc1" }), false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := isVClusterService(tc.svc); got != tc.want {
+				t.Errorf("isVClusterService = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestIsLocal(t *testing.T) {
+	for server, want := range map[string]bool{
+		"https://localhost:8443":        true,
+		"https://127.0.0.1:8443":        true,
+		"https://[::1]:8443":            true,
+		"https://LOCALHOST":             true,
+		"https://0.0.0.0:443":           true,
+		"https://vc1.example.com":       false,
+		"https://10.0.0.5:443":          false,
+		"https://localhost.example.com": false,
+	} {
+		if got := isLocal(server); got != want {
+			t.Errorf("isLocal(%q) = %v, want %v", server, got, want)
+		}
+	}
+}
