@@ -467,6 +467,9 @@ func TestEnvoyRotatesCredentials(t *testing.T) {
 			t.Errorf("Envoy has no active secret %s:\n%s", name, tail(secrets, 40))
 		}
 	}
+	if strings.Contains(secrets, "PRIVATE KEY") || strings.Contains(secrets, "token-1") {
+		t.Errorf("Envoy's config dump shows a key or a token:\n%s", tail(secrets, 80))
+	}
 	clusters := e.configDump(t, "dynamic_active_clusters")
 	if strings.Contains(clusters, "BEGIN") || strings.Contains(clusters, "token-1") || !strings.Contains(clusters, "client_cluster_mtls") {
 		t.Errorf("clusters inline credentials or do not refer to their secrets:\n%s", tail(clusters, 80))
