@@ -31,11 +31,14 @@ type benchEnv struct {
 	dir, envoyBin, xdsBin string
 	samples               int
 
-	edgeCA    *pki.CA
-	upstream  *upstream
-	authz     *grpc.Server
-	authzAddr string
-	client    *http.Client
+	edgeCA *pki.CA
+	// The upstreams' CA and the edge's client certificate, for the Kubernetes source's Secrets.
+	upstreamCA *pki.CA
+	edgeClient pki.Pair
+	upstream   *upstream
+	authz      *grpc.Server
+	authzAddr  string
+	client     *http.Client
 }
 
 func newBenchEnv(dir, envoyBin, xdsBin string, samples int) (*benchEnv, error) {
@@ -65,6 +68,7 @@ func newBenchEnv(dir, envoyBin, xdsBin string, samples int) (*benchEnv, error) {
 	if err := os.WriteFile(filepath.Join(dir, "upstream-ca.crt"), upstreamCA.CertPEM, 0o644); err != nil {
 		return nil, err
 	}
+	e.upstreamCA, e.edgeClient = upstreamCA, edgeClient
 	e.upstream = newUpstream(upstreamCA)
 	if e.authz, e.authzAddr, err = startAllowAll(); err != nil {
 		return nil, err
@@ -87,7 +91,9 @@ func (e *benchEnv) close() {
 
 // result is what one run measured. Durations are wall-clock; CPU is utime+stime.
 type result struct {
-	N int
+	N      int
+	Source string
+	Setup  time.Duration // declaring the N targets (file written; objects created), before xds starts
 
 	// Initial load: xds started with N targets, then Envoy.
 	XDSReady       time.Duration // xds exec → /readyz 200 (targets loaded, translated, published)
@@ -112,20 +118,22 @@ type change struct {
 	XDSRSS  int64         // xds RSS after it, bytes
 }
 
-// run is one xds and one Envoy with n targets.
+// runState is one xds and one Envoy with n targets.
 type runState struct {
 	*benchEnv
 	n                 int
+	src               targetSource
 	moved             map[int]bool // targets whose upstream moved
-	count             int          // targets in the file: 0..count-1
-	targetsFile       string
 	grpcAddr, xdsHTTP string
 	edgeURL, adminURL string
 	xds, envoy        *proc.Process
 }
 
-func (e *benchEnv) measure(ctx context.Context, n int) (*result, error) {
-	dir := filepath.Join(e.dir, strconv.Itoa(n))
+// url is target i's upstream URL now.
+func (s *runState) url(i int) string { return s.upstream.url(targetIP(i, s.moved[i])) }
+
+func (e *benchEnv) measure(ctx context.Context, src targetSource, n int) (*result, error) {
+	dir := filepath.Join(e.dir, src.name(), strconv.Itoa(n))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -134,9 +142,9 @@ func (e *benchEnv) measure(ctx context.Context, n int) (*result, error) {
 		return nil, err
 	}
 	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
-	s := &runState{benchEnv: e, n: n, count: n, moved: map[int]bool{}, targetsFile: filepath.Join(dir, "targets.yaml"),
+	s := &runState{benchEnv: e, n: n, src: src, moved: map[int]bool{},
 		grpcAddr: addr(0), xdsHTTP: "http://" + addr(1), edgeURL: "https://" + addr(2), adminURL: "http://" + addr(3)}
-	r := &result{N: n}
+	r := &result{N: n, Source: src.name()}
 
 	// The targets that requests go to: the first, the last, a random sample, and those the
 	// changes add or move. Only they need a listener at their address; Envoy does not connect
@@ -158,17 +166,26 @@ func (e *benchEnv) measure(ctx context.Context, n int) (*result, error) {
 			return nil, err
 		}
 	}
-	if err := s.writeTargets(); err != nil {
-		return nil, err
+	urls := make([]string, n)
+	for i := range urls {
+		urls[i] = s.url(i)
 	}
+	start := time.Now()
+	srcArgs, err := src.start(ctx, dir, urls)
+	if err != nil {
+		return nil, fmt.Errorf("%s source: %w", src.name(), err)
+	}
+	// Stopped after xds (defers run last first): xds would log the API server's absence.
+	defer src.close()
+	r.Setup = time.Since(start)
+	fmt.Fprintf(os.Stderr, "  %d targets declared (%s source) in %s\n", n, src.name(), r.Setup.Round(time.Millisecond))
 
 	// xds, from exec to ready.
-	start := time.Now()
-	s.xds, err = proc.Start("xds", dir, nil, e.xdsBin,
-		"--targets-file", s.targetsFile,
+	start = time.Now()
+	s.xds, err = proc.Start("xds", dir, nil, e.xdsBin, append(srcArgs,
 		"--grpc-address", s.grpcAddr, "--http-address", addr(1), "--listen-address", addr(2),
 		"--tls-cert-file", filepath.Join(e.dir, "serving.crt"), "--tls-key-file", filepath.Join(e.dir, "serving.key"),
-		"--log-format", "text", "--log-level", "info")
+		"--log-format", "text", "--log-level", "info")...)
 	if err != nil {
 		return nil, err
 	}
@@ -223,10 +240,10 @@ func (e *benchEnv) measure(ctx context.Context, n int) (*result, error) {
 	r.EnvoySteadyRSS = steady.RSS
 
 	// One change at a time, with Envoy the only xDS client.
-	if r.Add, err = s.change(ctx, "add", addA, func() { s.count++ }); err != nil {
+	if r.Add, err = s.change(ctx, "add", addA, nil); err != nil {
 		return nil, err
 	}
-	if r.Move, err = s.change(ctx, "move", moveA, func() { s.moved[moveA] = true }); err != nil {
+	if r.Move, err = s.change(ctx, "move", moveA, s.moved); err != nil {
 		return nil, err
 	}
 
@@ -241,10 +258,10 @@ func (e *benchEnv) measure(ctx context.Context, n int) (*result, error) {
 		return nil, err
 	}
 	r.Full = sumTraffic(all)
-	if r.AddBytes, err = s.changeTraffic(ctx, ads, addB, func() { s.count++ }); err != nil {
+	if r.AddBytes, err = s.changeTraffic(ctx, ads, addB, nil); err != nil {
 		return nil, err
 	}
-	if r.MoveBytes, err = s.changeTraffic(ctx, ads, moveB, func() { s.moved[moveB] = true }); err != nil {
+	if r.MoveBytes, err = s.changeTraffic(ctx, ads, moveB, s.moved); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -261,22 +278,6 @@ func (e *benchEnv) ensureListener(ip string) error {
 }
 
 func targetName(i int) string { return fmt.Sprintf("t%05d", i) }
-
-// writeTargets writes the targets file and renames it into place, as operators and ConfigMap
-// volumes do (xds sees the complete file only).
-func (s *runState) writeTargets() error {
-	var b strings.Builder
-	b.WriteString("clusters:\n")
-	for i := range s.count {
-		fmt.Fprintf(&b, "  - {name: %s, url: %q, caFile: ../upstream-ca.crt, clientCertFile: ../edge.crt, clientKeyFile: ../edge.key}\n",
-			targetName(i), s.upstream.url(targetIP(i, s.moved[i])))
-	}
-	tmp := s.targetsFile + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, s.targetsFile)
-}
 
 // envoyConfigured succeeds once Envoy's admin stats show the targets' clusters all active (none
 // warming: each has its secrets), the listener active, and the route configuration loaded. The
@@ -353,7 +354,7 @@ func (s *runState) request(ctx context.Context, i int) error {
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &rep) != nil {
 		return fmt.Errorf("GET %s: %d %s", req.URL.Path, resp.StatusCode, strings.TrimSpace(string(body)))
 	}
-	want := strings.TrimPrefix(s.upstream.url(targetIP(i, s.moved[i])), "https://")
+	want := strings.TrimPrefix(s.url(i), "https://")
 	if rep.Local != want || rep.ClientCN != "keygate-edge" {
 		return fmt.Errorf("GET %s: answered by %s to client %q, want %s to keygate-edge", req.URL.Path, rep.Local, rep.ClientCN, want)
 	}
@@ -384,9 +385,9 @@ func (s *runState) until(ctx context.Context, i int, interval time.Duration) err
 	})
 }
 
-// change applies edit to the targets (adding or moving target i), and measures the time until
-// Envoy serves i from its new upstream, and xds's CPU and memory for the change.
-func (s *runState) change(ctx context.Context, what string, i int, edit func()) (change, error) {
+// change adds target i (moved nil) or moves its upstream (moved[i] is set), and measures the
+// time until Envoy serves i from its new upstream, and xds's CPU and memory for the change.
+func (s *runState) change(ctx context.Context, what string, i int, moved map[int]bool) (change, error) {
 	var c change
 	if err := resetPeak(s.xds.Pid()); err != nil {
 		return c, fmt.Errorf("reset xds's VmHWM: %w", err)
@@ -395,9 +396,8 @@ func (s *runState) change(ctx context.Context, what string, i int, edit func()) 
 	if err != nil {
 		return c, err
 	}
-	edit()
 	start := time.Now()
-	if err := s.writeTargets(); err != nil {
+	if err := s.edit(ctx, i, moved); err != nil {
 		return c, err
 	}
 	if err := s.until(ctx, i, 10*time.Millisecond); err != nil {
@@ -415,12 +415,12 @@ func (s *runState) change(ctx context.Context, what string, i int, edit func()) 
 	return c, nil
 }
 
-// changeTraffic applies edit while the ADS client listens, and returns what the client
-// received for it: from the change until Envoy serves it and the stream has been quiet for 2s.
-func (s *runState) changeTraffic(ctx context.Context, ads *adsClient, i int, edit func()) (traffic, error) {
+// changeTraffic makes a change like change while the ADS client listens, and returns what the
+// client received for it: from the change until Envoy serves it and the stream has been quiet
+// for 2s.
+func (s *runState) changeTraffic(ctx context.Context, ads *adsClient, i int, moved map[int]bool) (traffic, error) {
 	from := ads.count()
-	edit()
-	if err := s.writeTargets(); err != nil {
+	if err := s.edit(ctx, i, moved); err != nil {
 		return traffic{}, err
 	}
 	if err := s.until(ctx, i, 10*time.Millisecond); err != nil {
@@ -431,4 +431,12 @@ func (s *runState) changeTraffic(ctx context.Context, ads *adsClient, i int, edi
 		return traffic{}, err
 	}
 	return sumTraffic(rs), nil
+}
+
+// edit adds target i (moved nil) or moves its upstream to its second address.
+func (s *runState) edit(ctx context.Context, i int, moved map[int]bool) error {
+	if moved != nil {
+		moved[i] = true
+	}
+	return s.src.set(ctx, i, s.url(i))
 }

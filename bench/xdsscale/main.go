@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ import (
 func main() {
 	targets := flag.String("targets", "100,1000,10000", "comma-separated numbers of targets, each run with a fresh xds and Envoy")
 	samples := flag.Int("samples", 50, "random targets requested through Envoy (besides the first and the last) before it counts as serving")
+	sources := flag.String("sources", "file", "comma-separated sources of targets to measure: file (a targets file), kubernetes (Cluster objects and Secrets in a real kube-apiserver)")
 	keep := flag.Bool("keep", false, "keep the working directory (logs, targets files) instead of removing it")
 	flag.Parse()
 	var ns []int
@@ -36,17 +38,31 @@ func main() {
 		}
 		ns = append(ns, n)
 	}
-	if err := run(ns, *samples, *keep); err != nil {
+	srcs := strings.Split(*sources, ",")
+	for _, s := range srcs {
+		if s != "file" && s != "kubernetes" {
+			fmt.Fprintf(os.Stderr, "xdsscale: -sources: %q: want file or kubernetes\n", s)
+			os.Exit(2)
+		}
+	}
+	if err := run(srcs, ns, *samples, *keep); err != nil {
 		fmt.Fprintf(os.Stderr, "xdsscale: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ns []int, samples int, keep bool) error {
+func run(srcs []string, ns []int, samples int, keep bool) error {
 	// Missing tools fail here, before anything is built or started, with how to install them.
 	envoyBin, err := tools.Path("envoy")
 	if err != nil {
 		return err
+	}
+	if slices.Contains(srcs, "kubernetes") {
+		for _, t := range []string{"kube-apiserver", "etcd"} {
+			if _, err := tools.Path(t); err != nil {
+				return err
+			}
+		}
 	}
 	root, err := tools.RepoRoot()
 	if err != nil {
@@ -71,22 +87,28 @@ func run(ns []int, samples int, keep bool) error {
 	}
 	defer env.close()
 
-	var results []*result
-	for _, n := range ns {
-		fmt.Fprintf(os.Stderr, "== %d targets\n", n)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-		r, err := env.measure(ctx, n)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("%d targets: %w (logs in %s)", n, err, dir)
-		}
-		results = append(results, r)
-		// Print as we go: a later, larger run may fail or be interrupted.
-		fmt.Fprintln(os.Stderr, r.summary())
-	}
 	host, _ := os.Hostname()
-	fmt.Printf("One run, %s, %s, %d CPUs, %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), envoyVersion(envoyBin))
-	fmt.Print(table(results))
+	fmt.Printf("One run, %s, %s, %d CPUs, %s.\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), envoyVersion(envoyBin))
+	for _, name := range srcs {
+		var results []*result
+		for _, n := range ns {
+			var src targetSource = &fileSource{}
+			if name == "kubernetes" {
+				src = &kubeSource{caPEM: env.upstreamCA.CertPEM, certPEM: env.edgeClient.CertPEM, keyPEM: env.edgeClient.KeyPEM}
+			}
+			fmt.Fprintf(os.Stderr, "== %s source, %d targets\n", name, n)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
+			r, err := env.measure(ctx, src, n)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("%s source, %d targets: %w (logs in %s)", name, n, err, dir)
+			}
+			results = append(results, r)
+			// Print as we go: a later, larger run may fail or be interrupted.
+			fmt.Fprintln(os.Stderr, r.summary())
+		}
+		fmt.Printf("\n### Source: %s\n\n%s", name, table(results))
+	}
 	return nil
 }
 

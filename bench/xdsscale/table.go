@@ -22,6 +22,7 @@ func typeRow(label string, t func(*result) traffic, typ string) row {
 }
 
 var rows = []row{
+	{"declaring the targets before xds starts (file written / objects created)", func(r *result) float64 { return seconds(r.Setup) }, "s"},
 	{"xds exec → ready (targets loaded, translated, published)", func(r *result) float64 { return seconds(r.XDSReady) }, "s"},
 	{"Envoy exec → stats: all clusters active, listener, routes", func(r *result) float64 { return seconds(r.EnvoyStats) }, "s"},
 	{"Envoy exec → sampled targets answer from their upstream", func(r *result) float64 { return seconds(r.EnvoySampled) }, "s"},
