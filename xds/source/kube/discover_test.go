@@ -1,0 +1,316 @@
+package kube_test
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/keygate-dev/keygate/internal/kubetest"
+	"github.com/keygate-dev/keygate/internal/proc"
+	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/xds/model"
+	"github.com/keygate-dev/keygate/xds/source/kube"
+	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
+	"github.com/keygate-dev/keygate/xds/target"
+)
+
+// edgeUser is the edge's identity in the connected clusters, as manifests/rbac/connected-cluster.yaml
+// names it.
+const edgeUser = "keygate-edge"
+
+var peerCount int
+
+// connected starts a connected cluster (a second kube-apiserver on the package's etcd) with
+// manifests/rbac/connected-cluster.yaml applied, stopped when the test ends.
+func (e *env) connected() *kubetest.Server {
+	e.t.Helper()
+	peerCount++
+	start := time.Now()
+	peer, err := kubeAPI.StartPeer(e.ctx, "connected-"+strconv.Itoa(peerCount))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Logf("connected cluster's kube-apiserver started: %s", time.Since(start))
+	e.t.Cleanup(peer.Stop)
+	root, err := tools.RepoRoot()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := peer.Apply(e.ctx, filepath.Join(root, "manifests", "rbac", "connected-cluster.yaml")); err != nil {
+		e.t.Fatal(err)
+	}
+	return peer
+}
+
+// connectedCluster writes a Cluster prefix+name for the connected cluster peer, whose Secret
+// holds a client certificate for the edge's identity there.
+func (e *env) connectedCluster(name string, server string) {
+	e.t.Helper()
+	e.tlsSecret(name, edgeUser)
+	c := e.cluster(name, name)
+	c.Spec.Server = server
+	e.putCluster(c)
+}
+
+// vcluster writes, in the connected cluster peer, what vcluster's chart leaves there: namespace
+// ns, Service name (labels app=vcluster, release=name; annotations annotations), and Secret
+// vc-<name> with a kubeconfig for server (the CA's and a fresh client certificate for user
+// vcUser). It returns the client certificate.
+func (e *env) vcluster(peer *kubetest.Server, ns, name string, annotations map[string]string) []byte {
+	e.t.Helper()
+	if _, err := peer.Client.CoreV1().Namespaces().Create(e.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		e.t.Fatal(err)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": "vcluster", "release": name}, Annotations: annotations},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "https", Port: 443}}},
+	}
+	if _, err := peer.Client.CoreV1().Services(ns).Create(e.ctx, svc, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	return e.vclusterSecret(peer, ns, name, "https://localhost:8443")
+}
+
+// vclusterSecret creates or replaces the Secret vc-<name> with a kubeconfig for server and a
+// fresh client certificate, and returns the certificate.
+func (e *env) vclusterSecret(peer *kubetest.Server, ns, name, server string) []byte {
+	e.t.Helper()
+	pair, err := e.ca.Client("vcluster-admin")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["my-vcluster"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: e.ca.CertPEM}
+	cfg.AuthInfos["my-vcluster"] = &clientcmdapi.AuthInfo{ClientCertificateData: pair.CertPEM, ClientKeyData: pair.KeyPEM}
+	cfg.Contexts["my-vcluster"] = &clientcmdapi.Context{Cluster: "my-vcluster", AuthInfo: "my-vcluster"}
+	cfg.CurrentContext = "my-vcluster"
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.putPeerSecret(peer, ns, "vc-"+name, map[string][]byte{
+		"config": data, "certificate-authority": e.ca.CertPEM, "client-certificate": pair.CertPEM, "client-key": pair.KeyPEM,
+	})
+	return pair.CertPEM
+}
+
+func (e *env) putPeerSecret(peer *kubetest.Server, ns, name string, data map[string][]byte) {
+	e.t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: data}
+	secrets := peer.Client.CoreV1().Secrets(ns)
+	if _, err := secrets.Update(e.ctx, s, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
+		if _, err := secrets.Create(e.ctx, s, metav1.CreateOptions{}); err != nil {
+			e.t.Fatal(err)
+		}
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func vclusterPrefix(cluster, ns, name string) string {
+	return target.Ref{Kind: target.KindVirtualCluster, Cluster: cluster, Namespace: ns, VirtualCluster: name}.Prefix()
+}
+
+func has(prefix string) func(map[string]model.Target) bool {
+	return func(ts map[string]model.Target) bool { _, ok := ts[prefix]; return ok }
+}
+
+// TestVirtualClusterDiscovery runs the source against the platform's API server and a connected
+// cluster (a second kube-apiserver) whose Cluster's Secret gives the edge a client certificate
+// there: a vcluster Service and its vc-<name> Secret become a virtualcluster target with the
+// namespace's project; a rotated Secret changes the credential; a broken Secret and an
+// unreachable vcluster are reported without taking the good one down; a deleted Service
+// removes its target; a connected cluster that cannot be reached neither delays the others nor
+// loses its virtual clusters.
+func TestVirtualClusterDiscovery(t *testing.T) {
+	e := newEnv(t)
+	peer := e.connected()
+	// The stand-in virtual cluster: any HTTPS server will do for the model; the platform's own
+	// API server is one.
+	vcURL := kubeAPI.URL
+	annotations := map[string]string{v1alpha1.AnnotationServer: vcURL}
+
+	// A connected cluster that cannot be reached (nothing listens there), created first: its
+	// discovery must not hold up the others.
+	port, err := proc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.connectedCluster("dead", fmt.Sprintf("https://127.0.0.1:%d", port))
+
+	r := e.start(kube.Options{})
+	cluster := e.prefix + "conn"
+	if _, err := peer.Client.CoreV1().Namespaces().Create(e.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a",
+		Labels: map[string]string{v1alpha1.LabelProject: "payments"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cert := e.vcluster(peer, "team-a", "vc1", annotations)
+	start := time.Now()
+	e.connectedCluster("conn", peer.URL)
+	vc1 := vclusterPrefix(cluster, "team-a", "vc1")
+	got := r.waitFor(vc1, has(vc1))
+	t.Logf("Cluster created (vcluster already there) → model with the virtual cluster: %s", time.Since(start))
+	vt := got[vc1]
+	if vt.Ref.Project != "payments" {
+		t.Errorf("project %q, want payments (the namespace's label)", vt.Ref.Project)
+	}
+	if u := vt.Upstream; u.URL.String() != vcURL || !bytes.Equal(u.CA, kubeAPI.CA.CertPEM) || !bytes.Equal(u.ClientCert, cert) || u.ServerName != "vc1.team-a.svc" {
+		t.Errorf("upstream %s (server name %q), want %s with the vc-vc1 Secret's CA and certificate, server name vc1.team-a.svc", u.URL, u.ServerName, vcURL)
+	}
+	if _, ok := got[clusterPrefix(cluster)]; !ok {
+		t.Errorf("the connected cluster's own target is missing: %v", prefixes(got))
+	}
+	r.waitLog("virtual-cluster discovery synced", "cluster="+cluster)
+	r.waitLog("cannot list or watch the connected cluster to discover virtual clusters", "cluster="+e.prefix+"dead")
+
+	// A vcluster appearing later in the running cluster, with the Service's own project label.
+	start = time.Now()
+	e.vcluster(peer, "team-b", "vc2", map[string]string{v1alpha1.AnnotationServer: vcURL})
+	vc2 := vclusterPrefix(cluster, "team-b", "vc2")
+	r.waitFor(vc2, has(vc2))
+	t.Logf("vcluster Service and Secret created → model with it: %s", time.Since(start))
+
+	// The Secret rotated.
+	start = time.Now()
+	rotated := e.vclusterSecret(peer, "team-a", "vc1", "https://localhost:8443")
+	r.waitFor("vc1's rotated certificate", func(ts map[string]model.Target) bool {
+		t, ok := ts[vc1]
+		return ok && bytes.Equal(t.Upstream.ClientCert, rotated)
+	})
+	t.Logf("vc-<name> Secret rotated → model with the new certificate: %s", time.Since(start))
+
+	// vc2's Secret broken: reported, its last good version kept, vc1 unaffected.
+	e.putPeerSecret(peer, "team-b", "vc-vc2", map[string][]byte{"certificate-authority": []byte("not PEM")})
+	r.waitLog("virtual cluster refused; its last good version stays in force", "cluster="+cluster, "virtual_cluster=team-b/vc2", "holds no credential")
+	if v := r.errorGauge(cluster, target.KindVirtualCluster); v != 1 {
+		t.Errorf("virtualcluster error gauge of %s = %v, want 1", cluster, v)
+	}
+	// A vcluster that is not exposed: its kubeconfig's server is localhost, no annotation.
+	e.vcluster(peer, "team-c", "vc3", nil)
+	r.waitLog("virtual cluster refused; it is not served", "virtual_cluster=team-c/vc3", "not reachable from the edge")
+	got = r.waitFor("both vc1 and vc2 still served", func(ts map[string]model.Target) bool {
+		return has(vc1)(ts) && has(vc2)(ts) && r.errorGauge(cluster, target.KindVirtualCluster) == 2
+	})
+	if _, ok := got[vclusterPrefix(cluster, "team-c", "vc3")]; ok {
+		t.Error("vc3, reachable only at localhost, is served")
+	}
+	if len(r.invalid) < 2 {
+		t.Errorf("invalid called %d times, want at least 2 (vc2, vc3)", len(r.invalid))
+	}
+
+	// The Service deleted removes the target, broken or not.
+	start = time.Now()
+	if err := peer.Client.CoreV1().Services("team-b").Delete(e.ctx, "vc2", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor("no vc2", func(ts map[string]model.Target) bool { return !has(vc2)(ts) && has(vc1)(ts) })
+	t.Logf("vcluster Service deleted → model without it: %s", time.Since(start))
+	r.waitLog("virtual cluster's Service deleted; its target is removed", "virtual_cluster=team-b/vc2")
+	if v := r.errorGauge(cluster, target.KindVirtualCluster); v != 1 {
+		t.Errorf("virtualcluster error gauge of %s = %v after deleting vc2, want 1 (vc3)", cluster, v)
+	}
+
+	// The connected cluster stopped: its virtual clusters keep their routes.
+	peer.Stop()
+	r.waitLog("cannot list or watch the connected cluster to discover virtual clusters", "cluster="+cluster)
+	e.putCluster(e.cluster("other", "conn")) // any change: a new model is built
+	got = r.waitFor("a model after the connected cluster stopped", has(clusterPrefix(e.prefix+"other")))
+	if !has(vc1)(got) {
+		t.Errorf("vc1 lost while its connected cluster is unreachable: %v", prefixes(got))
+	}
+	if n := clusterWatchErrors(t, r, cluster); n == 0 {
+		t.Errorf("keygate_xds_kube_cluster_watch_errors_total{cluster=%q} = 0 after the cluster stopped", cluster)
+	}
+
+	// The Cluster deleted: its virtual clusters go with it.
+	e.deleteCluster("conn")
+	r.waitFor("no vc1 after the Cluster is deleted", func(ts map[string]model.Target) bool { return !has(vc1)(ts) })
+	if v := r.errorGauge(cluster, target.KindVirtualCluster); v != 0 {
+		t.Errorf("virtualcluster error gauge of deleted %s = %v, want 0 (no series)", cluster, v)
+	}
+}
+
+// clusterWatchErrors is keygate_xds_kube_cluster_watch_errors_total of a cluster, summed.
+func clusterWatchErrors(t *testing.T, r *running, cluster string) float64 {
+	t.Helper()
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total float64
+	for _, mf := range mfs {
+		if mf.GetName() != "keygate_xds_kube_cluster_watch_errors_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "cluster" && l.GetValue() == cluster {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
+}
+
+// TestVirtualClustersAtStartAndRestart: an xds started when the connected cluster already has
+// vclusters serves them once discovery syncs (not in the first model: start-up does not wait
+// for connected clusters), and a rotated Cluster credential restarts discovery without losing
+// them.
+func TestVirtualClustersAtStartAndRestart(t *testing.T) {
+	e := newEnv(t)
+	peer := e.connected()
+	e.vcluster(peer, "team-a", "vc1", map[string]string{v1alpha1.AnnotationServer: kubeAPI.URL})
+	e.connectedCluster("conn", peer.URL)
+	cluster := e.prefix + "conn"
+	vc1 := vclusterPrefix(cluster, "team-a", "vc1")
+
+	start := time.Now()
+	r := e.start(kube.Options{})
+	if !has(clusterPrefix(cluster))(r.mine(r.first)) {
+		t.Fatalf("first model without the Cluster: %v", prefixes(r.mine(r.first)))
+	}
+	r.waitFor(vc1, has(vc1))
+	t.Logf("xds started → model with the existing virtual cluster: %s", time.Since(start))
+
+	// A new credential for the connected cluster: discovery restarts with it, and vc1 stays
+	// served throughout (every model has it).
+	e.tlsSecret("conn", edgeUser)
+	r.waitLog("connected cluster's credential changed; restarting virtual-cluster discovery", "cluster="+cluster)
+	r.waitLog("virtual-cluster discovery synced", "cluster="+cluster)
+	e.putCluster(e.cluster("other", "conn"))
+	got := r.waitFor("a later model", has(clusterPrefix(e.prefix+"other")))
+	if !has(vc1)(got) {
+		t.Errorf("vc1 lost after the credential changed: %v", prefixes(got))
+	}
+	for len(r.models) > 0 {
+		if m := r.mine(<-r.models); !has(vc1)(m) {
+			t.Errorf("a model without vc1 after the restart: %v", prefixes(m))
+		}
+	}
+
+	// Without discovery, no virtual clusters.
+	e2 := newEnv(t)
+	r2 := e2.start(kube.Options{NoVirtualClusters: true})
+	e2.tlsSecret("conn", edgeUser)
+	c := e2.cluster("conn", "conn")
+	c.Spec.Server = peer.URL
+	e2.putCluster(c)
+	got = r2.waitFor("the cluster", has(clusterPrefix(e2.prefix+"conn")))
+	time.Sleep(300 * time.Millisecond) // what discovery would need to sync, were it on
+	for len(r2.models) > 0 {
+		got = r2.mine(<-r2.models)
+	}
+	if has(vclusterPrefix(e2.prefix+"conn", "team-a", "vc1"))(got) {
+		t.Error("NoVirtualClusters: a virtual cluster was discovered")
+	}
+}
