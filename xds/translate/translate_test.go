@@ -237,11 +237,15 @@ func TestClusters(t *testing.T) {
 			if th.MaxRequests.GetValue() < 100_000 || th.MaxConnections.GetValue() < 100_000 || th.MaxPendingRequests.GetValue() < 100_000 {
 				t.Errorf("circuit breakers %v: watches need far more than Envoy's default 1024", th)
 			}
+			digest := c.GetMetadata().GetFilterMetadata()[MetadataNamespace].GetFields()[CredentialsDigestKey].GetStringValue()
 			if !tc.tls {
-				if c.TransportSocket != nil {
-					t.Errorf("plain http upstream has a transport socket %v", c.TransportSocket)
+				if c.TransportSocket != nil || c.Metadata != nil {
+					t.Errorf("plain http upstream has a transport socket %v or metadata %v", c.TransportSocket, c.Metadata)
 				}
 				return
+			}
+			if digest == "" || digest != credentialsDigest(tc.target.Upstream) {
+				t.Errorf("credentials digest %q, want %q", digest, credentialsDigest(tc.target.Upstream))
 			}
 			ctx := upstreamTLSOf(t, c)
 			if ctx.Sni != tc.sni {
