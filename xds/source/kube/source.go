@@ -1,11 +1,14 @@
 // Package kube is the Kubernetes source of xds: it watches Cluster objects
 // (targets.keygate.dev/v1alpha1, CRD in manifests/crds/) and the Secrets they reference with
 // client-go informers, and turns them into the model.Model that source/file makes of a targets
-// file. Each Cluster becomes a cluster target and, if it names one, a Grafana target.
+// file. Each Cluster becomes a cluster target and, if it names one, a Grafana target. In each
+// connected cluster whose cluster target is good, a discoverer (discover.go) finds the virtual
+// clusters by vcluster's conventions and makes them virtualcluster targets (vcluster.go).
 //
 // A target whose object or Secret does not translate is reported (log, metric) and keeps its last
 // good version; the other targets are unaffected. Only deleting the Cluster (or its grafana
-// field) removes a target, so that a half-written Secret never cuts a cluster off.
+// field, or a vcluster's Service) removes a target, so that a half-written Secret never cuts a
+// cluster off.
 package kube
 
 import (
