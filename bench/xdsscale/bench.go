@@ -69,7 +69,9 @@ func newBenchEnv(dir, envoyBin, xdsBin string, samples int) (*benchEnv, error) {
 		return nil, err
 	}
 	e.upstreamCA, e.edgeClient = upstreamCA, edgeClient
-	e.upstream = newUpstream(upstreamCA)
+	if e.upstream, err = newUpstream(upstreamCA); err != nil {
+		return nil, err
+	}
 	if e.authz, e.authzAddr, err = startAllowAll(); err != nil {
 		return nil, err
 	}
@@ -86,7 +88,9 @@ func newBenchEnv(dir, envoyBin, xdsBin string, samples int) (*benchEnv, error) {
 
 func (e *benchEnv) close() {
 	e.upstream.close()
-	e.authz.Stop()
+	if e.authz != nil {
+		e.authz.Stop()
+	}
 }
 
 // result is what one run measured. Durations are wall-clock; CPU is utime+stime.
@@ -130,7 +134,7 @@ type runState struct {
 }
 
 // url is target i's upstream URL now.
-func (s *runState) url(i int) string { return s.upstream.url(targetIP(i, s.moved[i])) }
+func (s *runState) url(i int) string { return s.upstream.url(s.moved[i]) }
 
 func (e *benchEnv) measure(ctx context.Context, src targetSource, n int) (*result, error) {
 	dir := filepath.Join(e.dir, src.name(), strconv.Itoa(n))
@@ -146,9 +150,7 @@ func (e *benchEnv) measure(ctx context.Context, src targetSource, n int) (*resul
 		grpcAddr: addr(0), xdsHTTP: "http://" + addr(1), edgeURL: "https://" + addr(2), adminURL: "http://" + addr(3)}
 	r := &result{N: n, Source: src.name()}
 
-	// The targets that requests go to: the first, the last, a random sample, and those the
-	// changes add or move. Only they need a listener at their address; Envoy does not connect
-	// to an upstream before a request needs it.
+	// The targets that requests go to: the first, the last and a random sample.
 	rng := rand.New(rand.NewPCG(uint64(n), 1))
 	sample := []int{0, n - 1}
 	for _, i := range rng.Perm(n - 2)[:min(e.samples, n-2)] {
@@ -156,16 +158,6 @@ func (e *benchEnv) measure(ctx context.Context, src targetSource, n int) (*resul
 	}
 	addA, addB := n, n+1       // added: one with Envoy alone, one with the ADS client
 	moveA, moveB := n/2, n/2+1 // moved: likewise
-	for _, i := range append(sample, addA, addB) {
-		if err := e.ensureListener(targetIP(i, false)); err != nil {
-			return nil, err
-		}
-	}
-	for _, i := range []int{moveA, moveB} {
-		if err := e.ensureListener(targetIP(i, true)); err != nil {
-			return nil, err
-		}
-	}
 	urls := make([]string, n)
 	for i := range urls {
 		urls[i] = s.url(i)
@@ -267,16 +259,6 @@ func (e *benchEnv) measure(ctx context.Context, src targetSource, n int) (*resul
 	return r, nil
 }
 
-// ensureListener makes the upstream listen on ip, once.
-func (e *benchEnv) ensureListener(ip string) error {
-	for _, l := range e.upstream.ls {
-		if strings.HasPrefix(l.Addr().String(), ip+":") {
-			return nil
-		}
-	}
-	return e.upstream.listen(ip)
-}
-
 func targetName(i int) string { return fmt.Sprintf("t%05d", i) }
 
 // envoyConfigured succeeds once Envoy's admin stats show the targets' clusters all active (none
@@ -355,8 +337,9 @@ func (s *runState) request(ctx context.Context, i int) error {
 		return fmt.Errorf("GET %s: %d %s", req.URL.Path, resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	want := strings.TrimPrefix(s.url(i), "https://")
-	if rep.Local != want || rep.ClientCN != "keygate-edge" {
-		return fmt.Errorf("GET %s: answered by %s to client %q, want %s to keygate-edge", req.URL.Path, rep.Local, rep.ClientCN, want)
+	if rep.Local != want || rep.ServerName != targetHost(i) || rep.ClientCN != "keygate-edge" {
+		return fmt.Errorf("GET %s: answered on %s as %q to client %q, want on %s as %q to keygate-edge",
+			req.URL.Path, rep.Local, rep.ServerName, rep.ClientCN, want, targetHost(i))
 	}
 	return nil
 }

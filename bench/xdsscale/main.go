@@ -88,7 +88,7 @@ func run(srcs []string, ns []int, samples int, keep bool) error {
 	defer env.close()
 
 	host, _ := os.Hostname()
-	fmt.Printf("One run, %s, %s, %d CPUs, %s.\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), envoyVersion(envoyBin))
+	fmt.Printf("One run, %s, %s, %d CPUs, %s, xds built from %s.\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), envoyVersion(envoyBin), revision(root))
 	for _, name := range srcs {
 		var results []*result
 		for _, n := range ns {
@@ -105,7 +105,7 @@ func run(srcs []string, ns []int, samples int, keep bool) error {
 			}
 			results = append(results, r)
 			// Print as we go: a later, larger run may fail or be interrupted.
-			fmt.Fprintln(os.Stderr, r.summary())
+			fmt.Fprintf(os.Stderr, "%s\n%s source so far:\n%s", r.summary(), name, table(results))
 		}
 		fmt.Printf("\n### Source: %s\n\n%s", name, table(results))
 	}
@@ -143,4 +143,18 @@ func envoyVersion(bin string) string {
 		return "Envoy " + parts[1]
 	}
 	return "Envoy"
+}
+
+// revision names the code the xds binary was built from: the commit, and whether xds/ had
+// uncommitted changes (the working tree is what gets built).
+func revision(root string) string {
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "an unknown commit"
+	}
+	rev := "commit " + strings.TrimSpace(string(out))
+	if dirty, err := exec.Command("git", "-C", root, "status", "--porcelain", "--", "xds").Output(); err == nil && len(dirty) > 0 {
+		rev += " with uncommitted changes in xds/"
+	}
+	return rev
 }

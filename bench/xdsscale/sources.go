@@ -63,8 +63,8 @@ func (f *fileSource) write() error {
 	b.WriteString("clusters:\n")
 	for i, url := range f.urls {
 		// The PEM files are the bench's, in the parent directory.
-		fmt.Fprintf(&b, "  - {name: %s, url: %q, caFile: ../../upstream-ca.crt, clientCertFile: ../../edge.crt, clientKeyFile: ../../edge.key}\n",
-			targetName(i), url)
+		fmt.Fprintf(&b, "  - {name: %s, url: %q, tlsServerName: %s, caFile: ../../upstream-ca.crt, clientCertFile: ../../edge.crt, clientKeyFile: ../../edge.key}\n",
+			targetName(i), url, targetHost(i))
 	}
 	tmp := f.path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
@@ -150,8 +150,9 @@ func (k *kubeSource) create(ctx context.Context, i int, url string) error {
 		"apiVersion": v1alpha1.Group + "/" + v1alpha1.Version, "kind": "Cluster",
 		"metadata": map[string]any{"name": name},
 		"spec": map[string]any{
-			"config": map[string]any{"secretName": name, "secretNamespace": secretNamespace},
-			"server": url,
+			"config":        map[string]any{"secretName": name, "secretNamespace": secretNamespace},
+			"server":        url,
+			"tlsServerName": targetHost(i),
 		},
 	}}
 	if _, err := k.dynamic.Resource(v1alpha1.ClusterResource).Create(ctx, cluster, metav1.CreateOptions{}); err != nil {

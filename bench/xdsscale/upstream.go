@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -19,72 +21,112 @@ import (
 	"github.com/keygate-dev/keygate/internal/pki"
 )
 
-// Every target has its own loopback address (127.0.0.0/8 is all local on Linux), so that the
-// upstream can tell which target a request came through: it answers with the address it was
-// reached on. All addresses share one port and one HTTPS server.
+// Every target is a connected cluster at the same upstream address, with its own TLS server
+// name (SNI, and the DNS name its certificate must carry), so that the upstream can tell which
+// target a request came through. Moving a target's upstream moves it to a second port.
 
-// targetIP is target i's upstream address; moved is the address its upstream moves to when the
-// bench changes it. The last octet avoids 0 and 255.
-func targetIP(i int, moved bool) string {
-	second := 10
-	if moved {
-		second = 20
-	}
-	return fmt.Sprintf("127.%d.%d.%d", second, i/250, i%250+1)
-}
+// targetHost is target i's TLS server name.
+func targetHost(i int) string { return targetName(i) + ".bench.keygate.test" }
 
-// upstream is an HTTPS echo server, standing in for a cluster's API server: it requires the
-// edge's client certificate (so each target's client-certificate secret must have reached Envoy)
-// and presents a certificate for the address it was reached on (so each target's CA secret and
-// IP SAN check are exercised).
+// upstream is an HTTPS server standing in for every connected cluster's API server. It requires
+// the edge's client certificate (so each target's client-certificate secret must have reached
+// Envoy) and presents a certificate for the name the client asked for (so each target's CA
+// secret and name check are exercised). It answers requests through the edge with what it saw,
+// and the Kubernetes source's discovery of virtual clusters (list and watch of Services and
+// Namespaces) as an API server without virtual clusters would.
 type upstream struct {
-	port   int
+	ports  [2]int // the first address, and the one moved targets move to
 	ca     *pki.CA
 	server *http.Server
-	certs  sync.Map // IP → *tls.Certificate
-	ls     []net.Listener
+	certs  sync.Map // server name → *tls.Certificate
 }
 
-// reply is what the upstream answers.
+// reply is what the upstream answers through the edge.
 type reply struct {
-	Local    string `json:"local"` // the address the request reached: which target it went through
-	ClientCN string `json:"clientCN"`
+	Local      string `json:"local"`      // the address the request reached
+	ServerName string `json:"serverName"` // the SNI: which target it went through
+	ClientCN   string `json:"clientCN"`
 }
 
-func newUpstream(ca *pki.CA) *upstream {
+// newUpstream listens on two loopback ports.
+func newUpstream(ca *pki.CA) (*upstream, error) {
 	u := &upstream{ca: ca}
 	u.server = &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			rep := reply{}
-			if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-				rep.Local = a.String()
-			}
-			if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-				rep.ClientCN = r.TLS.PeerCertificates[0].Subject.CommonName
-			}
-			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(rep)
-		}),
+		Handler: http.HandlerFunc(u.serve),
 		TLSConfig: &tls.Config{
 			GetCertificate: u.certificate,
 			ClientAuth:     tls.RequireAndVerifyClientCert,
 			ClientCAs:      ca.Pool(),
 		},
 	}
-	return u
+	for i := range u.ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			u.close()
+			return nil, fmt.Errorf("upstream: %w", err)
+		}
+		u.ports[i] = l.Addr().(*net.TCPAddr).Port
+		go func() {
+			if err := u.server.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				fmt.Fprintf(os.Stderr, "upstream %s: %v\n", l.Addr(), err)
+			}
+		}()
+	}
+	return u, nil
 }
 
-// certificate issues (once per address) a serving certificate for the address the client
-// connected to.
-func (u *upstream) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	host, _, err := net.SplitHostPort(hello.Conn.LocalAddr().String())
-	if err != nil {
-		return nil, err
+func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/api/v1/services", "/api/v1/namespaces":
+		emptyKubeList(w, r)
+		return
 	}
-	if c, ok := u.certs.Load(host); ok {
+	rep := reply{}
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		rep.Local = a.String()
+	}
+	if r.TLS != nil {
+		rep.ServerName = r.TLS.ServerName
+		if len(r.TLS.PeerCertificates) > 0 {
+			rep.ClientCN = r.TLS.PeerCertificates[0].Subject.CommonName
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(rep)
+}
+
+// emptyKubeList answers a list or watch of Services or Namespaces as a Kubernetes API server
+// holding none: an empty list, or a watch that stays open without events (after the bookmark
+// that ends the initial events, if the client asked for them).
+func emptyKubeList(w http.ResponseWriter, r *http.Request) {
+	kind := "Service"
+	if strings.HasSuffix(r.URL.Path, "namespaces") {
+		kind = "Namespace"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	q := r.URL.Query()
+	if q.Get("watch") != "true" && q.Get("watch") != "1" {
+		fmt.Fprintf(w, `{"kind":%q,"apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}`, kind+"List")
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	if q.Get("sendInitialEvents") == "true" {
+		fmt.Fprintf(w, `{"type":"BOOKMARK","object":{"kind":%q,"apiVersion":"v1","metadata":{"resourceVersion":"1","annotations":{"k8s.io/initial-events-end":"true"}}}}`+"\n", kind)
+	}
+	http.NewResponseController(w).Flush()
+	<-r.Context().Done()
+}
+
+// certificate issues (once per name) a serving certificate for the name the client asked for.
+func (u *upstream) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	name := hello.ServerName
+	if name == "" {
+		return nil, errors.New("no server name (SNI)")
+	}
+	if c, ok := u.certs.Load(name); ok {
 		return c.(*tls.Certificate), nil
 	}
-	pair, err := u.ca.Server(host, host)
+	pair, err := u.ca.Server(name, name)
 	if err != nil {
 		return nil, err
 	}
@@ -92,31 +134,17 @@ func (u *upstream) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 	if err != nil {
 		return nil, err
 	}
-	u.certs.Store(host, &c)
+	u.certs.Store(name, &c)
 	return &c, nil
 }
 
-// listen serves on ip at the upstream's port (chosen by the first call).
-func (u *upstream) listen(ip string) error {
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(u.port)))
-	if err != nil {
-		return fmt.Errorf("upstream: listen on %s: %w", ip, err)
+// url is the upstream URL of the first address, or of the second if moved.
+func (u *upstream) url(moved bool) string {
+	port := u.ports[0]
+	if moved {
+		port = u.ports[1]
 	}
-	if u.port == 0 {
-		u.port = l.Addr().(*net.TCPAddr).Port
-	}
-	u.ls = append(u.ls, l)
-	go func() {
-		if err := u.server.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fmt.Printf("upstream %s: %v\n", ip, err)
-		}
-	}()
-	return nil
-}
-
-// url is the upstream URL of an address.
-func (u *upstream) url(ip string) string {
-	return "https://" + net.JoinHostPort(ip, strconv.Itoa(u.port))
+	return "https://127.0.0.1:" + strconv.Itoa(port)
 }
 
 func (u *upstream) close() { u.server.Close() }
