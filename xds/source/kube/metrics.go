@@ -15,6 +15,8 @@ type metrics struct {
 const (
 	resourceClusters = "clusters"
 	resourceSecrets  = "secrets"
+	// resourceVirtualClusters is the declared VirtualCluster objects.
+	resourceVirtualClusters = "virtualclusters"
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -34,7 +36,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"cluster", "resource"}),
 	}
 	// Both series exist from the start, so that increase() alerts work before the first failure.
-	for _, r := range []string{resourceClusters, resourceSecrets} {
+	for _, r := range []string{resourceClusters, resourceSecrets, resourceVirtualClusters} {
 		m.watchErrors.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{m.targetErrors, m.watchErrors, m.clusterWatchErrors} {

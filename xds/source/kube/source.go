@@ -78,6 +78,9 @@ type Source struct {
 	metrics  *metrics
 	clusters cache.SharedIndexInformer
 	secrets  cache.SharedIndexInformer
+	// declared watches VirtualCluster objects; nil if their CRD is not installed or not
+	// readable (declaring virtual clusters is optional).
+	declared cache.SharedIndexInformer
 	changes  chan struct{}
 	// failing is, by resource, whether the last list or watch failed.
 	failing map[string]*atomic.Bool
@@ -92,11 +95,24 @@ type Source struct {
 	// its Service's "namespace/name". Only Watch, then Run, use it.
 	vstate map[string]map[string]*vclusterState
 
+	// dstate is each VirtualCluster object's last translation, by object name. Only Watch,
+	// then Run, use it.
+	dstate map[string]*declaredState
+	// errorClusters are the Clusters whose virtualcluster error gauge is set.
+	errorClusters map[string]bool
+
 	// mu guards discoverers against a Close during a build.
 	mu sync.Mutex
 	// discoverers find the virtual clusters of each Cluster whose cluster target is good, by
 	// Cluster name. nil once closed.
 	discoverers map[string]*discoverer
+}
+
+// declaredState is what a VirtualCluster object last translated to.
+type declaredState struct {
+	vclusterState
+	// cluster is the connected cluster it names (the label of its error gauge).
+	cluster string
 }
 
 // vclusterState is what a discovered virtual cluster last translated to.
@@ -109,6 +125,9 @@ type vclusterState struct {
 	good *model.Target
 	// err is why the latest version did not translate.
 	err error
+	// shadowed is whether a declared VirtualCluster with the same prefix is served instead
+	// (logged once).
+	shadowed bool
 }
 
 // clusterState is what a Cluster object last translated to.
@@ -146,7 +165,8 @@ func Watch(ctx context.Context, o Options) (*Source, model.Model, error) {
 	if err != nil {
 		return nil, model.Model{}, fmt.Errorf("kubernetes source: %w", err)
 	}
-	if err := preflight(ctx, o, dyn, kube); err != nil {
+	declared, err := preflight(ctx, o, dyn, kube)
+	if err != nil {
 		return nil, model.Model{}, err
 	}
 	m, err := newMetrics(o.Registerer)
@@ -159,23 +179,35 @@ func Watch(ctx context.Context, o Options) (*Source, model.Model, error) {
 		log:     o.Log,
 		metrics: m,
 		// One pending signal is enough: a build reads the informers' caches, not the events.
-		changes:     make(chan struct{}, 1),
-		failing:     map[string]*atomic.Bool{resourceClusters: {}, resourceSecrets: {}},
-		state:       map[string]*clusterState{},
-		vstate:      map[string]map[string]*vclusterState{},
-		discoverers: map[string]*discoverer{},
+		changes:       make(chan struct{}, 1),
+		failing:       map[string]*atomic.Bool{resourceClusters: {}, resourceSecrets: {}, resourceVirtualClusters: {}},
+		state:         map[string]*clusterState{},
+		dstate:        map[string]*declaredState{},
+		errorClusters: map[string]bool{},
+		vstate:        map[string]map[string]*vclusterState{},
+		discoverers:   map[string]*discoverer{},
 	}
 	clusters := dyn.Resource(v1alpha1.ClusterResource)
 	s.clusters = cache.NewSharedIndexInformer(s.listWatch(resourceClusters,
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return clusters.List(ctx, o) },
 		clusters.Watch,
 	), &unstructured.Unstructured{}, 0, cache.Indexers{secretIndex: indexBySecret})
+	informers := []cache.SharedIndexInformer{s.clusters}
+	if declared {
+		vcs := dyn.Resource(v1alpha1.VirtualClusterResource)
+		s.declared = cache.NewSharedIndexInformer(s.listWatch(resourceVirtualClusters,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return vcs.List(ctx, o) },
+			vcs.Watch,
+		), &unstructured.Unstructured{}, 0, cache.Indexers{secretIndex: indexBySecret})
+		informers = append(informers, s.declared)
+	}
 	secrets := kube.CoreV1().Secrets(o.SecretNamespace)
 	s.secrets = cache.NewSharedIndexInformer(s.listWatch(resourceSecrets,
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return secrets.List(ctx, o) },
 		secrets.Watch,
 	), &corev1.Secret{}, 0, cache.Indexers{})
-	if err := s.setUp(); err != nil {
+	informers = append(informers, s.secrets)
+	if err := s.setUp(informers); err != nil {
 		return nil, model.Model{}, fmt.Errorf("kubernetes source: %w", err)
 	}
 
@@ -183,26 +215,50 @@ func Watch(ctx context.Context, o Options) (*Source, model.Model, error) {
 	ictx, stop := context.WithCancel(context.Background())
 	ictx = klog.NewContext(ictx, logr.FromSlogHandler(o.Log.With("component", "informer").Handler()))
 	s.stop = stop
-	for _, inf := range []cache.SharedIndexInformer{s.clusters, s.secrets} {
+	synced := make([]cache.InformerSynced, 0, len(informers))
+	for _, inf := range informers {
+		synced = append(synced, inf.HasSynced)
 		s.informers.Add(1)
 		go func() {
 			defer s.informers.Done()
 			inf.RunWithContext(ictx)
 		}()
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), s.clusters.HasSynced, s.secrets.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		s.Close()
 		return nil, model.Model{}, fmt.Errorf("kubernetes source: the Cluster and Secret caches did not fill: %w", ctx.Err())
 	}
 	first := s.build(nil)
-	o.Log.Info("kubernetes source synced", "clusters", len(s.state), "targets", len(first.Targets),
-		"secret_namespace", o.SecretNamespace)
+	o.Log.Info("kubernetes source synced", "clusters", len(s.state), "virtual_clusters_declared", len(s.dstate),
+		"targets", len(first.Targets), "secret_namespace", o.SecretNamespace)
 	return s, first, nil
 }
 
 // preflight lists a Cluster and a Secret once, so that a missing CRD or missing permissions
 // fail start-up with a message that says what to do, rather than informers retrying forever.
-func preflight(ctx context.Context, o Options, dyn dynamic.Interface, kube kubernetes.Interface) error {
+// VirtualCluster objects are optional: declared reports whether they can be watched.
+func preflight(ctx context.Context, o Options, dyn dynamic.Interface, kube kubernetes.Interface) (declared bool, err error) {
+	if err := preflightRequired(ctx, o, dyn, kube); err != nil {
+		return false, err
+	}
+	_, err = dyn.Resource(v1alpha1.VirtualClusterResource).List(ctx, metav1.ListOptions{Limit: 1})
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsNotFound(err):
+		// An edge set up before VirtualClusters existed keeps working; say how to get them.
+		o.Log.Warn("the VirtualCluster CRD is not installed: declared virtual clusters are off (kubectl apply -k manifests/crds/, then restart xds); discovered ones are served",
+			"crd", "virtualclusters."+v1alpha1.Group)
+		return false, nil
+	case apierrors.IsForbidden(err):
+		o.Log.Warn("may not list VirtualCluster objects: declared virtual clusters are off (grant it with manifests/rbac/xds.yaml, then restart xds); discovered ones are served",
+			"error", err)
+		return false, nil
+	}
+	return false, fmt.Errorf("kubernetes source %s: list virtualclusters.%s: %w", o.Config.Host, v1alpha1.Group, err)
+}
+
+func preflightRequired(ctx context.Context, o Options, dyn dynamic.Interface, kube kubernetes.Interface) error {
 	where := o.Config.Host
 	if _, err := dyn.Resource(v1alpha1.ClusterResource).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
 		switch {
@@ -228,17 +284,22 @@ func preflight(ctx context.Context, o Options, dyn dynamic.Interface, kube kuber
 
 // setUp registers the event handlers and the transforms, which must precede the informers'
 // start.
-func (s *Source) setUp() error {
-	for _, inf := range []cache.SharedIndexInformer{s.clusters, s.secrets} {
+func (s *Source) setUp(informers []cache.SharedIndexInformer) error {
+	for _, inf := range informers {
 		if err := inf.SetTransform(slim); err != nil {
 			return err
 		}
 	}
 	changed := func(any) { s.changed() }
-	if _, err := s.clusters.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: changed, UpdateFunc: func(_, obj any) { s.changed() }, DeleteFunc: changed,
-	}); err != nil {
-		return err
+	for _, inf := range []cache.SharedIndexInformer{s.clusters, s.declared} {
+		if inf == nil {
+			continue
+		}
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: changed, UpdateFunc: func(_, obj any) { s.changed() }, DeleteFunc: changed,
+		}); err != nil {
+			return err
+		}
 	}
 	secretChanged := func(obj any) {
 		if s.referenced(obj) {
@@ -325,14 +386,22 @@ func indexBySecret(obj any) ([]string, error) {
 	return secretRefs(u), nil
 }
 
-// referenced reports whether some Cluster references the Secret obj (or its tombstone).
+// referenced reports whether some Cluster or VirtualCluster references the Secret obj (or its
+// tombstone).
 func (s *Source) referenced(obj any) bool {
 	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
 	if err != nil {
 		return false
 	}
-	clusters, err := s.clusters.GetIndexer().IndexKeys(secretIndex, key)
-	return err == nil && len(clusters) > 0
+	for _, inf := range []cache.SharedIndexInformer{s.clusters, s.declared} {
+		if inf == nil {
+			continue
+		}
+		if refs, err := inf.GetIndexer().IndexKeys(secretIndex, key); err == nil && len(refs) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Source) changed() {
@@ -424,7 +493,12 @@ func (s *Source) build(invalid func(error)) model.Model {
 			s.log.Info("Cluster deleted; its targets are removed", "cluster", name)
 		}
 	}
-	targets = append(targets, s.buildVirtualClusters(invalid)...)
+	declared, failing := s.buildDeclared(invalid)
+	for _, t := range declared {
+		targets = append(targets, t)
+	}
+	targets = append(targets, s.buildVirtualClusters(declared, failing, invalid)...)
+	s.setVirtualClusterErrors(failing)
 	return model.New(targets...)
 }
 

@@ -44,7 +44,8 @@ var installCRDs = sync.OnceValue(func() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return kubeAPI.Apply(ctx, filepath.Join(root, "manifests", "crds", "targets.keygate.dev_clusters.yaml"))
+	return kubeAPI.Apply(ctx, filepath.Join(root, "manifests", "crds", "targets.keygate.dev_clusters.yaml"),
+		filepath.Join(root, "manifests", "crds", "targets.keygate.dev_virtualclusters.yaml"))
 })
 
 // env is one test's corner of the shared API server: a namespace for its Secrets, and Clusters

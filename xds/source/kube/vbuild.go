@@ -2,19 +2,28 @@ package kube
 
 import (
 	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keygate-dev/keygate/xds/model"
+	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
 	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // buildVirtualClusters keeps a discoverer running for each Cluster whose cluster target is
 // good (restarted when that target's credential changes, stopped when the Cluster goes),
 // translates the virtual clusters that changed since the last build, and returns every served
-// virtualcluster target. A connected cluster whose discovery has not synced (just started,
-// unreachable since xds started) keeps its virtual clusters as they were.
-func (s *Source) buildVirtualClusters(invalid func(error)) []model.Target {
+// virtualcluster target but those whose prefix a declared VirtualCluster has (by prefix in
+// declared). A connected cluster whose discovery has not synced (just started, unreachable
+// since xds started) keeps its virtual clusters as they were. It adds to failing, by Cluster,
+// the virtual clusters that do not translate.
+func (s *Source) buildVirtualClusters(declared map[string]model.Target, failing map[string]int, invalid func(error)) []model.Target {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.discoverers == nil {
@@ -51,19 +60,23 @@ func (s *Source) buildVirtualClusters(invalid func(error)) []model.Target {
 		if d != nil && d.synced() {
 			s.discover(name, d, vs, invalid)
 		}
-		failing := 0
-		for _, v := range vs {
-			if v.good != nil {
-				targets = append(targets, *v.good)
-			}
+		for key, v := range vs {
 			if v.err != nil {
-				failing++
+				failing[name]++
 			}
-		}
-		if failing > 0 {
-			s.metrics.targetErrors.WithLabelValues(name, string(target.KindVirtualCluster)).Set(float64(failing))
-		} else {
-			s.metrics.targetErrors.DeleteLabelValues(name, string(target.KindVirtualCluster))
+			if v.good == nil {
+				continue
+			}
+			if _, ok := declared[v.good.Ref.Prefix()]; ok {
+				if !v.shadowed {
+					s.log.Info("virtual cluster discovered and declared; the declared VirtualCluster is served",
+						"cluster", name, "virtual_cluster", key, "prefix", v.good.Ref.Prefix())
+					v.shadowed = true
+				}
+				continue
+			}
+			v.shadowed = false
+			targets = append(targets, *v.good)
 		}
 	}
 	// Clusters deleted, re-created, or without a good cluster target any more: their discovery
@@ -85,7 +98,6 @@ func (s *Source) buildVirtualClusters(invalid func(error)) []model.Target {
 				s.log.Info("virtual clusters of a removed Cluster are removed", "cluster", name, "virtual_clusters", len(s.vstate[name]))
 			}
 			delete(s.vstate, name)
-			s.metrics.targetErrors.DeleteLabelValues(name, string(target.KindVirtualCluster))
 		}
 	}
 	return targets
@@ -120,7 +132,7 @@ func (s *Source) discover(name string, d *discoverer, vs map[string]*vclusterSta
 		if prev != nil && prev.fingerprint == fp {
 			continue
 		}
-		next := s.applyVirtualCluster(name, key, prev, virtualClusterTarget(name, svc, secret, labels), invalid)
+		next := s.applyVirtualCluster(s.log, name, key, prev, virtualClusterTarget(name, svc, secret, labels), invalid)
 		next.uid, next.fingerprint = svc.UID, fp
 		vs[key] = next
 	}
@@ -137,7 +149,7 @@ func (s *Source) discover(name string, d *discoverer, vs map[string]*vclusterSta
 // applyVirtualCluster records the translation of a virtual cluster's new version, as apply
 // does for a Cluster's targets: served if it translated, else its last good version kept;
 // errors and recoveries logged once each.
-func (s *Source) applyVirtualCluster(cluster, key string, prev *vclusterState, r result, invalid func(error)) *vclusterState {
+func (s *Source) applyVirtualCluster(log *slog.Logger, cluster, key string, prev *vclusterState, r result, invalid func(error)) *vclusterState {
 	if prev == nil {
 		prev = &vclusterState{}
 	}
@@ -145,9 +157,9 @@ func (s *Source) applyVirtualCluster(cluster, key string, prev *vclusterState, r
 		t := r.target
 		switch {
 		case prev.err != nil:
-			s.log.Info("virtual cluster translates again", "cluster", cluster, "virtual_cluster", key, "prefix", t.Ref.Prefix())
+			log.Info("virtual cluster translates again", "cluster", cluster, "virtual_cluster", key, "prefix", t.Ref.Prefix())
 		case prev.good == nil:
-			s.log.Info("virtual cluster discovered", "cluster", cluster, "virtual_cluster", key, "prefix", t.Ref.Prefix(),
+			log.Info("virtual cluster served", "cluster", cluster, "virtual_cluster", key, "prefix", t.Ref.Prefix(),
 				"project", t.Ref.Project, "url", t.Upstream.URL.String())
 		}
 		return &vclusterState{good: &t}
@@ -160,9 +172,105 @@ func (s *Source) applyVirtualCluster(cluster, key string, prev *vclusterState, r
 	if prev.good != nil {
 		msg = "virtual cluster refused; its last good version stays in force"
 	}
-	s.log.Error(msg, "cluster", cluster, "kind", target.KindVirtualCluster, "virtual_cluster", key, "error", r.err)
+	log.Error(msg, "cluster", cluster, "kind", target.KindVirtualCluster, "virtual_cluster", key, "error", r.err)
 	if invalid != nil {
 		invalid(fmt.Errorf("cluster %s: virtual cluster %s: %w", cluster, key, r.err))
 	}
 	return next
+}
+
+// buildDeclared translates every VirtualCluster object whose object or Secret changed since the
+// last build, as build does for Clusters, and returns the served ones by prefix. It adds to
+// failing, by the Cluster they name, those that do not translate. Two objects with the same
+// prefix: the first by object name is served, the other refused.
+func (s *Source) buildDeclared(invalid func(error)) (map[string]model.Target, map[string]int) {
+	served := map[string]model.Target{}
+	failing := map[string]int{}
+	if s.declared == nil {
+		return served, failing
+	}
+	seen := map[string]bool{}
+	objs := s.declared.GetStore().List()
+	slices.SortFunc(objs, func(a, b any) int {
+		return strings.Compare(a.(*unstructured.Unstructured).GetName(), b.(*unstructured.Unstructured).GetName())
+	})
+	for _, obj := range objs {
+		u := obj.(*unstructured.Unstructured)
+		name := u.GetName()
+		seen[name] = true
+		log := s.log.With("virtualcluster_object", name)
+		fp := s.fingerprint(u)
+		st := s.dstate[name]
+		if st != nil && st.uid != u.GetUID() {
+			st = nil
+		}
+		if st == nil || st.fingerprint != fp {
+			var vc v1alpha1.VirtualCluster
+			var r result
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &vc); err != nil {
+				r = result{ref: target.Ref{Kind: target.KindVirtualCluster}, err: fmt.Errorf("not a valid VirtualCluster object: %w", err)}
+			} else {
+				r = declaredTarget(&vc, s.lookupSecret)
+			}
+			var prev *vclusterState
+			if st != nil {
+				prev = &st.vclusterState
+			}
+			next := s.applyVirtualCluster(log, r.ref.Cluster, r.ref.Namespace+"/"+r.ref.VirtualCluster, prev, r, invalid)
+			next.uid, next.fingerprint = u.GetUID(), fp
+			st = &declaredState{vclusterState: *next, cluster: r.ref.Cluster}
+			s.dstate[name] = st
+		}
+		if st.err != nil {
+			failing[st.cluster]++
+		}
+		if st.good == nil {
+			continue
+		}
+		if p := st.good.Ref.Prefix(); served[p].Ref.Kind != "" {
+			if !st.shadowed {
+				log.Error("VirtualCluster refused: another VirtualCluster object declares the same virtual cluster", "prefix", p)
+				st.shadowed = true
+			}
+			continue
+		}
+		st.shadowed = false
+		served[st.good.Ref.Prefix()] = *st.good
+	}
+	for name := range s.dstate {
+		if !seen[name] {
+			delete(s.dstate, name)
+			s.log.Info("VirtualCluster deleted; its target is removed", "virtualcluster_object", name)
+		}
+	}
+	return served, failing
+}
+
+// declaredTarget translates a VirtualCluster object with its Secret, by the rules of a
+// Cluster's: the same Secret forms, refusals and overrides.
+func declaredTarget(vc *v1alpha1.VirtualCluster, lookup secretLookup) result {
+	ref := target.Ref{Kind: target.KindVirtualCluster, Cluster: vc.Spec.Cluster, Namespace: vc.Spec.Namespace,
+		VirtualCluster: vc.Spec.Name, Project: vc.Spec.Project}
+	return build(ref, func() (model.Upstream, error) {
+		return clusterUpstream(v1alpha1.ClusterSpec{Config: vc.Spec.Config, Server: vc.Spec.Server, TLSServerName: vc.Spec.TLSServerName}, lookup)
+	})
+}
+
+// setVirtualClusterErrors sets keygate_xds_kube_target_errors{kind="virtualcluster"} of each
+// Cluster to its number of virtual clusters (discovered and declared) that do not translate,
+// and removes the series of those that have none any more.
+func (s *Source) setVirtualClusterErrors(failing map[string]int) {
+	kind := string(target.KindVirtualCluster)
+	for cluster := range s.errorClusters {
+		if failing[cluster] == 0 {
+			s.metrics.targetErrors.DeleteLabelValues(cluster, kind)
+			delete(s.errorClusters, cluster)
+		}
+	}
+	for cluster, n := range failing {
+		if n > 0 {
+			s.metrics.targetErrors.WithLabelValues(cluster, kind).Set(float64(n))
+			s.errorClusters[cluster] = true
+		}
+	}
 }

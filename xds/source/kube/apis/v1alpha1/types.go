@@ -99,3 +99,35 @@ const (
 	// LabelProject is Loft's project label, on a vcluster Service or its namespace.
 	LabelProject = "loft.sh/project"
 )
+
+// VirtualClusterResource is the resource of VirtualCluster objects (cluster-scoped).
+var VirtualClusterResource = schema.GroupVersionResource{Group: Group, Version: Version, Resource: "virtualclusters"}
+
+// VirtualCluster is a declared virtual cluster of a connected cluster, served at
+// /kubernetes/virtualcluster/<cluster>/<namespace>/<name>/: for virtual clusters that
+// discovery cannot see or reach, and to override what it finds (a declared one wins).
+type VirtualCluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              VirtualClusterSpec `json:"spec"`
+}
+
+// VirtualClusterSpec names the virtual cluster and says how the edge reaches it, as
+// ClusterSpec does for a cluster.
+type VirtualClusterSpec struct {
+	// Cluster is the connected cluster (a Cluster's name) the virtual cluster runs in.
+	Cluster string `json:"cluster"`
+	// Namespace is the namespace of the connected cluster it runs in.
+	Namespace string `json:"namespace"`
+	// Name is the virtual cluster's name.
+	Name string `json:"name"`
+	// Project is the project it belongs to, if any.
+	Project string `json:"project,omitempty"`
+	// Config is the Secret with the edge's credential (vcluster's vc-<name> Secret copied to
+	// the platform, with Key "config", or a token or TLS Secret).
+	Config ClusterConfig `json:"config"`
+	// Server overrides the kubeconfig's server; required without a kubeconfig.
+	Server string `json:"server,omitempty"`
+	// TLSServerName overrides the name verified in the virtual cluster's certificate.
+	TLSServerName string `json:"tlsServerName,omitempty"`
+}
