@@ -99,12 +99,16 @@ func TestExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := kubeAPI.Apply(ctx, filepath.Join(root, "manifests", "examples", "clusters.yaml")); err != nil {
+	if err := kubeAPI.Apply(ctx, filepath.Join(root, "manifests", "examples", "clusters.yaml"),
+		filepath.Join(root, "manifests", "examples", "virtualclusters.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"prod", "staging"} {
 		if err := kubeAPI.Dynamic.Resource(v1alpha1.ClusterResource).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 			t.Error(err)
 		}
+	}
+	if err := kubeAPI.Dynamic.Resource(v1alpha1.VirtualClusterResource).Delete(ctx, "prod.team-a.vc1", metav1.DeleteOptions{}); err != nil {
+		t.Error(err)
 	}
 }

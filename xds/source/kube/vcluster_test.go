@@ -218,3 +218,34 @@ func TestIsLocal(t *testing.T) {
 		}
 	}
 }
+
+func TestDeclaredTarget(t *testing.T) {
+	c := newCreds(t)
+	vcConfig := kubeconfig(t, "https://localhost:8443", func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
+		cl.CertificateAuthorityData, u.ClientCertificateData, u.ClientKeyData = c.ca, c.cert, c.key
+	})
+	lookup := func(r v1alpha1.SecretRef) (*corev1.Secret, error) {
+		return secret(r.SecretName, map[string][]byte{"config": vcConfig}), nil
+	}
+	vc := &v1alpha1.VirtualCluster{Spec: v1alpha1.VirtualClusterSpec{
+		Cluster: "prod", Namespace: "team-a", Name: "vc1", Project: "payments",
+		Config: v1alpha1.ClusterConfig{SecretRef: ref("prod-team-a-vc1"), Key: "config"},
+		Server: "https://vc1.team-a.example.com", TLSServerName: "vc1.team-a.svc",
+	}}
+	got := declaredTarget(vc, lookup)
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	want := model.Target{
+		Ref: target.Ref{Kind: target.KindVirtualCluster, Cluster: "prod", Namespace: "team-a", VirtualCluster: "vc1", Project: "payments"},
+		Upstream: model.Upstream{URL: mustURL(t, "https://vc1.team-a.example.com"), CA: c.ca, ClientCert: c.cert, ClientKey: c.key,
+			ServerName: "vc1.team-a.svc"},
+	}
+	if diff := cmp.Diff(want, got.target, cmp.Comparer(func(a, b *url.URL) bool { return a.String() == b.String() })); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	vc.Spec.Namespace = "Team_A"
+	if got := declaredTarget(vc, lookup); got.err == nil || !strings.Contains(got.err.Error(), `namespace "Team_A" is not valid`) {
+		t.Errorf("a namespace that is no DNS label: %v", got.err)
+	}
+}
