@@ -146,7 +146,9 @@ type clusterState struct {
 // Watch connects to the API server, checks that the Cluster CRD is installed and that it may
 // read Clusters and Secrets, starts the informers and waits for their caches, and returns the
 // first model. Call Run to receive later ones (or Close). An API server that cannot be reached
-// or a missing CRD is an error: xds does not start serving an empty edge by mistake.
+// or a missing CRD is an error: xds does not start serving an empty edge by mistake. The
+// VirtualCluster CRD is optional (a warning). Virtual-cluster discovery starts with the first
+// build and is not waited for: the first model has no discovered virtual clusters.
 func Watch(ctx context.Context, o Options) (*Source, model.Model, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
