@@ -56,6 +56,11 @@ type platform struct {
 	authz     *grpc.Server
 	authzAddr string
 
+	// xds runs in-process; stopXDS ends it and startXDS runs it again with the same flags.
+	xdsArgs []string
+	xdsOut  io.Writer
+	stopXDS func() error
+
 	upstreamCA *pki.CA
 	edgeCert   pki.Pair
 	upstreams  map[string]*httptest.Server
@@ -159,28 +164,24 @@ func startPlatform() (*platform, func(), error) {
 	if err != nil {
 		return nil, cleanup, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	xdsDone := make(chan error, 1)
-	go func() {
-		xdsDone <- Run(ctx, []string{
-			"--targets-file", p.targetsFile,
-			"--grpc-address", grpcAddr, "--http-address", addr(ports[1]), "--listen-address", listenAddr,
-			"--tls-cert-file", filepath.Join(dir, "serving.crt"), "--tls-key-file", filepath.Join(dir, "serving.key"),
-			"--log-format", "text", "--log-level", "debug",
-		}, io.MultiWriter(xdsLogFile, p.xdsLog))
-	}()
+	p.xdsArgs = []string{
+		"--targets-file", p.targetsFile,
+		"--grpc-address", grpcAddr, "--http-address", addr(ports[1]), "--listen-address", listenAddr,
+		"--tls-cert-file", filepath.Join(dir, "serving.crt"), "--tls-key-file", filepath.Join(dir, "serving.key"),
+		"--log-format", "text", "--log-level", "debug",
+	}
+	p.xdsOut = io.MultiWriter(xdsLogFile, p.xdsLog)
+	if err := p.startXDS(); err != nil {
+		return nil, cleanup, err
+	}
 	cleanups = append(cleanups, func() {
-		cancel()
-		if err := <-xdsDone; err != nil {
+		if err := p.stopXDS(); err != nil {
 			fmt.Fprintf(os.Stderr, "xds: %v\n", err)
 		}
 		xdsLogFile.Close()
 	})
 	wctx, wcancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer wcancel()
-	if err := proc.WaitFor(wctx, nil, "xds", proc.HTTPReady(p.xdsHTTP+"/readyz")); err != nil {
-		return nil, cleanup, fmt.Errorf("%w\n%s", err, p.xdsLog)
-	}
 
 	// Envoy.
 	bootstrap, err := envoy.Render(envoy.Params{NodeID: "xds-test", AdminAddress: adminAddr, XDSAddress: grpcAddr, ExtAuthzAddress: p.authzAddr})
@@ -215,6 +216,23 @@ func startPlatform() (*platform, func(), error) {
 		},
 	}
 	return p, cleanup, nil
+}
+
+// startXDS runs xds with p.xdsArgs and waits until it is ready.
+func (p *platform) startXDS() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, p.xdsArgs, p.xdsOut) }()
+	p.stopXDS = func() error {
+		cancel()
+		return <-done
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer wcancel()
+	if err := proc.WaitFor(wctx, nil, "xds", proc.HTTPReady(p.xdsHTTP+"/readyz")); err != nil {
+		return fmt.Errorf("%w\n%s", err, p.xdsLog)
+	}
+	return nil
 }
 
 // startAuthz starts the fake ext_authz on addr.
