@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -105,6 +106,8 @@ type result struct {
 	EnvoySampled   time.Duration // Envoy exec → every sampled target answered from its upstream
 	Initial        usage         // xds after the initial load and push (CPU total, HWM since start)
 	InitialSteady  int64         // xds RSS 3s after Envoy served, bytes
+	InitialHeap    int64         // xds Go heap in use then (go_memstats_heap_inuse_bytes): live data, unlike RSS
+	InitialFDs     int           // xds open file descriptors then (sockets: Envoy, API servers, connected clusters)
 	EnvoyInitial   usage         // Envoy after the initial load
 	EnvoySteadyRSS int64
 
@@ -120,6 +123,9 @@ type change struct {
 	XDSCPU  time.Duration // xds CPU for the change (until 2s after it was served)
 	XDSPeak int64         // xds VmHWM during the change (reset before it), bytes
 	XDSRSS  int64         // xds RSS after it, bytes
+	// Published is when xds logged "configuration published" for the change, from the change:
+	// the share of Latency that is xds's (the rest is the push and Envoy).
+	Published time.Duration
 }
 
 // runState is one xds and one Envoy with n targets.
@@ -226,6 +232,12 @@ func (e *benchEnv) measure(ctx context.Context, src targetSource, n int) (*resul
 		return nil, err
 	}
 	r.InitialSteady = steady.RSS
+	if r.InitialFDs, err = openFDs(s.xds.Pid()); err != nil {
+		return nil, err
+	}
+	if r.InitialHeap, err = s.heapInUse(ctx); err != nil {
+		return nil, err
+	}
 	if steady, err = readUsage(s.envoy.Pid()); err != nil {
 		return nil, err
 	}
@@ -394,7 +406,11 @@ func (s *runState) change(ctx context.Context, what string, i int, moved map[int
 		return c, err
 	}
 	c.XDSCPU, c.XDSPeak, c.XDSRSS = after.CPU-before.CPU, after.HWM, after.RSS
-	fmt.Fprintf(os.Stderr, "  %s %s: served after %s, xds CPU %s\n", what, targetName(i), c.Latency.Round(time.Millisecond), c.XDSCPU)
+	if published, ok := publishedAfter(s.xds.LogPath, start); ok {
+		c.Published = published.Sub(start)
+	}
+	fmt.Fprintf(os.Stderr, "  %s %s: published by xds after %s, served after %s, xds CPU %s\n", what, targetName(i),
+		c.Published.Round(time.Millisecond), c.Latency.Round(time.Millisecond), c.XDSCPU)
 	return c, nil
 }
 
@@ -422,4 +438,51 @@ func (s *runState) edit(ctx context.Context, i int, moved map[int]bool) error {
 		moved[i] = true
 	}
 	return s.src.set(ctx, i, s.url(i))
+}
+
+// heapInUse reads go_memstats_heap_inuse_bytes from xds's /metrics.
+func (s *runState) heapInUse(ctx context.Context) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.xdsHTTP+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return int64(f), err
+		}
+	}
+	return 0, fmt.Errorf("xds /metrics: no go_memstats_heap_inuse_bytes (%v)", sc.Err())
+}
+
+// publishedAfter is the time of the first "configuration published" in xds's log at or after
+// start. The log's times have millisecond resolution.
+func publishedAfter(logPath string, start time.Time) (time.Time, bool) {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return time.Time{}, false
+	}
+	defer f.Close()
+	start = start.Truncate(time.Millisecond)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.Contains(line, `msg="configuration published"`) {
+			continue
+		}
+		ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		t, err := time.Parse(time.RFC3339Nano, ts)
+		if err == nil && !t.Before(start) {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }

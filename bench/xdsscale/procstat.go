@@ -70,3 +70,9 @@ func readUsage(pid int) (usage, error) {
 func resetPeak(pid int) error {
 	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
 }
+
+// openFDs counts a process's open file descriptors: its sockets, mostly.
+func openFDs(pid int) (int, error) {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	return len(fds), err
+}
