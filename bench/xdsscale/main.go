@@ -1,10 +1,10 @@
 // Command xdsscale measures how xds and Envoy scale with the number of targets (issue 5): the
 // time from empty to serving every target, the time from a one-target change to Envoy serving
-// it, xds's memory and CPU, and the size of the xDS update for a one-target change. It uses the
-// targets-file source: N connected clusters, each on its own loopback address of one HTTPS
-// upstream. See bench/README.md.
+// it, xds's memory and CPU, and the size of the xDS update for a one-target change, with N
+// connected clusters from the targets file and from Cluster objects in a real kube-apiserver,
+// all served by one HTTPS upstream under a TLS server name each. See bench/README.md.
 //
-//	go run ./bench/xdsscale [-targets 100,1000,10000] [-samples 50]
+//	go run ./bench/xdsscale [-sources file,kubernetes] [-targets 100,1000,10000] [-samples 50] [-keep]
 package main
 
 import (
@@ -26,7 +26,7 @@ import (
 func main() {
 	targets := flag.String("targets", "100,1000,10000", "comma-separated numbers of targets, each run with a fresh xds and Envoy")
 	samples := flag.Int("samples", 50, "random targets requested through Envoy (besides the first and the last) before it counts as serving")
-	sources := flag.String("sources", "file", "comma-separated sources of targets to measure: file (a targets file), kubernetes (Cluster objects and Secrets in a real kube-apiserver)")
+	sources := flag.String("sources", "file,kubernetes", "comma-separated sources of targets to measure: file (a targets file), kubernetes (Cluster objects and Secrets in a real kube-apiserver)")
 	keep := flag.Bool("keep", false, "keep the working directory (logs, targets files) instead of removing it")
 	flag.Parse()
 	var ns []int
