@@ -446,7 +446,10 @@ func TestRouting(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			r := edge.get(t, tc.path, map[string]string{"Authorization": "Bearer test-key", "Impersonate_User": "admin", "X-Custom": "kept"})
+			// The scope header is the edge's own: a client's value changes nothing and never
+			// reaches an upstream.
+			r := edge.get(t, tc.path, map[string]string{"Authorization": "Bearer test-key", "Impersonate_User": "admin", "X-Custom": "kept",
+				translate.ScopeHeader: "grafana/demo"})
 			if r.status != http.StatusOK {
 				t.Fatalf("GET %s: %d %s", tc.path, r.status, r.body)
 			}
@@ -456,6 +459,9 @@ func TestRouting(t *testing.T) {
 			}
 			if got := e.Header.Get("X-Test-Target"); got != tc.target {
 				t.Errorf("ext_authz was told %q, want %q", got, tc.target)
+			}
+			if v := e.Header.Values(translate.ScopeHeader); len(v) != 0 {
+				t.Errorf("the upstream got %s: %v", translate.ScopeHeader, v)
 			}
 			if e.Header.Get("X-Custom") != "kept" {
 				t.Errorf("an ordinary header did not reach the upstream: %v", e.Header)
@@ -497,6 +503,8 @@ func TestNotFound(t *testing.T) {
 	}{
 		"unknown path":                   {"/api/v1/pods", nil, http.StatusNotFound, translate.NotFoundBody},
 		"unknown cluster":                {"/kubernetes/cluster/nope/api", nil, http.StatusNotFound, translate.NotFoundBody},
+		"unknown virtual cluster":        {"/kubernetes/virtualcluster/demo/vcluster-demo/nope/version", nil, http.StatusNotFound, translate.NotFoundBody},
+		"scope header of another target": {"/kubernetes/cluster/nope/api", map[string]string{translate.ScopeHeader: "cluster/demo"}, http.StatusNotFound, translate.NotFoundBody},
 		"grafana of a cluster without":   {"/grafana/vc1/", nil, http.StatusNotFound, translate.NotFoundBody},
 		"unknown path without a key":     {"/kubernetes/cluster/nope/api", map[string]string{"x-test-deny": "1"}, http.StatusUnauthorized, "denied by the test"},
 		"known cluster without a key":    {"/kubernetes/cluster/demo/api", map[string]string{"x-test-deny": "1"}, http.StatusUnauthorized, "denied by the test"},

@@ -153,8 +153,8 @@ func (s *Server) request(id int64, node *corev3.Node, typeURL, nonce, errMsg str
 	s.metrics.nacks.WithLabelValues(shortType(typeURL)).Inc()
 }
 
-// shortType names an xDS type for labels and logs: cluster, listener, route, secret, or the
-// type URL.
+// shortType names an xDS type for labels and logs: cluster, listener, scoped_route, route,
+// secret, or the type URL.
 func shortType(typeURL string) string {
 	switch typeURL {
 	case resource.SecretType:
@@ -163,6 +163,8 @@ func shortType(typeURL string) string {
 		return "cluster"
 	case resource.ListenerType:
 		return "listener"
+	case resource.ScopedRouteType:
+		return "scoped_route"
 	case resource.RouteType:
 		return "route"
 	}

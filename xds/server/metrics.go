@@ -53,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{ResultApplied, ResultUnchanged, ResultInvalid, ResultRejected} {
 		m.reloads.WithLabelValues(r)
 	}
-	for _, t := range []string{"cluster", "listener", "route"} {
+	for _, t := range []string{"cluster", "listener", "scoped_route", "route", "secret"} {
 		m.nacks.WithLabelValues(t)
 	}
 	for _, c := range []prometheus.Collector{m.targets, m.reloads, m.lastSuccess, m.nacks, m.connected} {

@@ -299,7 +299,7 @@ func contentVersion(byType map[resource.Type][]types.Resource) (string, error) {
 	h := sha256.New()
 	opts := proto.MarshalOptions{Deterministic: true}
 	// Secrets count: a rotated credential changes only a secret, and must still be published.
-	for _, typ := range []resource.Type{resource.ListenerType, resource.RouteType, resource.ClusterType, resource.SecretType} {
+	for _, typ := range []resource.Type{resource.ListenerType, resource.ScopedRouteType, resource.RouteType, resource.ClusterType, resource.SecretType} {
 		for _, r := range byType[typ] {
 			b, err := opts.Marshal(r)
 			if err != nil {
@@ -320,7 +320,7 @@ var (
 	keepalivePolicy = keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}
 )
 
-// Register adds the ADS service, and CDS, LDS, RDS and SDS for Envoys configured without ADS, to
+// Register adds the ADS service, and CDS, LDS, SRDS, RDS and SDS for Envoys configured without ADS, to
 // g. (The resources refer to their routes and secrets over ADS: such an Envoy needs its own
 // bootstrap for that.)
 func (s *Server) Register(g *grpc.Server) {
@@ -328,6 +328,7 @@ func (s *Server) Register(g *grpc.Server) {
 	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
 	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
 	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
+	routeservice.RegisterScopedRoutesDiscoveryServiceServer(g, s.xds)
 	secretservice.RegisterSecretDiscoveryServiceServer(g, s.xds)
 }
 

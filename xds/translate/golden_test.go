@@ -118,14 +118,15 @@ func checkGolden(t *testing.T, goldenPath string, m model.Model, opts Options) {
 
 // golden is the layout of a golden file: the resources by type, each as protojson.
 type golden struct {
-	Listeners []json.RawMessage `json:"listeners"`
-	Routes    []json.RawMessage `json:"routes"`
-	Clusters  []json.RawMessage `json:"clusters"`
-	Secrets   []json.RawMessage `json:"secrets"`
+	Listeners    []json.RawMessage `json:"listeners"`
+	ScopedRoutes []json.RawMessage `json:"scopedRoutes"`
+	Routes       []json.RawMessage `json:"routes"`
+	Clusters     []json.RawMessage `json:"clusters"`
+	Secrets      []json.RawMessage `json:"secrets"`
 }
 
 func marshalGolden(r Resources) ([]byte, error) {
-	g := golden{Listeners: []json.RawMessage{}, Routes: []json.RawMessage{}, Clusters: []json.RawMessage{}, Secrets: []json.RawMessage{}}
+	g := golden{Listeners: []json.RawMessage{}, ScopedRoutes: []json.RawMessage{}, Routes: []json.RawMessage{}, Clusters: []json.RawMessage{}, Secrets: []json.RawMessage{}}
 	add := func(list *[]json.RawMessage, m proto.Message) error {
 		b, err := protojson.Marshal(m)
 		if err != nil {
@@ -136,6 +137,11 @@ func marshalGolden(r Resources) ([]byte, error) {
 	}
 	for _, l := range r.Listeners {
 		if err := add(&g.Listeners, l); err != nil {
+			return nil, err
+		}
+	}
+	for _, sc := range r.ScopedRoutes {
+		if err := add(&g.ScopedRoutes, sc); err != nil {
 			return nil, err
 		}
 	}
@@ -177,6 +183,13 @@ func unmarshalGolden(data []byte) (Resources, error) {
 			return Resources{}, fmt.Errorf("listeners[%d]: %w", i, err)
 		}
 		r.Listeners = append(r.Listeners, l)
+	}
+	for i, b := range g.ScopedRoutes {
+		sc := &routev3.ScopedRouteConfiguration{}
+		if err := protojson.Unmarshal(b, sc); err != nil {
+			return Resources{}, fmt.Errorf("scopedRoutes[%d]: %w", i, err)
+		}
+		r.ScopedRoutes = append(r.ScopedRoutes, sc)
 	}
 	for i, b := range g.Routes {
 		rc := &routev3.RouteConfiguration{}

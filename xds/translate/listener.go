@@ -25,8 +25,10 @@ const (
 	extAuthzFilter = wellknown.HTTPExternalAuthorization // envoy.filters.http.ext_authz
 	routerFilter   = wellknown.Router                    // envoy.filters.http.router
 	luaFilter      = wellknown.Lua                       // envoy.filters.http.lua
-	hcmFilter      = wellknown.HTTPConnectionManager     // envoy.filters.network.http_connection_manager
-	tlsSocket      = wellknown.TransportSocketTLS        // envoy.transport_sockets.tls
+	// scopeFilter is the second Lua filter (see scopes.go); filters of one type need their own names.
+	scopeFilter = "keygate.route_scope"
+	hcmFilter   = wellknown.HTTPConnectionManager // envoy.filters.network.http_connection_manager
+	tlsSocket   = wellknown.TransportSocketTLS    // envoy.transport_sockets.tls
 
 	// Upstream HTTP filters of a cluster with a bearer token, and the credential extension.
 	credentialInjectorFilter = "envoy.filters.http.credential_injector"
@@ -35,7 +37,8 @@ const (
 )
 
 // httpsListener is the edge's one listener: TLS with the serving certificate, then an HTTP
-// connection manager that normalises paths, checks every request with ext_authz and routes by RDS.
+// connection manager that normalises paths, picks each request's routing scope, checks every
+// request with ext_authz and routes by scoped RDS.
 // The serving certificate and key are the secret ServingSecretName, over SDS like the upstreams'
 // credentials: a new serving certificate then replaces the TLS context in place, without
 // draining the listener's connections, and the key is in no listener (LDS) resource.
@@ -118,20 +121,20 @@ func connectionManager(o Options) (*hcmv3.HttpConnectionManager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lua filter: %w", err)
 	}
+	scopeAny, err := pack(&luav3.Lua{DefaultSourceCode: &corev3.DataSource{
+		Specifier: &corev3.DataSource_InlineString{InlineString: scopeLua},
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("scope filter: %w", err)
+	}
 	router, err := pack(&routerv3.Router{})
 	if err != nil {
 		return nil, fmt.Errorf("router filter: %w", err)
 	}
 	return &hcmv3.HttpConnectionManager{
-		StatPrefix: StatPrefix,
-		CodecType:  hcmv3.HttpConnectionManager_AUTO,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			ConfigSource: &corev3.ConfigSource{
-				ResourceApiVersion:    corev3.ApiVersion_V3,
-				ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
-			},
-			RouteConfigName: RouteConfigName,
-		}},
+		StatPrefix:     StatPrefix,
+		CodecType:      hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: scopedRoutes(),
 		// Routing and ext_authz must see the same path: normalise it before both, so that
 		// /kubernetes/cluster/a/../b/ or //kubernetes/... cannot reach one target while being
 		// judged as another. Escaped slashes (%2F) could do the same, so they are refused.
@@ -151,6 +154,9 @@ func connectionManager(o Options) (*hcmv3.HttpConnectionManager, error) {
 			HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_DROP_HEADER,
 		},
 		HttpFilters: []*hcmv3.HttpFilter{
+			// First, so that every later filter (ext_authz reads the route's context
+			// extensions) sees the route of the request's own scope.
+			{Name: scopeFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: scopeAny}},
 			{Name: extAuthzFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: authz}},
 			{Name: luaFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: lua}},
 			{Name: routerFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},

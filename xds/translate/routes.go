@@ -9,6 +9,7 @@ import (
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/target"
@@ -18,11 +19,13 @@ import (
 // so that kubectl prints the message.
 const NotFoundBody = `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the path names no target on this edge","reason":"NotFound","code":404}`
 
-func routeConfig(routes []*routev3.Route) *routev3.RouteConfiguration {
+func routeConfig(name string, routes []*routev3.Route) *routev3.RouteConfiguration {
 	return &routev3.RouteConfiguration{
-		Name: RouteConfigName,
+		Name: name,
+		// The scope header is Envoy's business: no upstream sees it.
+		RequestHeadersToRemove: []string{ScopeHeader},
 		VirtualHosts: []*routev3.VirtualHost{{
-			Name:    RouteConfigName,
+			Name:    name,
 			Domains: []string{"*"},
 			Routes:  routes,
 		}},
@@ -57,12 +60,19 @@ func targetRoutes(t model.Target) ([]*routev3.Route, error) {
 		// a check were ever skipped.
 		remove = []string{"authorization"}
 	}
+	var meta *corev3.Metadata
+	if _, scoped := ScopeKey(t.Ref); scoped {
+		meta = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+			scopeFilter: {Fields: map[string]*structpb.Value{scopedMetadataKey: structpb.NewBoolValue(true)}},
+		}}
+	}
 	name := ClusterName(t.Ref)
 	route := func(suffix string, match *routev3.RouteMatch) *routev3.Route {
 		return &routev3.Route{
 			Name:                   name + suffix,
 			Match:                  match,
 			Action:                 &routev3.Route_Route{Route: action},
+			Metadata:               meta,
 			RequestHeadersToRemove: remove,
 			TypedPerFilterConfig:   perFilter,
 		}

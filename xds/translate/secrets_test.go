@@ -103,8 +103,14 @@ func TestRotationKeepsNames(t *testing.T) {
 	if diff := cmp.Diff(before.Clusters, after.Clusters, protocmp.Transform(), ignoreDigest); diff != "" {
 		t.Errorf("a rotation changed the clusters beyond the digest (-before +after):\n%s", diff)
 	}
-	if !proto.Equal(before.Listeners[0], after.Listeners[0]) || !proto.Equal(before.Routes[0], after.Routes[0]) {
-		t.Error("a rotation changed the listener or the routes")
+	if !proto.Equal(before.Listeners[0], after.Listeners[0]) {
+		t.Error("a rotation changed the listener")
+	}
+	if diff := cmp.Diff(before.Routes, after.Routes, protocmp.Transform()); diff != "" {
+		t.Errorf("a rotation changed the routes (-before +after):\n%s", diff)
+	}
+	if diff := cmp.Diff(before.ScopedRoutes, after.ScopedRoutes, protocmp.Transform()); diff != "" {
+		t.Errorf("a rotation changed the scopes (-before +after):\n%s", diff)
 	}
 	if diff := cmp.Diff(secretNames(before), secretNames(after)); diff != "" {
 		t.Fatalf("a rotation renamed secrets (-before +after):\n%s", diff)

@@ -1,6 +1,7 @@
 // Package translate turns the model of the edge's targets into Envoy resources: one HTTPS
-// listener, one route configuration, one cluster per target and the SDS secrets that hold the
-// serving certificate and every upstream credential (see secrets.go). Translate is a pure function (no
+// listener, a route configuration and a routing scope per target plus one shared by the static
+// targets (see scopes.go), one cluster per target and the SDS secrets that hold the serving
+// certificate and every upstream credential (see secrets.go). Translate is a pure function (no
 // I/O, same input → same output) so that golden files can pin its output, and it validates every
 // resource it returns.
 package translate
@@ -24,7 +25,8 @@ import (
 const (
 	// ListenerName is the edge's one HTTPS listener.
 	ListenerName = "https"
-	// RouteConfigName is the route configuration the listener loads over RDS.
+	// RouteConfigName is the route configuration of the static scope: the management API, the
+	// public endpoints and the not-found route. Every other target has its own (see scopes.go).
 	RouteConfigName = "edge"
 	// StatPrefix prefixes the HTTP connection manager's stats (http.edge.*).
 	StatPrefix = "edge"
@@ -80,8 +82,12 @@ func (o Options) validate() error {
 // Resources are the Envoy resources of one configuration of the edge.
 type Resources struct {
 	Listeners []*listenerv3.Listener
-	Routes    []*routev3.RouteConfiguration
-	Clusters  []*clusterv3.Cluster
+	// ScopedRoutes are the routing scopes, each naming the route configuration of the same
+	// name: the static scope first, then one per target, in target order.
+	ScopedRoutes []*routev3.ScopedRouteConfiguration
+	// Routes are the route configurations, in the order of their scopes.
+	Routes   []*routev3.RouteConfiguration
+	Clusters []*clusterv3.Cluster
 	// Secrets are the SDS secrets the listener and the clusters refer to by name: the serving
 	// certificate first, then each target's, in target order.
 	Secrets []*tlsv3.Secret
@@ -90,13 +96,17 @@ type Resources struct {
 // ByType returns the resources keyed by xDS type, as go-control-plane's snapshots take them.
 func (r Resources) ByType() map[resource.Type][]types.Resource {
 	out := map[resource.Type][]types.Resource{
-		resource.ListenerType: {},
-		resource.RouteType:    {},
-		resource.ClusterType:  {},
-		resource.SecretType:   {},
+		resource.ListenerType:    {},
+		resource.ScopedRouteType: {},
+		resource.RouteType:       {},
+		resource.ClusterType:     {},
+		resource.SecretType:      {},
 	}
 	for _, l := range r.Listeners {
 		out[resource.ListenerType] = append(out[resource.ListenerType], l)
+	}
+	for _, sc := range r.ScopedRoutes {
+		out[resource.ScopedRouteType] = append(out[resource.ScopedRouteType], sc)
 	}
 	for _, rc := range r.Routes {
 		out[resource.RouteType] = append(out[resource.RouteType], rc)
@@ -129,7 +139,9 @@ func Translate(m model.Model, o Options) (Resources, error) {
 		Listeners: []*listenerv3.Listener{l},
 		Secrets:   []*tlsv3.Secret{tlsCertificateSecret(ServingSecretName, o.ServingCert, o.ServingKey)},
 	}
-	routes := make([]*routev3.Route, 0, 2*len(m.Targets)+1)
+	var static []*routev3.Route
+	var scopes []*routev3.ScopedRouteConfiguration
+	var configs []*routev3.RouteConfiguration
 	for _, t := range m.Targets {
 		if err := t.Ref.Validate(); err != nil {
 			return Resources{}, fmt.Errorf("translate: %w", err)
@@ -144,13 +156,20 @@ func Translate(m model.Model, o Options) (Resources, error) {
 		}
 		res.Clusters = append(res.Clusters, c)
 		res.Secrets = append(res.Secrets, upstreamSecrets(c.GetName(), t.Upstream)...)
-		routes = append(routes, rs...)
+		if key, ok := ScopeKey(t.Ref); ok {
+			name := ClusterName(t.Ref)
+			scopes = append(scopes, scope(name, key))
+			configs = append(configs, routeConfig(name, rs))
+		} else {
+			static = append(static, rs...)
+		}
 	}
 	nf, err := notFoundRoute()
 	if err != nil {
 		return Resources{}, fmt.Errorf("translate: %w", err)
 	}
-	res.Routes = []*routev3.RouteConfiguration{routeConfig(append(routes, nf))}
+	res.ScopedRoutes = append([]*routev3.ScopedRouteConfiguration{scope(RouteConfigName, StaticScopeKey)}, scopes...)
+	res.Routes = append([]*routev3.RouteConfiguration{routeConfig(RouteConfigName, append(static, nf))}, configs...)
 
 	if err := res.validate(); err != nil {
 		return Resources{}, fmt.Errorf("translate: %w", err)
@@ -172,6 +191,9 @@ func (r Resources) validate() error {
 	}
 	for _, l := range r.Listeners {
 		check("listener", l.GetName(), l)
+	}
+	for _, sc := range r.ScopedRoutes {
+		check("scoped route configuration", sc.GetName(), sc)
 	}
 	for _, rc := range r.Routes {
 		check("route configuration", rc.GetName(), rc)

@@ -78,7 +78,18 @@ func translate(t *testing.T, targets ...model.Target) Resources {
 	return res
 }
 
+// routesOf returns the routes of the static scope's route configuration.
 func routesOf(r Resources) []*routev3.Route { return r.Routes[0].VirtualHosts[0].Routes }
+
+// routeConfigNamed returns the route configuration called name, or nil.
+func routeConfigNamed(r Resources, name string) *routev3.RouteConfiguration {
+	for _, rc := range r.Routes {
+		if rc.Name == name {
+			return rc
+		}
+	}
+	return nil
+}
 
 func perRoute(t *testing.T, r *routev3.Route) *extauthzv3.ExtAuthzPerRoute {
 	t.Helper()
@@ -119,8 +130,23 @@ func TestRoutes(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			routes := routesOf(translate(t, tc.target))
-			if len(routes) != 3 {
+			res := translate(t, tc.target)
+			routes := routesOf(res)
+			if _, scoped := ScopeKey(tc.target.Ref); scoped {
+				// The target's routes are alone in their own route configuration; the static
+				// one keeps only the 404.
+				if len(routes) != 1 {
+					t.Errorf("static scope has %d routes, want only the 404", len(routes))
+				}
+				rc := routeConfigNamed(res, tc.cluster)
+				if rc == nil {
+					t.Fatalf("no route configuration %q", tc.cluster)
+				}
+				routes = rc.VirtualHosts[0].Routes
+				if len(routes) != 2 {
+					t.Fatalf("got %d routes in %s, want the target's two", len(routes), rc.Name)
+				}
+			} else if len(routes) != 3 {
 				t.Fatalf("got %d routes, want the target's two and the 404", len(routes))
 			}
 			if got := routes[0].Match.GetPath(); got != tc.paths[0] {
@@ -311,8 +337,12 @@ func TestListener(t *testing.T) {
 	if err := fc.Filters[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
 		t.Fatal(err)
 	}
-	if hcm.GetRds().GetRouteConfigName() != "edge" || hcm.GetRds().GetConfigSource().GetAds() == nil {
-		t.Errorf("routes come from %v, want RDS %q over ADS", hcm.GetRds(), "edge")
+	sr := hcm.GetScopedRoutes()
+	if sr.GetName() != "edge" || sr.GetScopedRds().GetScopedRdsConfigSource().GetAds() == nil || sr.GetRdsConfigSource().GetAds() == nil {
+		t.Errorf("routes come from %v, want scoped RDS %q and RDS over ADS", sr, "edge")
+	}
+	if f := sr.GetScopeKeyBuilder().GetFragments(); len(f) != 1 || f[0].GetHeaderValueExtractor().GetName() != ScopeHeader {
+		t.Errorf("scope key from %v, want the header %s alone", f, ScopeHeader)
 	}
 	if !hcm.NormalizePath.GetValue() || !hcm.MergeSlashes || hcm.PathWithEscapedSlashesAction != hcmv3.HttpConnectionManager_REJECT_REQUEST {
 		t.Error("paths must be normalised, slashes merged and escaped slashes refused")
@@ -328,12 +358,13 @@ func TestListener(t *testing.T) {
 	for _, f := range hcm.HttpFilters {
 		names = append(names, f.Name)
 	}
-	// The Lua filter must run after ext_authz (it reads its metadata) and before the router.
-	if diff := cmp.Diff([]string{"envoy.filters.http.ext_authz", "envoy.filters.http.lua", "envoy.filters.http.router"}, names); diff != "" {
+	// The scope filter must run first (ext_authz reads the route), the header-lists Lua filter
+	// after ext_authz (it reads its metadata) and before the router.
+	if diff := cmp.Diff([]string{"keygate.route_scope", "envoy.filters.http.ext_authz", "envoy.filters.http.lua", "envoy.filters.http.router"}, names); diff != "" {
 		t.Errorf("filters (-want +got):\n%s", diff)
 	}
 	authz := &extauthzv3.ExtAuthz{}
-	if err := hcm.HttpFilters[0].GetTypedConfig().UnmarshalTo(authz); err != nil {
+	if err := hcm.HttpFilters[1].GetTypedConfig().UnmarshalTo(authz); err != nil {
 		t.Fatal(err)
 	}
 	gs := authz.GetGrpcService()
@@ -406,7 +437,14 @@ func marshalAll(t *testing.T, r Resources) string {
 	t.Helper()
 	var b strings.Builder
 	opts := proto.MarshalOptions{Deterministic: true}
-	for _, m := range append(append([]proto.Message{r.Listeners[0]}, r.Routes[0]), clusterMessages(r)...) {
+	ms := []proto.Message{r.Listeners[0]}
+	for _, sc := range r.ScopedRoutes {
+		ms = append(ms, sc)
+	}
+	for _, rc := range r.Routes {
+		ms = append(ms, rc)
+	}
+	for _, m := range append(ms, clusterMessages(r)...) {
 		data, err := opts.Marshal(m)
 		if err != nil {
 			t.Fatal(err)
