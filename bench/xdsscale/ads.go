@@ -15,7 +15,7 @@ import (
 )
 
 // adsTypes are the types an edge Envoy receives over its ADS stream.
-var adsTypes = []string{resource.ClusterType, resource.ListenerType, resource.RouteType, resource.SecretType}
+var adsTypes = []string{resource.ClusterType, resource.ListenerType, resource.ScopedRouteType, resource.RouteType, resource.SecretType}
 
 // shortType names a type URL in the table.
 func shortType(typeURL string) string {
@@ -24,6 +24,8 @@ func shortType(typeURL string) string {
 		return "CDS"
 	case resource.ListenerType:
 		return "LDS"
+	case resource.ScopedRouteType:
+		return "SRDS"
 	case resource.RouteType:
 		return "RDS"
 	case resource.SecretType:
@@ -52,9 +54,9 @@ type adsClient struct {
 	err      error
 }
 
-// dialADS opens a delta ADS stream to addr. Envoy subscribes to clusters and listeners as
-// wildcards, and to the route configuration and secrets by the names those resources give;
-// subscribing to all four as wildcards receives the same resources (the cache serves every
+// dialADS opens a delta ADS stream to addr. Envoy subscribes to clusters, listeners and scopes
+// as wildcards, and to the route configurations and secrets by the names those resources give;
+// subscribing to all five as wildcards receives the same resources (the cache serves every
 // Envoy the same snapshot) without following the references.
 func dialADS(addr string) (*adsClient, error) {
 	conn, err := grpc.NewClient(addr,

@@ -274,8 +274,9 @@ func (e *benchEnv) measure(ctx context.Context, src targetSource, n int) (*resul
 func targetName(i int) string { return fmt.Sprintf("t%05d", i) }
 
 // envoyConfigured succeeds once Envoy's admin stats show the targets' clusters all active (none
-// warming: each has its secrets), the listener active, and the route configuration loaded. The
-// routes are one resource, which xds first published with every target in it.
+// warming: each has its secrets), the listener active, and every scope loaded: the static one
+// and one per target, each with its route configuration (Envoy counts a scope in all_scopes
+// once it has its routes).
 func (s *runState) envoyConfigured(n int) func(context.Context) error {
 	want := map[string]int{
 		"cluster_manager.active_clusters":          n + staticClusters,
@@ -294,8 +295,8 @@ func (s *runState) envoyConfigured(n int) func(context.Context) error {
 				return fmt.Errorf("%s = %d (present %v), want %d", name, got, ok, v)
 			}
 		}
-		if stats["http.edge.rds.edge.update_success"] < 1 {
-			return fmt.Errorf("routes not loaded yet (http.edge.rds.edge.update_success = 0)")
+		if got := stats["http.edge.scoped_rds.edge.all_scopes"]; got != n+1 {
+			return fmt.Errorf("http.edge.scoped_rds.edge.all_scopes = %d, want %d", got, n+1)
 		}
 		return nil
 	}
@@ -305,7 +306,7 @@ func (s *runState) envoyConfigured(n int) func(context.Context) error {
 // 10,000 clusters Envoy has about a million stats.
 func (s *runState) stats(ctx context.Context) (map[string]int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		s.adminURL+`/stats?filter=^(cluster_manager\.|listener_manager\.total_listeners|http\.edge\.rds\.edge\.update_)`, nil)
+		s.adminURL+`/stats?filter=^(cluster_manager\.|listener_manager\.total_listeners|http\.edge\.scoped_rds\.edge\.)`, nil)
 	if err != nil {
 		return nil, err
 	}

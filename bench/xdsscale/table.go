@@ -46,17 +46,19 @@ var rows = []row{
 	{"full configuration over delta ADS (all responses)", func(r *result) float64 { return kb(r.Full.Bytes) }, "KB"},
 	typeRow("full configuration: clusters", func(r *result) traffic { return r.Full }, "CDS"),
 	typeRow("full configuration: secrets", func(r *result) traffic { return r.Full }, "SDS"),
+	typeRow("full configuration: route configurations", func(r *result) traffic { return r.Full }, "RDS"),
 	{"add one target: xDS update size (all responses)", func(r *result) float64 { return kb(r.AddBytes.Bytes) }, "KB"},
 	{"add one target: responses", func(r *result) float64 { return float64(r.AddBytes.Responses) }, "count"},
 	{"add one target: CDS bytes", func(r *result) float64 { return kb(r.AddBytes.ByType["CDS"].Bytes) }, "KB"},
+	{"add one target: SRDS bytes", func(r *result) float64 { return kb(r.AddBytes.ByType["SRDS"].Bytes) }, "KB"},
 	{"add one target: RDS bytes", func(r *result) float64 { return kb(r.AddBytes.ByType["RDS"].Bytes) }, "KB"},
 	{"add one target: SDS bytes", func(r *result) float64 { return kb(r.AddBytes.ByType["SDS"].Bytes) }, "KB"},
-	{"add one target: resources sent (CDS+LDS+RDS+SDS)", func(r *result) float64 { return float64(resources(r.AddBytes)) }, "count"},
+	{"add one target: resources sent (CDS+LDS+SRDS+RDS+SDS)", func(r *result) float64 { return float64(resources(r.AddBytes)) }, "count"},
 	{"move one target: xDS update size (all responses)", func(r *result) float64 { return kb(r.MoveBytes.Bytes) }, "KB"},
 	{"move one target: responses", func(r *result) float64 { return float64(r.MoveBytes.Responses) }, "count"},
 	{"move one target: CDS bytes", func(r *result) float64 { return kb(r.MoveBytes.ByType["CDS"].Bytes) }, "KB"},
 	{"move one target: RDS bytes", func(r *result) float64 { return kb(r.MoveBytes.ByType["RDS"].Bytes) }, "KB"},
-	{"move one target: resources sent (CDS+LDS+RDS+SDS)", func(r *result) float64 { return float64(resources(r.MoveBytes)) }, "count"},
+	{"move one target: resources sent (CDS+LDS+SRDS+RDS+SDS)", func(r *result) float64 { return float64(resources(r.MoveBytes)) }, "count"},
 }
 
 func resources(t traffic) int {
