@@ -46,9 +46,11 @@ vet: ## go vet and a gofmt check
 e2e: tools ## only the end-to-end tests through the real Envoy
 	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 -v ./e2e/...
 
-# Not part of `make test`: the 10,000-target run takes minutes. BENCH_ARGS='-targets 100,1000' for less.
-bench: tools ## measure xds and Envoy at 100, 1,000 and 10,000 targets (bench/README.md); prints a Markdown table
+# Not part of `make test`: the 10,000-target run takes minutes. BENCH_ARGS='-targets 100,1000' for less
+# (xdsscale), ROUTECOST_ARGS likewise for routecost.
+bench: tools ## measure xds and Envoy at 100, 1,000 and 10,000 targets, and what routing costs per request (bench/README.md); prints Markdown tables
 	$(GO) run ./bench/xdsscale $(BENCH_ARGS)
+	$(GO) run ./bench/routecost $(ROUTECOST_ARGS)
 
 clean: ## remove build outputs and run state (keeps installed tools)
 	rm -rf bin .run

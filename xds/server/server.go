@@ -19,8 +19,9 @@
 //     (translate checks it; Snapshot.Consistent does not look at secrets), so the
 //     subscription is answered at once.
 //   - In ADS mode the cache answers open watches in a fixed type order (clusters, listeners,
-//     routes, then secrets) through one stream, so a snapshot that changes both a cluster and
-//     its secret sends the cluster first.
+//     route configurations, scopes, then secrets) through one stream, so a snapshot that
+//     changes both a cluster and its secret sends the cluster first; and a new target's routes
+//     come after its cluster (Envoy subscribes to them once it has their scope).
 //   - Secret names are stable per cluster: a rotation changes a secret's content, not its name,
 //     so nothing has to warm again. A new token needs only its secret (it is added to each
 //     request). A new CA or client certificate also changes the cluster (its credentials
@@ -204,7 +205,7 @@ func (s *Server) publish(ctx context.Context, version string, byType map[resourc
 // prev already has a new content: prev, with only those secrets' content replaced, and the names
 // of those secrets (none: nothing to publish first). A rotated CA or client certificate changes
 // both the secret and its cluster (translate's credentials digest), and the cache would send the
-// cluster first (it answers in the order clusters, listeners, routes, secrets). Envoy would then
+// cluster first (it answers in the order clusters, listeners, routes, scopes, secrets). Envoy would then
 // replace the cluster while the secret, shared by the old and the new cluster, still had the
 // old content, and a connection opened in that moment could keep the old credential for as long
 // as it stays open. Published first, the secrets reach Envoy first (the old cluster uses them

@@ -145,3 +145,10 @@ func scope(name, key string) *routev3.ScopedRouteConfiguration {
 		}}},
 	}
 }
+
+// ScopeLua is the source of the scope filter, for benchmarks that measure what it costs.
+func ScopeLua() string { return scopeLua }
+
+// ScopedMetadata is the metadata that marks a route of a target's own scope for the scope
+// filter: the filter's name, the key, true.
+func ScopedMetadata() (filter, key string) { return scopeFilter, scopedMetadataKey }
