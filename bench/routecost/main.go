@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keygate-dev/keygate/bench/internal/sizes"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/tools"
 	"github.com/keygate-dev/keygate/xds/translate"
@@ -34,14 +35,10 @@ func main() {
 	concurrency := flag.Int("concurrency", 4, "requests in flight at once")
 	rounds := flag.Int("rounds", 3, "rounds per size; the layouts alternate within each, and the table shows the median round")
 	flag.Parse()
-	var ns []int
-	for _, s := range strings.Split(*targets, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			fmt.Fprintf(os.Stderr, "routecost: -targets: %q is not a positive number\n", s)
-			os.Exit(2)
-		}
-		ns = append(ns, n)
+	ns, err := sizes.Parse(*targets, 1)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "routecost: -targets: %v\n", err)
+		os.Exit(2)
 	}
 	if *requests < 1 || *concurrency < 1 || *rounds < 1 {
 		fmt.Fprintln(os.Stderr, "routecost: -requests, -concurrency and -rounds must be positive")

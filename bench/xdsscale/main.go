@@ -16,10 +16,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/keygate-dev/keygate/bench/internal/sizes"
 	"github.com/keygate-dev/keygate/internal/tools"
 )
 
@@ -29,14 +29,10 @@ func main() {
 	sources := flag.String("sources", "file,kubernetes", "comma-separated sources of targets to measure: file (a targets file), kubernetes (Cluster objects and Secrets in a real kube-apiserver)")
 	keep := flag.Bool("keep", false, "keep the working directory (logs, targets files) instead of removing it")
 	flag.Parse()
-	var ns []int
-	for _, s := range strings.Split(*targets, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 2 {
-			fmt.Fprintf(os.Stderr, "xdsscale: -targets: %q is not a number of at least 2\n", s)
-			os.Exit(2)
-		}
-		ns = append(ns, n)
+	ns, err := sizes.Parse(*targets, 2)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "xdsscale: -targets: %v\n", err)
+		os.Exit(2)
 	}
 	srcs := strings.Split(*sources, ",")
 	for _, s := range srcs {
