@@ -144,7 +144,7 @@ func (s *Server) Update(ctx context.Context, m model.Model) error {
 		return err
 	}
 	byType := res.ByType()
-	version, err := contentVersion(byType)
+	version, versions, err := contentVersion(byType)
 	if err != nil {
 		s.metrics.reloads.WithLabelValues(ResultRejected).Inc()
 		return err
@@ -156,9 +156,9 @@ func (s *Server) Update(ctx context.Context, m model.Model) error {
 		return nil
 	}
 	if step, changed := secretsFirst(s.published, byType); len(changed) > 0 {
-		stepVersion, err := contentVersion(step)
+		stepVersion, stepVersions, err := contentVersion(step)
 		if err == nil && stepVersion != version {
-			if err = s.publish(ctx, stepVersion, step); err == nil {
+			if err = s.publish(ctx, stepVersion, step, stepVersions); err == nil {
 				s.awaitSecrets(ctx, stepVersion, changed)
 			}
 		}
@@ -167,7 +167,7 @@ func (s *Server) Update(ctx context.Context, m model.Model) error {
 			return fmt.Errorf("rotated secrets: %w", err)
 		}
 	}
-	if err := s.publish(ctx, version, byType); err != nil {
+	if err := s.publish(ctx, version, byType, versions); err != nil {
 		s.metrics.reloads.WithLabelValues(ResultRejected).Inc()
 		return err
 	}
@@ -186,12 +186,15 @@ func (s *Server) Update(ctx context.Context, m model.Model) error {
 }
 
 // publish checks the resources as a snapshot and hands them to the cache, which answers every
-// Envoy's open watches with what changed.
-func (s *Server) publish(ctx context.Context, version string, byType map[resource.Type][]types.Resource) error {
+// Envoy's open watches with what changed. versions are the resources' versions from
+// contentVersion: given them, the cache does not encode and hash every resource again to find
+// out what changed (at 10,000 targets that was 40% of an update's time).
+func (s *Server) publish(ctx context.Context, version string, byType map[resource.Type][]types.Resource, versions map[string]map[string]string) error {
 	snap, err := cache.NewSnapshot(version, byType)
 	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
+	snap.VersionMap = versions
 	if err := snap.Consistent(); err != nil {
 		return fmt.Errorf("snapshot is not consistent: %w", err)
 	}
@@ -295,23 +298,35 @@ func (s *Server) Ready(context.Context) error {
 	return nil
 }
 
-// contentVersion is a hash of the resources' content: equal configurations get equal versions.
-func contentVersion(byType map[resource.Type][]types.Resource) (string, error) {
+// contentTypes are the types of a snapshot, in the order contentVersion hashes them.
+var contentTypes = []resource.Type{resource.ListenerType, resource.ScopedRouteType, resource.RouteType, resource.ClusterType, resource.SecretType}
+
+// contentVersion hashes each resource once and returns the snapshot's version, a hash of them
+// all (equal configurations get equal versions), and each resource's version by type and name:
+// the SHA-256 of its deterministic encoding, which is how go-control-plane versions resources
+// for delta xDS (cache.Snapshot.ConstructVersionMap), so that publish can hand them over.
+// Secrets count: a rotated credential changes only a secret, and must still be published.
+func contentVersion(byType map[resource.Type][]types.Resource) (string, map[string]map[string]string, error) {
 	h := sha256.New()
-	opts := proto.MarshalOptions{Deterministic: true}
-	// Secrets count: a rotated credential changes only a secret, and must still be published.
-	for _, typ := range []resource.Type{resource.ListenerType, resource.ScopedRouteType, resource.RouteType, resource.ClusterType, resource.SecretType} {
+	versions := make(map[string]map[string]string, len(contentTypes))
+	for _, typ := range contentTypes {
+		versions[typ] = make(map[string]string, len(byType[typ]))
 		for _, r := range byType[typ] {
-			b, err := opts.Marshal(r)
+			b, err := cache.MarshalResource(r)
 			if err != nil {
-				return "", fmt.Errorf("hash %s: %w", typ, err)
+				return "", nil, fmt.Errorf("hash %s: %w", typ, err)
 			}
-			// Length-prefix each resource so that different splits of the same bytes differ.
-			fmt.Fprintf(h, "%s %d\n", typ, len(b))
-			h.Write(b)
+			name, v := cache.GetResourceName(r), cache.HashResource(b)
+			versions[typ][name] = v
+			fmt.Fprintf(h, "%s %s %s\n", typ, name, v)
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
+	for typ := range byType {
+		if _, ok := versions[typ]; !ok {
+			return "", nil, fmt.Errorf("hash: resources of type %s are not versioned", typ)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], versions, nil
 }
 
 // Keepalive settings of the gRPC server. Envoy pings every 30s (envoy/bootstrap.yaml); the
