@@ -15,10 +15,10 @@ import (
 	"github.com/keygate-dev/keygate/xds/target"
 )
 
-// tlsClusters is a model of n connected clusters over TLS with a CA and a client certificate
-// each (the same ones: the content does not matter here), as bench/xdsscale declares them;
-// moved names the one whose upstream is on the second port.
-func tlsClusters(b *testing.B, n, moved int) model.Model {
+// benchPKI is a CA and a client certificate for tlsClusters.
+type benchPKI struct{ ca, cert, key []byte }
+
+func newBenchPKI(b *testing.B) benchPKI {
 	b.Helper()
 	ca, err := pki.NewCA("bench CA")
 	if err != nil {
@@ -28,6 +28,13 @@ func tlsClusters(b *testing.B, n, moved int) model.Model {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return benchPKI{ca.CertPEM, client.CertPEM, client.KeyPEM}
+}
+
+// tlsClusters is a model of n connected clusters over TLS with a CA and a client certificate
+// each (the same ones: the content does not matter here), as bench/xdsscale declares them;
+// moved names the one whose upstream is on the second port.
+func tlsClusters(p benchPKI, n, moved int) model.Model {
 	ts := make([]model.Target, n)
 	for i := range ts {
 		port := 6443
@@ -37,7 +44,7 @@ func tlsClusters(b *testing.B, n, moved int) model.Model {
 		ts[i] = model.Target{
 			Ref: target.Ref{Kind: target.KindCluster, Cluster: fmt.Sprintf("t%05d", i)},
 			Upstream: model.Upstream{URL: &url.URL{Scheme: "https", Host: fmt.Sprintf("127.0.0.1:%d", port)},
-				CA: ca.CertPEM, ClientCert: client.CertPEM, ClientKey: client.KeyPEM,
+				CA: p.ca, ClientCert: p.cert, ClientKey: p.key,
 				ServerName: fmt.Sprintf("t%05d.bench.keygate.test", i)},
 		}
 	}
@@ -52,7 +59,8 @@ func BenchmarkUpdate(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprintf("targets=%d", n), func(b *testing.B) {
 			f := newFixture(b)
-			models := []model.Model{tlsClusters(b, n, -1), tlsClusters(b, n, n/2)}
+			p := newBenchPKI(b)
+			models := []model.Model{tlsClusters(p, n, -1), tlsClusters(p, n, n/2)}
 			ctx := context.Background()
 			if err := f.srv.Update(ctx, models[0]); err != nil {
 				b.Fatal(err)

@@ -87,11 +87,12 @@ type Options struct {
 
 // Server publishes models to Envoys.
 type Server struct {
-	opts    translate.Options
-	log     *slog.Logger
-	metrics *metrics
-	cache   cache.SnapshotCache
-	xds     xdsserver.Server
+	opts       translate.Options
+	translator *translate.Translator // guarded by mu
+	log        *slog.Logger
+	metrics    *metrics
+	cache      cache.SnapshotCache
+	xds        xdsserver.Server
 	// ctx ends the xDS streams when Serve stops.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -99,6 +100,10 @@ type Server struct {
 	mu sync.Mutex // serialises Update
 	// published are the resources of the published snapshot (guarded by mu).
 	published map[resource.Type][]types.Resource
+	// hashes are the versions of the published resources, by message (guarded by mu): the
+	// translator returns the same message for a target that did not change, so only new
+	// messages are encoded and hashed.
+	hashes map[types.Resource]string
 	// version is the version of the published snapshot. It is read without mu (by the
 	// callbacks, on Envoy's streams) so that they never wait on a publication in progress.
 	version atomic.Pointer[string]
@@ -120,14 +125,19 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("xds server metrics: %w", err)
 	}
+	tr, err := translate.NewTranslator(o.Translate)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		opts:    o.Translate,
-		log:     log,
-		metrics: m,
-		cache:   cache.NewSnapshotCache(true, sameForAll{}, cacheLogger{log}),
-		ctx:     ctx,
-		cancel:  cancel,
+		opts:       o.Translate,
+		translator: tr,
+		log:        log,
+		metrics:    m,
+		cache:      cache.NewSnapshotCache(true, sameForAll{}, cacheLogger{log}),
+		ctx:        ctx,
+		cancel:     cancel,
 	}
 	s.xds = xdsserver.NewServer(ctx, s.cache, s.callbacks())
 	return s, nil
@@ -138,13 +148,13 @@ func New(o Options) (*Server, error) {
 func (s *Server) Update(ctx context.Context, m model.Model) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	res, err := translate.Translate(m, s.opts)
+	res, err := s.translator.Translate(m)
 	if err != nil {
 		s.metrics.reloads.WithLabelValues(ResultRejected).Inc()
 		return err
 	}
 	byType := res.ByType()
-	version, versions, err := contentVersion(byType)
+	version, versions, hashes, err := contentVersion(byType, s.hashes)
 	if err != nil {
 		s.metrics.reloads.WithLabelValues(ResultRejected).Inc()
 		return err
@@ -156,7 +166,7 @@ func (s *Server) Update(ctx context.Context, m model.Model) error {
 		return nil
 	}
 	if step, changed := secretsFirst(s.published, byType); len(changed) > 0 {
-		stepVersion, stepVersions, err := contentVersion(step)
+		stepVersion, stepVersions, _, err := contentVersion(step, s.hashes)
 		if err == nil && stepVersion != version {
 			if err = s.publish(ctx, stepVersion, step, stepVersions); err == nil {
 				s.awaitSecrets(ctx, stepVersion, changed)
@@ -171,7 +181,7 @@ func (s *Server) Update(ctx context.Context, m model.Model) error {
 		s.metrics.reloads.WithLabelValues(ResultRejected).Inc()
 		return err
 	}
-	s.published = byType
+	s.published, s.hashes = byType, hashes
 	s.version.Store(&version)
 	s.metrics.reloads.WithLabelValues(ResultApplied).Inc()
 	s.metrics.lastSuccess.SetToCurrentTime()
@@ -301,32 +311,38 @@ func (s *Server) Ready(context.Context) error {
 // contentTypes are the types of a snapshot, in the order contentVersion hashes them.
 var contentTypes = []resource.Type{resource.ListenerType, resource.ScopedRouteType, resource.RouteType, resource.ClusterType, resource.SecretType}
 
-// contentVersion hashes each resource once and returns the snapshot's version, a hash of them
-// all (equal configurations get equal versions), and each resource's version by type and name:
-// the SHA-256 of its deterministic encoding, which is how go-control-plane versions resources
-// for delta xDS (cache.Snapshot.ConstructVersionMap), so that publish can hand them over.
+// contentVersion returns the snapshot's version, a hash of all its resources' versions (equal
+// configurations get equal versions), each resource's version by type and name, and by
+// message. A resource's version is the SHA-256 of its deterministic encoding, which is how
+// go-control-plane versions resources for delta xDS (cache.Snapshot.ConstructVersionMap), so
+// that publish can hand them over; it is taken from known, by message, if there.
 // Secrets count: a rotated credential changes only a secret, and must still be published.
-func contentVersion(byType map[resource.Type][]types.Resource) (string, map[string]map[string]string, error) {
+func contentVersion(byType map[resource.Type][]types.Resource, known map[types.Resource]string) (string, map[string]map[string]string, map[types.Resource]string, error) {
 	h := sha256.New()
 	versions := make(map[string]map[string]string, len(contentTypes))
+	hashes := make(map[types.Resource]string, len(known))
 	for _, typ := range contentTypes {
 		versions[typ] = make(map[string]string, len(byType[typ]))
 		for _, r := range byType[typ] {
-			b, err := cache.MarshalResource(r)
-			if err != nil {
-				return "", nil, fmt.Errorf("hash %s: %w", typ, err)
+			v, ok := known[r]
+			if !ok {
+				b, err := cache.MarshalResource(r)
+				if err != nil {
+					return "", nil, nil, fmt.Errorf("hash %s: %w", typ, err)
+				}
+				v = cache.HashResource(b)
 			}
-			name, v := cache.GetResourceName(r), cache.HashResource(b)
-			versions[typ][name] = v
+			name := cache.GetResourceName(r)
+			versions[typ][name], hashes[r] = v, v
 			fmt.Fprintf(h, "%s %s %s\n", typ, name, v)
 		}
 	}
 	for typ := range byType {
 		if _, ok := versions[typ]; !ok {
-			return "", nil, fmt.Errorf("hash: resources of type %s are not versioned", typ)
+			return "", nil, nil, fmt.Errorf("hash: resources of type %s are not versioned", typ)
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16], versions, nil
+	return hex.EncodeToString(h.Sum(nil))[:16], versions, hashes, nil
 }
 
 // Keepalive settings of the gRPC server. Envoy pings every 30s (envoy/bootstrap.yaml); the

@@ -3,6 +3,7 @@ package translate
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -101,31 +102,22 @@ func checkToken(token string) error {
 // checkSecretReferences makes sure that every secret a listener or cluster refers to is among
 // the secrets, and that every secret is referred to. go-control-plane's Snapshot.Consistent
 // checks routes and endpoints only; a missing secret would leave its cluster warming, and an
-// unreferenced one would never be requested.
-func (r Resources) checkSecretReferences() error {
+// unreferenced one would never be requested. refs are the secrets each listener and cluster
+// refers to (sdsReferences), by who refers to them.
+func (r Resources) checkSecretReferences(refs map[string][]string) error {
 	have := map[string]bool{}
 	for _, s := range r.Secrets {
 		have[s.GetName()] = true
 	}
 	used := map[string]bool{}
 	var errs []error
-	collect := func(kind, name string, m proto.Message) {
-		refs, err := sdsReferences(m)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %q: %w", kind, name, err))
-		}
-		for _, ref := range refs {
+	for _, who := range slices.Sorted(maps.Keys(refs)) {
+		for _, ref := range refs[who] {
 			used[ref] = true
 			if !have[ref] {
-				errs = append(errs, fmt.Errorf("%s %q refers to secret %q, which is not in the configuration", kind, name, ref))
+				errs = append(errs, fmt.Errorf("%s refers to secret %q, which is not in the configuration", who, ref))
 			}
 		}
-	}
-	for _, l := range r.Listeners {
-		collect("listener", l.GetName(), l)
-	}
-	for _, c := range r.Clusters {
-		collect("cluster", c.GetName(), c)
 	}
 	for _, s := range r.Secrets {
 		if !used[s.GetName()] {

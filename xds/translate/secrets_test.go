@@ -1,6 +1,9 @@
 package translate
 
 import (
+	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -205,4 +208,38 @@ func TestSecretReferencesAreChecked(t *testing.T) {
 	if err := twice.validate(); err == nil || !strings.Contains(err.Error(), "defined twice") {
 		t.Errorf("a secret twice: validate = %v", err)
 	}
+}
+
+// validate checks r from scratch, as a Translator checks what it builds: every resource passes
+// ValidateAll, no name is defined twice, and the secrets and their references match.
+func (r Resources) validate() error {
+	var errs []error
+	refs := map[string][]string{}
+	check := func(kind, name string, m proto.Message) {
+		if err := m.(validator).ValidateAll(); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", kind, name, err))
+		}
+	}
+	for _, l := range r.Listeners {
+		check("listener", l.GetName(), l)
+		rs, err := sdsReferences(l)
+		errs = append(errs, err)
+		refs["listener "+strconv.Quote(l.GetName())] = rs
+	}
+	for _, sc := range r.ScopedRoutes {
+		check("scoped route configuration", sc.GetName(), sc)
+	}
+	for _, rc := range r.Routes {
+		check("route configuration", rc.GetName(), rc)
+	}
+	for _, c := range r.Clusters {
+		check("cluster", c.GetName(), c)
+		rs, err := sdsReferences(c)
+		errs = append(errs, err)
+		refs["cluster "+strconv.Quote(c.GetName())] = rs
+	}
+	for _, sec := range r.Secrets {
+		check("secret", sec.GetName(), sec)
+	}
+	return errors.Join(append(errs, r.checkNames(), r.checkSecretReferences(refs))...)
 }
