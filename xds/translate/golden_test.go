@@ -27,7 +27,7 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml from the current output")
 
 // goldenOptions are the options of every golden case: what differs between cases is the targets.
-func goldenOptions(t *testing.T) Options {
+func goldenOptions(t testing.TB) Options {
 	t.Helper()
 	cert, err := os.ReadFile("testdata/pki/serving.crt")
 	if err != nil {

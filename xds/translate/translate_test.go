@@ -33,7 +33,7 @@ var (
 	oidc    = target.Ref{Kind: target.KindOIDC}
 )
 
-func pemFile(t *testing.T, name string) []byte {
+func pemFile(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile("testdata/pki/" + name)
 	if err != nil {
