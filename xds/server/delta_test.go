@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -63,7 +64,7 @@ func collect(t *testing.T, c *adsClient, responses <-chan *discoveryv3.DeltaDisc
 		if resp == nil {
 			t.Fatal("the stream ended")
 		}
-		if !contains(want, resp.TypeUrl) {
+		if !slices.Contains(want, resp.TypeUrl) {
 			t.Fatalf("unexpected %s response: %v, removed %v", shortType(resp.TypeUrl), names(resp), resp.RemovedResources)
 		}
 		got[resp.TypeUrl] = struct{ names, removed []string }{names(resp), resp.RemovedResources}
@@ -77,15 +78,6 @@ func collect(t *testing.T, c *adsClient, responses <-chan *discoveryv3.DeltaDisc
 	case <-time.After(300 * time.Millisecond):
 	}
 	return got
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // TestOneTargetChangeSendsOnlyItsResources: over delta ADS, subscribed as Envoy is (scopes and

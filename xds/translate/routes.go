@@ -9,7 +9,6 @@ import (
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/target"
@@ -60,19 +59,12 @@ func targetRoutes(t model.Target) ([]*routev3.Route, error) {
 		// a check were ever skipped.
 		remove = []string{"authorization"}
 	}
-	var meta *corev3.Metadata
-	if _, scoped := ScopeKey(t.Ref); scoped {
-		meta = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
-			scopeFilter: {Fields: map[string]*structpb.Value{scopedMetadataKey: structpb.NewBoolValue(true)}},
-		}}
-	}
 	name := ClusterName(t.Ref)
 	route := func(suffix string, match *routev3.RouteMatch) *routev3.Route {
 		return &routev3.Route{
 			Name:                   name + suffix,
 			Match:                  match,
 			Action:                 &routev3.Route_Route{Route: action},
-			Metadata:               meta,
 			RequestHeadersToRemove: remove,
 			TypedPerFilterConfig:   perFilter,
 		}

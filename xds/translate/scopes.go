@@ -6,6 +6,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/keygate-dev/keygate/xds/target"
 )
@@ -58,6 +59,16 @@ func ScopeKey(r target.Ref) (string, bool) {
 // scopedMetadataKey marks the routes of targets' own scopes, in their metadata under the scope
 // filter's name (where Lua's handle:metadata() looks).
 const scopedMetadataKey = "scoped"
+
+// markScoped marks routes as routes of a target's own scope, for scopeLua.
+func markScoped(routes []*routev3.Route) {
+	meta := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		scopeFilter: {Fields: map[string]*structpb.Value{scopedMetadataKey: structpb.NewBoolValue(true)}},
+	}}
+	for _, r := range routes {
+		r.Metadata = meta
+	}
+}
 
 // scopeLua sets ScopeHeader from the path, then clears the route cache so that Envoy looks the
 // route up again, in the scope just set; if that scope has no route for the path, it falls back

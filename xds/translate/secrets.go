@@ -3,7 +3,6 @@ package translate
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -99,23 +98,28 @@ func checkToken(token string) error {
 	return nil
 }
 
+// secretRefs are the secrets one listener or cluster refers to (sdsReferences).
+type secretRefs struct {
+	who   string // e.g. `cluster "cluster_demo"`
+	names []string
+}
+
 // checkSecretReferences makes sure that every secret a listener or cluster refers to is among
 // the secrets, and that every secret is referred to. go-control-plane's Snapshot.Consistent
 // checks routes and endpoints only; a missing secret would leave its cluster warming, and an
-// unreferenced one would never be requested. refs are the secrets each listener and cluster
-// refers to (sdsReferences), by who refers to them.
-func (r Resources) checkSecretReferences(refs map[string][]string) error {
+// unreferenced one would never be requested.
+func (r Resources) checkSecretReferences(refs []secretRefs) error {
 	have := map[string]bool{}
 	for _, s := range r.Secrets {
 		have[s.GetName()] = true
 	}
 	used := map[string]bool{}
 	var errs []error
-	for _, who := range slices.Sorted(maps.Keys(refs)) {
-		for _, ref := range refs[who] {
-			used[ref] = true
-			if !have[ref] {
-				errs = append(errs, fmt.Errorf("%s refers to secret %q, which is not in the configuration", who, ref))
+	for _, ref := range refs {
+		for _, name := range ref.names {
+			used[name] = true
+			if !have[name] {
+				errs = append(errs, fmt.Errorf("%s refers to secret %q, which is not in the configuration", ref.who, name))
 			}
 		}
 	}

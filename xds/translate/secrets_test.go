@@ -214,17 +214,20 @@ func TestSecretReferencesAreChecked(t *testing.T) {
 // ValidateAll, no name is defined twice, and the secrets and their references match.
 func (r Resources) validate() error {
 	var errs []error
-	refs := map[string][]string{}
+	var refs []secretRefs
 	check := func(kind, name string, m proto.Message) {
 		if err := m.(validator).ValidateAll(); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %w", kind, name, err))
 		}
 	}
-	for _, l := range r.Listeners {
-		check("listener", l.GetName(), l)
-		rs, err := sdsReferences(l)
+	referring := func(kind, name string, m proto.Message) {
+		check(kind, name, m)
+		names, err := sdsReferences(m)
 		errs = append(errs, err)
-		refs["listener "+strconv.Quote(l.GetName())] = rs
+		refs = append(refs, secretRefs{kind + " " + strconv.Quote(name), names})
+	}
+	for _, l := range r.Listeners {
+		referring("listener", l.GetName(), l)
 	}
 	for _, sc := range r.ScopedRoutes {
 		check("scoped route configuration", sc.GetName(), sc)
@@ -233,10 +236,7 @@ func (r Resources) validate() error {
 		check("route configuration", rc.GetName(), rc)
 	}
 	for _, c := range r.Clusters {
-		check("cluster", c.GetName(), c)
-		rs, err := sdsReferences(c)
-		errs = append(errs, err)
-		refs["cluster "+strconv.Quote(c.GetName())] = rs
+		referring("cluster", c.GetName(), c)
 	}
 	for _, sec := range r.Secrets {
 		check("secret", sec.GetName(), sec)

@@ -143,7 +143,6 @@ func Translate(m model.Model, o Options) (Resources, error) {
 // translation of one target instead of 10,000. Its output must not be modified: the next
 // translation may return the same messages. A Translator is not safe for concurrent use.
 type Translator struct {
-	opts     Options
 	listener *listenerv3.Listener
 	serving  *tlsv3.Secret
 	// listenerRefs are the secrets the listener refers to.
@@ -187,7 +186,7 @@ func NewTranslator(o Options) (*Translator, error) {
 	if err := serving.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("translate: secret %q: %w", serving.GetName(), err)
 	}
-	return &Translator{opts: o, listener: l, serving: serving, listenerRefs: refs}, nil
+	return &Translator{listener: l, serving: serving, listenerRefs: refs}, nil
 }
 
 // Translate returns the Envoy resources that serve m. An error changes nothing: the next
@@ -200,6 +199,7 @@ func (tr *Translator) Translate(m model.Model) (Resources, error) {
 	var static []*routev3.Route
 	var scopes []*routev3.ScopedRouteConfiguration
 	var configs []*routev3.RouteConfiguration
+	refs := []secretRefs{{"listener " + strconv.Quote(tr.listener.GetName()), tr.listenerRefs}}
 	next := make(map[string]*targetResources, len(m.Targets))
 	for _, t := range m.Targets {
 		key := fingerprint(t)
@@ -211,6 +211,7 @@ func (tr *Translator) Translate(m model.Model) (Resources, error) {
 			}
 		}
 		next[key] = tg
+		refs = append(refs, secretRefs{"cluster " + strconv.Quote(tg.cluster.GetName()), tg.clusterRefs})
 		res.Clusters = append(res.Clusters, tg.cluster)
 		res.Secrets = append(res.Secrets, tg.secrets...)
 		if tg.scope != nil {
@@ -235,10 +236,6 @@ func (tr *Translator) Translate(m model.Model) (Resources, error) {
 	if err := res.checkNames(); err != nil {
 		return Resources{}, fmt.Errorf("translate: %w", err)
 	}
-	refs := map[string][]string{"listener " + strconv.Quote(tr.listener.GetName()): tr.listenerRefs}
-	for _, tg := range next {
-		refs["cluster "+strconv.Quote(tg.cluster.GetName())] = tg.clusterRefs
-	}
 	if err := res.checkSecretReferences(refs); err != nil {
 		return Resources{}, fmt.Errorf("translate: %w", err)
 	}
@@ -246,7 +243,8 @@ func (tr *Translator) Translate(m model.Model) (Resources, error) {
 	return res, nil
 }
 
-// translateTarget builds and validates the resources of one target.
+// translateTarget builds and validates the resources of one target. The routes of a target
+// without a scope of its own are validated with the static route configuration they go into.
 func translateTarget(t model.Target) (*targetResources, error) {
 	if err := t.Ref.Validate(); err != nil {
 		return nil, err
@@ -261,6 +259,7 @@ func translateTarget(t model.Target) (*targetResources, error) {
 	}
 	tg := &targetResources{cluster: c, secrets: upstreamSecrets(c.GetName(), t.Upstream), routes: rs}
 	if key, ok := ScopeKey(t.Ref); ok {
+		markScoped(rs)
 		name := ClusterName(t.Ref)
 		tg.scope, tg.config, tg.routes = scope(name, key), routeConfig(name, rs), nil
 	}
@@ -276,9 +275,6 @@ func translateTarget(t model.Target) (*targetResources, error) {
 	if tg.scope != nil {
 		check("scoped route configuration", tg.scope.GetName(), tg.scope)
 		check("route configuration", tg.config.GetName(), tg.config)
-	}
-	for _, r := range tg.routes {
-		check("route", r.GetName(), r)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Ref, err)
