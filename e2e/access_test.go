@@ -10,9 +10,9 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/localdev"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // A valid key reaches every Kubernetes target with plain kubectl, and each context reaches the
@@ -96,7 +96,7 @@ func TestClientImpersonationIsIgnored(t *testing.T) {
 }
 
 // whoami asks the upstream behind ref who it thinks the caller is.
-func whoami(t *testing.T, cfg string, ref target.Ref, extra ...string) authnv1.UserInfo {
+func whoami(t *testing.T, cfg string, ref edgepath.Ref, extra ...string) authnv1.UserInfo {
 	t.Helper()
 	out, errOut, err := runKubectl(t, cfg, ref, append([]string{"auth", "whoami", "-o", "json"}, extra...)...)
 	if err != nil {

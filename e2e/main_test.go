@@ -23,11 +23,11 @@ import (
 	"github.com/redis/go-redis/v9"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/tools"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/localdev"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 var (
@@ -100,13 +100,13 @@ func run(m *testing.M) int {
 
 // Refs of the demo targets, by context name.
 var (
-	demo    = target.Ref{Kind: target.KindCluster, Cluster: localdev.ClusterDemo, Spaces: localdev.SpaceName + "=" + localdev.Project}
-	staging = target.Ref{Kind: target.KindCluster, Cluster: localdev.ClusterStaging}
-	vc1     = target.Ref{Kind: target.KindVirtualCluster, Cluster: localdev.VirtualClusterHost, Namespace: localdev.VirtualClusterNamespace, VirtualCluster: localdev.VirtualClusterName, Project: localdev.Project}
+	demo    = edgepath.Ref{Kind: edgepath.KindCluster, Cluster: localdev.ClusterDemo, Spaces: localdev.SpaceName + "=" + localdev.Project}
+	staging = edgepath.Ref{Kind: edgepath.KindCluster, Cluster: localdev.ClusterStaging}
+	vc1     = edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: localdev.VirtualClusterHost, Namespace: localdev.VirtualClusterNamespace, VirtualCluster: localdev.VirtualClusterName, Project: localdev.Project}
 )
 
 // kubeTargets are the Kubernetes targets with the name of their marker.
-var kubeTargets = map[string]target.Ref{
+var kubeTargets = map[string]edgepath.Ref{
 	localdev.ClusterDemo:        demo,
 	localdev.ClusterStaging:     staging,
 	localdev.VirtualClusterName: vc1,
@@ -148,7 +148,7 @@ func kubeconfig(t *testing.T, key string) string {
 }
 
 // runKubectl runs the real kubectl against the edge.
-func runKubectl(t *testing.T, kubeconfig string, ref target.Ref, args ...string) (stdout, stderr string, err error) {
+func runKubectl(t *testing.T, kubeconfig string, ref edgepath.Ref, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -11,12 +11,12 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
-var management = target.Ref{Kind: target.KindManagement}
+var management = edgepath.Ref{Kind: edgepath.KindManagement}
 
 // kubectlIn runs kubectl against the management API with extra environment variables.
 func kubectlIn(t *testing.T, cfg string, env []string, args ...string) (string, string, error) {

@@ -7,10 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/tools"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/localdev"
-	"github.com/keygate-dev/keygate/xds/target"
 	"sigs.k8s.io/yaml"
 )
 
@@ -144,7 +144,7 @@ func TestDocumentedCIKey(t *testing.T) {
 		}
 	}
 	for name, c := range map[string]struct {
-		ref  target.Ref
+		ref  edgepath.Ref
 		args []string
 	}{
 		"another namespace": {demo, []string{"get", "--raw", "/api/v1/namespaces/default/pods"}},

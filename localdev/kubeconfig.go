@@ -12,17 +12,17 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/keygate-dev/keygate/xds/target"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 )
 
 // ContextName is the kubeconfig context name Loft uses for a target.
-func ContextName(r target.Ref) string {
+func ContextName(r edgepath.Ref) string {
 	switch r.Kind {
-	case target.KindManagement:
+	case edgepath.KindManagement:
 		return "loft-management"
-	case target.KindCluster:
+	case edgepath.KindCluster:
 		return "loft_" + r.Cluster
-	case target.KindVirtualCluster:
+	case edgepath.KindVirtualCluster:
 		return "loft-vcluster_" + r.VirtualCluster + "_" + r.Namespace + "_" + r.Cluster
 	}
 	return ""
@@ -30,7 +30,7 @@ func ContextName(r target.Ref) string {
 
 // Kubeconfig returns a kubeconfig with one context per Kubernetes target of the edge, each
 // using key as its token and trusting the edge's CA. The first context is current.
-func (p *Platform) Kubeconfig(key string, refs ...target.Ref) ([]byte, error) {
+func (p *Platform) Kubeconfig(key string, refs ...edgepath.Ref) ([]byte, error) {
 	if len(refs) == 0 {
 		refs = p.Refs()
 	}

@@ -20,11 +20,11 @@ import (
 	"time"
 
 	"github.com/keygate-dev/keygate/envoy"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/redisserver"
 	"github.com/keygate-dev/keygate/internal/tools"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // AdminUser is the user of the admin access key; it is a cluster admin on every demo cluster.
@@ -388,7 +388,7 @@ func (p *Platform) waitEdgeServes(ctx context.Context) error {
 	defer cancel()
 	for _, r := range p.Refs() {
 		url := p.EdgeURL + r.Prefix() + "readyz"
-		if r.Kind == target.KindGrafana {
+		if r.Kind == edgepath.KindGrafana {
 			url = p.EdgeURL + r.Prefix() + "api/health"
 		}
 		err := proc.WaitFor(wctx, p.envoy, r.String()+" through the edge", func(ctx context.Context) error {
@@ -413,13 +413,13 @@ func (p *Platform) waitEdgeServes(ctx context.Context) error {
 }
 
 // Refs are the demo targets that need an access key.
-func (p *Platform) Refs() []target.Ref {
-	return []target.Ref{
-		{Kind: target.KindCluster, Cluster: ClusterDemo, Spaces: target.FormatSpaces(map[string]string{SpaceName: Project})},
-		{Kind: target.KindCluster, Cluster: ClusterStaging},
-		{Kind: target.KindVirtualCluster, Cluster: VirtualClusterHost, Namespace: VirtualClusterNamespace, VirtualCluster: VirtualClusterName, Project: Project},
-		{Kind: target.KindGrafana, Cluster: ClusterDemo},
-		{Kind: target.KindManagement},
+func (p *Platform) Refs() []edgepath.Ref {
+	return []edgepath.Ref{
+		{Kind: edgepath.KindCluster, Cluster: ClusterDemo, Spaces: edgepath.FormatSpaces(map[string]string{SpaceName: Project})},
+		{Kind: edgepath.KindCluster, Cluster: ClusterStaging},
+		{Kind: edgepath.KindVirtualCluster, Cluster: VirtualClusterHost, Namespace: VirtualClusterNamespace, VirtualCluster: VirtualClusterName, Project: Project},
+		{Kind: edgepath.KindGrafana, Cluster: ClusterDemo},
+		{Kind: edgepath.KindManagement},
 	}
 }
 

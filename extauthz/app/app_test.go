@@ -15,11 +15,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/redisserver"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -104,7 +104,7 @@ func TestShutdownFlushesActivity(t *testing.T) {
 	}
 	defer conn.Close()
 	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		ContextExtensions: target.Ref{Kind: target.KindCluster, Cluster: "demo"}.ContextExtensions(),
+		ContextExtensions: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}.ContextExtensions(),
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
 			Path: "/kubernetes/cluster/demo/api", Headers: map[string]string{"authorization": "Bearer " + plain}}},
 	}}

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/keygate-dev/keygate/extauthz/attributes"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // Outcome is what happens to a request.
@@ -47,14 +47,14 @@ type Options struct {
 }
 
 // Decide judges a request with key k to target ref, with request attributes a, at time now.
-func Decide(k *v1.OwnedAccessKey, ref target.Ref, a attributes.Attributes, now time.Time, opts Options) Decision {
+func Decide(k *v1.OwnedAccessKey, ref edgepath.Ref, a attributes.Attributes, now time.Time, opts Options) Decision {
 	if k.Spec.Disabled {
 		return Decision{Unauthenticated, "disabled", fmt.Sprintf("access key %q is disabled", k.Name)}
 	}
 	if exp, ok := Expiry(k, opts); ok && !now.Before(exp) {
 		return Decision{Unauthenticated, "expired", fmt.Sprintf("access key %q has expired", k.Name)}
 	}
-	if ref.Kind == target.KindNone || ref.Kind.Public() {
+	if ref.Kind == edgepath.KindNone || ref.Kind.Public() {
 		// Nothing to reach (Envoy answers 404), or nothing that needs a key.
 		return Decision{Outcome: Allow}
 	}
@@ -92,7 +92,7 @@ func Expiry(k *v1.OwnedAccessKey, opts Options) (t time.Time, ok bool) {
 // scopeAllows reports whether a scope covers a request to ref. No scope, or an empty one,
 // covers everything: the upstream's own RBAC decides. A non-empty scope only narrows: the
 // request passes when at least one entry covers it.
-func scopeAllows(s *v1.AccessKeyScope, ref target.Ref, a attributes.Attributes) bool {
+func scopeAllows(s *v1.AccessKeyScope, ref edgepath.Ref, a attributes.Attributes) bool {
 	if s == nil || isEmpty(s) {
 		return true
 	}
@@ -125,13 +125,13 @@ func scopeAllows(s *v1.AccessKeyScope, ref target.Ref, a attributes.Attributes) 
 		}
 		if c.Cluster == "*" || c.Cluster == ref.Cluster {
 			switch ref.Kind {
-			case target.KindCluster, target.KindGrafana, target.KindVirtualCluster:
+			case edgepath.KindCluster, edgepath.KindGrafana, edgepath.KindVirtualCluster:
 				return true
 			}
 		}
 	}
 	for _, vc := range s.VirtualClusters {
-		if ref.Kind != target.KindVirtualCluster || vc.VirtualCluster == "" {
+		if ref.Kind != edgepath.KindVirtualCluster || vc.VirtualCluster == "" {
 			continue
 		}
 		if (vc.VirtualCluster == "*" || vc.VirtualCluster == ref.VirtualCluster) &&
@@ -149,8 +149,8 @@ func scopeAllows(s *v1.AccessKeyScope, ref target.Ref, a attributes.Attributes) 
 // Clients cannot work without discovery (kubectl asks /api and /apis before anything else), and
 // discovery shows only the API's shape, no objects: so a space scope also covers discovery GETs
 // on a cluster where it has a space.
-func spaceMatches(sp v1.AccessKeyScopeSpace, ref target.Ref, a attributes.Attributes) bool {
-	if ref.Kind != target.KindCluster || sp.Project == "" || sp.Space == "" {
+func spaceMatches(sp v1.AccessKeyScopeSpace, ref edgepath.Ref, a attributes.Attributes) bool {
+	if ref.Kind != edgepath.KindCluster || sp.Project == "" || sp.Space == "" {
 		return false
 	}
 	inScope := func(ns string) bool {
@@ -173,7 +173,7 @@ func isDiscovery(a attributes.Attributes) bool {
 		p == "/openapi/v2" || p == "/openapi/v3" || strings.HasPrefix(p, "/openapi/v3/")
 }
 
-func spaceNames(ref target.Ref) []string {
+func spaceNames(ref edgepath.Ref) []string {
 	var names []string
 	for _, part := range strings.Split(ref.Spaces, ",") {
 		if ns, _, ok := strings.Cut(part, "="); ok {
@@ -185,14 +185,14 @@ func spaceNames(ref target.Ref) []string {
 
 // projectMatches: a project scope allows everything in the project's spaces and virtual
 // clusters ("*" for every project).
-func projectMatches(project string, ref target.Ref, a attributes.Attributes) bool {
+func projectMatches(project string, ref edgepath.Ref, a attributes.Attributes) bool {
 	if project == "" {
 		return false
 	}
 	switch ref.Kind {
-	case target.KindVirtualCluster:
+	case edgepath.KindVirtualCluster:
 		return ref.Project != "" && (project == "*" || project == ref.Project)
-	case target.KindCluster:
+	case edgepath.KindCluster:
 		if project == "*" {
 			if !a.ResourceRequest {
 				return isDiscovery(a) && ref.Spaces != ""
@@ -204,7 +204,7 @@ func projectMatches(project string, ref target.Ref, a attributes.Attributes) boo
 	return false
 }
 
-func hasSpace(ref target.Ref, ns string) bool {
+func hasSpace(ref edgepath.Ref, ns string) bool {
 	_, ok := ref.SpaceProject(ns)
 	return ns != "" && ok
 }
@@ -212,7 +212,7 @@ func hasSpace(ref target.Ref, ns string) bool {
 // describe names what a request does, for a denial: `list pods in namespace "a" on cluster
 // "demo"`, `get /version on cluster "demo"`, `access grafana of cluster "demo"`. It names only
 // the request's own objects.
-func describe(a attributes.Attributes, ref target.Ref) string {
+func describe(a attributes.Attributes, ref edgepath.Ref) string {
 	if !a.ResourceRequest {
 		if a.Path == "" || a.Verb == "" {
 			return "access " + ref.String()

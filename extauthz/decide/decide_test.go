@@ -7,17 +7,17 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keygate-dev/keygate/extauthz/attributes"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 var (
 	created = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	demo    = target.Ref{Kind: target.KindCluster, Cluster: "demo"}
-	staging = target.Ref{Kind: target.KindCluster, Cluster: "staging"}
-	grafana = target.Ref{Kind: target.KindGrafana, Cluster: "demo"}
-	vc1     = target.Ref{Kind: target.KindVirtualCluster, Cluster: "demo", Namespace: "ns", VirtualCluster: "vc1", Project: "p1"}
-	vc2     = target.Ref{Kind: target.KindVirtualCluster, Cluster: "staging", Namespace: "ns", VirtualCluster: "vc2"}
+	demo    = edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}
+	staging = edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "staging"}
+	grafana = edgepath.Ref{Kind: edgepath.KindGrafana, Cluster: "demo"}
+	vc1     = edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: "demo", Namespace: "ns", VirtualCluster: "vc1", Project: "p1"}
+	vc2     = edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: "staging", Namespace: "ns", VirtualCluster: "vc2"}
 )
 
 type keyOpt func(*v1.OwnedAccessKey)
@@ -46,7 +46,7 @@ func TestDecide(t *testing.T) {
 	hour := time.Hour
 	tests := map[string]struct {
 		key    *v1.OwnedAccessKey
-		ref    target.Ref
+		ref    edgepath.Ref
 		now    time.Time
 		opts   Options
 		want   Outcome
@@ -71,7 +71,7 @@ func TestDecide(t *testing.T) {
 		"cluster scope, other cluster":           {key(scope(v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "demo"}}})), staging, created, Options{}, Forbidden, "scope"},
 		"cluster scope, its grafana":             {key(scope(v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "demo"}}})), grafana, created, Options{}, Allow, ""},
 		"cluster scope, its virtual cluster":     {key(scope(v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "demo"}}})), vc1, created, Options{}, Allow, ""},
-		"cluster scope, management":              {key(scope(v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "demo"}}})), target.Ref{Kind: target.KindManagement}, created, Options{}, Forbidden, "scope"},
+		"cluster scope, management":              {key(scope(v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "demo"}}})), edgepath.Ref{Kind: edgepath.KindManagement}, created, Options{}, Forbidden, "scope"},
 		"cluster scope star":                     {key(scope(v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "*"}}})), staging, created, Options{}, Allow, ""},
 		"virtual cluster scope, match":           {key(scope(v1.AccessKeyScope{VirtualClusters: []v1.AccessKeyScopeVirtualCluster{{Project: "p1", VirtualCluster: "vc1"}}})), vc1, created, Options{}, Allow, ""},
 		"virtual cluster scope, star":            {key(scope(v1.AccessKeyScope{VirtualClusters: []v1.AccessKeyScopeVirtualCluster{{Project: "p1", VirtualCluster: "*"}}})), vc1, created, Options{}, Allow, ""},
@@ -80,8 +80,8 @@ func TestDecide(t *testing.T) {
 		"virtual cluster scope, its host":        {key(scope(v1.AccessKeyScope{VirtualClusters: []v1.AccessKeyScopeVirtualCluster{{Project: "p1", VirtualCluster: "vc1"}}})), demo, created, Options{}, Forbidden, "scope"},
 		"unevaluated scope field covers nothing": {key(scope(v1.AccessKeyScope{Spaces: []v1.AccessKeyScopeSpace{{Project: "p1", Space: "ns"}}})), demo, created, Options{}, Forbidden, "scope"},
 		"allowLoftCli alone covers no cluster":   {key(scope(v1.AccessKeyScope{AllowLoftCLI: true})), demo, created, Options{}, Forbidden, "scope"},
-		"scoped key, path naming no target":      {key(scope(v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "demo"}}})), target.Ref{Kind: target.KindNone}, created, Options{}, Allow, ""},
-		"expired key, path naming no target":     {key(ttl(1)), target.Ref{Kind: target.KindNone}, created.Add(hour), Options{}, Unauthenticated, "expired"},
+		"scoped key, path naming no target":      {key(scope(v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "demo"}}})), edgepath.Ref{Kind: edgepath.KindNone}, created, Options{}, Allow, ""},
+		"expired key, path naming no target":     {key(ttl(1)), edgepath.Ref{Kind: edgepath.KindNone}, created.Add(hour), Options{}, Unauthenticated, "expired"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -5,8 +5,8 @@ import (
 	"strings"
 
 	"github.com/keygate-dev/keygate/extauthz/attributes"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // The requests a CLI needs from the management API, and nothing more: discovery, OpenAPI,
@@ -27,8 +27,8 @@ const loftGroup = "management.loft.sh"
 
 // loftCLIAllows reports whether a request is one of the read-only management requests of the
 // loft-cli allow-list.
-func loftCLIAllows(ref target.Ref, a attributes.Attributes) bool {
-	if ref.Kind != target.KindManagement {
+func loftCLIAllows(ref edgepath.Ref, a attributes.Attributes) bool {
+	if ref.Kind != edgepath.KindManagement {
 		return false
 	}
 	if !a.ResourceRequest {
@@ -48,7 +48,7 @@ func loftCLIAllows(ref target.Ref, a attributes.Attributes) bool {
 
 // roleMatches: the loft-cli role grants the loft-cli allow-list, and everything in the projects
 // and virtual clusters (by name) it lists. Unknown roles grant nothing.
-func roleMatches(r v1.AccessKeyScopeRole, ref target.Ref, a attributes.Attributes) bool {
+func roleMatches(r v1.AccessKeyScopeRole, ref edgepath.Ref, a attributes.Attributes) bool {
 	if r.Role != v1.AccessKeyScopeRoleLoftCLI {
 		return false
 	}
@@ -60,7 +60,7 @@ func roleMatches(r v1.AccessKeyScopeRole, ref target.Ref, a attributes.Attribute
 			return true
 		}
 	}
-	return ref.Kind == target.KindVirtualCluster && slices.ContainsFunc(r.VirtualClusters, func(vc string) bool {
+	return ref.Kind == edgepath.KindVirtualCluster && slices.ContainsFunc(r.VirtualClusters, func(vc string) bool {
 		return vc == "*" || vc == ref.VirtualCluster
 	})
 }

@@ -3,12 +3,12 @@ package decide
 import (
 	"testing"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 func TestLoftCLI(t *testing.T) {
-	mgmt := target.Ref{Kind: target.KindManagement}
+	mgmt := edgepath.Ref{Kind: edgepath.KindManagement}
 	allow := v1.AccessKeyScope{AllowLoftCLI: true}
 	role := v1.AccessKeyScope{Roles: []v1.AccessKeyScopeRole{{Role: v1.AccessKeyScopeRoleLoftCLI, Projects: []string{"p1"}, VirtualClusters: []string{"vc2"}}}}
 	runScopeCases(t, map[string]scopeCase{

@@ -5,15 +5,15 @@ import (
 	"strings"
 
 	"github.com/keygate-dev/keygate/extauthz/attributes"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // ruleMatches reports whether a scope rule covers a request, the way a Kubernetes audit-policy
 // rule matches: an empty list matches everything; `resources` or `namespaces` make the rule
 // match resource requests only, `nonResourceURLs` non-resource requests only; `cluster`,
 // `virtualClusters` and `requestTargets` narrow the targets.
-func ruleMatches(r v1.AccessKeyScopeRule, ref target.Ref, a attributes.Attributes) bool {
+func ruleMatches(r v1.AccessKeyScopeRule, ref edgepath.Ref, a attributes.Attributes) bool {
 	if !targetMatches(r, ref) {
 		return false
 	}
@@ -42,12 +42,12 @@ func ruleMatches(r v1.AccessKeyScopeRule, ref target.Ref, a attributes.Attribute
 }
 
 // targetMatches applies the rule's cluster, virtualClusters and requestTargets.
-func targetMatches(r v1.AccessKeyScopeRule, ref target.Ref) bool {
-	if r.Cluster != "" && (ref.Cluster != r.Cluster || !(ref.Kind == target.KindCluster || ref.Kind == target.KindVirtualCluster || ref.Kind == target.KindGrafana)) {
+func targetMatches(r v1.AccessKeyScopeRule, ref edgepath.Ref) bool {
+	if r.Cluster != "" && (ref.Cluster != r.Cluster || !(ref.Kind == edgepath.KindCluster || ref.Kind == edgepath.KindVirtualCluster || ref.Kind == edgepath.KindGrafana)) {
 		return false
 	}
 	if len(r.VirtualClusters) > 0 {
-		if ref.Kind != target.KindVirtualCluster {
+		if ref.Kind != edgepath.KindVirtualCluster {
 			return false
 		}
 		if !slices.ContainsFunc(r.VirtualClusters, func(vc v1.AccessKeyVirtualCluster) bool {
@@ -62,16 +62,16 @@ func targetMatches(r v1.AccessKeyScopeRule, ref target.Ref) bool {
 	return true
 }
 
-func requestTargetMatches(t v1.RequestTarget, ref target.Ref) bool {
+func requestTargetMatches(t v1.RequestTarget, ref edgepath.Ref) bool {
 	switch t {
 	case v1.RequestTargetManagement:
-		return ref.Kind == target.KindManagement
+		return ref.Kind == edgepath.KindManagement
 	case v1.RequestTargetCluster:
-		return ref.Kind == target.KindCluster
+		return ref.Kind == edgepath.KindCluster
 	case v1.RequestTargetVirtualCluster:
-		return ref.Kind == target.KindVirtualCluster
+		return ref.Kind == edgepath.KindVirtualCluster
 	case v1.RequestTargetProjectVirtualCluster:
-		return ref.Kind == target.KindVirtualCluster && ref.Project != ""
+		return ref.Kind == edgepath.KindVirtualCluster && ref.Project != ""
 	}
 	// ProjectSpace: the edge has no project space routes yet, so nothing is one.
 	return false

@@ -4,8 +4,8 @@ import (
 	"testing"
 
 	"github.com/keygate-dev/keygate/extauthz/attributes"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 func attrs(t testing.TB, method, path string) attributes.Attributes {
@@ -18,10 +18,10 @@ func attrs(t testing.TB, method, path string) attributes.Attributes {
 }
 
 func TestRules(t *testing.T) {
-	mgmt := target.Ref{Kind: target.KindManagement}
+	mgmt := edgepath.Ref{Kind: edgepath.KindManagement}
 	tests := map[string]struct {
 		rule         v1.AccessKeyScopeRule
-		ref          target.Ref
+		ref          edgepath.Ref
 		method, path string
 		want         bool
 	}{
@@ -96,7 +96,7 @@ func TestDenialSaysWhatWasRefused(t *testing.T) {
 	k := key(scope(v1.AccessKeyScope{Rules: []v1.AccessKeyScopeRule{{Verbs: []string{"get"}}}}))
 	tests := map[string]struct {
 		method, path string
-		ref          target.Ref
+		ref          edgepath.Ref
 		want         string
 	}{
 		"namespaced": {"DELETE", "/apis/apps/v1/namespaces/ci/deployments/web", demo,
@@ -129,7 +129,7 @@ func FuzzDecide(f *testing.F) {
 		}
 		r1 := v1.AccessKeyScopeRule{Verbs: []string{verb}, Resources: []v1.GroupResources{{Group: group, Resources: []string{resource}}}, Namespaces: []string{namespace}}
 		r2 := v1.AccessKeyScopeRule{NonResourceURLs: []string{url}, Cluster: cluster}
-		for _, ref := range []target.Ref{demo, staging, vc1, grafana, {Kind: target.KindManagement}} {
+		for _, ref := range []edgepath.Ref{demo, staging, vc1, grafana, {Kind: edgepath.KindManagement}} {
 			unscoped := Decide(key(), ref, a, created, Options{})
 			if unscoped.Outcome != Allow {
 				t.Fatalf("an unscoped valid key was refused: %s", unscoped.Message)

@@ -3,14 +3,14 @@ package decide
 import (
 	"testing"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 func TestSpacesAndProjects(t *testing.T) {
 	// Cluster demo has spaces team-a and team-b of project p1, and team-c of project p2.
-	demoSpaces := target.Ref{Kind: target.KindCluster, Cluster: "demo", Spaces: "team-a=p1,team-b=p1,team-c=p2"}
-	vcOther := target.Ref{Kind: target.KindVirtualCluster, Cluster: "demo", Namespace: "ns", VirtualCluster: "vc9", Project: "p2"}
+	demoSpaces := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo", Spaces: "team-a=p1,team-b=p1,team-c=p2"}
+	vcOther := edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: "demo", Namespace: "ns", VirtualCluster: "vc9", Project: "p2"}
 	spaceA := v1.AccessKeyScope{Spaces: []v1.AccessKeyScopeSpace{{Project: "p1", Space: "team-a"}}}
 	allOfP1 := v1.AccessKeyScope{Spaces: []v1.AccessKeyScopeSpace{{Project: "p1", Space: "*"}}}
 	projectP1 := v1.AccessKeyScope{Projects: []v1.AccessKeyScopeProject{{Project: "p1"}}}
@@ -45,14 +45,14 @@ func TestSpacesAndProjects(t *testing.T) {
 		"project: discovery where it has spaces": {projectP1, demoSpaces, "GET", "/api", true},
 		"project star: discovery":                {anyProject, demoSpaces, "GET", "/apis", true},
 		"project star: no spaces, no discovery":  {anyProject, staging, "GET", "/apis", false},
-		"project: management":                    {projectP1, target.Ref{Kind: target.KindManagement}, "GET", "/apis", false},
+		"project: management":                    {projectP1, edgepath.Ref{Kind: edgepath.KindManagement}, "GET", "/apis", false},
 	})
 }
 
 // scopeCase is a request to ref and whether a key with scope may make it.
 type scopeCase struct {
 	scope        v1.AccessKeyScope
-	ref          target.Ref
+	ref          edgepath.Ref
 	method, path string
 	want         bool
 }

@@ -6,8 +6,8 @@ package identity
 import (
 	"strings"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // Header is one header value; a name may repeat (one Impersonate-Group per group).
@@ -64,14 +64,14 @@ func Groups(k *v1.OwnedAccessKey, userGroups []string) []string {
 
 // Headers returns the identity headers for a request with key k, whose user has userGroups in
 // the user store, to a target of kind kind.
-func Headers(k *v1.OwnedAccessKey, userGroups []string, kind target.Kind, opts Options) []Header {
+func Headers(k *v1.OwnedAccessKey, userGroups []string, kind edgepath.Kind, opts Options) []Header {
 	var user, group, extra string
 	switch {
 	case kind.Kubernetes():
 		user, group, extra = "Impersonate-User", "Impersonate-Group", "Impersonate-Extra-Loft-Access-Key"
-	case kind == target.KindManagement:
+	case kind == edgepath.KindManagement:
 		user, group, extra = "X-Remote-User", "X-Remote-Group", "X-Remote-Extra-Loft-Access-Key"
-	case kind == target.KindGrafana:
+	case kind == edgepath.KindGrafana:
 		name := opts.GrafanaUserHeader
 		if name == "" {
 			name = DefaultGrafanaUserHeader

@@ -6,8 +6,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 func key(spec v1.OwnedAccessKeySpec) *v1.OwnedAccessKey {
@@ -20,31 +20,31 @@ func TestHeaders(t *testing.T) {
 	tests := map[string]struct {
 		key        *v1.OwnedAccessKey
 		userGroups []string
-		kind       target.Kind
+		kind       edgepath.Kind
 		opts       Options
 		want       []Header
 	}{
-		"cluster, user key": {alice, nil, target.KindCluster, Options{}, []Header{
+		"cluster, user key": {alice, nil, edgepath.KindCluster, Options{}, []Header{
 			{"Impersonate-User", "alice"},
 			{"Impersonate-Group", "dev"},
 			{"Impersonate-Group", "system:authenticated"},
 			{"Impersonate-Group", "loft:user:alice"},
 			{"Impersonate-Extra-Loft-Access-Key", "k1"},
 		}},
-		"virtual cluster, team key": {team, nil, target.KindVirtualCluster, Options{}, []Header{
+		"virtual cluster, team key": {team, nil, edgepath.KindVirtualCluster, Options{}, []Header{
 			{"Impersonate-User", "loft:team:platform"},
 			{"Impersonate-Group", "loft:team:platform"},
 			{"Impersonate-Group", "system:authenticated"},
 			{"Impersonate-Extra-Loft-Access-Key", "k1"},
 		}},
-		"management": {alice, nil, target.KindManagement, Options{}, []Header{
+		"management": {alice, nil, edgepath.KindManagement, Options{}, []Header{
 			{"X-Remote-User", "alice"},
 			{"X-Remote-Group", "dev"},
 			{"X-Remote-Group", "system:authenticated"},
 			{"X-Remote-Group", "loft:user:alice"},
 			{"X-Remote-Extra-Loft-Access-Key", "k1"},
 		}},
-		"cluster, user key with the user's groups": {alice, []string{"ops", "dev"}, target.KindCluster, Options{}, []Header{
+		"cluster, user key with the user's groups": {alice, []string{"ops", "dev"}, edgepath.KindCluster, Options{}, []Header{
 			{"Impersonate-User", "alice"},
 			{"Impersonate-Group", "dev"},
 			{"Impersonate-Group", "system:authenticated"},
@@ -52,10 +52,10 @@ func TestHeaders(t *testing.T) {
 			{"Impersonate-Group", "loft:user:alice"},
 			{"Impersonate-Extra-Loft-Access-Key", "k1"},
 		}},
-		"grafana default header": {alice, nil, target.KindGrafana, Options{}, []Header{{"X-WEBAUTH-USER", "alice"}}},
-		"grafana custom header":  {team, nil, target.KindGrafana, Options{GrafanaUserHeader: "X-Grafana-User"}, []Header{{"X-Grafana-User", "loft:team:platform"}}},
-		"no target":              {alice, nil, target.KindNone, Options{}, nil},
-		"public target":          {alice, nil, target.KindAuth, Options{}, nil},
+		"grafana default header": {alice, nil, edgepath.KindGrafana, Options{}, []Header{{"X-WEBAUTH-USER", "alice"}}},
+		"grafana custom header":  {team, nil, edgepath.KindGrafana, Options{GrafanaUserHeader: "X-Grafana-User"}, []Header{{"X-Grafana-User", "loft:team:platform"}}},
+		"no target":              {alice, nil, edgepath.KindNone, Options{}, nil},
+		"public target":          {alice, nil, edgepath.KindAuth, Options{}, nil},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

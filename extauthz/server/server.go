@@ -26,9 +26,9 @@ import (
 	"github.com/keygate-dev/keygate/extauthz/identity"
 	"github.com/keygate-dev/keygate/extauthz/token"
 	"github.com/keygate-dev/keygate/extauthz/userinfo"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // Keys finds an access key by the digest of its plain key (store.Store in production).
@@ -159,18 +159,18 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 
 // target is the route's target from its context extensions, or from the path when the Check
 // comes from an Envoy our xds does not program.
-func (s *Server) target(req *authv3.CheckRequest) (target.Ref, error) {
-	ref, ok, err := target.FromContextExtensions(req.GetAttributes().GetContextExtensions())
+func (s *Server) target(req *authv3.CheckRequest) (edgepath.Ref, error) {
+	ref, ok, err := edgepath.FromContextExtensions(req.GetAttributes().GetContextExtensions())
 	if err != nil || ok {
 		return ref, err
 	}
-	ref, _ = target.Parse(req.GetAttributes().GetRequest().GetHttp().GetPath())
+	ref, _ = edgepath.Parse(req.GetAttributes().GetRequest().GetHttp().GetPath())
 	return ref, nil
 }
 
 // upstreamPath is the path (with query) that the upstream of ref sees for a request to path:
 // the route strips the target's prefix; a prefix without its trailing slash reaches "/".
-func upstreamPath(ref target.Ref, path string) string {
+func upstreamPath(ref edgepath.Ref, path string) string {
 	prefix := ref.Prefix()
 	if prefix == "" {
 		return path
@@ -202,7 +202,7 @@ func (s *Server) headersToRemove(reqHeaders map[string]string, set []identity.He
 	return remove
 }
 
-func (s *Server) finish(start time.Time, ref target.Ref, result string, resp *authv3.CheckResponse) (*authv3.CheckResponse, error) {
+func (s *Server) finish(start time.Time, ref edgepath.Ref, result string, resp *authv3.CheckResponse) (*authv3.CheckResponse, error) {
 	kind := string(ref.Kind)
 	if kind == "" {
 		kind = "unknown"
@@ -216,8 +216,8 @@ func (s *Server) finish(start time.Time, ref target.Ref, result string, resp *au
 // sent under that name. A name with several values (one Impersonate-Group per group) also goes
 // into the dynamic metadata, from which the edge's Lua filter writes one header line per value:
 // Envoy's ext_authz can only append by joining values with commas, which Kubernetes would read
-// as a single group (see target.MetadataHeaderLists).
-func allow(ref target.Ref, set []identity.Header, remove []string) *authv3.CheckResponse {
+// as a single group (see edgepath.MetadataHeaderLists).
+func allow(ref edgepath.Ref, set []identity.Header, remove []string) *authv3.CheckResponse {
 	var opts []*corev3.HeaderValueOption
 	lists := map[string][]any{}
 	var order []string
@@ -250,7 +250,7 @@ func allow(ref target.Ref, set []identity.Header, remove []string) *authv3.Check
 		}
 	}
 	if len(multi) > 0 {
-		md, err := structpb.NewStruct(map[string]any{target.MetadataHeaderLists: multi})
+		md, err := structpb.NewStruct(map[string]any{edgepath.MetadataHeaderLists: multi})
 		if err == nil { // header names and values are strings: NewStruct cannot fail on them
 			resp.DynamicMetadata = md
 		}
@@ -263,7 +263,7 @@ const TargetHeader = "X-Keygate-Target"
 
 // targetName is the target's prefix without its slashes, e.g. kubernetes/cluster/demo, or
 // "none" for a path that names no target.
-func targetName(ref target.Ref) string {
+func targetName(ref edgepath.Ref) string {
 	if p := strings.Trim(ref.Prefix(), "/"); p != "" {
 		return p
 	}

@@ -24,11 +24,11 @@ import (
 	"github.com/keygate-dev/keygate/extauthz/activity"
 	"github.com/keygate-dev/keygate/extauthz/decide"
 	"github.com/keygate-dev/keygate/extauthz/userinfo"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/redisserver"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/keystore/users"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 var (
@@ -64,7 +64,7 @@ func serve(t *testing.T, k Keys, opts Options) (authv3.AuthorizationClient, *pro
 	return authv3.NewAuthorizationClient(conn), reg
 }
 
-func check(t *testing.T, c authv3.AuthorizationClient, ref target.Ref, path string, headers map[string]string) *authv3.CheckResponse {
+func check(t *testing.T, c authv3.AuthorizationClient, ref edgepath.Ref, path string, headers map[string]string) *authv3.CheckResponse {
 	t.Helper()
 	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Path: path, Headers: headers}},
@@ -101,11 +101,11 @@ func TestCheck(t *testing.T) {
 	expired := newKey(t, "check-expired", v1.OwnedAccessKeySpec{User: "bob", TTL: 60}, now.Add(-time.Hour))
 	disabled := newKey(t, "check-disabled", v1.OwnedAccessKeySpec{User: "carol", Disabled: true}, now)
 	scoped := newKey(t, "check-scoped", v1.OwnedAccessKeySpec{User: "dave", Scope: &v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "demo"}}}}, now)
-	demo := target.Ref{Kind: target.KindCluster, Cluster: "demo"}
-	staging := target.Ref{Kind: target.KindCluster, Cluster: "staging"}
+	demo := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}
+	staging := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "staging"}
 
 	tests := map[string]struct {
-		ref     target.Ref
+		ref     edgepath.Ref
 		path    string
 		auth    string
 		code    int32
@@ -117,7 +117,7 @@ func TestCheck(t *testing.T) {
 		"expired key":        {demo, "/kubernetes/cluster/demo/api", "Bearer " + expired, 401, `access key "check-expired" has expired`},
 		"disabled key":       {demo, "/kubernetes/cluster/demo/api", "Bearer " + disabled, 401, `access key "check-disabled" is disabled`},
 		"out of scope":       {staging, "/kubernetes/cluster/staging/api", "Bearer " + scoped, 403, `access key "check-scoped" is not allowed to access cluster "staging"`},
-		"bad route metadata": {target.Ref{Kind: target.KindCluster, Cluster: "Bad_Name"}, "/x", "Bearer " + valid, 500, "misconfigured"},
+		"bad route metadata": {edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "Bad_Name"}, "/x", "Bearer " + valid, 500, "misconfigured"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -169,7 +169,7 @@ func TestCheck(t *testing.T) {
 		if !slices.Equal(removed, want) {
 			t.Errorf("headers removed = %v, want %v (impersonate-user is overwritten instead)", removed, want)
 		}
-		lists := resp.GetDynamicMetadata().GetFields()[target.MetadataHeaderLists].GetStructValue().GetFields()
+		lists := resp.GetDynamicMetadata().GetFields()[edgepath.MetadataHeaderLists].GetStructValue().GetFields()
 		var groups []string
 		for _, v := range lists["Impersonate-Group"].GetListValue().GetValues() {
 			groups = append(groups, v.GetStringValue())
@@ -180,14 +180,14 @@ func TestCheck(t *testing.T) {
 	})
 
 	t.Run("no context extensions: target from the path", func(t *testing.T) {
-		resp := check(t, c, target.Ref{}, "/kubernetes/cluster/staging/api", map[string]string{"authorization": "Bearer " + scoped})
+		resp := check(t, c, edgepath.Ref{}, "/kubernetes/cluster/staging/api", map[string]string{"authorization": "Bearer " + scoped})
 		if d := resp.GetDeniedResponse(); d == nil || d.GetStatus().GetCode() != 403 {
 			t.Errorf("scoped key to staging by path: %v, want 403", resp)
 		}
 	})
 
 	t.Run("public target needs no key", func(t *testing.T) {
-		if resp := check(t, c, target.Ref{Kind: target.KindAuth}, "/auth/password/login", nil); resp.GetOkResponse() == nil {
+		if resp := check(t, c, edgepath.Ref{Kind: edgepath.KindAuth}, "/auth/password/login", nil); resp.GetOkResponse() == nil {
 			t.Errorf("public route denied: %v", resp)
 		}
 	})
@@ -199,7 +199,7 @@ func groupsSent(t *testing.T, resp *authv3.CheckResponse) []string {
 	if resp.GetOkResponse() == nil {
 		t.Fatalf("denied: %s", resp.GetDeniedResponse().GetBody())
 	}
-	lists := resp.GetDynamicMetadata().GetFields()[target.MetadataHeaderLists].GetStructValue().GetFields()
+	lists := resp.GetDynamicMetadata().GetFields()[edgepath.MetadataHeaderLists].GetStructValue().GetFields()
 	var groups []string
 	for _, v := range lists["Impersonate-Group"].GetListValue().GetValues() {
 		groups = append(groups, v.GetStringValue())
@@ -221,7 +221,7 @@ func TestUserStore(t *testing.T) {
 		}
 	}
 	c, _ := serve(t, keys, Options{Users: userinfo.New(us, userinfo.Options{})})
-	demo := target.Ref{Kind: target.KindCluster, Cluster: "demo"}
+	demo := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}
 	auth := func(plain string) map[string]string { return map[string]string{"authorization": "Bearer " + plain} }
 
 	alice := newKey(t, "ustore-alice", v1.OwnedAccessKeySpec{User: "ustore-alice", Groups: []string{"dev", "qa"}}, time.Now())
@@ -248,7 +248,7 @@ func TestUserStore(t *testing.T) {
 func TestCheckFailsClosedWithoutRedis(t *testing.T) {
 	down := store.New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond}))
 	c, reg := serve(t, down, Options{})
-	resp := check(t, c, target.Ref{Kind: target.KindCluster, Cluster: "demo"}, "/kubernetes/cluster/demo/api", map[string]string{"authorization": "Bearer kgk_somekeysomekeysomekeysomekeysomekey"})
+	resp := check(t, c, edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}, "/kubernetes/cluster/demo/api", map[string]string{"authorization": "Bearer kgk_somekeysomekeysomekeysomekeysomekey"})
 	d := resp.GetDeniedResponse()
 	if d == nil || d.GetStatus().GetCode() != 503 || !strings.Contains(d.GetBody(), "cannot be checked") {
 		t.Fatalf("with Redis down: %v; want a 503 denial", resp)
@@ -269,7 +269,7 @@ func TestClockDrivesExpiry(t *testing.T) {
 		want   bool
 	}{{time.Hour, true}, {10 * time.Minute, false}} {
 		c, _ := serve(t, keys, Options{Decide: decide.Options{MaxTTL: tc.maxTTL}})
-		resp := check(t, c, target.Ref{Kind: target.KindCluster, Cluster: "demo"}, "/", map[string]string{"authorization": "Bearer " + plain})
+		resp := check(t, c, edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}, "/", map[string]string{"authorization": "Bearer " + plain})
 		if got := resp.GetOkResponse() != nil; got != tc.want {
 			t.Errorf("max TTL %s on a 30-minute-old key: allowed %v, want %v", tc.maxTTL, got, tc.want)
 		}
@@ -278,7 +278,7 @@ func TestClockDrivesExpiry(t *testing.T) {
 
 func TestMetricNames(t *testing.T) {
 	c, reg := serve(t, keys, Options{})
-	check(t, c, target.Ref{Kind: target.KindCluster, Cluster: "demo"}, "/", nil)
+	check(t, c, edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}, "/", nil)
 	problems, err := promlint.NewWithMetricFamilies(must(reg.Gather())).Lint()
 	if err != nil {
 		t.Fatal(err)
@@ -296,16 +296,16 @@ func must[T any](v T, err error) T {
 }
 
 func TestUpstreamPath(t *testing.T) {
-	demo := target.Ref{Kind: target.KindCluster, Cluster: "demo"}
+	demo := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}
 	tests := map[string]struct {
-		ref        target.Ref
+		ref        edgepath.Ref
 		path, want string
 	}{
 		"prefix stripped":             {demo, "/kubernetes/cluster/demo/api/v1/pods?watch=1", "/api/v1/pods?watch=1"},
 		"prefix without slash":        {demo, "/kubernetes/cluster/demo", "/"},
 		"prefix without slash, query": {demo, "/kubernetes/cluster/demo?timeout=1s", "/?timeout=1s"},
 		"longer name is not ours":     {demo, "/kubernetes/cluster/demo2/api", "/kubernetes/cluster/demo2/api"},
-		"no target":                   {target.Ref{Kind: target.KindNone}, "/x", "/x"},
+		"no target":                   {edgepath.Ref{Kind: edgepath.KindNone}, "/x", "/x"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -325,7 +325,7 @@ func TestActivityIsRecorded(t *testing.T) {
 	c, _ := serve(t, keys, Options{Activity: rec, Now: func() time.Time { return now }})
 	used := newKey(t, "activity-used", v1.OwnedAccessKeySpec{User: "frank"}, now.Add(-time.Hour))
 	refused := newKey(t, "activity-refused", v1.OwnedAccessKeySpec{User: "gina", Scope: &v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "staging"}}}}, now.Add(-time.Hour))
-	demo := target.Ref{Kind: target.KindCluster, Cluster: "demo"}
+	demo := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}
 
 	if resp := check(t, c, demo, "/kubernetes/cluster/demo/api", map[string]string{"authorization": "Bearer " + used}); resp.GetOkResponse() == nil {
 		t.Fatalf("denied: %v", resp)

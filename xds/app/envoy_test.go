@@ -33,10 +33,10 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/keygate-dev/keygate/envoy"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/tools"
-	"github.com/keygate-dev/keygate/xds/target"
 	"github.com/keygate-dev/keygate/xds/translate"
 )
 
@@ -321,11 +321,11 @@ func (fakeAuthz) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.Che
 		}, nil
 	}
 	ext := req.GetAttributes().GetContextExtensions()
-	ref, _, _ := target.FromContextExtensions(ext)
+	ref, _, _ := edgepath.FromContextExtensions(ext)
 	return &authv3.CheckResponse{
 		Status: &status.Status{Code: int32(codes.OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-test-target", Value: ref.String() + " " + ext[target.ExtPrefix]}}},
+			Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-test-target", Value: ref.String() + " " + ext[edgepath.ExtPrefix]}}},
 		}},
 	}, nil
 }

@@ -24,13 +24,13 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/keygate-dev/keygate/envoy"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/kubetest"
 	"github.com/keygate-dev/keygate/internal/logbuf"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/tools"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // TestVirtualClusterThroughEnvoy runs xds with --source=kubernetes against a platform
@@ -264,7 +264,7 @@ type projectAuthz struct{ fakeAuthz }
 func (a projectAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	resp, err := a.fakeAuthz.Check(ctx, req)
 	if ok := resp.GetOkResponse(); ok != nil {
-		project := req.GetAttributes().GetContextExtensions()[target.ExtProject]
+		project := req.GetAttributes().GetContextExtensions()[edgepath.ExtProject]
 		ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "x-test-project", Value: project}})
 	}
 	return resp, err

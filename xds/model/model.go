@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/keygate-dev/keygate/xds/target"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 )
 
 // Upstream is where a target's requests go and how the edge authenticates to it.
@@ -44,7 +44,7 @@ func (u Upstream) VerifyName() string {
 
 // Target is one prefix of the edge and the upstream it routes to.
 type Target struct {
-	Ref      target.Ref
+	Ref      edgepath.Ref
 	Upstream Upstream
 }
 
@@ -63,10 +63,10 @@ func New(targets ...Target) Model {
 	return Model{Targets: ts}
 }
 
-// Counts returns the number of targets of each kind; every kind of target.Kind that can have a
+// Counts returns the number of targets of each kind; every kind of edgepath.Kind that can have a
 // target is present, with 0 when there is none, so that gauges drop back to zero.
-func (m Model) Counts() map[target.Kind]int {
-	counts := map[target.Kind]int{}
+func (m Model) Counts() map[edgepath.Kind]int {
+	counts := map[edgepath.Kind]int{}
 	for _, k := range Kinds {
 		counts[k] = 0
 	}
@@ -76,10 +76,10 @@ func (m Model) Counts() map[target.Kind]int {
 	return counts
 }
 
-// Kinds are the kinds of target a Model can hold (every kind but target.KindNone).
-var Kinds = []target.Kind{
-	target.KindManagement, target.KindCluster, target.KindVirtualCluster,
-	target.KindGrafana, target.KindAuth, target.KindOIDC,
+// Kinds are the kinds of target a Model can hold (every kind but edgepath.KindNone).
+var Kinds = []edgepath.Kind{
+	edgepath.KindManagement, edgepath.KindCluster, edgepath.KindVirtualCluster,
+	edgepath.KindGrafana, edgepath.KindAuth, edgepath.KindOIDC,
 }
 
 // Merge combines the models of several sources (the targets file, Kubernetes) into one. A

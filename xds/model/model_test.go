@@ -6,16 +6,16 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/keygate-dev/keygate/xds/target"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 )
 
 func TestNewSortsByPrefix(t *testing.T) {
 	u := Upstream{URL: &url.URL{Scheme: "http", Host: "127.0.0.1:1"}}
 	m := New(
-		Target{Ref: target.Ref{Kind: target.KindOIDC}, Upstream: u},
-		Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "b"}, Upstream: u},
-		Target{Ref: target.Ref{Kind: target.KindGrafana, Cluster: "a"}, Upstream: u},
-		Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "a"}, Upstream: u},
+		Target{Ref: edgepath.Ref{Kind: edgepath.KindOIDC}, Upstream: u},
+		Target{Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "b"}, Upstream: u},
+		Target{Ref: edgepath.Ref{Kind: edgepath.KindGrafana, Cluster: "a"}, Upstream: u},
+		Target{Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "a"}, Upstream: u},
 	)
 	var got []string
 	for _, t := range m.Targets {
@@ -29,13 +29,13 @@ func TestNewSortsByPrefix(t *testing.T) {
 
 func TestCounts(t *testing.T) {
 	m := New(
-		Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "a"}},
-		Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "b"}},
-		Target{Ref: target.Ref{Kind: target.KindManagement}},
+		Target{Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "a"}},
+		Target{Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "b"}},
+		Target{Ref: edgepath.Ref{Kind: edgepath.KindManagement}},
 	)
-	want := map[target.Kind]int{
-		target.KindManagement: 1, target.KindCluster: 2, target.KindVirtualCluster: 0,
-		target.KindGrafana: 0, target.KindAuth: 0, target.KindOIDC: 0,
+	want := map[edgepath.Kind]int{
+		edgepath.KindManagement: 1, edgepath.KindCluster: 2, edgepath.KindVirtualCluster: 0,
+		edgepath.KindGrafana: 0, edgepath.KindAuth: 0, edgepath.KindOIDC: 0,
 	}
 	if diff := cmp.Diff(want, m.Counts()); diff != "" {
 		t.Errorf("Counts (-want +got):\n%s", diff)
@@ -69,12 +69,12 @@ func TestMerge(t *testing.T) {
 	fileURL := &url.URL{Scheme: "http", Host: "file:1"}
 	kubeURL := &url.URL{Scheme: "http", Host: "kube:1"}
 	file := New(
-		Target{Ref: target.Ref{Kind: target.KindManagement}, Upstream: Upstream{URL: fileURL}},
-		Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "a"}, Upstream: Upstream{URL: fileURL}},
+		Target{Ref: edgepath.Ref{Kind: edgepath.KindManagement}, Upstream: Upstream{URL: fileURL}},
+		Target{Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "a"}, Upstream: Upstream{URL: fileURL}},
 	)
 	kube := New(
-		Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "a"}, Upstream: Upstream{URL: kubeURL}},
-		Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "b"}, Upstream: Upstream{URL: kubeURL}},
+		Target{Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "a"}, Upstream: Upstream{URL: kubeURL}},
+		Target{Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "b"}, Upstream: Upstream{URL: kubeURL}},
 	)
 	got, dropped := Merge(file, kube)
 	var prefixes, hosts []string

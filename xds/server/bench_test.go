@@ -10,9 +10,9 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/xds/model"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // benchPKI is a CA and a client certificate for tlsClusters.
@@ -42,7 +42,7 @@ func tlsClusters(p benchPKI, n, moved int) model.Model {
 			port = 6444
 		}
 		ts[i] = model.Target{
-			Ref: target.Ref{Kind: target.KindCluster, Cluster: fmt.Sprintf("t%05d", i)},
+			Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: fmt.Sprintf("t%05d", i)},
 			Upstream: model.Upstream{URL: &url.URL{Scheme: "https", Host: fmt.Sprintf("127.0.0.1:%d", port)},
 				CA: p.ca, ClientCert: p.cert, ClientKey: p.key,
 				ServerName: fmt.Sprintf("t%05d.bench.keygate.test", i)},

@@ -11,8 +11,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
-	"github.com/keygate-dev/keygate/xds/target"
 	"github.com/keygate-dev/keygate/xds/translate"
 )
 
@@ -21,7 +21,7 @@ func clustersAt(hosts map[string]string) model.Model {
 	var ts []model.Target
 	for name, host := range hosts {
 		ts = append(ts, model.Target{
-			Ref:      target.Ref{Kind: target.KindCluster, Cluster: name},
+			Ref:      edgepath.Ref{Kind: edgepath.KindCluster, Cluster: name},
 			Upstream: model.Upstream{URL: &url.URL{Scheme: "http", Host: host}},
 		})
 	}

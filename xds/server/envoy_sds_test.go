@@ -35,12 +35,12 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/keygate-dev/keygate/envoy"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/logbuf"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/tools"
 	"github.com/keygate-dev/keygate/xds/model"
-	"github.com/keygate-dev/keygate/xds/target"
 	"github.com/keygate-dev/keygate/xds/translate"
 )
 
@@ -254,7 +254,7 @@ func serialOf(t *testing.T, p pki.Pair) string {
 }
 
 func clusterTarget(name string, u model.Upstream) model.Target {
-	return model.Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: name}, Upstream: u}
+	return model.Target{Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: name}, Upstream: u}
 }
 
 // get sends one request through the edge and returns what the upstream saw.

@@ -12,22 +12,22 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/xds/model"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // tlsCluster is a model of a connected cluster "demo" over TLS with a client certificate, and,
 // with a token, a second one "tokened" that authenticates with the token.
 func tlsCluster(ca *pki.CA, client pki.Pair, token string) model.Model {
 	ts := []model.Target{{
-		Ref: target.Ref{Kind: target.KindCluster, Cluster: "demo"},
+		Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"},
 		Upstream: model.Upstream{URL: &url.URL{Scheme: "https", Host: "127.0.0.1:6443"},
 			CA: ca.CertPEM, ClientCert: client.CertPEM, ClientKey: client.KeyPEM},
 	}}
 	if token != "" {
 		ts = append(ts, model.Target{
-			Ref:      target.Ref{Kind: target.KindCluster, Cluster: "tokened"},
+			Ref:      edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "tokened"},
 			Upstream: model.Upstream{URL: &url.URL{Scheme: "https", Host: "127.0.0.1:7443"}, CA: ca.CertPEM, Token: token},
 		})
 	}

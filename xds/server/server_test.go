@@ -24,9 +24,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/xds/model"
-	"github.com/keygate-dev/keygate/xds/target"
 	"github.com/keygate-dev/keygate/xds/translate"
 )
 
@@ -63,7 +63,7 @@ func clusters(names ...string) model.Model {
 	var ts []model.Target
 	for _, n := range names {
 		ts = append(ts, model.Target{
-			Ref:      target.Ref{Kind: target.KindCluster, Cluster: n},
+			Ref:      edgepath.Ref{Kind: edgepath.KindCluster, Cluster: n},
 			Upstream: model.Upstream{URL: &url.URL{Scheme: "http", Host: "127.0.0.1:6443"}},
 		})
 	}
@@ -73,7 +73,7 @@ func clusters(names ...string) model.Model {
 // broken is a model that cannot be translated: an https upstream without a CA.
 func broken() model.Model {
 	return model.New(model.Target{
-		Ref:      target.Ref{Kind: target.KindCluster, Cluster: "demo"},
+		Ref:      edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"},
 		Upstream: model.Upstream{URL: &url.URL{Scheme: "https", Host: "127.0.0.1:6443"}},
 	})
 }

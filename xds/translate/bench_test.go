@@ -5,8 +5,8 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // benchModel is n connected clusters over TLS (one CA and client certificate for all), with
@@ -20,7 +20,7 @@ func benchModel(b *testing.B, n, moved int) model.Model {
 			port = 6444
 		}
 		ts[i] = model.Target{
-			Ref: target.Ref{Kind: target.KindCluster, Cluster: fmt.Sprintf("t%05d", i)},
+			Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: fmt.Sprintf("t%05d", i)},
 			Upstream: model.Upstream{URL: &url.URL{Scheme: "https", Host: fmt.Sprintf("127.0.0.1:%d", port)},
 				CA: ca, ClientCert: cert, ClientKey: key, ServerName: fmt.Sprintf("t%05d.bench.keygate.test", i)},
 		}

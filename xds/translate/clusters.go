@@ -25,8 +25,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 const (
@@ -42,13 +42,13 @@ const (
 // virtualcluster_<cluster>_<namespace>_<vcluster>, grafana_<cluster>, or the kind for the
 // singletons (management, auth, oidc). Names in a Ref are DNS names, which have no "_", so the
 // names cannot collide.
-func ClusterName(r target.Ref) string {
+func ClusterName(r edgepath.Ref) string {
 	switch r.Kind {
-	case target.KindCluster:
+	case edgepath.KindCluster:
 		return "cluster_" + r.Cluster
-	case target.KindVirtualCluster:
+	case edgepath.KindVirtualCluster:
 		return "virtualcluster_" + r.Cluster + "_" + r.Namespace + "_" + r.VirtualCluster
-	case target.KindGrafana:
+	case edgepath.KindGrafana:
 		return "grafana_" + r.Cluster
 	}
 	return string(r.Kind)

@@ -19,9 +19,9 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 	"sigs.k8s.io/yaml"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/file"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml from the current output")
@@ -75,8 +75,8 @@ func TestGoldenModels(t *testing.T) {
 	opts := goldenOptions(t)
 	cases := map[string]model.Model{
 		"token": model.New(
-			model.Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "prod"}, Upstream: withToken(t, "https://api.prod.example.com:6443", "eyJhbGciOiJSUzI1NiJ9.golden.token")},
-			model.Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "staging"}, Upstream: secure(t, "https://10.0.0.8:6443")},
+			model.Target{Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "prod"}, Upstream: withToken(t, "https://api.prod.example.com:6443", "eyJhbGciOiJSUzI1NiJ9.golden.token")},
+			model.Target{Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "staging"}, Upstream: secure(t, "https://10.0.0.8:6443")},
 		),
 	}
 	for name, m := range cases {

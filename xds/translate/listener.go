@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/keygate-dev/keygate/xds/target"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 )
 
 // Filter names, as Envoy knows the extensions.
@@ -82,13 +82,13 @@ func httpsListener(o Options) (*listenerv3.Listener, error) {
 }
 
 // headerListsLua writes the multi-valued identity headers that extauthz returned in its
-// dynamic metadata (see target.MetadataHeaderLists) as one header line per value, replacing
+// dynamic metadata (see edgepath.MetadataHeaderLists) as one header line per value, replacing
 // whatever the request had under those names. ext_authz cannot do this itself: it joins
 // appended values with commas. Without metadata (public routes, denials) it does nothing.
 var headerListsLua = `function envoy_on_request(handle)
-  local meta = handle:streamInfo():dynamicMetadata():get("` + target.MetadataNamespace + `")
+  local meta = handle:streamInfo():dynamicMetadata():get("` + edgepath.MetadataNamespace + `")
   if meta == nil then return end
-  local lists = meta["` + target.MetadataHeaderLists + `"]
+  local lists = meta["` + edgepath.MetadataHeaderLists + `"]
   if lists == nil then return end
   local headers = handle:headers()
   for name, values in pairs(lists) do

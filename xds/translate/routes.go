@@ -10,8 +10,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // NotFoundBody is what the edge answers for a path that names no target: a Kubernetes Status,
@@ -77,13 +77,13 @@ func targetRoutes(t model.Target) ([]*routev3.Route, error) {
 
 // longLived reports whether a kind's requests may stay open indefinitely: Kubernetes API
 // servers (watch, exec, port-forward) and Grafana (live websockets).
-func longLived(k target.Kind) bool {
-	return k == target.KindManagement || k.Kubernetes() || k == target.KindGrafana
+func longLived(k edgepath.Kind) bool {
+	return k == edgepath.KindManagement || k.Kubernetes() || k == edgepath.KindGrafana
 }
 
 // authzPerRoute tells ext_authz which target a route is for (so extauthz never re-parses the
 // path), or turns it off for public targets.
-func authzPerRoute(r target.Ref) (map[string]*anypb.Any, error) {
+func authzPerRoute(r edgepath.Ref) (map[string]*anypb.Any, error) {
 	per := &extauthzv3.ExtAuthzPerRoute{}
 	if r.Kind.Public() {
 		per.Override = &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}
@@ -102,7 +102,7 @@ func authzPerRoute(r target.Ref) (map[string]*anypb.Any, error) {
 // notFoundRoute answers every path that names no target with 404. ext_authz still checks the
 // key first, so that without a valid key one cannot learn which clusters exist (401 before 404).
 func notFoundRoute() (*routev3.Route, error) {
-	perFilter, err := authzPerRoute(target.Ref{Kind: target.KindNone})
+	perFilter, err := authzPerRoute(edgepath.Ref{Kind: edgepath.KindNone})
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/keygate-dev/keygate/xds/target"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 )
 
 // Routes are split into scopes (Envoy's scoped RDS) so that a change to one target sends only
@@ -44,13 +44,13 @@ const (
 
 // ScopeKey is the scope of target r's routes, as scopeLua computes it from a request's path,
 // and false for the targets whose routes are in the static scope.
-func ScopeKey(r target.Ref) (string, bool) {
+func ScopeKey(r edgepath.Ref) (string, bool) {
 	switch r.Kind {
-	case target.KindCluster:
+	case edgepath.KindCluster:
 		return "cluster/" + r.Cluster, true
-	case target.KindVirtualCluster:
+	case edgepath.KindVirtualCluster:
 		return "virtualcluster/" + r.Cluster + "/" + r.Namespace + "/" + r.VirtualCluster, true
-	case target.KindGrafana:
+	case edgepath.KindGrafana:
 		return "grafana/" + r.Cluster, true
 	}
 	return "", false
@@ -75,9 +75,9 @@ func markScoped(routes []*routev3.Route) {
 // to the static scope. The patterns follow target's grammar: each name is one path segment
 // (names are DNS-1123, so they never hold "/", "?" or "#").
 var scopeLua = `local segment = "([^/?#]+)"
-local cluster = "^" .. "` + luaQuote(target.PrefixCluster) + `" .. segment
-local virtualcluster = "^" .. "` + luaQuote(target.PrefixVirtualCluster) + `" .. segment .. "/" .. segment .. "/" .. segment
-local grafana = "^" .. "` + luaQuote(target.PrefixGrafana) + `" .. segment
+local cluster = "^" .. "` + luaQuote(edgepath.PrefixCluster) + `" .. segment
+local virtualcluster = "^" .. "` + luaQuote(edgepath.PrefixVirtualCluster) + `" .. segment .. "/" .. segment .. "/" .. segment
+local grafana = "^" .. "` + luaQuote(edgepath.PrefixGrafana) + `" .. segment
 
 local function scope(path)
   local c, ns, vc = string.match(path, virtualcluster)

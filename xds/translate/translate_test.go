@@ -18,19 +18,19 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // Fixture builders: a target of each kind, and upstreams with or without TLS.
 
 var (
-	demo    = target.Ref{Kind: target.KindCluster, Cluster: "demo"}
-	vc1     = target.Ref{Kind: target.KindVirtualCluster, Cluster: "demo", Namespace: "vcluster-demo", VirtualCluster: "vc1", Project: "team-a"}
-	grafana = target.Ref{Kind: target.KindGrafana, Cluster: "demo"}
-	mgmt    = target.Ref{Kind: target.KindManagement}
-	auth    = target.Ref{Kind: target.KindAuth}
-	oidc    = target.Ref{Kind: target.KindOIDC}
+	demo    = edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}
+	vc1     = edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: "demo", Namespace: "vcluster-demo", VirtualCluster: "vc1", Project: "team-a"}
+	grafana = edgepath.Ref{Kind: edgepath.KindGrafana, Cluster: "demo"}
+	mgmt    = edgepath.Ref{Kind: edgepath.KindManagement}
+	auth    = edgepath.Ref{Kind: edgepath.KindAuth}
+	oidc    = edgepath.Ref{Kind: edgepath.KindOIDC}
 )
 
 func pemFile(t testing.TB, name string) []byte {
@@ -197,7 +197,7 @@ func TestNotFoundRouteChecksTheKeyFirst(t *testing.T) {
 	if h := last.ResponseHeadersToAdd; len(h) != 1 || h[0].Header.Key != "content-type" || h[0].Header.Value != "application/json" {
 		t.Errorf("404 route response headers = %v, want content-type: application/json", h)
 	}
-	want := map[string]string{target.ExtKind: "none"}
+	want := map[string]string{edgepath.ExtKind: "none"}
 	if diff := cmp.Diff(want, perRoute(t, last).GetCheckSettings().GetContextExtensions()); diff != "" {
 		t.Errorf("404 route must keep ext_authz on with kind none (-want +got):\n%s", diff)
 	}
@@ -394,7 +394,7 @@ func TestTranslateErrors(t *testing.T) {
 	}{
 		"https upstream without a CA": {model.New(model.Target{Ref: demo, Upstream: noCA}), goldenOptions(t), `cluster "demo": https upstream https://127.0.0.1:6443 has no CA`},
 		"client cert without key":     {model.New(model.Target{Ref: demo, Upstream: halfCert}), goldenOptions(t), "client certificate and key: both or neither"},
-		"invalid target name":         {model.New(model.Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "../x"}, Upstream: plain(t, "http://127.0.0.1:1")}), goldenOptions(t), `cluster "../x" is not valid`},
+		"invalid target name":         {model.New(model.Target{Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "../x"}, Upstream: plain(t, "http://127.0.0.1:1")}), goldenOptions(t), `cluster "../x" is not valid`},
 		"upstream without url":        {model.New(model.Target{Ref: demo}), goldenOptions(t), "upstream has no URL"},
 		"no serving key":              {model.New(), noServing, "the serving certificate and key are required"},
 		"no listen port":              {model.New(), noPort, "listen port 0"},

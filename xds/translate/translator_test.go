@@ -10,8 +10,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // TestFingerprint: changing any field of a target, however deep, changes its fingerprint, so
@@ -116,7 +116,7 @@ func TestTranslatorReusesUnchangedTargets(t *testing.T) {
 	}
 
 	// A model that cannot be translated fails and leaves the Translator as it was.
-	bad := model.Target{Ref: target.Ref{Kind: target.KindCluster, Cluster: "bad"}, Upstream: plain(t, "https://10.0.0.1")}
+	bad := model.Target{Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "bad"}, Upstream: plain(t, "https://10.0.0.1")}
 	bad.Upstream.ClientCert = []byte("not a certificate")
 	if _, err := tr.Translate(model.New(moved, b, c, bad)); err == nil {
 		t.Fatal("a broken target translated")
@@ -136,10 +136,10 @@ func TestTranslatorAgreesWithTranslate(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	variant := func(i, v int) model.Target {
-		refs := []target.Ref{
-			{Kind: target.KindCluster, Cluster: fmt.Sprintf("c%d", i)},
-			{Kind: target.KindGrafana, Cluster: fmt.Sprintf("c%d", i)},
-			{Kind: target.KindVirtualCluster, Cluster: fmt.Sprintf("c%d", i), Namespace: "ns", VirtualCluster: "vc", Project: "p"},
+		refs := []edgepath.Ref{
+			{Kind: edgepath.KindCluster, Cluster: fmt.Sprintf("c%d", i)},
+			{Kind: edgepath.KindGrafana, Cluster: fmt.Sprintf("c%d", i)},
+			{Kind: edgepath.KindVirtualCluster, Cluster: fmt.Sprintf("c%d", i), Namespace: "ns", VirtualCluster: "vc", Project: "p"},
 		}
 		u := secure(t, fmt.Sprintf("https://10.0.0.%d:%d", i+1, 6443+v%3))
 		if v%2 == 1 {

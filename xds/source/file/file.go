@@ -22,8 +22,8 @@ import (
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // Document is the targets file as written by operators (schema: xds/README.md). It is
@@ -135,7 +135,7 @@ func (l *loader) parse(data []byte) (model.Model, error) {
 	}
 
 	var targets []model.Target
-	add := func(where string, ref target.Ref, u *Upstream) {
+	add := func(where string, ref edgepath.Ref, u *Upstream) {
 		if err := ref.Validate(); err != nil {
 			l.errorf("%s: name: %w", where, err)
 			return
@@ -147,11 +147,11 @@ func (l *loader) parse(data []byte) (model.Model, error) {
 	}
 	for _, s := range []struct {
 		name string
-		kind target.Kind
+		kind edgepath.Kind
 		u    *Upstream
-	}{{"management", target.KindManagement, doc.Management}, {"auth", target.KindAuth, doc.Auth}, {"oidc", target.KindOIDC, doc.OIDC}} {
+	}{{"management", edgepath.KindManagement, doc.Management}, {"auth", edgepath.KindAuth, doc.Auth}, {"oidc", edgepath.KindOIDC, doc.OIDC}} {
 		if s.u != nil {
-			add(s.name, target.Ref{Kind: s.kind}, s.u)
+			add(s.name, edgepath.Ref{Kind: s.kind}, s.u)
 		}
 	}
 
@@ -176,16 +176,16 @@ func (l *loader) parse(data []byte) (model.Model, error) {
 				spaces[sp.Name] = sp.Project
 			}
 		}
-		add(where, target.Ref{Kind: target.KindCluster, Cluster: c.Name, Spaces: target.FormatSpaces(spaces)}, &c.Upstream)
+		add(where, edgepath.Ref{Kind: edgepath.KindCluster, Cluster: c.Name, Spaces: edgepath.FormatSpaces(spaces)}, &c.Upstream)
 		if c.Grafana != nil {
-			add(where+": grafana", target.Ref{Kind: target.KindGrafana, Cluster: c.Name}, c.Grafana)
+			add(where+": grafana", edgepath.Ref{Kind: edgepath.KindGrafana, Cluster: c.Name}, c.Grafana)
 		}
 	}
 
 	vclusters := map[string]string{}
 	for i, v := range doc.VirtualClusters {
 		where := fmt.Sprintf("virtualClusters[%d] (%s)", i, v.Name)
-		ref := target.Ref{Kind: target.KindVirtualCluster, Cluster: v.Cluster, Namespace: v.Namespace, VirtualCluster: v.Name, Project: v.Project}
+		ref := edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: v.Cluster, Namespace: v.Namespace, VirtualCluster: v.Name, Project: v.Project}
 		key := ref.Prefix() // unique per (cluster, namespace, name): the route the edge serves
 		if first, dup := vclusters[key]; dup {
 			l.errorf("%s: name: duplicate of %s (same cluster, namespace and name)", where, first)

@@ -9,9 +9,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/xds/model"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // fixture is a directory with the PEM files a targets file names.
@@ -112,13 +112,13 @@ virtualClusters:
 	staging := tls("https://api.staging.example.com:6443")
 	staging.ServerName = "kubernetes.default.svc"
 	want := model.Model{Targets: []model.Target{
-		{Ref: target.Ref{Kind: target.KindAuth}, Upstream: model.Upstream{URL: mustURL(t, "http://127.0.0.1:9080")}},
-		{Ref: target.Ref{Kind: target.KindGrafana, Cluster: "demo"}, Upstream: model.Upstream{URL: mustURL(t, "http://127.0.0.1:3000")}},
-		{Ref: target.Ref{Kind: target.KindCluster, Cluster: "demo", Spaces: "team-a=alpha,team-b=beta"}, Upstream: tls("https://127.0.0.1:6443")},
-		{Ref: target.Ref{Kind: target.KindCluster, Cluster: "staging"}, Upstream: staging},
-		{Ref: target.Ref{Kind: target.KindManagement}, Upstream: tls("https://127.0.0.1:9443")},
-		{Ref: target.Ref{Kind: target.KindVirtualCluster, Cluster: "demo", Namespace: "vcluster-demo", VirtualCluster: "vc1", Project: "team-a"}, Upstream: tls("https://127.0.0.1:7443")},
-		{Ref: target.Ref{Kind: target.KindOIDC}, Upstream: model.Upstream{URL: mustURL(t, "https://dex.example.com"), CA: f.ca}},
+		{Ref: edgepath.Ref{Kind: edgepath.KindAuth}, Upstream: model.Upstream{URL: mustURL(t, "http://127.0.0.1:9080")}},
+		{Ref: edgepath.Ref{Kind: edgepath.KindGrafana, Cluster: "demo"}, Upstream: model.Upstream{URL: mustURL(t, "http://127.0.0.1:3000")}},
+		{Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo", Spaces: "team-a=alpha,team-b=beta"}, Upstream: tls("https://127.0.0.1:6443")},
+		{Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "staging"}, Upstream: staging},
+		{Ref: edgepath.Ref{Kind: edgepath.KindManagement}, Upstream: tls("https://127.0.0.1:9443")},
+		{Ref: edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: "demo", Namespace: "vcluster-demo", VirtualCluster: "vc1", Project: "team-a"}, Upstream: tls("https://127.0.0.1:7443")},
+		{Ref: edgepath.Ref{Kind: edgepath.KindOIDC}, Upstream: model.Upstream{URL: mustURL(t, "https://dex.example.com"), CA: f.ca}},
 	}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Load (-want +got):\n%s", diff)

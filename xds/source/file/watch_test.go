@@ -13,8 +13,8 @@ import (
 
 	"github.com/keygate-dev/keygate/internal/logbuf"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // watched runs a Watcher on path and collects what it reports.
@@ -69,7 +69,7 @@ func (w *watched) waitModel(t *testing.T, clusters ...string) {
 func clusterNames(m model.Model) string {
 	var names []string
 	for _, t := range m.Targets {
-		if t.Ref.Kind == target.KindCluster {
+		if t.Ref.Kind == edgepath.KindCluster {
 			names = append(names, t.Ref.Cluster)
 		}
 	}

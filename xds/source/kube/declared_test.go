@@ -9,10 +9,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/kube"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // putVirtualCluster creates or replaces a VirtualCluster object prefix+name, deleted when the
@@ -90,7 +90,7 @@ func TestDeclaredVirtualClusters(t *testing.T) {
 	}
 	r.waitLog("virtual cluster refused; it is not served", "virtualcluster_object="+e.prefix+"broken", "Secret "+e.ns+"/missing not found")
 	got = r.waitFor("a model after the broken declaration", func(ts map[string]model.Target) bool {
-		return r.errorGauge(cluster, target.KindVirtualCluster) == 1
+		return r.errorGauge(cluster, edgepath.KindVirtualCluster) == 1
 	})
 	if !has(other)(got) || !has(vc1)(got) {
 		t.Errorf("a broken VirtualCluster took others down: %v", prefixes(got))

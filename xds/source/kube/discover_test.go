@@ -14,13 +14,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/kubetest"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/tools"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/kube"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // edgeUser is the edge's identity in the connected clusters, as manifests/rbac/connected-cluster.yaml
@@ -117,7 +117,7 @@ func (e *env) putPeerSecret(peer *kubetest.Server, ns, name string, data map[str
 }
 
 func vclusterPrefix(cluster, ns, name string) string {
-	return target.Ref{Kind: target.KindVirtualCluster, Cluster: cluster, Namespace: ns, VirtualCluster: name}.Prefix()
+	return edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: cluster, Namespace: ns, VirtualCluster: name}.Prefix()
 }
 
 func has(prefix string) func(map[string]model.Target) bool {
@@ -191,14 +191,14 @@ func TestVirtualClusterDiscovery(t *testing.T) {
 	// vc2's Secret broken: reported, its last good version kept, vc1 unaffected.
 	e.putPeerSecret(peer, "team-b", "vc-vc2", map[string][]byte{"certificate-authority": []byte("not PEM")})
 	r.waitLog("virtual cluster refused; its last good version stays in force", "cluster="+cluster, "virtual_cluster=team-b/vc2", "holds no credential")
-	if v := r.errorGauge(cluster, target.KindVirtualCluster); v != 1 {
+	if v := r.errorGauge(cluster, edgepath.KindVirtualCluster); v != 1 {
 		t.Errorf("virtualcluster error gauge of %s = %v, want 1", cluster, v)
 	}
 	// A vcluster that is not exposed: its kubeconfig's server is localhost, no annotation.
 	e.vcluster(peer, "team-c", "vc3", nil)
 	r.waitLog("virtual cluster refused; it is not served", "virtual_cluster=team-c/vc3", "not reachable from the edge")
 	got = r.waitFor("both vc1 and vc2 still served", func(ts map[string]model.Target) bool {
-		return has(vc1)(ts) && has(vc2)(ts) && r.errorGauge(cluster, target.KindVirtualCluster) == 2
+		return has(vc1)(ts) && has(vc2)(ts) && r.errorGauge(cluster, edgepath.KindVirtualCluster) == 2
 	})
 	if _, ok := got[vclusterPrefix(cluster, "team-c", "vc3")]; ok {
 		t.Error("vc3, reachable only at localhost, is served")
@@ -215,7 +215,7 @@ func TestVirtualClusterDiscovery(t *testing.T) {
 	r.waitFor("no vc2", func(ts map[string]model.Target) bool { return !has(vc2)(ts) && has(vc1)(ts) })
 	t.Logf("vcluster Service deleted → model without it: %s", time.Since(start))
 	r.waitLog("virtual cluster's Service deleted; its target is removed", "virtual_cluster=team-b/vc2")
-	if v := r.errorGauge(cluster, target.KindVirtualCluster); v != 1 {
+	if v := r.errorGauge(cluster, edgepath.KindVirtualCluster); v != 1 {
 		t.Errorf("virtualcluster error gauge of %s = %v after deleting vc2, want 1 (vc3)", cluster, v)
 	}
 
@@ -234,7 +234,7 @@ func TestVirtualClusterDiscovery(t *testing.T) {
 	// The Cluster deleted: its virtual clusters go with it.
 	e.deleteCluster("conn")
 	r.waitFor("no vc1 after the Cluster is deleted", func(ts map[string]model.Target) bool { return !has(vc1)(ts) })
-	if v := r.errorGauge(cluster, target.KindVirtualCluster); v != 0 {
+	if v := r.errorGauge(cluster, edgepath.KindVirtualCluster); v != 0 {
 		t.Errorf("virtualcluster error gauge of deleted %s = %v, want 0 (no series)", cluster, v)
 	}
 }

@@ -36,9 +36,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // DefaultDebounce is how long the source waits after the last change before it builds a model:
@@ -138,9 +138,9 @@ type clusterState struct {
 	// from: an equal fingerprint means nothing to translate again.
 	fingerprint string
 	// good is the target of each kind that is served: the latest version that translated.
-	good map[target.Kind]model.Target
+	good map[edgepath.Kind]model.Target
 	// errs is why the latest version of each kind did not translate.
-	errs map[target.Kind]error
+	errs map[edgepath.Kind]error
 }
 
 // Watch connects to the API server, checks that the Cluster CRD is installed and that it may
@@ -521,7 +521,7 @@ func (s *Source) fingerprint(u *unstructured.Unstructured) string {
 func (s *Source) translate(u *unstructured.Unstructured) []result {
 	var c v1alpha1.Cluster
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &c); err != nil {
-		ref := target.Ref{Kind: target.KindCluster, Cluster: u.GetName()}
+		ref := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: u.GetName()}
 		return []result{{ref: ref, err: fmt.Errorf("not a valid Cluster object: %w", err)}}
 	}
 	return clusterTargets(&c, s.lookupSecret)
@@ -549,7 +549,7 @@ func (s *Source) apply(name string, prev *clusterState, fp string, results []res
 	if prev == nil {
 		prev = &clusterState{}
 	}
-	next := &clusterState{fingerprint: fp, good: map[target.Kind]model.Target{}, errs: map[target.Kind]error{}}
+	next := &clusterState{fingerprint: fp, good: map[edgepath.Kind]model.Target{}, errs: map[edgepath.Kind]error{}}
 	for _, r := range results {
 		kind := r.ref.Kind
 		prevErr := prev.errs[kind]

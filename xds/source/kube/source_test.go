@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/kubetest"
 	"github.com/keygate-dev/keygate/internal/logbuf"
 	"github.com/keygate-dev/keygate/internal/pki"
@@ -29,7 +30,6 @@ import (
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/kube"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // kubeAPI is the one real kube-apiserver (and etcd) of this package's tests.
@@ -249,11 +249,11 @@ func prefixes(ts map[string]model.Target) []string {
 }
 
 func clusterPrefix(name string) string {
-	return target.Ref{Kind: target.KindCluster, Cluster: name}.Prefix()
+	return edgepath.Ref{Kind: edgepath.KindCluster, Cluster: name}.Prefix()
 }
 
 // errorGauge is keygate_xds_kube_target_errors for a cluster's target of kind.
-func (r *running) errorGauge(cluster string, kind target.Kind) float64 {
+func (r *running) errorGauge(cluster string, kind edgepath.Kind) float64 {
 	mfs, err := r.reg.Gather()
 	if err != nil {
 		r.env.t.Fatal(err)
@@ -345,7 +345,7 @@ func TestFirstModelHasExistingClusters(t *testing.T) {
 	// Watch returns once its caches are full: the Cluster is in the first model, with no wait.
 	r := e.start(kube.Options{})
 	got := r.mine(r.first)
-	want := []string{target.Ref{Kind: target.KindCluster, Cluster: e.prefix + "a"}.Prefix(), target.Ref{Kind: target.KindGrafana, Cluster: e.prefix + "a"}.Prefix()}
+	want := []string{edgepath.Ref{Kind: edgepath.KindCluster, Cluster: e.prefix + "a"}.Prefix(), edgepath.Ref{Kind: edgepath.KindGrafana, Cluster: e.prefix + "a"}.Prefix()}
 	slices.Sort(want)
 	if diff := slices.Compare(prefixes(got), want); diff != 0 {
 		t.Fatalf("first model: %v, want %v", prefixes(got), want)
@@ -365,10 +365,10 @@ func TestBrokenSecrets(t *testing.T) {
 	e.putCluster(e.cluster("broken", "broken")) // its Secret does not exist yet
 	r.waitFor("the good cluster", func(ts map[string]model.Target) bool { _, ok := ts[clusterPrefix(good)]; return ok })
 	r.waitLog("Cluster target refused; it is not served", "cluster="+broken, "Secret "+e.ns+"/broken not found")
-	if v := r.errorGauge(broken, target.KindCluster); v != 1 {
+	if v := r.errorGauge(broken, edgepath.KindCluster); v != 1 {
 		t.Errorf("target error gauge of %s = %v, want 1", broken, v)
 	}
-	if v := r.errorGauge(good, target.KindCluster); v != 0 {
+	if v := r.errorGauge(good, edgepath.KindCluster); v != 0 {
 		t.Errorf("target error gauge of %s = %v, want 0", good, v)
 	}
 
@@ -384,7 +384,7 @@ func TestBrokenSecrets(t *testing.T) {
 		return ok1 && ok2
 	})
 	r.waitLog("Cluster target translates again", "cluster="+broken)
-	if v := r.errorGauge(broken, target.KindCluster); v != 0 {
+	if v := r.errorGauge(broken, edgepath.KindCluster); v != 0 {
 		t.Errorf("target error gauge of %s = %v after the fix, want 0", broken, v)
 	}
 
@@ -392,7 +392,7 @@ func TestBrokenSecrets(t *testing.T) {
 	// Secret must not cut the cluster off.
 	e.putSecret("good", map[string][]byte{"ca.crt": []byte("not PEM"), "tls.crt": goodCert})
 	r.waitLog("Cluster target refused; its last good version stays in force", "cluster="+good)
-	if v := r.errorGauge(good, target.KindCluster); v != 1 {
+	if v := r.errorGauge(good, edgepath.KindCluster); v != 1 {
 		t.Errorf("target error gauge of %s = %v, want 1", good, v)
 	}
 	e.putCluster(e.cluster("other", "broken")) // any change: a new model is built
@@ -407,7 +407,7 @@ func TestBrokenSecrets(t *testing.T) {
 	r.waitLog("cluster="+good, "Secret "+e.ns+"/good not found")
 	e.deleteCluster("good")
 	r.waitFor("no good cluster", func(ts map[string]model.Target) bool { _, ok := ts[clusterPrefix(good)]; return !ok })
-	if v := r.errorGauge(good, target.KindCluster); v != 0 {
+	if v := r.errorGauge(good, edgepath.KindCluster); v != 0 {
 		t.Errorf("target error gauge of deleted %s = %v, want 0 (no series)", good, v)
 	}
 	if n := len(r.invalid); n < 3 {
@@ -424,14 +424,14 @@ func TestGrafanaFailsAlone(t *testing.T) {
 	c.Spec.Grafana = &v1alpha1.Grafana{URL: "https://grafana.example.com"} // https without a CA
 	e.putCluster(c)
 	got := r.waitFor("the cluster", func(ts map[string]model.Target) bool { _, ok := ts[clusterPrefix(name)]; return ok })
-	if _, ok := got[target.Ref{Kind: target.KindGrafana, Cluster: name}.Prefix()]; ok {
+	if _, ok := got[edgepath.Ref{Kind: edgepath.KindGrafana, Cluster: name}.Prefix()]; ok {
 		t.Error("the Grafana without a CA is served")
 	}
 	r.waitLog("cluster="+name, "kind=grafana", "no CA")
-	if v := r.errorGauge(name, target.KindGrafana); v != 1 {
+	if v := r.errorGauge(name, edgepath.KindGrafana); v != 1 {
 		t.Errorf("grafana error gauge = %v, want 1", v)
 	}
-	if v := r.errorGauge(name, target.KindCluster); v != 0 {
+	if v := r.errorGauge(name, edgepath.KindCluster); v != 0 {
 		t.Errorf("cluster error gauge = %v, want 0", v)
 	}
 }

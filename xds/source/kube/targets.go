@@ -10,9 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // secretLookup returns the Secret ref names, or an error that says why it cannot (not found,
@@ -22,7 +22,7 @@ type secretLookup func(ref v1alpha1.SecretRef) (*corev1.Secret, error)
 // result is one target of a Cluster object, or why it cannot be served. ref is set either way,
 // so that an error is reported against the target it stops.
 type result struct {
-	ref    target.Ref
+	ref    edgepath.Ref
 	target model.Target
 	err    error
 }
@@ -31,9 +31,9 @@ type result struct {
 // the cluster's API server and, if set, its Grafana. Each succeeds or fails on its own, so that
 // a broken Grafana CA does not take the cluster down. It reads nothing but lookup.
 func clusterTargets(c *v1alpha1.Cluster, lookup secretLookup) []result {
-	ref := target.Ref{Kind: target.KindCluster, Cluster: c.Name}
+	ref := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: c.Name}
 	spaces, spacesErr := spaceMap(c.Spec.Spaces)
-	ref.Spaces = target.FormatSpaces(spaces)
+	ref.Spaces = edgepath.FormatSpaces(spaces)
 	results := []result{build(ref, func() (model.Upstream, error) {
 		if spacesErr != nil {
 			return model.Upstream{}, spacesErr
@@ -41,13 +41,13 @@ func clusterTargets(c *v1alpha1.Cluster, lookup secretLookup) []result {
 		return clusterUpstream(c.Spec, lookup)
 	})}
 	if g := c.Spec.Grafana; g != nil {
-		gref := target.Ref{Kind: target.KindGrafana, Cluster: c.Name}
+		gref := edgepath.Ref{Kind: edgepath.KindGrafana, Cluster: c.Name}
 		results = append(results, build(gref, func() (model.Upstream, error) { return grafanaUpstream(*g, lookup) }))
 	}
 	return results
 }
 
-func build(ref target.Ref, upstream func() (model.Upstream, error)) result {
+func build(ref edgepath.Ref, upstream func() (model.Upstream, error)) result {
 	if err := ref.Validate(); err != nil {
 		return result{ref: ref, err: err}
 	}

@@ -12,10 +12,10 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // creds are PEM items for test Secrets.
@@ -79,7 +79,7 @@ func mustURL(t *testing.T, raw string) *url.URL {
 
 // want is one expected result: an upstream, or an error containing err.
 type want struct {
-	ref      target.Ref
+	ref      edgepath.Ref
 	upstream model.Upstream
 	err      string
 }
@@ -90,8 +90,8 @@ func TestClusterTargets(t *testing.T) {
 	certKubeconfig := kubeconfig(t, server, func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
 		cl.CertificateAuthorityData, u.ClientCertificateData, u.ClientKeyData = c.ca, c.cert, c.key
 	})
-	clusterRef := target.Ref{Kind: target.KindCluster, Cluster: "demo"}
-	grafanaRef := target.Ref{Kind: target.KindGrafana, Cluster: "demo"}
+	clusterRef := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}
+	grafanaRef := edgepath.Ref{Kind: edgepath.KindGrafana, Cluster: "demo"}
 	certUpstream := model.Upstream{URL: mustURL(t, server), CA: c.ca, ClientCert: c.cert, ClientKey: c.key}
 	kubeconfigWith := func(edit func(*clientcmdapi.Cluster, *clientcmdapi.AuthInfo)) []byte {
 		return kubeconfig(t, server, func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
@@ -142,7 +142,7 @@ func TestClusterTargets(t *testing.T) {
 			spec: v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("demo")},
 				Spaces: []v1alpha1.Space{{Name: "team-b", Project: "p2"}, {Name: "team-a", Project: "p1"}}},
 			secrets: []*corev1.Secret{secret("demo", map[string][]byte{"kubeconfig": certKubeconfig})},
-			want:    []want{{ref: target.Ref{Kind: target.KindCluster, Cluster: "demo", Spaces: "team-a=p1,team-b=p2"}, upstream: certUpstream}},
+			want:    []want{{ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo", Spaces: "team-a=p1,team-b=p2"}, upstream: certUpstream}},
 		},
 		"grafana over http": {
 			spec:    v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("demo")}, Grafana: &v1alpha1.Grafana{URL: "http://grafana.monitoring:3000"}},
@@ -297,7 +297,7 @@ func TestClusterTargets(t *testing.T) {
 			spec: v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("demo")},
 				Spaces: []v1alpha1.Space{{Name: "team-a", Project: "p1"}, {Name: "team-a", Project: "p2"}}},
 			secrets: []*corev1.Secret{secret("demo", map[string][]byte{"kubeconfig": certKubeconfig})},
-			want:    []want{{ref: target.Ref{Kind: target.KindCluster, Cluster: "demo", Spaces: "team-a=p1"}, err: "spec.spaces[1] (team-a): duplicate space"}},
+			want:    []want{{ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo", Spaces: "team-a=p1"}, err: "spec.spaces[1] (team-a): duplicate space"}},
 		},
 	}
 	for name, tc := range tests {

@@ -10,9 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // buildVirtualClusters keeps a discoverer running for each Cluster whose cluster target is
@@ -30,7 +30,7 @@ func (s *Source) buildVirtualClusters(declared map[string]model.Target, failing 
 	}
 	var targets []model.Target
 	for name, st := range s.state {
-		ct, ok := st.good[target.KindCluster]
+		ct, ok := st.good[edgepath.KindCluster]
 		if s.opts.NoVirtualClusters || !ok {
 			continue
 		}
@@ -83,7 +83,7 @@ func (s *Source) buildVirtualClusters(declared map[string]model.Target, failing 
 	for name, d := range s.discoverers {
 		st := s.state[name]
 		if st != nil && !s.opts.NoVirtualClusters {
-			if _, ok := st.good[target.KindCluster]; ok {
+			if _, ok := st.good[edgepath.KindCluster]; ok {
 				continue
 			}
 		}
@@ -171,7 +171,7 @@ func (s *Source) applyVirtualCluster(log *slog.Logger, cluster, key string, prev
 	if prev.good != nil {
 		msg = "virtual cluster refused; its last good version stays in force"
 	}
-	log.Error(msg, "cluster", cluster, "kind", target.KindVirtualCluster, "virtual_cluster", key, "error", r.err)
+	log.Error(msg, "cluster", cluster, "kind", edgepath.KindVirtualCluster, "virtual_cluster", key, "error", r.err)
 	if invalid != nil {
 		invalid(fmt.Errorf("cluster %s: virtual cluster %s: %w", cluster, key, r.err))
 	}
@@ -207,7 +207,7 @@ func (s *Source) buildDeclared(invalid func(error)) (map[string]model.Target, ma
 			var vc v1alpha1.VirtualCluster
 			var r result
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &vc); err != nil {
-				r = result{ref: target.Ref{Kind: target.KindVirtualCluster}, err: fmt.Errorf("not a valid VirtualCluster object: %w", err)}
+				r = result{ref: edgepath.Ref{Kind: edgepath.KindVirtualCluster}, err: fmt.Errorf("not a valid VirtualCluster object: %w", err)}
 			} else {
 				r = declaredTarget(&vc, s.lookupSecret)
 			}
@@ -248,7 +248,7 @@ func (s *Source) buildDeclared(invalid func(error)) (map[string]model.Target, ma
 // declaredTarget translates a VirtualCluster object with its Secret, by the rules of a
 // Cluster's: the same Secret forms, refusals and overrides.
 func declaredTarget(vc *v1alpha1.VirtualCluster, lookup secretLookup) result {
-	ref := target.Ref{Kind: target.KindVirtualCluster, Cluster: vc.Spec.Cluster, Namespace: vc.Spec.Namespace,
+	ref := edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: vc.Spec.Cluster, Namespace: vc.Spec.Namespace,
 		VirtualCluster: vc.Spec.Name, Project: vc.Spec.Project}
 	return build(ref, func() (model.Upstream, error) {
 		return clusterUpstream(v1alpha1.ClusterSpec{Config: vc.Spec.Config, Server: vc.Spec.Server, TLSServerName: vc.Spec.TLSServerName}, lookup)
@@ -259,7 +259,7 @@ func declaredTarget(vc *v1alpha1.VirtualCluster, lookup secretLookup) result {
 // Cluster to its number of virtual clusters (discovered and declared) that do not translate,
 // and removes the series of those that have none any more.
 func (s *Source) setVirtualClusterErrors(failing map[string]int) {
-	kind := string(target.KindVirtualCluster)
+	kind := string(edgepath.KindVirtualCluster)
 	for cluster := range s.errorClusters {
 		if failing[cluster] == 0 {
 			s.metrics.targetErrors.DeleteLabelValues(cluster, kind)

@@ -8,9 +8,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // What vcluster leaves in the host cluster (its Helm chart, 0.2x; virtualclusters in
@@ -59,8 +59,8 @@ func vclusterProject(svc *corev1.Service, nsLabels map[string]string) string {
 // kubeconfig Secret (nil if there is none) and its namespace's labels into a virtualcluster
 // target. It reads nothing else, so it is tested as a table.
 func virtualClusterTarget(cluster string, svc *corev1.Service, secret *corev1.Secret, nsLabels map[string]string) result {
-	ref := target.Ref{
-		Kind:           target.KindVirtualCluster,
+	ref := edgepath.Ref{
+		Kind:           edgepath.KindVirtualCluster,
 		Cluster:        cluster,
 		Namespace:      svc.Namespace,
 		VirtualCluster: svc.Name,

@@ -10,9 +10,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
-	"github.com/keygate-dev/keygate/xds/target"
 )
 
 // vclusterService is a Service as vcluster's chart writes it: <name> in ns, labels app=vcluster
@@ -46,8 +46,8 @@ func TestVirtualClusterTargets(t *testing.T) {
 	annotated := func(svc *corev1.Service) {
 		svc.Annotations = map[string]string{v1alpha1.AnnotationServer: "https://vc1.team-a.example.com"}
 	}
-	ref := target.Ref{Kind: target.KindVirtualCluster, Cluster: "prod", Namespace: "team-a", VirtualCluster: "vc1"}
-	withProject := func(p string) target.Ref { r := ref; r.Project = p; return r }
+	ref := edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: "prod", Namespace: "team-a", VirtualCluster: "vc1"}
+	withProject := func(p string) edgepath.Ref { r := ref; r.Project = p; return r }
 	upstream := func(raw, serverName string) model.Upstream {
 		return model.Upstream{URL: mustURL(t, raw), CA: c.ca, ClientCert: c.cert, ClientKey: c.key, ServerName: serverName}
 	}
@@ -237,7 +237,7 @@ func TestDeclaredTarget(t *testing.T) {
 		t.Fatal(got.err)
 	}
 	want := model.Target{
-		Ref: target.Ref{Kind: target.KindVirtualCluster, Cluster: "prod", Namespace: "team-a", VirtualCluster: "vc1", Project: "payments"},
+		Ref: edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: "prod", Namespace: "team-a", VirtualCluster: "vc1", Project: "payments"},
 		Upstream: model.Upstream{URL: mustURL(t, "https://vc1.team-a.example.com"), CA: c.ca, ClientCert: c.cert, ClientKey: c.key,
 			ServerName: "vc1.team-a.svc"},
 	}

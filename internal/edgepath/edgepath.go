@@ -1,8 +1,8 @@
-// Package target owns the grammar of the edge's path prefixes and the identity of a target
+// Package edgepath owns the grammar of the edge's path prefixes and the identity of a target
 // (which upstream a request is for). xds uses it to build routes and to fill each route's
 // ext_authz context_extensions; extauthz reads a target back from those extensions, and parses a
 // path itself only when a Check carries none (an Envoy that our xds does not program).
-package target
+package edgepath
 
 import (
 	"fmt"
