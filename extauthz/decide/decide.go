@@ -10,6 +10,7 @@ import (
 
 	"github.com/keygate-dev/keygate/extauthz/attributes"
 	"github.com/keygate-dev/keygate/internal/edgepath"
+	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 )
 
@@ -51,7 +52,7 @@ func Decide(k *v1.OwnedAccessKey, ref edgepath.Ref, a attributes.Attributes, now
 	if k.Spec.Disabled {
 		return Decision{Unauthenticated, "disabled", fmt.Sprintf("access key %q is disabled", k.Name)}
 	}
-	if exp, ok := Expiry(k, opts); ok && !now.Before(exp) {
+	if accesskey.Expired(k, now, opts.MaxTTL) {
 		return Decision{Unauthenticated, "expired", fmt.Sprintf("access key %q has expired", k.Name)}
 	}
 	if ref.Kind == edgepath.KindNone || ref.Kind.Public() {
@@ -62,31 +63,6 @@ func Decide(k *v1.OwnedAccessKey, ref edgepath.Ref, a attributes.Attributes, now
 		return Decision{Forbidden, "scope", fmt.Sprintf("access key %q is not allowed to %s", k.Name, describe(a, ref))}
 	}
 	return Decision{Outcome: Allow}
-}
-
-// Expiry is when k stops working: ttl seconds after its creation, or after its last activity
-// (or creation) with ttlAfterLastActivity. MaxTTL caps the ttl and gives keys without one an
-// expiry. ok is false for a key that never expires.
-func Expiry(k *v1.OwnedAccessKey, opts Options) (t time.Time, ok bool) {
-	ttl := time.Duration(k.Spec.TTL) * time.Second
-	if k.Spec.TTL > 0 && ttl/time.Second != time.Duration(k.Spec.TTL) {
-		ttl = 1<<63 - 1 // overflow: as good as never, but still capped below
-	}
-	if opts.MaxTTL > 0 && (ttl <= 0 || ttl > opts.MaxTTL) {
-		ttl = opts.MaxTTL
-	}
-	if ttl <= 0 {
-		return time.Time{}, false
-	}
-	from := k.CreationTimestamp.Time
-	if k.Spec.TTLAfterLastActivity && k.Status.LastActivity != nil && k.Status.LastActivity.After(from) {
-		from = k.Status.LastActivity.Time
-	}
-	if from.IsZero() {
-		// A key without a creation time cannot be aged; treat it as expired rather than eternal.
-		return time.Time{}, true
-	}
-	return from.Add(ttl), true
 }
 
 // scopeAllows reports whether a scope covers a request to ref. No scope, or an empty one,

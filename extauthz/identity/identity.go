@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/keygate-dev/keygate/internal/edgepath"
+	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 )
 
@@ -24,44 +25,6 @@ type Options struct {
 // DefaultGrafanaUserHeader is Grafana's default auth-proxy header.
 const DefaultGrafanaUserHeader = "X-WEBAUTH-USER"
 
-// User is who a key acts as: its user, or loft:team:<team> for a team key.
-func User(k *v1.OwnedAccessKey) string {
-	if k.Spec.User != "" {
-		return k.Spec.User
-	}
-	if k.Spec.Team != "" {
-		return "loft:team:" + k.Spec.Team
-	}
-	return ""
-}
-
-// Groups are the key's groups, the user's groups (from the user store), then loft:user:<user>
-// (or loft:team:<team>) and system:authenticated, without duplicates, in that order.
-func Groups(k *v1.OwnedAccessKey, userGroups []string) []string {
-	var out []string
-	seen := map[string]bool{}
-	add := func(g string) {
-		if g != "" && !seen[g] {
-			seen[g] = true
-			out = append(out, g)
-		}
-	}
-	for _, g := range k.Spec.Groups {
-		add(g)
-	}
-	for _, g := range userGroups {
-		add(g)
-	}
-	switch {
-	case k.Spec.User != "":
-		add("loft:user:" + k.Spec.User)
-	case k.Spec.Team != "":
-		add("loft:team:" + k.Spec.Team)
-	}
-	add("system:authenticated")
-	return out
-}
-
 // Headers returns the identity headers for a request with key k, whose user has userGroups in
 // the user store, to a target of kind kind.
 func Headers(k *v1.OwnedAccessKey, userGroups []string, kind edgepath.Kind, opts Options) []Header {
@@ -76,12 +39,12 @@ func Headers(k *v1.OwnedAccessKey, userGroups []string, kind edgepath.Kind, opts
 		if name == "" {
 			name = DefaultGrafanaUserHeader
 		}
-		return []Header{{name, User(k)}}
+		return []Header{{name, accesskey.User(k)}}
 	default:
 		return nil
 	}
-	hs := []Header{{user, User(k)}}
-	for _, g := range Groups(k, userGroups) {
+	hs := []Header{{user, accesskey.User(k)}}
+	for _, g := range accesskey.Groups(k, userGroups) {
 		hs = append(hs, Header{group, g})
 	}
 	return append(hs, Header{extra, k.Name})

@@ -27,7 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/keygate-dev/keygate/extauthz/decide"
+	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
 )
@@ -187,7 +187,7 @@ func (c *Cache) nearExpiry(k *v1.OwnedAccessKey, now time.Time) bool {
 	if !k.Spec.TTLAfterLastActivity {
 		return false
 	}
-	exp, ok := decide.Expiry(k, decide.Options{MaxTTL: c.opts.MaxTTL})
+	exp, ok := accesskey.Expiry(k, c.opts.MaxTTL)
 	return ok && exp.Sub(now) < c.opts.TTL
 }
 

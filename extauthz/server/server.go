@@ -27,6 +27,7 @@ import (
 	"github.com/keygate-dev/keygate/extauthz/token"
 	"github.com/keygate-dev/keygate/extauthz/userinfo"
 	"github.com/keygate-dev/keygate/internal/edgepath"
+	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
 )
@@ -147,7 +148,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		}
 		userGroups = info.Groups
 	}
-	s.log.Debug("allowed", "key", key.Name, "user", identity.User(key), "target", ref.String())
+	s.log.Debug("allowed", "key", key.Name, "user", accesskey.User(key), "target", ref.String())
 	if s.opts.Activity != nil {
 		// Only allowed requests count as use: a refused request must not keep a key with
 		// ttlAfterLastActivity alive.

@@ -14,8 +14,7 @@ import (
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 
-	"github.com/keygate-dev/keygate/extauthz/decide"
-	"github.com/keygate-dev/keygate/extauthz/identity"
+	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
 )
@@ -111,7 +110,7 @@ func (s *Selves) describeKey(ctx context.Context, out *v1.Self, plain string) (r
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
-	if exp, ok := decide.Expiry(k, decide.Options{}); k.Spec.Disabled || (ok && !time.Now().Before(exp)) {
+	if k.Spec.Disabled || accesskey.Expired(k, time.Now(), 0) {
 		return nil, invalid
 	}
 	var userGroups []string
@@ -128,7 +127,7 @@ func (s *Selves) describeKey(ctx context.Context, out *v1.Self, plain string) (r
 		}
 	}
 	// The groups the edge would send upstream for a request made with this key.
-	out.Status = v1.SelfStatus{Groups: identity.Groups(k, userGroups)}
+	out.Status = v1.SelfStatus{Groups: accesskey.Groups(k, userGroups)}
 	if err := s.describeOwner(ctx, out, k.Spec.User, k.Spec.Team); err != nil {
 		return nil, err
 	}

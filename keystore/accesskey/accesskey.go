@@ -1,0 +1,79 @@
+// Package accesskey is what an access key means, whoever asks: when it stops working, who it
+// acts as and which groups it carries. extauthz judges every request with it; keystore answers
+// `selves` with it. Pure: no I/O, no clock.
+package accesskey
+
+import (
+	"time"
+
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+)
+
+// Expiry is when k stops working: ttl seconds after its creation, or after its last activity
+// (or creation) with ttlAfterLastActivity. maxTTL, the operator's cap (0: none), caps the ttl
+// and gives keys without one an expiry. ok is false for a key that never expires.
+func Expiry(k *v1.OwnedAccessKey, maxTTL time.Duration) (t time.Time, ok bool) {
+	ttl := time.Duration(k.Spec.TTL) * time.Second
+	if k.Spec.TTL > 0 && ttl/time.Second != time.Duration(k.Spec.TTL) {
+		ttl = 1<<63 - 1 // overflow: as good as never, but still capped below
+	}
+	if maxTTL > 0 && (ttl <= 0 || ttl > maxTTL) {
+		ttl = maxTTL
+	}
+	if ttl <= 0 {
+		return time.Time{}, false
+	}
+	from := k.CreationTimestamp.Time
+	if k.Spec.TTLAfterLastActivity && k.Status.LastActivity != nil && k.Status.LastActivity.After(from) {
+		from = k.Status.LastActivity.Time
+	}
+	if from.IsZero() {
+		// A key without a creation time cannot be aged; treat it as expired rather than eternal.
+		return time.Time{}, true
+	}
+	return from.Add(ttl), true
+}
+
+// Expired reports whether k has expired at now under the operator's cap maxTTL.
+func Expired(k *v1.OwnedAccessKey, now time.Time, maxTTL time.Duration) bool {
+	exp, ok := Expiry(k, maxTTL)
+	return ok && !now.Before(exp)
+}
+
+// User is who a key acts as: its user, or loft:team:<team> for a team key.
+func User(k *v1.OwnedAccessKey) string {
+	if k.Spec.User != "" {
+		return k.Spec.User
+	}
+	if k.Spec.Team != "" {
+		return "loft:team:" + k.Spec.Team
+	}
+	return ""
+}
+
+// Groups are the key's groups, the user's groups (from the user store), then loft:user:<user>
+// (or loft:team:<team>) and system:authenticated, without duplicates, in that order.
+func Groups(k *v1.OwnedAccessKey, userGroups []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(g string) {
+		if g != "" && !seen[g] {
+			seen[g] = true
+			out = append(out, g)
+		}
+	}
+	for _, g := range k.Spec.Groups {
+		add(g)
+	}
+	for _, g := range userGroups {
+		add(g)
+	}
+	switch {
+	case k.Spec.User != "":
+		add("loft:user:" + k.Spec.User)
+	case k.Spec.Team != "":
+		add("loft:team:" + k.Spec.Team)
+	}
+	add("system:authenticated")
+	return out
+}
