@@ -21,6 +21,7 @@ import (
 
 	"github.com/keygate-dev/keygate/envoy"
 	"github.com/keygate-dev/keygate/internal/edgepath"
+	"github.com/keygate-dev/keygate/internal/kubeserver"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/redisserver"
@@ -28,7 +29,7 @@ import (
 )
 
 // AdminUser is the user of the admin access key; it is a cluster admin on every demo cluster.
-const AdminUser = "admin"
+const AdminUser = kubeserver.AdminUser
 
 // Names of the demo targets.
 const (
@@ -64,8 +65,8 @@ type Platform struct {
 	// RedisAddr is the key store's Redis.
 	RedisAddr string
 	// Clusters are the connected clusters' API servers by name; VirtualCluster is vc1's.
-	Clusters       map[string]*APIServer
-	VirtualCluster *APIServer
+	Clusters       map[string]*kubeserver.APIServer
+	VirtualCluster *kubeserver.APIServer
 	// GrafanaURL is where demo's Grafana stand-in listens (directly, not through the edge).
 	GrafanaURL string
 	// TargetsFile is the file xds reads; edit it (see EditTargets) to add or remove targets.
@@ -101,7 +102,7 @@ func Start(ctx context.Context, opts Options) (_ *Platform, err error) {
 	if opts.Progress == nil {
 		opts.Progress = io.Discard
 	}
-	p := &Platform{Dir: opts.Dir, opts: opts, logs: filepath.Join(opts.Dir, "logs"), Clusters: map[string]*APIServer{}}
+	p := &Platform{Dir: opts.Dir, opts: opts, logs: filepath.Join(opts.Dir, "logs"), Clusters: map[string]*kubeserver.APIServer{}}
 	defer func() {
 		if err != nil {
 			p.Stop()
@@ -191,44 +192,32 @@ func (p *Platform) build(ctx context.Context) error {
 }
 
 // platformCerts creates the CA that the demo API servers use for serving and client
-// certificates, the admin and edge client certificates, and the service-account key.
-func (p *Platform) platformCerts() (*apiServerCerts, error) {
-	dir := p.path("pki")
+// certificates, the admin client certificate, and the service-account key.
+func (p *Platform) platformCerts() (*kubeserver.Certs, error) {
 	ca, err := pki.NewCA("keygate local platform CA")
 	if err != nil {
 		return nil, err
 	}
-	c := &apiServerCerts{ca: ca, caFile: filepath.Join(dir, "platform-ca.crt"), saKeyFile: filepath.Join(dir, "sa.key"), serverDir: dir}
-	if err := writeFile(c.caFile, ca.CertPEM, 0o644); err != nil {
-		return nil, err
-	}
-	if c.adminPair, err = ca.Client("keygate-local-admin", "system:masters"); err != nil {
-		return nil, err
-	}
-	sa, err := pki.NewServiceAccountKey()
-	if err != nil {
-		return nil, err
-	}
-	return c, writeFile(c.saKeyFile, sa, 0o600)
+	return kubeserver.NewCerts(ca, p.path("pki"), "platform-ca.crt", "keygate-local-admin")
 }
 
-func (p *Platform) startKube(ctx context.Context, certs *apiServerCerts) error {
+func (p *Platform) startKube(ctx context.Context, certs *kubeserver.Certs) error {
 	p.step("starting etcd")
-	etcd, etcdURL, err := startEtcd(ctx, p.Dir)
+	etcd, etcdURL, err := kubeserver.StartEtcd(ctx, p.Dir)
 	if err != nil {
 		return err
 	}
 	p.etcd = etcd
 	p.step("starting kube-apiservers %s, %s and %s (virtual cluster)", ClusterDemo, ClusterStaging, VirtualClusterName)
 	names := []string{ClusterDemo, ClusterStaging, VirtualClusterName}
-	servers := make([]*APIServer, len(names))
+	servers := make([]*kubeserver.APIServer, len(names))
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			servers[i], errs[i] = startAPIServer(ctx, p.Dir, name, etcdURL, certs)
+			servers[i], errs[i] = kubeserver.StartAPIServer(ctx, p.Dir, name, etcdURL, certs)
 		}()
 	}
 	wg.Wait()
@@ -429,13 +418,13 @@ const AdminGroup = "keygate:admins"
 // startKeystore starts `keystore serve`: the management API and the login endpoints, with a
 // serving certificate of the platform CA, believing identity headers only from the edge's
 // client certificate.
-func (p *Platform) startKeystore(ctx context.Context, certs *apiServerCerts) error {
+func (p *Platform) startKeystore(ctx context.Context, certs *kubeserver.Certs) error {
 	ports, err := proc.FreePorts(3)
 	if err != nil {
 		return err
 	}
 	p.keystoreAddrs.api, p.keystoreAddrs.auth, p.keystoreAddrs.http = addr(ports[0]), addr(ports[1]), addr(ports[2])
-	serving, err := certs.ca.Server("keygate keystore", "127.0.0.1", "localhost")
+	serving, err := certs.CA.Server("keygate keystore", "127.0.0.1", "localhost")
 	if err != nil {
 		return err
 	}
@@ -447,7 +436,7 @@ func (p *Platform) startKeystore(ctx context.Context, certs *apiServerCerts) err
 	p.keystore, err = proc.Start("keystore", p.logs, nil, filepath.Join(p.Bin, "keystore"), "serve",
 		"--address", p.keystoreAddrs.api, "--auth-address", p.keystoreAddrs.auth, "--http-address", p.keystoreAddrs.http,
 		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile,
-		"--requestheader-client-ca-file", certs.caFile, "--requestheader-allowed-names", EdgeUser,
+		"--requestheader-client-ca-file", certs.CAFile, "--requestheader-allowed-names", kubeserver.EdgeUser,
 		"--admin-group", AdminGroup, "--redis-address", p.RedisAddr, "--log-format", "text")
 	if err != nil {
 		return err
@@ -469,9 +458,9 @@ func (p *Platform) Stop() {
 		_ = p.grafana.Close()
 	}
 	var wg sync.WaitGroup
-	for _, a := range append([]*APIServer{p.VirtualCluster}, p.Clusters[ClusterDemo], p.Clusters[ClusterStaging]) {
+	for _, a := range append([]*kubeserver.APIServer{p.VirtualCluster}, p.Clusters[ClusterDemo], p.Clusters[ClusterStaging]) {
 		wg.Add(1)
-		go func() { defer wg.Done(); a.stop() }()
+		go func() { defer wg.Done(); a.Stop() }()
 	}
 	wg.Wait()
 	if p.etcd != nil {
@@ -480,6 +469,13 @@ func (p *Platform) Stop() {
 	if p.redis != nil {
 		p.redis.Stop()
 	}
+}
+
+func writeFile(path string, data []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, mode)
 }
 
 func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }

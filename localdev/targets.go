@@ -7,6 +7,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/keygate-dev/keygate/internal/kubeserver"
 	"github.com/keygate-dev/keygate/xds/source/file"
 )
 
@@ -15,17 +16,17 @@ type Targets = file.Document
 
 // upstream returns the upstream of an API server as the edge reaches it: the platform CA and
 // the edge's own client certificate.
-func (p *Platform) upstream(a *APIServer) file.Upstream {
+func (p *Platform) upstream(a *kubeserver.APIServer) file.Upstream {
 	return file.Upstream{URL: a.URL, CAFile: "pki/platform-ca.crt", ClientCertFile: "pki/edge-client.crt", ClientKeyFile: "pki/edge-client.key"}
 }
 
 // ClusterTarget describes API server a to the edge as a connected cluster named name.
-func (p *Platform) ClusterTarget(name string, a *APIServer) file.Cluster {
+func (p *Platform) ClusterTarget(name string, a *kubeserver.APIServer) file.Cluster {
 	return file.Cluster{Name: name, Upstream: p.upstream(a)}
 }
 
-func (p *Platform) writeInitialTargets(certs *apiServerCerts) error {
-	edge, err := certs.ca.Client(EdgeUser)
+func (p *Platform) writeInitialTargets(certs *kubeserver.Certs) error {
+	edge, err := certs.CA.Client(kubeserver.EdgeUser)
 	if err != nil {
 		return err
 	}

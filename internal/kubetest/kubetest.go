@@ -1,5 +1,5 @@
 // Package kubetest gives tests a real Kubernetes API: one etcd and one kube-apiserver on free
-// loopback ports (the same as the local platform's, from localdev), started once per test
+// loopback ports (the same as the local platform's, from internal/kubeserver), started once per test
 // binary from TestMain, with helpers to install CRDs and issue client credentials.
 package kubetest
 
@@ -27,9 +27,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/keygate-dev/keygate/internal/kubeserver"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
-	"github.com/keygate-dev/keygate/localdev"
 )
 
 // Server is a running kube-apiserver and its etcd.
@@ -49,7 +49,8 @@ type Server struct {
 
 	etcd    *proc.Process
 	etcdURL string
-	api     *localdev.APIServer
+	certs   *kubeserver.Certs
+	api     *kubeserver.APIServer
 }
 
 // Start starts etcd and a kube-apiserver with their state under dir and waits until the API
@@ -59,16 +60,21 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	etcd, etcdURL, err := localdev.StartEtcd(ctx, dir)
+	etcd, etcdURL, err := kubeserver.StartEtcd(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
-	api, err := localdev.StartAPIServer(ctx, dir, "test", etcdURL, ca)
+	certs, err := kubeserver.NewCerts(ca, filepath.Join(dir, "pki"), "ca.crt", "keygate-test-admin")
 	if err != nil {
 		etcd.Stop(10 * time.Second)
 		return nil, err
 	}
-	s := &Server{URL: api.URL, Config: api.AdminConfig, Client: api.Admin, CA: ca, Dir: dir, etcd: etcd, etcdURL: etcdURL, api: api}
+	api, err := kubeserver.StartAPIServer(ctx, dir, "test", etcdURL, certs)
+	if err != nil {
+		etcd.Stop(10 * time.Second)
+		return nil, err
+	}
+	s := &Server{URL: api.URL, Config: api.AdminConfig, Client: api.Admin, CA: ca, Dir: dir, etcd: etcd, etcdURL: etcdURL, certs: certs, api: api}
 	if s.Dynamic, err = dynamic.NewForConfig(s.Config); err != nil {
 		s.Stop()
 		return nil, err
@@ -86,11 +92,11 @@ func (s *Server) StartPeer(ctx context.Context, name string) (*Server, error) {
 		return nil, errors.New("kubetest: StartPeer of a peer: start it from the Server that owns etcd")
 	}
 	dir := filepath.Join(s.Dir, name)
-	api, err := localdev.StartAPIServer(ctx, dir, name, s.etcdURL, s.CA)
+	api, err := kubeserver.StartAPIServer(ctx, dir, name, s.etcdURL, s.certs)
 	if err != nil {
 		return nil, err
 	}
-	p := &Server{URL: api.URL, Config: api.AdminConfig, Client: api.Admin, CA: s.CA, Dir: dir, etcdURL: s.etcdURL, api: api}
+	p := &Server{URL: api.URL, Config: api.AdminConfig, Client: api.Admin, CA: s.CA, Dir: dir, etcdURL: s.etcdURL, certs: s.certs, api: api}
 	if p.Dynamic, err = dynamic.NewForConfig(p.Config); err != nil {
 		p.Stop()
 		return nil, err

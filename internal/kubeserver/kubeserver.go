@@ -1,4 +1,7 @@
-package localdev
+// Package kubeserver starts real Kubernetes control planes on loopback: one etcd and
+// kube-apiservers on it, each under its own etcd prefix, with certificates from one CA. The
+// local platform (localdev) runs its demo clusters with it, and tests (internal/kubetest) theirs.
+package kubeserver
 
 import (
 	"context"
@@ -7,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,10 +25,14 @@ import (
 	"github.com/keygate-dev/keygate/internal/tools"
 )
 
-// Identity of the edge towards upstream API servers: a client certificate whose user may
-// impersonate (and nothing else).
+// Users every API server started here knows, as a platform would set up a connected cluster.
 const (
-	EdgeUser        = "keygate-edge"
+	// EdgeUser is the edge's identity towards upstream API servers: a client certificate
+	// whose user may impersonate (and nothing else).
+	EdgeUser = "keygate-edge"
+	// AdminUser is a cluster admin on every API server: the user of local admin keys.
+	AdminUser = "admin"
+
 	edgeImpersonate = "keygate-edge-impersonator"
 )
 
@@ -41,8 +49,9 @@ type APIServer struct {
 	p *proc.Process
 }
 
-// startEtcd runs one etcd for all API servers (each uses its own --etcd-prefix).
-func startEtcd(ctx context.Context, dir string) (*proc.Process, string, error) {
+// StartEtcd starts one etcd on free loopback ports for all API servers (each uses its own
+// --etcd-prefix), with its data and log under dir, and returns its client URL.
+func StartEtcd(ctx context.Context, dir string) (*proc.Process, string, error) {
 	bin, err := tools.Path("etcd")
 	if err != nil {
 		return nil, "", err
@@ -75,18 +84,43 @@ func startEtcd(ctx context.Context, dir string) (*proc.Process, string, error) {
 	return p, client, nil
 }
 
-// apiServerCerts are the files every local API server shares.
-type apiServerCerts struct {
-	ca        *pki.CA
-	caFile    string
-	saKeyFile string
-	adminPair pki.Pair
-	serverDir string
+// Certs are the CA and files every API server started on one etcd shares.
+type Certs struct {
+	// CA signs the serving certificates, and client certificates it signs are accepted as the
+	// user in their common name.
+	CA *pki.CA
+	// CAFile is CA's certificate on disk; ServerDir holds the serving certificates.
+	CAFile, ServerDir string
+	saKeyFile         string
+	adminPair         pki.Pair
 }
 
-// startAPIServer runs a kube-apiserver named name on etcd, with a serving certificate from the
-// platform CA, client certificates from the same CA, and RBAC on.
-func startAPIServer(ctx context.Context, dir, name, etcdURL string, c *apiServerCerts) (*APIServer, error) {
+// NewCerts writes ca's certificate to dir/caFileName, a service-account key beside it, and
+// issues a system:masters client certificate named adminName for APIServer.Admin.
+func NewCerts(ca *pki.CA, dir, caFileName, adminName string) (*Certs, error) {
+	c := &Certs{CA: ca, CAFile: filepath.Join(dir, caFileName), ServerDir: dir, saKeyFile: filepath.Join(dir, "sa.key")}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(c.CAFile, ca.CertPEM, 0o644); err != nil {
+		return nil, err
+	}
+	var err error
+	if c.adminPair, err = ca.Client(adminName, "system:masters"); err != nil {
+		return nil, err
+	}
+	sa, err := pki.NewServiceAccountKey()
+	if err != nil {
+		return nil, err
+	}
+	return c, os.WriteFile(c.saKeyFile, sa, 0o600)
+}
+
+// StartAPIServer runs a kube-apiserver named name on etcdURL, with a serving certificate for
+// 127.0.0.1 from c.CA, client certificates from the same CA accepted, RBAC on (EdgeUser may
+// impersonate, AdminUser is a cluster admin), and Admin a system:masters client. Its log goes
+// under dir.
+func StartAPIServer(ctx context.Context, dir, name, etcdURL string, c *Certs) (*APIServer, error) {
 	bin, err := tools.Path("kube-apiserver")
 	if err != nil {
 		return nil, err
@@ -95,11 +129,11 @@ func startAPIServer(ctx context.Context, dir, name, etcdURL string, c *apiServer
 	if err != nil {
 		return nil, err
 	}
-	serving, err := c.ca.Server(name, "127.0.0.1", "localhost")
+	serving, err := c.CA.Server(name, "127.0.0.1", "localhost")
 	if err != nil {
 		return nil, err
 	}
-	certFile, keyFile, err := serving.Write(c.serverDir, "apiserver-"+name)
+	certFile, keyFile, err := serving.Write(c.ServerDir, "apiserver-"+name)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +145,7 @@ func startAPIServer(ctx context.Context, dir, name, etcdURL string, c *apiServer
 		"--secure-port", strconv.Itoa(port),
 		"--tls-cert-file", certFile,
 		"--tls-private-key-file", keyFile,
-		"--client-ca-file", c.caFile,
+		"--client-ca-file", c.CAFile,
 		"--service-account-issuer", "https://kubernetes.default.svc",
 		"--service-account-key-file", c.saKeyFile,
 		"--service-account-signing-key-file", c.saKeyFile,
@@ -129,7 +163,7 @@ func startAPIServer(ctx context.Context, dir, name, etcdURL string, c *apiServer
 	cfg := &rest.Config{
 		Host: url,
 		TLSClientConfig: rest.TLSClientConfig{
-			CAData: c.ca.CertPEM, CertData: c.adminPair.CertPEM, KeyData: c.adminPair.KeyPEM,
+			CAData: c.CA.CertPEM, CertData: c.adminPair.CertPEM, KeyData: c.adminPair.KeyPEM,
 		},
 		QPS: 100, Burst: 200,
 	}
@@ -202,15 +236,17 @@ func (a *APIServer) CreateNamespace(ctx context.Context, name string) error {
 	return err
 }
 
-func (a *APIServer) stop() {
+// Stop stops the API server (before its etcd: an API server whose etcd is gone is slow to
+// exit). A nil APIServer is already stopped.
+func (a *APIServer) Stop() {
 	if a != nil && a.p != nil {
 		a.p.Stop(10 * time.Second)
 	}
 }
 
-func writeFile(path string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(path, data, mode)
+// Kill ends the API server at once, as a crash would, and waits for it to exit. A graceful stop
+// waits for open watches up to its 10 s grace; tests that throw the state away need not.
+func (a *APIServer) Kill() {
+	_ = a.p.Signal(syscall.SIGKILL)
+	<-a.p.Exited()
 }
