@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -45,7 +44,7 @@ type Config struct {
 	ActivityFlushInterval time.Duration
 	KeyCacheSize          int
 	KeyCacheTTL           time.Duration
-	LogLevel, LogFormat   string
+	ops.LogFlags
 }
 
 // ParseFlags reads the command line and the environment.
@@ -60,8 +59,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.DurationVar(&c.ActivityFlushInterval, "activity-flush-interval", activity.DefaultInterval, "how often keys' last-use times are written to status.lastActivity, in one batch")
 	fs.IntVar(&c.KeyCacheSize, "key-cache-size", keycache.DefaultSize, "most access keys kept in memory between checks; changes in Redis drop them at once; 0 turns the cache off")
 	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", keycache.DefaultTTL, "longest a cached key is used without reading Redis again, a safety net behind the change events; also how long a user's groups and disabled state are cached")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
+	c.AddLogFlags(fs)
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: extauthz [flags]\n\nThe edge's Envoy ext_authz service: checks access keys in Redis and sets identity headers.")
 	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
 		return c, err
@@ -92,26 +90,7 @@ func ParseFlags(args []string) (Config, error) {
 
 // Main runs extauthz until SIGINT or SIGTERM and returns the exit code.
 func Main(args []string) int {
-	c, err := ParseFlags(args)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "extauthz:", err)
-		return 2
-	}
-	log, err := ops.NewLogger(c.LogLevel, c.LogFormat)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "extauthz:", err)
-		return 2
-	}
-	ctx, stop := ops.SignalContext()
-	defer stop()
-	if err := Run(ctx, c, log); err != nil {
-		log.Error("extauthz failed", "error", err)
-		return 1
-	}
-	return 0
+	return ops.Main("extauthz", args, ParseFlags, Run)
 }
 
 // Run serves until ctx ends.

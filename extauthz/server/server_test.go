@@ -14,7 +14,6 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
@@ -25,6 +24,7 @@ import (
 	"github.com/keygate-dev/keygate/extauthz/decide"
 	"github.com/keygate-dev/keygate/extauthz/userinfo"
 	"github.com/keygate-dev/keygate/internal/edgepath"
+	"github.com/keygate-dev/keygate/internal/metricstest"
 	"github.com/keygate-dev/keygate/internal/redisserver"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
@@ -279,20 +279,7 @@ func TestClockDrivesExpiry(t *testing.T) {
 func TestMetricNames(t *testing.T) {
 	c, reg := serve(t, keys, Options{})
 	check(t, c, edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}, "/", nil)
-	problems, err := promlint.NewWithMetricFamilies(must(reg.Gather())).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("metric %s: %s", p.Metric, p.Text)
-	}
-}
-
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
+	metricstest.Lint(t, reg)
 }
 
 func TestUpstreamPath(t *testing.T) {

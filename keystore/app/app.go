@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -45,7 +44,7 @@ type Config struct {
 	AdminGroup                        string
 	LoginTTL                          time.Duration
 	redisflags.Config
-	LogLevel, LogFormat string
+	ops.LogFlags
 }
 
 // ParseFlags reads the command line and the environment.
@@ -62,8 +61,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.AdminGroup, "admin-group", DefaultAdminGroup, "members of this group see and manage every access key")
 	fs.DurationVar(&c.LoginTTL, "login-ttl", auth.DefaultLoginTTL, "lifetime of the keys /auth/password/login issues")
 	c.Register(fs)
-	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
+	c.AddLogFlags(fs)
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: keystore serve [flags]\n\nServes the management API (management.loft.sh/v1) and the login endpoints behind the edge.")
 	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
 		return c, err
@@ -98,26 +96,7 @@ func ParseFlags(args []string) (Config, error) {
 
 // Main runs `keystore serve` until SIGINT or SIGTERM and returns the exit code.
 func Main(args []string) int {
-	c, err := ParseFlags(args)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "keystore serve:", err)
-		return 2
-	}
-	log, err := ops.NewLogger(c.LogLevel, c.LogFormat)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "keystore serve:", err)
-		return 2
-	}
-	ctx, stop := ops.SignalContext()
-	defer stop()
-	if err := Run(ctx, c, log); err != nil {
-		log.Error("keystore failed", "error", err)
-		return 1
-	}
-	return 0
+	return ops.Main("keystore serve", args, ParseFlags, Run)
 }
 
 // Run serves until ctx ends.

@@ -18,13 +18,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/keygate-dev/keygate/internal/logbuf"
+	"github.com/keygate-dev/keygate/internal/metricstest"
 	"github.com/keygate-dev/keygate/internal/redisserver"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/auth"
@@ -751,17 +751,7 @@ func TestNewValidatesOptions(t *testing.T) {
 
 func TestMetricNamesLint(t *testing.T) {
 	f := newFixture(t, nil)
-	mfs, err := f.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("metric %s: %s", p.Metric, p.Text)
-	}
+	metricstest.Lint(t, f.reg)
 	// Every result exists at 0 before anything happens.
 	for _, r := range []string{"ok", "invalid", "limited", "bad_request", "error"} {
 		f.counter(t, "keygate_keystore_logins_total", r)

@@ -11,11 +11,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/keygate-dev/keygate/internal/flagenv"
@@ -128,7 +126,7 @@ func (c Config) validate() error {
 	if c.ExtAuthzTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--extauthz-timeout %s must be positive", c.ExtAuthzTimeout))
 	}
-	if _, err := newLogger(io.Discard, c.LogLevel, c.LogFormat); err != nil {
+	if _, err := ops.NewLogger(io.Discard, c.LogLevel, c.LogFormat); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -145,22 +143,6 @@ func splitAddress(addr string) (string, uint32, error) {
 		return "", 0, fmt.Errorf("%q: port %q is not a number from 1 to 65535", addr, p)
 	}
 	return host, uint32(port), nil
-}
-
-// newLogger is ops.NewLogger writing to w (tests read the log).
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: l}
-	switch strings.ToLower(format) {
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want json or text", format)
 }
 
 // Main runs the command with args until SIGINT or SIGTERM and returns its exit status: 0, 1 for
@@ -190,7 +172,7 @@ func Run(ctx context.Context, args []string, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(logOut, cfg.LogLevel, cfg.LogFormat)
+	log, err := ops.NewLogger(logOut, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return &UsageError{err}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keygate-dev/keygate/internal/logbuf"
+	"github.com/keygate-dev/keygate/internal/metricstest"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -19,7 +20,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -87,17 +87,7 @@ func TestMetricNamesLint(t *testing.T) {
 	if err := f.srv.Update(context.Background(), clusters("demo")); err != nil {
 		t.Fatal(err)
 	}
-	mfs, err := f.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("metric %s: %s", p.Metric, p.Text)
-	}
+	mfs := metricstest.Lint(t, f.reg)
 	var names []string
 	for _, mf := range mfs {
 		names = append(names, mf.GetName())
