@@ -24,9 +24,9 @@ import (
 	"github.com/keygate-dev/keygate/extauthz/attributes"
 	"github.com/keygate-dev/keygate/extauthz/decide"
 	"github.com/keygate-dev/keygate/extauthz/identity"
-	"github.com/keygate-dev/keygate/extauthz/token"
 	"github.com/keygate-dev/keygate/extauthz/userinfo"
 	"github.com/keygate-dev/keygate/internal/edgepath"
+	"github.com/keygate-dev/keygate/internal/kubestatus"
 	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
@@ -100,7 +100,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return s.finish(start, ref, ResultOK, allow(ref, nil, nil))
 	}
 	headers := httpReq.GetHeaders()
-	plain, err := token.Bearer(headers["authorization"])
+	plain, err := accesskey.Bearer(headers["authorization"])
 	if err != nil {
 		s.log.Debug("request without a usable access key", "target", ref.String(), "error", err)
 		return s.finish(start, ref, ResultUnauthenticated, deny(http.StatusUnauthorized, metav1.StatusReasonUnauthorized, err.Error()))
@@ -273,13 +273,7 @@ func targetName(ref edgepath.Ref) string {
 
 // deny builds a denial whose body is a Kubernetes Status, so that kubectl prints its message.
 func deny(code int, reason metav1.StatusReason, message string) *authv3.CheckResponse {
-	body, _ := json.Marshal(metav1.Status{
-		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
-		Status:   metav1.StatusFailure,
-		Message:  message,
-		Reason:   reason,
-		Code:     int32(code),
-	})
+	body, _ := json.Marshal(kubestatus.Failure(code, reason, message)) // a Status always marshals
 	grpcCode := codes.PermissionDenied
 	if code == http.StatusUnauthorized {
 		grpcCode = codes.Unauthenticated

@@ -56,6 +56,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	sigsjson "sigs.k8s.io/json"
 
+	"github.com/keygate-dev/keygate/internal/kubestatus"
+	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/keystore/users"
@@ -254,14 +256,9 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		h.metrics.logins.WithLabelValues(LoginLimited).Inc()
 		h.log.Warn("login refused: too many failed logins", h.userAttr(req.Username), "client", addr, "retryAfterSeconds", secs)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		writeJSON(w, http.StatusTooManyRequests, metav1.Status{
-			TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
-			Status:   metav1.StatusFailure,
-			Message:  fmt.Sprintf("too many failed logins; try again in %d seconds", secs),
-			Reason:   metav1.StatusReasonTooManyRequests,
-			Details:  &metav1.StatusDetails{RetryAfterSeconds: int32(secs)},
-			Code:     http.StatusTooManyRequests,
-		})
+		s := kubestatus.Failure(http.StatusTooManyRequests, metav1.StatusReasonTooManyRequests, fmt.Sprintf("too many failed logins; try again in %d seconds", secs))
+		s.Details = &metav1.StatusDetails{RetryAfterSeconds: int32(secs)}
+		writeJSON(w, http.StatusTooManyRequests, s)
 		return
 	}
 
@@ -487,35 +484,16 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Errors for each way an Authorization header can be unusable, all answered with 401.
-var (
-	errNoKey     = errors.New(`no access key: send "Authorization: Bearer <access key>"`)
-	errNotBearer = errors.New(`the Authorization header is not a bearer token: send "Authorization: Bearer <access key>"`)
-	errMalformed = errors.New(`the bearer token is malformed: send exactly one "Authorization: Bearer <access key>"`)
-)
-
-// bearer returns the access key of the Authorization header. It follows extauthz/token (which
-// keystore does not import, to stay independent of the edge's decision service): keys never
-// hold spaces or commas, so a header with them, or two headers, is not one key.
+// bearer returns the access key of the Authorization header, read as extauthz reads it. Two
+// headers are not one key.
 func bearer(values []string) (string, error) {
-	switch {
-	case len(values) == 0 || values[0] == "":
-		return "", errNoKey
-	case len(values) > 1:
-		return "", errMalformed
+	switch len(values) {
+	case 0:
+		return accesskey.Bearer("")
+	case 1:
+		return accesskey.Bearer(values[0])
 	}
-	scheme, tok, found := strings.Cut(values[0], " ")
-	if !found || !strings.EqualFold(scheme, "Bearer") {
-		return "", errNotBearer
-	}
-	tok = strings.TrimSpace(tok)
-	if tok == "" {
-		return "", errNoKey
-	}
-	if strings.ContainsAny(tok, ", \t") {
-		return "", errMalformed
-	}
-	return tok, nil
+	return "", accesskey.ErrMalformed
 }
 
 func unauthorized(w http.ResponseWriter, msg string) {
@@ -530,13 +508,7 @@ func methodNotAllowed(w http.ResponseWriter) {
 
 // writeStatus answers with a failed Kubernetes Status, which kubectl and client-go print well.
 func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, msg string) {
-	writeJSON(w, code, metav1.Status{
-		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
-		Status:   metav1.StatusFailure,
-		Message:  msg,
-		Reason:   reason,
-		Code:     int32(code),
-	})
+	writeJSON(w, code, kubestatus.Failure(code, reason, msg))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

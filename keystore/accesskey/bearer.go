@@ -1,5 +1,4 @@
-// Package token reads the access key from a request's Authorization header.
-package token
+package accesskey
 
 import (
 	"errors"
