@@ -88,65 +88,29 @@ const (
 
 // Check judges one request. It never returns an error to Envoy: every failure is an explicit
 // denial (a 503 when the key store cannot answer), so the edge fails closed with a readable body.
+// The steps: the target, the key, the key's decision, its owner, then the identity to forward.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	httpReq := req.GetAttributes().GetRequest().GetHttp()
 	ref, err := s.target(req)
 	if err != nil {
 		s.log.Error("route carries bad target metadata: check the xds configuration", "error", err, "path", httpReq.GetPath())
-		return s.finish(start, ref, ResultError, deny(http.StatusInternalServerError, metav1.StatusReasonInternalError, "the edge is misconfigured for this path"))
+		return s.refuse(start, ref, refusal{misconfigured, "the edge is misconfigured for this path"})
 	}
 	if ref.Kind.Public() {
 		return s.finish(start, ref, ResultOK, allow(ref, nil, nil))
 	}
 	headers := httpReq.GetHeaders()
-	plain, err := accesskey.Bearer(headers["authorization"])
-	if err != nil {
-		s.log.Debug("request without a usable access key", "target", ref.String(), "error", err)
-		return s.finish(start, ref, ResultUnauthenticated, deny(http.StatusUnauthorized, metav1.StatusReasonUnauthorized, err.Error()))
+	key, digest, r := s.lookup(ctx, ref, headers["authorization"])
+	if r != nil {
+		return s.refuse(start, ref, *r)
 	}
-	digest := store.Digest(plain)
-	key, err := s.keys.LookupDigest(ctx, digest)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		s.log.Info("denied: unknown access key", "target", ref.String())
-		return s.finish(start, ref, ResultUnauthenticated, deny(http.StatusUnauthorized, metav1.StatusReasonUnauthorized, "invalid access key"))
-	case err != nil:
-		s.metrics.storeErrors.Inc()
-		s.log.Error("key store unavailable: failing closed", "error", err)
-		return s.finish(start, ref, ResultError, deny(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "access keys cannot be checked right now; try again later"))
+	if r := s.decide(key, ref, httpReq); r != nil {
+		return s.refuse(start, ref, *r)
 	}
-	// Only a scope looks at the request's attributes; unscoped keys skip parsing them.
-	var attrs attributes.Attributes
-	if key.Spec.Scope != nil {
-		if attrs, err = attributes.FromRequest(strings.ToUpper(httpReq.GetMethod()), upstreamPath(ref, httpReq.GetPath())); err != nil {
-			// Without attributes no rule, space or project entry can match: the scope fails closed.
-			s.log.Info("request attributes unreadable", "key", key.Name, "error", err)
-		}
-	}
-	d := decide.Decide(key, ref, attrs, s.opts.Now(), s.opts.Decide)
-	switch d.Outcome {
-	case decide.Unauthenticated:
-		s.log.Info("denied", "key", key.Name, "reason", d.Reason, "target", ref.String())
-		return s.finish(start, ref, ResultUnauthenticated, deny(http.StatusUnauthorized, metav1.StatusReasonUnauthorized, d.Message))
-	case decide.Forbidden:
-		s.log.Info("denied", "key", key.Name, "reason", d.Reason, "target", ref.String())
-		return s.finish(start, ref, ResultForbidden, deny(http.StatusForbidden, metav1.StatusReasonForbidden, d.Message))
-	}
-	var userGroups []string
-	if s.opts.Users != nil && key.Spec.User != "" {
-		// Looked up only for requests the key may make: refusals cost no extra round trip.
-		info, err := s.opts.Users.Lookup(ctx, key.Spec.User)
-		if err != nil {
-			s.metrics.storeErrors.Inc()
-			s.log.Error("user store unavailable: failing closed", "error", err)
-			return s.finish(start, ref, ResultError, deny(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "access keys cannot be checked right now; try again later"))
-		}
-		if info.Disabled {
-			s.log.Info("denied", "key", key.Name, "reason", "user disabled", "user", key.Spec.User, "target", ref.String())
-			return s.finish(start, ref, ResultUnauthenticated, deny(http.StatusUnauthorized, metav1.StatusReasonUnauthorized, fmt.Sprintf("the user %q of access key %q is disabled", key.Spec.User, key.Name)))
-		}
-		userGroups = info.Groups
+	userGroups, r := s.owner(ctx, key, ref)
+	if r != nil {
+		return s.refuse(start, ref, *r)
 	}
 	s.log.Debug("allowed", "key", key.Name, "user", accesskey.User(key), "target", ref.String())
 	if s.opts.Activity != nil {
@@ -156,6 +120,101 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	set := identity.Headers(key, userGroups, ref.Kind, s.opts.Identity)
 	return s.finish(start, ref, ResultOK, allow(ref, set, s.headersToRemove(headers, set)))
+}
+
+// outcome is one way a check can refuse: the result it is counted under and the HTTP answer.
+type outcome struct {
+	result string
+	code   int
+	reason metav1.StatusReason
+}
+
+// The ways a check refuses, each with its one answer.
+var (
+	// misconfigured: the route's target metadata is unreadable, a fault of the edge.
+	misconfigured = outcome{ResultError, http.StatusInternalServerError, metav1.StatusReasonInternalError}
+	// unauthenticated: the key does not work at all.
+	unauthenticated = outcome{ResultUnauthenticated, http.StatusUnauthorized, metav1.StatusReasonUnauthorized}
+	// forbidden: the key works, but not for this request.
+	forbidden = outcome{ResultForbidden, http.StatusForbidden, metav1.StatusReasonForbidden}
+	// unavailable: a store cannot answer, so the check fails closed.
+	unavailable = outcome{ResultError, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable}
+)
+
+// decided answers decide's refusals.
+var decided = map[decide.Outcome]outcome{decide.Unauthenticated: unauthenticated, decide.Forbidden: forbidden}
+
+// refusal is an outcome with the message the client is told.
+type refusal struct {
+	outcome
+	message string
+}
+
+// storesDown is what the client is told when Redis cannot answer.
+const storesDown = "access keys cannot be checked right now; try again later"
+
+func (s *Server) refuse(start time.Time, ref edgepath.Ref, r refusal) (*authv3.CheckResponse, error) {
+	return s.finish(start, ref, r.result, deny(r.code, r.reason, r.message))
+}
+
+// lookup reads the access key of the Authorization header and finds it in the key store.
+func (s *Server) lookup(ctx context.Context, ref edgepath.Ref, authorization string) (*v1.OwnedAccessKey, string, *refusal) {
+	plain, err := accesskey.Bearer(authorization)
+	if err != nil {
+		s.log.Debug("request without a usable access key", "target", ref.String(), "error", err)
+		return nil, "", &refusal{unauthenticated, err.Error()}
+	}
+	digest := store.Digest(plain)
+	key, err := s.keys.LookupDigest(ctx, digest)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.log.Info("denied: unknown access key", "target", ref.String())
+		return nil, "", &refusal{unauthenticated, "invalid access key"}
+	case err != nil:
+		s.metrics.storeErrors.Inc()
+		s.log.Error("key store unavailable: failing closed", "error", err)
+		return nil, "", &refusal{unavailable, storesDown}
+	}
+	return key, digest, nil
+}
+
+// decide judges the key itself (disabled, expired) and its scope against the request.
+func (s *Server) decide(key *v1.OwnedAccessKey, ref edgepath.Ref, httpReq *authv3.AttributeContext_HttpRequest) *refusal {
+	// Only a scope looks at the request's attributes; unscoped keys skip parsing them.
+	var attrs attributes.Attributes
+	if key.Spec.Scope != nil {
+		var err error
+		if attrs, err = attributes.FromRequest(strings.ToUpper(httpReq.GetMethod()), upstreamPath(ref, httpReq.GetPath())); err != nil {
+			// Without attributes no rule, space or project entry can match: the scope fails closed.
+			s.log.Info("request attributes unreadable", "key", key.Name, "error", err)
+		}
+	}
+	d := decide.Decide(key, ref, attrs, s.opts.Now(), s.opts.Decide)
+	o, refused := decided[d.Outcome]
+	if !refused {
+		return nil
+	}
+	s.log.Info("denied", "key", key.Name, "reason", d.Reason, "target", ref.String())
+	return &refusal{o, d.Message}
+}
+
+// owner returns the groups the user store gives the key's user, and refuses a key whose user
+// is disabled. Looked up only for requests the key may make: refusals cost no extra round trip.
+func (s *Server) owner(ctx context.Context, key *v1.OwnedAccessKey, ref edgepath.Ref) ([]string, *refusal) {
+	if s.opts.Users == nil || key.Spec.User == "" {
+		return nil, nil
+	}
+	info, err := s.opts.Users.Lookup(ctx, key.Spec.User)
+	if err != nil {
+		s.metrics.storeErrors.Inc()
+		s.log.Error("user store unavailable: failing closed", "error", err)
+		return nil, &refusal{unavailable, storesDown}
+	}
+	if info.Disabled {
+		s.log.Info("denied", "key", key.Name, "reason", "user disabled", "user", key.Spec.User, "target", ref.String())
+		return nil, &refusal{unauthenticated, fmt.Sprintf("the user %q of access key %q is disabled", key.Spec.User, key.Name)}
+	}
+	return info.Groups, nil
 }
 
 // target is the route's target from its context extensions, or from the path when the Check
