@@ -4,8 +4,6 @@ package decide
 
 import (
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/keygate-dev/keygate/extauthz/attributes"
@@ -65,126 +63,6 @@ func Decide(k *v1.OwnedAccessKey, ref edgepath.Ref, a attributes.Attributes, now
 	return Decision{Outcome: Allow}
 }
 
-// scopeAllows reports whether a scope covers a request to ref. No scope, or an empty one,
-// covers everything: the upstream's own RBAC decides. A non-empty scope only narrows: the
-// request passes when at least one entry covers it.
-func scopeAllows(s *v1.AccessKeyScope, ref edgepath.Ref, a attributes.Attributes) bool {
-	if s == nil || isEmpty(s) {
-		return true
-	}
-	for _, r := range s.Rules {
-		if ruleMatches(r, ref, a) {
-			return true
-		}
-	}
-	for _, sp := range s.Spaces {
-		if spaceMatches(sp, ref, a) {
-			return true
-		}
-	}
-	for _, p := range s.Projects {
-		if projectMatches(p.Project, ref, a) {
-			return true
-		}
-	}
-	if s.AllowLoftCLI && loftCLIAllows(ref, a) {
-		return true
-	}
-	for _, r := range s.Roles {
-		if roleMatches(r, ref, a) {
-			return true
-		}
-	}
-	for _, c := range s.Clusters {
-		if c.Cluster == "" {
-			continue
-		}
-		if c.Cluster == "*" || c.Cluster == ref.Cluster {
-			switch ref.Kind {
-			case edgepath.KindCluster, edgepath.KindGrafana, edgepath.KindVirtualCluster:
-				return true
-			}
-		}
-	}
-	for _, vc := range s.VirtualClusters {
-		if ref.Kind != edgepath.KindVirtualCluster || vc.VirtualCluster == "" {
-			continue
-		}
-		if (vc.VirtualCluster == "*" || vc.VirtualCluster == ref.VirtualCluster) &&
-			(vc.Project == "*" || vc.Project == ref.Project) {
-			return true
-		}
-	}
-	return false
-}
-
-// spaceMatches: a space is a namespace of a connected cluster that belongs to a project. A
-// space scope allows namespaced requests in that namespace only, and only where the target
-// source says the namespace is a space of that project ("*" for any space of the project).
-//
-// Clients cannot work without discovery (kubectl asks /api and /apis before anything else), and
-// discovery shows only the API's shape, no objects: so a space scope also covers discovery GETs
-// on a cluster where it has a space.
-func spaceMatches(sp v1.AccessKeyScopeSpace, ref edgepath.Ref, a attributes.Attributes) bool {
-	if ref.Kind != edgepath.KindCluster || sp.Project == "" || sp.Space == "" {
-		return false
-	}
-	inScope := func(ns string) bool {
-		project, ok := ref.SpaceProject(ns)
-		return ok && project == sp.Project && (sp.Space == "*" || sp.Space == ns)
-	}
-	if !a.ResourceRequest {
-		return isDiscovery(a) && slices.ContainsFunc(spaceNames(ref), inScope)
-	}
-	return a.Namespace != "" && inScope(a.Namespace)
-}
-
-// isDiscovery reports whether a request reads API discovery or OpenAPI documents.
-func isDiscovery(a attributes.Attributes) bool {
-	if a.ResourceRequest || a.Verb != "get" {
-		return false
-	}
-	p := a.Path
-	return p == "/version" || p == "/api" || strings.HasPrefix(p, "/api/") || p == "/apis" || strings.HasPrefix(p, "/apis/") ||
-		p == "/openapi/v2" || p == "/openapi/v3" || strings.HasPrefix(p, "/openapi/v3/")
-}
-
-func spaceNames(ref edgepath.Ref) []string {
-	var names []string
-	for _, part := range strings.Split(ref.Spaces, ",") {
-		if ns, _, ok := strings.Cut(part, "="); ok {
-			names = append(names, ns)
-		}
-	}
-	return names
-}
-
-// projectMatches: a project scope allows everything in the project's spaces and virtual
-// clusters ("*" for every project).
-func projectMatches(project string, ref edgepath.Ref, a attributes.Attributes) bool {
-	if project == "" {
-		return false
-	}
-	switch ref.Kind {
-	case edgepath.KindVirtualCluster:
-		return ref.Project != "" && (project == "*" || project == ref.Project)
-	case edgepath.KindCluster:
-		if project == "*" {
-			if !a.ResourceRequest {
-				return isDiscovery(a) && ref.Spaces != ""
-			}
-			return hasSpace(ref, a.Namespace)
-		}
-		return spaceMatches(v1.AccessKeyScopeSpace{Project: project, Space: "*"}, ref, a)
-	}
-	return false
-}
-
-func hasSpace(ref edgepath.Ref, ns string) bool {
-	_, ok := ref.SpaceProject(ns)
-	return ns != "" && ok
-}
-
 // describe names what a request does, for a denial: `list pods in namespace "a" on cluster
 // "demo"`, `get /version on cluster "demo"`, `access grafana of cluster "demo"`. It names only
 // the request's own objects.
@@ -210,9 +88,4 @@ func describe(a attributes.Attributes, ref edgepath.Ref) string {
 		s += fmt.Sprintf(" in namespace %q", a.Namespace)
 	}
 	return s + " on " + ref.String()
-}
-
-func isEmpty(s *v1.AccessKeyScope) bool {
-	return len(s.Roles) == 0 && len(s.Projects) == 0 && len(s.Spaces) == 0 && len(s.VirtualClusters) == 0 &&
-		len(s.Clusters) == 0 && len(s.Rules) == 0 && !s.AllowLoftCLI
 }

@@ -1,0 +1,78 @@
+package decide
+
+import (
+	"github.com/keygate-dev/keygate/extauthz/attributes"
+	"github.com/keygate-dev/keygate/internal/edgepath"
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+)
+
+// scopeAllows reports whether a scope covers a request to ref. No scope, or an empty one,
+// covers everything: the upstream's own RBAC decides. A non-empty scope only narrows: the
+// request passes when at least one entry covers it.
+func scopeAllows(s *v1.AccessKeyScope, ref edgepath.Ref, a attributes.Attributes) bool {
+	if s == nil || isEmpty(s) {
+		return true
+	}
+	for _, r := range s.Rules {
+		if ruleMatches(r, ref, a) {
+			return true
+		}
+	}
+	for _, sp := range s.Spaces {
+		if spaceMatches(sp, ref, a) {
+			return true
+		}
+	}
+	for _, p := range s.Projects {
+		if projectMatches(p.Project, ref, a) {
+			return true
+		}
+	}
+	if s.AllowLoftCLI && loftCLIAllows(ref, a) {
+		return true
+	}
+	for _, r := range s.Roles {
+		if roleMatches(r, ref, a) {
+			return true
+		}
+	}
+	for _, c := range s.Clusters {
+		if clusterMatches(c, ref) {
+			return true
+		}
+	}
+	for _, vc := range s.VirtualClusters {
+		if virtualClusterMatches(vc, ref) {
+			return true
+		}
+	}
+	return false
+}
+
+// clusterMatches: a cluster entry allows everything on the cluster ("*" for any): its API
+// server, its Grafana and its virtual clusters.
+func clusterMatches(c v1.AccessKeyScopeCluster, ref edgepath.Ref) bool {
+	if c.Cluster == "" || (c.Cluster != "*" && c.Cluster != ref.Cluster) {
+		return false
+	}
+	switch ref.Kind {
+	case edgepath.KindCluster, edgepath.KindGrafana, edgepath.KindVirtualCluster:
+		return true
+	}
+	return false
+}
+
+// virtualClusterMatches: a virtual-cluster entry allows one virtual cluster by name ("*" for
+// any) in one project ("*" for any).
+func virtualClusterMatches(vc v1.AccessKeyScopeVirtualCluster, ref edgepath.Ref) bool {
+	if ref.Kind != edgepath.KindVirtualCluster || vc.VirtualCluster == "" {
+		return false
+	}
+	return (vc.VirtualCluster == "*" || vc.VirtualCluster == ref.VirtualCluster) &&
+		(vc.Project == "*" || vc.Project == ref.Project)
+}
+
+func isEmpty(s *v1.AccessKeyScope) bool {
+	return len(s.Roles) == 0 && len(s.Projects) == 0 && len(s.Spaces) == 0 && len(s.VirtualClusters) == 0 &&
+		len(s.Clusters) == 0 && len(s.Rules) == 0 && !s.AllowLoftCLI
+}
