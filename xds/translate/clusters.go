@@ -38,11 +38,12 @@ const (
 	upstreamHTTPOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 )
 
-// ClusterName is the name of the Envoy cluster of a target: cluster_<cluster>,
+// ResourceName names every Envoy resource of a target: its cluster, its route configuration
+// and scope, and (as a prefix) its routes and secrets. It is cluster_<cluster>,
 // virtualcluster_<cluster>_<namespace>_<vcluster>, grafana_<cluster>, or the kind for the
 // singletons (management, auth, oidc). Names in a Ref are DNS names, which have no "_", so the
 // names cannot collide.
-func ClusterName(r edgepath.Ref) string {
+func ResourceName(r edgepath.Ref) string {
 	switch r.Kind {
 	case edgepath.KindCluster:
 		return "cluster_" + r.Cluster
@@ -64,7 +65,7 @@ func upstreamCluster(t model.Target) (*clusterv3.Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	name := ClusterName(t.Ref)
+	name := ResourceName(t.Ref)
 	http1, err := upstreamHTTPProtocolOptions(name, u)
 	if err != nil {
 		return nil, err

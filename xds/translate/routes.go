@@ -41,7 +41,7 @@ func targetRoutes(t model.Target) ([]*routev3.Route, error) {
 		return nil, err
 	}
 	action := &routev3.RouteAction{
-		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ClusterName(t.Ref)},
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ResourceName(t.Ref)},
 		PrefixRewrite:    "/",
 		// The upstream sees the Host a direct client would send (API servers and Grafana
 		// check it, e.g. for CSRF and redirects).
@@ -59,7 +59,7 @@ func targetRoutes(t model.Target) ([]*routev3.Route, error) {
 		// a check were ever skipped.
 		remove = []string{"authorization"}
 	}
-	name := ClusterName(t.Ref)
+	name := ResourceName(t.Ref)
 	route := func(suffix string, match *routev3.RouteMatch) *routev3.Route {
 		return &routev3.Route{
 			Name:                   name + suffix,

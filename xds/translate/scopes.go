@@ -16,7 +16,7 @@ import (
 // every target's routes: 6.3 MB to each Envoy per change at 10,000 targets (bench/README.md).
 //
 // Each cluster, virtual cluster and Grafana target has its own route configuration (named like
-// its cluster, see ClusterName) and its own scope, keyed by ScopeKey. The management API, the
+// its cluster, see ResourceName) and its own scope, keyed by ScopeKey. The management API, the
 // public endpoints and the not-found route share the route configuration RouteConfigName, in
 // the scope StaticScopeKey. Envoy picks a request's scope by the header ScopeHeader, which the
 // first filter of the chain (scopeLua) computes from the normalised path and sets on every

@@ -26,7 +26,7 @@ import (
 const ServingSecretName = "serving"
 
 // CASecretName is the validation-context secret (the CA bundle) that verifies the upstream of
-// the Envoy cluster named cluster (see ClusterName).
+// the Envoy cluster named cluster (see ResourceName).
 func CASecretName(cluster string) string { return "ca_" + cluster }
 
 // ClientSecretName is the TLS-certificate secret (the edge's client certificate and key) that

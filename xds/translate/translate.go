@@ -260,7 +260,7 @@ func translateTarget(t model.Target) (*targetResources, error) {
 	tg := &targetResources{cluster: c, secrets: upstreamSecrets(c.GetName(), t.Upstream), routes: rs}
 	if key, ok := ScopeKey(t.Ref); ok {
 		markScoped(rs)
-		name := ClusterName(t.Ref)
+		name := ResourceName(t.Ref)
 		tg.scope, tg.config, tg.routes = scope(name, key), routeConfig(name, rs), nil
 	}
 	check := func(kind, name string, v validator) {
