@@ -101,35 +101,9 @@ end
 `
 
 func connectionManager(o Options) (*hcmv3.HttpConnectionManager, error) {
-	authz, err := pack(&extauthzv3.ExtAuthz{
-		Services: &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
-			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: o.ExtAuthzCluster}},
-			Timeout:         durationpb.New(o.ExtAuthzTimeout),
-		}},
-		TransportApiVersion: corev3.ApiVersion_V3,
-		// Fail closed: with extauthz down or slow, nothing gets through, and clients see 503
-		// (an outage), not 403 (a decision).
-		FailureModeAllow: false,
-		StatusOnError:    &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
-	})
+	filters, err := httpFilters(o)
 	if err != nil {
-		return nil, fmt.Errorf("ext_authz filter: %w", err)
-	}
-	lua, err := pack(&luav3.Lua{DefaultSourceCode: &corev3.DataSource{
-		Specifier: &corev3.DataSource_InlineString{InlineString: headerListsLua},
-	}})
-	if err != nil {
-		return nil, fmt.Errorf("lua filter: %w", err)
-	}
-	scopeAny, err := pack(&luav3.Lua{DefaultSourceCode: &corev3.DataSource{
-		Specifier: &corev3.DataSource_InlineString{InlineString: scopeLua},
-	}})
-	if err != nil {
-		return nil, fmt.Errorf("scope filter: %w", err)
-	}
-	router, err := pack(&routerv3.Router{})
-	if err != nil {
-		return nil, fmt.Errorf("router filter: %w", err)
+		return nil, err
 	}
 	return &hcmv3.HttpConnectionManager{
 		StatPrefix:     StatPrefix,
@@ -153,15 +127,46 @@ func connectionManager(o Options) (*hcmv3.HttpConnectionManager, error) {
 			// Impersonate_User away from the upstreams.
 			HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_DROP_HEADER,
 		},
-		HttpFilters: []*hcmv3.HttpFilter{
-			// First, so that every later filter (ext_authz reads the route's context
-			// extensions) sees the route of the request's own scope.
-			{Name: scopeFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: scopeAny}},
-			{Name: extAuthzFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: authz}},
-			{Name: luaFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: lua}},
-			{Name: routerFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
-		},
+		HttpFilters: filters,
 	}, nil
+}
+
+// httpFilters is the edge's filter chain, in order.
+func httpFilters(o Options) ([]*hcmv3.HttpFilter, error) {
+	chain := []struct {
+		name   string
+		config proto.Message
+	}{
+		// First, so that every later filter (ext_authz reads the route's context extensions)
+		// sees the route of the request's own scope.
+		{scopeFilter, inlineLua(scopeLua)},
+		{extAuthzFilter, &extauthzv3.ExtAuthz{
+			Services: &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
+				TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: o.ExtAuthzCluster}},
+				Timeout:         durationpb.New(o.ExtAuthzTimeout),
+			}},
+			TransportApiVersion: corev3.ApiVersion_V3,
+			// Fail closed: with extauthz down or slow, nothing gets through, and clients see
+			// 503 (an outage), not 403 (a decision).
+			FailureModeAllow: false,
+			StatusOnError:    &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
+		}},
+		{luaFilter, inlineLua(headerListsLua)},
+		{routerFilter, &routerv3.Router{}},
+	}
+	filters := make([]*hcmv3.HttpFilter, 0, len(chain))
+	for _, f := range chain {
+		config, err := pack(f.config)
+		if err != nil {
+			return nil, fmt.Errorf("%s filter: %w", f.name, err)
+		}
+		filters = append(filters, &hcmv3.HttpFilter{Name: f.name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: config}})
+	}
+	return filters, nil
+}
+
+func inlineLua(source string) *luav3.Lua {
+	return &luav3.Lua{DefaultSourceCode: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: source}}}
 }
 
 // pack validates m (nested messages in an Any are not checked by the outer ValidateAll) and
