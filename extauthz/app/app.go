@@ -12,6 +12,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -100,8 +101,57 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = time.Second, 500*time.Millisecond, 500*time.Millisecond
 	rdb := redis.NewUniversalClient(opts)
 	defer rdb.Close()
-
 	reg := ops.NewRegistry()
+	checks := newChecker(c, rdb, log, reg)
+
+	lis, err := net.Listen("tcp", c.GRPCAddress)
+	if err != nil {
+		return fmt.Errorf("listen on --grpc-address %s: %w", c.GRPCAddress, err)
+	}
+	gs := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+	authv3.RegisterAuthorizationServer(gs, checks.srv)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+
+	// The recorder outlives the gRPC server, so that its final flush comes after the last check.
+	recCtx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRecorder()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return checks.rec.Run(recCtx) })
+	// The cache's event stream blocks in Redis; closing the client after the servers stopped
+	// ends it at once, so it runs outside the group.
+	cacheDone := make(chan struct{})
+	go func() { _ = checks.cache.Run(gctx); close(cacheDone) }()
+	defer func() { rdb.Close(); <-cacheDone }()
+	g.Go(func() error {
+		log.Info("serving", "server", "ext_authz gRPC", "address", lis.Addr().String(), "redis", strings.Join(c.RedisAddresses, ","))
+		return gs.Serve(lis)
+	})
+	g.Go(func() error {
+		return ops.ServeHTTP(gctx, log, "metrics and health", c.HTTPAddress, ops.Handler(reg, redisflags.Ready(rdb)))
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down")
+		stop(gs, hs)
+		stopRecorder()
+		return nil
+	})
+	err = g.Wait()
+	if ctx.Err() != nil && (err == nil || errors.Is(err, grpc.ErrServerStopped)) {
+		return nil
+	}
+	return err
+}
+
+// checker is the check pipeline: the server, the key cache it reads, and the recorder of uses.
+type checker struct {
+	srv   *server.Server
+	cache *keycache.Cache
+	rec   *activity.Recorder
+}
+
+func newChecker(c Config, rdb redis.UniversalClient, log *slog.Logger, reg *prometheus.Registry) checker {
 	keys := store.New(rdb)
 	rec := activity.New(keys, activity.Options{Interval: c.ActivityFlushInterval}, log, reg)
 	size := c.KeyCacheSize
@@ -117,59 +167,20 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		// The cache also hears of uses, so that a cached key's lastActivity stays current here.
 		Activity: activities{rec, cache},
 	}, log, reg)
+	return checker{srv: srv, cache: cache, rec: rec}
+}
 
-	lis, err := net.Listen("tcp", c.GRPCAddress)
-	if err != nil {
-		return fmt.Errorf("listen on --grpc-address %s: %w", c.GRPCAddress, err)
+// stop lets in-flight checks finish; Envoy's own timeout bounds how long that takes, and after
+// 10 s the rest are cut.
+func stop(gs *grpc.Server, hs *health.Server) {
+	hs.Shutdown()
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		gs.Stop()
 	}
-	gs := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
-	authv3.RegisterAuthorizationServer(gs, srv)
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gs, hs)
-
-	ready := func(ctx context.Context) error {
-		if err := rdb.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("redis: %w", err)
-		}
-		return nil
-	}
-	// The recorder outlives the gRPC server, so that its final flush comes after the last check.
-	recCtx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRecorder()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return rec.Run(recCtx) })
-	// The cache's event stream blocks in Redis; closing the client after the servers stopped
-	// ends it at once, so it runs outside the group.
-	cacheDone := make(chan struct{})
-	go func() { _ = cache.Run(gctx); close(cacheDone) }()
-	defer func() { rdb.Close(); <-cacheDone }()
-	g.Go(func() error {
-		log.Info("serving", "server", "ext_authz gRPC", "address", lis.Addr().String(), "redis", strings.Join(c.RedisAddresses, ","))
-		return gs.Serve(lis)
-	})
-	g.Go(func() error {
-		return ops.ServeHTTP(gctx, log, "metrics and health", c.HTTPAddress, ops.Handler(reg, ready))
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		log.Info("shutting down")
-		hs.Shutdown()
-		// In-flight checks finish; Envoy's own timeout bounds how long that takes.
-		done := make(chan struct{})
-		go func() { gs.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			gs.Stop()
-		}
-		stopRecorder()
-		return nil
-	})
-	err = g.Wait()
-	if ctx.Err() != nil && (err == nil || errors.Is(err, grpc.ErrServerStopped)) {
-		return nil
-	}
-	return err
 }
 
 // activities tells every recorder of a key's use.

@@ -1,9 +1,10 @@
 // Package redisflags gives every command the same Redis flags (--redis-address, a list for
 // Cluster or Sentinel, --redis-password, --redis-db, --redis-master-name) and the client they
-// describe.
+// describe, and the readiness check of a server that depends on it.
 package redisflags
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -50,4 +51,14 @@ func (c *Config) Parse() error {
 // Options are the client options of the flags; callers add timeouts and pool sizes.
 func (c *Config) Options() *redis.UniversalOptions {
 	return &redis.UniversalOptions{Addrs: c.RedisAddresses, Password: c.RedisPassword, DB: c.RedisDB, MasterName: c.RedisMasterName}
+}
+
+// Ready is a server's /readyz check when its backend is Redis: ready while Redis answers.
+func Ready(rdb redis.UniversalClient) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		return nil
+	}
 }

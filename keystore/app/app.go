@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/klog/v2"
@@ -123,24 +124,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	}
 
 	reg := ops.NewRegistry()
-	authHandler, err := auth.New(auth.Options{Keys: keys, Users: people, LoginTTL: c.LoginTTL, Log: log, Registerer: reg})
+	authSrv, err := loginServer(c, keys, people, log, reg)
 	if err != nil {
 		return err
-	}
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-	if err != nil {
-		return fmt.Errorf("--tls-cert-file: %w", err)
-	}
-	authSrv := &http.Server{
-		Addr: c.AuthAddress, Handler: authHandler,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
-	}
-	ready := func(ctx context.Context) error {
-		if err := rdb.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("redis: %w", err)
-		}
-		return nil
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -148,31 +134,51 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		log.Info("serving", "server", "management API", "address", c.Address, "redis", strings.Join(c.RedisAddresses, ","))
 		return gs.PrepareRun().RunWithContext(gctx)
 	})
+	g.Go(func() error { return serveLogins(gctx, log, authSrv) })
 	g.Go(func() error {
-		lis, err := net.Listen("tcp", c.AuthAddress)
-		if err != nil {
-			return fmt.Errorf("listen on --auth-address %s: %w", c.AuthAddress, err)
-		}
-		log.Info("serving", "server", "login endpoints", "address", lis.Addr().String())
-		go func() {
-			<-gctx.Done()
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 10*time.Second)
-			defer cancel()
-			_ = authSrv.Shutdown(sctx)
-		}()
-		if err := authSrv.ServeTLS(lis, "", ""); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error {
-		return ops.ServeHTTP(gctx, log, "metrics and health", c.HTTPAddress, ops.Handler(reg, ready))
+		return ops.ServeHTTP(gctx, log, "metrics and health", c.HTTPAddress, ops.Handler(reg, redisflags.Ready(rdb)))
 	})
 	err = g.Wait()
 	if ctx.Err() != nil {
 		return nil
 	}
 	return err
+}
+
+// loginServer is the HTTPS server of the login endpoints.
+func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Logger, reg *prometheus.Registry) (*http.Server, error) {
+	h, err := auth.New(auth.Options{Keys: keys, Users: people, LoginTTL: c.LoginTTL, Log: log, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert-file: %w", err)
+	}
+	return &http.Server{
+		Addr: c.AuthAddress, Handler: h,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
+	}, nil
+}
+
+// serveLogins serves the login endpoints until ctx ends, then shuts down gracefully.
+func serveLogins(ctx context.Context, log *slog.Logger, srv *http.Server) error {
+	lis, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on --auth-address %s: %w", srv.Addr, err)
+	}
+	log.Info("serving", "server", "login endpoints", "address", lis.Addr().String())
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.ServeTLS(lis, "", ""); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 func teamsOf(people *users.Store) registry.TeamsFunc {
