@@ -252,13 +252,9 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	}
 	att, wait := h.limiter.admit(userKey, addrKey)
 	if att == nil {
-		secs := int(math.Ceil(wait.Seconds()))
 		h.metrics.logins.WithLabelValues(LoginLimited).Inc()
-		h.log.Warn("login refused: too many failed logins", h.userAttr(req.Username), "client", addr, "retryAfterSeconds", secs)
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		s := kubestatus.Failure(http.StatusTooManyRequests, metav1.StatusReasonTooManyRequests, fmt.Sprintf("too many failed logins; try again in %d seconds", secs))
-		s.Details = &metav1.StatusDetails{RetryAfterSeconds: int32(secs)}
-		writeJSON(w, http.StatusTooManyRequests, s)
+		h.log.Warn("login refused: too many failed logins", h.userAttr(req.Username), "client", addr, "retryAfterSeconds", retryAfter(wait))
+		tooManyLogins(w, wait)
 		return
 	}
 
@@ -280,17 +276,33 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.metrics.logins.WithLabelValues(LoginError).Inc()
 		h.log.Error("login failed: cannot create the access key", "user", u.Name, "client", addr, "error", err)
-		if errors.Is(err, store.ErrInvalid) { // a key this package built is refused: a bug
-			writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "the login key could not be created")
-			return
-		}
-		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "access keys cannot be created right now; try again later")
+		issueFailed(w, err)
 		return
 	}
 	expires := key.CreationTimestamp.Add(time.Duration(key.Spec.TTL) * time.Second).UTC()
 	h.metrics.logins.WithLabelValues(LoginOK).Inc()
 	h.log.Info("login", "user", u.Name, "key", key.Name, "client", addr, "expiresAt", expires.Format(time.RFC3339))
 	writeJSON(w, http.StatusOK, LoginResponse{AccessKey: plain, Name: key.Name, User: u.Name, ExpiresAt: expires.Format(time.RFC3339)})
+}
+
+func retryAfter(wait time.Duration) int { return int(math.Ceil(wait.Seconds())) }
+
+// tooManyLogins answers 429 with when to try again, in Retry-After and in the Status.
+func tooManyLogins(w http.ResponseWriter, wait time.Duration) {
+	secs := retryAfter(wait)
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	s := kubestatus.Failure(http.StatusTooManyRequests, metav1.StatusReasonTooManyRequests, fmt.Sprintf("too many failed logins; try again in %d seconds", secs))
+	s.Details = &metav1.StatusDetails{RetryAfterSeconds: int32(secs)}
+	writeJSON(w, http.StatusTooManyRequests, s)
+}
+
+// issueFailed answers a login whose key could not be created.
+func issueFailed(w http.ResponseWriter, err error) {
+	if errors.Is(err, store.ErrInvalid) { // a key this package built is refused: a bug
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "the login key could not be created")
+		return
+	}
+	writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "access keys cannot be created right now; try again later")
 }
 
 // authenticate checks the password and releases att: a refusal costs a try; an error of the
@@ -420,68 +432,95 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr, _ := clientAddress(r)
-	plain, err := bearer(r.Header.Values("Authorization"))
-	if err != nil {
-		h.metrics.logouts.WithLabelValues(LogoutUnauthenticated).Inc()
-		unauthorized(w, err.Error())
+	k, refused := h.deleteLoginKey(r.Context(), r.Header.Values("Authorization"), addr)
+	if refused != nil {
+		h.metrics.logouts.WithLabelValues(refused.result).Inc()
+		refused.write(w)
 		return
 	}
+	h.metrics.logouts.WithLabelValues(LogoutOK).Inc()
+	h.log.Info("logout", "key", k.Name, "user", k.Spec.User, "client", addr)
+	writeJSON(w, http.StatusOK, metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusSuccess,
+		Message:  fmt.Sprintf("logged out: access key %q deleted", k.Name),
+		Details:  &metav1.StatusDetails{Name: k.Name, Group: v1.GroupName, Kind: "ownedaccesskeys"},
+		Code:     http.StatusOK,
+	})
+}
+
+// refusal is a refused logout: the result it is counted under, and the Status answered.
+type refusal struct {
+	result string
+	code   int
+	reason metav1.StatusReason
+	msg    string
+}
+
+func (f *refusal) write(w http.ResponseWriter) {
+	if f.code == http.StatusUnauthorized {
+		unauthorized(w, f.msg)
+		return
+	}
+	writeStatus(w, f.code, f.reason, f.msg)
+}
+
+func unauthenticated(msg string) *refusal {
+	return &refusal{LogoutUnauthenticated, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, msg}
+}
+
+// deleteLoginKey deletes the login key of the Authorization header, and returns it.
+func (h *Handler) deleteLoginKey(ctx context.Context, authorization []string, addr string) (*v1.OwnedAccessKey, *refusal) {
+	plain, err := bearer(authorization)
+	if err != nil {
+		return nil, unauthenticated(err.Error())
+	}
 	for attempt := 1; ; attempt++ {
-		k, err := h.opts.Keys.Lookup(r.Context(), plain)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			h.metrics.logouts.WithLabelValues(LogoutUnauthenticated).Inc()
-			h.log.Info("logout refused: unknown access key", "client", addr)
-			unauthorized(w, "invalid access key")
-			return
-		case err != nil:
-			h.metrics.logouts.WithLabelValues(LogoutError).Inc()
-			h.log.Error("logout failed: key store unavailable", "client", addr, "error", err)
-			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "access keys cannot be checked right now; try again later")
-			return
-		}
-		if k.Spec.Type != v1.AccessKeyTypeLogin {
-			h.metrics.logouts.WithLabelValues(LogoutForbidden).Inc()
-			h.log.Info("logout refused: not a login key", "key", k.Name, "type", string(k.Spec.Type), "user", k.Spec.User, "client", addr)
-			writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf(
-				"access key %q is not a login key (its type is %q): only keys made by POST /auth/password/login are logged out this way; "+
-					"delete other keys with: kubectl delete ownedaccesskeys.management.loft.sh %s", k.Name, k.Spec.Type, k.Name))
-			return
-		}
-		if k.Spec.Disabled {
-			// An administrator disabled it, perhaps to look into its use: it stays for them to
-			// delete, and its holder is refused as everywhere else on the edge. An expired key,
-			// by contrast, is deleted below: it is of no use to anyone.
-			h.metrics.logouts.WithLabelValues(LogoutUnauthenticated).Inc()
-			h.log.Info("logout refused: disabled access key", "key", k.Name, "user", k.Spec.User, "client", addr)
-			unauthorized(w, fmt.Sprintf("access key %q is disabled", k.Name))
-			return
+		k, refused := h.loginKey(ctx, plain, addr)
+		if refused != nil {
+			return nil, refused
 		}
 		// The resourceVersion makes sure that what is deleted is the key just judged, not one
 		// an administrator changed meanwhile (to another type, or disabled).
-		_, err = h.opts.Keys.DeleteObject(r.Context(), k.Name, k.ResourceVersion)
+		_, err = h.opts.Keys.DeleteObject(ctx, k.Name, k.ResourceVersion)
 		switch {
 		case errors.Is(err, store.ErrConflict) && attempt < maxLogoutAttempts:
 			continue // judge the key again as it is now
 		case errors.Is(err, store.ErrNotFound):
 			// Deleted meanwhile (a second logout, an administrator): the client's aim is met.
 		case err != nil:
-			h.metrics.logouts.WithLabelValues(LogoutError).Inc()
 			h.log.Error("logout failed: cannot delete the access key", "key", k.Name, "user", k.Spec.User, "client", addr, "error", err)
-			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "the access key cannot be deleted right now; try again later")
-			return
+			return nil, &refusal{LogoutError, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "the access key cannot be deleted right now; try again later"}
 		}
-		h.metrics.logouts.WithLabelValues(LogoutOK).Inc()
-		h.log.Info("logout", "key", k.Name, "user", k.Spec.User, "client", addr)
-		writeJSON(w, http.StatusOK, metav1.Status{
-			TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
-			Status:   metav1.StatusSuccess,
-			Message:  fmt.Sprintf("logged out: access key %q deleted", k.Name),
-			Details:  &metav1.StatusDetails{Name: k.Name, Group: v1.GroupName, Kind: "ownedaccesskeys"},
-			Code:     http.StatusOK,
-		})
-		return
+		return k, nil
 	}
+}
+
+// loginKey looks the key up and checks that a logout may delete it: a login key, not disabled.
+func (h *Handler) loginKey(ctx context.Context, plain, addr string) (*v1.OwnedAccessKey, *refusal) {
+	k, err := h.opts.Keys.Lookup(ctx, plain)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		h.log.Info("logout refused: unknown access key", "client", addr)
+		return nil, unauthenticated("invalid access key")
+	case err != nil:
+		h.log.Error("logout failed: key store unavailable", "client", addr, "error", err)
+		return nil, &refusal{LogoutError, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "access keys cannot be checked right now; try again later"}
+	}
+	if k.Spec.Type != v1.AccessKeyTypeLogin {
+		h.log.Info("logout refused: not a login key", "key", k.Name, "type", string(k.Spec.Type), "user", k.Spec.User, "client", addr)
+		return nil, &refusal{LogoutForbidden, http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf(
+			"access key %q is not a login key (its type is %q): only keys made by POST /auth/password/login are logged out this way; "+
+				"delete other keys with: kubectl delete ownedaccesskeys.management.loft.sh %s", k.Name, k.Spec.Type, k.Name)}
+	}
+	if k.Spec.Disabled {
+		// An administrator disabled it, perhaps to look into its use: it stays for them to
+		// delete, and its holder is refused as everywhere else on the edge. An expired key,
+		// by contrast, is deleted: it is of no use to anyone.
+		h.log.Info("logout refused: disabled access key", "key", k.Name, "user", k.Spec.User, "client", addr)
+		return nil, unauthenticated(fmt.Sprintf("access key %q is disabled", k.Name))
+	}
+	return k, nil
 }
 
 // bearer returns the access key of the Authorization header, read as extauthz reads it. Two
