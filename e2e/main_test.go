@@ -24,7 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keygate-dev/keygate/internal/edgepath"
-	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/internal/toolbin"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/localdev"
@@ -68,7 +68,7 @@ func run(m *testing.M) int {
 	}
 	defer platform.Stop()
 	code := func() int {
-		if kubectl, err = tools.Path("kubectl"); err != nil {
+		if kubectl, err = toolbin.Path("kubectl"); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e:", err)
 			return 1
 		}

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/keygate-dev/keygate/internal/edgepath"
-	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/internal/toolbin"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/localdev"
 	"sigs.k8s.io/yaml"
@@ -116,7 +116,7 @@ func scopedToDemo() v1.OwnedAccessKeySpec {
 // nothing elsewhere. The scope is read from the page itself, so the page cannot drift.
 func TestDocumentedCIKey(t *testing.T) {
 	t.Parallel()
-	root, err := tools.RepoRoot()
+	root, err := toolbin.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/internal/toolbin"
 )
 
 func TestRenderErrors(t *testing.T) {
@@ -123,7 +123,7 @@ func TestRender(t *testing.T) {
 
 // TestValidateWithEnvoy asks the real Envoy whether it accepts the rendered bootstrap.
 func TestValidateWithEnvoy(t *testing.T) {
-	bin, err := tools.Path("envoy")
+	bin, err := toolbin.Path("envoy")
 	if err != nil {
 		t.Fatal(err)
 	}

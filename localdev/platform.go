@@ -25,7 +25,7 @@ import (
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/redisserver"
-	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/internal/toolbin"
 )
 
 // AdminUser is the user of the admin access key; it is a cluster admin on every demo cluster.
@@ -176,7 +176,7 @@ func (p *Platform) step(format string, args ...any) {
 // build compiles xds, extauthz and keystore into Dir/bin (incremental: fast when nothing
 // changed).
 func (p *Platform) build(ctx context.Context) error {
-	root, err := tools.RepoRoot()
+	root, err := toolbin.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -294,7 +294,7 @@ func (p *Platform) startEdge(ctx context.Context) error {
 	if err := writeFile(bootstrapFile, bootstrap, 0o644); err != nil {
 		return err
 	}
-	envoyBin, err := tools.Path("envoy")
+	envoyBin, err := toolbin.Path("envoy")
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ import (
 
 	"github.com/keygate-dev/keygate/bench/internal/sizes"
 	"github.com/keygate-dev/keygate/internal/proc"
-	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/internal/toolbin"
 	"github.com/keygate-dev/keygate/xds/translate"
 )
 
@@ -68,7 +68,7 @@ type figures struct {
 }
 
 func run(ns []int, requests, concurrency, rounds int) error {
-	envoyBin, err := tools.Path("envoy")
+	envoyBin, err := toolbin.Path("envoy")
 	if err != nil {
 		return err
 	}

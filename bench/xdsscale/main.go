@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/keygate-dev/keygate/bench/internal/sizes"
-	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/internal/toolbin"
 )
 
 func main() {
@@ -49,18 +49,18 @@ func main() {
 
 func run(srcs []string, ns []int, samples int, keep bool) error {
 	// Missing tools fail here, before anything is built or started, with how to install them.
-	envoyBin, err := tools.Path("envoy")
+	envoyBin, err := toolbin.Path("envoy")
 	if err != nil {
 		return err
 	}
 	if slices.Contains(srcs, "kubernetes") {
 		for _, t := range []string{"kube-apiserver", "etcd"} {
-			if _, err := tools.Path(t); err != nil {
+			if _, err := toolbin.Path(t); err != nil {
 				return err
 			}
 		}
 	}
-	root, err := tools.RepoRoot()
+	root, err := toolbin.RepoRoot()
 	if err != nil {
 		return err
 	}

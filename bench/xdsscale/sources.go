@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/keygate-dev/keygate/internal/kubetest"
-	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/internal/toolbin"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
 )
 
@@ -98,7 +98,7 @@ func (k *kubeSource) start(ctx context.Context, dir string, urls []string) ([]st
 	if k.api, err = kubetest.Start(ctx, filepath.Join(dir, "kube")); err != nil {
 		return nil, err
 	}
-	root, err := tools.RepoRoot()
+	root, err := toolbin.RepoRoot()
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ import (
 
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
-	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/internal/toolbin"
 )
 
 // Users every API server started here knows, as a platform would set up a connected cluster.
@@ -52,7 +52,7 @@ type APIServer struct {
 // StartEtcd starts one etcd on free loopback ports for all API servers (each uses its own
 // --etcd-prefix), with its data and log under dir, and returns its client URL.
 func StartEtcd(ctx context.Context, dir string) (*proc.Process, string, error) {
-	bin, err := tools.Path("etcd")
+	bin, err := toolbin.Path("etcd")
 	if err != nil {
 		return nil, "", err
 	}
@@ -121,7 +121,7 @@ func NewCerts(ca *pki.CA, dir, caFileName, adminName string) (*Certs, error) {
 // impersonate, AdminUser is a cluster admin), and Admin a system:masters client. Its log goes
 // under dir.
 func StartAPIServer(ctx context.Context, dir, name, etcdURL string, c *Certs) (*APIServer, error) {
-	bin, err := tools.Path("kube-apiserver")
+	bin, err := toolbin.Path("kube-apiserver")
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/keygate-dev/keygate/internal/proc"
-	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/internal/toolbin"
 )
 
 // Options configure a server.
@@ -44,7 +44,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 }
 
 func (s *Server) start(ctx context.Context) error {
-	bin, err := tools.Path("redis-server")
+	bin, err := toolbin.Path("redis-server")
 	if err != nil {
 		return err
 	}

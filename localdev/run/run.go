@@ -13,7 +13,7 @@ import (
 
 	"github.com/keygate-dev/keygate/internal/flagenv"
 	"github.com/keygate-dev/keygate/internal/ops"
-	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/internal/toolbin"
 	"github.com/keygate-dev/keygate/localdev"
 )
 
@@ -34,7 +34,7 @@ func Main(args []string, out io.Writer) error {
 	} else {
 		l.Close()
 	}
-	root, err := tools.RepoRoot()
+	root, err := toolbin.RepoRoot()
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ import (
 	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
-	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/internal/toolbin"
 	"github.com/keygate-dev/keygate/xds/translate"
 )
 
@@ -90,7 +90,7 @@ func startPlatform() (*platform, func(), error) {
 			cleanups[i]()
 		}
 	}
-	envoyBin, err := tools.Path("envoy")
+	envoyBin, err := toolbin.Path("envoy")
 	if err != nil {
 		return nil, cleanup, err
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/keygate-dev/keygate/internal/kubetest"
 	"github.com/keygate-dev/keygate/internal/logbuf"
 	"github.com/keygate-dev/keygate/internal/proc"
-	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/internal/toolbin"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
 )
 
@@ -39,7 +39,7 @@ func TestKubernetesSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer kubeAPI.Stop()
-	root, err := tools.RepoRoot()
+	root, err := toolbin.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestKubernetesSource(t *testing.T) {
 		t.Fatalf("%v\n%s", err, xdsLog)
 	}
 
-	envoyBin, err := tools.Path("envoy")
+	envoyBin, err := toolbin.Path("envoy")
 	if err != nil {
 		t.Fatal(err)
 	}

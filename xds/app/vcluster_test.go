@@ -29,7 +29,7 @@ import (
 	"github.com/keygate-dev/keygate/internal/logbuf"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
-	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/internal/toolbin"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
 )
 
@@ -59,7 +59,7 @@ func TestVirtualClusterThroughEnvoy(t *testing.T) {
 	}
 	defer connected.Stop()
 	t.Logf("platform and connected kube-apiservers started: %s", time.Since(start))
-	root, err := tools.RepoRoot()
+	root, err := toolbin.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestVirtualClusterThroughEnvoy(t *testing.T) {
 	if err := proc.WaitFor(ctx, nil, "xds", proc.HTTPReady("http://"+addr(1)+"/readyz")); err != nil {
 		t.Fatalf("%v\n%s", err, xdsLog)
 	}
-	envoyBin, err := tools.Path("envoy")
+	envoyBin, err := toolbin.Path("envoy")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ import (
 	"github.com/keygate-dev/keygate/internal/logbuf"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
-	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/internal/toolbin"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/translate"
 )
@@ -67,7 +67,7 @@ func (allowAll) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckRespo
 // startEnvoy publishes initial and starts an Envoy on it; everything stops with the test.
 func startEnvoy(t *testing.T, initial model.Model) *edgeEnvoy {
 	t.Helper()
-	envoyBin, err := tools.Path("envoy")
+	envoyBin, err := toolbin.Path("envoy")
 	if err != nil {
 		t.Fatalf("%v (run `make tools`)", err)
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/kubetest"
 	"github.com/keygate-dev/keygate/internal/proc"
-	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/internal/toolbin"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/kube"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
@@ -41,7 +41,7 @@ func (e *env) connected() *kubetest.Server {
 	}
 	e.t.Logf("connected cluster's kube-apiserver started: %s", time.Since(start))
 	e.t.Cleanup(peer.Stop)
-	root, err := tools.RepoRoot()
+	root, err := toolbin.RepoRoot()
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ import (
 	"github.com/keygate-dev/keygate/internal/kubetest"
 	"github.com/keygate-dev/keygate/internal/logbuf"
 	"github.com/keygate-dev/keygate/internal/pki"
-	"github.com/keygate-dev/keygate/internal/tools"
+	"github.com/keygate-dev/keygate/internal/toolbin"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/kube"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
@@ -38,7 +38,7 @@ var kubeAPI *kubetest.Server
 func TestMain(m *testing.M) { os.Exit(kubetest.Main(m, &kubeAPI)) }
 
 var installCRDs = sync.OnceValue(func() error {
-	root, err := tools.RepoRoot()
+	root, err := toolbin.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -454,7 +454,7 @@ func TestSecretNamespace(t *testing.T) {
 // user without rights, whose start-up error must say what is missing.
 func TestRBAC(t *testing.T) {
 	e := newEnv(t)
-	root, err := tools.RepoRoot()
+	root, err := toolbin.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,7 +500,7 @@ func TestAPIServerDown(t *testing.T) {
 			srv.Stop()
 		}
 	}()
-	root, _ := tools.RepoRoot()
+	root, _ := toolbin.RepoRoot()
 	if err := srv.Apply(ctx, filepath.Join(root, "manifests", "crds", "targets.keygate.dev_clusters.yaml")); err != nil {
 		t.Fatal(err)
 	}

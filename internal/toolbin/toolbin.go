@@ -1,7 +1,7 @@
-// Package tools finds the external programs the project runs (envoy, redis-server,
+// Package toolbin finds the external programs the project runs (envoy, redis-server,
 // kube-apiserver, etcd, kubectl). scripts/tools.sh installs them under .tools/bin; a program
 // missing there is looked up on PATH, and a missing one is an error that says how to install it.
-package tools
+package toolbin
 
 import (
 	"errors"
