@@ -129,17 +129,48 @@ func StartAPIServer(ctx context.Context, dir, name, etcdURL string, c *Certs) (*
 	if err != nil {
 		return nil, err
 	}
-	serving, err := c.CA.Server(name, "127.0.0.1", "localhost")
-	if err != nil {
-		return nil, err
-	}
-	certFile, keyFile, err := serving.Write(c.ServerDir, "apiserver-"+name)
+	certFile, keyFile, err := c.writeServing(name)
 	if err != nil {
 		return nil, err
 	}
 	p, err := proc.Start("kube-apiserver-"+name, filepath.Join(dir, "logs"), nil, bin,
+		apiServerArgs(name, etcdURL, port, certFile, keyFile, c)...)
+	if err != nil {
+		return nil, err
+	}
+	a, err := newAPIServer(name, port, c, p)
+	if err != nil {
+		p.Stop(5 * time.Second)
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+	defer cancel()
+	if err := a.waitReady(wctx); err != nil {
+		p.Stop(5 * time.Second)
+		return nil, err
+	}
+	if err := a.bootstrapRBAC(wctx); err != nil {
+		p.Stop(5 * time.Second)
+		return nil, fmt.Errorf("kube-apiserver %s: %w", name, err)
+	}
+	return a, nil
+}
+
+// writeServing issues the serving certificate of API server name and writes it under
+// c.ServerDir.
+func (c *Certs) writeServing(name string) (certFile, keyFile string, err error) {
+	serving, err := c.CA.Server(name, "127.0.0.1", "localhost")
+	if err != nil {
+		return "", "", err
+	}
+	return serving.Write(c.ServerDir, "apiserver-"+name)
+}
+
+// apiServerArgs are the command line of API server name.
+func apiServerArgs(name, etcdURL string, port int, certFile, keyFile string, c *Certs) []string {
+	return []string{
 		"--etcd-servers", etcdURL,
-		"--etcd-prefix", "/registry-"+name,
+		"--etcd-prefix", "/registry-" + name,
 		"--bind-address", "127.0.0.1",
 		"--advertise-address", "127.0.0.1",
 		"--secure-port", strconv.Itoa(port),
@@ -155,10 +186,11 @@ func StartAPIServer(ctx context.Context, dir, name, etcdURL string, c *Certs) (*
 		// admitted without one; nothing schedules them, which is all a demo needs.
 		"--disable-admission-plugins", "ServiceAccount",
 		"--profiling=false",
-	)
-	if err != nil {
-		return nil, err
 	}
+}
+
+// newAPIServer is the started process p with its system:masters client.
+func newAPIServer(name string, port int, c *Certs, p *proc.Process) (*APIServer, error) {
 	url := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cfg := &rest.Config{
 		Host: url,
@@ -169,28 +201,20 @@ func StartAPIServer(ctx context.Context, dir, name, etcdURL string, c *Certs) (*
 	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		p.Stop(5 * time.Second)
 		return nil, err
 	}
-	a := &APIServer{Name: name, URL: url, Admin: client, AdminConfig: cfg, p: p}
-	wctx, cancel := context.WithTimeout(ctx, 120*time.Second)
-	defer cancel()
-	err = proc.WaitFor(wctx, p, "kube-apiserver "+name, func(ctx context.Context) error {
-		body, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	return &APIServer{Name: name, URL: url, Admin: client, AdminConfig: cfg, p: p}, nil
+}
+
+// waitReady waits until the API server's /readyz answers 200 (or it exits, or ctx ends).
+func (a *APIServer) waitReady(ctx context.Context) error {
+	return proc.WaitFor(ctx, a.p, "kube-apiserver "+a.Name, func(ctx context.Context) error {
+		body, err := a.Admin.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, body)
 		}
 		return nil
 	})
-	if err != nil {
-		p.Stop(5 * time.Second)
-		return nil, err
-	}
-	if err := a.bootstrapRBAC(wctx); err != nil {
-		p.Stop(5 * time.Second)
-		return nil, fmt.Errorf("kube-apiserver %s: %w", name, err)
-	}
-	return a, nil
 }
 
 // bootstrapRBAC lets the edge impersonate (users, groups, the access-key extra) and makes the
