@@ -113,45 +113,11 @@ func Start(ctx context.Context, opts Options) (_ *Platform, err error) {
 			return nil, err
 		}
 	}
-
-	// The slow parts (building our binaries, starting API servers) run side by side.
-	var wg sync.WaitGroup
-	var buildErr, redisErr, kubeErr error
-	wg.Add(3)
-	go func() { defer wg.Done(); buildErr = p.build(ctx) }()
-	go func() {
-		defer wg.Done()
-		p.step("starting Redis")
-		// Append-only with an fsync per write: a crash or restart of Redis loses no access
-		// key that was acknowledged (e2e restarts it to prove this).
-		p.redis, redisErr = redisserver.Start(ctx, redisserver.Options{Dir: p.path("redis"), AppendOnly: true})
-		if redisErr == nil {
-			p.RedisAddr = p.redis.Addr
-		}
-	}()
-	certs, err := p.platformCerts()
+	certs, err := p.buildAndStartBackends(ctx)
 	if err != nil {
 		return nil, err
 	}
-	go func() { defer wg.Done(); kubeErr = p.startKube(ctx, certs) }()
-	wg.Wait()
-	if err := errors.Join(buildErr, redisErr, kubeErr); err != nil {
-		return nil, err
-	}
-
-	var grafanaURL string
-	p.grafana, grafanaURL, err = startGrafana(ClusterDemo)
-	if err != nil {
-		return nil, err
-	}
-	p.GrafanaURL = grafanaURL
-	if err := p.startKeystore(ctx, certs); err != nil {
-		return nil, err
-	}
-	if err := p.writeInitialTargets(certs); err != nil {
-		return nil, err
-	}
-	if err := p.startEdge(ctx); err != nil {
+	if err := p.startKeygate(ctx, certs); err != nil {
 		return nil, err
 	}
 	p.step("creating the admin access key")
@@ -163,6 +129,53 @@ func Start(ctx context.Context, opts Options) (_ *Platform, err error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// buildAndStartBackends builds our binaries and starts Redis, etcd and the API servers, and
+// returns the certificates of the platform CA. These are the slow parts, so they run side by
+// side.
+func (p *Platform) buildAndStartBackends(ctx context.Context) (*kubeserver.Certs, error) {
+	var wg sync.WaitGroup
+	var buildErr, redisErr, kubeErr error
+	wg.Add(3)
+	go func() { defer wg.Done(); buildErr = p.build(ctx) }()
+	go func() { defer wg.Done(); redisErr = p.startRedis(ctx) }()
+	certs, err := p.platformCerts()
+	if err != nil {
+		return nil, err
+	}
+	go func() { defer wg.Done(); kubeErr = p.startKube(ctx, certs) }()
+	wg.Wait()
+	return certs, errors.Join(buildErr, redisErr, kubeErr)
+}
+
+func (p *Platform) startRedis(ctx context.Context) error {
+	p.step("starting Redis")
+	// Append-only with an fsync per write: a crash or restart of Redis loses no access
+	// key that was acknowledged (e2e restarts it to prove this).
+	var err error
+	p.redis, err = redisserver.Start(ctx, redisserver.Options{Dir: p.path("redis"), AppendOnly: true})
+	if err == nil {
+		p.RedisAddr = p.redis.Addr
+	}
+	return err
+}
+
+// startKeygate starts the Grafana stand-in (the one upstream that is quick to start), then
+// keygate's own components: keystore, and the edge on the initial targets.
+func (p *Platform) startKeygate(ctx context.Context, certs *kubeserver.Certs) error {
+	var err error
+	p.grafana, p.GrafanaURL, err = startGrafana(ClusterDemo)
+	if err != nil {
+		return err
+	}
+	if err := p.startKeystore(ctx, certs); err != nil {
+		return err
+	}
+	if err := p.writeInitialTargets(certs); err != nil {
+		return err
+	}
+	return p.startEdge(ctx)
 }
 
 func (p *Platform) path(elem ...string) string {
@@ -232,53 +245,30 @@ func (p *Platform) startKube(ctx context.Context, certs *kubeserver.Certs) error
 	return p.Clusters[ClusterDemo].CreateNamespace(ctx, SpaceName)
 }
 
+// edgeAddrs are the loopback addresses of the edge's components.
+type edgeAddrs struct {
+	edge               string // Envoy's HTTPS listener, which xds configures
+	xdsGRPC, xdsHTTP   string
+	authGRPC, authHTTP string
+	envoyAdmin         string
+}
+
 // startEdge starts xds, extauthz and Envoy, each on free loopback ports but the edge port.
 func (p *Platform) startEdge(ctx context.Context) error {
-	edgeCA, err := pki.NewCA("keygate local edge CA")
+	certFile, keyFile, err := p.writeEdgeCerts()
 	if err != nil {
 		return err
 	}
-	serving, err := edgeCA.Server("keygate edge", "127.0.0.1", "localhost")
+	a, err := p.pickEdgeAddrs()
 	if err != nil {
 		return err
 	}
-	certFile, keyFile, err := serving.Write(p.path("pki"), "edge-serving")
-	if err != nil {
-		return err
-	}
-	p.EdgeCA = edgeCA.CertPEM
-	if err := writeFile(p.path("pki", "edge-ca.crt"), edgeCA.CertPEM, 0o644); err != nil {
-		return err
-	}
-	edgePort := p.opts.EdgePort
-	if edgePort == 0 {
-		if edgePort, err = proc.FreePort(); err != nil {
-			return err
-		}
-	}
-	ports, err := proc.FreePorts(5)
-	if err != nil {
-		return err
-	}
-	xdsGRPC, xdsHTTP := addr(ports[0]), addr(ports[1])
-	authGRPC, authHTTP := addr(ports[2]), addr(ports[3])
-	envoyAdmin := addr(ports[4])
-	p.EdgeURL = "https://" + addr(edgePort)
-	p.EnvoyAdminURL = "http://" + envoyAdmin
-	p.XDSMetricsURL = "http://" + xdsHTTP + "/metrics"
-
 	p.step("starting xds")
-	p.xds, err = proc.Start("xds", p.logs, nil, filepath.Join(p.Bin, "xds"),
-		"--targets-file", p.TargetsFile,
-		"--grpc-address", xdsGRPC, "--http-address", xdsHTTP,
-		"--listen-address", addr(edgePort),
-		"--tls-cert-file", certFile, "--tls-key-file", keyFile,
-		"--log-format", "text")
-	if err != nil {
+	if err := p.startXDS(a, certFile, keyFile); err != nil {
 		return err
 	}
 	p.step("starting extauthz")
-	p.extauthzArgs = []string{"--grpc-address", authGRPC, "--http-address", authHTTP,
+	p.extauthzArgs = []string{"--grpc-address", a.authGRPC, "--http-address", a.authHTTP,
 		"--redis-address", p.RedisAddr, "--grafana-user-header", GrafanaUserHeader, "--log-format", "text", "--log-level", "debug",
 		// Locally, status.lastActivity should show a use at once rather than after the
 		// production default of 10s.
@@ -286,7 +276,71 @@ func (p *Platform) startEdge(ctx context.Context) error {
 	if err := p.StartExtAuthz(ctx); err != nil {
 		return err
 	}
-	bootstrap, err := envoy.Render(envoy.Params{NodeID: "keygate-local", AdminAddress: envoyAdmin, XDSAddress: xdsGRPC, ExtAuthzAddress: authGRPC})
+	return p.startEnvoy(ctx, a)
+}
+
+// writeEdgeCerts creates the edge CA (EdgeCA, also in pki/edge-ca.crt) and the edge's serving
+// certificate, and returns the latter's files.
+func (p *Platform) writeEdgeCerts() (certFile, keyFile string, err error) {
+	edgeCA, err := pki.NewCA("keygate local edge CA")
+	if err != nil {
+		return "", "", err
+	}
+	serving, err := edgeCA.Server("keygate edge", "127.0.0.1", "localhost")
+	if err != nil {
+		return "", "", err
+	}
+	certFile, keyFile, err = serving.Write(p.path("pki"), "edge-serving")
+	if err != nil {
+		return "", "", err
+	}
+	p.EdgeCA = edgeCA.CertPEM
+	if err := writeFile(p.path("pki", "edge-ca.crt"), edgeCA.CertPEM, 0o644); err != nil {
+		return "", "", err
+	}
+	return certFile, keyFile, nil
+}
+
+// pickEdgeAddrs picks free ports (the edge's only if Options.EdgePort is 0) and sets the URLs
+// that the Platform shows.
+func (p *Platform) pickEdgeAddrs() (edgeAddrs, error) {
+	var err error
+	edgePort := p.opts.EdgePort
+	if edgePort == 0 {
+		if edgePort, err = proc.FreePort(); err != nil {
+			return edgeAddrs{}, err
+		}
+	}
+	ports, err := proc.FreePorts(5)
+	if err != nil {
+		return edgeAddrs{}, err
+	}
+	a := edgeAddrs{edge: addr(edgePort),
+		xdsGRPC: addr(ports[0]), xdsHTTP: addr(ports[1]),
+		authGRPC: addr(ports[2]), authHTTP: addr(ports[3]),
+		envoyAdmin: addr(ports[4])}
+	p.EdgeURL = "https://" + a.edge
+	p.EnvoyAdminURL = "http://" + a.envoyAdmin
+	p.XDSMetricsURL = "http://" + a.xdsHTTP + "/metrics"
+	return a, nil
+}
+
+// startXDS starts xds on the targets file, serving the edge listener with certFile and keyFile;
+// startEnvoy waits for it to be ready.
+func (p *Platform) startXDS(a edgeAddrs, certFile, keyFile string) error {
+	var err error
+	p.xds, err = proc.Start("xds", p.logs, nil, filepath.Join(p.Bin, "xds"),
+		"--targets-file", p.TargetsFile,
+		"--grpc-address", a.xdsGRPC, "--http-address", a.xdsHTTP,
+		"--listen-address", a.edge,
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile,
+		"--log-format", "text")
+	return err
+}
+
+// startEnvoy starts Envoy once xds is ready, and waits until Envoy is.
+func (p *Platform) startEnvoy(ctx context.Context, a edgeAddrs) error {
+	bootstrap, err := envoy.Render(envoy.Params{NodeID: "keygate-local", AdminAddress: a.envoyAdmin, XDSAddress: a.xdsGRPC, ExtAuthzAddress: a.authGRPC})
 	if err != nil {
 		return err
 	}
@@ -300,7 +354,7 @@ func (p *Platform) startEdge(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := proc.WaitFor(wctx, p.xds, "xds", proc.HTTPReady("http://"+xdsHTTP+"/readyz")); err != nil {
+	if err := proc.WaitFor(wctx, p.xds, "xds", proc.HTTPReady("http://"+a.xdsHTTP+"/readyz")); err != nil {
 		return err
 	}
 	p.step("starting Envoy on %s", p.EdgeURL)
