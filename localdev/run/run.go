@@ -19,65 +19,90 @@ import (
 
 // Main parses args, starts the platform, prints how to use it and waits for SIGINT/SIGTERM.
 func Main(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	dir := fs.String("dir", ".run", "directory for the platform's state (wiped at every start)")
-	port := fs.Int("port", 8443, "the edge's HTTPS port on 127.0.0.1")
-	fs.Usage = flagenv.Usage(fs, "KEYGATE_RUN", "Usage: make run [ARGS='--port 9443'] (go run ./localdev/cmd/run)")
-	if err := flagenv.Parse(fs, "KEYGATE_RUN", args); err != nil {
+	dir, port, err := parseFlags(args)
+	if err != nil {
 		return err
-	}
-	if *port <= 0 || *port > 65535 {
-		return fmt.Errorf("--port %d: want a TCP port number", *port)
-	}
-	if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", *port)); err != nil {
-		return fmt.Errorf("port %d is taken (%v): stop what uses it or choose another with `make run ARGS='--port 9443'`", *port, err)
-	} else {
-		l.Close()
 	}
 	root, err := toolbin.RepoRoot()
 	if err != nil {
 		return err
 	}
-	stateDir := *dir
-	if !filepath.IsAbs(stateDir) {
-		stateDir = filepath.Join(root, stateDir)
-	}
-	kubeconfig := filepath.Join(stateDir, "admin.kubeconfig")
-	// Fresh state every time: nothing from an earlier run (keys, etcd data) can confuse this one.
-	if err := os.RemoveAll(stateDir); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+	state, err := freshState(root, dir)
+	if err != nil {
 		return err
 	}
 
 	ctx, stop := ops.SignalContext()
 	defer stop()
 	started := time.Now()
-	p, err := localdev.Start(ctx, localdev.Options{Dir: stateDir, EdgePort: *port, Progress: out})
+	p, err := localdev.Start(ctx, localdev.Options{Dir: state.dir, EdgePort: port, Progress: out})
 	if err != nil {
-		return fmt.Errorf("%w\n(logs of every component are in %s)", err, filepath.Join(stateDir, "logs"))
+		return fmt.Errorf("%w\n(logs of every component are in %s)", err, filepath.Join(state.dir, "logs"))
 	}
 	defer func() {
 		fmt.Fprintln(out, "==> stopping")
-		os.Remove(kubeconfig)
-		os.Remove(filepath.Join(stateDir, "admin.key"))
+		os.Remove(state.kubeconfig)
+		os.Remove(state.adminKey)
 		p.Stop()
 		fmt.Fprintln(out, "==> stopped")
 	}()
 	// Written last, so that its presence means the platform is ready.
-	if err := p.WriteKubeconfig(kubeconfig, p.AdminKey); err != nil {
+	if err := p.WriteKubeconfig(state.kubeconfig, p.AdminKey); err != nil {
 		return err
 	}
+	if err := os.WriteFile(state.adminKey, []byte(p.AdminKey+"\n"), 0o600); err != nil {
+		return err
+	}
+	printReady(out, p, root, state, time.Since(started))
+	<-ctx.Done()
+	return nil
+}
+
+// parseFlags returns --dir and --port, refusing a port that is taken now rather than after the
+// platform's slow start.
+func parseFlags(args []string) (dir string, port int, err error) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	dirFlag := fs.String("dir", ".run", "directory for the platform's state (wiped at every start)")
+	portFlag := fs.Int("port", 8443, "the edge's HTTPS port on 127.0.0.1")
+	fs.Usage = flagenv.Usage(fs, "KEYGATE_RUN", "Usage: make run [ARGS='--port 9443'] (go run ./localdev/cmd/run)")
+	if err := flagenv.Parse(fs, "KEYGATE_RUN", args); err != nil {
+		return "", 0, err
+	}
+	port = *portFlag
+	if port <= 0 || port > 65535 {
+		return "", 0, fmt.Errorf("--port %d: want a TCP port number", port)
+	}
+	if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+		return "", 0, fmt.Errorf("port %d is taken (%v): stop what uses it or choose another with `make run ARGS='--port 9443'`", port, err)
+	} else {
+		l.Close()
+	}
+	return *dirFlag, port, nil
+}
+
+// stateFiles are where the platform keeps its state, and the two files a user needs from it.
+type stateFiles struct{ dir, kubeconfig, adminKey string }
+
+// freshState empties dir (relative to root unless absolute): nothing from an earlier run (keys,
+// etcd data) can confuse this one.
+func freshState(root, dir string) (stateFiles, error) {
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(root, dir)
+	}
+	state := stateFiles{dir: dir, kubeconfig: filepath.Join(dir, "admin.kubeconfig"), adminKey: filepath.Join(dir, "admin.key")}
+	if err := os.RemoveAll(dir); err != nil {
+		return stateFiles{}, err
+	}
+	return state, os.MkdirAll(dir, 0o755)
+}
+
+// printReady prints where everything is and how to try it, with paths relative to root.
+func printReady(out io.Writer, p *localdev.Platform, root string, state stateFiles, took time.Duration) {
 	rel := func(path string) string {
 		if r, err := filepath.Rel(root, path); err == nil {
 			return r
 		}
 		return path
-	}
-	keyFile := filepath.Join(stateDir, "admin.key")
-	if err := os.WriteFile(keyFile, []byte(p.AdminKey+"\n"), 0o600); err != nil {
-		return err
 	}
 	fmt.Fprintf(out, `
 keygate is running (ready in %.1fs).
@@ -97,8 +122,6 @@ Try:
   curl --cacert %[8]s -H "Authorization: Bearer $(cat %[4]s)" %[2]s/grafana/demo/api/health
 
 Ctrl-C stops everything.
-`, time.Since(started).Seconds(), p.EdgeURL, p.AdminKey, rel(keyFile), rel(kubeconfig),
-		rel(filepath.Join(stateDir, "logs")), p.RedisAddr, rel(filepath.Join(stateDir, "pki", "edge-ca.crt")))
-	<-ctx.Done()
-	return nil
+`, took.Seconds(), p.EdgeURL, p.AdminKey, rel(state.adminKey), rel(state.kubeconfig),
+		rel(filepath.Join(state.dir, "logs")), p.RedisAddr, rel(filepath.Join(state.dir, "pki", "edge-ca.crt")))
 }
