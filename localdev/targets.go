@@ -7,6 +7,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/kubeserver"
 	"github.com/keygate-dev/keygate/xds/source/file"
 )
@@ -100,4 +101,15 @@ func atomicWrite(path string, data []byte) error {
 		return fmt.Errorf("replace %s: %w", path, err)
 	}
 	return nil
+}
+
+// Refs are the demo targets that need an access key.
+func (p *Platform) Refs() []edgepath.Ref {
+	return []edgepath.Ref{
+		{Kind: edgepath.KindCluster, Cluster: ClusterDemo, Spaces: edgepath.FormatSpaces(map[string]string{SpaceName: Project})},
+		{Kind: edgepath.KindCluster, Cluster: ClusterStaging},
+		{Kind: edgepath.KindVirtualCluster, Cluster: VirtualClusterHost, Namespace: VirtualClusterNamespace, VirtualCluster: VirtualClusterName, Project: Project},
+		{Kind: edgepath.KindGrafana, Cluster: ClusterDemo},
+		{Kind: edgepath.KindManagement},
+	}
 }
