@@ -8,6 +8,9 @@
 #   kube-apiserver  built from k8s.io/kubernetes v1.36.3 (tools/kube)
 #   kubectl         built from k8s.io/kubernetes v1.36.3 (tools/kube)
 #   etcd            built from go.etcd.io/etcd/server/v3 v3.6.5 (tools/etcd)
+#
+# tools/ holds only those build modules (nothing imports them); the Go code finds the installed
+# programs with internal/toolbin.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
