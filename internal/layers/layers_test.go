@@ -1,0 +1,80 @@
+package layers
+
+import (
+	"bufio"
+	"bytes"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/keygate-dev/keygate/internal/toolbin"
+)
+
+const module = "github.com/keygate-dev/keygate/"
+
+// mayImport lists, for each top-level folder, the folders its packages (tests included) may
+// import besides their own. A folder listed with a slash is one package tree of another
+// component, not the whole component.
+var mayImport = map[string][]string{
+	"internal": nil,
+	"envoy":    {"internal"},
+	"keystore": {"internal"},
+	"xds":      {"internal", "envoy"},
+	// The check service reads keys and users as the key store writes them, and what a key
+	// means; never the management API, the login endpoints or the CLI.
+	"extauthz": {"internal", "keystore/accesskey", "keystore/apis", "keystore/store", "keystore/users"},
+	"localdev": {"internal", "envoy", "xds/source/file"},
+	"bench":    {"internal", "envoy", "xds/translate", "xds/source/kube/apis"},
+	"e2e":      {"internal", "envoy", "localdev", "extauthz", "keystore", "xds"},
+}
+
+func TestImportsRunOneWay(t *testing.T) {
+	root, err := toolbin.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}} {{join .TestImports " "}} {{join .XTestImports " "}}`, "./...")
+	cmd.Dir = root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.String())
+	}
+	packages := 0
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		pkg := strings.TrimPrefix(fields[0], module)
+		packages++
+		top, _, _ := strings.Cut(pkg, "/")
+		allowed, known := mayImport[top]
+		if !known {
+			t.Errorf("%s: top-level folder %q has no entry in mayImport: say what it may import", pkg, top)
+			continue
+		}
+		for _, imp := range fields[1:] {
+			dep, ours := strings.CutPrefix(imp, module)
+			if !ours || dep == pkg || within(dep, top) {
+				continue
+			}
+			if !allowedDep(dep, allowed) {
+				t.Errorf("%s imports %s: %s may import only its own packages and %v (docs/architecture.md)", pkg, dep, top, allowed)
+			}
+		}
+	}
+	if packages < 20 {
+		t.Fatalf("go list found %d packages; the test is not reading the module", packages)
+	}
+}
+
+func within(pkg, tree string) bool { return pkg == tree || strings.HasPrefix(pkg, tree+"/") }
+
+func allowedDep(dep string, allowed []string) bool {
+	for _, a := range allowed {
+		if within(dep, a) {
+			return true
+		}
+	}
+	return false
+}
