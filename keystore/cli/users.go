@@ -1,0 +1,202 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/keygate-dev/keygate/keystore/users"
+)
+
+func newCreateUserCommand(s streams) *cobra.Command {
+	var u users.User
+	var groups, teams string
+	var p passwordFlags
+	cmd := &cobra.Command{
+		Use:     "create-user NAME [flags]",
+		GroupID: groupUsers,
+		Short:   "create a user who can log in with a password (from stdin, or generated and printed once)",
+		Long: `Create the user NAME, who can log in with a password: the first line of stdin with
+--password-stdin, else one generated and printed (only) on stdout, once.`,
+		Example: `  printf '%s\n' "$PASSWORD" | keystore create-user alice --password-stdin --groups dev --teams platform
+  PASSWORD=$(keystore create-user ci-admin)`,
+		Args: exactlyOne("user name"),
+	}
+	f := cmd.Flags()
+	f.StringVar(&groups, "groups", "", "comma-separated groups the user's requests carry")
+	f.StringVar(&teams, "teams", "", "comma-separated teams the user belongs to")
+	f.StringVar(&u.DisplayName, "display-name", "", "display name")
+	f.StringVar(&u.Email, "email", "", "email address")
+	p.register(f)
+	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, args []string) error {
+		password, generated, err := p.password(s.stdin)
+		if err != nil {
+			return err
+		}
+		u.Name, u.Groups, u.Teams = args[0], splitList(groups), splitList(teams)
+		if err := p.users(rdb).Create(ctx, u, password); err != nil {
+			return err
+		}
+		fmt.Fprintf(s.stderr, "created user %q", u.Name)
+		printPassword(s, password, generated)
+		return nil
+	})
+}
+
+func newSetPasswordCommand(s streams) *cobra.Command {
+	var p passwordFlags
+	cmd := &cobra.Command{
+		Use:     "set-password NAME [flags]",
+		GroupID: groupUsers,
+		Short:   "replace a user's password (--password-stdin, else generated and printed once)",
+		Long: `Replace the password of user NAME with the first line of stdin (--password-stdin), else with
+one generated and printed (only) on stdout, once.`,
+		Example: `  printf '%s\n' "$NEW" | keystore set-password alice --password-stdin`,
+		Args:    exactlyOne("user name"),
+	}
+	p.register(cmd.Flags())
+	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, args []string) error {
+		password, generated, err := p.password(s.stdin)
+		if err != nil {
+			return err
+		}
+		if err := p.users(rdb).SetPassword(ctx, args[0], password); err != nil {
+			return err
+		}
+		fmt.Fprintf(s.stderr, "set the password of user %q", args[0])
+		printPassword(s, password, generated)
+		return nil
+	})
+}
+
+func newGetUserCommand(s streams) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:     "get-user NAME [flags]",
+		GroupID: groupUsers,
+		Short:   "print a user as JSON or YAML (never the password nor its hash)",
+		Long:    "Print the user NAME as JSON or YAML: never the password nor its hash.",
+		Example: "  keystore get-user alice --output yaml",
+		Args:    exactlyOne("user name"),
+	}
+	outputFlag(cmd, &output)
+	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, args []string) error {
+		if err := checkOutput(output); err != nil {
+			return err
+		}
+		u, err := users.New(rdb, users.Options{}).Get(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		// A User has no password field at all, so nothing printed here can hold one.
+		return printObject(s.stdout, output, u)
+	})
+}
+
+func newListUsersCommand(s streams) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:     "list-users [flags]",
+		GroupID: groupUsers,
+		Short:   "print every user as JSON or YAML",
+		Long:    `Print every user as JSON or YAML, {"items": [...]}: never a password nor its hash.`,
+		Example: "  keystore list-users --output yaml",
+		Args:    noArgs,
+	}
+	outputFlag(cmd, &output)
+	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, _ []string) error {
+		if err := checkOutput(output); err != nil {
+			return err
+		}
+		list, err := users.New(rdb, users.Options{}).List(ctx)
+		if err != nil {
+			return err
+		}
+		return printObject(s.stdout, output, map[string]any{"items": list})
+	})
+}
+
+func newDeleteUserCommand(s streams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "delete-user NAME [flags]",
+		GroupID: groupUsers,
+		Short:   "delete a user",
+		Long:    "Delete the user NAME: they can no longer log in. Their access keys are kept.",
+		Example: "  keystore delete-user alice",
+		Args:    exactlyOne("user name"),
+	}
+	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, args []string) error {
+		if err := users.New(rdb, users.Options{}).Delete(ctx, args[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(s.stderr, "deleted user %q\n", args[0])
+		return nil
+	})
+}
+
+// passwordFlags are the flags of the commands that set a password. There is deliberately no
+// --password: a password in the arguments would be seen in shell history and by anyone running
+// ps.
+type passwordFlags struct {
+	fromStdin bool
+	cost      int
+}
+
+func (p *passwordFlags) register(f *pflag.FlagSet) {
+	f.BoolVar(&p.fromStdin, "password-stdin", false, "read the password from the first line of stdin; without it a password is generated and printed once")
+	f.IntVar(&p.cost, "bcrypt-cost", users.DefaultCost, "bcrypt cost of the password hash (4 to 31)")
+}
+
+// password checks --bcrypt-cost, then reads the password from stdin or generates one.
+func (p *passwordFlags) password(stdin io.Reader) (password string, generated bool, err error) {
+	if p.cost < 4 || p.cost > 31 {
+		return "", false, usageError(fmt.Sprintf("--bcrypt-cost %d: want 4 to 31", p.cost))
+	}
+	if p.fromStdin {
+		password, err = readPassword(stdin)
+		return password, false, err
+	}
+	// 26 characters of base32: 130 bits from crypto/rand.
+	return crand.Text(), true, nil
+}
+
+// users is the user store hashing with --bcrypt-cost.
+func (p *passwordFlags) users(rdb redis.UniversalClient) *users.Store {
+	return users.New(rdb, users.Options{Cost: p.cost})
+}
+
+// printPassword ends the note begun on stderr and prints a generated password on stdout.
+func printPassword(s streams, password string, generated bool) {
+	if !generated {
+		fmt.Fprintln(s.stderr)
+		return
+	}
+	// Only the password on stdout, so that scripts can capture it.
+	fmt.Fprintln(s.stderr, "; its generated password is on stdout (shown once, store it now)")
+	fmt.Fprintln(s.stdout, password)
+}
+
+// maxPasswordLine bounds what readPassword reads: far above bcrypt's 72 bytes, so that a longer
+// password is refused with a clear message rather than truncated.
+const maxPasswordLine = 4096
+
+// readPassword returns the first line of r without its line ending.
+func readPassword(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(r, maxPasswordLine)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("--password-stdin: read stdin: %w", err)
+	}
+	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+	if line == "" {
+		return "", usageError("--password-stdin: no password on stdin; pipe one in, e.g. `printf '%s\\n' \"$PASSWORD\" | keystore ...`")
+	}
+	return line, nil
+}
