@@ -78,13 +78,9 @@ func init() {
 
 // New builds the server; run it with PrepareRun().RunWithContext.
 func New(c Config) (*genericapiserver.GenericAPIServer, error) {
-	host, portStr, err := net.SplitHostPort(c.Address)
+	host, port, err := splitAddress(c.Address)
 	if err != nil {
-		return nil, fmt.Errorf("address %q: %w", c.Address, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return nil, fmt.Errorf("address %q: bad port", c.Address)
+		return nil, err
 	}
 	if c.CertFile == "" || c.KeyFile == "" {
 		return nil, fmt.Errorf("a serving certificate and key are required")
@@ -95,11 +91,44 @@ func New(c Config) (*genericapiserver.GenericAPIServer, error) {
 
 	cfg := genericapiserver.NewRecommendedConfig(Codecs)
 	cfg.EffectiveVersion = compatibility.NewEffectiveVersionFromString("1.37", "", "")
+	if err := applyServing(cfg, c, host, port); err != nil {
+		return nil, err
+	}
+	if err := applyEdgeAuthentication(cfg, c); err != nil {
+		return nil, err
+	}
+	cfg.Authorization.Authorizer = authorizer.AuthorizerFunc(authz{adminGroup: c.Registry.AdminGroup}.Authorize)
+	applyOpenAPI(cfg)
 
+	gs, err := cfg.Complete().New("keygate-management", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, err
+	}
+	if err := installManagementAPI(gs, c); err != nil {
+		return nil, err
+	}
+	return gs, nil
+}
+
+// splitAddress reads host:port; the port must be a number.
+func splitAddress(address string) (host string, port int, err error) {
+	host, portStr, err := net.SplitHostPort(address)
+	if err != nil {
+		return "", 0, fmt.Errorf("address %q: %w", address, err)
+	}
+	if port, err = strconv.Atoi(portStr); err != nil {
+		return "", 0, fmt.Errorf("address %q: bad port", address)
+	}
+	return host, port, nil
+}
+
+// applyServing makes cfg serve HTTPS on host:port (every interface for an empty host) with the
+// serving certificate.
+func applyServing(cfg *genericapiserver.RecommendedConfig, c Config, host string, port int) error {
 	serving := genericoptions.NewSecureServingOptions().WithLoopback()
 	serving.BindAddress = net.ParseIP(host)
 	if serving.BindAddress == nil && host != "" {
-		return nil, fmt.Errorf("address %q: host must be an IP address", c.Address)
+		return fmt.Errorf("address %q: host must be an IP address", c.Address)
 	}
 	if host == "" {
 		serving.BindAddress = net.IPv4zero
@@ -107,9 +136,14 @@ func New(c Config) (*genericapiserver.GenericAPIServer, error) {
 	serving.BindPort = port
 	serving.ServerCert.CertKey = genericoptions.CertKey{CertFile: c.CertFile, KeyFile: c.KeyFile}
 	if err := serving.ApplyTo(&cfg.SecureServing, &cfg.LoopbackClientConfig); err != nil {
-		return nil, fmt.Errorf("serving: %w", err)
+		return fmt.Errorf("serving: %w", err)
 	}
+	return nil
+}
 
+// applyEdgeAuthentication makes cfg believe the front-proxy identity headers from the edge's
+// client certificate (signed by ClientCAFile, with an allowed name), and nothing else.
+func applyEdgeAuthentication(cfg *genericapiserver.RecommendedConfig, c Config) error {
 	rh := genericoptions.RequestHeaderAuthenticationOptions{
 		ClientCAFile:        c.ClientCAFile,
 		AllowedNames:        c.AllowedNames,
@@ -119,21 +153,25 @@ func New(c Config) (*genericapiserver.GenericAPIServer, error) {
 	}
 	rhConfig, err := rh.ToAuthenticationRequestHeaderConfig()
 	if err != nil {
-		return nil, fmt.Errorf("request-header authentication: %w", err)
+		return fmt.Errorf("request-header authentication: %w", err)
 	}
 	// The TLS handshake must ask for client certificates, or no request could prove it came
 	// from the edge.
 	if err := cfg.Authentication.ApplyClientCert(rhConfig.CAContentProvider, cfg.SecureServing); err != nil {
-		return nil, fmt.Errorf("client CA: %w", err)
+		return fmt.Errorf("client CA: %w", err)
 	}
 	authn, _, err := authenticatorfactory.DelegatingAuthenticatorConfig{RequestHeaderConfig: rhConfig}.New()
 	if err != nil {
-		return nil, fmt.Errorf("authentication: %w", err)
+		return fmt.Errorf("authentication: %w", err)
 	}
 	cfg.Authentication.Authenticator = authn
 	cfg.Authentication.RequestHeaderConfig = rhConfig
-	cfg.Authorization.Authorizer = authorizer.AuthorizerFunc(authz{adminGroup: c.Registry.AdminGroup}.Authorize)
+	return nil
+}
 
+// applyOpenAPI serves OpenAPI v2 and v3, so that kubectl validates and apply --server-side
+// works.
+func applyOpenAPI(cfg *genericapiserver.RecommendedConfig) {
 	namer := openapinamer.NewDefinitionNamer(Scheme)
 	cfg.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(openapi.GetOpenAPIDefinitions, namer)
 	cfg.OpenAPIConfig.Info.Title = "keygate management API"
@@ -141,20 +179,16 @@ func New(c Config) (*genericapiserver.GenericAPIServer, error) {
 	cfg.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(openapi.GetOpenAPIDefinitions, namer)
 	cfg.OpenAPIV3Config.Info.Title = "keygate management API"
 	cfg.OpenAPIV3Config.Info.Version = "v1"
+}
 
-	gs, err := cfg.Complete().New("keygate-management", genericapiserver.NewEmptyDelegate())
-	if err != nil {
-		return nil, err
-	}
+// installManagementAPI serves management.loft.sh/v1's ownedaccesskeys and selves.
+func installManagementAPI(gs *genericapiserver.GenericAPIServer, c Config) error {
 	agi := genericapiserver.NewDefaultAPIGroupInfo(v1.GroupName, Scheme, runtime.NewParameterCodec(Scheme), Codecs)
 	agi.VersionedResourcesStorageMap[v1.Version] = map[string]rest.Storage{
 		"ownedaccesskeys": registry.NewAccessKeys(c.Keys, c.Registry),
 		"selves":          registry.NewSelves(c.Keys, c.Registry, c.UserInfo),
 	}
-	if err := gs.InstallAPIGroup(&agi); err != nil {
-		return nil, err
-	}
-	return gs, nil
+	return gs.InstallAPIGroup(&agi)
 }
 
 // authz lets every authenticated caller use the management group (the registry decides which
