@@ -158,11 +158,48 @@ func (a *AccessKeys) Create(ctx context.Context, obj runtime.Object, createValid
 	if err != nil {
 		return nil, err
 	}
+	k, err := asAccessKey(obj)
+	if err != nil {
+		return nil, err
+	}
+	prepareNew(c, k)
+	if errs := validation.ValidateOwnedAccessKey(k); len(errs) > 0 {
+		return nil, apierrors.NewInvalid(kind, k.Name, errs)
+	}
+	if err := a.mayWrite(ctx, c, k); err != nil {
+		return nil, err
+	}
+	if createValidation != nil {
+		if err := createValidation(ctx, k); err != nil {
+			return nil, err
+		}
+	}
+	if dryRun(options.DryRun) {
+		k.Spec.Key = "" // nothing is generated on a dry run
+		return k, nil
+	}
+	plain, stored, err := a.keys.CreateObject(ctx, k)
+	if err != nil {
+		return nil, createError(k, err)
+	}
+	out := stored.DeepCopy()
+	out.Spec.Key = plain
+	return out, nil
+}
+
+// asAccessKey is a copy of obj, which the caller's request decoded, to change freely.
+func asAccessKey(obj runtime.Object) (*v1.OwnedAccessKey, error) {
 	k, ok := obj.(*v1.OwnedAccessKey)
 	if !ok {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("not an OwnedAccessKey: %T", obj))
 	}
-	k = k.DeepCopy()
+	return k.DeepCopy(), nil
+}
+
+// prepareNew fills in what a new key gets from the server rather than the client: a name from
+// generateName, c as the owner when none is given, the created-by annotation, and no version,
+// status nor plain key in kubectl's last-applied annotation.
+func prepareNew(c Caller, k *v1.OwnedAccessKey) {
 	if k.Name == "" && k.GenerateName != "" {
 		k.Name = names.SimpleNameGenerator.GenerateName(k.GenerateName)
 	}
@@ -187,35 +224,20 @@ func (a *AccessKeys) Create(ctx context.Context, obj runtime.Object, createValid
 		k.Annotations[CreatedByAnnotation] = TeamUserPrefix + c.Team
 	}
 	stripKeyFromLastApplied(k)
-	if errs := validation.ValidateOwnedAccessKey(k); len(errs) > 0 {
-		return nil, apierrors.NewInvalid(kind, k.Name, errs)
-	}
-	if err := a.mayWrite(ctx, c, k); err != nil {
-		return nil, err
-	}
-	if createValidation != nil {
-		if err := createValidation(ctx, k); err != nil {
-			return nil, err
-		}
-	}
-	if dryRun(options.DryRun) {
-		k.Spec.Key = "" // nothing is generated on a dry run
-		return k, nil
-	}
-	plain, stored, err := a.keys.CreateObject(ctx, k)
+}
+
+// createError is the API error of a failed CreateObject. A supplied key that is taken is an
+// invalid spec.key, not "already exists", and is never echoed.
+func createError(k *v1.OwnedAccessKey, err error) error {
 	switch {
 	case errors.Is(err, store.ErrAlreadyExists) && k.Spec.Key != "":
-		return nil, apierrors.NewInvalid(kind, k.Name, field.ErrorList{field.Invalid(field.NewPath("spec", "key"), "(redacted)", "choose another key")})
+		return apierrors.NewInvalid(kind, k.Name, field.ErrorList{field.Invalid(field.NewPath("spec", "key"), "(redacted)", "choose another key")})
 	case errors.Is(err, store.ErrAlreadyExists):
-		return nil, apierrors.NewAlreadyExists(resource, k.Name)
+		return apierrors.NewAlreadyExists(resource, k.Name)
 	case errors.Is(err, store.ErrInvalid):
-		return nil, apierrors.NewBadRequest(err.Error())
-	case err != nil:
-		return nil, apierrors.NewInternalError(err)
+		return apierrors.NewBadRequest(err.Error())
 	}
-	out := stored.DeepCopy()
-	out.Spec.Key = plain
-	return out, nil
+	return apierrors.NewInternalError(err)
 }
 
 // mayWrite refuses what c may not write: keys of others, groups c lacks, and any write with a
@@ -254,45 +276,15 @@ func (a *AccessKeys) Update(ctx context.Context, name string, objInfo rest.Updat
 	}
 	cur, err := a.get(ctx, c, name)
 	if apierrors.IsNotFound(err) && forceAllowCreate {
-		obj, err := objInfo.UpdatedObject(ctx, nil)
-		if err != nil {
-			return nil, false, err
-		}
-		created, err := a.Create(ctx, obj, createValidation, &metav1.CreateOptions{DryRun: options.DryRun, FieldManager: options.FieldManager})
-		return created, err == nil, err
+		return a.createOnUpdate(ctx, objInfo, createValidation, options)
 	}
 	if err != nil {
 		return nil, false, err
 	}
-	obj, err := objInfo.UpdatedObject(ctx, cur)
+	k, err := a.updated(ctx, name, objInfo, cur)
 	if err != nil {
 		return nil, false, err
 	}
-	k, ok := obj.(*v1.OwnedAccessKey)
-	if !ok {
-		return nil, false, apierrors.NewBadRequest(fmt.Sprintf("not an OwnedAccessKey: %T", obj))
-	}
-	k = k.DeepCopy()
-	if k.Name != name {
-		return nil, false, apierrors.NewBadRequest(fmt.Sprintf("the name in the object (%q) differs from the name in the URL (%q)", k.Name, name))
-	}
-	if k.ResourceVersion == "" {
-		k.ResourceVersion = cur.ResourceVersion // an unconditional update
-	}
-	// `kubectl apply` of a manifest with spec.key sends the key on every apply (the stored
-	// object has none to compare with): the object's own key is no change of key.
-	if k.Spec.Key != "" {
-		same, err := a.keys.Lookup(ctx, k.Spec.Key)
-		switch {
-		case err == nil && same.UID == cur.UID:
-			k.Spec.Key = ""
-		case err != nil && !errors.Is(err, store.ErrNotFound):
-			return nil, false, apierrors.NewInternalError(err)
-		}
-	}
-	// status.lastActivity is the edge's to write; a client's value is dropped.
-	k.Status = cur.Status
-	stripKeyFromLastApplied(k)
 	if errs := validation.ValidateOwnedAccessKeyUpdate(k, cur); len(errs) > 0 {
 		return nil, false, apierrors.NewInvalid(kind, name, errs)
 	}
@@ -308,17 +300,68 @@ func (a *AccessKeys) Update(ctx context.Context, name string, objInfo rest.Updat
 		return k, false, nil
 	}
 	out, err := a.keys.Update(ctx, k)
-	switch {
-	case errors.Is(err, store.ErrConflict):
-		return nil, false, apierrors.NewConflict(resource, name, errors.New("the object has been modified; please apply your changes to the latest version and try again"))
-	case errors.Is(err, store.ErrNotFound):
-		return nil, false, apierrors.NewNotFound(resource, name)
-	case errors.Is(err, store.ErrInvalid):
-		return nil, false, apierrors.NewBadRequest(err.Error())
-	case err != nil:
-		return nil, false, apierrors.NewInternalError(err)
+	if err != nil {
+		return nil, false, updateError(name, err)
 	}
 	return out, false, nil
+}
+
+// createOnUpdate is an Update of a key that does not exist, as server-side apply of a new object
+// makes: a Create.
+func (a *AccessKeys) createOnUpdate(ctx context.Context, objInfo rest.UpdatedObjectInfo, createValidation rest.ValidateObjectFunc, options *metav1.UpdateOptions) (runtime.Object, bool, error) {
+	obj, err := objInfo.UpdatedObject(ctx, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	created, err := a.Create(ctx, obj, createValidation, &metav1.CreateOptions{DryRun: options.DryRun, FieldManager: options.FieldManager})
+	return created, err == nil, err
+}
+
+// updated is the key cur becomes, before validation: the client's object, with what the client
+// does not decide (status, an unchanged key, the plain key in kubectl's annotation) put right.
+func (a *AccessKeys) updated(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, cur *v1.OwnedAccessKey) (*v1.OwnedAccessKey, error) {
+	obj, err := objInfo.UpdatedObject(ctx, cur)
+	if err != nil {
+		return nil, err
+	}
+	k, err := asAccessKey(obj)
+	if err != nil {
+		return nil, err
+	}
+	if k.Name != name {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("the name in the object (%q) differs from the name in the URL (%q)", k.Name, name))
+	}
+	if k.ResourceVersion == "" {
+		k.ResourceVersion = cur.ResourceVersion // an unconditional update
+	}
+	// `kubectl apply` of a manifest with spec.key sends the key on every apply (the stored
+	// object has none to compare with): the object's own key is no change of key.
+	if k.Spec.Key != "" {
+		same, err := a.keys.Lookup(ctx, k.Spec.Key)
+		switch {
+		case err == nil && same.UID == cur.UID:
+			k.Spec.Key = ""
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return nil, apierrors.NewInternalError(err)
+		}
+	}
+	// status.lastActivity is the edge's to write; a client's value is dropped.
+	k.Status = cur.Status
+	stripKeyFromLastApplied(k)
+	return k, nil
+}
+
+// updateError is the API error of a failed store Update.
+func updateError(name string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return apierrors.NewConflict(resource, name, errors.New("the object has been modified; please apply your changes to the latest version and try again"))
+	case errors.Is(err, store.ErrNotFound):
+		return apierrors.NewNotFound(resource, name)
+	case errors.Is(err, store.ErrInvalid):
+		return apierrors.NewBadRequest(err.Error())
+	}
+	return apierrors.NewInternalError(err)
 }
 
 // Delete removes a key the caller owns, honouring uid and resourceVersion preconditions.
@@ -375,7 +418,6 @@ func (a *AccessKeys) Watch(ctx context.Context, options *metainternalversion.Lis
 	if err != nil {
 		return nil, err
 	}
-	visible := func(k *v1.OwnedAccessKey) bool { return c.Owns(k) && match(k) }
 	rv := ""
 	initial := false
 	if options != nil {
@@ -390,13 +432,15 @@ func (a *AccessKeys) Watch(ctx context.Context, options *metainternalversion.Lis
 		}
 		current, rv = keys, listRV
 	}
-	// A stale or unknown version reaches the client as an ERROR event with the Status (410 for
-	// one too old), as from kube-apiserver.
 	wctx, cancel := context.WithCancel(ctx)
-	ch := make(chan watch.Event, 100)
-	w := watch.NewProxyWatcher(ch)
+	s := &keyStream{
+		ctx:     wctx,
+		ch:      make(chan watch.Event, 100),
+		visible: func(k *v1.OwnedAccessKey) bool { return c.Owns(k) && match(k) },
+	}
+	w := watch.NewProxyWatcher(s.ch)
 	go func() {
-		defer close(ch)
+		defer close(s.ch)
 		defer cancel()
 		go func() {
 			select {
@@ -405,39 +449,56 @@ func (a *AccessKeys) Watch(ctx context.Context, options *metainternalversion.Lis
 			case <-wctx.Done():
 			}
 		}()
-		send := func(ev watch.Event) bool {
-			select {
-			case ch <- ev:
-				return true
-			case <-wctx.Done():
-				return false
-			}
-		}
-		for _, k := range current {
-			if visible(k) && !send(watch.Event{Type: watch.Added, Object: k}) {
-				return
-			}
-		}
-		if initial {
-			bm := &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{ResourceVersion: rv, Annotations: map[string]string{metav1.InitialEventsAnnotationKey: "true"}}}
-			if !send(watch.Event{Type: watch.Bookmark, Object: bm}) {
-				return
-			}
-		}
-		err := a.keys.Watch(wctx, rv, func(ev store.Event) error {
-			if !visible(ev.Key) {
-				return nil
-			}
-			if !send(watch.Event{Type: ev.Type, Object: ev.Key}) {
-				return wctx.Err()
-			}
-			return nil
-		})
-		if err != nil && wctx.Err() == nil {
-			send(watch.Event{Type: watch.Error, Object: &watchStatus(err, rv).ErrStatus})
-		}
+		s.run(a.keys, current, rv, initial)
 	}()
 	return w, nil
+}
+
+// keyStream is one watch's events on their way to the client: only the keys it may see, until
+// the client stops the watch (or its request ends, which ends ctx).
+type keyStream struct {
+	ctx     context.Context
+	ch      chan watch.Event
+	visible func(*v1.OwnedAccessKey) bool
+}
+
+// send delivers ev, or reports false when the watch ended first.
+func (s *keyStream) send(ev watch.Event) bool {
+	select {
+	case s.ch <- ev:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+// run sends the current keys (ADDED), the initial-events-end bookmark when asked for, then
+// every change after rv. A stale or unknown version reaches the client as an ERROR event with
+// the Status (410 for one too old), as from kube-apiserver.
+func (s *keyStream) run(keys Keys, current []*v1.OwnedAccessKey, rv string, initial bool) {
+	for _, k := range current {
+		if s.visible(k) && !s.send(watch.Event{Type: watch.Added, Object: k}) {
+			return
+		}
+	}
+	if initial {
+		bm := &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{ResourceVersion: rv, Annotations: map[string]string{metav1.InitialEventsAnnotationKey: "true"}}}
+		if !s.send(watch.Event{Type: watch.Bookmark, Object: bm}) {
+			return
+		}
+	}
+	err := keys.Watch(s.ctx, rv, func(ev store.Event) error {
+		if !s.visible(ev.Key) {
+			return nil
+		}
+		if !s.send(watch.Event{Type: ev.Type, Object: ev.Key}) {
+			return s.ctx.Err()
+		}
+		return nil
+	})
+	if err != nil && s.ctx.Err() == nil {
+		s.send(watch.Event{Type: watch.Error, Object: &watchStatus(err, rv).ErrStatus})
+	}
 }
 
 func watchStatus(err error, rv string) *apierrors.StatusError {
