@@ -56,9 +56,41 @@ func (s *Store) Watch(ctx context.Context, resourceVersion string, handle func(E
 	if err != nil {
 		return fmt.Errorf("%w: resourceVersion %q is not a number", ErrInvalid, resourceVersion)
 	}
+	if err := s.checkWatchFrom(ctx, from); err != nil {
+		return err
+	}
+	last := from
+	for {
+		streams, err := s.rdb.XRead(ctx, &redis.XReadArgs{
+			Streams: []string{eventsKey, strconv.FormatUint(last, 10) + "-0"},
+			Count:   500,
+			Block:   watchBlock,
+		}).Result()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, redis.Nil) {
+			// Nothing new within watchBlock.
+			if err := s.checkNotBehind(ctx, last); err != nil || ctx.Err() != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("watch access keys: %w", err)
+		}
+		if last, err = handleEvents(streams, last, handle); err != nil {
+			return err
+		}
+	}
+}
+
+// checkWatchFrom refuses a watch from a version not handed out yet (ErrTooNew) or one whose
+// next events are no longer kept (ErrExpired).
+func (s *Store) checkWatchFrom(ctx context.Context, from uint64) error {
 	var cur *redis.StringCmd
 	var first *redis.XMessageSliceCmd
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		cur = p.Get(ctx, rvKey)
 		first = p.XRangeN(ctx, eventsKey, "-", "+", 1)
 		return nil
@@ -75,53 +107,48 @@ func (s *Store) Watch(ctx context.Context, resourceVersion string, handle func(E
 			return fmt.Errorf("%w: %d", ErrExpired, from)
 		}
 	}
-	last := from
-	for {
-		streams, err := s.rdb.XRead(ctx, &redis.XReadArgs{
-			Streams: []string{eventsKey, strconv.FormatUint(last, 10) + "-0"},
-			Count:   500,
-			Block:   watchBlock,
-		}).Result()
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, redis.Nil) {
-			// Nothing new within watchBlock. go-redis retries a broken connection, so a Redis
-			// that restarted without its data (or failed over to a replica that lagged) looks
-			// like a quiet stream whose next IDs we have already seen: check for that.
-			cur, err := s.rdb.Get(ctx, rvKey).Uint64()
-			if ctx.Err() != nil {
-				return nil
+	return nil
+}
+
+// checkNotBehind returns ErrExpired when the store's version is below last, already seen.
+// go-redis retries a broken connection, so a Redis that restarted without its data (or failed
+// over to a replica that lagged) looks like a quiet stream whose next IDs we have already seen.
+// It returns nil when ctx ends.
+func (s *Store) checkNotBehind(ctx context.Context, last uint64) error {
+	cur, err := s.rdb.Get(ctx, rvKey).Uint64()
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("watch access keys: %w", err)
+	}
+	if cur < last {
+		return fmt.Errorf("%w: the key store is at resourceVersion %d, behind %d already seen (Redis lost data?)", ErrExpired, cur, last)
+	}
+	return nil
+}
+
+// handleEvents passes the events XREAD returned after last to handle and returns the last
+// version handled.
+func handleEvents(streams []redis.XStream, last uint64, handle func(Event) error) (uint64, error) {
+	for _, st := range streams {
+		for _, m := range st.Messages {
+			rv := eventVersion(m.ID)
+			if rv != last+1 {
+				// Trimmed while we were behind: the events between are lost to us.
+				return last, fmt.Errorf("%w: %d (next kept event is %d)", ErrExpired, last, rv)
 			}
-			if err != nil && !errors.Is(err, redis.Nil) {
-				return fmt.Errorf("watch access keys: %w", err)
+			last = rv
+			ev, err := decodeEvent(m)
+			if err != nil {
+				return last, err
 			}
-			if cur < last {
-				return fmt.Errorf("%w: the key store is at resourceVersion %d, behind %d already seen (Redis lost data?)", ErrExpired, cur, last)
-			}
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("watch access keys: %w", err)
-		}
-		for _, st := range streams {
-			for _, m := range st.Messages {
-				rv := eventVersion(m.ID)
-				if rv != last+1 {
-					// Trimmed while we were behind: the events between are lost to us.
-					return fmt.Errorf("%w: %d (next kept event is %d)", ErrExpired, last, rv)
-				}
-				last = rv
-				ev, err := decodeEvent(m)
-				if err != nil {
-					return err
-				}
-				if err := handle(ev); err != nil {
-					return err
-				}
+			if err := handle(ev); err != nil {
+				return last, err
 			}
 		}
 	}
+	return last, nil
 }
 
 func eventVersion(id string) uint64 {
