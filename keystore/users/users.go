@@ -208,6 +208,24 @@ func (s *Store) Get(ctx context.Context, name string) (*User, error) {
 
 // List returns every user, sorted by name.
 func (s *Store) List(ctx context.Context) ([]*User, error) {
+	names, err := s.names(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// One round trip per batch rather than per user.
+	users := make([]*User, 0, len(names))
+	for batch := range slices.Chunk(names, 500) {
+		found, err := s.getMany(ctx, batch)
+		if err != nil {
+			return nil, err
+		}
+		users = append(users, found...)
+	}
+	return users, nil
+}
+
+// names returns the name of every user, sorted, from a SCAN of every master.
+func (s *Store) names(ctx context.Context) ([]string, error) {
 	seen := map[string]bool{}
 	scan := func(ctx context.Context, c *redis.Client) error {
 		// SCAN, not KEYS: KEYS blocks Redis for as long as it walks the whole keyspace.
@@ -242,35 +260,36 @@ func (s *Store) List(ctx context.Context) ([]*User, error) {
 		names = append(names, n)
 	}
 	slices.Sort(names)
+	return names, nil
+}
 
-	// One round trip per batch rather than per user; a pipeline, not MGET, because on Cluster
-	// the users live in different slots.
+// getMany returns the users named, in order, in one round trip: a pipeline, not MGET, because
+// on Cluster the users live in different slots. A user deleted meanwhile is left out.
+func (s *Store) getMany(ctx context.Context, names []string) ([]*User, error) {
+	cmds := make([]*redis.StringCmd, len(names))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, n := range names {
+			cmds[i] = p.Get(ctx, userKey(n))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
 	users := make([]*User, 0, len(names))
-	for batch := range slices.Chunk(names, 500) {
-		cmds := make([]*redis.StringCmd, len(batch))
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, n := range batch {
-				cmds[i] = p.Get(ctx, userKey(n))
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, redis.Nil) {
+	for i, cmd := range cmds {
+		data, err := cmd.Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue // deleted while listing
+		}
+		if err != nil {
 			return nil, fmt.Errorf("list users: %w", err)
 		}
-		for i, cmd := range cmds {
-			data, err := cmd.Bytes()
-			if errors.Is(err, redis.Nil) {
-				continue // deleted while listing
-			}
-			if err != nil {
-				return nil, fmt.Errorf("list users: %w", err)
-			}
-			rec, err := decode(batch[i], data)
-			if err != nil {
-				return nil, err
-			}
-			users = append(users, &rec.User)
+		rec, err := decode(names[i], data)
+		if err != nil {
+			return nil, err
 		}
+		users = append(users, &rec.User)
 	}
 	return users, nil
 }
