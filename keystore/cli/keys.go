@@ -35,8 +35,8 @@ func newCreateKeyCommand(s streams) *cobra.Command {
 		GroupID: groupKeys,
 		Short:   "create an access key and print the plain key (only) on stdout",
 		Long: `Create an access key acting as a user (--user) or a team (--team), and print the plain key
-on stdout: only there, only now (the store keeps its hash). A note goes to stderr, so that
-scripts can capture the key.`,
+on stdout: only there, only now (the store keeps only its digest). A note goes to stderr, so
+that scripts can capture the key.`,
 		Example: `  KEY=$(keystore create-key --user alice --groups dev,qa --ttl 24h)
   keystore create-key --team platform --name platform-ci --scope-file ci-scope.yaml`,
 		// Arguments were never read, nor refused; they still are not.

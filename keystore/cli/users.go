@@ -129,7 +129,8 @@ func newDeleteUserCommand(s streams) *cobra.Command {
 		Use:     "delete-user NAME [flags]",
 		GroupID: groupUsers,
 		Short:   "delete a user",
-		Long:    "Delete the user NAME: they can no longer log in. Their access keys are kept.",
+		Long: `Delete the user NAME: they can no longer log in with a password. Access keys made for
+them are not deleted (see list-keys and delete-key).`,
 		Example: "  keystore delete-user alice",
 		Args:    exactlyOne("user name"),
 	}
