@@ -1,6 +1,7 @@
 // Package model is the in-memory description of what the edge routes to: the targets and how to
-// reach each upstream. Sources (the targets file, later Kubernetes) produce a Model; the
-// translator turns it into Envoy resources. It holds data only: no I/O, no Envoy types.
+// reach each upstream. Sources (the targets file, Kubernetes) produce a Model; the translator
+// turns it into Envoy resources. It holds data, and the rules every source's targets follow
+// (NewTarget, Upstream.Validate, ParseURL, SpacesOf): no I/O, no Envoy types.
 package model
 
 import (

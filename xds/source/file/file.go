@@ -6,19 +6,11 @@ package file
 
 import (
 	"bytes"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
-	"k8s.io/apimachinery/pkg/util/validation"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
@@ -103,87 +95,114 @@ func load(path string) (model.Model, []string, error) {
 // loader turns a document into a model, collecting every error rather than stopping at the
 // first, so that an operator fixes a file in one go.
 type loader struct {
-	dir   string
-	files []string
-	errs  []error
+	dir     string
+	files   []string
+	errs    []error
+	targets []model.Target
 }
 
 func (l *loader) errorf(format string, args ...any) {
 	l.errs = append(l.errs, fmt.Errorf(format, args...))
 }
 
+// errRecorded is what the loader's steps return when they have recorded their errors already.
+var errRecorded = errors.New("recorded")
+
 func (l *loader) parse(data []byte) (model.Model, error) {
+	doc, err := decode(data)
+	if err != nil {
+		return model.Model{}, err
+	}
+	l.addStatic(doc)
+	clusters := l.addClusters(doc.Clusters)
+	l.addVirtualClusters(doc.VirtualClusters, clusters)
+	if err := errors.Join(l.errs...); err != nil {
+		return model.Model{}, err
+	}
+	return model.New(l.targets...), nil
+}
+
+// decode reads the document strictly: a file that would not say what its author meant is
+// refused as a whole, before any entry is looked at.
+func decode(data []byte) (Document, error) {
 	// YAMLToJSONStrict refuses duplicate keys, which YAML parsers otherwise resolve silently.
 	jsonData, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
-		return model.Model{}, fmt.Errorf("not valid YAML: %w", err)
+		return Document{}, fmt.Errorf("not valid YAML: %w", err)
 	}
 	// A file with no document at all is far more likely a write caught half-way (truncate, then
 	// write) than a wish to remove every route, so it is refused.
 	if t := bytes.TrimSpace(jsonData); len(t) == 0 || string(t) == "null" {
-		return model.Model{}, errors.New("the file is empty; to serve no targets write `clusters: []`")
+		return Document{}, errors.New("the file is empty; to serve no targets write `clusters: []`")
 	}
 	// Field names match case-sensitively (encoding/json would take `cafile` for `caFile`), and
 	// unknown fields are errors: a typo must not silently drop a setting.
 	var doc Document
 	strictErrs, err := sigsjson.UnmarshalStrict(jsonData, &doc)
 	if err != nil {
-		return model.Model{}, fmt.Errorf("not a valid targets file (schema: xds/README.md): %w", err)
+		return Document{}, fmt.Errorf("not a valid targets file (schema: xds/README.md): %w", err)
 	}
 	if len(strictErrs) > 0 {
-		return model.Model{}, fmt.Errorf("not a valid targets file (schema: xds/README.md): %w", errors.Join(strictErrs...))
+		return Document{}, fmt.Errorf("not a valid targets file (schema: xds/README.md): %w", errors.Join(strictErrs...))
 	}
+	return doc, nil
+}
 
-	var targets []model.Target
-	add := func(where string, ref edgepath.Ref, u *Upstream) {
-		if err := ref.Validate(); err != nil {
-			l.errorf("%s: name: %w", where, err)
-			return
-		}
-		up, ok := l.upstream(where, u)
-		if ok {
-			targets = append(targets, model.Target{Ref: ref, Upstream: up})
-		}
-	}
+// addStatic adds the targets that have no name: management, auth and oidc.
+func (l *loader) addStatic(doc Document) {
 	for _, s := range []struct {
 		name string
 		kind edgepath.Kind
 		u    *Upstream
 	}{{"management", edgepath.KindManagement, doc.Management}, {"auth", edgepath.KindAuth, doc.Auth}, {"oidc", edgepath.KindOIDC, doc.OIDC}} {
 		if s.u != nil {
-			add(s.name, edgepath.Ref{Kind: s.kind}, s.u)
+			l.add(s.name, edgepath.Ref{Kind: s.kind}, s.u)
 		}
 	}
+}
 
+// addClusters adds each cluster and its Grafana, and returns where each cluster name was first
+// defined, for the virtual clusters that name it.
+func (l *loader) addClusters(cs []Cluster) map[string]string {
 	clusters := map[string]string{} // name → where it was first defined
-	for i, c := range doc.Clusters {
+	for i, c := range cs {
 		where := fmt.Sprintf("clusters[%d] (%s)", i, c.Name)
 		if first, dup := clusters[c.Name]; dup {
 			l.errorf("%s: name: duplicate of %s", where, first)
 			continue
 		}
 		clusters[c.Name] = fmt.Sprintf("clusters[%d]", i)
-		spaces := map[string]string{}
-		for j, sp := range c.Spaces {
-			swhere := fmt.Sprintf("%s: spaces[%d] (%s)", where, j, sp.Name)
-			if errs := validation.IsDNS1123Label(sp.Name); len(errs) > 0 {
-				l.errorf("%s: name: %s", swhere, strings.Join(errs, "; "))
-			} else if errs := validation.IsDNS1123Label(sp.Project); len(errs) > 0 {
-				l.errorf("%s: project %q: %s", swhere, sp.Project, strings.Join(errs, "; "))
-			} else if _, dup := spaces[sp.Name]; dup {
-				l.errorf("%s: name: duplicate space", swhere)
-			} else {
-				spaces[sp.Name] = sp.Project
-			}
-		}
-		add(where, edgepath.Ref{Kind: edgepath.KindCluster, Cluster: c.Name, Spaces: edgepath.FormatSpaces(spaces)}, &c.Upstream)
+		spaces := l.spaces(where, c.Spaces)
+		l.add(where, edgepath.Ref{Kind: edgepath.KindCluster, Cluster: c.Name, Spaces: edgepath.FormatSpaces(spaces)}, &c.Upstream)
 		if c.Grafana != nil {
-			add(where+": grafana", edgepath.Ref{Kind: edgepath.KindGrafana, Cluster: c.Name}, c.Grafana)
+			l.add(where+": grafana", edgepath.Ref{Kind: edgepath.KindGrafana, Cluster: c.Name}, c.Grafana)
 		}
 	}
+	return clusters
+}
 
+// spaces returns a cluster's good spaces; the others are errors of the file.
+func (l *loader) spaces(where string, list []Space) map[string]string {
+	ms := make([]model.Space, len(list))
+	for i, sp := range list {
+		ms[i] = model.Space(sp)
+	}
+	spaces, errs := model.SpacesOf(ms)
+	for _, e := range errs {
+		if e.Duplicate {
+			// Every error of a targets file names its field.
+			l.errorf("%s: spaces[%d] (%s): name: duplicate space", where, e.Index, e.Space.Name)
+			continue
+		}
+		l.errorf("%s: %w", where, e)
+	}
+	return spaces
+}
+
+// addVirtualClusters adds each virtual cluster of a cluster in clusters.
+func (l *loader) addVirtualClusters(vcs []VirtualCluster, clusters map[string]string) {
 	vclusters := map[string]string{}
-	for i, v := range doc.VirtualClusters {
+	for i, v := range vcs {
 		where := fmt.Sprintf("virtualClusters[%d] (%s)", i, v.Name)
 		ref := edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: v.Cluster, Namespace: v.Namespace, VirtualCluster: v.Name, Project: v.Project}
 		key := ref.Prefix() // unique per (cluster, namespace, name): the route the edge serves
@@ -196,72 +215,79 @@ func (l *loader) parse(data []byte) (model.Model, error) {
 			l.errorf("%s: cluster: %q is not the name of an entry in clusters", where, v.Cluster)
 			continue
 		}
-		add(where, ref, &v.Upstream)
+		l.add(where, ref, &v.Upstream)
 	}
-
-	if err := errors.Join(l.errs...); err != nil {
-		return model.Model{}, err
-	}
-	return model.New(targets...), nil
 }
 
-// upstream checks u and reads the PEM items it names; errors are recorded, prefixed with where.
-func (l *loader) upstream(where string, u *Upstream) (model.Upstream, bool) {
-	before := len(l.errs)
-	fail := func(field string, err error) { l.errorf("%s: %s: %w", where, field, err) }
+// add makes the target of ref and u, or records why it cannot, prefixed with where.
+func (l *loader) add(where string, ref edgepath.Ref, u *Upstream) {
+	t, err := model.NewTarget(ref, func() (model.Upstream, error) { return l.upstream(where, u) })
+	var refErr *model.RefError
+	var rules model.UpstreamErrors
+	switch {
+	case err == nil:
+		l.targets = append(l.targets, t)
+	case errors.As(err, &refErr):
+		l.errorf("%s: name: %w", where, refErr.Err)
+	case errors.As(err, &rules):
+		for _, e := range rules {
+			name, msg := describe(e, u)
+			l.errorf("%s: %s: %s", where, name, msg)
+		}
+	}
+}
 
-	parsed, err := parseURL(u.URL)
+// upstream reads u's URL and the PEM items it names; errors are recorded, prefixed with where.
+func (l *loader) upstream(where string, u *Upstream) (model.Upstream, error) {
+	parsed, err := model.ParseURL(u.URL, "http", "https")
+	if errors.Is(err, model.ErrURLCredentials) {
+		err = fmt.Errorf("%w; use clientCertFile and clientKeyFile", err)
+	}
 	if err != nil {
-		fail("url", err)
-		return model.Upstream{}, false
+		l.errorf("%s: url: %w", where, err)
+		return model.Upstream{}, errRecorded
 	}
 	out := model.Upstream{URL: parsed, ServerName: u.TLSServerName}
 	var caErr, certErr, keyErr error
 	out.CA, caErr = l.pem(u.CAFile, u.CAData, "caFile", "caData")
 	out.ClientCert, certErr = l.pem(u.ClientCertFile, u.ClientCertData, "clientCertFile", "clientCertData")
 	out.ClientKey, keyErr = l.pem(u.ClientKeyFile, u.ClientKeyData, "clientKeyFile", "clientKeyData")
+	failed := false
 	for _, err := range []error{caErr, certErr, keyErr} {
 		if err != nil {
 			l.errorf("%s: %w", where, err)
+			failed = true
 		}
 	}
-	if len(l.errs) > before {
-		return model.Upstream{}, false
+	if failed {
+		return model.Upstream{}, errRecorded
 	}
+	return out, nil
+}
 
-	if out.TLS() {
-		if len(out.CA) == 0 {
-			fail("caFile", errors.New("an https upstream needs caFile or caData (the edge always verifies upstream certificates)"))
-		} else if err := checkCA(out.CA); err != nil {
-			fail(field(u.CAFile, "caFile", "caData"), err)
-		}
-		if u.TLSServerName != "" && net.ParseIP(u.TLSServerName) == nil {
-			if errs := validation.IsDNS1123Subdomain(u.TLSServerName); len(errs) > 0 {
-				fail("tlsServerName", fmt.Errorf("%q is neither an IP address nor a DNS name: %v", u.TLSServerName, errs))
-			}
-		}
-	} else {
+// describe words a broken upstream rule in the targets file's terms: the field to fix, and what
+// is wrong with it.
+func describe(e *model.UpstreamError, u *Upstream) (fieldName string, msg string) {
+	switch e.Rule {
+	case model.RuleNeedsCA:
+		return "caFile", "an https upstream needs caFile or caData (the edge always verifies upstream certificates)"
+	case model.RuleCA:
+		return field(u.CAFile, "caFile", "caData"), e.Err.Error()
+	case model.RuleServerName:
+		return "tlsServerName", e.Err.Error()
+	case model.RuleNoTLSOverHTTP:
 		// TLS settings on a plain-HTTP upstream would be ignored: most likely the url is wrong.
-		for _, s := range []struct{ name, v string }{
-			{"caFile", u.CAFile + u.CAData}, {"clientCertFile", u.ClientCertFile + u.ClientCertData},
-			{"clientKeyFile", u.ClientKeyFile + u.ClientKeyData}, {"tlsServerName", u.TLSServerName},
-		} {
-			if s.v != "" {
-				fail(s.name, fmt.Errorf("set for an http upstream; use an https url or remove it"))
-			}
-		}
+		names := map[model.Field]string{model.FieldCA: "caFile", model.FieldClientCert: "clientCertFile",
+			model.FieldClientKey: "clientKeyFile", model.FieldServerName: "tlsServerName"}
+		return names[e.Field], "set for an http upstream; use an https url or remove it"
+	case model.RuleCertNeedsKey:
+		return "clientKeyFile", "clientCertFile is set without a client key: set clientKeyFile or clientKeyData too"
+	case model.RuleKeyNeedsCert:
+		return "clientCertFile", "clientKeyFile is set without a client certificate: set clientCertFile or clientCertData too"
+	case model.RuleKeyPair:
+		return field(u.ClientCertFile, "clientCertFile", "clientCertData"), "not a matching PEM certificate and key: " + e.Err.Error()
 	}
-	switch hasCert, hasKey := len(out.ClientCert) > 0, len(out.ClientKey) > 0; {
-	case hasCert && !hasKey:
-		fail("clientKeyFile", errors.New("clientCertFile is set without a client key: set clientKeyFile or clientKeyData too"))
-	case hasKey && !hasCert:
-		fail("clientCertFile", errors.New("clientKeyFile is set without a client certificate: set clientCertFile or clientCertData too"))
-	case hasCert && hasKey:
-		if _, err := tls.X509KeyPair(out.ClientCert, out.ClientKey); err != nil {
-			fail(field(u.ClientCertFile, "clientCertFile", "clientCertData"), fmt.Errorf("not a matching PEM certificate and key: %w", err))
-		}
-	}
-	return out, len(l.errs) == before
+	return "upstream", e.Error()
 }
 
 // field names the field a PEM item came from, for error messages.
@@ -272,7 +298,8 @@ func field(file, fileField, dataField string) string {
 	return dataField
 }
 
-// pem returns a PEM item from its file (relative to the targets file's directory) or inline data.
+// pem returns a PEM item from its file (relative to the targets file's directory) or inline
+// data; nil if it names neither.
 func (l *loader) pem(file, data, fileField, dataField string) ([]byte, error) {
 	switch {
 	case file != "" && data != "":
@@ -292,58 +319,4 @@ func (l *loader) pem(file, data, fileField, dataField string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", fileField, err)
 	}
 	return b, nil
-}
-
-// checkCA makes sure a CA bundle holds at least one certificate and nothing that is not one.
-func checkCA(data []byte) error {
-	n := 0
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			return fmt.Errorf("holds a PEM %q block; a CA bundle holds certificates only", block.Type)
-		}
-		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
-			return fmt.Errorf("certificate %d: %w", n+1, err)
-		}
-		n++
-	}
-	if n == 0 {
-		return errors.New("no PEM certificate found")
-	}
-	return nil
-}
-
-// parseURL accepts http and https URLs with a host and an optional port, nothing else: the edge
-// strips the target's prefix and forwards the rest, so a base path would be silently dropped.
-func parseURL(raw string) (*url.URL, error) {
-	if raw == "" {
-		return nil, errors.New("is required")
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, err
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("%q: scheme must be http or https", raw)
-	}
-	if u.Hostname() == "" {
-		return nil, fmt.Errorf("%q: has no host", raw)
-	}
-	if u.User != nil {
-		return nil, fmt.Errorf("%q: must not carry credentials; use clientCertFile and clientKeyFile", raw)
-	}
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("%q: must not have a path, query or fragment (the edge forwards the path after the target's prefix as it is)", raw)
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("%q: port %q is not a number from 1 to 65535", raw, p)
-		}
-	}
-	u.Path = ""
-	return u, nil
 }

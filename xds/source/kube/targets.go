@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/keygate-dev/keygate/internal/edgepath"
@@ -34,75 +33,56 @@ func clusterTargets(c *v1alpha1.Cluster, lookup secretLookup) []result {
 	ref := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: c.Name}
 	spaces, spacesErr := spaceMap(c.Spec.Spaces)
 	ref.Spaces = edgepath.FormatSpaces(spaces)
-	results := []result{build(ref, func() (model.Upstream, error) {
+	results := []result{build(ref, func() (model.Upstream, string, error) {
 		if spacesErr != nil {
-			return model.Upstream{}, spacesErr
+			return model.Upstream{}, "", spacesErr
 		}
 		return clusterUpstream(c.Spec, lookup)
 	})}
 	if g := c.Spec.Grafana; g != nil {
 		gref := edgepath.Ref{Kind: edgepath.KindGrafana, Cluster: c.Name}
-		results = append(results, build(gref, func() (model.Upstream, error) { return grafanaUpstream(*g, lookup) }))
+		results = append(results, build(gref, func() (model.Upstream, string, error) { return grafanaUpstream(*g, lookup) }))
 	}
 	return results
 }
 
-func build(ref edgepath.Ref, upstream func() (model.Upstream, error)) result {
-	if err := ref.Validate(); err != nil {
-		return result{ref: ref, err: err}
-	}
-	u, err := upstream()
-	if err != nil {
-		return result{ref: ref, err: err}
-	}
-	return result{ref: ref, target: model.Target{Ref: ref, Upstream: u}}
-}
-
 // spaceMap checks spaces as the CRD's schema does (a server with an older CRD may not have).
 func spaceMap(spaces []v1alpha1.Space) (map[string]string, error) {
-	out := map[string]string{}
-	var errs []error
+	ms := make([]model.Space, len(spaces))
 	for i, sp := range spaces {
-		where := fmt.Sprintf("spec.spaces[%d] (%s)", i, sp.Name)
-		if e := validation.IsDNS1123Label(sp.Name); len(e) > 0 {
-			errs = append(errs, fmt.Errorf("%s: name: %s", where, strings.Join(e, "; ")))
-		} else if e := validation.IsDNS1123Label(sp.Project); len(e) > 0 {
-			errs = append(errs, fmt.Errorf("%s: project %q: %s", where, sp.Project, strings.Join(e, "; ")))
-		} else if _, dup := out[sp.Name]; dup {
-			errs = append(errs, fmt.Errorf("%s: duplicate space", where))
-		} else {
-			out[sp.Name] = sp.Project
-		}
+		ms[i] = model.Space(sp)
 	}
-	return out, errors.Join(errs...)
+	out, errs := model.SpacesOf(ms)
+	joined := make([]error, len(errs))
+	for i, e := range errs {
+		joined[i] = fmt.Errorf("spec.%w", e)
+	}
+	return out, errors.Join(joined...)
 }
 
 // clusterUpstream reads a cluster's credential from its Secret: a kubeconfig, or the individual
-// keys, then applies the spec's overrides.
-func clusterUpstream(spec v1alpha1.ClusterSpec, lookup secretLookup) (model.Upstream, error) {
+// keys, then applies the spec's overrides. where names the Secret, for errors.
+func clusterUpstream(spec v1alpha1.ClusterSpec, lookup secretLookup) (u model.Upstream, where string, err error) {
 	secret, err := lookup(spec.Config.SecretRef)
 	if err != nil {
-		return model.Upstream{}, err
+		return model.Upstream{}, "", err
 	}
-	where := "Secret " + secret.Namespace + "/" + secret.Name
-	var (
-		u      model.Upstream
-		server string
-	)
+	where = "Secret " + secret.Namespace + "/" + secret.Name
+	var server string
 	key := spec.Config.Key
 	if key == "" {
 		key = v1alpha1.KeyKubeconfig
 	}
 	if data, ok := secret.Data[key]; ok {
 		if u, server, err = fromKubeconfig(data); err != nil {
-			return model.Upstream{}, fmt.Errorf("%s: key %q: %w", where, key, err)
+			return model.Upstream{}, "", fmt.Errorf("%s: key %q: %w", where, key, err)
 		}
 	} else if spec.Config.Key != "" {
-		return model.Upstream{}, fmt.Errorf("%s: has no key %q (spec.config.key); it has %s", where, key, keys(secret))
+		return model.Upstream{}, "", fmt.Errorf("%s: has no key %q (spec.config.key); it has %s", where, key, keys(secret))
 	} else {
 		u = fromKeys(secret)
 		if u.Token == "" && len(u.ClientCert) == 0 && len(u.ClientKey) == 0 {
-			return model.Upstream{}, fmt.Errorf("%s: holds no credential: want key %q, or %q, or %q and %q (it has %s)",
+			return model.Upstream{}, "", fmt.Errorf("%s: holds no credential: want key %q, or %q, or %q and %q (it has %s)",
 				where, v1alpha1.KeyKubeconfig, v1alpha1.KeyToken, v1alpha1.KeyTLSCert, v1alpha1.KeyTLSKey, keys(secret))
 		}
 	}
@@ -113,59 +93,61 @@ func clusterUpstream(spec v1alpha1.ClusterSpec, lookup secretLookup) (model.Upst
 		u.ServerName = spec.TLSServerName
 	}
 	if server == "" {
-		return model.Upstream{}, fmt.Errorf("spec.server is required when %s holds no kubeconfig", where)
+		return model.Upstream{}, "", fmt.Errorf("spec.server is required when %s holds no kubeconfig", where)
 	}
 	// https only: the edge's credential for a cluster must not travel in clear.
-	if u.URL, err = parseURL(server, "https"); err != nil {
-		return model.Upstream{}, fmt.Errorf("server: %w", err)
+	if u.URL, err = model.ParseURL(server, "https"); err != nil {
+		return model.Upstream{}, "", fmt.Errorf("server: %w", err)
 	}
 	if u.Token == "" && len(u.ClientCert) == 0 {
 		// The edge impersonates each request's user, which an anonymous client cannot.
-		return model.Upstream{}, fmt.Errorf("%s: the kubeconfig's user has no token or client certificate", where)
+		return model.Upstream{}, "", fmt.Errorf("%s: the kubeconfig's user has no token or client certificate", where)
 	}
-	if err := checkUpstream(u); err != nil {
-		return model.Upstream{}, fmt.Errorf("%s: %w", where, err)
-	}
-	return u, nil
+	return u, where, nil
 }
 
 // grafanaUpstream reads a Grafana's URL and, from its optional Secret, its CA and client
-// certificate.
-func grafanaUpstream(g v1alpha1.Grafana, lookup secretLookup) (model.Upstream, error) {
-	parsed, err := parseURL(g.URL, "http", "https")
+// certificate. where names the Secret, for errors.
+func grafanaUpstream(g v1alpha1.Grafana, lookup secretLookup) (u model.Upstream, where string, err error) {
+	parsed, err := model.ParseURL(g.URL, "http", "https")
 	if err != nil {
-		return model.Upstream{}, fmt.Errorf("spec.grafana.url: %w", err)
+		return model.Upstream{}, "", fmt.Errorf("spec.grafana.url: %w", err)
 	}
-	var u model.Upstream
-	where := "spec.grafana"
+	where = "spec.grafana"
 	if g.Config != nil {
 		secret, err := lookup(*g.Config)
 		if err != nil {
-			return model.Upstream{}, fmt.Errorf("spec.grafana.config: %w", err)
+			return model.Upstream{}, "", fmt.Errorf("spec.grafana.config: %w", err)
 		}
 		where = "spec.grafana: Secret " + secret.Namespace + "/" + secret.Name
 		if _, ok := secret.Data[v1alpha1.KeyToken]; ok {
 			// Grafana learns the user from the edge's auth-proxy header; a token would be ignored.
-			return model.Upstream{}, fmt.Errorf("%s: key %q is not used for Grafana; remove it", where, v1alpha1.KeyToken)
+			return model.Upstream{}, "", fmt.Errorf("%s: key %q is not used for Grafana; remove it", where, v1alpha1.KeyToken)
 		}
 		u = fromKeys(secret)
 	}
 	u.URL, u.ServerName = parsed, g.TLSServerName
-	if err := checkUpstream(u); err != nil {
-		return model.Upstream{}, fmt.Errorf("%s: %w", where, err)
-	}
-	return u, nil
+	return u, where, nil
 }
 
 // fromKeys reads the individual keys of a Secret: as a service-account token Secret
-// (ca.crt, token) or a kubernetes.io/tls Secret (tls.crt, tls.key, often ca.crt) holds them.
+// (ca.crt, token) or a kubernetes.io/tls Secret (tls.crt, tls.key, often ca.crt) holds them. A
+// key with no value counts as not given (model.Upstream.Validate: nil is not given).
 func fromKeys(s *corev1.Secret) model.Upstream {
 	return model.Upstream{
-		CA:         s.Data[v1alpha1.KeyCA],
+		CA:         given(s.Data[v1alpha1.KeyCA]),
 		Token:      strings.TrimSpace(string(s.Data[v1alpha1.KeyToken])),
-		ClientCert: s.Data[v1alpha1.KeyTLSCert],
-		ClientKey:  s.Data[v1alpha1.KeyTLSKey],
+		ClientCert: given(s.Data[v1alpha1.KeyTLSCert]),
+		ClientKey:  given(s.Data[v1alpha1.KeyTLSKey]),
 	}
+}
+
+// given is b, or nil if it is empty.
+func given(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
 }
 
 // keys lists a Secret's keys (never its values), for error messages.

@@ -250,7 +250,7 @@ func (s *Source) buildDeclared(invalid func(error)) (map[string]model.Target, ma
 func declaredTarget(vc *v1alpha1.VirtualCluster, lookup secretLookup) result {
 	ref := edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: vc.Spec.Cluster, Namespace: vc.Spec.Namespace,
 		VirtualCluster: vc.Spec.Name, Project: vc.Spec.Project}
-	return build(ref, func() (model.Upstream, error) {
+	return build(ref, func() (model.Upstream, string, error) {
 		return clusterUpstream(v1alpha1.ClusterSpec{Config: vc.Spec.Config, Server: vc.Spec.Server, TLSServerName: vc.Spec.TLSServerName}, lookup)
 	})
 }

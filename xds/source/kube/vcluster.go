@@ -66,31 +66,28 @@ func virtualClusterTarget(cluster string, svc *corev1.Service, secret *corev1.Se
 		VirtualCluster: svc.Name,
 		Project:        vclusterProject(svc, nsLabels),
 	}
-	return build(ref, func() (model.Upstream, error) { return vclusterUpstream(svc, secret) })
+	return build(ref, func() (model.Upstream, string, error) { return vclusterUpstream(svc, secret) })
 }
 
 // vclusterUpstream reads the credential from the vc-<name> Secret and finds an address of the
-// virtual cluster that the edge, outside the connected cluster, can reach.
-func vclusterUpstream(svc *corev1.Service, secret *corev1.Secret) (model.Upstream, error) {
+// virtual cluster that the edge, outside the connected cluster, can reach. where names the
+// Secret, for errors.
+func vclusterUpstream(svc *corev1.Service, secret *corev1.Secret) (u model.Upstream, where string, err error) {
 	secretName := svc.Namespace + "/" + vclusterSecretName(svc.Name)
 	if secret == nil {
-		return model.Upstream{}, fmt.Errorf("Secret %s not found (vcluster writes the virtual cluster's kubeconfig there)", secretName)
+		return model.Upstream{}, "", fmt.Errorf("Secret %s not found (vcluster writes the virtual cluster's kubeconfig there)", secretName)
 	}
-	where := "Secret " + secretName
-	var (
-		u      model.Upstream
-		server string
-		err    error
-	)
+	where = "Secret " + secretName
+	var server string
 	if data, ok := secret.Data[keyVClusterConfig]; ok {
 		if u, server, err = fromKubeconfig(data); err != nil {
-			return model.Upstream{}, fmt.Errorf("%s: key %q: %w", where, keyVClusterConfig, err)
+			return model.Upstream{}, "", fmt.Errorf("%s: key %q: %w", where, keyVClusterConfig, err)
 		}
 	} else {
 		u = model.Upstream{CA: secret.Data[keyVClusterCA], ClientCert: secret.Data[keyVClusterCert], ClientKey: secret.Data[keyVClusterKey]}
 	}
 	if u.Token == "" && len(u.ClientCert) == 0 {
-		return model.Upstream{}, fmt.Errorf("%s: holds no credential: want key %q (a kubeconfig with a token or client certificate), or %q and %q (it has %s)",
+		return model.Upstream{}, "", fmt.Errorf("%s: holds no credential: want key %q (a kubeconfig with a token or client certificate), or %q and %q (it has %s)",
 			where, keyVClusterConfig, keyVClusterCert, keyVClusterKey, keys(secret))
 	}
 
@@ -100,12 +97,12 @@ func vclusterUpstream(svc *corev1.Service, secret *corev1.Secret) (model.Upstrea
 		if server != "" {
 			local = fmt.Sprintf(", and the kubeconfig's server %s is local to the connected cluster", server)
 		}
-		return model.Upstream{}, fmt.Errorf("not reachable from the edge: Service %s/%s has no LoadBalancer address%s; expose it (LoadBalancer, or vcluster's exportKubeConfig.server) or annotate the Service with %s",
+		return model.Upstream{}, "", fmt.Errorf("not reachable from the edge: Service %s/%s has no LoadBalancer address%s; expose it (LoadBalancer, or vcluster's exportKubeConfig.server) or annotate the Service with %s",
 			svc.Namespace, svc.Name, local, v1alpha1.AnnotationServer)
 	}
 	// https only: the edge's credential must not travel in clear.
-	if u.URL, err = parseURL(raw, "https"); err != nil {
-		return model.Upstream{}, fmt.Errorf("%s: %w", from, err)
+	if u.URL, err = model.ParseURL(raw, "https"); err != nil {
+		return model.Upstream{}, "", fmt.Errorf("%s: %w", from, err)
 	}
 	// vcluster's serving certificate always carries the Service's in-cluster names, while an
 	// address it is exposed at (a load balancer's IP, an operator's DNS name) often is not in it.
@@ -115,10 +112,7 @@ func vclusterUpstream(svc *corev1.Service, secret *corev1.Secret) (model.Upstrea
 	case u.ServerName == "":
 		u.ServerName = svc.Name + "." + svc.Namespace + ".svc"
 	}
-	if err := checkUpstream(u); err != nil {
-		return model.Upstream{}, fmt.Errorf("%s: %w", where, err)
-	}
-	return u, nil
+	return u, where, nil
 }
 
 // vclusterServer picks the virtual cluster's URL, first that applies: the Service's annotation,
