@@ -2,8 +2,9 @@
 // (targets.keygate.dev/v1alpha1, CRD in manifests/crds/) and the Secrets they reference with
 // client-go informers, and turns them into the model.Model that source/file makes of a targets
 // file. Each Cluster becomes a cluster target and, if it names one, a Grafana target. In each
-// connected cluster whose cluster target is good, a discoverer (discover.go) finds the virtual
-// clusters by vcluster's conventions and makes them virtualcluster targets (vcluster.go).
+// connected cluster whose cluster target is good, a discover.Discoverer finds the virtual
+// clusters by vcluster's conventions (discovered.go); VirtualCluster objects declare others
+// (declared.go). Both make virtualcluster targets.
 //
 // A target whose object or Secret does not translate is reported (log, metric) and keeps its last
 // good version; the other targets are unaffected. Only deleting the Cluster (or its grafana
@@ -15,30 +16,26 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
-	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
+	"github.com/keygate-dev/keygate/xds/source/kube/discover"
+	"github.com/keygate-dev/keygate/xds/source/kube/informer"
 )
 
 // DefaultDebounce is how long the source waits after the last change before it builds a model:
@@ -82,8 +79,7 @@ type Source struct {
 	// readable (declaring virtual clusters is optional).
 	declared cache.SharedIndexInformer
 	changes  chan struct{}
-	// failing is, by resource, whether the last list or watch failed.
-	failing map[string]*atomic.Bool
+	health   *informer.Health
 
 	stop      context.CancelFunc
 	informers sync.WaitGroup
@@ -105,42 +101,7 @@ type Source struct {
 	mu sync.Mutex
 	// discoverers find the virtual clusters of each Cluster whose cluster target is good, by
 	// Cluster name. nil once closed.
-	discoverers map[string]*discoverer
-}
-
-// declaredState is what a VirtualCluster object last translated to.
-type declaredState struct {
-	vclusterState
-	// cluster is the connected cluster it names (the label of its error gauge).
-	cluster string
-}
-
-// vclusterState is what a discovered virtual cluster last translated to.
-type vclusterState struct {
-	// uid tells a re-created Service from the one state was built for.
-	uid types.UID
-	// fingerprint is the resourceVersions of the Service, its Secret and its namespace.
-	fingerprint string
-	// good is the target served, if any: the latest version that translated.
-	good *model.Target
-	// err is why the latest version did not translate.
-	err error
-	// shadowed is whether a declared VirtualCluster with the same prefix is served instead
-	// (logged once).
-	shadowed bool
-}
-
-// clusterState is what a Cluster object last translated to.
-type clusterState struct {
-	// uid tells a re-created object from the one state was built for.
-	uid types.UID
-	// fingerprint is the resourceVersions of the object and its Secrets that state was built
-	// from: an equal fingerprint means nothing to translate again.
-	fingerprint string
-	// good is the target of each kind that is served: the latest version that translated.
-	good map[edgepath.Kind]model.Target
-	// errs is why the latest version of each kind did not translate.
-	errs map[edgepath.Kind]error
+	discoverers map[string]*discover.Discoverer
 }
 
 // Watch connects to the API server, checks that the Cluster CRD is installed and that it may
@@ -150,15 +111,7 @@ type clusterState struct {
 // VirtualCluster CRD is optional (a warning). Virtual-cluster discovery starts with the first
 // build and is not waited for: the first model has no discovered virtual clusters.
 func Watch(ctx context.Context, o Options) (*Source, model.Model, error) {
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
-	if o.Registerer == nil {
-		o.Registerer = prometheus.NewRegistry()
-	}
-	if o.Debounce <= 0 {
-		o.Debounce = DefaultDebounce
-	}
+	o = o.withDefaults()
 	dyn, err := dynamic.NewForConfig(o.Config)
 	if err != nil {
 		return nil, model.Model{}, fmt.Errorf("kubernetes source: %w", err)
@@ -171,51 +124,89 @@ func Watch(ctx context.Context, o Options) (*Source, model.Model, error) {
 	if err != nil {
 		return nil, model.Model{}, err
 	}
-	m, err := newMetrics(o.Registerer)
+	s, err := newSource(o)
 	if err != nil {
 		return nil, model.Model{}, fmt.Errorf("kubernetes source metrics: %w", err)
 	}
+	informers := s.newInformers(dyn, kube, declared)
+	if err := s.setUp(informers); err != nil {
+		return nil, model.Model{}, fmt.Errorf("kubernetes source: %w", err)
+	}
+	if err := s.start(ctx, informers); err != nil {
+		return nil, model.Model{}, err
+	}
+	first := s.build(nil)
+	o.Log.Info("kubernetes source synced", "clusters", len(s.state), "virtual_clusters_declared", len(s.dstate),
+		"targets", len(first.Targets), "secret_namespace", o.SecretNamespace)
+	return s, first, nil
+}
 
-	s := &Source{
+func (o Options) withDefaults() Options {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.Debounce <= 0 {
+		o.Debounce = DefaultDebounce
+	}
+	return o
+}
+
+func newSource(o Options) (*Source, error) {
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{
 		opts:    o,
 		log:     o.Log,
 		metrics: m,
+		health: informer.NewHealth(o.Log, informer.Messages{
+			Lost:     "cannot list or watch the Kubernetes API; retrying, and the last good targets stay in force",
+			Retrying: "cannot list or watch the Kubernetes API; retrying",
+			Found:    "Kubernetes API reachable again",
+		}, func(resource string) { m.watchErrors.WithLabelValues(resource).Inc() },
+			resourceClusters, resourceSecrets, resourceVirtualClusters),
 		// One pending signal is enough: a build reads the informers' caches, not the events.
 		changes:       make(chan struct{}, 1),
-		failing:       map[string]*atomic.Bool{resourceClusters: {}, resourceSecrets: {}, resourceVirtualClusters: {}},
 		state:         map[string]*clusterState{},
 		dstate:        map[string]*declaredState{},
 		errorClusters: map[string]bool{},
 		vstate:        map[string]map[string]*vclusterState{},
-		discoverers:   map[string]*discoverer{},
+		discoverers:   map[string]*discover.Discoverer{},
+	}, nil
+}
+
+// newInformers makes the informers of Clusters, VirtualClusters (if declared: their CRD is
+// there and readable) and Secrets.
+func (s *Source) newInformers(dyn dynamic.Interface, kube kubernetes.Interface, declared bool) []cache.SharedIndexInformer {
+	objects := func(resource string, r dynamic.NamespaceableResourceInterface) cache.SharedIndexInformer {
+		lw := s.health.ListWatch(resource,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return r.List(ctx, o) },
+			r.Watch)
+		return cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, 0, cache.Indexers{secretIndex: indexBySecret})
 	}
-	clusters := dyn.Resource(v1alpha1.ClusterResource)
-	s.clusters = cache.NewSharedIndexInformer(s.listWatch(resourceClusters,
-		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return clusters.List(ctx, o) },
-		clusters.Watch,
-	), &unstructured.Unstructured{}, 0, cache.Indexers{secretIndex: indexBySecret})
+	s.clusters = objects(resourceClusters, dyn.Resource(v1alpha1.ClusterResource))
 	informers := []cache.SharedIndexInformer{s.clusters}
 	if declared {
-		vcs := dyn.Resource(v1alpha1.VirtualClusterResource)
-		s.declared = cache.NewSharedIndexInformer(s.listWatch(resourceVirtualClusters,
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return vcs.List(ctx, o) },
-			vcs.Watch,
-		), &unstructured.Unstructured{}, 0, cache.Indexers{secretIndex: indexBySecret})
+		s.declared = objects(resourceVirtualClusters, dyn.Resource(v1alpha1.VirtualClusterResource))
 		informers = append(informers, s.declared)
 	}
-	secrets := kube.CoreV1().Secrets(o.SecretNamespace)
-	s.secrets = cache.NewSharedIndexInformer(s.listWatch(resourceSecrets,
+	secrets := kube.CoreV1().Secrets(s.opts.SecretNamespace)
+	s.secrets = cache.NewSharedIndexInformer(s.health.ListWatch(resourceSecrets,
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return secrets.List(ctx, o) },
 		secrets.Watch,
 	), &corev1.Secret{}, 0, cache.Indexers{})
-	informers = append(informers, s.secrets)
-	if err := s.setUp(informers); err != nil {
-		return nil, model.Model{}, fmt.Errorf("kubernetes source: %w", err)
-	}
+	return append(informers, s.secrets)
+}
 
-	// The informers outlive ctx (which may only bound start-up): Run or Close stops them.
+// start runs the informers and waits for their caches. The informers outlive ctx (which may
+// only bound start-up): Run or Close stops them.
+func (s *Source) start(ctx context.Context, informers []cache.SharedIndexInformer) error {
 	ictx, stop := context.WithCancel(context.Background())
-	ictx = klog.NewContext(ictx, logr.FromSlogHandler(o.Log.With("component", "informer").Handler()))
+	ictx = klog.NewContext(ictx, logr.FromSlogHandler(s.log.With("component", "informer").Handler()))
 	s.stop = stop
 	synced := make([]cache.InformerSynced, 0, len(informers))
 	for _, inf := range informers {
@@ -228,12 +219,9 @@ func Watch(ctx context.Context, o Options) (*Source, model.Model, error) {
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		s.Close()
-		return nil, model.Model{}, fmt.Errorf("kubernetes source: the Cluster and Secret caches did not fill: %w", ctx.Err())
+		return fmt.Errorf("kubernetes source: the Cluster and Secret caches did not fill: %w", ctx.Err())
 	}
-	first := s.build(nil)
-	o.Log.Info("kubernetes source synced", "clusters", len(s.state), "virtual_clusters_declared", len(s.dstate),
-		"targets", len(first.Targets), "secret_namespace", o.SecretNamespace)
-	return s, first, nil
+	return nil
 }
 
 // preflight lists a Cluster and a Secret once, so that a missing CRD or missing permissions
@@ -288,83 +276,24 @@ func preflightRequired(ctx context.Context, o Options, dyn dynamic.Interface, ku
 // start.
 func (s *Source) setUp(informers []cache.SharedIndexInformer) error {
 	for _, inf := range informers {
-		if err := inf.SetTransform(slim); err != nil {
+		if err := inf.SetTransform(informer.Slim); err != nil {
 			return err
 		}
 	}
-	changed := func(any) { s.changed() }
 	for _, inf := range []cache.SharedIndexInformer{s.clusters, s.declared} {
 		if inf == nil {
 			continue
 		}
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc: changed, UpdateFunc: func(_, obj any) { s.changed() }, DeleteFunc: changed,
-		}); err != nil {
+		if _, err := inf.AddEventHandler(informer.OnChange(func(any) { s.changed() })); err != nil {
 			return err
 		}
 	}
-	secretChanged := func(obj any) {
+	_, err := s.secrets.AddEventHandler(informer.OnChange(func(obj any) {
 		if s.referenced(obj) {
 			s.changed()
 		}
-	}
-	_, err := s.secrets.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: secretChanged, UpdateFunc: func(_, obj any) { secretChanged(obj) }, DeleteFunc: secretChanged,
-	})
+	}))
 	return err
-}
-
-// listWatch wraps list and watch calls to report the API server's health: while it cannot be
-// reached, the informers retry with backoff (quietly: client-go logs refused connections only at
-// debug level) and their caches, and so the model, stay as they were.
-func (s *Source) listWatch(resource string, list cache.ListWithContextFunc, watchFn cache.WatchFuncWithContext) *cache.ListWatch {
-	return &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			obj, err := list(ctx, o)
-			s.health(ctx, resource, err)
-			return obj, err
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			w, err := watchFn(ctx, o)
-			s.health(ctx, resource, err)
-			return w, err
-		},
-	}
-}
-
-// health counts a failed list or watch, and logs when the API server is lost and found again
-// (not every retry).
-func (s *Source) health(ctx context.Context, resource string, err error) {
-	if ctx.Err() != nil {
-		return // stopping
-	}
-	failing := s.failing[resource]
-	if err == nil {
-		if failing.Swap(false) {
-			s.log.Info("Kubernetes API reachable again", "resource", resource)
-		}
-		return
-	}
-	s.metrics.watchErrors.WithLabelValues(resource).Inc()
-	if !failing.Swap(true) {
-		s.log.Warn("cannot list or watch the Kubernetes API; retrying, and the last good targets stay in force",
-			"resource", resource, "error", err)
-		return
-	}
-	s.log.Debug("cannot list or watch the Kubernetes API; retrying", "resource", resource, "error", err)
-}
-
-// slim drops what the source never reads from cached objects: managed fields, and kubectl's
-// last-applied annotation, which would keep a second copy of every applied Secret's data.
-func slim(obj any) (any, error) {
-	if m, err := meta.Accessor(obj); err == nil {
-		m.SetManagedFields(nil)
-		if a := m.GetAnnotations(); a[corev1.LastAppliedConfigAnnotation] != "" {
-			delete(a, corev1.LastAppliedConfigAnnotation)
-			m.SetAnnotations(a)
-		}
-	}
-	return obj, nil
 }
 
 // secretRefs are the Secrets ("namespace/name") an unstructured Cluster references.
@@ -453,137 +382,8 @@ func (s *Source) Close() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, d := range s.discoverers {
-			d.close()
+			d.Close()
 		}
 		s.discoverers = nil
 	})
-}
-
-// build translates every Cluster whose object or Secrets changed since the last build, reports
-// the targets that newly fail, and returns the model of every served target.
-func (s *Source) build(invalid func(error)) model.Model {
-	seen := make(map[string]bool, len(s.state))
-	var targets []model.Target
-	for _, obj := range s.clusters.GetStore().List() {
-		u, ok := obj.(*unstructured.Unstructured)
-		if !ok {
-			continue
-		}
-		name := u.GetName()
-		seen[name] = true
-		fp := s.fingerprint(u)
-		st := s.state[name]
-		if st != nil && st.uid != u.GetUID() {
-			// Deleted and created again between two builds: the old object's last good targets
-			// must not stand in for the new one's.
-			s.metrics.targetErrors.DeletePartialMatch(prometheus.Labels{"cluster": name})
-			st = nil
-		}
-		if st == nil || st.fingerprint != fp {
-			st = s.apply(name, st, fp, s.translate(u), invalid)
-			st.uid = u.GetUID()
-			s.state[name] = st
-		}
-		for _, t := range st.good {
-			targets = append(targets, t)
-		}
-	}
-	for name := range s.state {
-		if !seen[name] {
-			delete(s.state, name)
-			s.metrics.targetErrors.DeletePartialMatch(prometheus.Labels{"cluster": name})
-			s.log.Info("Cluster deleted; its targets are removed", "cluster", name)
-		}
-	}
-	declared, failing := s.buildDeclared(invalid)
-	for _, t := range declared {
-		targets = append(targets, t)
-	}
-	targets = append(targets, s.buildVirtualClusters(declared, failing, invalid)...)
-	s.setVirtualClusterErrors(failing)
-	return model.New(targets...)
-}
-
-// fingerprint identifies the versions of a Cluster object and its Secrets.
-func (s *Source) fingerprint(u *unstructured.Unstructured) string {
-	var b strings.Builder
-	b.WriteString(u.GetResourceVersion())
-	for _, key := range secretRefs(u) {
-		b.WriteString(" " + key + "@")
-		if obj, ok, _ := s.secrets.GetIndexer().GetByKey(key); ok {
-			b.WriteString(obj.(*corev1.Secret).ResourceVersion)
-		}
-	}
-	return b.String()
-}
-
-// translate decodes a Cluster object and translates it with the cached Secrets.
-func (s *Source) translate(u *unstructured.Unstructured) []result {
-	var c v1alpha1.Cluster
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &c); err != nil {
-		ref := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: u.GetName()}
-		return []result{{ref: ref, err: fmt.Errorf("not a valid Cluster object: %w", err)}}
-	}
-	return clusterTargets(&c, s.lookupSecret)
-}
-
-func (s *Source) lookupSecret(ref v1alpha1.SecretRef) (*corev1.Secret, error) {
-	name := ref.SecretNamespace + "/" + ref.SecretName
-	if ns := s.opts.SecretNamespace; ns != "" && ref.SecretNamespace != ns {
-		return nil, fmt.Errorf("Secret %s: xds reads Secrets in namespace %q only (--kube-secret-namespace)", name, ns)
-	}
-	obj, ok, err := s.secrets.GetIndexer().GetByKey(name)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("Secret %s not found", name)
-	}
-	return obj.(*corev1.Secret), nil
-}
-
-// apply records the translation of a Cluster's new version: a target that translated is
-// served; one that did not keeps its last good version, if it has one. New errors and
-// recoveries are logged once each, not at every build.
-func (s *Source) apply(name string, prev *clusterState, fp string, results []result, invalid func(error)) *clusterState {
-	if prev == nil {
-		prev = &clusterState{}
-	}
-	next := &clusterState{fingerprint: fp, good: map[edgepath.Kind]model.Target{}, errs: map[edgepath.Kind]error{}}
-	for _, r := range results {
-		kind := r.ref.Kind
-		prevErr := prev.errs[kind]
-		if r.err == nil {
-			next.good[kind] = r.target
-			if prevErr != nil {
-				s.log.Info("Cluster target translates again", "cluster", name, "kind", kind)
-			}
-			continue
-		}
-		next.errs[kind] = r.err
-		last, kept := prev.good[kind]
-		if kept {
-			next.good[kind] = last
-		}
-		if prevErr != nil && prevErr.Error() == r.err.Error() {
-			continue
-		}
-		msg := "Cluster target refused; it is not served"
-		if kept {
-			msg = "Cluster target refused; its last good version stays in force"
-		}
-		s.log.Error(msg, "cluster", name, "kind", kind, "error", r.err)
-		if invalid != nil {
-			invalid(fmt.Errorf("cluster %s: %s: %w", name, kind, r.err))
-		}
-	}
-	for kind := range prev.errs {
-		if _, still := next.errs[kind]; !still {
-			s.metrics.targetErrors.DeleteLabelValues(name, string(kind))
-		}
-	}
-	for kind := range next.errs {
-		s.metrics.targetErrors.WithLabelValues(name, string(kind)).Set(1)
-	}
-	return next
 }

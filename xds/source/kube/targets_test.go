@@ -9,56 +9,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/keygate-dev/keygate/internal/edgepath"
-	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
+	"github.com/keygate-dev/keygate/xds/source/kube/internal/fixture"
 )
 
-// creds are PEM items for test Secrets.
-type creds struct {
-	ca, cert, key, otherKey []byte
-}
-
 const testToken = "s3cr3t-token-value-that-must-never-be-logged"
-
-func newCreds(t *testing.T) creds {
-	t.Helper()
-	ca, err := pki.NewCA("test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := ca.Client("keygate-edge")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ca.Client("someone-else")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return creds{ca: ca.CertPEM, cert: a.CertPEM, key: a.KeyPEM, otherKey: b.KeyPEM}
-}
-
-// kubeconfig builds a kubeconfig with one context; edit changes its cluster and user.
-func kubeconfig(t *testing.T, server string, edit func(*clientcmdapi.Cluster, *clientcmdapi.AuthInfo)) []byte {
-	t.Helper()
-	cfg := clientcmdapi.NewConfig()
-	cl := &clientcmdapi.Cluster{Server: server}
-	user := &clientcmdapi.AuthInfo{}
-	edit(cl, user)
-	cfg.Clusters["c"] = cl
-	cfg.AuthInfos["u"] = user
-	cfg.Contexts["ctx"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
-	cfg.CurrentContext = "ctx"
-	data, err := clientcmd.Write(*cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
 
 func secret(name string, data map[string][]byte) *corev1.Secret {
 	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "keygate", Name: name}, Data: data}
@@ -66,15 +25,6 @@ func secret(name string, data map[string][]byte) *corev1.Secret {
 
 func ref(name string) v1alpha1.SecretRef {
 	return v1alpha1.SecretRef{SecretNamespace: "keygate", SecretName: name}
-}
-
-func mustURL(t *testing.T, raw string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
 }
 
 // want is one expected result: an upstream, or an error containing err.
@@ -85,17 +35,17 @@ type want struct {
 }
 
 func TestClusterTargets(t *testing.T) {
-	c := newCreds(t)
+	c := fixture.NewCreds(t)
 	const server = "https://10.0.0.12:6443"
-	certKubeconfig := kubeconfig(t, server, func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
-		cl.CertificateAuthorityData, u.ClientCertificateData, u.ClientKeyData = c.ca, c.cert, c.key
+	certKubeconfig := fixture.Kubeconfig(t, server, func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
+		cl.CertificateAuthorityData, u.ClientCertificateData, u.ClientKeyData = c.CA, c.Cert, c.Key
 	})
 	clusterRef := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}
 	grafanaRef := edgepath.Ref{Kind: edgepath.KindGrafana, Cluster: "demo"}
-	certUpstream := model.Upstream{URL: mustURL(t, server), CA: c.ca, ClientCert: c.cert, ClientKey: c.key}
+	certUpstream := model.Upstream{URL: fixture.MustURL(t, server), CA: c.CA, ClientCert: c.Cert, ClientKey: c.Key}
 	kubeconfigWith := func(edit func(*clientcmdapi.Cluster, *clientcmdapi.AuthInfo)) []byte {
-		return kubeconfig(t, server, func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
-			cl.CertificateAuthorityData, u.ClientCertificateData, u.ClientKeyData = c.ca, c.cert, c.key
+		return fixture.Kubeconfig(t, server, func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
+			cl.CertificateAuthorityData, u.ClientCertificateData, u.ClientKeyData = c.CA, c.Cert, c.Key
 			edit(cl, u)
 		})
 	}
@@ -112,10 +62,10 @@ func TestClusterTargets(t *testing.T) {
 		},
 		"kubeconfig with a token and tls-server-name": {
 			spec: v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("demo")}},
-			secrets: []*corev1.Secret{secret("demo", map[string][]byte{"kubeconfig": kubeconfig(t, server, func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
-				cl.CertificateAuthorityData, cl.TLSServerName, u.Token = c.ca, "api.demo.internal", testToken
+			secrets: []*corev1.Secret{secret("demo", map[string][]byte{"kubeconfig": fixture.Kubeconfig(t, server, func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
+				cl.CertificateAuthorityData, cl.TLSServerName, u.Token = c.CA, "api.demo.internal", testToken
 			})})},
-			want: []want{{ref: clusterRef, upstream: model.Upstream{URL: mustURL(t, server), CA: c.ca, Token: testToken, ServerName: "api.demo.internal"}}},
+			want: []want{{ref: clusterRef, upstream: model.Upstream{URL: fixture.MustURL(t, server), CA: c.CA, Token: testToken, ServerName: "api.demo.internal"}}},
 		},
 		"kubeconfig under Loft's key config": {
 			spec:    v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("demo"), Key: "config"}},
@@ -125,17 +75,17 @@ func TestClusterTargets(t *testing.T) {
 		"spec overrides the kubeconfig's server and name": {
 			spec:    v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("demo")}, Server: "https://api.demo.example.com:443/", TLSServerName: "10.0.0.12"},
 			secrets: []*corev1.Secret{secret("demo", map[string][]byte{"kubeconfig": certKubeconfig})},
-			want: []want{{ref: clusterRef, upstream: model.Upstream{URL: mustURL(t, "https://api.demo.example.com:443"), CA: c.ca,
-				ClientCert: c.cert, ClientKey: c.key, ServerName: "10.0.0.12"}}},
+			want: []want{{ref: clusterRef, upstream: model.Upstream{URL: fixture.MustURL(t, "https://api.demo.example.com:443"), CA: c.CA,
+				ClientCert: c.Cert, ClientKey: c.Key, ServerName: "10.0.0.12"}}},
 		},
 		"service-account token Secret": {
 			spec:    v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("sa")}, Server: server},
-			secrets: []*corev1.Secret{secret("sa", map[string][]byte{"ca.crt": c.ca, "token": []byte(testToken + "\n"), "namespace": []byte("kube-system")})},
-			want:    []want{{ref: clusterRef, upstream: model.Upstream{URL: mustURL(t, server), CA: c.ca, Token: testToken}}},
+			secrets: []*corev1.Secret{secret("sa", map[string][]byte{"ca.crt": c.CA, "token": []byte(testToken + "\n"), "namespace": []byte("kube-system")})},
+			want:    []want{{ref: clusterRef, upstream: model.Upstream{URL: fixture.MustURL(t, server), CA: c.CA, Token: testToken}}},
 		},
 		"tls Secret": {
 			spec:    v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("tls")}, Server: server},
-			secrets: []*corev1.Secret{secret("tls", map[string][]byte{"ca.crt": c.ca, "tls.crt": c.cert, "tls.key": c.key})},
+			secrets: []*corev1.Secret{secret("tls", map[string][]byte{"ca.crt": c.CA, "tls.crt": c.Cert, "tls.key": c.Key})},
 			want:    []want{{ref: clusterRef, upstream: certUpstream}},
 		},
 		"spaces": {
@@ -148,17 +98,17 @@ func TestClusterTargets(t *testing.T) {
 			spec:    v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("demo")}, Grafana: &v1alpha1.Grafana{URL: "http://grafana.monitoring:3000"}},
 			secrets: []*corev1.Secret{secret("demo", map[string][]byte{"kubeconfig": certKubeconfig})},
 			want: []want{{ref: clusterRef, upstream: certUpstream},
-				{ref: grafanaRef, upstream: model.Upstream{URL: mustURL(t, "http://grafana.monitoring:3000")}}},
+				{ref: grafanaRef, upstream: model.Upstream{URL: fixture.MustURL(t, "http://grafana.monitoring:3000")}}},
 		},
 		"grafana over https with a CA and client certificate": {
 			spec: v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("demo")},
 				Grafana: &v1alpha1.Grafana{URL: "https://grafana.example.com", TLSServerName: "grafana.internal", Config: &v1alpha1.SecretRef{SecretNamespace: "keygate", SecretName: "grafana"}}},
 			secrets: []*corev1.Secret{
 				secret("demo", map[string][]byte{"kubeconfig": certKubeconfig}),
-				secret("grafana", map[string][]byte{"ca.crt": c.ca, "tls.crt": c.cert, "tls.key": c.key}),
+				secret("grafana", map[string][]byte{"ca.crt": c.CA, "tls.crt": c.Cert, "tls.key": c.Key}),
 			},
 			want: []want{{ref: clusterRef, upstream: certUpstream},
-				{ref: grafanaRef, upstream: model.Upstream{URL: mustURL(t, "https://grafana.example.com"), CA: c.ca, ClientCert: c.cert, ClientKey: c.key, ServerName: "grafana.internal"}}},
+				{ref: grafanaRef, upstream: model.Upstream{URL: fixture.MustURL(t, "https://grafana.example.com"), CA: c.CA, ClientCert: c.Cert, ClientKey: c.Key, ServerName: "grafana.internal"}}},
 		},
 		"a broken grafana leaves the cluster alone": {
 			spec:    v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("demo")}, Grafana: &v1alpha1.Grafana{URL: "https://grafana.example.com"}},
@@ -176,7 +126,7 @@ func TestClusterTargets(t *testing.T) {
 				Grafana: &v1alpha1.Grafana{URL: "https://grafana.example.com", Config: &v1alpha1.SecretRef{SecretNamespace: "keygate", SecretName: "grafana"}}},
 			secrets: []*corev1.Secret{
 				secret("demo", map[string][]byte{"kubeconfig": certKubeconfig}),
-				secret("grafana", map[string][]byte{"ca.crt": c.ca, "token": []byte(testToken)}),
+				secret("grafana", map[string][]byte{"ca.crt": c.CA, "token": []byte(testToken)}),
 			},
 			want: []want{{ref: clusterRef, upstream: certUpstream}, {ref: grafanaRef, err: `key "token" is not used for Grafana`}},
 		},
@@ -185,7 +135,7 @@ func TestClusterTargets(t *testing.T) {
 				Grafana: &v1alpha1.Grafana{URL: "http://grafana:3000", Config: &v1alpha1.SecretRef{SecretNamespace: "keygate", SecretName: "grafana"}}},
 			secrets: []*corev1.Secret{
 				secret("demo", map[string][]byte{"kubeconfig": certKubeconfig}),
-				secret("grafana", map[string][]byte{"ca.crt": c.ca}),
+				secret("grafana", map[string][]byte{"ca.crt": c.CA}),
 			},
 			want: []want{{ref: clusterRef, upstream: certUpstream}, {ref: grafanaRef, err: "for an http upstream; use an https URL"}},
 		},
@@ -200,12 +150,12 @@ func TestClusterTargets(t *testing.T) {
 		},
 		"no credential": {
 			spec:    v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("demo")}, Server: server},
-			secrets: []*corev1.Secret{secret("demo", map[string][]byte{"ca.crt": c.ca})},
+			secrets: []*corev1.Secret{secret("demo", map[string][]byte{"ca.crt": c.CA})},
 			want:    []want{{ref: clusterRef, err: `Secret keygate/demo: holds no credential: want key "kubeconfig", or "token", or "tls.crt" and "tls.key" (it has keys "ca.crt")`}},
 		},
 		"no server without a kubeconfig": {
 			spec:    v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("sa")}},
-			secrets: []*corev1.Secret{secret("sa", map[string][]byte{"ca.crt": c.ca, "token": []byte(testToken)})},
+			secrets: []*corev1.Secret{secret("sa", map[string][]byte{"ca.crt": c.CA, "token": []byte(testToken)})},
 			want:    []want{{ref: clusterRef, err: "spec.server is required when Secret keygate/sa holds no kubeconfig"}},
 		},
 		"no CA": {
@@ -215,27 +165,27 @@ func TestClusterTargets(t *testing.T) {
 		},
 		"CA is not a certificate": {
 			spec:    v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("tls")}, Server: server},
-			secrets: []*corev1.Secret{secret("tls", map[string][]byte{"ca.crt": c.key, "tls.crt": c.cert, "tls.key": c.key})},
+			secrets: []*corev1.Secret{secret("tls", map[string][]byte{"ca.crt": c.Key, "tls.crt": c.Cert, "tls.key": c.Key})},
 			want:    []want{{ref: clusterRef, err: `CA: holds a PEM "PRIVATE KEY" block`}},
 		},
 		"certificate and key do not match": {
 			spec:    v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("tls")}, Server: server},
-			secrets: []*corev1.Secret{secret("tls", map[string][]byte{"ca.crt": c.ca, "tls.crt": c.cert, "tls.key": c.otherKey})},
+			secrets: []*corev1.Secret{secret("tls", map[string][]byte{"ca.crt": c.CA, "tls.crt": c.Cert, "tls.key": c.OtherKey})},
 			want:    []want{{ref: clusterRef, err: "client certificate and key: not a matching PEM pair"}},
 		},
 		"certificate without key": {
 			spec:    v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("tls")}, Server: server},
-			secrets: []*corev1.Secret{secret("tls", map[string][]byte{"ca.crt": c.ca, "tls.crt": c.cert})},
+			secrets: []*corev1.Secret{secret("tls", map[string][]byte{"ca.crt": c.CA, "tls.crt": c.Cert})},
 			want:    []want{{ref: clusterRef, err: "a client certificate without its key"}},
 		},
 		"token and certificate": {
 			spec:    v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("tls")}, Server: server},
-			secrets: []*corev1.Secret{secret("tls", map[string][]byte{"ca.crt": c.ca, "tls.crt": c.cert, "tls.key": c.key, "token": []byte(testToken)})},
+			secrets: []*corev1.Secret{secret("tls", map[string][]byte{"ca.crt": c.CA, "tls.crt": c.Cert, "tls.key": c.Key, "token": []byte(testToken)})},
 			want:    []want{{ref: clusterRef, err: "both a client certificate and a token: keep one"}},
 		},
 		"http server": {
 			spec: v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("demo")}},
-			secrets: []*corev1.Secret{secret("demo", map[string][]byte{"kubeconfig": kubeconfig(t, "http://10.0.0.12:8080", func(_ *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
+			secrets: []*corev1.Secret{secret("demo", map[string][]byte{"kubeconfig": fixture.Kubeconfig(t, "http://10.0.0.12:8080", func(_ *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
 				u.Token = testToken
 			})})},
 			want: []want{{ref: clusterRef, err: `server: "http://10.0.0.12:8080": scheme must be https`}},
@@ -288,8 +238,8 @@ func TestClusterTargets(t *testing.T) {
 		},
 		"anonymous kubeconfig": {
 			spec: v1alpha1.ClusterSpec{Config: v1alpha1.ClusterConfig{SecretRef: ref("demo")}},
-			secrets: []*corev1.Secret{secret("demo", map[string][]byte{"kubeconfig": kubeconfig(t, server, func(cl *clientcmdapi.Cluster, _ *clientcmdapi.AuthInfo) {
-				cl.CertificateAuthorityData = c.ca
+			secrets: []*corev1.Secret{secret("demo", map[string][]byte{"kubeconfig": fixture.Kubeconfig(t, server, func(cl *clientcmdapi.Cluster, _ *clientcmdapi.AuthInfo) {
+				cl.CertificateAuthorityData = c.CA
 			})})},
 			want: []want{{ref: clusterRef, err: "the kubeconfig's user has no token or client certificate"}},
 		},
@@ -319,28 +269,59 @@ func TestClusterTargets(t *testing.T) {
 			}
 			for i, w := range tc.want {
 				g := got[i]
-				if g.ref != w.ref {
-					t.Errorf("result %d: ref %+v, want %+v", i, g.ref, w.ref)
+				if g.Ref != w.ref {
+					t.Errorf("result %d: ref %+v, want %+v", i, g.Ref, w.ref)
 				}
 				if w.err != "" {
-					if g.err == nil || !strings.Contains(g.err.Error(), w.err) {
-						t.Errorf("result %d: error %v, want one containing %q", i, g.err, w.err)
+					if g.Err == nil || !strings.Contains(g.Err.Error(), w.err) {
+						t.Errorf("result %d: error %v, want one containing %q", i, g.Err, w.err)
 					}
 					// Errors reach the log: they name keys, never quote the credential.
-					if g.err != nil && (strings.Contains(g.err.Error(), testToken) || strings.Contains(g.err.Error(), "BEGIN")) {
-						t.Errorf("result %d: error quotes secret material: %v", i, g.err)
+					if g.Err != nil && (strings.Contains(g.Err.Error(), testToken) || strings.Contains(g.Err.Error(), "BEGIN")) {
+						t.Errorf("result %d: error quotes secret material: %v", i, g.Err)
 					}
 					continue
 				}
-				if g.err != nil {
-					t.Errorf("result %d: unexpected error %v", i, g.err)
+				if g.Err != nil {
+					t.Errorf("result %d: unexpected error %v", i, g.Err)
 					continue
 				}
 				wantTarget := model.Target{Ref: w.ref, Upstream: w.upstream}
-				if diff := cmp.Diff(wantTarget, g.target, cmp.Comparer(func(a, b *url.URL) bool { return a.String() == b.String() })); diff != "" {
+				if diff := cmp.Diff(wantTarget, g.Target, cmp.Comparer(func(a, b *url.URL) bool { return a.String() == b.String() })); diff != "" {
 					t.Errorf("result %d (-want +got):\n%s", i, diff)
 				}
 			}
 		})
+	}
+}
+
+func TestDeclaredTarget(t *testing.T) {
+	c := fixture.NewCreds(t)
+	vcConfig := fixture.Kubeconfig(t, "https://localhost:8443", func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
+		cl.CertificateAuthorityData, u.ClientCertificateData, u.ClientKeyData = c.CA, c.Cert, c.Key
+	})
+	lookup := func(r v1alpha1.SecretRef) (*corev1.Secret, error) {
+		return secret(r.SecretName, map[string][]byte{"config": vcConfig}), nil
+	}
+	vc := &v1alpha1.VirtualCluster{Spec: v1alpha1.VirtualClusterSpec{
+		Cluster: "prod", Namespace: "team-a", Name: "vc1", Project: "payments",
+		Config: v1alpha1.ClusterConfig{SecretRef: ref("prod-team-a-vc1"), Key: "config"},
+		Server: "https://vc1.team-a.example.com", TLSServerName: "vc1.team-a.svc",
+	}}
+	got := declaredTarget(vc, lookup)
+	if got.Err != nil {
+		t.Fatal(got.Err)
+	}
+	want := model.Target{
+		Ref: edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: "prod", Namespace: "team-a", VirtualCluster: "vc1", Project: "payments"},
+		Upstream: model.Upstream{URL: fixture.MustURL(t, "https://vc1.team-a.example.com"), CA: c.CA, ClientCert: c.Cert, ClientKey: c.Key,
+			ServerName: "vc1.team-a.svc"},
+	}
+	if diff := cmp.Diff(want, got.Target, cmp.Comparer(func(a, b *url.URL) bool { return a.String() == b.String() })); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	vc.Spec.Namespace = "Team_A"
+	if got := declaredTarget(vc, lookup); got.Err == nil || !strings.Contains(got.Err.Error(), `namespace "Team_A" is not valid`) {
+		t.Errorf("a namespace that is no DNS label: %v", got.Err)
 	}
 }

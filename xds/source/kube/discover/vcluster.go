@@ -1,4 +1,4 @@
-package kube
+package discover
 
 import (
 	"fmt"
@@ -11,6 +11,7 @@ import (
 	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
+	"github.com/keygate-dev/keygate/xds/source/kube/credential"
 )
 
 // What vcluster leaves in the host cluster (its Helm chart, 0.2x; virtualclusters in
@@ -58,7 +59,7 @@ func vclusterProject(svc *corev1.Service, nsLabels map[string]string) string {
 // virtualClusterTarget translates a vcluster Service of the connected cluster cluster, its
 // kubeconfig Secret (nil if there is none) and its namespace's labels into a virtualcluster
 // target. It reads nothing else, so it is tested as a table.
-func virtualClusterTarget(cluster string, svc *corev1.Service, secret *corev1.Secret, nsLabels map[string]string) result {
+func virtualClusterTarget(cluster string, svc *corev1.Service, secret *corev1.Secret, nsLabels map[string]string) credential.Result {
 	ref := edgepath.Ref{
 		Kind:           edgepath.KindVirtualCluster,
 		Cluster:        cluster,
@@ -66,7 +67,7 @@ func virtualClusterTarget(cluster string, svc *corev1.Service, secret *corev1.Se
 		VirtualCluster: svc.Name,
 		Project:        vclusterProject(svc, nsLabels),
 	}
-	return build(ref, func() (model.Upstream, string, error) { return vclusterUpstream(svc, secret) })
+	return credential.Build(ref, func() (model.Upstream, string, error) { return vclusterUpstream(svc, secret) })
 }
 
 // vclusterUpstream reads the credential from the vc-<name> Secret and finds an address of the
@@ -80,7 +81,7 @@ func vclusterUpstream(svc *corev1.Service, secret *corev1.Secret) (u model.Upstr
 	where = "Secret " + secretName
 	var server string
 	if data, ok := secret.Data[keyVClusterConfig]; ok {
-		if u, server, err = fromKubeconfig(data); err != nil {
+		if u, server, err = credential.FromKubeconfig(data); err != nil {
 			return model.Upstream{}, "", fmt.Errorf("%s: key %q: %w", where, keyVClusterConfig, err)
 		}
 	} else {
@@ -88,7 +89,7 @@ func vclusterUpstream(svc *corev1.Service, secret *corev1.Secret) (u model.Upstr
 	}
 	if u.Token == "" && len(u.ClientCert) == 0 {
 		return model.Upstream{}, "", fmt.Errorf("%s: holds no credential: want key %q (a kubeconfig with a token or client certificate), or %q and %q (it has %s)",
-			where, keyVClusterConfig, keyVClusterCert, keyVClusterKey, keys(secret))
+			where, keyVClusterConfig, keyVClusterCert, keyVClusterKey, credential.Keys(secret))
 	}
 
 	raw, from := vclusterServer(svc, server)

@@ -1,4 +1,4 @@
-package kube
+package discover
 
 import (
 	"net/url"
@@ -13,7 +13,15 @@ import (
 	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
+	"github.com/keygate-dev/keygate/xds/source/kube/internal/fixture"
 )
+
+// want is one expected result: an upstream, or an error containing err.
+type want struct {
+	ref      edgepath.Ref
+	upstream model.Upstream
+	err      string
+}
 
 // vclusterService is a Service as vcluster's chart writes it: <name> in ns, labels app=vcluster
 // and release=<name>, port 443 named https, ClusterIP; edit changes it.
@@ -30,26 +38,26 @@ func vclusterService(ns, name string, edit func(*corev1.Service)) *corev1.Servic
 }
 
 func TestVirtualClusterTargets(t *testing.T) {
-	c := newCreds(t)
+	c := fixture.NewCreds(t)
 	// vcluster's kubeconfig: the admin's client certificate, server https://localhost:8443 for
 	// `vcluster connect`'s port-forward.
-	local := kubeconfig(t, "https://localhost:8443", func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
-		cl.CertificateAuthorityData, u.ClientCertificateData, u.ClientKeyData = c.ca, c.cert, c.key
+	local := fixture.Kubeconfig(t, "https://localhost:8443", func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
+		cl.CertificateAuthorityData, u.ClientCertificateData, u.ClientKeyData = c.CA, c.Cert, c.Key
 	})
-	exported := kubeconfig(t, "https://vc1.example.com", func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
-		cl.CertificateAuthorityData, u.ClientCertificateData, u.ClientKeyData = c.ca, c.cert, c.key
+	exported := fixture.Kubeconfig(t, "https://vc1.example.com", func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
+		cl.CertificateAuthorityData, u.ClientCertificateData, u.ClientKeyData = c.CA, c.Cert, c.Key
 	})
 	vcSecret := func(data map[string][]byte) *corev1.Secret {
 		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "vc-vc1"}, Data: data}
 	}
-	full := vcSecret(map[string][]byte{"config": local, "certificate-authority": c.ca, "client-certificate": c.cert, "client-key": c.key})
+	full := vcSecret(map[string][]byte{"config": local, "certificate-authority": c.CA, "client-certificate": c.Cert, "client-key": c.Key})
 	annotated := func(svc *corev1.Service) {
 		svc.Annotations = map[string]string{v1alpha1.AnnotationServer: "https://vc1.team-a.example.com"}
 	}
 	ref := edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: "prod", Namespace: "team-a", VirtualCluster: "vc1"}
 	withProject := func(p string) edgepath.Ref { r := ref; r.Project = p; return r }
 	upstream := func(raw, serverName string) model.Upstream {
-		return model.Upstream{URL: mustURL(t, raw), CA: c.ca, ClientCert: c.cert, ClientKey: c.key, ServerName: serverName}
+		return model.Upstream{URL: fixture.MustURL(t, raw), CA: c.CA, ClientCert: c.Cert, ClientKey: c.Key, ServerName: serverName}
 	}
 
 	tests := map[string]struct {
@@ -109,7 +117,7 @@ func TestVirtualClusterTargets(t *testing.T) {
 		},
 		"PEM items without a kubeconfig": {
 			svc:    vclusterService("team-a", "vc1", annotated),
-			secret: vcSecret(map[string][]byte{"certificate-authority": c.ca, "client-certificate": c.cert, "client-key": c.key}),
+			secret: vcSecret(map[string][]byte{"certificate-authority": c.CA, "client-certificate": c.Cert, "client-key": c.Key}),
 			want:   want{ref: ref, upstream: upstream("https://vc1.team-a.example.com", "vc1.team-a.svc")},
 		},
 		"localhost server, not exposed, not annotated": {
@@ -125,7 +133,7 @@ func TestVirtualClusterTargets(t *testing.T) {
 			want: want{ref: ref, err: "Secret team-a/vc-vc1 not found"},
 		},
 		"Secret without a credential": {
-			svc: vclusterService("team-a", "vc1", annotated), secret: vcSecret(map[string][]byte{"certificate-authority": c.ca}),
+			svc: vclusterService("team-a", "vc1", annotated), secret: vcSecret(map[string][]byte{"certificate-authority": c.CA}),
 			want: want{ref: ref, err: `holds no credential: want key "config" (a kubeconfig with a token or client certificate), or "client-certificate" and "client-key" (it has keys "certificate-authority")`},
 		},
 		"broken kubeconfig": {
@@ -134,7 +142,7 @@ func TestVirtualClusterTargets(t *testing.T) {
 		},
 		"mismatched key": {
 			svc:    vclusterService("team-a", "vc1", annotated),
-			secret: vcSecret(map[string][]byte{"certificate-authority": c.ca, "client-certificate": c.cert, "client-key": c.otherKey}),
+			secret: vcSecret(map[string][]byte{"certificate-authority": c.CA, "client-certificate": c.Cert, "client-key": c.OtherKey}),
 			want:   want{ref: ref, err: "not a matching PEM pair"},
 		},
 		"plain http annotation": {
@@ -157,23 +165,23 @@ func TestVirtualClusterTargets(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			g := virtualClusterTarget("prod", tc.svc, tc.secret, tc.ns)
-			if g.ref != tc.want.ref {
-				t.Errorf("ref %+v, want %+v", g.ref, tc.want.ref)
+			if g.Ref != tc.want.ref {
+				t.Errorf("ref %+v, want %+v", g.Ref, tc.want.ref)
 			}
 			if tc.want.err != "" {
-				if g.err == nil || !strings.Contains(g.err.Error(), tc.want.err) {
-					t.Errorf("error %v, want one containing %q", g.err, tc.want.err)
+				if g.Err == nil || !strings.Contains(g.Err.Error(), tc.want.err) {
+					t.Errorf("error %v, want one containing %q", g.Err, tc.want.err)
 				}
-				if g.err != nil && strings.Contains(g.err.Error(), "BEGIN") {
-					t.Errorf("error quotes secret material: %v", g.err)
+				if g.Err != nil && strings.Contains(g.Err.Error(), "BEGIN") {
+					t.Errorf("error quotes secret material: %v", g.Err)
 				}
 				return
 			}
-			if g.err != nil {
-				t.Fatalf("unexpected error %v", g.err)
+			if g.Err != nil {
+				t.Fatalf("unexpected error %v", g.Err)
 			}
 			wantTarget := model.Target{Ref: tc.want.ref, Upstream: tc.want.upstream}
-			if diff := cmp.Diff(wantTarget, g.target, cmp.Comparer(func(a, b *url.URL) bool { return a.String() == b.String() })); diff != "" {
+			if diff := cmp.Diff(wantTarget, g.Target, cmp.Comparer(func(a, b *url.URL) bool { return a.String() == b.String() })); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
@@ -216,36 +224,5 @@ func TestIsLocal(t *testing.T) {
 		if got := isLocal(server); got != want {
 			t.Errorf("isLocal(%q) = %v, want %v", server, got, want)
 		}
-	}
-}
-
-func TestDeclaredTarget(t *testing.T) {
-	c := newCreds(t)
-	vcConfig := kubeconfig(t, "https://localhost:8443", func(cl *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
-		cl.CertificateAuthorityData, u.ClientCertificateData, u.ClientKeyData = c.ca, c.cert, c.key
-	})
-	lookup := func(r v1alpha1.SecretRef) (*corev1.Secret, error) {
-		return secret(r.SecretName, map[string][]byte{"config": vcConfig}), nil
-	}
-	vc := &v1alpha1.VirtualCluster{Spec: v1alpha1.VirtualClusterSpec{
-		Cluster: "prod", Namespace: "team-a", Name: "vc1", Project: "payments",
-		Config: v1alpha1.ClusterConfig{SecretRef: ref("prod-team-a-vc1"), Key: "config"},
-		Server: "https://vc1.team-a.example.com", TLSServerName: "vc1.team-a.svc",
-	}}
-	got := declaredTarget(vc, lookup)
-	if got.err != nil {
-		t.Fatal(got.err)
-	}
-	want := model.Target{
-		Ref: edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: "prod", Namespace: "team-a", VirtualCluster: "vc1", Project: "payments"},
-		Upstream: model.Upstream{URL: mustURL(t, "https://vc1.team-a.example.com"), CA: c.ca, ClientCert: c.cert, ClientKey: c.key,
-			ServerName: "vc1.team-a.svc"},
-	}
-	if diff := cmp.Diff(want, got.target, cmp.Comparer(func(a, b *url.URL) bool { return a.String() == b.String() })); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
-	}
-	vc.Spec.Namespace = "Team_A"
-	if got := declaredTarget(vc, lookup); got.err == nil || !strings.Contains(got.err.Error(), `namespace "Team_A" is not valid`) {
-		t.Errorf("a namespace that is no DNS label: %v", got.err)
 	}
 }
