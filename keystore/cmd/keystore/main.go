@@ -1,5 +1,6 @@
-// Command keystore manages access keys in Redis: create-key (for bootstrap and scripts),
-// get-key, list-keys, disable-key, enable-key, delete-key.
+// Command keystore serves the management API and the login endpoints (keystore serve), and
+// manages access keys and users in Redis from the command line (create-key, create-user, …);
+// `keystore help` lists every command. See keystore/README.md.
 package main
 
 import (
