@@ -96,7 +96,6 @@ func (o *createKeyFlags) accessKey() (*v1.OwnedAccessKey, error) {
 }
 
 func newGetKeyCommand(s streams) *cobra.Command {
-	var output string
 	cmd := &cobra.Command{
 		Use:     "get-key NAME [flags]",
 		GroupID: groupKeys,
@@ -105,21 +104,16 @@ func newGetKeyCommand(s streams) *cobra.Command {
 		Example: "  keystore get-key alice-x7k2p --output yaml",
 		Args:    exactlyOne("key name"),
 	}
-	outputFlag(cmd, &output)
-	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, args []string) error {
-		if err := checkOutput(output); err != nil {
-			return err
-		}
+	return printing(cmd, s, func(ctx context.Context, rdb redis.UniversalClient, args []string) (any, error) {
 		k, err := store.New(rdb).Get(ctx, args[0])
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return printObject(s.stdout, output, k)
+		return k, nil
 	})
 }
 
 func newListKeysCommand(s streams) *cobra.Command {
-	var output string
 	cmd := &cobra.Command{
 		Use:     "list-keys [flags]",
 		GroupID: groupKeys,
@@ -129,16 +123,12 @@ func newListKeysCommand(s streams) *cobra.Command {
 		// Arguments were never read, nor refused; they still are not.
 		Args: cobra.ArbitraryArgs,
 	}
-	outputFlag(cmd, &output)
-	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, _ []string) error {
-		if err := checkOutput(output); err != nil {
-			return err
-		}
+	return printing(cmd, s, func(ctx context.Context, rdb redis.UniversalClient, _ []string) (any, error) {
 		keys, err := store.New(rdb).List(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return printObject(s.stdout, output, map[string]any{"apiVersion": "v1", "kind": "List", "items": keys})
+		return map[string]any{"apiVersion": "v1", "kind": "List", "items": keys}, nil
 	})
 }
 

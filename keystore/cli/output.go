@@ -1,18 +1,31 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 )
 
-// outputFlag adds --output to a command that prints objects.
-func outputFlag(cmd *cobra.Command, output *string) {
-	cmd.Flags().StringVar(output, "output", "json", "output format: json or yaml")
+// printing makes cmd print what get reads from Redis as JSON or YAML, as --output says.
+func printing(cmd *cobra.Command, s streams, get func(ctx context.Context, rdb redis.UniversalClient, args []string) (any, error)) *cobra.Command {
+	var output string
+	cmd.Flags().StringVar(&output, "output", "json", "output format: json or yaml")
+	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, args []string) error {
+		if err := checkOutput(output); err != nil {
+			return err
+		}
+		v, err := get(ctx, rdb, args)
+		if err != nil {
+			return err
+		}
+		return printObject(s.stdout, output, v)
+	})
 }
 
 // printObject writes v as JSON or YAML. The objects come from the stores, which never return a

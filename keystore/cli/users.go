@@ -78,7 +78,6 @@ one generated and printed (only) on stdout, once.`,
 }
 
 func newGetUserCommand(s streams) *cobra.Command {
-	var output string
 	cmd := &cobra.Command{
 		Use:     "get-user NAME [flags]",
 		GroupID: groupUsers,
@@ -87,22 +86,17 @@ func newGetUserCommand(s streams) *cobra.Command {
 		Example: "  keystore get-user alice --output yaml",
 		Args:    exactlyOne("user name"),
 	}
-	outputFlag(cmd, &output)
-	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, args []string) error {
-		if err := checkOutput(output); err != nil {
-			return err
-		}
+	return printing(cmd, s, func(ctx context.Context, rdb redis.UniversalClient, args []string) (any, error) {
 		u, err := users.New(rdb, users.Options{}).Get(ctx, args[0])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		// A User has no password field at all, so nothing printed here can hold one.
-		return printObject(s.stdout, output, u)
+		return u, nil
 	})
 }
 
 func newListUsersCommand(s streams) *cobra.Command {
-	var output string
 	cmd := &cobra.Command{
 		Use:     "list-users [flags]",
 		GroupID: groupUsers,
@@ -111,16 +105,12 @@ func newListUsersCommand(s streams) *cobra.Command {
 		Example: "  keystore list-users --output yaml",
 		Args:    noArgs,
 	}
-	outputFlag(cmd, &output)
-	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, _ []string) error {
-		if err := checkOutput(output); err != nil {
-			return err
-		}
+	return printing(cmd, s, func(ctx context.Context, rdb redis.UniversalClient, _ []string) (any, error) {
 		list, err := users.New(rdb, users.Options{}).List(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return printObject(s.stdout, output, map[string]any{"items": list})
+		return map[string]any{"items": list}, nil
 	})
 }
 
