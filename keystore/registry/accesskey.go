@@ -198,8 +198,8 @@ func asAccessKey(obj runtime.Object) (*v1.OwnedAccessKey, error) {
 }
 
 // prepareNew fills in what a new key gets from the server rather than the client: a name from
-// generateName, c as the owner when none is given, the created-by annotation, and no version,
-// status nor plain key in kubectl's last-applied annotation.
+// generateName, c as the owner when none is given, the server's fields (strategy.go), the
+// created-by annotation, and no plain key in kubectl's last-applied annotation.
 func prepareNew(c Caller, k *v1.OwnedAccessKey) {
 	if k.Name == "" && k.GenerateName != "" {
 		k.Name = names.SimpleNameGenerator.GenerateName(k.GenerateName)
@@ -211,8 +211,7 @@ func prepareNew(c Caller, k *v1.OwnedAccessKey) {
 			k.Spec.Team = c.Team
 		}
 	}
-	k.ResourceVersion = ""
-	k.Status = v1.OwnedAccessKeyStatus{}
+	resetServerFields(k)
 	// Who created a key matters when an admin creates one for someone else. It also means a
 	// key always has annotations, so a JSON patch that adds one (as Loft's documentation shows)
 	// finds /metadata/annotations.
@@ -335,8 +334,8 @@ func (a *AccessKeys) updated(ctx context.Context, name string, objInfo rest.Upda
 			return nil, apierrors.NewInternalError(err)
 		}
 	}
-	// status.lastActivity is the edge's to write; a client's value is dropped.
-	k.Status = cur.Status
+	// status.lastActivity, the age and the edge's annotations are the server's.
+	carryServerFields(k, cur)
 	stripKeyFromLastApplied(k)
 	return k, nil
 }
