@@ -39,10 +39,11 @@ func TestFromRequest(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got, err := FromRequest(tc.method, tc.path)
+			got, err := FromRequest(tc.method, tc.path, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
+			tc.want.parsed = true
 			if got != tc.want {
 				t.Errorf("FromRequest(%s %s)\n got %+v\nwant %+v", tc.method, tc.path, got, tc.want)
 			}
@@ -50,18 +51,27 @@ func TestFromRequest(t *testing.T) {
 	}
 }
 
-func TestFromRequestRefusesBadPaths(t *testing.T) {
-	for _, p := range []string{"", "api/v1/pods", "/%zz"} {
-		if _, err := FromRequest("GET", p); err == nil {
-			t.Errorf("FromRequest(GET %q) succeeded; want an error", p)
+// Requests whose attributes cannot be read are errors, never empty attributes that a rule
+// could match: bad paths, and resource requests whose method Kubernetes gives no verb.
+func TestFromRequestRefusesUnreadableRequests(t *testing.T) {
+	for _, r := range []struct{ method, path string }{
+		{"GET", ""}, {"GET", "api/v1/pods"}, {"GET", "/%zz"}, {"GET", "/api/v1/watch"},
+		{"CONNECT", "/api/v1/namespaces/a/pods/p/exec"}, {"OPTIONS", "/api/v1/namespaces/a/pods"}, {"", "/api/v1/pods"}, {"", "/version"},
+	} {
+		if a, err := FromRequest(r.method, r.path, nil); err == nil {
+			t.Errorf("FromRequest(%s %q) = %+v; want an error", r.method, r.path, a)
 		}
+	}
+	if (Attributes{}).Parsed() || len((Attributes{}).Checks()) != 0 {
+		t.Error("zero attributes count as parsed")
 	}
 }
 
 // FuzzFromRequest: any path either is refused or gives attributes whose namespace and names
-// never contain a slash (the parser splits on them), and a standard HTTP method always gives a
-// known verb. (Other methods give a resource request an empty verb, as in the API server; an
-// empty verb matches no rule's verb list, so such requests fail closed.)
+// never contain a slash (the parser splits on them), whose verb, resource (of a resource
+// request) and path are never empty, and a standard HTTP method always gives a known verb.
+// (Other methods give a resource request an empty verb in the API server; FromRequest refuses
+// them, so they fail closed.)
 func FuzzFromRequest(f *testing.F) {
 	for _, s := range []string{"/api/v1/namespaces/a/pods", "/apis/apps/v1/deployments?watch=1", "/version", "/api", "//api/v1", "/api/v1/namespaces/a/pods/b/exec"} {
 		f.Add("GET", s)
@@ -70,9 +80,12 @@ func FuzzFromRequest(f *testing.F) {
 	verbs := map[string]bool{"get": true, "list": true, "watch": true, "create": true, "update": true, "patch": true,
 		"delete": true, "deletecollection": true, "post": true, "put": true, "head": true, "options": true}
 	f.Fuzz(func(t *testing.T, method, path string) {
-		a, err := FromRequest(method, path)
+		a, err := FromRequest(method, path, nil)
 		if err != nil {
 			return
+		}
+		if a.Verb == "" || (a.ResourceRequest && a.Resource == "") || a.Path == "" {
+			t.Errorf("%s %q parsed to empty attributes %+v", method, path, a)
 		}
 		standard := map[string]bool{"GET": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "HEAD": true, "OPTIONS": true}
 		if a.ResourceRequest && standard[method] && !verbs[a.Verb] {

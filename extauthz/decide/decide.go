@@ -57,8 +57,12 @@ func Decide(k *v1.OwnedAccessKey, ref edgepath.Ref, a attributes.Attributes, now
 		// Nothing to reach (Envoy answers 404), or nothing that needs a key.
 		return Decision{Outcome: Allow}
 	}
-	if !scopeAllows(k.Spec.Scope, ref, a) {
-		return Decision{Forbidden, "scope", fmt.Sprintf("access key %q is not allowed to %s", k.Name, describe(a, ref))}
+	if check, refused := scopeRefuses(k.Spec.Scope, ref, a); refused {
+		reason := "scope"
+		if !check.Parsed() {
+			reason = "unparsed"
+		}
+		return Decision{Forbidden, reason, fmt.Sprintf("access key %q is not allowed to %s", k.Name, describe(check, ref))}
 	}
 	return Decision{Outcome: Allow}
 }
@@ -67,6 +71,9 @@ func Decide(k *v1.OwnedAccessKey, ref edgepath.Ref, a attributes.Attributes, now
 // "demo"`, `get /version on cluster "demo"`, `access grafana of cluster "demo"`. It names only
 // the request's own objects.
 func describe(a attributes.Attributes, ref edgepath.Ref) string {
+	if !a.Parsed() {
+		return "send this request to " + ref.String() + ": its method or path is not one Kubernetes can authorize"
+	}
 	if !a.ResourceRequest {
 		if a.Path == "" || a.Verb == "" {
 			return "access " + ref.String()
@@ -84,8 +91,8 @@ func describe(a attributes.Attributes, ref edgepath.Ref) string {
 	if a.Name != "" {
 		s += fmt.Sprintf(" %q", a.Name)
 	}
-	if a.Namespace != "" {
-		s += fmt.Sprintf(" in namespace %q", a.Namespace)
+	if ns := objectNamespace(a); ns != "" {
+		s += fmt.Sprintf(" in namespace %q", ns)
 	}
 	return s + " on " + ref.String()
 }

@@ -85,7 +85,7 @@ func TestDecide(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := Decide(tc.key, tc.ref, attributes.Attributes{}, tc.now, tc.opts)
+			got := Decide(tc.key, tc.ref, attrs(t, "GET", "/api"), tc.now, tc.opts)
 			if got.Outcome != tc.want || got.Reason != tc.reason {
 				t.Errorf("Decide = %v (%s: %s), want %v (%s)", got.Outcome, got.Reason, got.Message, tc.want, tc.reason)
 			}
@@ -98,9 +98,35 @@ func TestDecide(t *testing.T) {
 
 func TestForbiddenMessageNamesOnlyTheTarget(t *testing.T) {
 	k := key(scope(v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "secret-prod"}}}))
-	got := Decide(k, staging, attributes.Attributes{}, created, Options{})
-	want := `access key "k1" is not allowed to access cluster "staging"`
+	got := Decide(k, staging, attrs(t, "GET", "/api"), created, Options{})
+	want := `access key "k1" is not allowed to get /api on cluster "staging"`
 	if got.Message != want {
 		t.Errorf("message = %q, want %q", got.Message, want)
+	}
+}
+
+// A scoped key's request whose attributes could not be read is refused, whatever its scope:
+// zero attributes have an empty path and verb, which an empty rule, `nonResourceURLs: ["*"]`
+// or a whole-cluster entry would otherwise match. Unscoped keys never look at attributes.
+func TestUnparsedRequestsFailClosed(t *testing.T) {
+	scopes := map[string]v1.AccessKeyScope{
+		"empty rule":         {Rules: []v1.AccessKeyScopeRule{{}}},
+		"every non-resource": {Rules: []v1.AccessKeyScopeRule{{NonResourceURLs: []string{"*"}}}},
+		"cluster-scoped":     {Rules: []v1.AccessKeyScopeRule{{Namespaces: []string{""}}}},
+		"every verb":         {Rules: []v1.AccessKeyScopeRule{{Verbs: []string{"*"}}}},
+		"whole cluster":      {Clusters: []v1.AccessKeyScopeCluster{{Cluster: "*"}}},
+		"project":            {Projects: []v1.AccessKeyScopeProject{{Project: "*"}}},
+	}
+	for name, s := range scopes {
+		t.Run(name, func(t *testing.T) {
+			got := Decide(key(scope(s)), demo, attributes.Attributes{}, created, Options{})
+			want := `access key "k1" is not allowed to send this request to cluster "demo": its method or path is not one Kubernetes can authorize`
+			if got.Outcome != Forbidden || got.Reason != "unparsed" || got.Message != want {
+				t.Errorf("Decide = %v (%s: %s), want forbidden (unparsed: %s)", got.Outcome, got.Reason, got.Message, want)
+			}
+		})
+	}
+	if got := Decide(key(), demo, attributes.Attributes{}, created, Options{}); got.Outcome != Allow {
+		t.Errorf("an unscoped key: %v (%s); the upstream decides for it", got.Outcome, got.Message)
 	}
 }

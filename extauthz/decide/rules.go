@@ -77,10 +77,23 @@ func requestTargetMatches(t v1.RequestTarget, ref edgepath.Ref) bool {
 	return false
 }
 
-// namespaceMatches: "" stands for cluster-scoped resources. RequestInfoFactory puts a
-// namespace object (get /api/v1/namespaces/x) in namespace x, as Kubernetes RBAC does.
+// namespaceMatches: "" stands for cluster-scoped resources, the Namespace objects among them
+// (objectNamespace).
 func namespaceMatches(namespaces []string, a attributes.Attributes) bool {
-	return slices.Contains(namespaces, a.Namespace)
+	return slices.Contains(namespaces, objectNamespace(a))
+}
+
+// objectNamespace is the namespace a scope places a resource request in: the request's
+// namespace, except that a Namespace object itself (/api/v1/namespaces/x, its status and
+// finalize) is cluster-scoped. RequestInfoFactory puts it in namespace x, so Kubernetes RBAC
+// and audit policy let a rule for namespace x patch or delete namespace x; a scope does not:
+// the object's labels decide its pod security and, with the Kubernetes target source, the
+// project whose spaces it is, and deleting it deletes all it holds.
+func objectNamespace(a attributes.Attributes) string {
+	if a.APIGroup == "" && a.Resource == "namespaces" {
+		return ""
+	}
+	return a.Namespace
 }
 
 // groupResourceMatches: resources are "res" (not its subresources), "res/sub", "*" (all, with

@@ -10,7 +10,7 @@ import (
 
 func attrs(t testing.TB, method, path string) attributes.Attributes {
 	t.Helper()
-	a, err := attributes.FromRequest(method, path)
+	a, err := attributes.FromRequest(method, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func FuzzDecide(f *testing.F) {
 	f.Add("POST", "/apis/apps/v1/namespaces/b/deployments/d/scale", "*", "apps", "*/scale", "", "*", "")
 	f.Add("DELETE", "/healthz/etcd", "delete", "", "", "", "/healthz*", "staging")
 	f.Fuzz(func(t *testing.T, method, path, verb, group, resource, namespace, url, cluster string) {
-		a, err := attributes.FromRequest(method, path)
+		a, err := attributes.FromRequest(method, path, nil)
 		if err != nil {
 			return
 		}

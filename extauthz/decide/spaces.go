@@ -10,7 +10,8 @@ import (
 )
 
 // spaceMatches: a space is a namespace of a connected cluster that belongs to a project. A
-// space scope allows namespaced requests in that namespace only, and only where the target
+// space scope allows namespaced requests in that namespace only (not the Namespace object
+// itself: objectNamespace), and only where the target
 // source says the namespace is a space of that project ("*" for any space of the project).
 //
 // Clients cannot work without discovery (kubectl asks /api and /apis before anything else), and
@@ -27,7 +28,8 @@ func spaceMatches(sp v1.AccessKeyScopeSpace, ref edgepath.Ref, a attributes.Attr
 	if !a.ResourceRequest {
 		return isDiscovery(a) && slices.ContainsFunc(spaceNames(ref), inScope)
 	}
-	return a.Namespace != "" && inScope(a.Namespace)
+	ns := objectNamespace(a)
+	return ns != "" && inScope(ns)
 }
 
 // isDiscovery reports whether a request reads API discovery or OpenAPI documents.
@@ -64,7 +66,7 @@ func projectMatches(project string, ref edgepath.Ref, a attributes.Attributes) b
 			if !a.ResourceRequest {
 				return isDiscovery(a) && ref.Spaces != ""
 			}
-			return hasSpace(ref, a.Namespace)
+			return hasSpace(ref, objectNamespace(a))
 		}
 		return spaceMatches(v1.AccessKeyScopeSpace{Project: project, Space: "*"}, ref, a)
 	}

@@ -184,8 +184,9 @@ func (s *Server) decide(key *v1.OwnedAccessKey, ref edgepath.Ref, httpReq *authv
 	var attrs attributes.Attributes
 	if key.Spec.Scope != nil {
 		var err error
-		if attrs, err = attributes.FromRequest(strings.ToUpper(httpReq.GetMethod()), upstreamPath(ref, httpReq.GetPath())); err != nil {
-			// Without attributes no rule, space or project entry can match: the scope fails closed.
+		// The headers matter too: an Upgrade makes a subresource request a stream (attributes).
+		if attrs, err = attributes.FromRequest(strings.ToUpper(httpReq.GetMethod()), upstreamPath(ref, httpReq.GetPath()), httpReq.GetHeaders()); err != nil {
+			// Unparsed attributes fail a scoped key's check closed (decide).
 			s.log.Info("request attributes unreadable", "key", key.Name, "error", err)
 		}
 	}

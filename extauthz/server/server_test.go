@@ -67,7 +67,7 @@ func serve(t *testing.T, k Keys, opts Options) (authv3.AuthorizationClient, *pro
 func check(t *testing.T, c authv3.AuthorizationClient, ref edgepath.Ref, path string, headers map[string]string) *authv3.CheckResponse {
 	t.Helper()
 	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Path: path, Headers: headers}},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: path, Headers: headers}},
 	}}
 	if ref.Kind != "" {
 		req.Attributes.ContextExtensions = ref.ContextExtensions()
@@ -116,7 +116,7 @@ func TestCheck(t *testing.T) {
 		"unknown key":        {demo, "/kubernetes/cluster/demo/api", "Bearer kgk_unknownunknownunknownunknownunknown", 401, "invalid access key"},
 		"expired key":        {demo, "/kubernetes/cluster/demo/api", "Bearer " + expired, 401, `access key "check-expired" has expired`},
 		"disabled key":       {demo, "/kubernetes/cluster/demo/api", "Bearer " + disabled, 401, `access key "check-disabled" is disabled`},
-		"out of scope":       {staging, "/kubernetes/cluster/staging/api", "Bearer " + scoped, 403, `access key "check-scoped" is not allowed to access cluster "staging"`},
+		"out of scope":       {staging, "/kubernetes/cluster/staging/api", "Bearer " + scoped, 403, `access key "check-scoped" is not allowed to get /api on cluster "staging"`},
 		"bad route metadata": {edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "Bad_Name"}, "/x", "Bearer " + valid, 500, "misconfigured"},
 	}
 	for name, tc := range tests {
