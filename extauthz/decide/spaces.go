@@ -11,8 +11,8 @@ import (
 
 // spaceMatches: a space is a namespace of a connected cluster that belongs to a project. A
 // space scope allows namespaced requests in that namespace only (not the Namespace object
-// itself: objectNamespace), and only where the target
-// source says the namespace is a space of that project ("*" for any space of the project).
+// itself: objectNamespace), and only where the target source says the namespace is a space of
+// that project ("*" for any space of the project).
 //
 // Clients cannot work without discovery (kubectl asks /api and /apis before anything else), and
 // discovery shows only the API's shape, no objects: so a space scope also covers discovery GETs
