@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/keystore/changelog"
 )
 
 // watchInBackground runs Watch from rv and sends the events of keys named with prefix.
@@ -32,7 +33,7 @@ func watchInBackground(t *testing.T, s *Store, rv, prefix string) (<-chan Event,
 		cancel()
 		select {
 		case <-done:
-		case <-time.After(2 * watchBlock):
+		case <-time.After(2 * changelog.Block):
 			t.Error("Watch did not end within two block periods of its context ending")
 		}
 	})
@@ -230,7 +231,7 @@ func TestWatchNoticesLostData(t *testing.T) {
 		if !errors.Is(err, ErrExpired) {
 			t.Errorf("Watch after the store lost its data: %v, want ErrExpired", err)
 		}
-	case <-time.After(3 * watchBlock):
+	case <-time.After(3 * changelog.Block):
 		t.Fatal("a watcher kept waiting after the store went back in time")
 	}
 }

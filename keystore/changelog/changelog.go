@@ -1,0 +1,183 @@
+// Package changelog is a Redis stream of changes with contiguous versions, which both of
+// keystore's stores (access keys, users) append to and which every extauthz replica follows to
+// drop what it cached. Versions come from one counter, and entry IDs are "<version>-0", so a
+// follower detects a lost entry exactly: the next ID it reads is not its last plus one.
+//
+// The counter and the stream must share a hash tag (e.g. keygate:{users}:rv and
+// keygate:{users}:events), so that appending is one script on Redis Cluster too.
+package changelog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrExpired: the entries after the requested version are no longer kept (the stream is
+// trimmed), or the log went backwards (Redis lost data). The follower reads everything again
+// and follows from the current version, as Kubernetes clients do on 410 Gone.
+var ErrExpired = errors.New("resourceVersion is too old")
+
+// ErrTooNew: the requested version has not been handed out yet.
+var ErrTooNew = errors.New("resourceVersion is newer than the store's")
+
+// Block is how long one XREAD waits for entries, so that a cancelled Watch ends promptly and
+// a Redis that lost its data is noticed within this time.
+const Block = 2 * time.Second
+
+// Log is one change stream: its counter and its stream, and what it holds (for messages).
+type Log struct {
+	RDB redis.UniversalClient
+	// Version is the counter's Redis key, Events the stream's; they share a hash tag.
+	Version, Events string
+	// What names the changed things in errors, e.g. "access keys".
+	What string
+}
+
+// appendScript appends one entry to a log. A store that changes something and logs it in one
+// script has these lines in its own (keystore/store); others call Append.
+// KEYS: version, events. ARGV: history, then field/value pairs. Returns the new version.
+var appendScript = redis.NewScript(`
+local rv = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], rv .. '-0', unpack(ARGV, 2))
+return rv
+`)
+
+// Append adds an entry with the given field/value pairs, keeping about history entries.
+func (l Log) Append(ctx context.Context, history int64, fields ...string) (uint64, error) {
+	args := make([]any, 0, len(fields)+1)
+	args = append(args, history)
+	for _, f := range fields {
+		args = append(args, f)
+	}
+	rv, err := appendScript.Run(ctx, l.RDB, []string{l.Version, l.Events}, args...).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("%s: append change: %w", l.What, err)
+	}
+	return uint64(rv), nil
+}
+
+// Current is the last version handed out ("0" before the first change).
+func (l Log) Current(ctx context.Context) (string, error) {
+	rv, err := l.RDB.Get(ctx, l.Version).Result()
+	if errors.Is(err, redis.Nil) {
+		return "0", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s: read resourceVersion: %w", l.What, err)
+	}
+	return rv, nil
+}
+
+// Watch calls handle with every entry after version from, in order, until ctx ends (it then
+// returns nil), handle returns an error (returned), Redis fails, or the entries needed are gone
+// (ErrExpired).
+func (l Log) Watch(ctx context.Context, from uint64, handle func(version uint64, m redis.XMessage) error) error {
+	if err := l.checkWatchFrom(ctx, from); err != nil {
+		return err
+	}
+	last := from
+	for {
+		streams, err := l.RDB.XRead(ctx, &redis.XReadArgs{
+			Streams: []string{l.Events, strconv.FormatUint(last, 10) + "-0"},
+			Count:   500,
+			Block:   Block,
+		}).Result()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, redis.Nil) {
+			// Nothing new within Block.
+			if err := l.checkNotBehind(ctx, last); err != nil || ctx.Err() != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("watch %s: %w", l.What, err)
+		}
+		if last, err = handleEntries(streams, last, handle); err != nil {
+			return err
+		}
+	}
+}
+
+// checkWatchFrom refuses a watch from a version not handed out yet (ErrTooNew) or one whose
+// next entries are no longer kept (ErrExpired).
+func (l Log) checkWatchFrom(ctx context.Context, from uint64) error {
+	var cur *redis.StringCmd
+	var first *redis.XMessageSliceCmd
+	_, err := l.RDB.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		cur = p.Get(ctx, l.Version)
+		first = p.XRangeN(ctx, l.Events, "-", "+", 1)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("watch %s: %w", l.What, err)
+	}
+	current, _ := strconv.ParseUint(cur.Val(), 10, 64)
+	if from > current {
+		return fmt.Errorf("%w: %d > %d", ErrTooNew, from, current)
+	}
+	if from < current {
+		if msgs := first.Val(); len(msgs) == 0 || Version(msgs[0].ID) > from+1 {
+			return fmt.Errorf("%w: %d", ErrExpired, from)
+		}
+	}
+	return nil
+}
+
+// checkNotBehind returns ErrExpired when the log's version is below last, already seen.
+// go-redis retries a broken connection, so a Redis that restarted without its data (or failed
+// over to a replica that lagged) looks like a quiet stream whose next IDs we have already seen.
+// It returns nil when ctx ends.
+func (l Log) checkNotBehind(ctx context.Context, last uint64) error {
+	cur, err := l.RDB.Get(ctx, l.Version).Uint64()
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("watch %s: %w", l.What, err)
+	}
+	if cur < last {
+		return fmt.Errorf("%w: the %s store is at resourceVersion %d, behind %d already seen (Redis lost data?)", ErrExpired, l.What, cur, last)
+	}
+	return nil
+}
+
+// handleEntries passes the entries XREAD returned after last to handle and returns the last
+// version handled.
+func handleEntries(streams []redis.XStream, last uint64, handle func(uint64, redis.XMessage) error) (uint64, error) {
+	for _, st := range streams {
+		for _, m := range st.Messages {
+			rv := Version(m.ID)
+			if rv != last+1 {
+				// Trimmed while we were behind: the entries between are lost to us.
+				return last, fmt.Errorf("%w: %d (next kept event is %d)", ErrExpired, last, rv)
+			}
+			last = rv
+			if err := handle(rv, m); err != nil {
+				return last, err
+			}
+		}
+	}
+	return last, nil
+}
+
+// Version is the version of a stream entry ID "<version>-0".
+func Version(id string) uint64 {
+	ms, _, _ := strings.Cut(id, "-")
+	n, _ := strconv.ParseUint(ms, 10, 64)
+	return n
+}
+
+// Field is the string value of field k of m ("" when absent).
+func Field(m redis.XMessage, k string) string {
+	s, _ := m.Values[k].(string)
+	return s
+}
