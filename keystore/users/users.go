@@ -4,7 +4,16 @@
 //
 // Layout (one Redis key per user, with its own hash tag, so it works on Redis Cluster):
 //
-//	keygate:user:{<name>}  -> JSON record: the user and the bcrypt hash of its password
+//	keygate:user:{<name>}    -> JSON record: the user and the bcrypt hash of its password
+//	keygate:{users}:rv       string  the last change's version
+//	keygate:{users}:events   stream  one entry per change: type, name (keystore/changelog)
+//
+// Every write appends an entry to the change stream right after it succeeds, so that every
+// extauthz replica drops what it cached of that user at once. A user's record and the stream
+// live in different hash slots, so the two are not one atomic step: should the writer die
+// between them, the edge sees the change only when its cache entry ages out (extauthz's
+// --key-cache-ttl). Entries are appended after the write, never before, so a replica that drops
+// the user on the entry reads the new record.
 package users
 
 import (
@@ -21,6 +30,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -49,6 +59,10 @@ var reservedGroupPrefixes = []string{"system:", "loft:"}
 // User is a person (or robot) who can log in. It carries no password: the hash stays inside the
 // store, so printing or encoding a User can never leak it.
 type User struct {
+	// UID is set by Create, unique across time: a user deleted and created again under the
+	// same name gets a new one, so that access keys made for the first (which record its UID)
+	// do not pass for the second's. Users created before UIDs existed have none.
+	UID string `json:"uid,omitempty"`
 	// Name is the login name: a DNS-1123 label (lowercase letters, digits and '-', at most 63
 	// characters), so that it fits in Redis keys, object names and loft:user:<name>.
 	Name        string `json:"name"`
@@ -138,7 +152,13 @@ type Options struct {
 	// Cost is the bcrypt cost of new password hashes: 0 means DefaultCost; else 4 to 31
 	// (bcrypt.MinCost keeps tests fast). Hashes made earlier keep their own cost.
 	Cost int
+	// EventHistory bounds the change stream; 0 means DefaultEventHistory.
+	EventHistory int64
 }
+
+// DefaultEventHistory is how many change entries the stream keeps (approximately): a follower
+// that falls further behind than that reads everything again.
+const DefaultEventHistory = 10000
 
 const keyPrefix = "keygate:user:"
 
@@ -146,8 +166,9 @@ func userKey(name string) string { return keyPrefix + "{" + name + "}" }
 
 // Store is a Redis-backed store of users.
 type Store struct {
-	rdb  redis.UniversalClient
-	cost int
+	rdb     redis.UniversalClient
+	history int64
+	cost    int
 	// costErr is set when Options.Cost is out of range: every operation that hashes, and
 	// Authenticate, fails with it, rather than silently using another cost.
 	costErr error
@@ -164,11 +185,16 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if cost == 0 {
 		cost = DefaultCost
 	}
-	return &Store{rdb: rdb, cost: cost, costErr: checkCost(cost), compare: bcrypt.CompareHashAndPassword}
+	history := opts.EventHistory
+	if history <= 0 {
+		history = DefaultEventHistory
+	}
+	return &Store{rdb: rdb, history: history, cost: cost, costErr: checkCost(cost), compare: bcrypt.CompareHashAndPassword}
 }
 
-// Create stores u with the given password. It sets u's CreationTimestamp unless given. It
-// returns ErrAlreadyExists when the name is taken, ErrInvalid when u or the password is bad.
+// Create stores u with the given password. It gives u a new UID (whatever u had) and sets its
+// CreationTimestamp unless given. It returns ErrAlreadyExists when the name is taken,
+// ErrInvalid when u or the password is bad.
 func (s *Store) Create(ctx context.Context, u User, password string) error {
 	if err := u.Validate(); err != nil {
 		return err
@@ -181,6 +207,7 @@ func (s *Store) Create(ctx context.Context, u User, password string) error {
 		u.CreationTimestamp = time.Now()
 	}
 	u.CreationTimestamp = u.CreationTimestamp.UTC().Truncate(time.Second)
+	u.UID = string(uuid.NewUUID())
 	u.Groups, u.Teams = slices.Clone(u.Groups), slices.Clone(u.Teams)
 	data, err := json.Marshal(record{User: u, PasswordHash: h})
 	if err != nil {
@@ -194,7 +221,7 @@ func (s *Store) Create(ctx context.Context, u User, password string) error {
 	if !ok {
 		return fmt.Errorf("%w: the name %q is taken", ErrAlreadyExists, u.Name)
 	}
-	return nil
+	return s.changed(ctx, EventAdded, u.Name)
 }
 
 // Get returns the user named name, or ErrNotFound.
@@ -320,11 +347,11 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	if n == 0 {
 		return fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
-	return nil
+	return s.changed(ctx, EventDeleted, name)
 }
 
-// Update applies mutate to the user named name and stores the result if it is valid. The name
-// and creation timestamp cannot change. mutate may run more than once, when another client
+// Update applies mutate to the user named name and stores the result if it is valid. The name,
+// UID and creation timestamp cannot change. mutate may run more than once, when another client
 // changes the user meanwhile, so it should only set fields. It returns the stored user.
 func (s *Store) Update(ctx context.Context, name string, mutate func(u *User) error) (*User, error) {
 	var out User
@@ -339,6 +366,9 @@ func (s *Store) Update(ctx context.Context, name string, mutate func(u *User) er
 		}
 		if !u.CreationTimestamp.Equal(rec.User.CreationTimestamp) {
 			return fmt.Errorf("%w: creationTimestamp: cannot be changed", ErrInvalid)
+		}
+		if u.UID != rec.User.UID {
+			return fmt.Errorf("%w: uid: cannot be changed", ErrInvalid)
 		}
 		if err := u.Validate(); err != nil {
 			return err
@@ -437,6 +467,9 @@ func (s *Store) modify(ctx context.Context, name string, change func(rec *record
 	}
 	for range maxTxAttempts {
 		err := s.rdb.Watch(ctx, txf, key)
+		if err == nil {
+			return s.changed(ctx, EventModified, name)
+		}
 		if !errors.Is(err, redis.TxFailedErr) {
 			return err
 		}
