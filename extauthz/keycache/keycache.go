@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/keygate-dev/keygate/extauthz/follow"
 	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
@@ -45,11 +46,6 @@ const (
 	DefaultSize = 100_000
 	DefaultTTL  = 30 * time.Second
 )
-
-// recentInvalidations is how many of the latest invalidated digests are remembered, to tell a
-// lookup whether its key changed while it read the store. A lookup that saw more events than
-// this meanwhile is simply not cached.
-const recentInvalidations = 1024
 
 // Options configure a Cache.
 type Options struct {
@@ -78,9 +74,8 @@ type Cache struct {
 	mu   sync.Mutex
 	lru  *simplelru.LRU[string, *entry]
 	live bool
-	// gen counts invalidations; recent[g%len] is the digest of invalidation g.
-	gen    uint64
-	recent [recentInvalidations]string
+	// recent tells a lookup whether its key changed while it read the store.
+	recent follow.Recent
 }
 
 type entry struct {
@@ -158,7 +153,7 @@ func (c *Cache) LookupDigest(ctx context.Context, digest string) (*v1.OwnedAcces
 			}
 		}
 	}
-	live, gen := c.live, c.gen
+	live, gen := c.live, c.recent.Gen()
 	c.mu.Unlock()
 
 	c.metrics.misses.Inc()
@@ -173,7 +168,7 @@ func (c *Cache) LookupDigest(ctx context.Context, digest string) (*v1.OwnedAcces
 		// uses, which the store may not have yet.
 		e.lastUse.Store(old.lastUse.Load())
 	}
-	if c.live && !c.changedSince(gen, digest) {
+	if c.live && !c.recent.ChangedSince(gen, digest) {
 		c.lru.Add(digest, e)
 	}
 	c.mu.Unlock()
@@ -189,20 +184,6 @@ func (c *Cache) nearExpiry(k *v1.OwnedAccessKey, now time.Time) bool {
 	}
 	exp, ok := accesskey.Expiry(k, c.opts.MaxTTL)
 	return ok && exp.Sub(now) < c.opts.TTL
-}
-
-// changedSince reports whether digest may have been invalidated after invalidation gen. The
-// caller holds mu.
-func (c *Cache) changedSince(gen uint64, digest string) bool {
-	if c.gen-gen > recentInvalidations {
-		return true // too many to tell, or a purge
-	}
-	for g := gen + 1; g <= c.gen; g++ {
-		if c.recent[g%recentInvalidations] == digest {
-			return true
-		}
-	}
-	return false
 }
 
 // view is the cached key, with status.lastActivity moved to the newest use this replica saw, so
@@ -245,8 +226,7 @@ func (c *Cache) Record(digest string, t time.Time) {
 
 // invalidate drops digest's entry; the caller holds mu.
 func (c *Cache) invalidate(digest string) {
-	c.gen++
-	c.recent[c.gen%recentInvalidations] = digest
+	c.recent.Add(digest)
 	c.lru.Remove(digest)
 }
 
@@ -256,7 +236,7 @@ func (c *Cache) setLive(live bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lru.Purge()
-	c.gen += recentInvalidations + 1
+	c.recent.Purge()
 	c.live = live
 }
 
@@ -268,55 +248,21 @@ func (c *Cache) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	backoff := c.opts.MinBackoff
-	for {
-		started := time.Now()
-		err := c.follow(ctx)
-		c.setLive(false)
-		if ctx.Err() != nil {
-			return nil
-		}
-		reason := "error"
-		if errors.Is(err, store.ErrExpired) || errors.Is(err, store.ErrTooNew) {
-			reason = "resync"
-		}
-		c.metrics.restarts.WithLabelValues(reason).Inc()
-		if time.Since(started) > time.Minute {
-			backoff = c.opts.MinBackoff // it had been working: this is a new failure
-		}
-		c.log.Warn("access-key events interrupted: serving keys from Redis only until they resume",
-			"error", err, "retry_in", backoff.String())
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, c.opts.MaxBackoff)
-	}
+	return follow.Run(ctx, c.src, c.handle, c.log, follow.Options{
+		What: "access-key", MinBackoff: c.opts.MinBackoff, MaxBackoff: c.opts.MaxBackoff,
+		SetLive:   c.setLive,
+		Restarted: func(reason string) { c.metrics.restarts.WithLabelValues(reason).Inc() },
+	})
 }
 
-// follow serves from memory while it follows the events after the store's current version.
-func (c *Cache) follow(ctx context.Context) error {
-	rv, err := c.src.CurrentVersion(ctx)
-	if err != nil {
-		return err
+// handle drops the key an event names; nothing is taken from the event itself.
+func (c *Cache) handle(ev store.Event) error {
+	if ev.Digest == "" {
+		return errors.New("access-key event without a digest")
 	}
-	// Every change after rv reaches handle below; whatever a lookup reads from now on is at
-	// least as new as rv, so it may be cached.
-	c.setLive(true)
-	c.log.Info("following access-key events: caching keys", "from_version", rv)
-	err = c.src.Watch(ctx, rv, func(ev store.Event) error {
-		if ev.Digest == "" {
-			return errors.New("access-key event without a digest")
-		}
-		c.mu.Lock()
-		c.invalidate(ev.Digest)
-		c.mu.Unlock()
-		c.metrics.invalidations.Inc()
-		return nil
-	})
-	if err == nil && ctx.Err() == nil {
-		err = errors.New("access-key event stream ended")
-	}
-	return err
+	c.mu.Lock()
+	c.invalidate(ev.Digest)
+	c.mu.Unlock()
+	c.metrics.invalidations.Inc()
+	return nil
 }
