@@ -58,8 +58,8 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.GrafanaUserHeader, "grafana-user-header", identity.DefaultGrafanaUserHeader, "header Grafana's auth proxy reads the user from")
 	fs.DurationVar(&c.MaxTTL, "max-ttl", 0, "operator-wide cap on any key's lifetime, e.g. 720h; 0 means no cap")
 	fs.DurationVar(&c.ActivityFlushInterval, "activity-flush-interval", activity.DefaultInterval, "how often keys' last-use times are written to status.lastActivity, in one batch")
-	fs.IntVar(&c.KeyCacheSize, "key-cache-size", keycache.DefaultSize, "most access keys kept in memory between checks; changes in Redis drop them at once; 0 turns the cache off")
-	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", keycache.DefaultTTL, "longest a cached key is used without reading Redis again, a safety net behind the change events; also how long a user's groups and disabled state are cached")
+	fs.IntVar(&c.KeyCacheSize, "key-cache-size", keycache.DefaultSize, "most access keys (and, apart, most users) kept in memory between checks; changes in Redis drop them at once; 0 turns the caches off")
+	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", keycache.DefaultTTL, "longest a cached key or user is used without reading Redis again, a safety net behind the change events")
 	c.AddLogFlags(fs)
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: extauthz [flags]\n\nThe edge's Envoy ext_authz service: checks access keys in Redis and sets identity headers.")
 	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
@@ -118,11 +118,12 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	defer stopRecorder()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return checks.rec.Run(recCtx) })
-	// The cache's event stream blocks in Redis; closing the client after the servers stopped
-	// ends it at once, so it runs outside the group.
-	cacheDone := make(chan struct{})
+	// The caches' event streams block in Redis; closing the client after the servers stopped
+	// ends them at once, so they run outside the group.
+	cacheDone, usersDone := make(chan struct{}), make(chan struct{})
 	go func() { _ = checks.cache.Run(gctx); close(cacheDone) }()
-	defer func() { rdb.Close(); <-cacheDone }()
+	go func() { _ = checks.users.Run(gctx); close(usersDone) }()
+	defer func() { rdb.Close(); <-cacheDone; <-usersDone }()
 	g.Go(func() error {
 		log.Info("serving", "server", "ext_authz gRPC", "address", lis.Addr().String(), "redis", strings.Join(c.RedisAddresses, ","))
 		return gs.Serve(lis)
@@ -144,10 +145,12 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	return err
 }
 
-// checker is the check pipeline: the server, the key cache it reads, and the recorder of uses.
+// checker is the check pipeline: the server, the key and user caches it reads, and the
+// recorder of uses.
 type checker struct {
 	srv   *server.Server
 	cache *keycache.Cache
+	users *userinfo.Directory
 	rec   *activity.Recorder
 }
 
@@ -159,15 +162,17 @@ func newChecker(c Config, rdb redis.UniversalClient, log *slog.Logger, reg *prom
 		size = -1 // keycache's "off"
 	}
 	cache := keycache.New(keys, keycache.Options{Size: size, TTL: c.KeyCacheTTL, MaxTTL: c.MaxTTL}, log, reg)
+	// Users are cached like keys, and dropped on the user store's change events, so that a
+	// user's deletion or change reaches every one of their keys as fast as a key's own.
+	people := userinfo.New(users.New(rdb, users.Options{}), userinfo.Options{Size: size, TTL: c.KeyCacheTTL}, log)
 	srv := server.New(cache, server.Options{
-		// User changes (groups, disabled) have no events: they reach checks within the TTL.
-		Users:    userinfo.New(users.New(rdb, users.Options{}), userinfo.Options{TTL: c.KeyCacheTTL}),
+		Users:    people,
 		Decide:   decide.Options{MaxTTL: c.MaxTTL},
 		Identity: identity.Options{GrafanaUserHeader: c.GrafanaUserHeader},
 		// The cache also hears of uses, so that a cached key's lastActivity stays current here.
 		Activity: activities{rec, cache},
 	}, log, reg)
-	return checker{srv: srv, cache: cache, rec: rec}
+	return checker{srv: srv, cache: cache, users: people, rec: rec}
 }
 
 // stop lets in-flight checks finish; Envoy's own timeout bounds how long that takes, and after

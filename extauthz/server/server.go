@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -50,8 +49,9 @@ type Users interface {
 
 // Options configure the server.
 type Options struct {
-	// Users, when set, adds the user's groups to the identity sent upstream, and refuses the
-	// keys of disabled users.
+	// Users, when set, judges every user's key by what the user store says of its user now
+	// (disabled, deleted, re-created, an external identity's name now in the store) and sends
+	// the user's current groups upstream.
 	Users    Users
 	Decide   decide.Options
 	Identity identity.Options
@@ -108,7 +108,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if r := s.decide(key, ref, httpReq); r != nil {
 		return s.refuse(start, ref, *r)
 	}
-	userGroups, r := s.owner(ctx, key, ref)
+	key, userGroups, r := s.owner(ctx, key, ref)
 	if r != nil {
 		return s.refuse(start, ref, *r)
 	}
@@ -199,23 +199,27 @@ func (s *Server) decide(key *v1.OwnedAccessKey, ref edgepath.Ref, httpReq *authv
 	return &refusal{o, d.Message}
 }
 
-// owner returns the groups the user store gives the key's user, and refuses a key whose user
-// is disabled. Looked up only for requests the key may make: refusals cost no extra round trip.
-func (s *Server) owner(ctx context.Context, key *v1.OwnedAccessKey, ref edgepath.Ref) ([]string, *refusal) {
+// owner applies what the user store says of the key's user now (accesskey.CheckOwner): it
+// refuses a key of a disabled, deleted or re-created user, or of an external identity whose name
+// the store has since given to a user; and returns the key as its owner lets it act (a store
+// user's groups are the store's, accesskey.AsOwned) with the user's groups. Looked up only for
+// requests the key may make: refusals cost no extra round trip. Team keys act as their team,
+// whoever holds them, and have no user to look up.
+func (s *Server) owner(ctx context.Context, key *v1.OwnedAccessKey, ref edgepath.Ref) (*v1.OwnedAccessKey, []string, *refusal) {
 	if s.opts.Users == nil || key.Spec.User == "" {
-		return nil, nil
+		return key, nil, nil
 	}
 	info, err := s.opts.Users.Lookup(ctx, key.Spec.User)
 	if err != nil {
 		s.metrics.storeErrors.Inc()
 		s.log.Error("user store unavailable: failing closed", "error", err)
-		return nil, &refusal{unavailable, storesDown}
+		return nil, nil, &refusal{unavailable, storesDown}
 	}
-	if info.Disabled {
-		s.log.Info("denied", "key", key.Name, "reason", "user disabled", "user", key.Spec.User, "target", ref.String())
-		return nil, &refusal{unauthenticated, fmt.Sprintf("the user %q of access key %q is disabled", key.Spec.User, key.Name)}
+	if p := accesskey.CheckOwner(key, info); p != accesskey.OwnerOK {
+		s.log.Info("denied", "key", key.Name, "reason", string(p), "user", key.Spec.User, "target", ref.String())
+		return nil, nil, &refusal{unauthenticated, p.Message(key)}
 	}
-	return info.Groups, nil
+	return accesskey.AsOwned(key, info), info.Groups, nil
 }
 
 // target is the route's target from its context extensions, or from the path when the Check

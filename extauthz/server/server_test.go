@@ -26,6 +26,7 @@ import (
 	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/metricstest"
 	"github.com/keygate-dev/keygate/internal/redisserver"
+	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/keystore/users"
@@ -207,40 +208,92 @@ func groupsSent(t *testing.T, resp *authv3.CheckResponse) []string {
 	return groups
 }
 
-// The user store adds the user's groups to the identity, and a disabled user's keys are
-// refused; a key whose user the store does not know carries its own groups only.
-func TestUserStore(t *testing.T) {
+// ownedKey creates a key for the store user u, recording u's UID as keystore does.
+func ownedKey(t *testing.T, name string, u *users.User, groups ...string) string {
+	t.Helper()
+	if err := keys.Delete(context.Background(), name); err != nil && !errors.Is(err, store.ErrNotFound) {
+		t.Fatal(err)
+	}
+	k := &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.OwnedAccessKeySpec{User: u.Name, Groups: groups}}
+	accesskey.SetOwnerUID(k, u.UID)
+	plain, err := keys.Create(context.Background(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plain
+}
+
+// storeUsers (re)creates us in the user store and returns them as stored.
+func storeUsers(t *testing.T, us *users.Store, list ...users.User) []*users.User {
+	t.Helper()
 	ctx := context.Background()
-	us := users.New(rdb, users.Options{Cost: bcrypt.MinCost})
-	for _, u := range []users.User{{Name: "ustore-alice", Groups: []string{"ops", "dev"}}, {Name: "ustore-bob", Disabled: true}} {
+	var out []*users.User
+	for _, u := range list {
 		if err := us.Delete(ctx, u.Name); err != nil && !errors.Is(err, users.ErrNotFound) {
 			t.Fatal(err)
 		}
 		if err := us.Create(ctx, u, "correct horse battery"); err != nil {
 			t.Fatal(err)
 		}
+		got, err := us.Get(ctx, u.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, got)
 	}
-	c, _ := serve(t, keys, Options{Users: userinfo.New(us, userinfo.Options{})})
+	return out
+}
+
+// A store user's keys carry the user's current groups (a key's own only where the user still
+// has them); a key whose user the store does not know carries its own groups only.
+func TestUserStoreGroups(t *testing.T) {
+	us := users.New(rdb, users.Options{Cost: bcrypt.MinCost})
+	alice := storeUsers(t, us, users.User{Name: "ustore-alice", Groups: []string{"ops", "dev"}})[0]
+	c, _ := serve(t, keys, Options{Users: userinfo.New(us, userinfo.Options{}, nil)})
 	demo := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}
 	auth := func(plain string) map[string]string { return map[string]string{"authorization": "Bearer " + plain} }
 
-	alice := newKey(t, "ustore-alice", v1.OwnedAccessKeySpec{User: "ustore-alice", Groups: []string{"dev", "qa"}}, time.Now())
-	got := groupsSent(t, check(t, c, demo, "/api", auth(alice)))
-	want := []string{"dev", "qa", "ops", "loft:user:ustore-alice", "system:authenticated"}
-	if !slices.Equal(got, want) {
-		t.Errorf("groups of a stored user = %v, want %v", got, want)
+	key := ownedKey(t, "ustore-alice", alice, "dev", "qa")
+	got := groupsSent(t, check(t, c, demo, "/api", auth(key)))
+	if want := []string{"dev", "ops", "loft:user:ustore-alice", "system:authenticated"}; !slices.Equal(got, want) {
+		t.Errorf("groups of a stored user = %v, want %v (qa is not the user's)", got, want)
 	}
-
 	external := newKey(t, "ustore-external", v1.OwnedAccessKeySpec{User: "ustore-nobody", Groups: []string{"qa"}}, time.Now())
 	got = groupsSent(t, check(t, c, demo, "/api", auth(external)))
 	if want := []string{"qa", "loft:user:ustore-nobody", "system:authenticated"}; !slices.Equal(got, want) {
 		t.Errorf("groups of an unknown user = %v, want %v", got, want)
 	}
+}
 
-	bob := newKey(t, "ustore-bob", v1.OwnedAccessKeySpec{User: "ustore-bob"}, time.Now())
-	d := check(t, c, demo, "/api", auth(bob)).GetDeniedResponse()
-	if d == nil || d.GetStatus().GetCode() != 401 || !strings.Contains(d.GetBody(), `the user \"ustore-bob\" of access key \"ustore-bob\" is disabled`) {
-		t.Errorf("key of a disabled user: %v; want 401 naming the user", d)
+// Keys whose user the store says is disabled, deleted, re-created, or an external identity's
+// name now given to a store user, are refused with 401 and a message that says which.
+func TestUserStoreRefusals(t *testing.T) {
+	ctx := context.Background()
+	us := users.New(rdb, users.Options{Cost: bcrypt.MinCost})
+	stored := storeUsers(t, us, users.User{Name: "ustore-bob", Disabled: true}, users.User{Name: "ustore-gone"},
+		users.User{Name: "ustore-again"})
+	bob := ownedKey(t, "ustore-bob", stored[0])
+	gone := ownedKey(t, "ustore-gone", stored[1])
+	again := ownedKey(t, "ustore-again", stored[2])
+	if err := us.Delete(ctx, "ustore-gone"); err != nil {
+		t.Fatal(err)
+	}
+	storeUsers(t, us, users.User{Name: "ustore-again"})
+	external := newKey(t, "ustore-ext", v1.OwnedAccessKeySpec{User: "ustore-ext"}, time.Now())
+	storeUsers(t, us, users.User{Name: "ustore-ext"})
+
+	c, _ := serve(t, keys, Options{Users: userinfo.New(us, userinfo.Options{}, nil)})
+	demo := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}
+	for plain, want := range map[string]string{
+		bob:      `the user \"ustore-bob\" of access key \"ustore-bob\" is disabled`,
+		gone:     `the user \"ustore-gone\" of access key \"ustore-gone\" no longer exists`,
+		again:    `access key \"ustore-again\" was made for an earlier user \"ustore-again\", who was deleted; create a new key`,
+		external: `access key \"ustore-ext\" was made for an external identity \"ustore-ext\" before a user of that name was added to the user store; create a new key`,
+	} {
+		d := check(t, c, demo, "/api", map[string]string{"authorization": "Bearer " + plain}).GetDeniedResponse()
+		if d == nil || d.GetStatus().GetCode() != 401 || !strings.Contains(d.GetBody(), want) {
+			t.Errorf("got %v; want 401 saying %s", d, want)
+		}
 	}
 }
 
