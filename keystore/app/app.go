@@ -116,7 +116,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	gs, err := apiserver.New(apiserver.Config{
 		Address: c.Address, CertFile: c.CertFile, KeyFile: c.KeyFile,
 		ClientCAFile: c.ClientCAFile, AllowedNames: c.AllowedNames,
-		Registry: registry.Options{AdminGroup: c.AdminGroup, Teams: teamsOf(people)},
+		Registry: registry.Options{AdminGroup: c.AdminGroup, Teams: teamsOf(people), OwnerUID: ownerUID(people)},
 		Keys:     keys, UserInfo: userInfo(people),
 	})
 	if err != nil {
@@ -207,6 +207,20 @@ func userInfo(people *users.Store) registry.UserInfoFunc {
 		for _, t := range u.Teams {
 			info.Teams = append(info.Teams, &v1.EntityInfo{Name: t})
 		}
-		return &registry.UserDetails{Info: info, Groups: u.Groups, Disabled: u.Disabled}, nil
+		return &registry.UserDetails{Info: info, UID: u.UID, Groups: u.Groups, Disabled: u.Disabled}, nil
+	}
+}
+
+// ownerUID is the UID a new key of user name records: "" for a user the store does not have.
+func ownerUID(people *users.Store) registry.OwnerUIDFunc {
+	return func(ctx context.Context, name string) (string, error) {
+		u, err := people.Get(ctx, name)
+		if errors.Is(err, users.ErrNotFound) {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		return u.UID, nil
 	}
 }

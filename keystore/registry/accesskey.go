@@ -17,6 +17,7 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/apiserver/pkg/storage/names"
 
+	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/apis/management/validation"
 	"github.com/keygate-dev/keygate/keystore/store"
@@ -39,7 +40,14 @@ type Options struct {
 	AdminGroup string
 	// Teams finds the teams of a user; nil means users are in no team.
 	Teams TeamsFunc
+	// OwnerUID finds the UID of a user in the user store, to record on the keys made for them
+	// (accesskey.OwnerUIDAnnotation); nil means no user is in the store.
+	OwnerUID OwnerUIDFunc
 }
+
+// OwnerUIDFunc returns the UID of the user store's user named name, "" when the store has no
+// such user (a user of an external identity provider) or the user has no UID.
+type OwnerUIDFunc func(ctx context.Context, name string) (string, error)
 
 // CreatedByAnnotation records who created a key.
 const CreatedByAnnotation = "keygate.dev/created-by"
@@ -170,6 +178,9 @@ func (a *AccessKeys) Create(ctx context.Context, obj runtime.Object, createValid
 	if err := a.mayWrite(ctx, c, k, nil); err != nil {
 		return nil, err
 	}
+	if err := a.recordOwner(ctx, k); err != nil {
+		return nil, err
+	}
 	if createValidation != nil {
 		if err := createValidation(ctx, k); err != nil {
 			return nil, err
@@ -226,6 +237,31 @@ func prepareNew(c Caller, k *v1.OwnedAccessKey) {
 	stripKeyFromLastApplied(k)
 }
 
+// recordOwner sets, from the user store and never from the client, the UID of the store user
+// k is made for, or removes any when k is a team's or an external identity's: extauthz refuses
+// the key once the store's user of that name is not this one (accesskey.CheckOwner).
+func (a *AccessKeys) recordOwner(ctx context.Context, k *v1.OwnedAccessKey) error {
+	uid := ""
+	if k.Spec.User != "" && a.opts.OwnerUID != nil {
+		var err error
+		if uid, err = a.opts.OwnerUID(ctx, k.Spec.User); err != nil {
+			return apierrors.NewInternalError(err)
+		}
+	}
+	accesskey.SetOwnerUID(k, uid)
+	return nil
+}
+
+// keepOwner gives k, an update of cur, cur's owner UID whatever the client sent: the same user
+// stays the same owner. A key given to another user records that user, as at creation.
+func (a *AccessKeys) keepOwner(ctx context.Context, k, cur *v1.OwnedAccessKey) error {
+	if k.Spec.User != cur.Spec.User || k.Spec.Team != cur.Spec.Team {
+		return a.recordOwner(ctx, k)
+	}
+	accesskey.SetOwnerUID(k, accesskey.OwnerUID(cur))
+	return nil
+}
+
 // createError is the API error of a failed CreateObject. A supplied key that is taken is an
 // invalid spec.key, not "already exists", and is never echoed.
 func createError(k *v1.OwnedAccessKey, err error) error {
@@ -278,6 +314,9 @@ func (a *AccessKeys) Update(ctx context.Context, name string, objInfo rest.Updat
 		return nil, false, apierrors.NewInvalid(kind, name, errs)
 	}
 	if err := a.mayWrite(ctx, c, k, cur); err != nil {
+		return nil, false, err
+	}
+	if err := a.keepOwner(ctx, k, cur); err != nil {
 		return nil, false, err
 	}
 	if updateValidation != nil {

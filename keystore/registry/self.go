@@ -22,7 +22,9 @@ import (
 // UserDetails is what the user store says of a user.
 type UserDetails struct {
 	Info *v1.UserInfo
-	// Groups are the user's groups, which the edge adds to the key's.
+	// UID tells this user from an earlier one of the same name (accesskey.CheckOwner).
+	UID string
+	// Groups are the user's groups, which the edge sends with every key of theirs.
 	Groups   []string
 	Disabled bool
 }
@@ -58,8 +60,9 @@ func (*Selves) GetSingularName() string { return "self" }
 // Create fills in the status of the given Self from the request's identity and access key, or,
 // when spec.accessKey holds a plain access key, from that key: Loft's CLI asks this way whether a
 // key it saved is still valid and still the same user's. Knowing a key is proof enough to learn
-// whose it is; an unknown, disabled or expired key, or one of a disabled user, is refused with
-// 422 and the same message, whichever it is.
+// whose it is; an unknown, disabled or expired key, or one the edge refuses for its user
+// (disabled, deleted, re-created: accesskey.CheckOwner), is refused with 422 and the same
+// message, whichever it is.
 func (s *Selves) Create(ctx context.Context, obj runtime.Object, _ rest.ValidateObjectFunc, _ *metav1.CreateOptions) (runtime.Object, error) {
 	in, ok := obj.(*v1.Self)
 	if !ok {
@@ -113,26 +116,32 @@ func (s *Selves) describeKey(ctx context.Context, out *v1.Self, plain string) (r
 	if k.Spec.Disabled || accesskey.Expired(k, time.Now(), 0) {
 		return nil, invalid
 	}
-	var userGroups []string
-	if k.Spec.User != "" && s.userInfo != nil {
-		d, err := s.userInfo(ctx, k.Spec.User)
-		if err != nil {
-			return nil, apierrors.NewInternalError(err)
-		}
-		if d != nil && d.Disabled {
-			return nil, invalid
-		}
-		if d != nil {
-			userGroups = d.Groups
-		}
+	owner, err := s.owner(ctx, k)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	if k.Spec.User != "" && accesskey.CheckOwner(k, owner) != accesskey.OwnerOK {
+		return nil, invalid
 	}
 	// The groups the edge would send upstream for a request made with this key.
-	out.Status = v1.SelfStatus{Groups: accesskey.Groups(k, userGroups)}
+	out.Status = v1.SelfStatus{Groups: accesskey.Groups(accesskey.AsOwned(k, owner), owner.Groups)}
 	if err := s.describeOwner(ctx, out, k.Spec.User, k.Spec.Team); err != nil {
 		return nil, err
 	}
 	setKey(out, k)
 	return out, nil
+}
+
+// owner is what the user store says of k's user, as extauthz reads it.
+func (s *Selves) owner(ctx context.Context, k *v1.OwnedAccessKey) (accesskey.Owner, error) {
+	if k.Spec.User == "" || s.userInfo == nil {
+		return accesskey.Owner{}, nil
+	}
+	d, err := s.userInfo(ctx, k.Spec.User)
+	if err != nil || d == nil {
+		return accesskey.Owner{}, err
+	}
+	return accesskey.Owner{Known: true, UID: d.UID, Disabled: d.Disabled, Groups: d.Groups}, nil
 }
 
 // describeOwner sets the user (with what the user store knows) or the team.

@@ -15,6 +15,7 @@ import (
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 
 	"github.com/keygate-dev/keygate/internal/redisserver"
+	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
 )
@@ -33,21 +34,28 @@ func as(name, key string, groups ...string) context.Context {
 	return genericapirequest.WithUser(context.Background(), u)
 }
 
-// The user store as the test sees it: alice is known with a group, dora is disabled.
+// The user store as the test sees it: alice is known with groups (and no UID, as users created
+// before UIDs), dora is disabled, erin was re-created (UID erin-2).
 func testUsers(ctx context.Context, name string) (*UserDetails, error) {
 	switch name {
 	case "alice":
-		return &UserDetails{Info: &v1.UserInfo{EntityInfo: v1.EntityInfo{Name: "alice", Username: "alice", DisplayName: "Alice"}}, Groups: []string{"ops"}}, nil
+		return &UserDetails{Info: &v1.UserInfo{EntityInfo: v1.EntityInfo{Name: "alice", Username: "alice", DisplayName: "Alice"}}, Groups: []string{"ops", "dev"}}, nil
 	case "dora":
 		return &UserDetails{Info: &v1.UserInfo{EntityInfo: v1.EntityInfo{Name: "dora"}}, Disabled: true}, nil
+	case "erin":
+		return &UserDetails{Info: &v1.UserInfo{EntityInfo: v1.EntityInfo{Name: "erin"}}, UID: "erin-2"}, nil
 	}
 	return nil, nil
 }
 
-func createKey(t *testing.T, name string, spec v1.OwnedAccessKeySpec, created time.Time) string {
+func createKey(t *testing.T, name string, spec v1.OwnedAccessKeySpec, created time.Time, ownerUID ...string) string {
 	t.Helper()
 	name = fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
-	plain, err := keys.Create(context.Background(), &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(created)}, Spec: spec})
+	k := &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(created)}, Spec: spec}
+	for _, uid := range ownerUID {
+		accesskey.SetOwnerUID(k, uid)
+	}
+	plain, err := keys.Create(context.Background(), k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +94,7 @@ func TestSelfDescribesTheCaller(t *testing.T) {
 // it is.
 func TestSelfDescribesAnotherKey(t *testing.T) {
 	scope := &v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "demo"}}}
-	plain := createKey(t, "self-other", v1.OwnedAccessKeySpec{User: "alice", Groups: []string{"dev"}, Scope: scope, Type: v1.AccessKeyTypeOther}, time.Now())
+	plain := createKey(t, "self-other", v1.OwnedAccessKeySpec{User: "alice", Groups: []string{"dev", "qa"}, Scope: scope, Type: v1.AccessKeyTypeOther}, time.Now())
 	// Asked by someone else entirely: knowing the key is what counts.
 	self, err := selfOf(t, as("bob", "bobs-key"), plain)
 	if err != nil {
@@ -100,7 +108,7 @@ func TestSelfDescribesAnotherKey(t *testing.T) {
 		t.Errorf("scope = %+v", st.AccessKeyScope)
 	}
 	if want := []string{"dev", "ops", "loft:user:alice", "system:authenticated"}; !slices.Equal(st.Groups, want) {
-		t.Errorf("groups = %v, want %v (the key's, the user's, then the edge's)", st.Groups, want)
+		t.Errorf("groups = %v, want %v (the key's that the user has, the user's, then the edge's)", st.Groups, want)
 	}
 	if self.Spec.AccessKey != "" {
 		t.Error("the plain key is echoed in the response")
@@ -118,12 +126,15 @@ func TestSelfDescribesAnotherKey(t *testing.T) {
 
 func TestSelfRefusesUnusableKeys(t *testing.T) {
 	tests := map[string]string{
-		"unknown":        "kgk_" + strings.Repeat("x", 43),
-		"disabled":       createKey(t, "self-disabled", v1.OwnedAccessKeySpec{User: "alice", Disabled: true}, time.Now()),
-		"expired":        createKey(t, "self-expired", v1.OwnedAccessKeySpec{User: "alice", TTL: 60}, time.Now().Add(-time.Hour)),
-		"disabled user":  createKey(t, "self-dora", v1.OwnedAccessKeySpec{User: "dora"}, time.Now()),
-		"a key's name":   "self-caller",
-		"whitespace key": "   ",
+		"unknown":                            "kgk_" + strings.Repeat("x", 43),
+		"disabled":                           createKey(t, "self-disabled", v1.OwnedAccessKeySpec{User: "alice", Disabled: true}, time.Now()),
+		"expired":                            createKey(t, "self-expired", v1.OwnedAccessKeySpec{User: "alice", TTL: 60}, time.Now().Add(-time.Hour)),
+		"disabled user":                      createKey(t, "self-dora", v1.OwnedAccessKeySpec{User: "dora"}, time.Now()),
+		"deleted user":                       createKey(t, "self-gone", v1.OwnedAccessKeySpec{User: "gone"}, time.Now(), "gone-1"),
+		"re-created user":                    createKey(t, "self-erin", v1.OwnedAccessKeySpec{User: "erin"}, time.Now(), "erin-1"),
+		"external identity now a store user": createKey(t, "self-erin-ext", v1.OwnedAccessKeySpec{User: "erin"}, time.Now()),
+		"a key's name":                       "self-caller",
+		"whitespace key":                     "   ",
 	}
 	for name, plain := range tests {
 		t.Run(name, func(t *testing.T) {
