@@ -11,7 +11,9 @@
 //	  200 a Kubernetes Status with status Success; the key is deleted
 //
 // A login checks the password with users.Store.Authenticate and creates an OwnedAccessKey of
-// type Login for the user, with the user's groups and a lifetime of Options.LoginTTL; the
+// type Login for the user, recording the user's UID (accesskey.OwnerUIDAnnotation) and with a
+// lifetime of Options.LoginTTL. It copies no groups: the edge sends the user's groups as the
+// user store has them at each request, so a group taken from the user leaves the key too; the
 // plain key is in the response and nowhere else (the store keeps only its digest, and nothing
 // here logs it). Clients written for Loft read accessKey, as from Loft's endpoint of the same
 // path and body.
@@ -46,7 +48,6 @@ import (
 	"math/rand/v2"
 	"mime"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -364,11 +365,12 @@ func (h *Handler) issue(ctx context.Context, u *users.User) (string, *v1.OwnedAc
 				DisplayName: "login of " + u.Name,
 				Description: "Made by a password login at /auth/password/login; ends with POST /auth/logout or when its ttl runs out.",
 				User:        u.Name,
-				Groups:      slices.Clone(u.Groups),
 				TTL:         int64(h.opts.LoginTTL / time.Second),
 				Type:        v1.AccessKeyTypeLogin,
 			},
 		}
+		// The key is this user's, not a later user's of the same name (accesskey.CheckOwner).
+		accesskey.SetOwnerUID(k, u.UID)
 		plain, stored, err := h.opts.Keys.CreateObject(ctx, k)
 		if errors.Is(err, store.ErrAlreadyExists) {
 			continue // the name (or, never in practice, the key material) is taken: draw again
