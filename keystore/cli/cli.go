@@ -134,7 +134,7 @@ func newRootCommand(s streams) *cobra.Command {
 		newCreateKeyCommand(s), newGetKeyCommand(s), newListKeysCommand(s),
 		newDisableKeyCommand(s, true), newDisableKeyCommand(s, false), newDeleteKeyCommand(s),
 		newCreateUserCommand(s), newGetUserCommand(s), newListUsersCommand(s),
-		newSetPasswordCommand(s), newDeleteUserCommand(s),
+		newSetUserCommand(s), newSetPasswordCommand(s), newDeleteUserCommand(s),
 	)
 	return root
 }

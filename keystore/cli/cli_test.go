@@ -340,7 +340,7 @@ func TestUserCommandErrors(t *testing.T) {
 
 func TestUsageListsUserCommands(t *testing.T) {
 	code, _, errOut := run("--help")
-	for _, cmd := range []string{"create-user", "get-user", "list-users", "set-password", "delete-user"} {
+	for _, cmd := range []string{"create-user", "get-user", "list-users", "set-user", "set-password", "delete-user"} {
 		if code != 0 || !strings.Contains(errOut, cmd) {
 			t.Errorf("usage does not mention %s", cmd)
 		}

@@ -17,8 +17,10 @@ import (
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
+	"github.com/keygate-dev/keygate/keystore/users"
 )
 
 // createKeyFlags are the flags of create-key.
@@ -57,6 +59,9 @@ that scripts can capture the key.`,
 		if err != nil {
 			return err
 		}
+		if err := recordOwner(ctx, rdb, k); err != nil {
+			return err
+		}
 		plain, err := store.New(rdb).Create(ctx, k)
 		if err != nil {
 			return err
@@ -65,6 +70,23 @@ that scripts can capture the key.`,
 		fmt.Fprintln(s.stdout, plain)
 		return nil
 	})
+}
+
+// recordOwner records on k the UID of its user when the user store has them, as the management
+// API does: the edge refuses the key once the store's user of that name is another (or none).
+func recordOwner(ctx context.Context, rdb redis.UniversalClient, k *v1.OwnedAccessKey) error {
+	if k.Spec.User == "" {
+		return nil
+	}
+	u, err := users.New(rdb, users.Options{}).Get(ctx, k.Spec.User)
+	switch {
+	case errors.Is(err, users.ErrNotFound):
+		return nil // an external identity's key
+	case err != nil:
+		return err
+	}
+	accesskey.SetOwnerUID(k, u.UID)
+	return nil
 }
 
 // accessKey is the key the flags describe; their mistakes are usage errors.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -49,6 +50,68 @@ func newCreateUserCommand(s streams) *cobra.Command {
 		printPassword(s, password, generated)
 		return nil
 	})
+}
+
+// setUserFlags are the flags of set-user; only those given change the user.
+type setUserFlags struct {
+	groups, teams, displayName, email string
+	disabled                          bool
+}
+
+func newSetUserCommand(s streams) *cobra.Command {
+	var o setUserFlags
+	cmd := &cobra.Command{
+		Use:     "set-user NAME [flags]",
+		GroupID: groupUsers,
+		Short:   "change a user's groups, teams, display name, email or disabled state",
+		Long: `Change user NAME: only what a flag is given for, the rest is kept. --groups and --teams
+replace the lists ("" empties them). The edge reads the user at each request, so every access
+key of the user (login keys included) follows at once: a disabled user's keys are refused, and
+a group taken away leaves every key. Team membership decides who manages the team's keys.`,
+		Example: `  keystore set-user alice --groups dev,ops --teams platform
+  keystore set-user alice --disabled=true
+  keystore set-user alice --groups ""`,
+		Args: exactlyOne("user name"),
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.groups, "groups", "", "comma-separated groups, replacing the user's")
+	f.StringVar(&o.teams, "teams", "", "comma-separated teams, replacing the user's")
+	f.StringVar(&o.displayName, "display-name", "", "display name")
+	f.StringVar(&o.email, "email", "", "email address")
+	f.BoolVar(&o.disabled, "disabled", false, "disable (true) or enable (false) the user")
+	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, args []string) error {
+		if !slices.ContainsFunc([]string{"groups", "teams", "display-name", "email", "disabled"}, f.Changed) {
+			return usageError("set-user changes nothing: give --groups, --teams, --display-name, --email or --disabled")
+		}
+		_, err := users.New(rdb, users.Options{}).Update(ctx, args[0], func(u *users.User) error {
+			o.apply(f.Changed, u)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(s.stderr, "updated user %q\n", args[0])
+		return nil
+	})
+}
+
+// apply sets on u what the flags given (changed) say.
+func (o *setUserFlags) apply(changed func(string) bool, u *users.User) {
+	if changed("groups") {
+		u.Groups = splitList(o.groups)
+	}
+	if changed("teams") {
+		u.Teams = splitList(o.teams)
+	}
+	if changed("display-name") {
+		u.DisplayName = o.displayName
+	}
+	if changed("email") {
+		u.Email = o.email
+	}
+	if changed("disabled") {
+		u.Disabled = o.disabled
+	}
 }
 
 func newSetPasswordCommand(s streams) *cobra.Command {
@@ -119,8 +182,9 @@ func newDeleteUserCommand(s streams) *cobra.Command {
 		Use:     "delete-user NAME [flags]",
 		GroupID: groupUsers,
 		Short:   "delete a user",
-		Long: `Delete the user NAME: they can no longer log in with a password. Access keys made for
-them are not deleted (see list-keys and delete-key).`,
+		Long: `Delete the user NAME: they can no longer log in with a password, and the edge refuses
+every access key made for them at once, also after a user of the same name is created again.
+The keys themselves are kept until deleted (see list-keys and delete-key).`,
 		Example: "  keystore delete-user alice",
 		Args:    exactlyOne("user name"),
 	}
