@@ -19,9 +19,9 @@ import (
 func TestTeamMembersManageTeamKeys(t *testing.T) {
 	t.Parallel()
 	team, member := unique("team"), unique("member")
-	storeUser(t, users.User{Name: member, Teams: []string{team}})
+	storeUser(t, users.User{Name: member, Teams: []string{team}, Groups: []string{"dev"}})
 	teamKeyName, _ := newKey(t, v1.OwnedAccessKeySpec{Team: team})
-	_, memberKey := newKey(t, v1.OwnedAccessKeySpec{User: member, Groups: []string{"dev"}})
+	_, memberKey := newOwnedKey(t, v1.OwnedAccessKeySpec{User: member})
 	_, outsiderKey := newKey(t, v1.OwnedAccessKeySpec{User: unique("outsider")})
 	memberCfg, outsiderCfg := kubeconfig(t, memberKey), kubeconfig(t, outsiderKey)
 
@@ -50,7 +50,7 @@ func TestTeamMembersManageTeamKeys(t *testing.T) {
 	if _, errOut, err := kubectlIn(t, outsiderCfg, nil, "create", "-f", write(unique("not-mine"), "  team: "+team+"\n")); err == nil || !strings.Contains(errOut, "members of team") {
 		t.Errorf("outsider creates a team key: %v %s; want Forbidden", err, errOut)
 	}
-	// Groups: the member's request carries "dev" (the key's group), not "ops".
+	// Groups: the member's request carries "dev" (the user's group), not "ops".
 	if _, errOut, err := kubectlIn(t, memberCfg, nil, "create", "-f", write(unique("own-dev"), "  user: "+member+"\n  groups: [dev]\n")); err != nil {
 		t.Errorf("member creates a key with a group they have: %v %s", err, errOut)
 	}

@@ -15,21 +15,23 @@ import (
 	"github.com/keygate-dev/keygate/keystore/users"
 )
 
-// The user store's groups travel upstream with the key's own, and a disabled user's keys are
-// refused. (A user disabled later is refused within extauthz's --key-cache-ttl; extauthz/userinfo
-// tests that with a clock.)
+// The user store's groups travel upstream (a key's own only where the user has them), and a
+// disabled user's keys are refused. (Changes to a user later: e2e/identity_test.go.)
 func TestUserStoreGroupsAndDisabledUsers(t *testing.T) {
 	t.Parallel()
 	enabled, disabled := unique("ustore"), unique("ustore-off")
-	storeUser(t, users.User{Name: enabled, Groups: []string{"e2e-viewers"}})
+	storeUser(t, users.User{Name: enabled, Groups: []string{"e2e-viewers", "dev"}})
 	storeUser(t, users.User{Name: disabled, Disabled: true})
 
-	_, key := newKey(t, v1.OwnedAccessKeySpec{User: enabled, Groups: []string{"dev"}})
+	_, key := newOwnedKey(t, v1.OwnedAccessKeySpec{User: enabled, Groups: []string{"dev", "qa"}})
 	got := whoami(t, kubeconfig(t, key), demo)
 	for _, g := range []string{"dev", "e2e-viewers", "loft:user:" + enabled, "system:authenticated"} {
 		if !slices.Contains(got.Groups, g) {
 			t.Errorf("groups %v lack %q", got.Groups, g)
 		}
+	}
+	if slices.Contains(got.Groups, "qa") {
+		t.Errorf("groups %v hold the key's qa, which the user does not have", got.Groups)
 	}
 
 	_, off := newKey(t, v1.OwnedAccessKeySpec{User: disabled})
