@@ -202,6 +202,18 @@ func status(t *testing.T, w *httptest.ResponseRecorder, code int) metav1.Status 
 	return s
 }
 
+// checkOwnerUID fails unless login key k records the UID of the store user named user.
+func checkOwnerUID(t *testing.T, k *v1.OwnedAccessKey, user string) {
+	t.Helper()
+	stored, err := userS.Get(context.Background(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := accesskey.OwnerUID(k); got == "" || got != stored.UID {
+		t.Errorf("owner uid on the login key %q, want the user's %q", got, stored.UID)
+	}
+}
+
 func TestLoginIssuesALoginKey(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, func(o *auth.Options) { o.LoginTTL = 2 * time.Hour })
@@ -252,13 +264,7 @@ func TestLoginIssuesALoginKey(t *testing.T) {
 		k.Spec.DisplayName != "login of "+user || k.Spec.Disabled || k.Spec.Scope != nil {
 		t.Errorf("stored key %+v: want name %s, type Login, user %s, no groups, ttl 7200, display name \"login of %s\", enabled, unscoped", k.Spec, resp.Name, user, user)
 	}
-	stored, err := userS.Get(ctx, user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := accesskey.OwnerUID(k); got == "" || got != stored.UID {
-		t.Errorf("owner uid on the login key %q, want the user's %q", got, stored.UID)
-	}
+	checkOwnerUID(t, k, user)
 	expires, err := time.Parse(time.RFC3339, resp.ExpiresAt)
 	if err != nil {
 		t.Fatalf("expiresAt %q: %v", resp.ExpiresAt, err)
