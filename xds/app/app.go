@@ -47,6 +47,7 @@ type Config struct {
 	TLSKeyFile          string
 	ExtAuthzCluster     string
 	ExtAuthzTimeout     time.Duration
+	Limits              translate.Limits
 	LogLevel            string
 	LogFormat           string
 }
@@ -73,6 +74,8 @@ func ParseFlags(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file; required")
 	fs.StringVar(&c.ExtAuthzCluster, "extauthz-cluster", translate.DefaultExtAuthzCluster, "Envoy cluster of the ext_authz gRPC service (defined in Envoy's bootstrap)")
 	fs.DurationVar(&c.ExtAuthzTimeout, "extauthz-timeout", translate.DefaultExtAuthzTimeout, "how long Envoy waits for an access-key check before it answers 503")
+	fs.DurationVar(&c.Limits.RequestHeadersTimeout, "request-headers-timeout", translate.DefaultLimits.RequestHeadersTimeout, "how long a client has to send a request's headers before Envoy closes the connection")
+	fs.DurationVar(&c.Limits.StreamIdleTimeout, "stream-idle-timeout", translate.DefaultLimits.StreamIdleTimeout, "how long a request may send and receive nothing; watch, exec, attach and port-forward routes have no idle timeout")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, summary)
@@ -125,6 +128,14 @@ func (c Config) validate() error {
 	}
 	if c.ExtAuthzTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--extauthz-timeout %s must be positive", c.ExtAuthzTimeout))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"request-headers-timeout", c.Limits.RequestHeadersTimeout}, {"stream-idle-timeout", c.Limits.StreamIdleTimeout}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("--%s %s must be positive", d.name, d.v))
+		}
 	}
 	if _, err := ops.NewLogger(io.Discard, c.LogLevel, c.LogFormat); err != nil {
 		errs = append(errs, err)
@@ -248,5 +259,6 @@ func translateOptions(cfg Config) (translate.Options, error) {
 		ServingKey:      key,
 		ExtAuthzCluster: cfg.ExtAuthzCluster,
 		ExtAuthzTimeout: cfg.ExtAuthzTimeout,
+		Limits:          cfg.Limits,
 	}, nil
 }

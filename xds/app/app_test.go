@@ -9,7 +9,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/keygate-dev/keygate/xds/translate"
 )
+
+// flagLimits are the limits the flags set when none is given.
+var flagLimits = translate.Limits{RequestHeadersTimeout: translate.DefaultLimits.RequestHeadersTimeout, StreamIdleTimeout: translate.DefaultLimits.StreamIdleTimeout}
 
 func TestParseFlags(t *testing.T) {
 	required := []string{"--targets-file", "t.yaml", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"}
@@ -21,29 +26,29 @@ func TestParseFlags(t *testing.T) {
 		"defaults": {
 			args: required,
 			want: Config{Source: "file", TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
-				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, LogLevel: "info", LogFormat: "json"},
+				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, Limits: flagLimits, LogLevel: "info", LogFormat: "json"},
 		},
 		"environment": {
 			env: map[string]string{"XDS_TARGETS_FILE": "env.yaml", "XDS_TLS_CERT_FILE": "c", "XDS_TLS_KEY_FILE": "k", "XDS_EXTAUTHZ_TIMEOUT": "500ms", "XDS_LISTEN_ADDRESS": "127.0.0.1:9443"},
 			want: Config{Source: "file", TargetsFile: "env.yaml", TLSCertFile: "c", TLSKeyFile: "k", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
-				ListenAddress: "127.0.0.1:9443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 500 * time.Millisecond, LogLevel: "info", LogFormat: "json"},
+				ListenAddress: "127.0.0.1:9443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 500 * time.Millisecond, Limits: flagLimits, LogLevel: "info", LogFormat: "json"},
 		},
 		"kubernetes": {
 			args: []string{"--source", "kubernetes", "--kubeconfig", "platform.kubeconfig", "--kube-secret-namespace", "keygate", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"},
 			env:  map[string]string{"XDS_KUBE_SECRET_NAMESPACE": "ignored"},
 			want: Config{Source: "kubernetes", Kubeconfig: "platform.kubeconfig", KubeSecretNamespace: "keygate", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
-				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, LogLevel: "info", LogFormat: "json"},
+				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, Limits: flagLimits, LogLevel: "info", LogFormat: "json"},
 		},
 		"kubernetes from the environment, with a targets file": {
 			env: map[string]string{"XDS_SOURCE": "kubernetes", "XDS_TARGETS_FILE": "static.yaml", "XDS_TLS_CERT_FILE": "c", "XDS_TLS_KEY_FILE": "k"},
 			want: Config{Source: "kubernetes", TargetsFile: "static.yaml", TLSCertFile: "c", TLSKeyFile: "k", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
-				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, LogLevel: "info", LogFormat: "json"},
+				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, Limits: flagLimits, LogLevel: "info", LogFormat: "json"},
 		},
 		"flag wins over environment": {
 			args: append([]string{"--log-format", "text"}, required...),
 			env:  map[string]string{"XDS_LOG_FORMAT": "json", "XDS_TARGETS_FILE": "env.yaml"},
 			want: Config{Source: "file", TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
-				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, LogLevel: "info", LogFormat: "text"},
+				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, Limits: flagLimits, LogLevel: "info", LogFormat: "text"},
 		},
 	}
 	for name, tc := range tests {
@@ -81,6 +86,8 @@ func TestBadFlags(t *testing.T) {
 		"http port too high":     {append([]string{"--http-address", "127.0.0.1:70000"}, required...), []string{`--http-address: "127.0.0.1:70000": port "70000"`}},
 		"bad log level":          {append([]string{"--log-level", "loud"}, required...), []string{`--log-level "loud"`}},
 		"bad log format":         {append([]string{"--log-format", "xml"}, required...), []string{`--log-format "xml"`}},
+		"zero header timeout":    {append([]string{"--request-headers-timeout", "0s"}, required...), []string{`--request-headers-timeout 0s must be positive`}},
+		"negative idle timeout":  {append([]string{"--stream-idle-timeout", "-1s"}, required...), []string{`--stream-idle-timeout -1s must be positive`}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -34,6 +34,8 @@ const (
 	// circuitLimit replaces Envoy's default of 1024 connections and requests per cluster: every
 	// open watch counts as an active request, and a busy cluster has far more than 1024.
 	circuitLimit = 1_000_000
+	// upstreamBufferLimit bounds the buffers of each upstream connection (Envoy's edge guide).
+	upstreamBufferLimit = 32 << 10
 	// upstreamHTTPOptions is the extension name of upstream HTTP protocol options.
 	upstreamHTTPOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 )
@@ -93,6 +95,9 @@ func upstreamCluster(t model.Target) (*clusterv3.Cluster, error) {
 			MaxRequests:        wrapperspb.UInt32(circuitLimit),
 		}}},
 		TypedExtensionProtocolOptions: map[string]*anypb.Any{upstreamHTTPOptions: http1},
+		// As on the client side (Limits): a slow reader upstream cannot make Envoy buffer
+		// without bound; flow control holds the other side back instead.
+		PerConnectionBufferLimitBytes: wrapperspb.UInt32(upstreamBufferLimit),
 	}
 	if net.ParseIP(host) != nil {
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}

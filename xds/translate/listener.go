@@ -63,7 +63,8 @@ func httpsListener(o Options) (*listenerv3.Listener, error) {
 		return nil, fmt.Errorf("downstream TLS: %w", err)
 	}
 	return &listenerv3.Listener{
-		Name: ListenerName,
+		Name:                          ListenerName,
+		PerConnectionBufferLimitBytes: wrapperspb.UInt32(o.Limits.PerConnectionBufferLimitBytes),
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 			Address:       o.ListenAddress,
 			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: o.ListenPort},
@@ -105,7 +106,7 @@ func connectionManager(o Options) (*hcmv3.HttpConnectionManager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &hcmv3.HttpConnectionManager{
+	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:     StatPrefix,
 		CodecType:      hcmv3.HttpConnectionManager_AUTO,
 		RouteSpecifier: scopedRoutes(),
@@ -128,7 +129,9 @@ func connectionManager(o Options) (*hcmv3.HttpConnectionManager, error) {
 			HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_DROP_HEADER,
 		},
 		HttpFilters: filters,
-	}, nil
+	}
+	applyLimits(hcm, o.Limits)
+	return hcm, nil
 }
 
 // httpFilters is the edge's filter chain, in order.

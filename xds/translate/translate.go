@@ -53,6 +53,8 @@ type Options struct {
 	ExtAuthzCluster string
 	// ExtAuthzTimeout bounds each authorisation check; 0 means DefaultExtAuthzTimeout.
 	ExtAuthzTimeout time.Duration
+	// Limits bound each client; a zero field takes DefaultLimits' value.
+	Limits Limits
 }
 
 func (o Options) withDefaults() Options {
@@ -62,6 +64,7 @@ func (o Options) withDefaults() Options {
 	if o.ExtAuthzTimeout == 0 {
 		o.ExtAuthzTimeout = DefaultExtAuthzTimeout
 	}
+	o.Limits = o.Limits.withDefaults()
 	return o
 }
 
@@ -78,6 +81,9 @@ func (o Options) validate() error {
 	}
 	if o.ExtAuthzTimeout < 0 {
 		errs = append(errs, fmt.Errorf("ext_authz timeout %s is negative", o.ExtAuthzTimeout))
+	}
+	if err := o.Limits.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -477,3 +477,33 @@ func secretNamed(r Resources, name string) *tlsv3.Secret {
 	}
 	return nil
 }
+
+func TestLimits(t *testing.T) {
+	base := Options{ListenAddress: "0.0.0.0", ListenPort: 8443, ServingCert: []byte("c"), ServingKey: []byte("k")}
+	withLimits := func(l Limits) Options { o := base; o.Limits = l; return o }
+	t.Run("defaults", func(t *testing.T) {
+		if got := withLimits(Limits{}).withDefaults().Limits; got != DefaultLimits {
+			t.Errorf("zero limits became %+v, want DefaultLimits", got)
+		}
+		if got := withLimits(Limits{StreamIdleTimeout: time.Second}).withDefaults().Limits; got.StreamIdleTimeout != time.Second || got.RequestHeadersTimeout != DefaultLimits.RequestHeadersTimeout {
+			t.Errorf("a set field is kept, the others defaulted: %+v", got)
+		}
+	})
+	for name, tc := range map[string]struct {
+		limits Limits
+		want   string
+	}{
+		"negative header timeout": {Limits{RequestHeadersTimeout: -time.Second}, "request headers timeout -1s is negative"},
+		"negative idle timeout":   {Limits{StreamIdleTimeout: -time.Second}, "stream idle timeout -1s is negative"},
+		"huge headers":            {Limits{MaxRequestHeadersKB: 9000}, "at most 8192"},
+		"tiny stream window":      {Limits{InitialStreamWindowSize: 1024}, "initial stream window 1024"},
+		"huge connection window":  {Limits{InitialConnectionWindowSize: 1 << 31}, "initial connection window 2147483648"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := withLimits(tc.limits).withDefaults().validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("validate = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
