@@ -203,11 +203,18 @@ func TestVirtualClusterThroughEnvoy(t *testing.T) {
 	}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := core.Services("team-a").Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "vc1", Labels: map[string]string{"app": "vcluster", "release": "vc1"},
-			Annotations: map[string]string{v1alpha1.AnnotationServer: vc.URL}},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "https", Port: 443}}},
-	}, metav1.CreateOptions{}); err != nil {
+	// Exposed as a LoadBalancer Service whose status (written here as a load-balancer
+	// controller would) is vc's address: the only address discovery takes.
+	vcPort := vc.Listener.Addr().(*net.TCPAddr).Port
+	svc, err := core.Services("team-a").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "vc1", Labels: map[string]string{"app": "vcluster", "release": "vc1"}},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "https", Port: int32(vcPort)}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "127.0.0.1"}}
+	if _, err := core.Services("team-a").UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	start = time.Now()

@@ -112,11 +112,24 @@ func serveDeclared(st *declaredState, log *slog.Logger, served map[string]model.
 }
 
 // declaredTarget translates a VirtualCluster object with its Secret, by the rules of a
-// Cluster's: the same Secret forms, refusals and overrides.
+// Cluster's: the same Secret forms, refusals and overrides. Its server, from spec.server or
+// the kubeconfig, must also pass credential.CheckServer: the kubeconfig is often a copy of
+// vcluster's vc-<name> Secret, whose server a tenant wrote.
 func declaredTarget(vc *v1alpha1.VirtualCluster, lookup secretLookup) credential.Result {
 	ref := edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: vc.Spec.Cluster, Namespace: vc.Spec.Namespace,
 		VirtualCluster: vc.Spec.Name, Project: vc.Spec.Project}
 	return credential.Build(ref, func() (model.Upstream, string, error) {
-		return clusterUpstream(v1alpha1.ClusterSpec{Config: vc.Spec.Config, Server: vc.Spec.Server, TLSServerName: vc.Spec.TLSServerName}, lookup)
+		u, where, err := clusterUpstream(v1alpha1.ClusterSpec{Config: vc.Spec.Config, Server: vc.Spec.Server, TLSServerName: vc.Spec.TLSServerName}, lookup)
+		if err != nil {
+			return u, where, err
+		}
+		if err := credential.CheckServer(u.URL); err != nil {
+			from := "spec.server"
+			if vc.Spec.Server == "" {
+				from = where + ": the kubeconfig's server"
+			}
+			return model.Upstream{}, "", fmt.Errorf("%s: %w", from, err)
+		}
+		return u, where, nil
 	})
 }

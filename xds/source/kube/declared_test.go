@@ -43,7 +43,7 @@ func (e *env) putVirtualCluster(name string, spec map[string]any) error {
 func TestDeclaredVirtualClusters(t *testing.T) {
 	e := newEnv(t)
 	peer := e.connected()
-	e.vcluster(peer, "team-a", "vc1", map[string]string{v1alpha1.AnnotationServer: kubeAPI.URL})
+	e.vcluster(peer, "team-a", "vc1", kubeAPI.URL, nil)
 	e.connectedCluster("conn", peer.URL)
 	cluster := e.prefix + "conn"
 	r := e.start(kube.Options{})

@@ -3,6 +3,7 @@ package kube_test
 import (
 	"bytes"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -62,22 +63,54 @@ func (e *env) connectedCluster(name string, server string) {
 }
 
 // vcluster writes, in the connected cluster peer, what vcluster's chart leaves there: namespace
-// ns, Service name (labels app=vcluster, release=name; annotations annotations), and Secret
-// vc-<name> with a kubeconfig for server (the CA's and a fresh client certificate for user
-// vcUser). It returns the client certificate.
-func (e *env) vcluster(peer *kubetest.Server, ns, name string, annotations map[string]string) []byte {
+// ns, Service name (labels app=vcluster, release=name; edit, if set, changes it), and Secret
+// vc-<name> with a kubeconfig for https://localhost:8443 (the CA's and a fresh client
+// certificate for user vcUser). Unless server is empty, the Service is a LoadBalancer whose
+// status (written as a load-balancer controller would) has server's host and port: the one
+// address discovery takes. It returns the client certificate.
+func (e *env) vcluster(peer *kubetest.Server, ns, name, server string, edit func(*corev1.Service)) []byte {
 	e.t.Helper()
 	if _, err := peer.Client.CoreV1().Namespaces().Create(e.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		e.t.Fatal(err)
 	}
 	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": "vcluster", "release": name}, Annotations: annotations},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": "vcluster", "release": name}},
 		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "https", Port: 443}}},
 	}
-	if _, err := peer.Client.CoreV1().Services(ns).Create(e.ctx, svc, metav1.CreateOptions{}); err != nil {
+	if server != "" {
+		e.exposeAt(svc, server)
+	}
+	if edit != nil {
+		edit(svc)
+	}
+	services := peer.Client.CoreV1().Services(ns)
+	created, err := services.Create(e.ctx, svc, metav1.CreateOptions{})
+	if err != nil {
 		e.t.Fatal(err)
 	}
+	if server != "" {
+		created.Status = svc.Status
+		if _, err := services.UpdateStatus(e.ctx, created, metav1.UpdateOptions{}); err != nil {
+			e.t.Fatal(err)
+		}
+	}
 	return e.vclusterSecret(peer, ns, name, "https://localhost:8443")
+}
+
+// exposeAt makes svc a LoadBalancer Service whose ingress is server's host, on server's port.
+func (e *env) exposeAt(svc *corev1.Service, server string) {
+	e.t.Helper()
+	u, err := url.Parse(server)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	svc.Spec.Type = corev1.ServiceTypeLoadBalancer
+	svc.Spec.Ports[0].Port = int32(port)
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: u.Hostname()}}
 }
 
 // vclusterSecret creates or replaces the Secret vc-<name> with a kubeconfig for server and a
@@ -137,7 +170,6 @@ func TestVirtualClusterDiscovery(t *testing.T) {
 	// The stand-in virtual cluster: any HTTPS server will do for the model; the platform's own
 	// API server is one.
 	vcURL := kubeAPI.URL
-	annotations := map[string]string{v1alpha1.AnnotationServer: vcURL}
 
 	// A connected cluster that cannot be reached (nothing listens there), created first: its
 	// discovery must not hold up the others.
@@ -153,7 +185,7 @@ func TestVirtualClusterDiscovery(t *testing.T) {
 		Labels: map[string]string{v1alpha1.LabelProject: "payments"}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	cert := e.vcluster(peer, "team-a", "vc1", annotations)
+	cert := e.vcluster(peer, "team-a", "vc1", vcURL, nil)
 	start := time.Now()
 	e.connectedCluster("conn", peer.URL)
 	vc1 := vclusterPrefix(cluster, "team-a", "vc1")
@@ -172,9 +204,9 @@ func TestVirtualClusterDiscovery(t *testing.T) {
 	r.waitLog("virtual-cluster discovery synced", "cluster="+cluster)
 	r.waitLog("cannot list or watch the connected cluster to discover virtual clusters", "cluster="+e.prefix+"dead")
 
-	// A vcluster appearing later in the running cluster, with the Service's own project label.
+	// A vcluster appearing later in the running cluster.
 	start = time.Now()
-	e.vcluster(peer, "team-b", "vc2", map[string]string{v1alpha1.AnnotationServer: vcURL})
+	e.vcluster(peer, "team-b", "vc2", vcURL, nil)
 	vc2 := vclusterPrefix(cluster, "team-b", "vc2")
 	r.waitFor(vc2, has(vc2))
 	t.Logf("vcluster Service and Secret created → model with it: %s", time.Since(start))
@@ -194,14 +226,14 @@ func TestVirtualClusterDiscovery(t *testing.T) {
 	if v := r.errorGauge(cluster, edgepath.KindVirtualCluster); v != 1 {
 		t.Errorf("virtualcluster error gauge of %s = %v, want 1", cluster, v)
 	}
-	// A vcluster that is not exposed: its kubeconfig's server is localhost, no annotation.
-	e.vcluster(peer, "team-c", "vc3", nil)
+	// A vcluster that is not exposed: no LoadBalancer address.
+	e.vcluster(peer, "team-c", "vc3", "", nil)
 	r.waitLog("virtual cluster refused; it is not served", "virtual_cluster=team-c/vc3", "not reachable from the edge")
 	got = r.waitFor("both vc1 and vc2 still served", func(ts map[string]model.Target) bool {
 		return has(vc1)(ts) && has(vc2)(ts) && r.errorGauge(cluster, edgepath.KindVirtualCluster) == 2
 	})
 	if _, ok := got[vclusterPrefix(cluster, "team-c", "vc3")]; ok {
-		t.Error("vc3, reachable only at localhost, is served")
+		t.Error("vc3, not exposed, is served")
 	}
 	if len(r.invalid) < 2 {
 		t.Errorf("invalid called %d times, want at least 2 (vc2, vc3)", len(r.invalid))
@@ -269,7 +301,7 @@ func clusterWatchErrors(t *testing.T, r *running, cluster string) float64 {
 func TestVirtualClustersAtStartAndRestart(t *testing.T) {
 	e := newEnv(t)
 	peer := e.connected()
-	e.vcluster(peer, "team-a", "vc1", map[string]string{v1alpha1.AnnotationServer: kubeAPI.URL})
+	e.vcluster(peer, "team-a", "vc1", kubeAPI.URL, nil)
 	e.connectedCluster("conn", peer.URL)
 	cluster := e.prefix + "conn"
 	vc1 := vclusterPrefix(cluster, "team-a", "vc1")

@@ -324,4 +324,17 @@ func TestDeclaredTarget(t *testing.T) {
 	if got := declaredTarget(vc, lookup); got.Err == nil || !strings.Contains(got.Err.Error(), `namespace "Team_A" is not valid`) {
 		t.Errorf("a namespace that is no DNS label: %v", got.Err)
 	}
+	vc.Spec.Namespace = "team-a"
+	// The server is checked wherever it comes from: spec.server, or the kubeconfig, often a
+	// copy of vcluster's Secret, whose server the tenant wrote.
+	for server, want := range map[string]string{
+		"https://169.254.169.254": `spec.server: "https://169.254.169.254": a link-local address`,
+		"https://127.0.0.1:6443":  `spec.server: "https://127.0.0.1:6443": a loopback address`,
+		"":                        `Secret keygate/prod-team-a-vc1: the kubeconfig's server: "https://localhost:8443": a loopback name`,
+	} {
+		vc.Spec.Server = server
+		if got := declaredTarget(vc, lookup); got.Err == nil || !strings.Contains(got.Err.Error(), want) {
+			t.Errorf("server %q: %v, want an error containing %q", server, got.Err, want)
+		}
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -47,12 +46,12 @@ func isVClusterService(svc *corev1.Service) bool {
 // vclusterSecretName is the name of the kubeconfig Secret of the vcluster Service svcName.
 func vclusterSecretName(svcName string) string { return vclusterSecretPrefix + svcName }
 
-// vclusterProject is the project of a virtual cluster: the label loft.sh/project of its Service,
-// else of its namespace (Loft labels project namespaces so), else none.
-func vclusterProject(svc *corev1.Service, nsLabels map[string]string) string {
-	if p := svc.Labels[v1alpha1.LabelProject]; p != "" {
-		return p
-	}
+// vclusterProject is the project of a virtual cluster: the label loft.sh/project of its
+// namespace (Loft labels project namespaces so), else none. Never the Service's label: a
+// namespace's tenants write their Services, and a project label there would put their virtual
+// cluster in any project, within reach of that project's keys; only cluster admins label
+// namespaces.
+func vclusterProject(nsLabels map[string]string) string {
 	return nsLabels[v1alpha1.LabelProject]
 }
 
@@ -65,23 +64,31 @@ func virtualClusterTarget(cluster string, svc *corev1.Service, secret *corev1.Se
 		Cluster:        cluster,
 		Namespace:      svc.Namespace,
 		VirtualCluster: svc.Name,
-		Project:        vclusterProject(svc, nsLabels),
+		Project:        vclusterProject(nsLabels),
 	}
 	return credential.Build(ref, func() (model.Upstream, string, error) { return vclusterUpstream(svc, secret) })
 }
 
-// vclusterUpstream reads the credential from the vc-<name> Secret and finds an address of the
-// virtual cluster that the edge, outside the connected cluster, can reach. where names the
-// Secret, for errors.
+// vclusterUpstream reads the credential from the vc-<name> Secret and the virtual cluster's
+// address from its Service's LoadBalancer status. where names the Secret, for errors.
+//
+// The Secret and the Service are the tenant's to write, the Service's status is not (the
+// load-balancer controller writes it): the CA and the credential may come from the tenant, who
+// can only break their own virtual cluster with them, but the address must not, or the edge
+// would forward to any HTTPS host the tenant names and holds a CA for (xds/README.md, "Trust").
 func vclusterUpstream(svc *corev1.Service, secret *corev1.Secret) (u model.Upstream, where string, err error) {
+	if a, ok := svc.Annotations[v1alpha1.AnnotationServer]; ok {
+		return model.Upstream{}, "", fmt.Errorf("annotation %s=%q is not read: the namespace's tenants can write it; remove it, and declare a VirtualCluster (with spec.server) to serve the virtual cluster at another address",
+			v1alpha1.AnnotationServer, a)
+	}
 	secretName := svc.Namespace + "/" + vclusterSecretName(svc.Name)
 	if secret == nil {
 		return model.Upstream{}, "", fmt.Errorf("Secret %s not found (vcluster writes the virtual cluster's kubeconfig there)", secretName)
 	}
 	where = "Secret " + secretName
-	var server string
 	if data, ok := secret.Data[keyVClusterConfig]; ok {
-		if u, server, err = credential.FromKubeconfig(data); err != nil {
+		// The kubeconfig's server is ignored: the tenant wrote it (exportKubeConfig.server).
+		if u, _, err = credential.FromKubeconfig(data); err != nil {
 			return model.Upstream{}, "", fmt.Errorf("%s: key %q: %w", where, keyVClusterConfig, err)
 		}
 	} else {
@@ -91,22 +98,16 @@ func vclusterUpstream(svc *corev1.Service, secret *corev1.Secret) (u model.Upstr
 		return model.Upstream{}, "", fmt.Errorf("%s: holds no credential: want key %q (a kubeconfig with a token or client certificate), or %q and %q (it has %s)",
 			where, keyVClusterConfig, keyVClusterCert, keyVClusterKey, credential.Keys(secret))
 	}
-
-	raw, from := vclusterServer(svc, server)
+	raw := loadBalancerServer(svc)
 	if raw == "" {
-		local := ""
-		if server != "" {
-			local = fmt.Sprintf(", and the kubeconfig's server %s is local to the connected cluster", server)
-		}
-		return model.Upstream{}, "", fmt.Errorf("not reachable from the edge: Service %s/%s has no LoadBalancer address%s; expose it (LoadBalancer, or vcluster's exportKubeConfig.server) or annotate the Service with %s",
-			svc.Namespace, svc.Name, local, v1alpha1.AnnotationServer)
+		return model.Upstream{}, "", fmt.Errorf("not reachable from the edge: Service %s/%s has no LoadBalancer address; make it a LoadBalancer Service, or declare a VirtualCluster with its server (discovery takes no address the namespace's tenants write: not the kubeconfig's server, not an annotation)",
+			svc.Namespace, svc.Name)
 	}
-	// https only: the edge's credential must not travel in clear.
 	if u.URL, err = model.ParseURL(raw, "https"); err != nil {
-		return model.Upstream{}, "", fmt.Errorf("%s: %w", from, err)
+		return model.Upstream{}, "", fmt.Errorf("the Service's LoadBalancer ingress: %w", err)
 	}
-	// vcluster's serving certificate always carries the Service's in-cluster names, while an
-	// address it is exposed at (a load balancer's IP, an operator's DNS name) often is not in it.
+	// vcluster's serving certificate always carries the Service's in-cluster names, while the
+	// load balancer's address often is not in it.
 	switch {
 	case svc.Annotations[v1alpha1.AnnotationTLSServerName] != "":
 		u.ServerName = svc.Annotations[v1alpha1.AnnotationTLSServerName]
@@ -116,29 +117,23 @@ func vclusterUpstream(svc *corev1.Service, secret *corev1.Secret) (u model.Upstr
 	return u, where, nil
 }
 
-// vclusterServer picks the virtual cluster's URL, first that applies: the Service's annotation,
-// its LoadBalancer ingress, the kubeconfig's server unless it is local. A ClusterIP is never
-// used: the edge runs outside the connected cluster. from says where the URL came from, for
-// errors.
-func vclusterServer(svc *corev1.Service, kubeconfigServer string) (raw, from string) {
-	if a := svc.Annotations[v1alpha1.AnnotationServer]; a != "" {
-		return a, "annotation " + v1alpha1.AnnotationServer
+// loadBalancerServer is the URL of the Service's first LoadBalancer ingress (IP or hostname,
+// with the Service's https port), or "". A ClusterIP is never used: the edge runs outside the
+// connected cluster.
+func loadBalancerServer(svc *corev1.Service) string {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return ""
 	}
-	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
-		for _, ing := range svc.Status.LoadBalancer.Ingress {
-			host := ing.IP
-			if host == "" {
-				host = ing.Hostname
-			}
-			if host != "" {
-				return "https://" + net.JoinHostPort(host, strconv.Itoa(int(httpsPort(svc)))), "the Service's LoadBalancer ingress"
-			}
+	for _, ing := range svc.Status.LoadBalancer.Ingress {
+		host := ing.IP
+		if host == "" {
+			host = ing.Hostname
+		}
+		if host != "" {
+			return "https://" + net.JoinHostPort(host, strconv.Itoa(int(httpsPort(svc))))
 		}
 	}
-	if kubeconfigServer != "" && !isLocal(kubeconfigServer) {
-		return kubeconfigServer, "the kubeconfig's server"
-	}
-	return "", ""
+	return ""
 }
 
 // httpsPort is the Service's port named https, else its only port, else 443 (the chart's).
@@ -152,25 +147,4 @@ func httpsPort(svc *corev1.Service) int32 {
 		return svc.Spec.Ports[0].Port
 	}
 	return 443
-}
-
-// isLocal reports whether a kubeconfig's server is a loopback address: vcluster writes
-// https://localhost:8443 for `vcluster connect`'s port-forward unless told another server.
-func isLocal(server string) bool {
-	host := server
-	if i := strings.Index(host, "://"); i >= 0 {
-		host = host[i+3:]
-	}
-	if i := strings.IndexAny(host, "/?#"); i >= 0 {
-		host = host[:i]
-	}
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && (ip.IsLoopback() || ip.IsUnspecified())
 }

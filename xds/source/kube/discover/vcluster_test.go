@@ -1,6 +1,7 @@
 package discover
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -51,14 +52,25 @@ func TestVirtualClusterTargets(t *testing.T) {
 		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "vc-vc1"}, Data: data}
 	}
 	full := vcSecret(map[string][]byte{"config": local, "certificate-authority": c.CA, "client-certificate": c.Cert, "client-key": c.Key})
-	annotated := func(svc *corev1.Service) {
-		svc.Annotations = map[string]string{v1alpha1.AnnotationServer: "https://vc1.team-a.example.com"}
+	// exposed is the Service of a vcluster exposed by a load balancer, the only address
+	// discovery takes: the controller writes it, not the namespace's tenants.
+	exposed := func(svc *corev1.Service) {
+		svc.Spec.Type = corev1.ServiceTypeLoadBalancer
+		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}
+	}
+	annotatedServer := func(server string) func(*corev1.Service) {
+		return func(svc *corev1.Service) {
+			exposed(svc)
+			svc.Annotations = map[string]string{v1alpha1.AnnotationServer: server}
+		}
 	}
 	ref := edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: "prod", Namespace: "team-a", VirtualCluster: "vc1"}
 	withProject := func(p string) edgepath.Ref { r := ref; r.Project = p; return r }
 	upstream := func(raw, serverName string) model.Upstream {
 		return model.Upstream{URL: fixture.MustURL(t, raw), CA: c.CA, ClientCert: c.Cert, ClientKey: c.Key, ServerName: serverName}
 	}
+	lbUpstream := upstream("https://203.0.113.7:443", "vc1.team-a.svc")
+	const notRead = "annotation targets.keygate.dev/server=%q is not read: the namespace's tenants can write it"
 
 	tests := map[string]struct {
 		svc    *corev1.Service
@@ -66,34 +78,30 @@ func TestVirtualClusterTargets(t *testing.T) {
 		ns     map[string]string
 		want   want
 	}{
-		"annotated server, project of the namespace": {
-			svc: vclusterService("team-a", "vc1", annotated), secret: full, ns: map[string]string{v1alpha1.LabelProject: "payments"},
-			want: want{ref: withProject("payments"), upstream: upstream("https://vc1.team-a.example.com", "vc1.team-a.svc")},
+		"LoadBalancer IP, port of the Service, project of the namespace": {
+			svc: vclusterService("team-a", "vc1", exposed), secret: full, ns: map[string]string{v1alpha1.LabelProject: "payments"},
+			want: want{ref: withProject("payments"), upstream: lbUpstream},
 		},
-		"the Service's project label wins over the namespace's": {
+		"the Service's project label is ignored: the namespace's is the project": {
 			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) {
-				annotated(svc)
+				exposed(svc)
 				svc.Labels[v1alpha1.LabelProject] = "billing"
 			}), secret: full, ns: map[string]string{v1alpha1.LabelProject: "payments"},
-			want: want{ref: withProject("billing"), upstream: upstream("https://vc1.team-a.example.com", "vc1.team-a.svc")},
+			want: want{ref: withProject("payments"), upstream: lbUpstream},
 		},
-		"no project": {
-			svc: vclusterService("team-a", "vc1", annotated), secret: full,
-			want: want{ref: ref, upstream: upstream("https://vc1.team-a.example.com", "vc1.team-a.svc")},
+		"the Service's project label without the namespace's: no project": {
+			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) {
+				exposed(svc)
+				svc.Labels[v1alpha1.LabelProject] = "billing"
+			}), secret: full,
+			want: want{ref: ref, upstream: lbUpstream},
 		},
 		"annotated server name": {
 			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) {
-				annotated(svc)
-				svc.Annotations[v1alpha1.AnnotationTLSServerName] = "vc1.team-a.example.com"
+				exposed(svc)
+				svc.Annotations = map[string]string{v1alpha1.AnnotationTLSServerName: "vc1.team-a.example.com"}
 			}), secret: full,
-			want: want{ref: ref, upstream: upstream("https://vc1.team-a.example.com", "vc1.team-a.example.com")},
-		},
-		"LoadBalancer IP, port of the Service": {
-			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) {
-				svc.Spec.Type = corev1.ServiceTypeLoadBalancer
-				svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}
-			}), secret: full,
-			want: want{ref: ref, upstream: upstream("https://203.0.113.7:443", "vc1.team-a.svc")},
+			want: want{ref: ref, upstream: upstream("https://203.0.113.7:443", "vc1.team-a.example.com")},
 		},
 		"LoadBalancer hostname": {
 			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) {
@@ -103,62 +111,62 @@ func TestVirtualClusterTargets(t *testing.T) {
 			}), secret: full,
 			want: want{ref: ref, upstream: upstream("https://abc.elb.example.com:8443", "vc1.team-a.svc")},
 		},
-		"the annotation wins over the LoadBalancer": {
-			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) {
-				annotated(svc)
-				svc.Spec.Type = corev1.ServiceTypeLoadBalancer
-				svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}
-			}), secret: full,
-			want: want{ref: ref, upstream: upstream("https://vc1.team-a.example.com", "vc1.team-a.svc")},
-		},
-		"exported kubeconfig server": {
-			svc: vclusterService("team-a", "vc1", nil), secret: vcSecret(map[string][]byte{"config": exported}),
-			want: want{ref: ref, upstream: upstream("https://vc1.example.com", "vc1.team-a.svc")},
-		},
 		"PEM items without a kubeconfig": {
-			svc:    vclusterService("team-a", "vc1", annotated),
+			svc:    vclusterService("team-a", "vc1", exposed),
 			secret: vcSecret(map[string][]byte{"certificate-authority": c.CA, "client-certificate": c.Cert, "client-key": c.Key}),
-			want:   want{ref: ref, upstream: upstream("https://vc1.team-a.example.com", "vc1.team-a.svc")},
+			want:   want{ref: ref, upstream: lbUpstream},
 		},
-		"localhost server, not exposed, not annotated": {
+		"the kubeconfig's server is ignored: the tenant wrote it": {
+			svc: vclusterService("team-a", "vc1", exposed), secret: vcSecret(map[string][]byte{"config": exported}),
+			want: want{ref: ref, upstream: lbUpstream},
+		},
+		"an exported kubeconfig server alone does not make it reachable": {
+			svc: vclusterService("team-a", "vc1", nil), secret: vcSecret(map[string][]byte{"config": exported}),
+			want: want{ref: ref, err: "not reachable from the edge: Service team-a/vc1 has no LoadBalancer address; make it a LoadBalancer Service, or declare a VirtualCluster with its server"},
+		},
+		"not exposed": {
 			svc: vclusterService("team-a", "vc1", nil), secret: full,
-			want: want{ref: ref, err: "not reachable from the edge: Service team-a/vc1 has no LoadBalancer address, and the kubeconfig's server https://localhost:8443 is local to the connected cluster; expose it (LoadBalancer, or vcluster's exportKubeConfig.server) or annotate the Service with targets.keygate.dev/server"},
+			want: want{ref: ref, err: "not reachable from the edge"},
 		},
 		"LoadBalancer still pending": {
 			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) { svc.Spec.Type = corev1.ServiceTypeLoadBalancer }), secret: full,
 			want: want{ref: ref, err: "not reachable from the edge"},
 		},
+		"a server annotation is refused, even a harmless one": {
+			svc: vclusterService("team-a", "vc1", annotatedServer("https://vc1.team-a.example.com")), secret: full,
+			want: want{ref: ref, err: fmt.Sprintf(notRead, "https://vc1.team-a.example.com")},
+		},
+		"a loopback server annotation": {
+			svc: vclusterService("team-a", "vc1", annotatedServer("https://127.0.0.1:6443")), secret: full,
+			want: want{ref: ref, err: fmt.Sprintf(notRead, "https://127.0.0.1:6443")},
+		},
+		"a metadata server annotation": {
+			svc: vclusterService("team-a", "vc1", annotatedServer("https://169.254.169.254")), secret: full,
+			want: want{ref: ref, err: fmt.Sprintf(notRead, "https://169.254.169.254")},
+		},
+		"a plain http server annotation": {
+			svc: vclusterService("team-a", "vc1", annotatedServer("http://vc1.team-a.example.com")), secret: full,
+			want: want{ref: ref, err: fmt.Sprintf(notRead, "http://vc1.team-a.example.com")},
+		},
 		"no Secret": {
-			svc:  vclusterService("team-a", "vc1", annotated),
+			svc:  vclusterService("team-a", "vc1", exposed),
 			want: want{ref: ref, err: "Secret team-a/vc-vc1 not found"},
 		},
 		"Secret without a credential": {
-			svc: vclusterService("team-a", "vc1", annotated), secret: vcSecret(map[string][]byte{"certificate-authority": c.CA}),
+			svc: vclusterService("team-a", "vc1", exposed), secret: vcSecret(map[string][]byte{"certificate-authority": c.CA}),
 			want: want{ref: ref, err: `holds no credential: want key "config" (a kubeconfig with a token or client certificate), or "client-certificate" and "client-key" (it has keys "certificate-authority")`},
 		},
 		"broken kubeconfig": {
-			svc: vclusterService("team-a", "vc1", annotated), secret: vcSecret(map[string][]byte{"config": []byte("{")}),
+			svc: vclusterService("team-a", "vc1", exposed), secret: vcSecret(map[string][]byte{"config": []byte("{")}),
 			want: want{ref: ref, err: `Secret team-a/vc-vc1: key "config": not a kubeconfig`},
 		},
 		"mismatched key": {
-			svc:    vclusterService("team-a", "vc1", annotated),
+			svc:    vclusterService("team-a", "vc1", exposed),
 			secret: vcSecret(map[string][]byte{"certificate-authority": c.CA, "client-certificate": c.Cert, "client-key": c.OtherKey}),
 			want:   want{ref: ref, err: "not a matching PEM pair"},
 		},
-		"plain http annotation": {
-			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) {
-				svc.Annotations = map[string]string{v1alpha1.AnnotationServer: "http://vc1.team-a.example.com"}
-			}), secret: full,
-			want: want{ref: ref, err: "annotation targets.keygate.dev/server: \"http://vc1.team-a.example.com\": scheme must be https"},
-		},
-		"annotation with a path": {
-			svc: vclusterService("team-a", "vc1", func(svc *corev1.Service) {
-				svc.Annotations = map[string]string{v1alpha1.AnnotationServer: "https://proxy.example.com/vc1"}
-			}), secret: full,
-			want: want{ref: ref, err: "must not have a path"},
-		},
 		"project that is no DNS label": {
-			svc: vclusterService("team-a", "vc1", annotated), secret: full, ns: map[string]string{v1alpha1.LabelProject: "Payments_Team"},
+			svc: vclusterService("team-a", "vc1", exposed), secret: full, ns: map[string]string{v1alpha1.LabelProject: "Payments_Team"},
 			want: want{ref: withProject("Payments_Team"), err: `project "Payments_Team" is not valid`},
 		},
 	}
@@ -207,22 +215,5 @@ func TestIsVClusterService(t *testing.T) {
 				t.Errorf("isVClusterService = %v, want %v", got, tc.want)
 			}
 		})
-	}
-}
-
-func TestIsLocal(t *testing.T) {
-	for server, want := range map[string]bool{
-		"https://localhost:8443":        true,
-		"https://127.0.0.1:8443":        true,
-		"https://[::1]:8443":            true,
-		"https://LOCALHOST":             true,
-		"https://0.0.0.0:443":           true,
-		"https://vc1.example.com":       false,
-		"https://10.0.0.5:443":          false,
-		"https://localhost.example.com": false,
-	} {
-		if got := isLocal(server); got != want {
-			t.Errorf("isLocal(%q) = %v, want %v", server, got, want)
-		}
 	}
 }

@@ -89,14 +89,16 @@ type Space struct {
 // Annotations and labels on the vcluster Services of connected clusters, read by virtual-cluster
 // discovery (xds/README.md, "Virtual clusters").
 const (
-	// AnnotationServer is the https URL at which the edge reaches the virtual cluster (an
-	// operator's Ingress or DNS name); it wins over the Service's LoadBalancer address and the
-	// kubeconfig's server.
+	// AnnotationServer was the https URL at which the edge reached a discovered virtual cluster.
+	// The namespace's tenants can write it, so discovery no longer reads it: a Service that
+	// carries it is refused (with a message saying so), and a VirtualCluster object's
+	// spec.server declares another address (xds/README.md, "Trust").
 	AnnotationServer = Group + "/server"
 	// AnnotationTLSServerName is the name to verify in the virtual cluster's certificate;
 	// default <name>.<namespace>.svc, which vcluster's certificate always carries.
 	AnnotationTLSServerName = Group + "/tls-server-name"
-	// LabelProject is Loft's project label, on a vcluster Service or its namespace.
+	// LabelProject is Loft's project label. Discovery reads it from a vcluster's namespace only
+	// (cluster admins label namespaces), never from the Service, which tenants write.
 	LabelProject = "loft.sh/project"
 )
 
