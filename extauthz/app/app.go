@@ -40,11 +40,15 @@ const EnvPrefix = "EXTAUTHZ"
 type Config struct {
 	GRPCAddress, HTTPAddress string
 	redisflags.Config
-	GrafanaUserHeader     string
-	MaxTTL                time.Duration
-	ActivityFlushInterval time.Duration
-	KeyCacheSize          int
-	KeyCacheTTL           time.Duration
+	GrafanaUserHeader string
+	// GrafanaGroupsHeader is empty unless the key's groups go to Grafana.
+	GrafanaGroupsHeader string
+	// GrafanaAuthProxyHeaders are removed from every client request.
+	GrafanaAuthProxyHeaders []string
+	MaxTTL                  time.Duration
+	ActivityFlushInterval   time.Duration
+	KeyCacheSize            int
+	KeyCacheTTL             time.Duration
 	ops.LogFlags
 }
 
@@ -56,6 +60,9 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.HTTPAddress, "http-address", "127.0.0.1:19001", "address of /metrics, /healthz and /readyz")
 	c.Register(fs)
 	fs.StringVar(&c.GrafanaUserHeader, "grafana-user-header", identity.DefaultGrafanaUserHeader, "header Grafana's auth proxy reads the user from")
+	fs.StringVar(&c.GrafanaGroupsHeader, "grafana-groups-header", "", "header that carries the key's groups to Grafana, as a JSON list (map it with [auth.proxy] headers = Groups:<name>); empty sends none")
+	grafanaHeaders := fs.String("grafana-auth-proxy-headers", strings.Join(identity.DefaultGrafanaAuthProxyHeaders, ","),
+		"comma-separated headers Grafana's auth proxy may read ([auth.proxy] header_name and headers); clients' are removed from every request")
 	fs.DurationVar(&c.MaxTTL, "max-ttl", 0, "operator-wide cap on any key's lifetime, e.g. 720h; 0 means no cap")
 	fs.DurationVar(&c.ActivityFlushInterval, "activity-flush-interval", activity.DefaultInterval, "how often keys' last-use times are written to status.lastActivity, in one batch")
 	fs.IntVar(&c.KeyCacheSize, "key-cache-size", keycache.DefaultSize, "most access keys (and, apart, most users) kept in memory between checks; changes in Redis drop them at once; 0 turns the caches off")
@@ -83,10 +90,47 @@ func ParseFlags(args []string) (Config, error) {
 	if c.KeyCacheTTL < time.Second {
 		return c, fmt.Errorf("--key-cache-ttl %s: want at least 1s", c.KeyCacheTTL)
 	}
+	return c, c.parseGrafana(*grafanaHeaders)
+}
+
+// parseGrafana reads and checks the Grafana header flags: header names the edge writes or
+// removes must be HTTP field names, or Envoy would refuse them.
+func (c *Config) parseGrafana(list string) error {
 	if c.GrafanaUserHeader == "" {
-		return c, errors.New("--grafana-user-header is empty")
+		return errors.New("--grafana-user-header is empty")
 	}
-	return c, nil
+	for _, h := range strings.Split(list, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.GrafanaAuthProxyHeaders = append(c.GrafanaAuthProxyHeaders, h)
+		}
+	}
+	if len(c.GrafanaAuthProxyHeaders) == 0 {
+		return errors.New("--grafana-auth-proxy-headers is empty: list at least the headers Grafana's auth proxy reads")
+	}
+	names := append([]string{c.GrafanaUserHeader}, c.GrafanaAuthProxyHeaders...)
+	if c.GrafanaGroupsHeader != "" {
+		names = append(names, c.GrafanaGroupsHeader)
+	}
+	for _, h := range names {
+		if !isFieldName(h) {
+			return fmt.Errorf("Grafana header %q: not an HTTP header name", h)
+		}
+	}
+	return nil
+}
+
+// isFieldName reports whether s is an HTTP field name (RFC 9110's token).
+func isFieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		alnum := (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+		if !alnum && !strings.ContainsRune("!#$%&'*+-.^_`|~", r) {
+			return false
+		}
+	}
+	return true
 }
 
 // Main runs extauthz until SIGINT or SIGTERM and returns the exit code.
@@ -166,9 +210,10 @@ func newChecker(c Config, rdb redis.UniversalClient, log *slog.Logger, reg *prom
 	// user's deletion or change reaches every one of their keys as fast as a key's own.
 	people := userinfo.New(users.New(rdb, users.Options{}), userinfo.Options{Size: size, TTL: c.KeyCacheTTL}, log)
 	srv := server.New(cache, server.Options{
-		Users:    people,
-		Decide:   decide.Options{MaxTTL: c.MaxTTL},
-		Identity: identity.Options{GrafanaUserHeader: c.GrafanaUserHeader},
+		Users:  people,
+		Decide: decide.Options{MaxTTL: c.MaxTTL},
+		Identity: identity.Options{GrafanaUserHeader: c.GrafanaUserHeader, GrafanaGroupsHeader: c.GrafanaGroupsHeader,
+			GrafanaAuthProxyHeaders: c.GrafanaAuthProxyHeaders},
 		// The cache also hears of uses, so that a cached key's lastActivity stays current here.
 		Activity: activities{rec, cache},
 	}, log, reg)

@@ -47,6 +47,14 @@ func TestParseFlags(t *testing.T) {
 		"negative key cache size":  {args: []string{"--key-cache-size", "-1"}, wantErr: "--key-cache-size -1: want 0 (off) or more"},
 		"key cache ttl too short":  {args: []string{"--key-cache-ttl", "10ms"}, wantErr: "--key-cache-ttl 10ms: want at least 1s"},
 		"empty grafana header":     {args: []string{"--grafana-user-header="}, wantErr: "--grafana-user-header is empty"},
+		"grafana auth-proxy headers by default": {check: func(c Config) bool {
+			return c.GrafanaGroupsHeader == "" && strings.Join(c.GrafanaAuthProxyHeaders, ",") == "X-WEBAUTH-USER,X-WEBAUTH-EMAIL,X-WEBAUTH-NAME,X-WEBAUTH-LOGIN,X-WEBAUTH-ROLE,X-WEBAUTH-GROUPS"
+		}},
+		"grafana headers from env": {env: map[string]string{"EXTAUTHZ_GRAFANA_AUTH_PROXY_HEADERS": "X-User, X-Role", "EXTAUTHZ_GRAFANA_GROUPS_HEADER": "X-Groups"}, check: func(c Config) bool {
+			return strings.Join(c.GrafanaAuthProxyHeaders, ",") == "X-User,X-Role" && c.GrafanaGroupsHeader == "X-Groups"
+		}},
+		"empty grafana auth-proxy headers": {args: []string{"--grafana-auth-proxy-headers", " , "}, wantErr: "--grafana-auth-proxy-headers is empty"},
+		"grafana header with a space":      {args: []string{"--grafana-groups-header", "X Groups"}, wantErr: `Grafana header "X Groups": not an HTTP header name`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -1,9 +1,12 @@
 // Package identity computes the headers that tell an upstream who a request is from: the
 // owner of the access key, by impersonation for Kubernetes, front-proxy headers for the
-// management API, and the auth-proxy header for Grafana.
+// management API, and the auth-proxy headers for Grafana (user, optionally groups); and which
+// client-sent headers could claim an identity and must go.
 package identity
 
 import (
+	"encoding/json"
+	"slices"
 	"strings"
 
 	"github.com/keygate-dev/keygate/internal/edgepath"
@@ -18,12 +21,49 @@ type Header struct {
 
 // Options configure the headers.
 type Options struct {
-	// GrafanaUserHeader is the header Grafana's auth proxy reads the user from.
+	// GrafanaUserHeader is the header Grafana's auth proxy reads the user from
+	// ([auth.proxy] header_name).
 	GrafanaUserHeader string
+	// GrafanaGroupsHeader, if set, carries the key's groups to Grafana, as a JSON list (which
+	// Grafana's auth proxy reads as is, names with commas or spaces included); Grafana must map
+	// it ([auth.proxy] headers = Groups:<name>).
+	GrafanaGroupsHeader string
+	// GrafanaAuthProxyHeaders are every header Grafana's auth proxy may read
+	// ([auth.proxy] headers: Name, Email, Login, Role, Groups): a client's are always removed,
+	// so that no one can claim a role, a group or another login. Nil means
+	// DefaultGrafanaAuthProxyHeaders; the user and groups headers are removed in any case.
+	GrafanaAuthProxyHeaders []string
 }
 
 // DefaultGrafanaUserHeader is Grafana's default auth-proxy header.
 const DefaultGrafanaUserHeader = "X-WEBAUTH-USER"
+
+// DefaultGrafanaAuthProxyHeaders are the header names Grafana's documentation gives for its
+// auth proxy: header_name's default, and the names its example maps the five attributes it can
+// read to (Name, Role, Email, Groups, and Login, which its code also reads).
+var DefaultGrafanaAuthProxyHeaders = []string{
+	"X-WEBAUTH-USER", "X-WEBAUTH-EMAIL", "X-WEBAUTH-NAME", "X-WEBAUTH-LOGIN", "X-WEBAUTH-ROLE", "X-WEBAUTH-GROUPS",
+}
+
+func (o Options) grafanaUser() string {
+	if o.GrafanaUserHeader == "" {
+		return DefaultGrafanaUserHeader
+	}
+	return o.GrafanaUserHeader
+}
+
+// isGrafanaHeader reports whether name (any letter case) is a header Grafana's auth proxy may
+// read.
+func (o Options) isGrafanaHeader(name string) bool {
+	if strings.EqualFold(name, o.grafanaUser()) || (o.GrafanaGroupsHeader != "" && strings.EqualFold(name, o.GrafanaGroupsHeader)) {
+		return true
+	}
+	list := o.GrafanaAuthProxyHeaders
+	if list == nil {
+		list = DefaultGrafanaAuthProxyHeaders
+	}
+	return slices.ContainsFunc(list, func(h string) bool { return strings.EqualFold(name, h) })
+}
 
 // Headers returns the identity headers for a request with key k, whose user has userGroups in
 // the user store, to a target of kind kind.
@@ -35,11 +75,7 @@ func Headers(k *v1.OwnedAccessKey, userGroups []string, kind edgepath.Kind, opts
 	case kind == edgepath.KindManagement:
 		user, group, extra = "X-Remote-User", "X-Remote-Group", "X-Remote-Extra-Loft-Access-Key"
 	case kind == edgepath.KindGrafana:
-		name := opts.GrafanaUserHeader
-		if name == "" {
-			name = DefaultGrafanaUserHeader
-		}
-		return []Header{{name, accesskey.User(k)}}
+		return grafanaHeaders(k, userGroups, opts)
 	default:
 		return nil
 	}
@@ -50,13 +86,22 @@ func Headers(k *v1.OwnedAccessKey, userGroups []string, kind edgepath.Kind, opts
 	return append(hs, Header{extra, k.Name})
 }
 
+// grafanaHeaders are the auth-proxy headers the edge owns: the key's user, and its groups if
+// a groups header is configured.
+func grafanaHeaders(k *v1.OwnedAccessKey, userGroups []string, opts Options) []Header {
+	hs := []Header{{opts.grafanaUser(), accesskey.User(k)}}
+	if opts.GrafanaGroupsHeader != "" {
+		// A list of strings always marshals.
+		groups, _ := json.Marshal(accesskey.Groups(k, userGroups))
+		hs = append(hs, Header{opts.GrafanaGroupsHeader, string(groups)})
+	}
+	return hs
+}
+
 // IsIdentityHeader reports whether a client-sent header could claim an identity upstream;
-// such headers are always removed before forwarding.
+// such headers are always removed before forwarding. Envoy hands header names to ext_authz in
+// lower case, but the comparison ignores case anyway, since upstreams do.
 func IsIdentityHeader(name string, opts Options) bool {
 	n := strings.ToLower(name)
-	grafana := opts.GrafanaUserHeader
-	if grafana == "" {
-		grafana = DefaultGrafanaUserHeader
-	}
-	return strings.HasPrefix(n, "impersonate-") || strings.HasPrefix(n, "x-remote-") || n == strings.ToLower(grafana)
+	return strings.HasPrefix(n, "impersonate-") || strings.HasPrefix(n, "x-remote-") || opts.isGrafanaHeader(n)
 }

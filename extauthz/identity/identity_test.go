@@ -54,8 +54,16 @@ func TestHeaders(t *testing.T) {
 		}},
 		"grafana default header": {alice, nil, edgepath.KindGrafana, Options{}, []Header{{"X-WEBAUTH-USER", "alice"}}},
 		"grafana custom header":  {team, nil, edgepath.KindGrafana, Options{GrafanaUserHeader: "X-Grafana-User"}, []Header{{"X-Grafana-User", "loft:team:platform"}}},
-		"no target":              {alice, nil, edgepath.KindNone, Options{}, nil},
-		"public target":          {alice, nil, edgepath.KindAuth, Options{}, nil},
+		"grafana groups, as a JSON list": {alice, []string{"ops team", "a,b"}, edgepath.KindGrafana, Options{GrafanaGroupsHeader: "X-WEBAUTH-GROUPS"}, []Header{
+			{"X-WEBAUTH-USER", "alice"},
+			{"X-WEBAUTH-GROUPS", `["dev","system:authenticated","ops team","a,b","loft:user:alice"]`},
+		}},
+		"grafana groups of a key without any": {key(v1.OwnedAccessKeySpec{User: "bob"}), nil, edgepath.KindGrafana, Options{GrafanaGroupsHeader: "X-Groups"}, []Header{
+			{"X-WEBAUTH-USER", "bob"},
+			{"X-Groups", `["loft:user:bob","system:authenticated"]`},
+		}},
+		"no target":     {alice, nil, edgepath.KindNone, Options{}, nil},
+		"public target": {alice, nil, edgepath.KindAuth, Options{}, nil},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -69,12 +77,25 @@ func TestHeaders(t *testing.T) {
 func TestIsIdentityHeader(t *testing.T) {
 	tests := map[string]bool{
 		"Impersonate-User": true, "impersonate-group": true, "Impersonate-Uid": true, "impersonate-extra-scopes": true,
-		"X-Remote-User": true, "x-remote-extra-foo": true, "x-webauth-user": true,
+		"X-Remote-User": true, "x-remote-extra-foo": true,
+		// Every header Grafana's documentation names for its auth proxy, in any letter case.
+		"x-webauth-user": true, "X-WEBAUTH-ROLE": true, "x-WebAuth-Email": true, "X-Webauth-Name": true,
+		"x-webauth-groups": true, "X-WEBAUTH-LOGIN": true,
 		"authorization": false, "x-forwarded-for": false, "impersonate": false, "content-type": false,
+		"x-webauth-other": false, "x-grafana-user": false,
 	}
 	for name, want := range tests {
 		if got := IsIdentityHeader(name, Options{}); got != want {
 			t.Errorf("IsIdentityHeader(%q) = %v, want %v", name, got, want)
+		}
+	}
+	// A configured list replaces the defaults; the user and groups headers are removed anyway.
+	opts := Options{GrafanaUserHeader: "X-Grafana-User", GrafanaGroupsHeader: "X-Grafana-Groups", GrafanaAuthProxyHeaders: []string{"X-Grafana-Role"}}
+	for name, want := range map[string]bool{
+		"x-grafana-user": true, "X-GRAFANA-GROUPS": true, "x-grafana-role": true, "x-webauth-role": false, "impersonate-user": true,
+	} {
+		if got := IsIdentityHeader(name, opts); got != want {
+			t.Errorf("with %+v: IsIdentityHeader(%q) = %v, want %v", opts, name, got, want)
 		}
 	}
 }

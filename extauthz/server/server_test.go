@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/keygate-dev/keygate/extauthz/activity"
 	"github.com/keygate-dev/keygate/extauthz/decide"
+	"github.com/keygate-dev/keygate/extauthz/identity"
 	"github.com/keygate-dev/keygate/extauthz/userinfo"
 	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/metricstest"
@@ -388,5 +390,36 @@ func TestActivityIsRecorded(t *testing.T) {
 	}
 	if got, _ := keys.Get(ctx, "activity-refused"); got.Status.LastActivity != nil {
 		t.Errorf("lastActivity of the refused key = %v, want none", got.Status.LastActivity)
+	}
+}
+
+// TestGrafanaAuthProxyHeaders: every header Grafana's auth proxy may read, sent by a client in
+// any letter case, is removed, except the user and groups headers the edge owns, which it
+// overwrites with the key's.
+func TestGrafanaAuthProxyHeaders(t *testing.T) {
+	c, _ := serve(t, keys, Options{Identity: identity.Options{GrafanaGroupsHeader: "X-WEBAUTH-GROUPS"}})
+	key := newKey(t, "grafana-headers", v1.OwnedAccessKeySpec{User: "erin"}, time.Now())
+	grafana := edgepath.Ref{Kind: edgepath.KindGrafana, Cluster: "demo"}
+	resp := check(t, c, grafana, "/grafana/demo/api/user", map[string]string{
+		"authorization": "Bearer " + key, "x-webauth-user": "admin", "x-webauth-groups": "admins",
+		"x-webauth-role": "Admin", "X-WebAuth-Email": "admin@example.com", "x-webauth-name": "Admin",
+		"x-webauth-login": "admin", "accept": "application/json",
+	})
+	ok := resp.GetOkResponse()
+	if ok == nil {
+		t.Fatalf("denied: %s", resp.GetDeniedResponse().GetBody())
+	}
+	set := map[string]string{}
+	for _, h := range ok.GetHeaders() {
+		set[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+	}
+	if want := map[string]string{"X-WEBAUTH-USER": "erin", "X-WEBAUTH-GROUPS": `["loft:user:erin","system:authenticated"]`}; !maps.Equal(set, want) {
+		t.Errorf("headers set = %v, want %v", set, want)
+	}
+	removed := ok.GetHeadersToRemove()
+	slices.Sort(removed)
+	want := []string{"authorization", "x-webauth-email", "x-webauth-login", "x-webauth-name", "x-webauth-role"}
+	if !slices.Equal(removed, want) {
+		t.Errorf("headers removed = %v, want %v (user and groups are overwritten instead)", removed, want)
 	}
 }
