@@ -46,6 +46,7 @@ func (p *Platform) startEdge(ctx context.Context) error {
 		// Locally, status.lastActivity should show a use at once rather than after the
 		// production default of 10s.
 		"--activity-flush-interval", ActivityFlushInterval.String()}
+	p.extauthzArgs = append(p.extauthzArgs, grafanaExtAuthzArgs...)
 	if err := p.StartExtAuthz(ctx); err != nil {
 		return err
 	}

@@ -14,12 +14,22 @@ type GrafanaRequest struct {
 	Path    string              `json:"path"`
 	Query   string              `json:"query"`
 	Headers map[string][]string `json:"headers"`
-	// User is the auth-proxy user header, the way Grafana's auth proxy reads it.
-	User string `json:"user"`
+	// User and Groups are the auth-proxy user and groups headers, the way Grafana's auth proxy
+	// reads them (the first value, any letter case).
+	User   string `json:"user"`
+	Groups string `json:"groups"`
 }
 
-// GrafanaUserHeader is the header Grafana's auth proxy reads the user from (its default).
-const GrafanaUserHeader = "X-WEBAUTH-USER"
+// GrafanaUserHeader is the header Grafana's auth proxy reads the user from (its default), and
+// GrafanaGroupsHeader the one the local edge sends the key's groups in (Grafana's documented
+// example of [auth.proxy] headers = Groups:X-WEBAUTH-GROUPS).
+const (
+	GrafanaUserHeader   = "X-WEBAUTH-USER"
+	GrafanaGroupsHeader = "X-WEBAUTH-GROUPS"
+)
+
+// grafanaExtAuthzArgs configure extauthz for the stand-in: its groups header.
+var grafanaExtAuthzArgs = []string{"--grafana-groups-header", GrafanaGroupsHeader}
 
 // startGrafana serves a stand-in for a cluster's Grafana on a free loopback port.
 func startGrafana(cluster string) (*http.Server, string, error) {
@@ -36,6 +46,7 @@ func startGrafana(cluster string) (*http.Server, string, error) {
 			Query:   r.URL.RawQuery,
 			Headers: r.Header,
 			User:    r.Header.Get(GrafanaUserHeader),
+			Groups:  r.Header.Get(GrafanaGroupsHeader),
 		})
 	})}
 	go func() { _ = srv.Serve(l) }()
