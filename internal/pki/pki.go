@@ -131,7 +131,7 @@ func KeyPEM(key *ecdsa.PrivateKey) ([]byte, error) {
 // owner only) and returns the two paths.
 func (p Pair) Write(dir, name string) (certFile, keyFile string, err error) {
 	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	if err := os.WriteFile(certFile, p.CertPEM, 0o644); err != nil {
+	if err := p.writeCert(certFile); err != nil {
 		return "", "", err
 	}
 	if err := os.WriteFile(keyFile, p.KeyPEM, 0o600); err != nil {
@@ -139,6 +139,8 @@ func (p Pair) Write(dir, name string) (certFile, keyFile string, err error) {
 	}
 	return certFile, keyFile, nil
 }
+
+func (p Pair) writeCert(path string) error { return os.WriteFile(path, p.CertPEM, 0o644) }
 
 func pemBlock(typ string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
