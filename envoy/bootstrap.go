@@ -37,6 +37,35 @@ type Params struct {
 	XDSAddress string
 	// ExtAuthzAddress is the extauthz gRPC server.
 	ExtAuthzAddress string
+	// TLS is the mutual TLS of both gRPC links. It is required: xds hands out the edge's
+	// secrets and extauthz decides who passes, so Envoy must prove itself to both, and check
+	// that it talks to them.
+	TLS *TLS
+	// InsecurePlaintext talks plaintext to xds and extauthz instead, for benchmarks and tools on
+	// one host: Render refuses it unless both addresses are loopback IPs or localhost.
+	InsecurePlaintext bool
+}
+
+// TLS are the files of Envoy's side of the mutual TLS with xds and extauthz (the control
+// plane's CA, not the edge's or the upstreams'). Envoy reads them at start.
+type TLS struct {
+	// CAFile verifies xds's and extauthz's serving certificates.
+	CAFile string
+	// CertFile and KeyFile are Envoy's client certificate, signed by the CA that xds and
+	// extauthz take as --grpc-client-ca-file.
+	CertFile, KeyFile string
+	// XDSServerName and ExtAuthzServerName are the names Envoy verifies in the servers'
+	// certificates (and sends as SNI, if DNS names); empty means the address's host.
+	XDSServerName, ExtAuthzServerName string
+}
+
+// upstreamTLS is one cluster's TLS for the template.
+type upstreamTLS struct {
+	CAFile, CertFile, KeyFile string
+	// SNI is the server name sent, for DNS names only (SNI carries no IP addresses).
+	SNI string
+	// SANType and SAN are the subject alternative name the server's certificate must hold.
+	SANType, SAN string
 }
 
 // endpoint is a parsed host:port for the template.
@@ -45,6 +74,8 @@ type endpoint struct {
 	Port uint16
 	// Type is the Envoy cluster discovery type: STATIC for an IP, else STRICT_DNS.
 	Type string
+	// TLS is nil for plaintext.
+	TLS *upstreamTLS
 }
 
 // Render returns the bootstrap YAML for p.
@@ -69,6 +100,7 @@ func Render(p Params) ([]byte, error) {
 		XDS:      parse("XDSAddress", p.XDSAddress),
 		ExtAuthz: parse("ExtAuthzAddress", p.ExtAuthzAddress),
 	}
+	errs = append(errs, p.secure(&data.XDS, &data.ExtAuthz))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -77,6 +109,46 @@ func Render(p Params) ([]byte, error) {
 		return nil, fmt.Errorf("envoy bootstrap: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// secure sets the TLS of the xds and extauthz clusters, or checks that plaintext stays on
+// loopback.
+func (p Params) secure(xds, extAuthz *endpoint) error {
+	switch {
+	case p.InsecurePlaintext && p.TLS != nil:
+		return errors.New("envoy bootstrap: TLS and InsecurePlaintext are both set: choose one")
+	case p.InsecurePlaintext:
+		var errs []error
+		for _, e := range []struct {
+			field string
+			ep    *endpoint
+		}{{"XDSAddress", xds}, {"ExtAuthzAddress", extAuthz}} {
+			if ip := net.ParseIP(e.ep.Host); e.ep.Host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				errs = append(errs, fmt.Errorf("envoy bootstrap: InsecurePlaintext with %s %q: plaintext gRPC is allowed to a loopback address only", e.field, e.ep.Host))
+			}
+		}
+		return errors.Join(errs...)
+	case p.TLS == nil:
+		return errors.New("envoy bootstrap: TLS is required (Envoy's client certificate and the control plane's CA); InsecurePlaintext is for loopback only")
+	}
+	t := p.TLS
+	if t.CAFile == "" || t.CertFile == "" || t.KeyFile == "" {
+		return errors.New("envoy bootstrap: TLS needs CAFile, CertFile and KeyFile")
+	}
+	xds.TLS, extAuthz.TLS = t.upstream(t.XDSServerName, xds.Host), t.upstream(t.ExtAuthzServerName, extAuthz.Host)
+	return nil
+}
+
+// upstream is the TLS of a cluster whose server is verified as name, or host if name is empty.
+func (t *TLS) upstream(name, host string) *upstreamTLS {
+	if name == "" {
+		name = host
+	}
+	u := &upstreamTLS{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, SANType: "DNS", SAN: name, SNI: name}
+	if net.ParseIP(name) != nil {
+		u.SANType, u.SNI = "IP_ADDRESS", ""
+	}
+	return u
 }
 
 func parseEndpoint(addr string) (endpoint, error) {

@@ -11,11 +11,15 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/toolbin"
 )
 
+// tlsFiles are names only: Render does not read them.
+var tlsFiles = &TLS{CAFile: "/etc/keygate/cp/ca.crt", CertFile: "/etc/keygate/cp/envoy.crt", KeyFile: "/etc/keygate/cp/envoy.key"}
+
 func TestRenderErrors(t *testing.T) {
-	good := Params{NodeID: "edge-0", AdminAddress: "127.0.0.1:9901", XDSAddress: "127.0.0.1:18000", ExtAuthzAddress: "127.0.0.1:18002"}
+	good := Params{NodeID: "edge-0", AdminAddress: "127.0.0.1:9901", XDSAddress: "127.0.0.1:18000", ExtAuthzAddress: "127.0.0.1:18002", TLS: tlsFiles}
 	tests := map[string]struct {
 		edit func(*Params)
 		want string
@@ -25,6 +29,13 @@ func TestRenderErrors(t *testing.T) {
 		"xds bad port":       {func(p *Params) { p.XDSAddress = "127.0.0.1:http" }, `XDSAddress: "127.0.0.1:http": port "http" is not a number`},
 		"extauthz port zero": {func(p *Params) { p.ExtAuthzAddress = "127.0.0.1:0" }, `ExtAuthzAddress: "127.0.0.1:0": port "0"`},
 		"xds without host":   {func(p *Params) { p.XDSAddress = ":18000" }, `XDSAddress: ":18000" has no host`},
+		"no TLS":             {func(p *Params) { p.TLS = nil }, "TLS is required"},
+		"TLS without a key":  {func(p *Params) { p.TLS = &TLS{CAFile: "ca.crt", CertFile: "envoy.crt"} }, "TLS needs CAFile, CertFile and KeyFile"},
+		"TLS and plaintext":  {func(p *Params) { p.InsecurePlaintext = true }, "choose one"},
+		"plaintext to a pod": {func(p *Params) { p.TLS, p.InsecurePlaintext, p.XDSAddress = nil, true, "10.0.0.7:18000" }, `InsecurePlaintext with XDSAddress "10.0.0.7": plaintext gRPC is allowed to a loopback address only`},
+		"plaintext to a name": {func(p *Params) {
+			p.TLS, p.InsecurePlaintext, p.ExtAuthzAddress = nil, true, "extauthz.keygate.svc:18002"
+		}, `InsecurePlaintext with ExtAuthzAddress "extauthz.keygate.svc"`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -56,9 +67,10 @@ type bootstrap struct {
 	} `json:"dynamic_resources"`
 	StaticResources struct {
 		Clusters []struct {
-			Name           string `json:"name"`
-			Type           string `json:"type"`
-			LoadAssignment struct {
+			Name            string           `json:"name"`
+			Type            string           `json:"type"`
+			TransportSocket *transportSocket `json:"transport_socket"`
+			LoadAssignment  struct {
 				Endpoints []struct {
 					LBEndpoints []struct {
 						Endpoint struct {
@@ -71,6 +83,27 @@ type bootstrap struct {
 	} `json:"static_resources"`
 }
 
+// transportSocket is the part of a cluster's UpstreamTlsContext the tests look at.
+type transportSocket struct {
+	TypedConfig struct {
+		SNI              string `json:"sni"`
+		CommonTLSContext struct {
+			ALPN            []string `json:"alpn_protocols"`
+			TLSCertificates []struct {
+				CertificateChain struct{ Filename string } `json:"certificate_chain"`
+				PrivateKey       struct{ Filename string } `json:"private_key"`
+			} `json:"tls_certificates"`
+			ValidationContext struct {
+				TrustedCA struct{ Filename string } `json:"trusted_ca"`
+				SANs      []struct {
+					SANType string `json:"san_type"`
+					Matcher struct{ Exact string }
+				} `json:"match_typed_subject_alt_names"`
+			} `json:"validation_context"`
+		} `json:"common_tls_context"`
+	} `json:"typed_config"`
+}
+
 type socketAddress struct {
 	SocketAddress struct {
 		Address   string `json:"address"`
@@ -79,7 +112,7 @@ type socketAddress struct {
 }
 
 func TestRender(t *testing.T) {
-	out, err := Render(Params{NodeID: `edge "0"`, AdminAddress: "127.0.0.1:9901", XDSAddress: "xds.keygate.svc:18000", ExtAuthzAddress: "[::1]:18002"})
+	out, err := Render(Params{NodeID: `edge "0"`, AdminAddress: "127.0.0.1:9901", XDSAddress: "xds.keygate.svc:18000", ExtAuthzAddress: "[::1]:18002", TLS: tlsFiles})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,9 +138,11 @@ func TestRender(t *testing.T) {
 	want := map[string]struct {
 		typ, host string
 		port      int
+		sni       string
+		san       string // type:value
 	}{
-		"xds":      {"STRICT_DNS", "xds.keygate.svc", 18000},
-		"extauthz": {"STATIC", "::1", 18002},
+		"xds":      {"STRICT_DNS", "xds.keygate.svc", 18000, "xds.keygate.svc", "DNS:xds.keygate.svc"},
+		"extauthz": {"STATIC", "::1", 18002, "", "IP_ADDRESS:::1"},
 	}
 	if len(b.StaticResources.Clusters) != len(want) {
 		t.Fatalf("static clusters %+v, want xds and extauthz", b.StaticResources.Clusters)
@@ -118,6 +153,48 @@ func TestRender(t *testing.T) {
 		if !ok || c.Type != w.typ || a.Address != w.host || a.PortValue != w.port {
 			t.Errorf("cluster %s: %s %s:%d, want %+v", c.Name, c.Type, a.Address, a.PortValue, w)
 		}
+		checkTLS(t, c.Name, c.TransportSocket, w.sni, w.san)
+	}
+}
+
+// checkTLS checks that a cluster speaks mutual TLS with the control plane's files, and verifies
+// the server as san (type:value).
+func checkTLS(t *testing.T, cluster string, ts *transportSocket, sni, san string) {
+	t.Helper()
+	if ts == nil {
+		t.Errorf("cluster %s: no transport_socket: plaintext, want mutual TLS", cluster)
+		return
+	}
+	tc := ts.TypedConfig
+	ctx := tc.CommonTLSContext
+	if len(ctx.TLSCertificates) != 1 || ctx.TLSCertificates[0].CertificateChain.Filename != tlsFiles.CertFile || ctx.TLSCertificates[0].PrivateKey.Filename != tlsFiles.KeyFile {
+		t.Errorf("cluster %s: client certificates %+v, want %s and %s", cluster, ctx.TLSCertificates, tlsFiles.CertFile, tlsFiles.KeyFile)
+	}
+	if ctx.ValidationContext.TrustedCA.Filename != tlsFiles.CAFile {
+		t.Errorf("cluster %s: trusted CA %q, want %q", cluster, ctx.ValidationContext.TrustedCA.Filename, tlsFiles.CAFile)
+	}
+	sans := ctx.ValidationContext.SANs
+	if len(sans) != 1 || sans[0].SANType+":"+sans[0].Matcher.Exact != san {
+		t.Errorf("cluster %s: SAN matchers %+v, want exactly %s", cluster, sans, san)
+	}
+	if tc.SNI != sni || len(ctx.ALPN) != 1 || ctx.ALPN[0] != "h2" {
+		t.Errorf("cluster %s: SNI %q ALPN %v, want %q and [h2]", cluster, tc.SNI, ctx.ALPN, sni)
+	}
+}
+
+func TestRenderPlaintextOnLoopback(t *testing.T) {
+	out, err := Render(Params{NodeID: "bench", AdminAddress: "127.0.0.1:9901", XDSAddress: "127.0.0.1:18000", ExtAuthzAddress: "localhost:18002", InsecurePlaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bootstrap
+	if err := yaml.Unmarshal(out, &b); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range b.StaticResources.Clusters {
+		if c.TransportSocket != nil {
+			t.Errorf("cluster %s has a transport socket with InsecurePlaintext", c.Name)
+		}
 	}
 }
 
@@ -127,10 +204,17 @@ func TestValidateWithEnvoy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Envoy reads the certificate files when it validates.
+	cp, err := pki.WriteControlPlane(t.TempDir(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := &TLS{CAFile: cp.CAFile, CertFile: cp.EnvoyCertFile, KeyFile: cp.EnvoyKeyFile}
 	tests := map[string]Params{
-		"loopback ips": {NodeID: "edge-0", AdminAddress: "127.0.0.1:9901", XDSAddress: "127.0.0.1:18000", ExtAuthzAddress: "127.0.0.1:18002"},
-		"dns names":    {NodeID: "edge-1", AdminAddress: "127.0.0.1:9901", XDSAddress: "xds.keygate.svc.cluster.local:18000", ExtAuthzAddress: "localhost:18002"},
-		"ipv6":         {NodeID: "edge-2", AdminAddress: "[::1]:9901", XDSAddress: "[::1]:18000", ExtAuthzAddress: "[::1]:18002"},
+		"loopback ips": {NodeID: "edge-0", AdminAddress: "127.0.0.1:9901", XDSAddress: "127.0.0.1:18000", ExtAuthzAddress: "127.0.0.1:18002", TLS: files},
+		"dns names":    {NodeID: "edge-1", AdminAddress: "127.0.0.1:9901", XDSAddress: "xds.keygate.svc.cluster.local:18000", ExtAuthzAddress: "localhost:18002", TLS: files},
+		"ipv6":         {NodeID: "edge-2", AdminAddress: "[::1]:9901", XDSAddress: "[::1]:18000", ExtAuthzAddress: "[::1]:18002", TLS: files},
+		"plaintext":    {NodeID: "edge-3", AdminAddress: "127.0.0.1:9901", XDSAddress: "127.0.0.1:18000", ExtAuthzAddress: "127.0.0.1:18002", InsecurePlaintext: true},
 	}
 	for name, p := range tests {
 		t.Run(name, func(t *testing.T) {
