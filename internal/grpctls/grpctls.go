@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -129,4 +130,15 @@ func ClientConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, er
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// LogReloads is an onReload for ServerCredentials that logs each reload and refusal to log.
+func LogReloads(log *slog.Logger, server string) func(error) {
+	return func(err error) {
+		if err != nil {
+			log.Error("gRPC TLS files refused; the last good certificates stay in use", "server", server, "error", err)
+			return
+		}
+		log.Info("gRPC TLS files reloaded", "server", server)
+	}
 }
