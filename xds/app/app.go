@@ -11,12 +11,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
 	"time"
 
+	"google.golang.org/grpc/credentials"
+
 	"github.com/keygate-dev/keygate/internal/flagenv"
+	"github.com/keygate-dev/keygate/internal/grpctls"
 	"github.com/keygate-dev/keygate/internal/ops"
 	"github.com/keygate-dev/keygate/xds/server"
 	"github.com/keygate-dev/keygate/xds/translate"
@@ -31,8 +35,10 @@ Cluster objects), translates the targets into Envoy's listener, routes and clust
 them to every Envoy over delta ADS (gRPC). Changes apply without restarting anything; a bad
 edit is refused and logged.
 
-Usage: xds --targets-file targets.yaml --tls-cert-file edge.crt --tls-key-file edge.key [flags]
-       xds --source kubernetes [--targets-file static.yaml] --tls-cert-file edge.crt --tls-key-file edge.key [flags]`
+Usage: xds --targets-file targets.yaml --tls-cert-file edge.crt --tls-key-file edge.key \
+           --grpc-tls-cert-file xds.crt --grpc-tls-key-file xds.key --grpc-client-ca-file control-plane-ca.crt [flags]
+       xds --source kubernetes [--targets-file static.yaml] --tls-cert-file edge.crt --tls-key-file edge.key \
+           --grpc-tls-cert-file xds.crt --grpc-tls-key-file xds.key --grpc-client-ca-file control-plane-ca.crt [flags]`
 
 // Config is the parsed command line.
 type Config struct {
@@ -41,15 +47,17 @@ type Config struct {
 	Kubeconfig          string
 	KubeSecretNamespace string
 	GRPCAddress         string
-	HTTPAddress         string
-	ListenAddress       string
-	TLSCertFile         string
-	TLSKeyFile          string
-	ExtAuthzCluster     string
-	ExtAuthzTimeout     time.Duration
-	Limits              translate.Limits
-	LogLevel            string
-	LogFormat           string
+	// GRPCTLS is the mutual TLS of the gRPC port: it serves every secret of the edge.
+	GRPCTLS         grpctls.Config
+	HTTPAddress     string
+	ListenAddress   string
+	TLSCertFile     string
+	TLSKeyFile      string
+	ExtAuthzCluster string
+	ExtAuthzTimeout time.Duration
+	Limits          translate.Limits
+	LogLevel        string
+	LogFormat       string
 }
 
 // UsageError is a bad command line; the command exits with status 2.
@@ -68,6 +76,7 @@ func ParseFlags(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "with --source=kubernetes: kubeconfig of the cluster holding the Cluster objects; empty means in-cluster")
 	fs.StringVar(&c.KubeSecretNamespace, "kube-secret-namespace", "", "with --source=kubernetes: the only namespace whose Secrets are watched; empty means all")
 	fs.StringVar(&c.GRPCAddress, "grpc-address", "127.0.0.1:18000", "host:port of the xDS gRPC server that Envoy connects to")
+	c.GRPCTLS.Register(fs, "xDS")
 	fs.StringVar(&c.HTTPAddress, "http-address", "127.0.0.1:18001", "host:port of /metrics, /healthz and /readyz")
 	fs.StringVar(&c.ListenAddress, "listen-address", "0.0.0.0:8443", "host:port of Envoy's HTTPS listener (the edge)")
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", "", "PEM certificate (chain) the edge serves; required")
@@ -119,6 +128,9 @@ func (c Config) validate() error {
 		if _, _, err := splitAddress(a.v); err != nil {
 			errs = append(errs, fmt.Errorf("--%s: %w", a.name, err))
 		}
+	}
+	if err := c.GRPCTLS.Validate(c.GRPCAddress, "grpc-address"); err != nil {
+		errs = append(errs, err)
 	}
 	if host, _, err := splitAddress(c.ListenAddress); err == nil && net.ParseIP(host) == nil {
 		errs = append(errs, fmt.Errorf("--listen-address: %q: Envoy listens on an IP address, e.g. 0.0.0.0:8443", c.ListenAddress))
@@ -200,16 +212,16 @@ func Run(ctx context.Context, args []string, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	grpcListener, err := net.Listen("tcp", cfg.GRPCAddress)
+	grpcListener, creds, err := listenGRPC(cfg, log)
 	if err != nil {
 		srcs.close()
-		return fmt.Errorf("xds gRPC: listen on %s: %w", cfg.GRPCAddress, err)
+		return err
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tasks := append([]func() error{
-		func() error { return srv.Serve(ctx, grpcListener) },
+		func() error { return srv.Serve(ctx, grpcListener, creds) },
 		func() error { return ops.ServeHTTP(ctx, log, "xds http", cfg.HTTPAddress, ops.Handler(reg, srv.Ready)) },
 	}, srcs.run(ctx)...)
 	errc := make(chan error, len(tasks))
@@ -232,6 +244,20 @@ func Run(ctx context.Context, args []string, logOut io.Writer) error {
 	}
 	log.Info("xds stopped")
 	return nil
+}
+
+// listenGRPC reads the gRPC port's certificates (a start-up error if they do not load) and
+// listens on it.
+func listenGRPC(cfg Config, log *slog.Logger) (net.Listener, credentials.TransportCredentials, error) {
+	creds, err := cfg.GRPCTLS.ServerCredentials(grpctls.LogReloads(log, "xds gRPC"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("xds gRPC: %w", err)
+	}
+	l, err := net.Listen("tcp", cfg.GRPCAddress)
+	if err != nil {
+		return nil, nil, fmt.Errorf("xds gRPC: listen on %s: %w", cfg.GRPCAddress, err)
+	}
+	return l, creds, nil
 }
 
 // translateOptions reads the serving certificate and builds the translator's options.

@@ -4,20 +4,37 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/keygate-dev/keygate/internal/grpctls"
 	"github.com/keygate-dev/keygate/xds/translate"
 )
 
 // flagLimits are the limits the flags set when none is given.
 var flagLimits = translate.Limits{RequestHeadersTimeout: translate.DefaultLimits.RequestHeadersTimeout, StreamIdleTimeout: translate.DefaultLimits.StreamIdleTimeout}
 
+// grpcTLSArgs are the gRPC port's TLS flags, which every command line needs (or plaintext on
+// loopback); grpcTLS is what they parse to.
+var (
+	grpcTLSArgs = []string{"--grpc-tls-cert-file", "xds.crt", "--grpc-tls-key-file", "xds.key", "--grpc-client-ca-file", "cp-ca.crt"}
+	grpcTLS     = grpctls.Config{CertFile: "xds.crt", KeyFile: "xds.key", ClientCAFile: "cp-ca.crt"}
+	grpcTLSEnv  = map[string]string{"XDS_GRPC_TLS_CERT_FILE": "xds.crt", "XDS_GRPC_TLS_KEY_FILE": "xds.key", "XDS_GRPC_CLIENT_CA_FILE": "cp-ca.crt"}
+)
+
+func withEnv(env, more map[string]string) map[string]string {
+	out := maps.Clone(env)
+	maps.Copy(out, more)
+	return out
+}
+
 func TestParseFlags(t *testing.T) {
-	required := []string{"--targets-file", "t.yaml", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"}
+	required := append([]string{"--targets-file", "t.yaml", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"}, grpcTLSArgs...)
 	tests := map[string]struct {
 		args []string
 		env  map[string]string
@@ -25,29 +42,34 @@ func TestParseFlags(t *testing.T) {
 	}{
 		"defaults": {
 			args: required,
-			want: Config{Source: "file", TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
+			want: Config{Source: "file", TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", GRPCTLS: grpcTLS, HTTPAddress: "127.0.0.1:18001",
 				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, Limits: flagLimits, LogLevel: "info", LogFormat: "json"},
 		},
 		"environment": {
-			env: map[string]string{"XDS_TARGETS_FILE": "env.yaml", "XDS_TLS_CERT_FILE": "c", "XDS_TLS_KEY_FILE": "k", "XDS_EXTAUTHZ_TIMEOUT": "500ms", "XDS_LISTEN_ADDRESS": "127.0.0.1:9443"},
-			want: Config{Source: "file", TargetsFile: "env.yaml", TLSCertFile: "c", TLSKeyFile: "k", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
+			env: withEnv(grpcTLSEnv, map[string]string{"XDS_TARGETS_FILE": "env.yaml", "XDS_TLS_CERT_FILE": "c", "XDS_TLS_KEY_FILE": "k", "XDS_EXTAUTHZ_TIMEOUT": "500ms", "XDS_LISTEN_ADDRESS": "127.0.0.1:9443"}),
+			want: Config{Source: "file", TargetsFile: "env.yaml", TLSCertFile: "c", TLSKeyFile: "k", GRPCAddress: "127.0.0.1:18000", GRPCTLS: grpcTLS, HTTPAddress: "127.0.0.1:18001",
 				ListenAddress: "127.0.0.1:9443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 500 * time.Millisecond, Limits: flagLimits, LogLevel: "info", LogFormat: "json"},
 		},
 		"kubernetes": {
-			args: []string{"--source", "kubernetes", "--kubeconfig", "platform.kubeconfig", "--kube-secret-namespace", "keygate", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"},
+			args: append([]string{"--source", "kubernetes", "--kubeconfig", "platform.kubeconfig", "--kube-secret-namespace", "keygate", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"}, grpcTLSArgs...),
 			env:  map[string]string{"XDS_KUBE_SECRET_NAMESPACE": "ignored"},
-			want: Config{Source: "kubernetes", Kubeconfig: "platform.kubeconfig", KubeSecretNamespace: "keygate", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
+			want: Config{Source: "kubernetes", Kubeconfig: "platform.kubeconfig", KubeSecretNamespace: "keygate", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", GRPCTLS: grpcTLS, HTTPAddress: "127.0.0.1:18001",
 				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, Limits: flagLimits, LogLevel: "info", LogFormat: "json"},
 		},
 		"kubernetes from the environment, with a targets file": {
-			env: map[string]string{"XDS_SOURCE": "kubernetes", "XDS_TARGETS_FILE": "static.yaml", "XDS_TLS_CERT_FILE": "c", "XDS_TLS_KEY_FILE": "k"},
-			want: Config{Source: "kubernetes", TargetsFile: "static.yaml", TLSCertFile: "c", TLSKeyFile: "k", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
+			env: withEnv(grpcTLSEnv, map[string]string{"XDS_SOURCE": "kubernetes", "XDS_TARGETS_FILE": "static.yaml", "XDS_TLS_CERT_FILE": "c", "XDS_TLS_KEY_FILE": "k"}),
+			want: Config{Source: "kubernetes", TargetsFile: "static.yaml", TLSCertFile: "c", TLSKeyFile: "k", GRPCAddress: "127.0.0.1:18000", GRPCTLS: grpcTLS, HTTPAddress: "127.0.0.1:18001",
+				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, Limits: flagLimits, LogLevel: "info", LogFormat: "json"},
+		},
+		"plaintext on loopback": {
+			args: []string{"--targets-file", "t.yaml", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem", "--grpc-insecure-loopback", "--grpc-address", "[::1]:18000"},
+			want: Config{Source: "file", TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "[::1]:18000", GRPCTLS: grpctls.Config{InsecureLoopback: true}, HTTPAddress: "127.0.0.1:18001",
 				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, Limits: flagLimits, LogLevel: "info", LogFormat: "json"},
 		},
 		"flag wins over environment": {
 			args: append([]string{"--log-format", "text"}, required...),
 			env:  map[string]string{"XDS_LOG_FORMAT": "json", "XDS_TARGETS_FILE": "env.yaml"},
-			want: Config{Source: "file", TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", HTTPAddress: "127.0.0.1:18001",
+			want: Config{Source: "file", TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", GRPCTLS: grpcTLS, HTTPAddress: "127.0.0.1:18001",
 				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, Limits: flagLimits, LogLevel: "info", LogFormat: "text"},
 		},
 	}
@@ -68,7 +90,7 @@ func TestParseFlags(t *testing.T) {
 }
 
 func TestBadFlags(t *testing.T) {
-	required := []string{"--targets-file", "t.yaml", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"}
+	required := append([]string{"--targets-file", "t.yaml", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"}, grpcTLSArgs...)
 	tests := map[string]struct {
 		args []string
 		want []string
@@ -78,16 +100,19 @@ func TestBadFlags(t *testing.T) {
 		"unknown source":         {append([]string{"--source", "consul"}, required...), []string{`--source "consul": want file or kubernetes`}},
 		"kubeconfig for file":    {append([]string{"--kubeconfig", "k"}, required...), []string{"--kubeconfig is set but --source is file"}},
 		"kubernetes without tls": {[]string{"--source", "kubernetes"}, []string{"--tls-cert-file (or XDS_TLS_CERT_FILE) is required"}},
-		"positional":             {append(required, "extra"), []string{`unexpected arguments ["extra"]`}},
-		"bad timeout":            {append([]string{"--extauthz-timeout", "soon"}, required...), []string{`invalid value "soon" for flag -extauthz-timeout`}},
-		"zero timeout":           {append([]string{"--extauthz-timeout", "0s"}, required...), []string{"--extauthz-timeout 0s must be positive"}},
-		"listen on a name":       {append([]string{"--listen-address", "edge.example.com:8443"}, required...), []string{"Envoy listens on an IP address"}},
-		"grpc without port":      {append([]string{"--grpc-address", "127.0.0.1"}, required...), []string{`--grpc-address: "127.0.0.1" is not host:port`}},
-		"http port too high":     {append([]string{"--http-address", "127.0.0.1:70000"}, required...), []string{`--http-address: "127.0.0.1:70000": port "70000"`}},
-		"bad log level":          {append([]string{"--log-level", "loud"}, required...), []string{`--log-level "loud"`}},
-		"bad log format":         {append([]string{"--log-format", "xml"}, required...), []string{`--log-format "xml"`}},
-		"zero header timeout":    {append([]string{"--request-headers-timeout", "0s"}, required...), []string{`--request-headers-timeout 0s must be positive`}},
-		"negative idle timeout":  {append([]string{"--stream-idle-timeout", "-1s"}, required...), []string{`--stream-idle-timeout -1s must be positive`}},
+		"no gRPC TLS":            {[]string{"--targets-file", "t.yaml", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"}, []string{"--grpc-tls-cert-file is required: the gRPC port serves only mutual TLS", "--grpc-client-ca-file is required"}},
+		"plaintext on every interface": {[]string{"--targets-file", "t.yaml", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem", "--grpc-insecure-loopback", "--grpc-address", "0.0.0.0:18000"},
+			[]string{`--grpc-insecure-loopback is refused with --grpc-address "0.0.0.0:18000": plaintext gRPC is allowed on a loopback address only`}},
+		"positional":            {append(required, "extra"), []string{`unexpected arguments ["extra"]`}},
+		"bad timeout":           {append([]string{"--extauthz-timeout", "soon"}, required...), []string{`invalid value "soon" for flag -extauthz-timeout`}},
+		"zero timeout":          {append([]string{"--extauthz-timeout", "0s"}, required...), []string{"--extauthz-timeout 0s must be positive"}},
+		"listen on a name":      {append([]string{"--listen-address", "edge.example.com:8443"}, required...), []string{"Envoy listens on an IP address"}},
+		"grpc without port":     {append([]string{"--grpc-address", "127.0.0.1"}, required...), []string{`--grpc-address: "127.0.0.1" is not host:port`}},
+		"http port too high":    {append([]string{"--http-address", "127.0.0.1:70000"}, required...), []string{`--http-address: "127.0.0.1:70000": port "70000"`}},
+		"bad log level":         {append([]string{"--log-level", "loud"}, required...), []string{`--log-level "loud"`}},
+		"bad log format":        {append([]string{"--log-format", "xml"}, required...), []string{`--log-format "xml"`}},
+		"zero header timeout":   {append([]string{"--request-headers-timeout", "0s"}, required...), []string{`--request-headers-timeout 0s must be positive`}},
+		"negative idle timeout": {append([]string{"--stream-idle-timeout", "-1s"}, required...), []string{`--stream-idle-timeout -1s must be positive`}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -122,6 +147,16 @@ func TestRunStartupErrors(t *testing.T) {
 			[]string{"--targets-file", "testdata/bad.yaml", "--tls-cert-file", "../translate/testdata/pki/serving.crt", "--tls-key-file", "../translate/testdata/pki/serving.key"},
 			"clusters[0] (demo): caFile: an https upstream needs caFile or caData",
 		},
+		"mismatched gRPC key": {
+			[]string{"--targets-file", "testdata/none.yaml", "--tls-cert-file", "../translate/testdata/pki/serving.crt", "--tls-key-file", "../translate/testdata/pki/serving.key",
+				"--grpc-tls-cert-file", "../translate/testdata/pki/serving.crt", "--grpc-tls-key-file", "../translate/testdata/pki/edge.key", "--grpc-client-ca-file", "../translate/testdata/pki/ca.crt"},
+			"--grpc-tls-cert-file ../translate/testdata/pki/serving.crt and --grpc-tls-key-file ../translate/testdata/pki/edge.key: not a matching PEM certificate and key",
+		},
+		"missing client CA": {
+			[]string{"--targets-file", "testdata/none.yaml", "--tls-cert-file", "../translate/testdata/pki/serving.crt", "--tls-key-file", "../translate/testdata/pki/serving.key",
+				"--grpc-tls-cert-file", "../translate/testdata/pki/serving.crt", "--grpc-tls-key-file", "../translate/testdata/pki/serving.key", "--grpc-client-ca-file", "/nonexistent-ca.crt"},
+			"--grpc-client-ca-file: open /nonexistent-ca.crt: no such file or directory",
+		},
 		"missing kubeconfig": {
 			[]string{"--source", "kubernetes", "--kubeconfig", "/nonexistent.kubeconfig", "--tls-cert-file", "../translate/testdata/pki/serving.crt", "--tls-key-file", "../translate/testdata/pki/serving.key"},
 			"--kubeconfig /nonexistent.kubeconfig: stat /nonexistent.kubeconfig: no such file or directory",
@@ -133,7 +168,11 @@ func TestRunStartupErrors(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			err := Run(context.Background(), tc.args, io.Discard)
+			args := tc.args
+			if !slices.Contains(args, "--grpc-tls-cert-file") {
+				args = append(args, "--grpc-tls-cert-file", "../translate/testdata/pki/serving.crt", "--grpc-tls-key-file", "../translate/testdata/pki/serving.key", "--grpc-client-ca-file", "../translate/testdata/pki/ca.crt")
+			}
+			err := Run(context.Background(), args, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Run error = %v, want one containing %q", err, tc.want)
 			}

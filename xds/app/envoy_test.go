@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate-dev/keygate/internal/grpctls"
 	"github.com/keygate-dev/keygate/internal/logbuf"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -64,6 +65,31 @@ type platform struct {
 	upstreamCA *pki.CA
 	edgeCert   pki.Pair
 	upstreams  map[string]*httptest.Server
+	// controlPlane are the certificates of the mutual TLS between Envoy and xds and the fake
+	// ext_authz, as in production.
+	controlPlane *pki.ControlPlane
+}
+
+// grpcTLSArgs are xds's flags for its gRPC port's mutual TLS.
+func (p *platform) grpcTLSArgs() []string {
+	cp := p.controlPlane
+	return []string{"--grpc-tls-cert-file", cp.ServerCertFile, "--grpc-tls-key-file", cp.ServerKeyFile, "--grpc-client-ca-file", cp.CAFile}
+}
+
+// envoyTLS is Envoy's side of it, for the bootstrap.
+func (p *platform) envoyTLS() *envoy.TLS {
+	cp := p.controlPlane
+	return &envoy.TLS{CAFile: cp.CAFile, CertFile: cp.EnvoyCertFile, KeyFile: cp.EnvoyKeyFile}
+}
+
+// grpcServer is a gRPC server (for a fake ext_authz) that, like extauthz, takes only Envoy.
+func (p *platform) grpcServer() (*grpc.Server, error) {
+	cp := p.controlPlane
+	creds, err := grpctls.Config{CertFile: cp.ServerCertFile, KeyFile: cp.ServerKeyFile, ClientCAFile: cp.CAFile}.ServerCredentials(nil)
+	if err != nil {
+		return nil, err
+	}
+	return grpc.NewServer(grpc.Creds(creds)), nil
 }
 
 func TestMain(m *testing.M) {
@@ -108,6 +134,9 @@ func startPlatform() (*platform, func(), error) {
 	}
 	serving, err := edgeCA.Server("edge", "127.0.0.1")
 	if err != nil {
+		return nil, cleanup, err
+	}
+	if p.controlPlane, err = pki.WriteControlPlane(dir, "127.0.0.1"); err != nil {
 		return nil, cleanup, err
 	}
 	if p.upstreamCA, err = pki.NewCA("test upstream CA"); err != nil {
@@ -164,12 +193,12 @@ func startPlatform() (*platform, func(), error) {
 	if err != nil {
 		return nil, cleanup, err
 	}
-	p.xdsArgs = []string{
+	p.xdsArgs = append([]string{
 		"--targets-file", p.targetsFile,
 		"--grpc-address", grpcAddr, "--http-address", addr(ports[1]), "--listen-address", listenAddr,
 		"--tls-cert-file", filepath.Join(dir, "serving.crt"), "--tls-key-file", filepath.Join(dir, "serving.key"),
 		"--log-format", "text", "--log-level", "debug",
-	}
+	}, p.grpcTLSArgs()...)
 	p.xdsOut = io.MultiWriter(xdsLogFile, p.xdsLog)
 	if err := p.startXDS(); err != nil {
 		return nil, cleanup, err
@@ -184,7 +213,7 @@ func startPlatform() (*platform, func(), error) {
 	defer wcancel()
 
 	// Envoy.
-	bootstrap, err := envoy.Render(envoy.Params{NodeID: "xds-test", AdminAddress: adminAddr, XDSAddress: grpcAddr, ExtAuthzAddress: p.authzAddr})
+	bootstrap, err := envoy.Render(envoy.Params{NodeID: "xds-test", AdminAddress: adminAddr, XDSAddress: grpcAddr, ExtAuthzAddress: p.authzAddr, TLS: p.envoyTLS()})
 	if err != nil {
 		return nil, cleanup, err
 	}
@@ -241,7 +270,10 @@ func (p *platform) startAuthz(addr string) error {
 	if err != nil {
 		return err
 	}
-	p.authz = grpc.NewServer()
+	if p.authz, err = p.grpcServer(); err != nil {
+		l.Close()
+		return err
+	}
 	authv3.RegisterAuthorizationServer(p.authz, fakeAuthz{})
 	p.authzAddr = l.Addr().String()
 	go p.authz.Serve(l)

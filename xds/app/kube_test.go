@@ -96,13 +96,13 @@ func TestKubernetesSource(t *testing.T) {
 	xctx, xcancel := context.WithCancel(ctx)
 	xdsDone := make(chan error, 1)
 	go func() {
-		xdsDone <- Run(xctx, []string{
+		xdsDone <- Run(xctx, append([]string{
 			"--source", "kubernetes", "--kubeconfig", kubeconfig, "--kube-secret-namespace", "default",
 			"--targets-file", targetsFile,
 			"--grpc-address", addr(0), "--http-address", addr(1), "--listen-address", addr(2),
 			"--tls-cert-file", filepath.Join(edge.dir, "serving.crt"), "--tls-key-file", filepath.Join(edge.dir, "serving.key"),
 			"--log-format", "text", "--log-level", "debug",
-		}, xdsLog)
+		}, edge.grpcTLSArgs()...), xdsLog)
 	}()
 	defer func() {
 		xcancel()
@@ -121,7 +121,7 @@ func TestKubernetesSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bootstrap, err := envoy.Render(envoy.Params{NodeID: "xds-kube-test", AdminAddress: addr(3), XDSAddress: addr(0), ExtAuthzAddress: edge.authzAddr})
+	bootstrap, err := envoy.Render(envoy.Params{NodeID: "xds-kube-test", AdminAddress: addr(3), XDSAddress: addr(0), ExtAuthzAddress: edge.authzAddr, TLS: edge.envoyTLS()})
 	if err != nil {
 		t.Fatal(err)
 	}

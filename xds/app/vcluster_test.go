@@ -16,7 +16,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -128,12 +127,12 @@ func TestVirtualClusterThroughEnvoy(t *testing.T) {
 	xctx, xcancel := context.WithCancel(ctx)
 	xdsDone := make(chan error, 1)
 	go func() {
-		xdsDone <- Run(xctx, []string{
+		xdsDone <- Run(xctx, append([]string{
 			"--source", "kubernetes", "--kubeconfig", kubeconfig, "--kube-secret-namespace", "default",
 			"--grpc-address", addr(0), "--http-address", addr(1), "--listen-address", addr(2),
 			"--tls-cert-file", filepath.Join(edge.dir, "serving.crt"), "--tls-key-file", filepath.Join(edge.dir, "serving.key"),
 			"--log-format", "text", "--log-level", "debug",
-		}, xdsLog)
+		}, edge.grpcTLSArgs()...), xdsLog)
 	}()
 	defer func() {
 		xcancel()
@@ -156,11 +155,14 @@ func TestVirtualClusterThroughEnvoy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	authz := grpc.NewServer()
+	authz, err := edge.grpcServer()
+	if err != nil {
+		t.Fatal(err)
+	}
 	authv3.RegisterAuthorizationServer(authz, projectAuthz{})
 	go authz.Serve(authzListener)
 	defer authz.Stop()
-	bootstrap, err := envoy.Render(envoy.Params{NodeID: "xds-vcluster-test", AdminAddress: addr(3), XDSAddress: addr(0), ExtAuthzAddress: authzListener.Addr().String()})
+	bootstrap, err := envoy.Render(envoy.Params{NodeID: "xds-vcluster-test", AdminAddress: addr(3), XDSAddress: addr(0), ExtAuthzAddress: authzListener.Addr().String(), TLS: edge.envoyTLS()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,7 @@ import (
 
 	"github.com/keygate-dev/keygate/envoy"
 	"github.com/keygate-dev/keygate/internal/edgepath"
+	"github.com/keygate-dev/keygate/internal/grpctls"
 	"github.com/keygate-dev/keygate/internal/logbuf"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
@@ -97,13 +98,22 @@ func startEnvoy(t *testing.T, initial model.Model) *edgeEnvoy {
 	if err := e.srv.Update(context.Background(), initial); err != nil {
 		t.Fatal(err)
 	}
+	// Envoy and its control plane speak mutual TLS, as in production.
+	cp, err := pki.WriteControlPlane(dir, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := grpctls.Config{CertFile: cp.ServerCertFile, KeyFile: cp.ServerKeyFile, ClientCAFile: cp.CAFile}.ServerCredentials(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	l, err := net.Listen("tcp", addr(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- e.srv.Serve(ctx, l) }()
+	go func() { served <- e.srv.Serve(ctx, l, creds) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-served; err != nil {
@@ -115,12 +125,13 @@ func startEnvoy(t *testing.T, initial model.Model) *edgeEnvoy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	authz := grpc.NewServer()
+	authz := grpc.NewServer(grpc.Creds(creds))
 	authv3.RegisterAuthorizationServer(authz, allowAll{})
 	go authz.Serve(authzListener)
 	t.Cleanup(authz.Stop)
 
-	bootstrap, err := envoy.Render(envoy.Params{NodeID: "sds-test", AdminAddress: addr(2), XDSAddress: addr(0), ExtAuthzAddress: authzListener.Addr().String()})
+	bootstrap, err := envoy.Render(envoy.Params{NodeID: "sds-test", AdminAddress: addr(2), XDSAddress: addr(0), ExtAuthzAddress: authzListener.Addr().String(),
+		TLS: &envoy.TLS{CAFile: cp.CAFile, CertFile: cp.EnvoyCertFile, KeyFile: cp.EnvoyKeyFile}})
 	if err != nil {
 		t.Fatal(err)
 	}

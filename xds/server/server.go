@@ -60,6 +60,7 @@ import (
 	xdsserver "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 
@@ -364,9 +365,15 @@ func (s *Server) Register(g *grpc.Server) {
 	secretservice.RegisterSecretDiscoveryServiceServer(g, s.xds)
 }
 
-// Serve serves xDS over gRPC on l until ctx ends, then ends the streams and stops.
-func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+// Serve serves xDS over gRPC on l with creds until ctx ends, then ends the streams and stops.
+// creds are required: the streams carry every secret of the edge, so the caller must choose
+// (mutual TLS, see internal/grpctls; plaintext only on loopback).
+func (s *Server) Serve(ctx context.Context, l net.Listener, creds credentials.TransportCredentials) error {
+	if creds == nil {
+		return errors.New("xds gRPC: no transport credentials")
+	}
 	g := grpc.NewServer(
+		grpc.Creds(creds),
 		grpc.KeepaliveParams(keepaliveParams),
 		grpc.KeepaliveEnforcementPolicy(keepalivePolicy),
 		// Every Envoy holds one long-lived stream; the default limit of 100 per connection
@@ -374,7 +381,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		grpc.MaxConcurrentStreams(1_000_000),
 	)
 	s.Register(g)
-	s.log.Info("serving", "server", "xds gRPC", "address", l.Addr().String())
+	s.log.Info("serving", "server", "xds gRPC", "address", l.Addr().String(), "security", creds.Info().SecurityProtocol)
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(l) }()
 	select {

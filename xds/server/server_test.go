@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate-dev/keygate/internal/grpctls"
 	"github.com/keygate-dev/keygate/internal/logbuf"
 	"github.com/keygate-dev/keygate/internal/metricstest"
 
@@ -22,7 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/internal/pki"
@@ -192,27 +193,52 @@ type adsClient struct {
 	cancel context.CancelFunc
 }
 
-func serve(t testing.TB, f *fixture) string {
+// endpoint is a served xds: its address and the control plane's certificates.
+type endpoint struct {
+	addr string
+	cp   *pki.ControlPlane
+}
+
+// serve serves f over mutual TLS, as xds does, with fresh control-plane certificates.
+func serve(t testing.TB, f *fixture) endpoint {
 	t.Helper()
+	cp, err := pki.WriteControlPlane(t.TempDir(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := grpctls.Config{CertFile: cp.ServerCertFile, KeyFile: cp.ServerKeyFile, ClientCAFile: cp.CAFile}.ServerCredentials(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- f.srv.Serve(ctx, l) }()
+	go func() { done <- f.srv.Serve(ctx, l, creds) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return l.Addr().String()
+	return endpoint{addr: l.Addr().String(), cp: cp}
 }
 
-func dialADS(t testing.TB, addr string) *adsClient {
+// dialADS opens a delta ADS stream to e as Envoy does, with Envoy's client certificate.
+func dialADS(t testing.TB, e endpoint) *adsClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	cfg, err := grpctls.ClientConfig(e.cp.CAFile, e.cp.EnvoyCertFile, e.cp.EnvoyKeyFile, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return openADS(t, e.addr, credentials.NewTLS(cfg))
+}
+
+func openADS(t testing.TB, addr string, creds credentials.TransportCredentials) *adsClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 		// The first response at 10,000 targets (BenchmarkUpdate) is megabytes; Envoy sets no limit.
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
 	if err != nil {
