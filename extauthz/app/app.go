@@ -27,6 +27,7 @@ import (
 	"github.com/keygate-dev/keygate/extauthz/server"
 	"github.com/keygate-dev/keygate/extauthz/userinfo"
 	"github.com/keygate-dev/keygate/internal/flagenv"
+	"github.com/keygate-dev/keygate/internal/grpctls"
 	"github.com/keygate-dev/keygate/internal/ops"
 	"github.com/keygate-dev/keygate/internal/redisflags"
 	"github.com/keygate-dev/keygate/keystore/store"
@@ -39,6 +40,8 @@ const EnvPrefix = "EXTAUTHZ"
 // Config is the parsed command line.
 type Config struct {
 	GRPCAddress, HTTPAddress string
+	// GRPCTLS is the mutual TLS of the ext_authz port: only the edge's Envoy may ask.
+	GRPCTLS grpctls.Config
 	redisflags.Config
 	GrafanaUserHeader string
 	// GrafanaGroupsHeader is empty unless the key's groups go to Grafana.
@@ -57,6 +60,7 @@ func ParseFlags(args []string) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("extauthz", flag.ContinueOnError)
 	fs.StringVar(&c.GRPCAddress, "grpc-address", "127.0.0.1:19000", "address of the ext_authz gRPC service that Envoy calls")
+	c.GRPCTLS.Register(fs, "ext_authz")
 	fs.StringVar(&c.HTTPAddress, "http-address", "127.0.0.1:19001", "address of /metrics, /healthz and /readyz")
 	c.Register(fs)
 	fs.StringVar(&c.GrafanaUserHeader, "grafana-user-header", identity.DefaultGrafanaUserHeader, "header Grafana's auth proxy reads the user from")
@@ -76,6 +80,9 @@ func ParseFlags(args []string) (Config, error) {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if err := c.Parse(); err != nil {
+		return c, err
+	}
+	if err := c.GRPCTLS.Validate(c.GRPCAddress, "grpc-address"); err != nil {
 		return c, err
 	}
 	if c.MaxTTL < 0 {
@@ -148,14 +155,10 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	reg := ops.NewRegistry()
 	checks := newChecker(c, rdb, log, reg)
 
-	lis, err := net.Listen("tcp", c.GRPCAddress)
+	lis, gs, hs, err := newGRPCServer(c, log, checks.srv)
 	if err != nil {
-		return fmt.Errorf("listen on --grpc-address %s: %w", c.GRPCAddress, err)
+		return err
 	}
-	gs := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
-	authv3.RegisterAuthorizationServer(gs, checks.srv)
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gs, hs)
 
 	// The recorder outlives the gRPC server, so that its final flush comes after the last check.
 	recCtx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
@@ -169,7 +172,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	go func() { _ = checks.users.Run(gctx); close(usersDone) }()
 	defer func() { rdb.Close(); <-cacheDone; <-usersDone }()
 	g.Go(func() error {
-		log.Info("serving", "server", "ext_authz gRPC", "address", lis.Addr().String(), "redis", strings.Join(c.RedisAddresses, ","))
+		log.Info("serving", "server", "ext_authz gRPC", "address", lis.Addr().String(), "tls", !c.GRPCTLS.InsecureLoopback, "redis", strings.Join(c.RedisAddresses, ","))
 		return gs.Serve(lis)
 	})
 	g.Go(func() error {
@@ -187,6 +190,25 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		return nil
 	}
 	return err
+}
+
+// newGRPCServer reads the gRPC port's certificates (a start-up error if they do not load),
+// listens on it, and registers the ext_authz and health services.
+func newGRPCServer(c Config, log *slog.Logger, checks authv3.AuthorizationServer) (net.Listener, *grpc.Server, *health.Server, error) {
+	creds, err := c.GRPCTLS.ServerCredentials(grpctls.LogReloads(log, "ext_authz gRPC"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	lis, err := net.Listen("tcp", c.GRPCAddress)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("listen on --grpc-address %s: %w", c.GRPCAddress, err)
+	}
+	gs := grpc.NewServer(grpc.Creds(creds),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+	authv3.RegisterAuthorizationServer(gs, checks)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	return lis, gs, hs, nil
 }
 
 // checker is the check pipeline: the server, the key and user caches it reads, and the

@@ -2,25 +2,36 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keygate-dev/keygate/internal/edgepath"
+	"github.com/keygate-dev/keygate/internal/grpctls"
+	"github.com/keygate-dev/keygate/internal/grpctls/grpctlstest"
+	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/redisserver"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
 )
+
+// tlsArgs are the gRPC port's TLS flags, added to every command line of TestParseFlags but
+// those marked noTLS.
+var tlsArgs = []string{"--grpc-tls-cert-file", "s.crt", "--grpc-tls-key-file", "s.key", "--grpc-client-ca-file", "ca.crt"}
 
 func TestParseFlags(t *testing.T) {
 	tests := map[string]struct {
@@ -28,7 +39,19 @@ func TestParseFlags(t *testing.T) {
 		env     map[string]string
 		check   func(Config) bool
 		wantErr string
+		noTLS   bool
 	}{
+		"tls": {check: func(c Config) bool {
+			return c.GRPCTLS == grpctls.Config{CertFile: "s.crt", KeyFile: "s.key", ClientCAFile: "ca.crt"}
+		}},
+		"tls from env": {noTLS: true, args: []string{"--grpc-tls-key-file", "flag.key"}, env: map[string]string{"EXTAUTHZ_GRPC_TLS_CERT_FILE": "env.crt", "EXTAUTHZ_GRPC_TLS_KEY_FILE": "env.key", "EXTAUTHZ_GRPC_CLIENT_CA_FILE": "env-ca.crt"},
+			check: func(c Config) bool {
+				return c.GRPCTLS == grpctls.Config{CertFile: "env.crt", KeyFile: "flag.key", ClientCAFile: "env-ca.crt"}
+			}},
+		"no tls":                         {noTLS: true, wantErr: "--grpc-tls-cert-file is required: the gRPC port serves only mutual TLS"},
+		"plaintext on loopback":          {noTLS: true, args: []string{"--grpc-insecure-loopback", "--grpc-address", "localhost:19000"}, check: func(c Config) bool { return c.GRPCTLS.InsecureLoopback }},
+		"plaintext on every interface":   {noTLS: true, args: []string{"--grpc-insecure-loopback", "--grpc-address", "0.0.0.0:19000"}, wantErr: `--grpc-insecure-loopback is refused with --grpc-address "0.0.0.0:19000": plaintext gRPC is allowed on a loopback address only`},
+		"plaintext from env on a pod IP": {noTLS: true, args: []string{"--grpc-address", "10.1.2.3:19000"}, env: map[string]string{"EXTAUTHZ_GRPC_INSECURE_LOOPBACK": "true"}, wantErr: "allowed on a loopback address only"},
 		"defaults": {check: func(c Config) bool {
 			return c.GRPCAddress == "127.0.0.1:19000" && len(c.RedisAddresses) == 1 && c.GrafanaUserHeader == "X-WEBAUTH-USER" && c.MaxTTL == 0 && c.ActivityFlushInterval == 10*time.Second
 		}},
@@ -61,7 +84,11 @@ func TestParseFlags(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			c, err := ParseFlags(tc.args)
+			args := tc.args
+			if !tc.noTLS {
+				args = append(args, tlsArgs...)
+			}
+			c, err := ParseFlags(args)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want it to mention %q", err, tc.wantErr)
@@ -92,21 +119,8 @@ func TestShutdownFlushesActivity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports, err := proc.FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	grpcAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	c, err := ParseFlags([]string{"--redis-address", srv.Addr, "--grpc-address", grpcAddr,
-		"--http-address", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--activity-flush-interval", "1h"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error)
-	go func() { done <- Run(runCtx, c, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
-
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	x := startExtAuthz(t, srv.Addr, "--activity-flush-interval", "1h")
+	conn, err := grpc.NewClient(x.addr, grpc.WithTransportCredentials(credentials.NewTLS(x.envoy)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,21 +130,11 @@ func TestShutdownFlushesActivity(t *testing.T) {
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
 			Path: "/kubernetes/cluster/demo/api", Headers: map[string]string{"authorization": "Bearer " + plain}}},
 	}}
-	var resp *authv3.CheckResponse
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err = authv3.NewAuthorizationClient(conn).Check(ctx, req, grpc.WaitForReady(true))
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil || resp.GetOkResponse() == nil {
+	if resp, err := checkOnceUp(ctx, conn, req); err != nil || resp.GetOkResponse() == nil {
 		t.Fatalf("Check: %v, %v", resp, err)
 	}
 	before := time.Now().Add(-time.Second)
-	stop()
-	if err := <-done; err != nil {
+	if err := x.stop(); err != nil {
 		t.Fatalf("Run after shutdown: %v", err)
 	}
 	k, err := keys.Get(ctx, "shutdown")
@@ -139,5 +143,115 @@ func TestShutdownFlushesActivity(t *testing.T) {
 	}
 	if k.Status.LastActivity == nil || k.Status.LastActivity.Before(&metav1.Time{Time: before.Add(-time.Minute)}) {
 		t.Errorf("lastActivity after shutdown = %v; want the use just made", k.Status.LastActivity)
+	}
+}
+
+// running is an extauthz started by startExtAuthz.
+type running struct {
+	addr  string
+	cp    *pki.ControlPlane
+	envoy *tls.Config // Envoy's side of the mutual TLS
+	stop  func() error
+}
+
+// startExtAuthz runs extauthz (this package's Run) on Redis at redisAddr with mutual TLS, as
+// the edge runs it; more are further flags. It stops with the test, if not before.
+func startExtAuthz(t *testing.T, redisAddr string, more ...string) *running {
+	t.Helper()
+	cp, err := pki.WriteControlPlane(t.TempDir(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, err := proc.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &running{addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), cp: cp}
+	if x.envoy, err = grpctls.ClientConfig(cp.CAFile, cp.EnvoyCertFile, cp.EnvoyKeyFile, "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseFlags(append([]string{"--redis-address", redisAddr, "--grpc-address", x.addr,
+		"--http-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		"--grpc-tls-cert-file", cp.ServerCertFile, "--grpc-tls-key-file", cp.ServerKeyFile, "--grpc-client-ca-file", cp.CAFile}, more...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, c, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	var once sync.Once
+	var runErr error
+	x.stop = func() error { once.Do(func() { cancel(); runErr = <-done }); return runErr }
+	t.Cleanup(func() { _ = x.stop() })
+	return x
+}
+
+// checkOnceUp calls Check until extauthz, just started, answers; the deadline only bounds a
+// broken test.
+func checkOnceUp(ctx context.Context, conn *grpc.ClientConn, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, req, grpc.WaitForReady(true))
+		if err == nil || time.Now().After(deadline) {
+			return resp, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestCheckRefusesStrangers is the attack of issue 13 on the ext_authz port: with a valid
+// access key, a client that reaches the port asks Check (to learn whether a stolen key works,
+// or to read the identity headers). Envoy's certificate gets the answer; no client
+// certificate, one from another CA, or plaintext get no connection, and the TLS alert says why.
+func TestCheckRefusesStrangers(t *testing.T) {
+	ctx := context.Background()
+	srv, err := redisserver.Start(ctx, redisserver.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("this test needs a real Redis (make tools installs one): %v", err)
+	}
+	defer srv.Stop()
+	keys := store.New(redis.NewClient(&redis.Options{Addr: srv.Addr}))
+	plain, err := keys.Create(ctx, &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: "stolen"}, Spec: v1.OwnedAccessKeySpec{User: "u"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := startExtAuthz(t, srv.Addr)
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		ContextExtensions: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}.ContextExtensions(),
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Path: "/kubernetes/cluster/demo/api", Headers: map[string]string{"authorization": "Bearer " + plain}}},
+	}}
+	envoyConn, err := grpc.NewClient(x.addr, grpc.WithTransportCredentials(credentials.NewTLS(x.envoy)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer envoyConn.Close()
+	if resp, err := checkOnceUp(ctx, envoyConn, req); err != nil || resp.GetOkResponse() == nil {
+		t.Fatalf("Envoy's certificate: Check = %v, %v; want allowed", resp, err)
+	}
+
+	strangers, err := grpctlstest.Strangers(x.cp.CAFile, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range strangers {
+		t.Run(s.Name, func(t *testing.T) {
+			conn, err := grpc.NewClient(x.addr, grpc.WithTransportCredentials(s.Creds))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, req)
+			t.Logf("Check fails with: %v", err)
+			if resp != nil || status.Code(err) != codes.Unavailable {
+				t.Errorf("Check = %v, %v; want no answer, Unavailable (no connection)", resp, err)
+			}
+			if s.TLS == nil {
+				return
+			}
+			if err := grpctlstest.Refusal(x.addr, s.TLS); err == nil || !strings.Contains(err.Error(), s.Alert) {
+				t.Errorf("TLS handshake: %v, want the server's alert %q", err, s.Alert)
+			}
+		})
 	}
 }
