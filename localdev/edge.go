@@ -36,6 +36,11 @@ func (p *Platform) startEdge(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Envoy, xds and extauthz speak mutual TLS with the control plane's own CA, as in
+	// production: the gRPC ports serve secrets and decisions even on loopback.
+	if p.controlPlane, err = pki.WriteControlPlane(p.path("pki"), "127.0.0.1", "localhost"); err != nil {
+		return err
+	}
 	p.step("starting xds")
 	if err := p.startXDS(a, certFile, keyFile); err != nil {
 		return err
@@ -47,6 +52,7 @@ func (p *Platform) startEdge(ctx context.Context) error {
 		// production default of 10s.
 		"--activity-flush-interval", ActivityFlushInterval.String()}
 	p.extauthzArgs = append(p.extauthzArgs, grafanaExtAuthzArgs...)
+	p.extauthzArgs = append(p.extauthzArgs, p.grpcTLSArgs()...)
 	if err := p.StartExtAuthz(ctx); err != nil {
 		return err
 	}
@@ -103,18 +109,27 @@ func (p *Platform) pickEdgeAddrs() (edgeAddrs, error) {
 // startEnvoy waits for it to be ready.
 func (p *Platform) startXDS(a edgeAddrs, certFile, keyFile string) error {
 	var err error
-	p.xds, err = proc.Start("xds", p.logs, nil, filepath.Join(p.Bin, "xds"),
+	p.xds, err = proc.Start("xds", p.logs, nil, filepath.Join(p.Bin, "xds"), append([]string{
 		"--targets-file", p.TargetsFile,
 		"--grpc-address", a.xdsGRPC, "--http-address", a.xdsHTTP,
 		"--listen-address", a.edge,
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile,
-		"--log-format", "text")
+		"--log-format", "text"}, p.grpcTLSArgs()...)...)
 	return err
+}
+
+// grpcTLSArgs are the flags of xds's and extauthz's gRPC ports: the shared serving certificate
+// and the control plane's CA, which signed Envoy's client certificate.
+func (p *Platform) grpcTLSArgs() []string {
+	cp := p.controlPlane
+	return []string{"--grpc-tls-cert-file", cp.ServerCertFile, "--grpc-tls-key-file", cp.ServerKeyFile, "--grpc-client-ca-file", cp.CAFile}
 }
 
 // startEnvoy starts Envoy once xds is ready, and waits until Envoy is.
 func (p *Platform) startEnvoy(ctx context.Context, a edgeAddrs) error {
-	bootstrap, err := envoy.Render(envoy.Params{NodeID: "keygate-local", AdminAddress: a.envoyAdmin, XDSAddress: a.xdsGRPC, ExtAuthzAddress: a.authGRPC})
+	cp := p.controlPlane
+	bootstrap, err := envoy.Render(envoy.Params{NodeID: "keygate-local", AdminAddress: a.envoyAdmin, XDSAddress: a.xdsGRPC, ExtAuthzAddress: a.authGRPC,
+		TLS: &envoy.TLS{CAFile: cp.CAFile, CertFile: cp.EnvoyCertFile, KeyFile: cp.EnvoyKeyFile}})
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/keygate-dev/keygate/internal/kubeserver"
+	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/redisserver"
 	"github.com/keygate-dev/keygate/internal/toolbin"
@@ -84,6 +85,7 @@ type Platform struct {
 	extauthz      *proc.Process
 	envoy         *proc.Process
 	extauthzArgs  []string
+	controlPlane  *pki.ControlPlane // the mutual TLS of Envoy, xds and extauthz
 	keystore      *proc.Process
 	keystoreAddrs struct{ api, auth, http string }
 }
