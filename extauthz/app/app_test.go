@@ -29,18 +29,21 @@ import (
 	"github.com/keygate-dev/keygate/keystore/store"
 )
 
-// tlsArgs are the gRPC port's TLS flags, added to every command line of TestParseFlags but
+// tlsArgs are the gRPC port's TLS flags, added to every command line of parseFlagsCases but
 // those marked noTLS.
 var tlsArgs = []string{"--grpc-tls-cert-file", "s.crt", "--grpc-tls-key-file", "s.key", "--grpc-client-ca-file", "ca.crt"}
 
-func TestParseFlags(t *testing.T) {
-	tests := map[string]struct {
-		args    []string
-		env     map[string]string
-		check   func(Config) bool
-		wantErr string
-		noTLS   bool
-	}{
+type parseFlagsCase struct {
+	args    []string
+	env     map[string]string
+	check   func(Config) bool
+	wantErr string
+	noTLS   bool
+}
+
+// TestParseTLSFlags: the gRPC port serves mutual TLS, or plaintext on loopback only.
+func TestParseTLSFlags(t *testing.T) {
+	parseFlagsCases(t, map[string]parseFlagsCase{
 		"tls": {check: func(c Config) bool {
 			return c.GRPCTLS == grpctls.Config{CertFile: "s.crt", KeyFile: "s.key", ClientCAFile: "ca.crt"}
 		}},
@@ -52,6 +55,11 @@ func TestParseFlags(t *testing.T) {
 		"plaintext on loopback":          {noTLS: true, args: []string{"--grpc-insecure-loopback", "--grpc-address", "localhost:19000"}, check: func(c Config) bool { return c.GRPCTLS.InsecureLoopback }},
 		"plaintext on every interface":   {noTLS: true, args: []string{"--grpc-insecure-loopback", "--grpc-address", "0.0.0.0:19000"}, wantErr: `--grpc-insecure-loopback is refused with --grpc-address "0.0.0.0:19000": plaintext gRPC is allowed on a loopback address only`},
 		"plaintext from env on a pod IP": {noTLS: true, args: []string{"--grpc-address", "10.1.2.3:19000"}, env: map[string]string{"EXTAUTHZ_GRPC_INSECURE_LOOPBACK": "true"}, wantErr: "allowed on a loopback address only"},
+	})
+}
+
+func TestParseFlags(t *testing.T) {
+	parseFlagsCases(t, map[string]parseFlagsCase{
 		"defaults": {check: func(c Config) bool {
 			return c.GRPCAddress == "127.0.0.1:19000" && len(c.RedisAddresses) == 1 && c.GrafanaUserHeader == "X-WEBAUTH-USER" && c.MaxTTL == 0 && c.ActivityFlushInterval == 10*time.Second
 		}},
@@ -78,7 +86,11 @@ func TestParseFlags(t *testing.T) {
 		}},
 		"empty grafana auth-proxy headers": {args: []string{"--grafana-auth-proxy-headers", " , "}, wantErr: "--grafana-auth-proxy-headers is empty"},
 		"grafana header with a space":      {args: []string{"--grafana-groups-header", "X Groups"}, wantErr: `Grafana header "X Groups": not an HTTP header name`},
-	}
+	})
+}
+
+func parseFlagsCases(t *testing.T, tests map[string]parseFlagsCase) {
+	t.Helper()
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			for k, v := range tc.env {
