@@ -44,7 +44,14 @@ type Params struct {
 	// InsecurePlaintext talks plaintext to xds and extauthz instead, for benchmarks and tools on
 	// one host: Render refuses it unless both addresses are loopback IPs or localhost.
 	InsecurePlaintext bool
+	// MaxHeapBytes is the heap the overload manager protects; 0 means DefaultMaxHeapBytes. Set
+	// it to about 80% of the container's memory limit: Envoy shrinks its heap at 95% of it and
+	// stops accepting requests at 98%, rather than being killed for memory.
+	MaxHeapBytes uint64
 }
+
+// DefaultMaxHeapBytes leaves room for 10,000 targets (about 1.3 GB, bench/README.md).
+const DefaultMaxHeapBytes = 4 << 30
 
 // TLS are the files of Envoy's side of the mutual TLS with xds and extauthz (the control
 // plane's CA, not the edge's or the upstreams'). Envoy reads them at start.
@@ -94,13 +101,18 @@ func Render(p Params) ([]byte, error) {
 	data := struct {
 		NodeID               string
 		Admin, XDS, ExtAuthz endpoint
+		MaxHeapBytes         uint64
 	}{
-		NodeID:   p.NodeID,
+		NodeID:       p.NodeID,
+		MaxHeapBytes: p.MaxHeapBytes,
 		Admin:    parse("AdminAddress", p.AdminAddress),
 		XDS:      parse("XDSAddress", p.XDSAddress),
 		ExtAuthz: parse("ExtAuthzAddress", p.ExtAuthzAddress),
 	}
 	errs = append(errs, p.secure(&data.XDS, &data.ExtAuthz))
+	if data.MaxHeapBytes == 0 {
+		data.MaxHeapBytes = DefaultMaxHeapBytes
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

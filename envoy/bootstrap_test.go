@@ -235,3 +235,47 @@ func TestValidateWithEnvoy(t *testing.T) {
 		})
 	}
 }
+
+// The overload manager protects the heap it is given, or DefaultMaxHeapBytes.
+func TestRenderHeapLimit(t *testing.T) {
+	for name, tc := range map[string]struct {
+		set, want uint64
+	}{
+		"default": {0, DefaultMaxHeapBytes},
+		"given":   {1 << 30, 1 << 30},
+	} {
+		out, err := Render(Params{NodeID: "edge", AdminAddress: "127.0.0.1:9901", XDSAddress: "127.0.0.1:18000", ExtAuthzAddress: "127.0.0.1:18002", TLS: tlsFiles, MaxHeapBytes: tc.set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b struct {
+			OverloadManager struct {
+				ResourceMonitors []struct {
+					Name        string `json:"name"`
+					TypedConfig struct {
+						MaxHeapSizeBytes uint64 `json:"max_heap_size_bytes"`
+					} `json:"typed_config"`
+				} `json:"resource_monitors"`
+				Actions []struct {
+					Name string `json:"name"`
+				} `json:"actions"`
+			} `json:"overload_manager"`
+		}
+		if err := yaml.Unmarshal(out, &b); err != nil {
+			t.Fatal(err)
+		}
+		var heap uint64
+		for _, m := range b.OverloadManager.ResourceMonitors {
+			if m.Name == "envoy.resource_monitors.fixed_heap" {
+				heap = m.TypedConfig.MaxHeapSizeBytes
+			}
+		}
+		var actions []string
+		for _, a := range b.OverloadManager.Actions {
+			actions = append(actions, a.Name)
+		}
+		if heap != tc.want || strings.Join(actions, ",") != "envoy.overload_actions.shrink_heap,envoy.overload_actions.stop_accepting_requests" {
+			t.Errorf("%s: heap %d (want %d), actions %v", name, heap, tc.want, actions)
+		}
+	}
+}
