@@ -84,7 +84,7 @@ func ParseFlags(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&c.ExtAuthzCluster, "extauthz-cluster", translate.DefaultExtAuthzCluster, "Envoy cluster of the ext_authz gRPC service (defined in Envoy's bootstrap)")
 	fs.DurationVar(&c.ExtAuthzTimeout, "extauthz-timeout", translate.DefaultExtAuthzTimeout, "how long Envoy waits for an access-key check before it answers 503")
 	fs.DurationVar(&c.Limits.RequestHeadersTimeout, "request-headers-timeout", translate.DefaultLimits.RequestHeadersTimeout, "how long a client has to send a request's headers before Envoy closes the connection")
-	fs.DurationVar(&c.Limits.StreamIdleTimeout, "stream-idle-timeout", translate.DefaultLimits.StreamIdleTimeout, "how long a request may send and receive nothing; watch, exec, attach and port-forward routes have no idle timeout")
+	fs.DurationVar(&c.Limits.StreamIdleTimeout, "stream-idle-timeout", translate.DefaultLimits.StreamIdleTimeout, "how long a request may send and receive nothing; Kubernetes, management and Grafana routes (watches, exec, port-forward, live dashboards) have no idle timeout")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, summary)

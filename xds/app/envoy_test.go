@@ -198,6 +198,8 @@ func startPlatform() (*platform, func(), error) {
 		"--grpc-address", grpcAddr, "--http-address", addr(ports[1]), "--listen-address", listenAddr,
 		"--tls-cert-file", filepath.Join(dir, "serving.crt"), "--tls-key-file", filepath.Join(dir, "serving.key"),
 		"--log-format", "text", "--log-level", "debug",
+		// Short, so that limits_test.go sees them act; the defaults are 10s and 5m.
+		"--request-headers-timeout", limitTimeout.String(), "--stream-idle-timeout", limitTimeout.String(),
 	}, p.grpcTLSArgs()...)
 	p.xdsOut = io.MultiWriter(xdsLogFile, p.xdsLog)
 	if err := p.startXDS(); err != nil {
@@ -326,6 +328,9 @@ func echo(name string) http.Handler {
 				rw.Flush()
 			}
 			return
+		}
+		if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil && d < time.Minute {
+			time.Sleep(d) // an upstream that keeps a request idle, as a watch with no events does
 		}
 		e := echoed{Upstream: name, Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, Header: r.Header}
 		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {

@@ -13,9 +13,9 @@ import (
 
 // Limits bound what one client can hold of the edge: time to send its headers, their size, its
 // streams and buffers. The defaults follow Envoy's guide for edge proxies ("Configuring Envoy as
-// an edge proxy"); envoy/README.md lists them. Long-lived requests are untouched: watch, exec,
-// attach and port-forward routes have no idle timeout of their own (routes.go), so the stream
-// idle timeout cuts only idle requests of other routes.
+// an edge proxy"); envoy/README.md lists them. Long-lived requests are untouched: Kubernetes,
+// management and Grafana routes have no idle timeout of their own (routes.go, longLived), so the
+// stream idle timeout cuts idle requests of the public routes and unknown paths only.
 type Limits struct {
 	// RequestHeadersTimeout is how long a client has to send a request's headers (slowloris).
 	RequestHeadersTimeout time.Duration
