@@ -105,9 +105,9 @@ func Render(p Params) ([]byte, error) {
 	}{
 		NodeID:       p.NodeID,
 		MaxHeapBytes: p.MaxHeapBytes,
-		Admin:    parse("AdminAddress", p.AdminAddress),
-		XDS:      parse("XDSAddress", p.XDSAddress),
-		ExtAuthz: parse("ExtAuthzAddress", p.ExtAuthzAddress),
+		Admin:        parse("AdminAddress", p.AdminAddress),
+		XDS:          parse("XDSAddress", p.XDSAddress),
+		ExtAuthz:     parse("ExtAuthzAddress", p.ExtAuthzAddress),
 	}
 	errs = append(errs, p.secure(&data.XDS, &data.ExtAuthz))
 	if data.MaxHeapBytes == 0 {
