@@ -117,7 +117,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		Address: c.Address, CertFile: c.CertFile, KeyFile: c.KeyFile,
 		ClientCAFile: c.ClientCAFile, AllowedNames: c.AllowedNames,
 		Registry: registry.Options{AdminGroup: c.AdminGroup, Teams: teamsOf(people), OwnerUID: ownerUID(people)},
-		Keys:     keys, UserInfo: userInfo(people),
+		Keys:     keys, UserInfo: userInfo(people), Users: people,
 	})
 	if err != nil {
 		return err
