@@ -60,6 +60,9 @@ type Config struct {
 	UserInfo registry.UserInfoFunc
 	// Users is the user store, served as users; nil serves none.
 	Users registry.UserStore
+	// Teams is the team store, served as teams (with Users, which holds membership); nil
+	// serves none.
+	Teams registry.TeamStore
 }
 
 // Scheme and Codecs know management.loft.sh/v1 and the meta types every server speaks.
@@ -183,7 +186,7 @@ func applyOpenAPI(cfg *genericapiserver.RecommendedConfig) {
 	cfg.OpenAPIV3Config.Info.Version = "v1"
 }
 
-// installManagementAPI serves management.loft.sh/v1's ownedaccesskeys, selves and users.
+// installManagementAPI serves management.loft.sh/v1's ownedaccesskeys, selves, users and teams.
 func installManagementAPI(gs *genericapiserver.GenericAPIServer, c Config) error {
 	agi := genericapiserver.NewDefaultAPIGroupInfo(v1.GroupName, Scheme, runtime.NewParameterCodec(Scheme), Codecs)
 	agi.VersionedResourcesStorageMap[v1.Version] = map[string]rest.Storage{
@@ -192,6 +195,9 @@ func installManagementAPI(gs *genericapiserver.GenericAPIServer, c Config) error
 	}
 	if c.Users != nil {
 		agi.VersionedResourcesStorageMap[v1.Version]["users"] = registry.NewUsers(c.Users, c.Keys, c.Registry)
+		if c.Teams != nil {
+			agi.VersionedResourcesStorageMap[v1.Version]["teams"] = registry.NewTeams(c.Teams, c.Users, c.Keys, c.Registry)
+		}
 	}
 	return gs.InstallAPIGroup(&agi)
 }
