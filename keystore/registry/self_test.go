@@ -19,12 +19,14 @@ import (
 	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
+	"github.com/keygate-dev/keygate/keystore/teams"
 	"github.com/keygate-dev/keygate/keystore/users"
 )
 
 var (
-	keys   *store.Store
-	people *users.Store
+	keys     *store.Store
+	people   *users.Store
+	teamRecs *teams.Store
 )
 
 func TestMain(m *testing.M) {
@@ -32,6 +34,7 @@ func TestMain(m *testing.M) {
 		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
 		keys = store.New(rdb)
 		people = users.New(rdb, users.Options{Cost: bcrypt.MinCost})
+		teamRecs = teams.New(rdb)
 	})
 }
 
