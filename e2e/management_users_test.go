@@ -177,3 +177,47 @@ func TestManagementUsersNonAdmin(t *testing.T) {
 		t.Errorf("a user with a bad email: err %v, %s; want 422 naming spec.email", err, errOut)
 	}
 }
+
+// An admin makes a team with kubectl; its members are the users' records (keystore get-user
+// shows the team, the member's user shows it in status.teams), a member reads the team and a
+// non-member gets NotFound; kubectl edit of a user works.
+func TestManagementTeamsThroughKubectl(t *testing.T) {
+	t.Parallel()
+	_, adminKey := newKey(t, v1.OwnedAccessKeySpec{User: "admin", Groups: []string{"keygate:admins"}})
+	admin := kubeconfig(t, adminKey)
+	member, outsider, team := unique("member"), unique("outsider"), unique("team")
+	mustKubectl(t, admin, "create", "-f", writeManifest(t, userManifest(member, member+"@example.com", "dev")))
+	mustKubectl(t, admin, "create", "-f", writeManifest(t, userManifest(outsider, outsider+"@example.com", "dev")))
+	mustKubectl(t, admin, "create", "-f", writeManifest(t, fmt.Sprintf(
+		"apiVersion: management.loft.sh/v1\nkind: Team\nmetadata:\n  name: %s\nspec:\n  displayName: Platform\n  users: [%s]\n  groups: [platform]\n", team, member)))
+
+	table := mustKubectl(t, admin, "get", "teams")
+	if header, _, _ := strings.Cut(table, "\n"); strings.Join(strings.Fields(header), " ") != "NAME DISPLAY NAME USERS GROUPS AGE" || !tableRowHas(table, team, "Platform", member, "platform") {
+		t.Errorf("kubectl get teams:\n%s", table)
+	}
+	if got := mustKubectl(t, admin, "get", "user", member, "-o", "jsonpath={.status.teams}"); !strings.Contains(got, team) {
+		t.Errorf("the member's status.teams: %q, want %s", got, team)
+	}
+	checkKeystoreAgrees(t, member, team)
+
+	me := kubeconfig(t, kubectlUser(t, member).loginKey)
+	if got := mustKubectl(t, me, "get", "team", team, "-o", "jsonpath={.spec.users}"); !strings.Contains(got, member) {
+		t.Errorf("a member reads the team: %q", got)
+	}
+	them := kubeconfig(t, kubectlUser(t, outsider).loginKey)
+	if _, errOut, err := kubectlIn(t, them, nil, "get", "team", team); err == nil || !strings.Contains(errOut, "NotFound") && !strings.Contains(errOut, "not found") {
+		t.Errorf("a non-member reads the team: err %v, %s; want NotFound", err, errOut)
+	}
+
+	mustKubectl(t, admin, "patch", "team", team, "--type", "merge", "-p", fmt.Sprintf(`{"spec":{"users":[%q]}}`, outsider))
+	if got := mustKubectl(t, admin, "get", "user", member, "-o", "jsonpath={.status.teams}"); strings.Contains(got, team) {
+		t.Errorf("after the member left the team, their status.teams: %q", got)
+	}
+	editor := []string{"KUBE_EDITOR=sed -i s/displayName:.*/displayName:\\ Edited/"}
+	if out, errOut, err := kubectlIn(t, admin, editor, "edit", "user", member); err != nil {
+		t.Fatalf("kubectl edit: %v %s %s", err, out, errOut)
+	}
+	if got := mustKubectl(t, admin, "get", "user", member, "-o", "jsonpath={.spec.displayName}"); got != "Edited" {
+		t.Errorf("display name after kubectl edit: %q", got)
+	}
+}
