@@ -58,6 +58,11 @@ type Config struct {
 	// Keys is the key store; UserInfo describes users for selves (optional).
 	Keys     registry.Keys
 	UserInfo registry.UserInfoFunc
+	// Users is the user store, served as users; nil serves none.
+	Users registry.UserStore
+	// Teams is the team store, served as teams (with Users, which holds membership); nil
+	// serves none.
+	Teams registry.TeamStore
 }
 
 // Scheme and Codecs know management.loft.sh/v1 and the meta types every server speaks.
@@ -181,12 +186,18 @@ func applyOpenAPI(cfg *genericapiserver.RecommendedConfig) {
 	cfg.OpenAPIV3Config.Info.Version = "v1"
 }
 
-// installManagementAPI serves management.loft.sh/v1's ownedaccesskeys and selves.
+// installManagementAPI serves management.loft.sh/v1's ownedaccesskeys, selves, users and teams.
 func installManagementAPI(gs *genericapiserver.GenericAPIServer, c Config) error {
 	agi := genericapiserver.NewDefaultAPIGroupInfo(v1.GroupName, Scheme, runtime.NewParameterCodec(Scheme), Codecs)
 	agi.VersionedResourcesStorageMap[v1.Version] = map[string]rest.Storage{
 		"ownedaccesskeys": registry.NewAccessKeys(c.Keys, c.Registry),
 		"selves":          registry.NewSelves(c.Keys, c.Registry, c.UserInfo),
+	}
+	if c.Users != nil {
+		agi.VersionedResourcesStorageMap[v1.Version]["users"] = registry.NewUsers(c.Users, c.Keys, c.Registry)
+		if c.Teams != nil {
+			agi.VersionedResourcesStorageMap[v1.Version]["teams"] = registry.NewTeams(c.Teams, c.Users, c.Keys, c.Registry)
+		}
 	}
 	return gs.InstallAPIGroup(&agi)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/keygate-dev/keygate/keystore/auth"
 	"github.com/keygate-dev/keygate/keystore/registry"
 	"github.com/keygate-dev/keygate/keystore/store"
+	"github.com/keygate-dev/keygate/keystore/teams"
 	"github.com/keygate-dev/keygate/keystore/users"
 )
 
@@ -117,7 +118,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		Address: c.Address, CertFile: c.CertFile, KeyFile: c.KeyFile,
 		ClientCAFile: c.ClientCAFile, AllowedNames: c.AllowedNames,
 		Registry: registry.Options{AdminGroup: c.AdminGroup, Teams: teamsOf(people), OwnerUID: ownerUID(people)},
-		Keys:     keys, UserInfo: userInfo(people),
+		Keys:     keys, UserInfo: userInfo(people), Users: people, Teams: teams.New(rdb),
 	})
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 // Package registry is the storage of the management API (k8s.io/apiserver rest.Storage) for
-// OwnedAccessKeys and Selves, over keystore/store. Who may see and change which key is decided
-// here, from the identity the edge passes as front-proxy headers.
+// OwnedAccessKeys and Selves over keystore/store, and Users and Teams over keystore/users and
+// keystore/teams. Who may see and change which object is decided here, from the identity the
+// edge passes as front-proxy headers.
 package registry
 
 import (

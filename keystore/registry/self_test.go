@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/crypto/bcrypt"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -18,13 +19,22 @@ import (
 	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
+	"github.com/keygate-dev/keygate/keystore/teams"
+	"github.com/keygate-dev/keygate/keystore/users"
 )
 
-var keys *store.Store
+var (
+	keys     *store.Store
+	people   *users.Store
+	teamRecs *teams.Store
+)
 
 func TestMain(m *testing.M) {
 	redisserver.TestMain(m, "keystore/registry", redisserver.Options{}, func(srv *redisserver.Server) {
-		keys = store.New(redis.NewClient(&redis.Options{Addr: srv.Addr}))
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+		keys = store.New(rdb)
+		people = users.New(rdb, users.Options{Cost: bcrypt.MinCost})
+		teamRecs = teams.New(rdb)
 	})
 }
 

@@ -39,6 +39,9 @@ var (
 	ErrNotFound      = errors.New("user not found")
 	ErrAlreadyExists = errors.New("user already exists")
 	ErrInvalid       = errors.New("invalid user")
+	// ErrConflict: the user changed since the caller read it (an update or delete conditional
+	// on its Revision).
+	ErrConflict = errors.New("user changed meanwhile")
 	// ErrInvalidCredentials is all Authenticate tells about a refused login, whether the user
 	// is unknown, disabled or the password wrong, so that a caller cannot learn which names exist.
 	ErrInvalidCredentials = errors.New("invalid username or password")
@@ -76,12 +79,28 @@ type User struct {
 	Disabled bool `json:"disabled,omitempty"`
 	// CreationTimestamp is set by Create unless given, in UTC to the second.
 	CreationTimestamp time.Time `json:"creationTimestamp"`
+	// Revision counts the writes to the record (1 after Create), whatever changed: the
+	// management API serves it as the object's resourceVersion, so that an update made from a
+	// stale read is refused (ErrConflict). The store sets it; a caller's value is ignored.
+	Revision uint64 `json:"revision,omitempty"`
+	// Generation counts the changes of what the management API serves as the user's spec; the
+	// API sets it.
+	Generation int64 `json:"generation,omitempty"`
+	// Labels, Annotations and ManagedFields are the object metadata the management API keeps
+	// for kubectl (labels, `kubectl apply`'s annotation, server-side apply's field owners). The
+	// store keeps them as given.
+	Labels        map[string]string `json:"labels,omitempty"`
+	Annotations   map[string]string `json:"annotations,omitempty"`
+	ManagedFields json.RawMessage   `json:"managedFields,omitempty"`
 }
 
 // record is what Redis holds for a user. It is the only type that has the hash.
 type record struct {
 	User         User   `json:"user"`
 	PasswordHash string `json:"passwordHash"`
+	// NoPassword marks a user created without a password (through the management API): they
+	// cannot log in with one until set-password gives them one.
+	NoPassword bool `json:"noPassword,omitempty"`
 }
 
 // Validate returns an error wrapping ErrInvalid that names every bad field, or nil.
@@ -203,25 +222,43 @@ func (s *Store) Create(ctx context.Context, u User, password string) error {
 	if err != nil {
 		return err
 	}
+	_, err = s.create(ctx, u, record{PasswordHash: h})
+	return err
+}
+
+// CreateWithoutPassword stores u without a password, as the management API creates users: they
+// cannot log in with a password until SetPassword, but their access keys work. It returns the
+// stored user (with its UID, Revision and CreationTimestamp).
+func (s *Store) CreateWithoutPassword(ctx context.Context, u User) (*User, error) {
+	if err := u.Validate(); err != nil {
+		return nil, err
+	}
+	return s.create(ctx, u, record{NoPassword: true})
+}
+
+// create stores u in rec, claiming the name.
+func (s *Store) create(ctx context.Context, u User, rec record) (*User, error) {
 	if u.CreationTimestamp.IsZero() {
 		u.CreationTimestamp = time.Now()
 	}
 	u.CreationTimestamp = u.CreationTimestamp.UTC().Truncate(time.Second)
 	u.UID = string(uuid.NewUUID())
+	u.Revision = 1
 	u.Groups, u.Teams = slices.Clone(u.Groups), slices.Clone(u.Teams)
-	data, err := json.Marshal(record{User: u, PasswordHash: h})
+	rec.User = u
+	data, err := json.Marshal(rec)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// SET NX makes the name the claim: of two creates of one name exactly one wins.
 	ok, err := s.rdb.SetNX(ctx, userKey(u.Name), data, 0).Result()
 	if err != nil {
-		return fmt.Errorf("create user %s: %w", u.Name, err)
+		return nil, fmt.Errorf("create user %s: %w", u.Name, err)
 	}
 	if !ok {
-		return fmt.Errorf("%w: the name %q is taken", ErrAlreadyExists, u.Name)
+		return nil, fmt.Errorf("%w: the name %q is taken", ErrAlreadyExists, u.Name)
 	}
-	return s.changed(ctx, EventAdded, u.Name)
+	return &u, s.changed(ctx, EventAdded, u.Name)
 }
 
 // Get returns the user named name, or ErrNotFound.
@@ -249,6 +286,18 @@ func (s *Store) List(ctx context.Context) ([]*User, error) {
 		users = append(users, found...)
 	}
 	return users, nil
+}
+
+// ListWithVersion returns every user and the change stream's version read before them: Watch
+// from it misses no change made after the list (a change made during the list may come twice,
+// which a watcher, reading the user again, takes in its stride).
+func (s *Store) ListWithVersion(ctx context.Context) ([]*User, string, error) {
+	rv, err := s.CurrentVersion(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	list, err := s.List(ctx)
+	return list, rv, err
 }
 
 // names returns the name of every user, sorted, from a SCAN of every master.
@@ -354,8 +403,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 // UID and creation timestamp cannot change. mutate may run more than once, when another client
 // changes the user meanwhile, so it should only set fields. It returns the stored user.
 func (s *Store) Update(ctx context.Context, name string, mutate func(u *User) error) (*User, error) {
-	var out User
-	err := s.modify(ctx, name, func(rec *record) error {
+	stored, err := s.modify(ctx, name, func(rec *record) error {
 		u := rec.User
 		u.Groups, u.Teams = slices.Clone(u.Groups), slices.Clone(u.Teams)
 		if err := mutate(&u); err != nil {
@@ -373,13 +421,14 @@ func (s *Store) Update(ctx context.Context, name string, mutate func(u *User) er
 		if err := u.Validate(); err != nil {
 			return err
 		}
-		rec.User, out = u, u
+		u.Revision = rec.User.Revision
+		rec.User = u
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &out, nil
+	return &stored.User, nil
 }
 
 // SetPassword replaces the password of the user named name.
@@ -389,10 +438,11 @@ func (s *Store) SetPassword(ctx context.Context, name, password string) error {
 	if err != nil {
 		return err
 	}
-	return s.modify(ctx, name, func(rec *record) error {
-		rec.PasswordHash = h
+	_, err = s.modify(ctx, name, func(rec *record) error {
+		rec.PasswordHash, rec.NoPassword = h, false
 		return nil
 	})
+	return err
 }
 
 // Authenticate returns the user named name if password is theirs and they are not disabled.
@@ -413,13 +463,13 @@ func (s *Store) Authenticate(ctx context.Context, name, password string) (*User,
 		}
 	}
 	hash := s.dummyHash()
-	if rec != nil {
+	if rec != nil && !rec.NoPassword {
 		hash = []byte(rec.PasswordHash)
 	}
 	// Compared in every case, even for a disabled user or an over-long password, so that all
 	// refusals take the same time.
 	err := s.compare(hash, []byte(password))
-	if rec == nil || err != nil || rec.User.Disabled || len(password) > MaxPasswordBytes {
+	if rec == nil || rec.NoPassword || err != nil || rec.User.Disabled || len(password) > MaxPasswordBytes {
 		// The length check matters: bcrypt reads only 72 bytes, so without it any string
 		// starting with a 72-byte password would pass for it.
 		return nil, ErrInvalidCredentials
@@ -432,27 +482,23 @@ func (s *Store) Authenticate(ctx context.Context, name, password string) (*User,
 const maxTxAttempts = 10
 
 // modify applies change to the record of name in an optimistic transaction (WATCH on the one
-// key, so it runs on Cluster too), retrying when another client wrote the key meanwhile.
-func (s *Store) modify(ctx context.Context, name string, change func(rec *record) error) error {
+// key, so it runs on Cluster too), retrying when another client wrote the key meanwhile. Every
+// write counts one more Revision. It returns the stored record.
+func (s *Store) modify(ctx context.Context, name string, change func(rec *record) error) (*record, error) {
 	if validation.IsDNS1123Label(name) != nil {
-		return fmt.Errorf("%w: %q", ErrNotFound, name)
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
 	key := userKey(name)
+	var stored *record
 	txf := func(tx *redis.Tx) error {
-		data, err := tx.Get(ctx, key).Bytes()
-		if errors.Is(err, redis.Nil) {
-			return fmt.Errorf("%w: %q", ErrNotFound, name)
-		}
-		if err != nil {
-			return fmt.Errorf("update user %s: %w", name, err)
-		}
-		rec, err := decode(name, data)
+		rec, err := txRecord(ctx, tx, name)
 		if err != nil {
 			return err
 		}
 		if err := change(rec); err != nil {
 			return err
 		}
+		rec.User.Revision++
 		out, err := json.Marshal(rec)
 		if err != nil {
 			return err
@@ -463,18 +509,66 @@ func (s *Store) modify(ctx context.Context, name string, change func(rec *record
 			p.SetXX(ctx, key, out, redis.KeepTTL)
 			return nil
 		})
+		stored = rec
 		return err
 	}
+	if err := s.watched(ctx, name, key, txf); err != nil {
+		return nil, err
+	}
+	return stored, s.changed(ctx, EventModified, name)
+}
+
+// watched runs txf in a WATCH of key, again while other writers win the race.
+func (s *Store) watched(ctx context.Context, name, key string, txf func(tx *redis.Tx) error) error {
 	for range maxTxAttempts {
 		err := s.rdb.Watch(ctx, txf, key)
-		if err == nil {
-			return s.changed(ctx, EventModified, name)
-		}
 		if !errors.Is(err, redis.TxFailedErr) {
 			return err
 		}
 	}
 	return fmt.Errorf("update user %s: too many concurrent changes, try again", name)
+}
+
+// txRecord reads the record of name inside a transaction.
+func txRecord(ctx context.Context, tx *redis.Tx, name string) (*record, error) {
+	data, err := tx.Get(ctx, userKey(name)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update user %s: %w", name, err)
+	}
+	return decode(name, data)
+}
+
+// DeleteIf removes the user named name if check, given the stored user, returns nil (else its
+// error, such as ErrConflict for a precondition the user no longer meets). It returns the
+// deleted user.
+func (s *Store) DeleteIf(ctx context.Context, name string, check func(u *User) error) (*User, error) {
+	if validation.IsDNS1123Label(name) != nil {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	key := userKey(name)
+	var deleted *User
+	txf := func(tx *redis.Tx) error {
+		rec, err := txRecord(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		if err := check(&rec.User); err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Del(ctx, key)
+			return nil
+		})
+		deleted = &rec.User
+		return err
+	}
+	if err := s.watched(ctx, name, key, txf); err != nil {
+		return nil, err
+	}
+	return deleted, s.changed(ctx, EventDeleted, name)
 }
 
 func (s *Store) getRecord(ctx context.Context, name string) (*record, error) {
@@ -498,7 +592,7 @@ func decode(name string, data []byte) (*record, error) {
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return nil, fmt.Errorf("user %s: corrupt record %s: %w", name, userKey(name), err)
 	}
-	if rec.User.Name != name || rec.PasswordHash == "" {
+	if rec.User.Name != name || (rec.PasswordHash == "") != rec.NoPassword {
 		return nil, fmt.Errorf("user %s: corrupt record %s: wrong name or no password hash", name, userKey(name))
 	}
 	return &rec, nil

@@ -63,7 +63,7 @@ func TestCreateGetListDelete(t *testing.T) {
 	if got.UID == "" {
 		t.Errorf("uid is empty, want one set by Create")
 	}
-	want.CreationTimestamp, want.UID = got.CreationTimestamp, got.UID
+	want.CreationTimestamp, want.UID, want.Revision = got.CreationTimestamp, got.UID, 1
 	if diff := cmp.Diff(&want, got); diff != "" {
 		t.Errorf("Get (-want +got):\n%s", diff)
 	}

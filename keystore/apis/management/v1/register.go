@@ -37,6 +37,10 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 			&OwnedAccessKeyList{},
 			&Self{},
 			&SelfList{},
+			&User{},
+			&UserList{},
+			&Team{},
+			&TeamList{},
 		)
 	}
 	// Registers ListOptions, WatchEvent, Status and friends in v1, which every served group

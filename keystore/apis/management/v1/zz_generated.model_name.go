@@ -113,6 +113,46 @@ func (in SelfStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in Team) OpenAPIModelName() string {
+	return "sh.loft.management.v1.Team"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in TeamList) OpenAPIModelName() string {
+	return "sh.loft.management.v1.TeamList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in TeamSpec) OpenAPIModelName() string {
+	return "sh.loft.management.v1.TeamSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in TeamStatus) OpenAPIModelName() string {
+	return "sh.loft.management.v1.TeamStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in User) OpenAPIModelName() string {
+	return "sh.loft.management.v1.User"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in UserInfo) OpenAPIModelName() string {
 	return "sh.loft.management.v1.UserInfo"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in UserList) OpenAPIModelName() string {
+	return "sh.loft.management.v1.UserList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in UserSpec) OpenAPIModelName() string {
+	return "sh.loft.management.v1.UserSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in UserStatus) OpenAPIModelName() string {
+	return "sh.loft.management.v1.UserStatus"
 }
