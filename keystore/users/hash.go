@@ -1,10 +1,13 @@
 package users
 
 import (
+	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -70,4 +73,42 @@ func (s *Store) dummyHash() []byte {
 		s.dummy = h
 	})
 	return s.dummy
+}
+
+// Cost is the bcrypt cost of the store's new hashes and of its dummy hash.
+func (s *Store) Cost() int { return s.cost }
+
+// rehashIfStale stores a new hash of password, at the store's cost, when the hash it was just
+// checked against has another cost: raising --bcrypt-cost then reaches every user at their next
+// login, the only time the password is known. Best effort: the login has succeeded already, and
+// a hash left as it was is tried again next time, so errors are dropped.
+//
+// The hash is not part of the User the API shows, so the write neither counts a Revision nor
+// appends an event: a rehash never makes a concurrent kubectl edit conflict. It replaces only
+// the hash that was checked; a set-password meanwhile wins.
+func (s *Store) rehashIfStale(ctx context.Context, name, checked, password string) {
+	if cost, err := bcrypt.Cost([]byte(checked)); err != nil || cost == s.cost {
+		return
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), s.cost)
+	if err != nil {
+		return
+	}
+	key := userKey(name)
+	_ = s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		rec, err := txRecord(ctx, tx, name)
+		if err != nil || rec.NoPassword || rec.PasswordHash != checked {
+			return err
+		}
+		rec.PasswordHash = string(h)
+		out, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.SetXX(ctx, key, out, redis.KeepTTL)
+			return nil
+		})
+		return err
+	}, key)
 }

@@ -449,7 +449,8 @@ func (s *Store) SetPassword(ctx context.Context, name, password string) error {
 // Every refusal is ErrInvalidCredentials, and costs one bcrypt comparison whether or not the
 // user exists, so neither the answer nor its timing tells which names exist. Other errors
 // (Redis unreachable, a corrupt record) are returned as such: a caller should answer them
-// with 503, not 401.
+// with 503, not 401. A success against a hash of another cost than the store's rehashes the
+// password at the store's cost (rehashIfStale).
 func (s *Store) Authenticate(ctx context.Context, name, password string) (*User, error) {
 	if s.costErr != nil {
 		return nil, s.costErr
@@ -474,6 +475,7 @@ func (s *Store) Authenticate(ctx context.Context, name, password string) (*User,
 		// starting with a 72-byte password would pass for it.
 		return nil, ErrInvalidCredentials
 	}
+	s.rehashIfStale(ctx, name, rec.PasswordHash, password)
 	return &rec.User, nil
 }
 
