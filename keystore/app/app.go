@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/klog/v2"
 
@@ -45,6 +46,10 @@ type Config struct {
 	AllowedNames                      []string
 	AdminGroup                        string
 	LoginTTL                          time.Duration
+	// BcryptCost is the cost of the hashes the server makes: users' hashes of another cost are
+	// rehashed at it when they log in, and the dummy hash that unknown users are compared with
+	// has it, so that they take as long as known ones.
+	BcryptCost int
 	redisflags.Config
 	ops.LogFlags
 }
@@ -62,6 +67,7 @@ func ParseFlags(args []string) (Config, error) {
 	names := fs.String("requestheader-allowed-names", "", "comma-separated common names the edge's client certificate may have; empty: any signed by the CA")
 	fs.StringVar(&c.AdminGroup, "admin-group", DefaultAdminGroup, "members of this group see and manage every access key")
 	fs.DurationVar(&c.LoginTTL, "login-ttl", auth.DefaultLoginTTL, "lifetime of the keys /auth/password/login issues")
+	fs.IntVar(&c.BcryptCost, "bcrypt-cost", users.DefaultCost, "bcrypt cost (4 to 31) of password hashes: the one create-user and set-password use; logins rehash other costs to it")
 	c.Register(fs)
 	c.AddLogFlags(fs)
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: keystore serve [flags]\n\nServes the management API (management.loft.sh/v1) and the login endpoints behind the edge.")
@@ -90,6 +96,9 @@ func ParseFlags(args []string) (Config, error) {
 			c.AllowedNames = append(c.AllowedNames, n)
 		}
 	}
+	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
+		return c, fmt.Errorf("--bcrypt-cost %d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
 	if c.LoginTTL < time.Second {
 		return c, fmt.Errorf("--login-ttl %s: want at least 1s", c.LoginTTL)
 	}
@@ -112,7 +121,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	rdb := redis.NewUniversalClient(opts)
 	defer rdb.Close()
 	keys := store.New(rdb)
-	people := users.New(rdb, users.Options{})
+	people := users.New(rdb, users.Options{Cost: c.BcryptCost})
 
 	gs, err := apiserver.New(apiserver.Config{
 		Address: c.Address, CertFile: c.CertFile, KeyFile: c.KeyFile,
