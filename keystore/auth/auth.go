@@ -24,10 +24,11 @@
 // not one JSON object), 413 (a body over 64 KiB), 415 (not application/json) or 405 (not
 // POST); an unknown path 404; a key or user store that cannot answer 503.
 //
-// Failed logins are limited per user name and per client address (see clientAddress): past
-// the limit the answer is 429 with Retry-After, before the password is even checked, so
-// guessing passwords costs an attacker a fixed, small number of tries a minute. Successful
-// logins are not counted.
+// Failed logins are limited per (user name, client address), per client address (see
+// clientAddress) and, higher, per user name (see limiter): past a limit the answer is 429 with
+// Retry-After, before the password is even checked, so guessing passwords costs an attacker a
+// fixed, small number of tries a minute, while a client that keeps failing for a user does not
+// lock that user out of other clients. Successful logins are not counted.
 //
 // Logout deletes only Login keys: a key made another way (kubectl, keystore create-key) is
 // refused with 403, since "logging out" of a CI job's key by accident would break the job; its
@@ -77,14 +78,23 @@ const (
 	// kubeconfig stops working by the next one. Automation should use keys made for it
 	// (type User), whose lifetime is chosen per key.
 	DefaultLoginTTL = 24 * time.Hour
-	// DefaultFailuresPerUser failed logins in a row lock a user name for a while; it then
-	// regains one try every DefaultFailureWindow/DefaultFailuresPerUser (6 s).
-	DefaultFailuresPerUser = 10
-	// DefaultFailuresPerAddress is higher than per user: many people may share one address
-	// (an office behind NAT), and each mistypes now and then.
-	DefaultFailuresPerAddress = 50
-	// DefaultFailureWindow is the time in which a bucket of failures refills completely.
-	DefaultFailureWindow = time.Minute
+)
+
+// Default limits of failed logins (see limiter for how they work together).
+var (
+	// DefaultClientLimit is per (user name, client address): 5 failures in a row, then one
+	// every 12 s (5 a minute, refilled in a minute). Tight, since it slows only the client
+	// that fails: the user logs in from elsewhere meanwhile.
+	DefaultClientLimit = Limit{Burst: 5, Every: 12 * time.Second}
+	// DefaultAddressLimit is per client address, over all names: 50, then one every 1.2 s.
+	// Higher than per client: many people may share one address (an office behind NAT), and
+	// each mistypes now and then.
+	DefaultAddressLimit = Limit{Burst: 50, Every: 1200 * time.Millisecond}
+	// DefaultUserLimit is per user name, over all addresses: 100, then one every 3 s (20 a
+	// minute, 28,800 a day). Twenty times the client burst and four times its rate, so that
+	// only five or more addresses failing at full speed together, for fifteen minutes (or
+	// twenty at once), lock the user out.
+	DefaultUserLimit = Limit{Burst: 100, Every: 3 * time.Second}
 )
 
 // MaxBodyBytes bounds a login request body: a user name and a password need a few hundred
@@ -116,12 +126,11 @@ type Options struct {
 	// DefaultLoginTTL. Login keys always expire. An operator-wide maximum TTL in extauthz may
 	// cut it shorter than the expiresAt the login answers.
 	LoginTTL time.Duration
-	// FailuresPerUser and FailuresPerAddress are how many failed logins a user name, and a
-	// client address, may have in a row before getting 429; FailureWindow is how long a full
-	// bucket takes to refill. 0 means the defaults.
-	FailuresPerUser    int
-	FailuresPerAddress int
-	FailureWindow      time.Duration
+	// ClientLimit, AddressLimit and UserLimit bound failed logins per (user name, client
+	// address), per client address and per user name; past one, the answer is 429. A zero
+	// Limit means its default. UserLimit must be above ClientLimit (a larger Burst, an Every
+	// no longer), so that one client alone cannot lock a user out.
+	ClientLimit, AddressLimit, UserLimit Limit
 	// Log receives one line per login and logout; nil discards them.
 	Log *slog.Logger
 	// Registerer, when set, gets the metrics keygate_keystore_logins_total and
@@ -173,22 +182,7 @@ func New(opts Options) (*Handler, error) {
 	case opts.LoginTTL%time.Second != 0:
 		bad("LoginTTL %v: must be a whole number of seconds (spec.ttl is in seconds)", opts.LoginTTL)
 	}
-	for _, f := range []struct {
-		name string
-		v    *int
-		def  int
-	}{{"FailuresPerUser", &opts.FailuresPerUser, DefaultFailuresPerUser}, {"FailuresPerAddress", &opts.FailuresPerAddress, DefaultFailuresPerAddress}} {
-		if *f.v == 0 {
-			*f.v = f.def
-		} else if *f.v < 0 {
-			bad("%s %d: must not be negative", f.name, *f.v)
-		}
-	}
-	if opts.FailureWindow == 0 {
-		opts.FailureWindow = DefaultFailureWindow
-	} else if opts.FailureWindow < 0 {
-		bad("FailureWindow %v: must not be negative", opts.FailureWindow)
-	}
+	problems = append(problems, checkLimits(&opts)...)
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("auth: invalid options: %s", strings.Join(problems, "; "))
 	}
@@ -207,8 +201,31 @@ func New(opts Options) (*Handler, error) {
 		opts:    opts,
 		log:     log,
 		metrics: m,
-		limiter: newLimiter(opts.Now, opts.FailureWindow, opts.FailuresPerUser, opts.FailuresPerAddress),
+		limiter: newLimiter(opts.Now, opts.ClientLimit, opts.AddressLimit, opts.UserLimit),
 	}, nil
+}
+
+// checkLimits fills in the default limits and returns what is wrong with them.
+func checkLimits(opts *Options) []string {
+	var problems []string
+	for _, f := range []struct {
+		name string
+		v    *Limit
+		def  Limit
+	}{{"ClientLimit", &opts.ClientLimit, DefaultClientLimit}, {"AddressLimit", &opts.AddressLimit, DefaultAddressLimit}, {"UserLimit", &opts.UserLimit, DefaultUserLimit}} {
+		switch {
+		case *f.v == Limit{}:
+			*f.v = f.def
+		case f.v.Burst < 1 || f.v.Every <= 0:
+			problems = append(problems, fmt.Sprintf("%s %+v: Burst must be at least 1 and Every positive", f.name, *f.v))
+		}
+	}
+	if c, u := opts.ClientLimit, opts.UserLimit; u.Burst <= c.Burst || u.Every > c.Every {
+		// Else one client failing as fast as it is let would empty the user's bucket, and lock
+		// the user out from everywhere: the attack these limits exist to stop.
+		problems = append(problems, fmt.Sprintf("UserLimit %+v must be above ClientLimit %+v: a larger Burst, an Every no longer", u, c))
+	}
+	return problems
 }
 
 // ServeHTTP implements http.Handler.
@@ -251,10 +268,10 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	if validation.IsDNS1123Label(req.Username) == nil {
 		userKey = req.Username
 	}
-	att, wait := h.limiter.admit(userKey, addrKey)
+	att, wait, by := h.limiter.admit(userKey, addrKey)
 	if att == nil {
 		h.metrics.logins.WithLabelValues(LoginLimited).Inc()
-		h.log.Warn("login refused: too many failed logins", h.userAttr(req.Username), "client", addr, "retryAfterSeconds", retryAfter(wait))
+		h.log.Warn("login refused: too many failed logins", h.userAttr(req.Username), "client", addr, "limit", by, "retryAfterSeconds", retryAfter(wait))
 		tooManyLogins(w, wait)
 		return
 	}

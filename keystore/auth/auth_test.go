@@ -397,47 +397,48 @@ func TestContentTypeWithCharset(t *testing.T) {
 	}
 }
 
-func TestRateLimitPerUser(t *testing.T) {
-	f := newFixture(t, nil) // 10 failures per user, 50 per address, per minute
+// A client that keeps failing for a user is slowed; the user is not: the right password from
+// another address, and another user from the same address, still log in.
+func TestRateLimitPerClient(t *testing.T) {
+	f := newFixture(t, nil) // 5 failures per (user, address), 50 per address, 100 per user
 	victim := newUser(t, "frank", false)
 	other := newUser(t, "grace", false)
 	const addr = "192.0.2.40"
 
-	for i := range auth.DefaultFailuresPerUser {
+	for i := range auth.DefaultClientLimit.Burst {
 		if w := f.login(victim, "wrong password", addr); w.Code != http.StatusUnauthorized {
 			t.Fatalf("failure %d: %d %s", i+1, w.Code, w.Body)
 		}
 	}
-	// Even the right password is refused now, before it is checked.
+	// Even the right password is refused from that address now, before it is checked.
 	w := f.login(victim, password, addr)
 	s := status(t, w, http.StatusTooManyRequests)
 	if s.Reason != metav1.StatusReasonTooManyRequests || s.Details == nil || s.Details.RetryAfterSeconds < 1 {
 		t.Errorf("429 Status %+v: want reason TooManyRequests and details.retryAfterSeconds", s)
 	}
 	ra, err := strconv.Atoi(w.Header().Get("Retry-After"))
-	if err != nil || ra < 1 || ra > 60 {
-		t.Errorf("Retry-After %q, want 1 to 60 seconds", w.Header().Get("Retry-After"))
+	if err != nil || ra != 12 {
+		t.Errorf("Retry-After %q, want 12 seconds (one try back every 12 s)", w.Header().Get("Retry-After"))
 	}
-	// From another address too: the limit is on the name.
-	status(t, f.login(victim, password, "198.51.100.7"), http.StatusTooManyRequests)
-
+	// From another address the user logs in: the limit is on the pair, not the name.
+	f.loginOK(t, victim, "198.51.100.7")
 	// Another user, from the same address, is not affected.
 	f.loginOK(t, other, addr)
 
-	// One try comes back after window/burst (6 s): Retry-After is honest.
+	// One try comes back after Retry-After: it is honest.
 	f.clock.Add(time.Duration(ra) * time.Second)
 	f.loginOK(t, victim, addr)
 
-	if got := f.counter(t, "keygate_keystore_logins_total", "limited"); got != 2 {
-		t.Errorf("logins limited = %v, want 2", got)
+	if got := f.counter(t, "keygate_keystore_logins_total", "limited"); got != 1 {
+		t.Errorf("logins limited = %v, want 1", got)
 	}
-	if !strings.Contains(f.log.String(), "too many failed logins") {
-		t.Errorf("no log line for the refusal:\n%s", f.log)
+	if !strings.Contains(f.log.String(), "too many failed logins") || !strings.Contains(f.log.String(), "limit=client") {
+		t.Errorf("no log line for the refusal naming the client limit:\n%s", f.log)
 	}
 }
 
 func TestRateLimitPerAddress(t *testing.T) {
-	f := newFixture(t, func(o *auth.Options) { o.FailuresPerAddress = 3 })
+	f := newFixture(t, func(o *auth.Options) { o.AddressLimit = auth.Limit{Burst: 3, Every: 20 * time.Second} })
 	user := newUser(t, "heidi", false)
 	const addr = "192.0.2.50"
 	// Spraying many names from one address: unknown and invalid names count too.
@@ -452,13 +453,13 @@ func TestRateLimitPerAddress(t *testing.T) {
 	// Another address is not affected.
 	f.loginOK(t, user, "192.0.2.51")
 
-	// After a full window the address is free again.
-	f.clock.Add(auth.DefaultFailureWindow)
+	// Once the bucket has refilled the address is free again.
+	f.clock.Add(time.Minute)
 	f.loginOK(t, user, addr)
 }
 
 func TestRateLimitIPv6PerSlash64(t *testing.T) {
-	f := newFixture(t, func(o *auth.Options) { o.FailuresPerAddress = 2 })
+	f := newFixture(t, func(o *auth.Options) { o.AddressLimit = auth.Limit{Burst: 2, Every: 30 * time.Second} })
 	user := newUser(t, "ivan", false)
 	f.login(unique("x"), "guess", "2001:db8:1:2::1")
 	f.login(unique("y"), "guess", "2001:db8:1:2::ffff")
@@ -467,7 +468,7 @@ func TestRateLimitIPv6PerSlash64(t *testing.T) {
 }
 
 func TestClientAddressFromRemoteAddrWithoutForwardedFor(t *testing.T) {
-	f := newFixture(t, func(o *auth.Options) { o.FailuresPerAddress = 1 })
+	f := newFixture(t, func(o *auth.Options) { o.AddressLimit = auth.Limit{Burst: 1, Every: time.Minute} })
 	user := newUser(t, "judy", false)
 	post := func(name, pw, remote string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodPost, auth.LoginPath, strings.NewReader(`{"username":"`+name+`","password":"`+pw+`"}`))
@@ -483,7 +484,11 @@ func TestClientAddressFromRemoteAddrWithoutForwardedFor(t *testing.T) {
 }
 
 func TestSuccessfulLoginsAreNotLimited(t *testing.T) {
-	f := newFixture(t, func(o *auth.Options) { o.FailuresPerUser = 2; o.FailuresPerAddress = 2 })
+	f := newFixture(t, func(o *auth.Options) {
+		o.ClientLimit = auth.Limit{Burst: 1, Every: time.Minute}
+		o.AddressLimit = auth.Limit{Burst: 2, Every: time.Minute}
+		o.UserLimit = auth.Limit{Burst: 2, Every: time.Second}
+	})
 	user := newUser(t, "kim", false)
 	for range 6 {
 		f.loginOK(t, user, "192.0.2.70")
@@ -508,18 +513,23 @@ func TestConcurrentGuessesAreBounded(t *testing.T) {
 	// started has room for a fourth attempt, so that a limiter letting it through makes the
 	// test fail rather than hang.
 	b := &blockingUsers{started: make(chan struct{}, 4), release: make(chan struct{})}
-	f := newFixture(t, func(o *auth.Options) { o.Users = b; o.FailuresPerUser = 3 })
+	// The user's ceiling holds three, each client one: three addresses fill it.
+	f := newFixture(t, func(o *auth.Options) {
+		o.Users = b
+		o.ClientLimit = auth.Limit{Burst: 1, Every: time.Minute}
+		o.UserLimit = auth.Limit{Burst: 3, Every: time.Second}
+	})
 	var wg sync.WaitGroup
 	codes := make(chan int, 4)
-	for range 3 {
-		wg.Go(func() { codes <- f.login("target", "guess", "192.0.2.80").Code })
+	for i := range 3 {
+		wg.Go(func() { codes <- f.login("target", "guess", fmt.Sprintf("192.0.2.8%d", i)).Code })
 	}
 	for range 3 {
 		<-b.started
 	}
 	// Three attempts are running, the bucket holds three: a fourth waits for their outcome.
 	fourth := make(chan *httptest.ResponseRecorder, 1)
-	go func() { fourth <- f.login("target", "guess", "192.0.2.81") }()
+	go func() { fourth <- f.login("target", "guess", "192.0.2.89") }()
 	select {
 	case w := <-fourth:
 		close(b.release)
@@ -546,7 +556,10 @@ func (failingUsers) Authenticate(ctx context.Context, name, password string) (*u
 }
 
 func TestUserStoreOutageIs503AndCostsNoTry(t *testing.T) {
-	f := newFixture(t, func(o *auth.Options) { o.Users = failingUsers{}; o.FailuresPerUser = 1 })
+	f := newFixture(t, func(o *auth.Options) {
+		o.Users = failingUsers{}
+		o.ClientLimit = auth.Limit{Burst: 1, Every: time.Minute}
+	})
 	for range 3 {
 		s := status(t, f.login("alice", password, "192.0.2.90"), http.StatusServiceUnavailable)
 		if s.Reason != metav1.StatusReasonServiceUnavailable {
@@ -746,9 +759,10 @@ func TestNewValidatesOptions(t *testing.T) {
 		"negative ttl":         {auth.Options{Keys: keys, Users: userS, LoginTTL: -time.Hour}, "LoginTTL"},
 		"sub-second ttl":       {auth.Options{Keys: keys, Users: userS, LoginTTL: time.Millisecond}, "at least 1s"},
 		"fractional ttl":       {auth.Options{Keys: keys, Users: userS, LoginTTL: 1500 * time.Millisecond}, "whole number of seconds"},
-		"negative per user":    {auth.Options{Keys: keys, Users: userS, FailuresPerUser: -1}, "FailuresPerUser"},
-		"negative per address": {auth.Options{Keys: keys, Users: userS, FailuresPerAddress: -1}, "FailuresPerAddress"},
-		"negative window":      {auth.Options{Keys: keys, Users: userS, FailureWindow: -time.Second}, "FailureWindow"},
+		"negative burst":       {auth.Options{Keys: keys, Users: userS, AddressLimit: auth.Limit{Burst: -1, Every: time.Second}}, "AddressLimit"},
+		"no refill":            {auth.Options{Keys: keys, Users: userS, ClientLimit: auth.Limit{Burst: 3}}, "ClientLimit"},
+		"user ceiling too low": {auth.Options{Keys: keys, Users: userS, UserLimit: auth.Limit{Burst: 5, Every: time.Second}}, "UserLimit"},
+		"user ceiling slower":  {auth.Options{Keys: keys, Users: userS, UserLimit: auth.Limit{Burst: 100, Every: time.Minute}}, "must be above ClientLimit"},
 	} {
 		if _, err := auth.New(c.opts); err == nil || !strings.Contains(err.Error(), c.mention) {
 			t.Errorf("%s: New = %v, want an error mentioning %q", name, err, c.mention)

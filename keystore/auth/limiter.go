@@ -11,30 +11,52 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// maxLimiterEntries bounds each of the two limiter maps (user names and addresses). A bucket
-// holds a user name of at most 63 bytes or an address, so 100,000 of them take a few MB. Only
-// an attack fills a map; see bucketSet.makeRoom for what happens then.
+// maxLimiterEntries bounds each of the limiter's maps (clients, addresses, user names). A
+// bucket holds a user name of at most 63 bytes and an address, so 100,000 of them take a few
+// MB. Only an attack fills a map; see bucketSet.makeRoom for what happens then.
 const maxLimiterEntries = 100_000
 
-// limiter counts failed logins per user name and per client address, in token buckets: a key
-// may fail burst times in a row, then regains one try every window/burst. Successful logins
-// cost nothing.
+// Limit is a token bucket of failed logins: Burst failures in a row, then one more every
+// Every; an untouched bucket is full again after Burst*Every.
+type Limit struct {
+	Burst int
+	Every time.Duration
+}
+
+// Which limit refused an attempt, for the log.
+const (
+	limitClient  = "client"
+	limitAddress = "address"
+	limitUser    = "user"
+)
+
+// limiter counts failed logins in token buckets of three kinds: per client, that is per (user
+// name, client address) pair; per address, whatever the names; and per user name, whatever the
+// address. Successful logins cost nothing.
+//
+// The client bucket is the tight one: a client that keeps failing for a user is slowed, and
+// only that client, so failures from elsewhere never lock the user out. The address bucket
+// stops one address spraying many names. The user bucket is a ceiling against guessing one
+// user from many addresses; it is set higher and faster than the client bucket (New checks
+// that), so that one client alone, failing as fast as it is let, never reaches it: its client
+// bucket runs dry first. Only failures from several addresses at once can, and then the user
+// is refused from everywhere until they slow down: the price of bounding distributed guessing.
 //
 // An attempt is admitted only while its buckets have a token left for it after the attempts
 // still running: bcrypt takes a quarter of a second, and without counting those, a burst of
 // parallel guesses would all pass the check before the first failure was recorded.
 type limiter struct {
-	mu     sync.Mutex
-	now    func() time.Time
-	window time.Duration
-	users  bucketSet
-	addrs  bucketSet
+	mu                    sync.Mutex
+	now                   func() time.Time
+	clients, addrs, users bucketSet
 }
 
 // bucketSet is the buckets of one kind of key.
 type bucketSet struct {
+	name      string
 	burst     int
 	every     rate.Limit
+	refill    time.Duration // an empty bucket is full again after this
 	max       int
 	m         map[string]*bucket
 	lastSweep time.Time
@@ -47,34 +69,62 @@ type bucket struct {
 	inflight int
 }
 
-func newLimiter(now func() time.Time, window time.Duration, perUser, perAddress int) *limiter {
-	set := func(burst int) bucketSet {
-		return bucketSet{burst: burst, every: rate.Every(window / time.Duration(burst)), max: maxLimiterEntries, m: map[string]*bucket{}}
+func newLimiter(now func() time.Time, client, address, user Limit) *limiter {
+	set := func(name string, l Limit) bucketSet {
+		return bucketSet{name: name, burst: l.Burst, every: rate.Every(l.Every), refill: time.Duration(l.Burst) * l.Every,
+			max: maxLimiterEntries, m: map[string]*bucket{}}
 	}
-	return &limiter{now: now, window: window, users: set(perUser), addrs: set(perAddress)}
+	return &limiter{now: now, clients: set(limitClient, client), addrs: set(limitAddress, address), users: set(limitUser, user)}
 }
 
 // attempt is an admitted login attempt; release it exactly once.
 type attempt struct {
-	l          *limiter
-	user, addr *bucket
+	l *limiter
+	// buckets are the client's, the address's and the user's; nil where there is none.
+	buckets [3]*bucket
 }
 
-// admit admits an attempt for user (empty: no per-user bucket) from addr, or returns how long
-// to wait before trying again.
-func (l *limiter) admit(user, addr string) (*attempt, time.Duration) {
+// keyed is one bucket an attempt needs: the set and the key in it ("" for none).
+type keyed struct {
+	set *bucketSet
+	key string
+}
+
+// buckets is what an attempt for user (empty: a name that cannot exist, which gets no client
+// or user bucket, only its address's) from addr counts against.
+func (l *limiter) buckets(user, addr string) [3]keyed {
+	client := ""
+	if user != "" {
+		client = user + " " + addr // user names are DNS labels: no spaces
+	}
+	return [3]keyed{{&l.clients, client}, {&l.addrs, addr}, {&l.users, user}}
+}
+
+// admit admits an attempt for user from addr, or returns how long to wait before trying again
+// and which limit refused it.
+func (l *limiter) admit(user, addr string) (*attempt, time.Duration, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	wait := max(l.users.wait(user, now), l.addrs.wait(addr, now))
+	ks := l.buckets(user, addr)
+	var wait time.Duration
+	by := ""
+	// The longest wait: a try needs a token from every bucket.
+	for _, k := range ks {
+		if w := k.set.wait(k.key, now); w > wait {
+			wait, by = w, k.set.name
+		}
+	}
 	if wait > 0 {
-		return nil, wait
+		return nil, wait, by
 	}
-	a := &attempt{l: l, addr: l.addrs.take(addr, now, l.window)}
-	if user != "" {
-		a.user = l.users.take(user, now, l.window)
+	a := &attempt{l: l}
+	for i, k := range ks {
+		if k.key != "" {
+			a.buckets[i] = k.set.take(k.key, now)
+		}
 	}
-	return a, 0
+	return a, 0, ""
 }
 
 // release ends the attempt; a failed one costs a token from each of its buckets.
@@ -83,7 +133,8 @@ func (a *attempt) release(failed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	for _, b := range []*bucket{a.user, a.addr} {
+	for i, set := range []*bucketSet{&l.clients, &l.addrs, &l.users} {
+		b := a.buckets[i]
 		if b == nil {
 			continue
 		}
@@ -93,11 +144,10 @@ func (a *attempt) release(failed bool) {
 			// (concurrent failures), pushing the next try further out, as it should.
 			b.lim.ReserveN(now, 1)
 		}
+		// Buckets with nothing to remember go at once, so that the maps hold only keys that
+		// failed recently: successful logins leave nothing behind.
+		set.dropIfIdle(b, now)
 	}
-	// Buckets with nothing to remember go at once, so that the maps hold only keys that failed
-	// recently: successful logins leave nothing behind.
-	l.users.dropIfIdle(a.user, now)
-	l.addrs.dropIfIdle(a.addr, now)
 }
 
 // wait is how long until key's bucket has a token beyond those its running attempts may use.
@@ -117,10 +167,10 @@ func (s *bucketSet) wait(key string, now time.Time) time.Duration {
 }
 
 // take returns key's bucket, made if need be, with one more attempt running.
-func (s *bucketSet) take(key string, now time.Time, window time.Duration) *bucket {
+func (s *bucketSet) take(key string, now time.Time) *bucket {
 	b, ok := s.m[key]
 	if !ok {
-		s.makeRoom(now, window)
+		s.makeRoom(now)
 		b = &bucket{key: key, lim: rate.NewLimiter(s.every, s.burst)}
 		s.m[key] = b
 	}
@@ -142,13 +192,13 @@ func (s *bucketSet) dropIfIdle(b *bucket, now time.Time) {
 	}
 }
 
-// makeRoom drops buckets that have refilled (at most once a window: it walks the whole map),
-// and, when the map is still full, one arbitrary bucket without running attempts. That last
-// resort forgets some key's recent failures; it only happens when an attacker has failed for
-// maxLimiterEntries different keys within a window, and the other kind of bucket (address for
-// user, user for address) still holds.
-func (s *bucketSet) makeRoom(now time.Time, window time.Duration) {
-	if now.Sub(s.lastSweep) >= window {
+// makeRoom drops buckets that have refilled (at most once per refill time: it walks the whole
+// map), and, when the map is still full, one arbitrary bucket without running attempts. That
+// last resort forgets some key's recent failures; it only happens when an attacker has failed
+// for maxLimiterEntries different keys within a refill time, and the other kinds of bucket
+// still hold.
+func (s *bucketSet) makeRoom(now time.Time) {
+	if now.Sub(s.lastSweep) >= s.refill {
 		s.lastSweep = now
 		for k, b := range s.m {
 			if s.idle(b, now) {
