@@ -121,7 +121,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	rdb := redis.NewUniversalClient(opts)
 	defer rdb.Close()
 	keys := store.New(rdb)
-	people := users.New(rdb, users.Options{Cost: c.BcryptCost})
+	people := newUsers(rdb, c)
 
 	gs, err := apiserver.New(apiserver.Config{
 		Address: c.Address, CertFile: c.CertFile, KeyFile: c.KeyFile,
@@ -189,6 +189,12 @@ func serveLogins(ctx context.Context, log *slog.Logger, srv *http.Server) error 
 		return err
 	}
 	return nil
+}
+
+// newUsers is the user store at --bcrypt-cost: the cost of its rehashes and of the dummy hash
+// an unknown user's password is compared with.
+func newUsers(rdb redis.UniversalClient, c Config) *users.Store {
+	return users.New(rdb, users.Options{Cost: c.BcryptCost})
 }
 
 func teamsOf(people *users.Store) registry.TeamsFunc {

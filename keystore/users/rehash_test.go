@@ -78,3 +78,27 @@ func TestRehashLosesToANewPassword(t *testing.T) {
 		t.Errorf("the new password was overwritten: %v", err)
 	}
 }
+
+// An unknown user's password is compared with a hash of the configured cost, whatever it is,
+// so that unknown names take as long as users created at that cost.
+func TestDummyHashHasTheStoreCost(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cost int
+	}{{"minimum", bcrypt.MinCost}, {"raised", bcrypt.MinCost + 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(rdb, Options{Cost: tc.cost})
+			var compared []byte
+			s.compare = func(hash, pw []byte) error {
+				compared = hash
+				return bcrypt.CompareHashAndPassword(hash, pw)
+			}
+			if _, err := s.Authenticate(context.Background(), unique("ghost"), password); err == nil {
+				t.Fatal("an unknown user logged in")
+			}
+			if got, err := bcrypt.Cost(compared); err != nil || got != tc.cost || s.Cost() != tc.cost {
+				t.Errorf("compared with a hash of cost %d (%v), store cost %d; want %d", got, err, s.Cost(), tc.cost)
+			}
+		})
+	}
+}
