@@ -192,14 +192,39 @@ func (s *Store) Create(ctx context.Context, k *v1.OwnedAccessKey) (string, error
 // CreateObject is Create that also returns the stored object (without the plain key), with its
 // resourceVersion.
 func (s *Store) CreateObject(ctx context.Context, k *v1.OwnedAccessKey) (string, *v1.OwnedAccessKey, error) {
-	if err := ValidateForCreate(k); err != nil {
+	n, err := newKey(k)
+	if err != nil {
 		return "", nil, err
+	}
+	res, err := createScript.Run(ctx, s.rdb, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey},
+		n.obj.Name, n.digest, n.data, s.opts.EventHistory).Result()
+	if err != nil {
+		return "", nil, fmt.Errorf("create access key %s: %w", n.obj.Name, err)
+	}
+	obj, err := n.stored(res)
+	if err != nil {
+		return "", nil, err
+	}
+	return n.plain, obj, nil
+}
+
+// creation is a key about to be created: its plain key, its object and their stored form.
+type creation struct {
+	plain, digest, data string
+	obj                 *v1.OwnedAccessKey
+}
+
+// newKey validates k and makes what creating it stores: the plain key (spec.key, else a new
+// one), a new uid and, unless given, the creation time.
+func newKey(k *v1.OwnedAccessKey) (*creation, error) {
+	if err := ValidateForCreate(k); err != nil {
+		return nil, err
 	}
 	plain := k.Spec.Key
 	if plain == "" {
 		var err error
 		if plain, err = GenerateKey(); err != nil {
-			return "", nil, err
+			return nil, err
 		}
 	}
 	obj := k.DeepCopy()
@@ -210,29 +235,30 @@ func (s *Store) CreateObject(ctx context.Context, k *v1.OwnedAccessKey) (string,
 	digest := Digest(plain)
 	data, err := encode(digest, obj)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	res, err := createScript.Run(ctx, s.rdb, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey},
-		obj.Name, digest, data, s.opts.EventHistory).Result()
-	if err != nil {
-		return "", nil, fmt.Errorf("create access key %s: %w", obj.Name, err)
-	}
+	return &creation{plain: plain, digest: digest, data: data, obj: obj}, nil
+}
+
+// stored reads the reply of a create script: the object as a read would return it, or why it
+// was not stored.
+func (n *creation) stored(res any) (*v1.OwnedAccessKey, error) {
 	switch res {
 	case "name":
-		return "", nil, fmt.Errorf("%w: the name %q is taken", ErrAlreadyExists, obj.Name)
+		return nil, fmt.Errorf("%w: the name %q is taken", ErrAlreadyExists, n.obj.Name)
 	case "material":
-		return "", nil, fmt.Errorf("%w: another key has the same key material", ErrAlreadyExists)
+		return nil, fmt.Errorf("%w: another key has the same key material", ErrAlreadyExists)
 	}
 	rv, ok := res.(int64)
 	if !ok {
-		return "", nil, fmt.Errorf("create access key %s: unexpected reply %v", obj.Name, res)
+		return nil, fmt.Errorf("create access key %s: unexpected reply %v", n.obj.Name, res)
 	}
-	// What was stored, as a read would return it.
+	obj := n.obj.DeepCopy()
 	obj.Spec.Key = ""
 	obj.TypeMeta = metav1.TypeMeta{APIVersion: v1.GroupName + "/" + v1.Version, Kind: "OwnedAccessKey"}
 	obj.ResourceVersion = strconv.FormatInt(rv, 10)
 	obj.Status.LastActivity = nil
-	return plain, obj, nil
+	return obj, nil
 }
 
 // Lookup returns the key whose plain key is plain, or ErrNotFound. One round trip: it is on
