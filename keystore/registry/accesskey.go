@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
@@ -26,6 +27,7 @@ import (
 // Keys is the key store (store.Store in production).
 type Keys interface {
 	CreateObject(ctx context.Context, k *v1.OwnedAccessKey) (string, *v1.OwnedAccessKey, error)
+	CreateWithinQuota(ctx context.Context, k *v1.OwnedAccessKey, q store.Quota) (string, *v1.OwnedAccessKey, []string, error)
 	Get(ctx context.Context, name string) (*v1.OwnedAccessKey, error)
 	Lookup(ctx context.Context, plain string) (*v1.OwnedAccessKey, error)
 	ListWithVersion(ctx context.Context) ([]*v1.OwnedAccessKey, string, error)
@@ -43,6 +45,8 @@ type Options struct {
 	// OwnerUID finds the UID of a user in the user store, to record on the keys made for them
 	// (accesskey.OwnerUIDAnnotation); nil means no user is in the store.
 	OwnerUID OwnerUIDFunc
+	// Quotas bound what keys may be created (quota.go); zero values bound nothing.
+	Quotas
 }
 
 // OwnerUIDFunc returns the UID of the user store's user named name, "" when the store has no
@@ -178,6 +182,9 @@ func (a *AccessKeys) Create(ctx context.Context, obj runtime.Object, createValid
 	if err := a.mayWrite(ctx, c, k, nil); err != nil {
 		return nil, err
 	}
+	if err := a.checkTTL(c, k, nil); err != nil {
+		return nil, err
+	}
 	if err := a.recordOwner(ctx, k); err != nil {
 		return nil, err
 	}
@@ -190,7 +197,10 @@ func (a *AccessKeys) Create(ctx context.Context, obj runtime.Object, createValid
 		k.Spec.Key = "" // nothing is generated on a dry run
 		return k, nil
 	}
-	plain, stored, err := a.keys.CreateObject(ctx, k)
+	plain, stored, _, err := a.keys.CreateWithinQuota(ctx, k, a.quota(k, time.Now()))
+	if errors.Is(err, store.ErrQuota) {
+		return nil, a.quotaError(k)
+	}
 	if err != nil {
 		return nil, createError(k, err)
 	}
@@ -266,6 +276,8 @@ func (a *AccessKeys) keepOwner(ctx context.Context, k, cur *v1.OwnedAccessKey) e
 // invalid spec.key, not "already exists", and is never echoed.
 func createError(k *v1.OwnedAccessKey, err error) error {
 	switch {
+	case errors.Is(err, store.ErrConflict):
+		return apierrors.NewConflict(resource, k.Name, err)
 	case errors.Is(err, store.ErrAlreadyExists) && k.Spec.Key != "":
 		return apierrors.NewInvalid(kind, k.Name, field.ErrorList{field.Invalid(field.NewPath("spec", "key"), "(redacted)", "choose another key")})
 	case errors.Is(err, store.ErrAlreadyExists):
@@ -314,6 +326,9 @@ func (a *AccessKeys) Update(ctx context.Context, name string, objInfo rest.Updat
 		return nil, false, apierrors.NewInvalid(kind, name, errs)
 	}
 	if err := a.mayWrite(ctx, c, k, cur); err != nil {
+		return nil, false, err
+	}
+	if err := a.checkTTL(c, k, cur); err != nil {
 		return nil, false, err
 	}
 	if err := a.keepOwner(ctx, k, cur); err != nil {

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 )
 
@@ -24,6 +26,17 @@ type Quota struct {
 	// EvictOldest makes room by deleting the oldest counted keys (by creation time) in the same
 	// step as the create, instead of refusing with ErrQuota.
 	EvictOldest bool
+}
+
+// PerOwner is the quota of max live keys of k's owner (its user, or its team) and of k's kind:
+// login keys (type Login) and the others are counted apart, since logins make keys of their
+// own accord. A key expired at now (by its ttl; the edge's --max-ttl is not known here) is of
+// no use to anyone and does not count.
+func PerOwner(k *v1.OwnedAccessKey, max int, now time.Time) Quota {
+	owner, login := accesskey.User(k), k.Spec.Type == v1.AccessKeyTypeLogin
+	return Quota{Max: max, Counts: func(o *v1.OwnedAccessKey) bool {
+		return accesskey.User(o) == owner && (o.Spec.Type == v1.AccessKeyTypeLogin) == login && !accesskey.Expired(o, now, 0)
+	}}
 }
 
 // maxQuotaAttempts bounds how often CreateWithinQuota counts again because keys changed meanwhile.
