@@ -106,7 +106,7 @@ const maxNameAttempts = 5
 
 // Keys is the access-key store (store.Store in production).
 type Keys interface {
-	CreateObject(ctx context.Context, k *v1.OwnedAccessKey) (plain string, stored *v1.OwnedAccessKey, err error)
+	CreateWithinQuota(ctx context.Context, k *v1.OwnedAccessKey, q store.Quota) (plain string, stored *v1.OwnedAccessKey, evicted []string, err error)
 	Lookup(ctx context.Context, plain string) (*v1.OwnedAccessKey, error)
 	DeleteObject(ctx context.Context, name, resourceVersion string) (*v1.OwnedAccessKey, error)
 }
@@ -126,6 +126,11 @@ type Options struct {
 	// DefaultLoginTTL. Login keys always expire. An operator-wide maximum TTL in extauthz may
 	// cut it shorter than the expiresAt the login answers.
 	LoginTTL time.Duration
+	// MaxLoginKeys bounds the live login keys of one user (0: no bound). A login at the bound
+	// deletes the user's oldest login key, in the same step as it makes the new one: refusing
+	// would lock out a user whose old keys are on a lost laptop, and whoever holds the password
+	// can log in anyway. Deleting the oldest ends the stalest session.
+	MaxLoginKeys int
 	// ClientLimit, AddressLimit and UserLimit bound failed logins per (user name, client
 	// address), per client address and per user name; past one, the answer is 429. A zero
 	// Limit means its default. UserLimit must be above ClientLimit (a larger Burst, an Every
@@ -181,6 +186,9 @@ func New(opts Options) (*Handler, error) {
 		bad("LoginTTL %v: must be at least 1s", opts.LoginTTL)
 	case opts.LoginTTL%time.Second != 0:
 		bad("LoginTTL %v: must be a whole number of seconds (spec.ttl is in seconds)", opts.LoginTTL)
+	}
+	if opts.MaxLoginKeys < 0 {
+		bad("MaxLoginKeys %d: must not be negative", opts.MaxLoginKeys)
 	}
 	problems = append(problems, checkLimits(&opts)...)
 	if len(problems) > 0 {
@@ -290,7 +298,10 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	plain, key, err := h.issue(r.Context(), u)
+	plain, key, evicted, err := h.issue(r.Context(), u)
+	if len(evicted) > 0 {
+		h.log.Info("login: deleted the user's oldest login keys to stay within the bound", "user", u.Name, "keys", evicted, "maxLoginKeys", h.opts.MaxLoginKeys)
+	}
 	if err != nil {
 		h.metrics.logins.WithLabelValues(LoginError).Inc()
 		h.log.Error("login failed: cannot create the access key", "user", u.Name, "client", addr, "error", err)
@@ -373,8 +384,9 @@ func readLogin(w http.ResponseWriter, r *http.Request) (req LoginRequest, code i
 	return req, 0, "", ""
 }
 
-// issue creates a login key for u and returns its plain key and the stored object.
-func (h *Handler) issue(ctx context.Context, u *users.User) (string, *v1.OwnedAccessKey, error) {
+// issue creates a login key for u and returns its plain key, the stored object and the names
+// of the login keys of u it deleted to stay within MaxLoginKeys.
+func (h *Handler) issue(ctx context.Context, u *users.User) (string, *v1.OwnedAccessKey, []string, error) {
 	for range maxNameAttempts {
 		k := &v1.OwnedAccessKey{
 			ObjectMeta: metav1.ObjectMeta{Name: loginKeyName(u.Name)},
@@ -388,13 +400,15 @@ func (h *Handler) issue(ctx context.Context, u *users.User) (string, *v1.OwnedAc
 		}
 		// The key is this user's, not a later user's of the same name (accesskey.CheckOwner).
 		accesskey.SetOwnerUID(k, u.UID)
-		plain, stored, err := h.opts.Keys.CreateObject(ctx, k)
+		q := store.PerOwner(k, h.opts.MaxLoginKeys, time.Now())
+		q.EvictOldest = true
+		plain, stored, evicted, err := h.opts.Keys.CreateWithinQuota(ctx, k, q)
 		if errors.Is(err, store.ErrAlreadyExists) {
 			continue // the name (or, never in practice, the key material) is taken: draw again
 		}
-		return plain, stored, err
+		return plain, stored, evicted, err
 	}
-	return "", nil, fmt.Errorf("no free key name for user %s after %d attempts", u.Name, maxNameAttempts)
+	return "", nil, nil, fmt.Errorf("no free key name for user %s after %d attempts", u.Name, maxNameAttempts)
 }
 
 // nameAlphabet is Kubernetes' generateName alphabet: no vowels, so no words, and no 0/1/3

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -135,7 +136,11 @@ func (q Quota) makeRoom(all []*v1.OwnedAccessKey) ([]string, error) {
 		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
 			return a.CreationTimestamp.Before(&b.CreationTimestamp)
 		}
-		return a.Name < b.Name
+		// Creation times are in whole seconds; within one, the resourceVersion tells which was
+		// written first (exactly, unless one was changed since).
+		ra, _ := strconv.ParseInt(a.ResourceVersion, 10, 64)
+		rb, _ := strconv.ParseInt(b.ResourceVersion, 10, 64)
+		return ra < rb
 	})
 	evict := make([]string, over)
 	for i := range evict {
