@@ -50,6 +50,9 @@ type Config struct {
 	// rehashed at it when they log in, and the dummy hash that unknown users are compared with
 	// has it, so that they take as long as known ones.
 	BcryptCost int
+	// Quotas bound the keys of each owner and the ttl of non-admins' keys; the login-key bound
+	// is also the login endpoint's.
+	Quotas registry.Quotas
 	redisflags.Config
 	ops.LogFlags
 }
@@ -68,6 +71,9 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.AdminGroup, "admin-group", DefaultAdminGroup, "members of this group see and manage every access key")
 	fs.DurationVar(&c.LoginTTL, "login-ttl", auth.DefaultLoginTTL, "lifetime of the keys /auth/password/login issues")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", users.DefaultCost, "bcrypt cost (4 to 31) of password hashes: the one create-user and set-password use; logins rehash other costs to it")
+	fs.IntVar(&c.Quotas.MaxKeysPerUser, "max-keys-per-user", 100, "most live access keys of one user or team, login keys not counted; 0: no bound")
+	fs.IntVar(&c.Quotas.MaxLoginKeysPerUser, "max-login-keys-per-user", 20, "most live login keys of one user; a login past it deletes the oldest; 0: no bound")
+	fs.DurationVar(&c.Quotas.MaxTTLNonAdmin, "max-ttl-non-admin", 0, "longest ttl of the keys non-admins create (then no key of theirs may be without one); 0: no cap")
 	c.Register(fs)
 	c.AddLogFlags(fs)
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: keystore serve [flags]\n\nServes the management API (management.loft.sh/v1) and the login endpoints behind the edge.")
@@ -99,6 +105,9 @@ func ParseFlags(args []string) (Config, error) {
 	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
 		return c, fmt.Errorf("--bcrypt-cost %d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
 	}
+	if q := c.Quotas; q.MaxKeysPerUser < 0 || q.MaxLoginKeysPerUser < 0 || q.MaxTTLNonAdmin < 0 {
+		return c, errors.New("--max-keys-per-user, --max-login-keys-per-user and --max-ttl-non-admin must not be negative")
+	}
 	if c.LoginTTL < time.Second {
 		return c, fmt.Errorf("--login-ttl %s: want at least 1s", c.LoginTTL)
 	}
@@ -126,7 +135,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	gs, err := apiserver.New(apiserver.Config{
 		Address: c.Address, CertFile: c.CertFile, KeyFile: c.KeyFile,
 		ClientCAFile: c.ClientCAFile, AllowedNames: c.AllowedNames,
-		Registry: registry.Options{AdminGroup: c.AdminGroup, Teams: teamsOf(people), OwnerUID: ownerUID(people)},
+		Registry: registry.Options{AdminGroup: c.AdminGroup, Teams: teamsOf(people), OwnerUID: ownerUID(people), Quotas: c.Quotas},
 		Keys:     keys, UserInfo: userInfo(people), Users: people, Teams: teams.New(rdb),
 	})
 	if err != nil {
@@ -157,7 +166,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 
 // loginServer is the HTTPS server of the login endpoints.
 func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Logger, reg *prometheus.Registry) (*http.Server, error) {
-	h, err := auth.New(auth.Options{Keys: keys, Users: people, LoginTTL: c.LoginTTL, Log: log, Registerer: reg})
+	h, err := auth.New(auth.Options{Keys: keys, Users: people, LoginTTL: c.LoginTTL, MaxLoginKeys: c.Quotas.MaxLoginKeysPerUser, Log: log, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,9 @@ package app
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/keygate-dev/keygate/keystore/registry"
 )
 
 // required are the flags ParseFlags insists on; the files are not read by it.
@@ -34,6 +37,36 @@ func TestBcryptCostFlag(t *testing.T) {
 			// The store hashes, and makes the dummy hash for unknown users, at that cost.
 			if got := newUsers(nil, c).Cost(); got != tc.want {
 				t.Errorf("user store cost %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestQuotaFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		want    registry.Quotas
+		wantErr string
+	}{
+		{"defaults", nil, registry.Quotas{MaxKeysPerUser: 100, MaxLoginKeysPerUser: 20}, ""},
+		{"set", []string{"--max-keys-per-user", "5", "--max-login-keys-per-user", "0", "--max-ttl-non-admin", "720h"},
+			registry.Quotas{MaxKeysPerUser: 5, MaxTTLNonAdmin: 720 * time.Hour}, ""},
+		{"negative", []string{"--max-keys-per-user", "-1"}, registry.Quotas{}, "must not be negative"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseFlags(append(append([]string{}, required...), tc.args...))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Quotas != tc.want {
+				t.Errorf("quotas %+v, want %+v", c.Quotas, tc.want)
 			}
 		})
 	}
