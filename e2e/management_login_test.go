@@ -43,7 +43,7 @@ func TestPasswordLoginUseLogout(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Refusals first: they must not lock the user out of the login below (10 are allowed).
+	// Refusals first: they must not lock the user out of the login below (5 per user and address are allowed).
 	resp, wrongBody := login(t, user, password+"-wrong")
 	if resp.StatusCode != http.StatusUnauthorized || status(t, resp, wrongBody).Reason != metav1.StatusReasonUnauthorized {
 		t.Errorf("wrong password: HTTP %d, want 401 Unauthorized: %s", resp.StatusCode, wrongBody)
