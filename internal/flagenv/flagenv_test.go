@@ -44,3 +44,34 @@ func TestParse(t *testing.T) {
 		})
 	}
 }
+
+// A Secret comes from its environment variable; on the command line it is refused with a
+// message that says where to put it and does not repeat it.
+func TestSecret(t *testing.T) {
+	parse := func(args ...string) (*Secret, string, error) {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		var usage strings.Builder
+		fs.SetOutput(&usage)
+		s := &Secret{Hint: "put it in a file named by --password-file"}
+		fs.Var(s, "password", "the password")
+		err := Parse(fs, "T", args)
+		Usage(fs, "T", "Usage: t")()
+		return s, usage.String(), err
+	}
+	t.Setenv("T_PASSWORD", "from-env")
+	s, usage, err := parse()
+	if err != nil || s.Value != "from-env" {
+		t.Errorf("from the environment: value %q, err %v; want from-env", s.Value, err)
+	}
+	if strings.Contains(usage, "from-env") {
+		t.Errorf("usage shows the secret: %s", usage)
+	}
+	_, _, err = parse("--password", "hunter22")
+	want := "--password is never taken on the command line (it would show in shell history and ps): put it in a file named by --password-file, or set the environment variable T_PASSWORD"
+	if err == nil || err.Error() != want {
+		t.Errorf("on the command line: err = %v, want %q", err, want)
+	}
+	if err != nil && strings.Contains(err.Error(), "hunter22") {
+		t.Error("the refusal repeats the secret")
+	}
+}
