@@ -1,17 +1,24 @@
 // Package redisserver runs a real redis-server on a free loopback port, for tests and
-// `make run`.
+// `make run`: plaintext by default, or TLS only with client certificates and ACL users, as a
+// production Redis should be reached.
 package redisserver
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/toolbin"
 )
@@ -23,14 +30,27 @@ type Options struct {
 	// AppendOnly turns on AOF persistence with fsync on every write, so that a restart loses no
 	// acknowledged write.
 	AppendOnly bool
+	// TLS, when set, makes the server speak TLS only (--port 0, no plaintext port), with a
+	// certificate for 127.0.0.1 and localhost from this CA, and only to clients that show a
+	// certificate from it (tls-auth-clients yes).
+	TLS *pki.CA
+	// Users are ACL users, name → password, with every right. With any, the default user is
+	// off, so that a client must log in as one of them.
+	Users map[string]string
 }
 
 // Server is a running redis-server.
 type Server struct {
+	// Addr is the TLS port with Options.TLS, else the plaintext one.
 	Addr string
-	opts Options
-	port int
-	p    *proc.Process
+	// CAFile is the CA's certificate, with Options.TLS: what a client's --redis-ca-file names.
+	CAFile string
+	opts   Options
+	port   int
+	conf   string   // the configuration file, holding the users
+	tls    []string // the TLS arguments
+	dial   func(ctx context.Context, addr string) (net.Conn, error)
+	p      *proc.Process
 }
 
 // Start runs redis-server and waits until it answers PING.
@@ -40,7 +60,74 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), opts: opts, port: port}
+	var d net.Dialer
+	s.dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := s.writeConfig(); err != nil {
+		return nil, err
+	}
+	if opts.TLS != nil {
+		if err := s.setUpTLS(); err != nil {
+			return nil, err
+		}
+	}
 	return s, s.start(ctx)
+}
+
+// writeConfig writes the users into a configuration file, only the owner may read it: never on
+// redis-server's command line, and only as SHA-256 digests (ACL's #<hex>).
+func (s *Server) writeConfig() error {
+	var conf strings.Builder
+	names := make([]string, 0, len(s.opts.Users))
+	for name := range s.opts.Users {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		sum := sha256.Sum256([]byte(s.opts.Users[name]))
+		fmt.Fprintf(&conf, "user %s on #%s ~* &* +@all\n", name, hex.EncodeToString(sum[:]))
+	}
+	if len(names) > 0 {
+		conf.WriteString("user default off\n")
+	}
+	s.conf = filepath.Join(s.opts.Dir, "redis.conf")
+	return os.WriteFile(s.conf, []byte(conf.String()), 0o600)
+}
+
+// setUpTLS issues the server's certificate, and a client certificate for the readiness PING,
+// and writes them and the CA into Dir/tls.
+func (s *Server) setUpTLS() error {
+	dir := filepath.Join(s.opts.Dir, "tls")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	s.CAFile = filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(s.CAFile, s.opts.TLS.CertPEM, 0o644); err != nil {
+		return err
+	}
+	server, err := s.opts.TLS.Server("redis", "127.0.0.1", "localhost")
+	if err != nil {
+		return err
+	}
+	certFile, keyFile, err := server.Write(dir, "redis")
+	if err != nil {
+		return err
+	}
+	s.tls = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port), "--tls-cert-file", certFile, "--tls-key-file", keyFile,
+		"--tls-ca-cert-file", s.CAFile, "--tls-auth-clients", "yes"}
+	pinger, err := s.opts.TLS.Client("redisserver-readiness")
+	if err != nil {
+		return err
+	}
+	cert, err := pinger.TLS()
+	if err != nil {
+		return err
+	}
+	d := tls.Dialer{Config: &tls.Config{RootCAs: s.opts.TLS.Pool(), Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
+	s.dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	return nil
 }
 
 func (s *Server) start(ctx context.Context) error {
@@ -52,7 +139,13 @@ func (s *Server) start(ctx context.Context) error {
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return err
 	}
-	args := []string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--save", "", "--dir", data, "--daemonize", "no"}
+	// The configuration file comes first: redis-server reads it only there.
+	args := []string{s.conf, "--bind", "127.0.0.1", "--save", "", "--dir", data, "--daemonize", "no"}
+	if s.tls != nil {
+		args = append(args, s.tls...)
+	} else {
+		args = append(args, "--port", strconv.Itoa(s.port))
+	}
 	if s.opts.AppendOnly {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	} else {
@@ -64,7 +157,7 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	return proc.WaitFor(ctx, s.p, "redis-server on "+s.Addr, ping(s.Addr))
+	return proc.WaitFor(ctx, s.p, "redis-server on "+s.Addr, ping(s.dial, s.Addr))
 }
 
 // Restart stops the server and starts it again on the same port with the same data directory.
@@ -94,11 +187,10 @@ func (s *Server) Stop() {
 }
 
 // ping speaks just enough RESP to ask a fresh server whether it is up, without pulling a client
-// into this package.
-func ping(addr string) func(context.Context) error {
+// into this package. With ACL users it answers NOAUTH, which says it is up as well.
+func ping(dial func(context.Context, string) (net.Conn, error), addr string) func(context.Context) error {
 	return func(ctx context.Context) error {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", addr)
+		c, err := dial(ctx, addr)
 		if err != nil {
 			return err
 		}
@@ -112,7 +204,7 @@ func ping(addr string) func(context.Context) error {
 		if err != nil {
 			return err
 		}
-		if string(buf[:n]) != "+PONG\r\n" {
+		if a := string(buf[:n]); a != "+PONG\r\n" && !strings.HasPrefix(a, "-NOAUTH") {
 			return fmt.Errorf("redis answered %q to PING", buf[:n])
 		}
 		return nil
