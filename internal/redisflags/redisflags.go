@@ -61,7 +61,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	c.sentinelPassword.Hint = "put it in a file named by --redis-sentinel-password-file"
 	fs.Var(&c.sentinelPassword, "redis-sentinel-password", "Sentinels' password: from this environment variable only (or use --redis-sentinel-password-file)")
 	fs.StringVar(&c.sentinelPassFile, "redis-sentinel-password-file", "", "file holding the Sentinels' password (Sentinel only)")
-	fs.BoolVar(&c.tls.enabled, "redis-tls", false, "reach Redis over TLS (implied by the other --redis-tls-*, --redis-ca-file and --redis-client-* flags)")
+	fs.BoolVar(&c.tls.enabled, "redis-tls", false, "reach Redis over TLS (implied by --redis-ca-file, --redis-client-cert-file and --redis-tls-server-name)")
 	fs.StringVar(&c.tls.caFile, "redis-ca-file", "", "CA (PEM) that signed Redis's certificate; empty: the system's CAs")
 	fs.StringVar(&c.tls.certFile, "redis-client-cert-file", "", "client certificate (PEM) for Redis's tls-auth-clients; read again for every new connection")
 	fs.StringVar(&c.tls.keyFile, "redis-client-key-file", "", "key of --redis-client-cert-file")

@@ -114,6 +114,9 @@ func newRootCommand(s streams) *cobra.Command {
 			if cmd.DisableFlagParsing {
 				return nil // serve reads its own environment
 			}
+			if err := refuseSecretFlags(cmd.Flags()); err != nil {
+				return err
+			}
 			return flagsFromEnv(cmd.Flags())
 		},
 	}

@@ -102,7 +102,6 @@ func TestErrors(t *testing.T) {
 		"unknown command": {[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		"no owner":        {[]string{"create-key", "--redis-address", redisAddr}, 2, "needs --user or --team"},
 		"bad ttl":         {[]string{"create-key", "--redis-address", redisAddr, "--user", "u", "--ttl", "soon"}, 2, `--ttl "soon"`},
-		"short key":       {[]string{"create-key", "--redis-address", redisAddr, "--user", "u", "--key", "short"}, 1, "at least 32 characters"},
 		"unknown flag":    {[]string{"create-key", "--colour", "red"}, 2, "flag provided but not defined"},
 		"missing name":    {[]string{"get-key", "--redis-address", redisAddr}, 2, "exactly one key name"},
 		"bad output":      {[]string{"list-keys", "--redis-address", redisAddr, "--output", "table"}, 2, `--output "table": want json or yaml`},

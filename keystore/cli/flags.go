@@ -83,6 +83,22 @@ func flagsFromEnv(fs *pflag.FlagSet) error {
 // passwordFlagHint answers --password: the user commands take none, on purpose.
 const passwordFlagHint = "passwords are never taken as flags (they would show in shell history and ps): pipe one in with --password-stdin, or omit it to have one generated"
 
+// keyFlagHint answers --key: create-key takes a chosen key from stdin or a file, on purpose.
+const keyFlagHint = "keys are never taken as flags (they would show in shell history and ps): pipe one in with --key-stdin, name a file holding it with --key-file, or omit it to have one generated"
+
+// refuseSecretFlags refuses a secret flag (flagenv.Secret, such as --redis-password) given on
+// the command line; its environment variable still sets it (flagsFromEnv). pflag marks only
+// what the command line set, so Visit sees those alone.
+func refuseSecretFlags(fs *pflag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *pflag.Flag) {
+		if s, ok := f.Value.(*flagenv.Secret); ok && err == nil {
+			err = usageError(s.Refused(EnvPrefix, f.Name).Error())
+		}
+	})
+	return err
+}
+
 // flagError prints a command-line error as the flag package did: the error, then the usage.
 // MainIO then prints it once more after "keystore:" and exits with 2.
 func flagError(cmd *cobra.Command, err error) error {
@@ -92,6 +108,9 @@ func flagError(cmd *cobra.Command, err error) error {
 	if cmd.Flags().Lookup("password-stdin") != nil && strings.Contains(msg, "not defined: -password") {
 		// One more line after MainIO's "keystore: " + msg.
 		msg += "\nkeystore: " + passwordFlagHint
+	}
+	if cmd.Flags().Lookup("key-stdin") != nil && msg == "flag provided but not defined: -key" {
+		msg += "\nkeystore: " + keyFlagHint
 	}
 	return usageError(msg)
 }

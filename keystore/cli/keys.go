@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -23,11 +25,14 @@ import (
 	"github.com/keygate-dev/keygate/keystore/users"
 )
 
-// createKeyFlags are the flags of create-key.
+// createKeyFlags are the flags of create-key. There is deliberately no --key: a chosen key comes
+// from stdin or a file, since a key in the arguments would be seen in shell history and by
+// anyone running ps.
 type createKeyFlags struct {
 	name, user, team, groups, ttl string
-	displayName, typ, key         string
-	scopeFile                     string
+	displayName, typ              string
+	keyStdin                      bool
+	keyFile, scopeFile            string
 }
 
 func newCreateKeyCommand(s streams) *cobra.Command {
@@ -40,7 +45,8 @@ func newCreateKeyCommand(s streams) *cobra.Command {
 on stdout: only there, only now (the store keeps only its digest). A note goes to stderr, so
 that scripts can capture the key.`,
 		Example: `  KEY=$(keystore create-key --user alice --groups dev,qa --ttl 24h)
-  keystore create-key --team platform --name platform-ci --scope-file ci-scope.yaml`,
+  keystore create-key --team platform --name platform-ci --scope-file ci-scope.yaml
+  printf '%s\n' "$CHOSEN_KEY" | keystore create-key --user ci-bot --key-stdin`,
 		// Arguments were never read, nor refused; they still are not.
 		Args: cobra.ArbitraryArgs,
 	}
@@ -52,10 +58,11 @@ that scripts can capture the key.`,
 	f.StringVar(&o.ttl, "ttl", "0", "lifetime: seconds or a Go duration such as 24h; 0 means never expires")
 	f.StringVar(&o.displayName, "display-name", "", "display name")
 	f.StringVar(&o.typ, "type", string(v1.AccessKeyTypeUser), "key type: User, Login, Other, ...")
-	f.StringVar(&o.key, "key", "", "use this key instead of generating one (at least 32 characters)")
+	f.BoolVar(&o.keyStdin, "key-stdin", false, "read the key to use (at least 32 characters) from the first line of stdin instead of generating one")
+	f.StringVar(&o.keyFile, "key-file", "", "read the key to use (at least 32 characters) from the first line of this file instead of generating one")
 	f.StringVar(&o.scopeFile, "scope-file", "", "YAML or JSON file holding the key's spec.scope (docs/scopes.md); default unscoped")
 	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, _ []string) error {
-		k, err := o.accessKey()
+		k, err := o.accessKey(s.stdin)
 		if err != nil {
 			return err
 		}
@@ -89,14 +96,19 @@ func recordOwner(ctx context.Context, rdb redis.UniversalClient, k *v1.OwnedAcce
 	return nil
 }
 
-// accessKey is the key the flags describe; their mistakes are usage errors.
-func (o *createKeyFlags) accessKey() (*v1.OwnedAccessKey, error) {
+// accessKey is the key the flags describe, with the plain key of --key-stdin or --key-file if
+// one is chosen; their mistakes are usage errors.
+func (o *createKeyFlags) accessKey(stdin io.Reader) (*v1.OwnedAccessKey, error) {
 	if o.user == "" && o.team == "" {
 		return nil, usageError("create-key needs --user or --team")
 	}
 	seconds, err := parseTTL(o.ttl)
 	if err != nil {
 		return nil, usageError(err.Error())
+	}
+	plain, err := o.chosenKey(stdin)
+	if err != nil {
+		return nil, err
 	}
 	name := o.name
 	if name == "" {
@@ -112,9 +124,45 @@ func (o *createKeyFlags) accessKey() (*v1.OwnedAccessKey, error) {
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: v1.OwnedAccessKeySpec{
 			DisplayName: o.displayName, User: o.user, Team: o.team, Groups: splitList(o.groups),
-			TTL: seconds, Type: v1.AccessKeyType(o.typ), Key: o.key, Scope: scope,
+			TTL: seconds, Type: v1.AccessKeyType(o.typ), Key: plain, Scope: scope,
 		},
 	}, nil
+}
+
+// maxKeyLine bounds what a chosen key is read from: far above any key, so that a stream that
+// is not one is refused rather than read whole.
+const maxKeyLine = 4096
+
+// chosenKey is the plain key on the first line of stdin (--key-stdin) or of --key-file, or ""
+// to have one generated.
+func (o *createKeyFlags) chosenKey(stdin io.Reader) (string, error) {
+	var r io.Reader
+	var from, empty string
+	switch {
+	case o.keyStdin && o.keyFile != "":
+		return "", usageError("--key-stdin and --key-file: give one")
+	case o.keyStdin:
+		r, from = stdin, "--key-stdin: read stdin"
+		empty = "--key-stdin: no key on stdin; pipe one in, e.g. `printf '%s\\n' \"$KEY\" | keystore create-key --key-stdin ...`"
+	case o.keyFile != "":
+		f, err := os.Open(o.keyFile)
+		if err != nil {
+			return "", usageError("--key-file: " + err.Error())
+		}
+		defer f.Close()
+		r, from = f, "--key-file: read "+o.keyFile
+		empty = "--key-file " + o.keyFile + ": no key in it"
+	default:
+		return "", nil
+	}
+	line, err := bufio.NewReader(io.LimitReader(r, maxKeyLine)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("%s: %w", from, err)
+	}
+	if line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r"); line == "" {
+		return "", usageError(empty)
+	}
+	return line, nil
 }
 
 func newGetKeyCommand(s streams) *cobra.Command {
