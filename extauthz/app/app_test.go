@@ -68,6 +68,11 @@ func TestParseFlags(t *testing.T) {
 		}},
 		"max ttl from env":         {env: map[string]string{"EXTAUTHZ_MAX_TTL": "720h"}, check: func(c Config) bool { return c.MaxTTL == 720*time.Hour }},
 		"address without port":     {args: []string{"--redis-address", "redis"}, wantErr: `--redis-address "redis": want host:port`},
+		"redis password as a flag": {args: []string{"--redis-password", "hunter22"}, wantErr: "--redis-password is never taken on the command line (it would show in shell history and ps): put it in a file named by --redis-password-file, or set the environment variable EXTAUTHZ_REDIS_PASSWORD"},
+		"redis user and tls from env": {env: map[string]string{"EXTAUTHZ_REDIS_PASSWORD": "pw", "EXTAUTHZ_REDIS_USERNAME": "extauthz", "EXTAUTHZ_REDIS_TLS": "true"}, check: func(c Config) bool {
+			o := c.Options()
+			return o.Username == "extauthz" && o.Password == "pw" && o.TLSConfig != nil
+		}},
 		"negative max ttl":         {args: []string{"--max-ttl", "-1h"}, wantErr: "--max-ttl must not be negative"},
 		"bad duration in env":      {env: map[string]string{"EXTAUTHZ_MAX_TTL": "forever"}, wantErr: "EXTAUTHZ_MAX_TTL (flag --max-ttl)"},
 		"stray argument":           {args: []string{"serve"}, wantErr: "unexpected arguments"},
@@ -161,6 +166,7 @@ func TestShutdownFlushesActivity(t *testing.T) {
 // running is an extauthz started by startExtAuthz.
 type running struct {
 	addr  string
+	http  string // /metrics, /healthz and /readyz
 	cp    *pki.ControlPlane
 	envoy *tls.Config // Envoy's side of the mutual TLS
 	stop  func() error
@@ -178,12 +184,12 @@ func startExtAuthz(t *testing.T, redisAddr string, more ...string) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x := &running{addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), cp: cp}
+	x := &running{addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), http: fmt.Sprintf("127.0.0.1:%d", ports[1]), cp: cp}
 	if x.envoy, err = grpctls.ClientConfig(cp.CAFile, cp.EnvoyCertFile, cp.EnvoyKeyFile, "127.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
 	c, err := ParseFlags(append([]string{"--redis-address", redisAddr, "--grpc-address", x.addr,
-		"--http-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		"--http-address", x.http,
 		"--grpc-tls-cert-file", cp.ServerCertFile, "--grpc-tls-key-file", cp.ServerKeyFile, "--grpc-client-ca-file", cp.CAFile}, more...))
 	if err != nil {
 		t.Fatal(err)
