@@ -4,6 +4,7 @@
 package redisserver
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -90,7 +91,10 @@ func (s *Server) writeConfig() error {
 		fmt.Fprintf(&conf, "user %s on #%s ~* &* +@all\n", name, hex.EncodeToString(sum[:]))
 	}
 	if len(names) > 0 {
-		conf.WriteString("user default off\n")
+		// Off, so that no client logs in as it; with every right all the same, because Redis 7.0
+		// replays the append-only file's MULTI/EXEC (every Lua script's writes) with the default
+		// user's rights, and without them drops those writes on restart.
+		conf.WriteString("user default off ~* &* +@all\n")
 	}
 	s.conf = filepath.Join(s.opts.Dir, "redis.conf")
 	return os.WriteFile(s.conf, []byte(conf.String()), 0o600)
@@ -157,7 +161,7 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	return proc.WaitFor(ctx, s.p, "redis-server on "+s.Addr, ping(s.dial, s.Addr))
+	return proc.WaitFor(ctx, s.p, "redis-server on "+s.Addr, s.ping())
 }
 
 // Restart stops the server and starts it again on the same port with the same data directory.
@@ -186,26 +190,33 @@ func (s *Server) Stop() {
 	}
 }
 
-// ping speaks just enough RESP to ask a fresh server whether it is up, without pulling a client
-// into this package. With ACL users it answers NOAUTH, which says it is up as well.
-func ping(dial func(context.Context, string) (net.Conn, error), addr string) func(context.Context) error {
+// ping speaks just enough RESP to ask a fresh server whether it is up and has loaded its data,
+// without pulling a client into this package: PING, after logging in as one of the ACL users if
+// there are any (else Redis answers NOAUTH before it says it is still LOADING).
+func (s *Server) ping() func(context.Context) error {
+	var login string
+	for name, password := range s.opts.Users {
+		login = fmt.Sprintf("*3\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(name), name, len(password), password)
+		break
+	}
 	return func(ctx context.Context) error {
-		c, err := dial(ctx, addr)
+		c, err := s.dial(ctx, s.Addr)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(time.Second))
-		if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		if _, err := c.Write([]byte(login + "PING\r\n")); err != nil {
 			return err
 		}
-		buf := make([]byte, 16)
-		n, err := c.Read(buf)
-		if err != nil {
-			return err
+		r := bufio.NewReader(c)
+		if login != "" {
+			if a, err := r.ReadString('\n'); err != nil || a != "+OK\r\n" {
+				return fmt.Errorf("redis answered %q, %v to AUTH", a, err)
+			}
 		}
-		if a := string(buf[:n]); a != "+PONG\r\n" && !strings.HasPrefix(a, "-NOAUTH") {
-			return fmt.Errorf("redis answered %q to PING", buf[:n])
+		if a, err := r.ReadString('\n'); err != nil || a != "+PONG\r\n" {
+			return fmt.Errorf("redis answered %q, %v to PING", a, err)
 		}
 		return nil
 	}
