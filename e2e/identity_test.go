@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	authnv1 "k8s.io/api/authentication/v1"
 
 	"github.com/keygate-dev/keygate/keystore/accesskey"
@@ -249,7 +248,7 @@ func TestExternalIdentityKey(t *testing.T) {
 // user's UID (the store's own Create records none, as for an external identity).
 func newOwnedKey(t *testing.T, spec v1.OwnedAccessKeySpec) (name, key string) {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: platform.RedisAddr})
+	rdb := redisClient(t)
 	defer rdb.Close()
 	u, err := users.New(rdb, users.Options{}).Get(context.Background(), spec.User)
 	if err != nil {

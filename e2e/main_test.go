@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keygate-dev/keygate/internal/edgepath"
@@ -76,7 +75,12 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "e2e:", err)
 			return 1
 		}
-		keys = store.New(redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{platform.RedisAddr}}))
+		rdb, err := platform.RedisClient()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			return 1
+		}
+		keys = store.New(rdb)
 		for name, ns := range markers {
 			a := platform.Clusters[name]
 			if name == localdev.VirtualClusterName {

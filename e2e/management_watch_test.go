@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
@@ -273,7 +272,7 @@ func TestWatchFromTrimmedVersionIsGone(t *testing.T) {
 	}
 	stop()
 
-	rdb := redis.NewClient(&redis.Options{Addr: platform.RedisAddr})
+	rdb := redisClient(t)
 	defer rdb.Close()
 	// The stream and counter of keystore/README.md's Redis layout.
 	const stream, counter = "keygate:{accesskeys}:events", "keygate:{accesskeys}:rv"

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
@@ -47,7 +46,7 @@ func TestUserStoreGroupsAndDisabledUsers(t *testing.T) {
 // storeUser puts u in the platform's user store, as `keystore create-user` would.
 func storeUser(t *testing.T, u users.User) {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: platform.RedisAddr})
+	rdb := redisClient(t)
 	defer rdb.Close()
 	if err := users.New(rdb, users.Options{Cost: bcrypt.MinCost}).Create(context.Background(), u, "correct horse battery"); err != nil {
 		t.Fatal(err)

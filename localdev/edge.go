@@ -47,11 +47,12 @@ func (p *Platform) startEdge(ctx context.Context) error {
 	}
 	p.step("starting extauthz")
 	p.extauthzArgs = []string{"--grpc-address", a.authGRPC, "--http-address", a.authHTTP,
-		"--redis-address", p.RedisAddr, "--grafana-user-header", GrafanaUserHeader, "--log-format", "text", "--log-level", "debug",
+		"--grafana-user-header", GrafanaUserHeader, "--log-format", "text", "--log-level", "debug",
 		// Locally, status.lastActivity should show a use at once rather than after the
 		// production default of 10s.
 		"--activity-flush-interval", ActivityFlushInterval.String()}
 	p.extauthzArgs = append(p.extauthzArgs, grafanaExtAuthzArgs...)
+	p.extauthzArgs = append(p.extauthzArgs, p.RedisArgs()...)
 	p.extauthzArgs = append(p.extauthzArgs, p.grpcTLSArgs()...)
 	if err := p.StartExtAuthz(ctx); err != nil {
 		return err

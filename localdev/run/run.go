@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/keygate-dev/keygate/internal/flagenv"
@@ -43,6 +44,7 @@ func Main(args []string, out io.Writer) error {
 		fmt.Fprintln(out, "==> stopping")
 		os.Remove(state.kubeconfig)
 		os.Remove(state.adminKey)
+		os.Remove(state.redisEnv)
 		p.Stop()
 		fmt.Fprintln(out, "==> stopped")
 	}()
@@ -51,6 +53,11 @@ func Main(args []string, out io.Writer) error {
 		return err
 	}
 	if err := os.WriteFile(state.adminKey, []byte(p.AdminKey+"\n"), 0o600); err != nil {
+		return err
+	}
+	// The keystore command's Redis settings (file names, never the password itself), so that
+	// `set -a; . .run/redis.env` lets it reach the TLS-only Redis as the platform's ACL user.
+	if err := os.WriteFile(state.redisEnv, []byte(strings.Join(p.RedisEnv("KEYSTORE"), "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
 	printReady(out, p, root, state, time.Since(started))
@@ -81,7 +88,7 @@ func parseFlags(args []string) (dir string, port int, err error) {
 }
 
 // stateFiles are where the platform keeps its state, and the two files a user needs from it.
-type stateFiles struct{ dir, kubeconfig, adminKey string }
+type stateFiles struct{ dir, kubeconfig, adminKey, redisEnv string }
 
 // freshState empties dir (relative to root unless absolute): nothing from an earlier run (keys,
 // etcd data) can confuse this one.
@@ -89,7 +96,7 @@ func freshState(root, dir string) (stateFiles, error) {
 	if !filepath.IsAbs(dir) {
 		dir = filepath.Join(root, dir)
 	}
-	state := stateFiles{dir: dir, kubeconfig: filepath.Join(dir, "admin.kubeconfig"), adminKey: filepath.Join(dir, "admin.key")}
+	state := stateFiles{dir: dir, kubeconfig: filepath.Join(dir, "admin.kubeconfig"), adminKey: filepath.Join(dir, "admin.key"), redisEnv: filepath.Join(dir, "redis.env")}
 	if err := os.RemoveAll(dir); err != nil {
 		return stateFiles{}, err
 	}
@@ -112,7 +119,8 @@ keygate is running (ready in %.1fs).
   kubeconfig:  %s
                contexts: loft_demo, loft_staging, loft-vcluster_vc1_vcluster-demo_demo, loft-management
   logs:        %s
-  redis:       %s   (.run/bin/keystore create-key --redis-address %[7]s --user NAME; docs/scopes.md)
+  redis:       %s   (TLS only, ACL user keygate: set -a; . %[9]s; set +a
+               then .run/bin/keystore create-key --user NAME; docs/scopes.md)
 
 Try:
   export PATH="$PWD/.tools/bin:$PATH"    # kubectl v1.36, installed by make
@@ -123,5 +131,5 @@ Try:
 
 Ctrl-C stops everything.
 `, took.Seconds(), p.EdgeURL, p.AdminKey, rel(state.adminKey), rel(state.kubeconfig),
-		rel(filepath.Join(state.dir, "logs")), p.RedisAddr, rel(filepath.Join(state.dir, "pki", "edge-ca.crt")))
+		rel(filepath.Join(state.dir, "logs")), p.RedisAddr, rel(filepath.Join(state.dir, "pki", "edge-ca.crt")), rel(state.redisEnv))
 }
