@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -106,8 +105,7 @@ func TestLoginRehashesAtTheServersCost(t *testing.T) {
 // storedHashCost is the bcrypt cost of the hash in user's record in Redis.
 func storedHashCost(t *testing.T, ctx context.Context, user string) int {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: platform.RedisAddr})
-	defer rdb.Close()
+	rdb := redisClient(t)
 	data, err := rdb.Get(ctx, "keygate:user:{"+user+"}").Bytes()
 	if err != nil {
 		t.Fatal(err)
