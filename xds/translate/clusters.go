@@ -57,6 +57,23 @@ func ResourceName(r edgepath.Ref) string {
 	return string(r.Kind)
 }
 
+// oneEndpoint is the load assignment of a cluster with one upstream address.
+func oneEndpoint(cluster, host string, port uint32) *endpointv3.ClusterLoadAssignment {
+	return &endpointv3.ClusterLoadAssignment{
+		ClusterName: cluster,
+		Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+					Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+						Address:       host,
+						PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+					}}},
+				}},
+			}},
+		}},
+	}
+}
+
 // upstreamCluster is the Envoy cluster that reaches a target's upstream.
 func upstreamCluster(t model.Target) (*clusterv3.Cluster, error) {
 	u := t.Upstream
@@ -75,19 +92,7 @@ func upstreamCluster(t model.Target) (*clusterv3.Cluster, error) {
 	c := &clusterv3.Cluster{
 		Name:           name,
 		ConnectTimeout: durationpb.New(connectTimeout),
-		LoadAssignment: &endpointv3.ClusterLoadAssignment{
-			ClusterName: name,
-			Endpoints: []*endpointv3.LocalityLbEndpoints{{
-				LbEndpoints: []*endpointv3.LbEndpoint{{
-					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-						Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-							Address:       host,
-							PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
-						}}},
-					}},
-				}},
-			}},
-		},
+		LoadAssignment: oneEndpoint(name, host, port),
 		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 			Priority:           corev3.RoutingPriority_DEFAULT,
 			MaxConnections:     wrapperspb.UInt32(circuitLimit),
