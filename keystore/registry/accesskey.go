@@ -10,8 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/watch"
@@ -142,25 +140,13 @@ func (a *AccessKeys) List(ctx context.Context, options *metainternalversion.List
 	return list, nil
 }
 
-// matcher turns list options into a predicate. Only metadata.name is a supported field.
+// matcher turns list options into a predicate on keys (metaMatcher).
 func matcher(options *metainternalversion.ListOptions) (func(*v1.OwnedAccessKey) bool, error) {
-	ls, fs := labels.Everything(), fields.Everything()
-	if options != nil {
-		if options.LabelSelector != nil {
-			ls = options.LabelSelector
-		}
-		if options.FieldSelector != nil {
-			fs = options.FieldSelector
-			for _, r := range fs.Requirements() {
-				if r.Field != "metadata.name" {
-					return nil, apierrors.NewBadRequest(fmt.Sprintf("field selector %q: only metadata.name is supported", r.Field))
-				}
-			}
-		}
+	match, err := metaMatcher(options)
+	if err != nil {
+		return nil, err
 	}
-	return func(k *v1.OwnedAccessKey) bool {
-		return ls.Matches(labels.Set(k.Labels)) && fs.Matches(fields.Set{"metadata.name": k.Name})
-	}, nil
+	return func(k *v1.OwnedAccessKey) bool { return match(&k.ObjectMeta) }, nil
 }
 
 // Create stores a new key and answers with its plain key, the only time it is ever shown. An
@@ -312,7 +298,7 @@ func (a *AccessKeys) Update(ctx context.Context, name string, objInfo rest.Updat
 	}
 	cur, err := a.get(ctx, c, name)
 	if apierrors.IsNotFound(err) && forceAllowCreate {
-		return a.createOnUpdate(ctx, objInfo, createValidation, options)
+		return createOnUpdate(ctx, a, objInfo, createValidation, options)
 	}
 	if err != nil {
 		return nil, false, err
@@ -349,14 +335,14 @@ func (a *AccessKeys) Update(ctx context.Context, name string, objInfo rest.Updat
 	return out, false, nil
 }
 
-// createOnUpdate is an Update of a key that does not exist, as server-side apply of a new object
-// makes: a Create.
-func (a *AccessKeys) createOnUpdate(ctx context.Context, objInfo rest.UpdatedObjectInfo, createValidation rest.ValidateObjectFunc, options *metav1.UpdateOptions) (runtime.Object, bool, error) {
+// createOnUpdate is an Update of an object that does not exist, as server-side apply of a new
+// object makes: a Create by storage.
+func createOnUpdate(ctx context.Context, storage rest.Creater, objInfo rest.UpdatedObjectInfo, createValidation rest.ValidateObjectFunc, options *metav1.UpdateOptions) (runtime.Object, bool, error) {
 	obj, err := objInfo.UpdatedObject(ctx, nil)
 	if err != nil {
 		return nil, false, err
 	}
-	created, err := a.Create(ctx, obj, createValidation, &metav1.CreateOptions{DryRun: options.DryRun, FieldManager: options.FieldManager})
+	created, err := storage.Create(ctx, obj, createValidation, &metav1.CreateOptions{DryRun: options.DryRun, FieldManager: options.FieldManager})
 	return created, err == nil, err
 }
 

@@ -12,8 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-
-	"github.com/keygate-dev/keygate/keystore/store"
 )
 
 // identity is what the storages of users and teams share: who calls, and whether they may
@@ -32,6 +30,16 @@ func (i identity) caller(ctx context.Context) (Caller, error) {
 	return c, nil
 }
 
+// writer is the caller of a write of the user or team name, if they may write identities at
+// all (mayWrite).
+func (i identity) writer(ctx context.Context, name string) (Caller, error) {
+	c, err := i.caller(ctx)
+	if err != nil {
+		return c, err
+	}
+	return c, i.mayWrite(ctx, c, name)
+}
+
 // mayWrite refuses a write of users or teams to all but an admin's unscoped key. Identity
 // decides what every key of a user does, so a key narrowed to some projects must not be able
 // to give its user (or anyone) more: the "no key widens itself" rule, for identities.
@@ -39,15 +47,9 @@ func (i identity) mayWrite(ctx context.Context, c Caller, name string) error {
 	if !c.Admin {
 		return apierrors.NewForbidden(i.resource, name, errors.New("only admins may create, change or delete users and teams"))
 	}
-	if c.Key == "" {
-		return nil // the apiserver's own loopback client
-	}
-	own, err := i.keys.Get(ctx, c.Key)
-	if errors.Is(err, store.ErrNotFound) {
-		return apierrors.NewForbidden(i.resource, name, fmt.Errorf("the access key of this request (%q) no longer exists", c.Key))
-	}
-	if err != nil {
-		return apierrors.NewInternalError(err)
+	own, err := requestKey(ctx, i.keys, c, i.resource, name)
+	if err != nil || own == nil {
+		return err // own is nil for the apiserver's own loopback client
 	}
 	if !scopeEmpty(own.Spec.Scope) {
 		return apierrors.NewForbidden(i.resource, name, fmt.Errorf("the access key of this request (%q) is scoped: users and teams are written only with an admin's unscoped key", own.Name))

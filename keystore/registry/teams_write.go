@@ -101,21 +101,13 @@ func teamWriteError(name string, err error) error {
 // Update changes a team and its members (admins only); with forceAllowCreate (server-side
 // apply of a new object) it creates one.
 func (s *Teams) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, createValidation rest.ValidateObjectFunc, updateValidation rest.ValidateObjectUpdateFunc, forceAllowCreate bool, options *metav1.UpdateOptions) (runtime.Object, bool, error) {
-	c, err := s.id.caller(ctx)
+	c, err := s.id.writer(ctx, name)
 	if err != nil {
-		return nil, false, err
-	}
-	if err := s.id.mayWrite(ctx, c, name); err != nil {
 		return nil, false, err
 	}
 	cur, err := s.get(ctx, c, name)
 	if apierrors.IsNotFound(err) && forceAllowCreate {
-		obj, err := objInfo.UpdatedObject(ctx, nil)
-		if err != nil {
-			return nil, false, err
-		}
-		created, err := s.Create(ctx, obj, createValidation, &metav1.CreateOptions{DryRun: options.DryRun, FieldManager: options.FieldManager})
-		return created, err == nil, err
+		return createOnUpdate(ctx, s, objInfo, createValidation, options)
 	}
 	if err != nil {
 		return nil, false, err
@@ -184,11 +176,8 @@ func (s *Teams) updatedTeam(ctx context.Context, name string, objInfo rest.Updat
 // Delete removes a team (admins only) and its membership from every member, so that a team
 // created again under the name starts empty.
 func (s *Teams) Delete(ctx context.Context, name string, deleteValidation rest.ValidateObjectFunc, options *metav1.DeleteOptions) (runtime.Object, bool, error) {
-	c, err := s.id.caller(ctx)
+	c, err := s.id.writer(ctx, name)
 	if err != nil {
-		return nil, false, err
-	}
-	if err := s.id.mayWrite(ctx, c, name); err != nil {
 		return nil, false, err
 	}
 	cur, err := s.get(ctx, c, name)

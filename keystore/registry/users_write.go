@@ -79,21 +79,13 @@ func fillUserNames(u *v1.User) {
 // Update changes a user (admins only); with forceAllowCreate (server-side apply of a new
 // object) it creates one. A write made from a stale read (resourceVersion) is a conflict.
 func (s *Users) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, createValidation rest.ValidateObjectFunc, updateValidation rest.ValidateObjectUpdateFunc, forceAllowCreate bool, options *metav1.UpdateOptions) (runtime.Object, bool, error) {
-	c, err := s.id.caller(ctx)
+	c, err := s.id.writer(ctx, name)
 	if err != nil {
-		return nil, false, err
-	}
-	if err := s.id.mayWrite(ctx, c, name); err != nil {
 		return nil, false, err
 	}
 	cur, err := s.get(ctx, c, name)
 	if apierrors.IsNotFound(err) && forceAllowCreate {
-		obj, err := objInfo.UpdatedObject(ctx, nil)
-		if err != nil {
-			return nil, false, err
-		}
-		created, err := s.Create(ctx, obj, createValidation, &metav1.CreateOptions{DryRun: options.DryRun, FieldManager: options.FieldManager})
-		return created, err == nil, err
+		return createOnUpdate(ctx, s, objInfo, createValidation, options)
 	}
 	if err != nil {
 		return nil, false, err
@@ -166,11 +158,8 @@ func userWriteError(name string, err error) error {
 // Delete removes a user (admins only), honouring uid and resourceVersion preconditions. The
 // edge refuses the user's keys at once (their recorded UID no longer matches).
 func (s *Users) Delete(ctx context.Context, name string, deleteValidation rest.ValidateObjectFunc, options *metav1.DeleteOptions) (runtime.Object, bool, error) {
-	c, err := s.id.caller(ctx)
+	c, err := s.id.writer(ctx, name)
 	if err != nil {
-		return nil, false, err
-	}
-	if err := s.id.mayWrite(ctx, c, name); err != nil {
 		return nil, false, err
 	}
 	cur, err := s.get(ctx, c, name)

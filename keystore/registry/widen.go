@@ -8,6 +8,7 @@ import (
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
@@ -26,14 +27,15 @@ import (
 const DisabledByAnnotation = "keygate.dev/disabled-by"
 
 // requestKey is the access key the request was made with, or nil when the request names none
-// (the apiserver's own loopback client).
-func (a *AccessKeys) requestKey(ctx context.Context, c Caller) (*v1.OwnedAccessKey, error) {
+// (the apiserver's own loopback client). A key deleted meanwhile forbids the write of name, a
+// resource.
+func requestKey(ctx context.Context, keys Keys, c Caller, res schema.GroupResource, name string) (*v1.OwnedAccessKey, error) {
 	if c.Key == "" {
 		return nil, nil
 	}
-	own, err := a.keys.Get(ctx, c.Key)
+	own, err := keys.Get(ctx, c.Key)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("the access key of this request (%q) no longer exists", c.Key)
+		return nil, apierrors.NewForbidden(res, name, fmt.Errorf("the access key of this request (%q) no longer exists", c.Key))
 	}
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
@@ -44,16 +46,9 @@ func (a *AccessKeys) requestKey(ctx context.Context, c Caller) (*v1.OwnedAccessK
 // withinRequestKey refuses keys (the one written and, on an update or delete, the one it was)
 // whose scope reaches beyond the scope of the request's own key.
 func (a *AccessKeys) withinRequestKey(ctx context.Context, c Caller, ks ...*v1.OwnedAccessKey) error {
-	own, err := a.requestKey(ctx, c)
-	if err != nil {
-		var status apierrors.APIStatus
-		if errors.As(err, &status) {
-			return err
-		}
-		return apierrors.NewForbidden(resource, ks[0].Name, err)
-	}
-	if own == nil {
-		return nil
+	own, err := requestKey(ctx, a.keys, c, resource, ks[0].Name)
+	if err != nil || own == nil {
+		return err
 	}
 	for _, k := range ks {
 		if k != nil && !ScopeWithin(k.Spec.Scope, own.Spec.Scope) {
