@@ -51,6 +51,7 @@ func (p *Platform) startEdge(ctx context.Context) error {
 		// Locally, status.lastActivity should show a use at once rather than after the
 		// production default of 10s.
 		"--activity-flush-interval", ActivityFlushInterval.String()}
+	p.extauthzHTTP = a.authHTTP
 	p.extauthzArgs = append(p.extauthzArgs, grafanaExtAuthzArgs...)
 	p.extauthzArgs = append(p.extauthzArgs, p.RedisArgs()...)
 	p.extauthzArgs = append(p.extauthzArgs, p.grpcTLSArgs()...)
@@ -165,10 +166,9 @@ func (p *Platform) StartExtAuthz(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	httpAddr := p.extauthzArgs[3]
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	return proc.WaitFor(wctx, p.extauthz, "extauthz", proc.HTTPReady("http://"+httpAddr+"/readyz"))
+	return proc.WaitFor(wctx, p.extauthz, "extauthz", proc.HTTPReady("http://"+p.extauthzHTTP+"/readyz"))
 }
 
 // StopExtAuthz stops extauthz (to prove that the edge then fails closed).

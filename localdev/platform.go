@@ -74,17 +74,19 @@ type Platform struct {
 	// Bin is the directory holding the built xds, extauthz and keystore binaries.
 	Bin string
 
-	opts          Options
-	logs          string
-	redis         *redisserver.Server
-	etcd          *proc.Process
-	grafana       *http.Server
-	mu            sync.Mutex
-	targets       Targets
-	xds           *proc.Process
-	extauthz      *proc.Process
-	envoy         *proc.Process
-	extauthzArgs  []string
+	opts         Options
+	logs         string
+	redis        *redisserver.Server
+	etcd         *proc.Process
+	grafana      *http.Server
+	mu           sync.Mutex
+	targets      Targets
+	xds          *proc.Process
+	extauthz     *proc.Process
+	envoy        *proc.Process
+	extauthzArgs []string
+	// extauthzHTTP is extauthz's --http-address, where StartExtAuthz waits for /readyz.
+	extauthzHTTP  string
 	controlPlane  *pki.ControlPlane // the mutual TLS of Envoy, xds and extauthz
 	keystore      *proc.Process
 	keystoreAddrs struct{ api, auth, http string }
