@@ -131,15 +131,17 @@ func Start(ctx context.Context, opts Options) (_ *Platform, err error) {
 // returns the certificates of the platform CA. These are the slow parts, so they run side by
 // side.
 func (p *Platform) buildAndStartBackends(ctx context.Context) (*kubeserver.Certs, error) {
+	// The certificates first: they are quick, the API servers need them, and failing here
+	// leaves nothing running in the background while Start's caller stops the platform.
+	certs, err := p.platformCerts()
+	if err != nil {
+		return nil, err
+	}
 	var wg sync.WaitGroup
 	var buildErr, redisErr, kubeErr error
 	wg.Add(3)
 	go func() { defer wg.Done(); buildErr = p.build(ctx) }()
 	go func() { defer wg.Done(); redisErr = p.startRedis(ctx) }()
-	certs, err := p.platformCerts()
-	if err != nil {
-		return nil, err
-	}
 	go func() { defer wg.Done(); kubeErr = p.startKube(ctx, certs) }()
 	wg.Wait()
 	return certs, errors.Join(buildErr, redisErr, kubeErr)
