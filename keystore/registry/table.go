@@ -28,34 +28,45 @@ var columns = []metav1.TableColumnDefinition{
 	{Name: "Age", Type: "date", Description: "Time since creation"},
 }
 
-// now is the clock of the table; tests replace it.
-var now = time.Now
-
-func (tableConvertor) ConvertToTable(_ context.Context, obj runtime.Object, _ runtime.Object) (*metav1.Table, error) {
-	t := &metav1.Table{ColumnDefinitions: columns}
-	add := func(k *v1.OwnedAccessKey) {
-		t.Rows = append(t.Rows, metav1.TableRow{
-			Cells:  []any{k.Name, owner(k), string(k.Spec.Type), expires(k), lastActivity(k), k.Spec.Disabled, k.Spec.DisplayName, age(k.CreationTimestamp)},
-			Object: runtime.RawExtension{Object: k},
-		})
-	}
-	switch o := obj.(type) {
-	case *v1.OwnedAccessKey:
-		add(o)
-	case *v1.OwnedAccessKeyList:
-		for i := range o.Items {
-			add(&o.Items[i])
+// table prints obj, one T or a list of them, as rows of cells, with the resourceVersion (and
+// continue token) of obj: what every kind's ConvertToTable does, with its own columns.
+func table[T runtime.Object](obj runtime.Object, columns []metav1.TableColumnDefinition, cells func(T) []any) (*metav1.Table, error) {
+	items := []runtime.Object{obj}
+	if meta.IsListType(obj) {
+		var err error
+		if items, err = meta.ExtractList(obj); err != nil {
+			return nil, err
 		}
-	default:
-		return nil, fmt.Errorf("cannot print %T as a table", obj)
 	}
+	t := &metav1.Table{ColumnDefinitions: columns}
+	for _, item := range items {
+		o, ok := item.(T)
+		if !ok {
+			return nil, fmt.Errorf("cannot print %T as a table", item)
+		}
+		t.Rows = append(t.Rows, metav1.TableRow{Cells: cells(o), Object: runtime.RawExtension{Object: o}})
+	}
+	setTableVersion(t, obj)
+	return t, nil
+}
+
+// setTableVersion gives t the resourceVersion (and continue token) of obj, a list or object.
+func setTableVersion(t *metav1.Table, obj runtime.Object) {
 	if l, err := meta.ListAccessor(obj); err == nil {
 		t.ResourceVersion = l.GetResourceVersion()
 		t.Continue = l.GetContinue()
 	} else if m, err := meta.Accessor(obj); err == nil {
 		t.ResourceVersion = m.GetResourceVersion()
 	}
-	return t, nil
+}
+
+// now is the clock of the table; tests replace it.
+var now = time.Now
+
+func (tableConvertor) ConvertToTable(_ context.Context, obj runtime.Object, _ runtime.Object) (*metav1.Table, error) {
+	return table(obj, columns, func(k *v1.OwnedAccessKey) []any {
+		return []any{k.Name, owner(k), string(k.Spec.Type), expires(k), lastActivity(k), k.Spec.Disabled, k.Spec.DisplayName, age(k.CreationTimestamp)}
+	})
 }
 
 func owner(k *v1.OwnedAccessKey) string {

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -23,23 +22,7 @@ var teamColumns = []metav1.TableColumnDefinition{
 }
 
 func (teamTable) ConvertToTable(_ context.Context, obj runtime.Object, _ runtime.Object) (*metav1.Table, error) {
-	t := &metav1.Table{ColumnDefinitions: teamColumns}
-	add := func(tm *v1.Team) {
-		t.Rows = append(t.Rows, metav1.TableRow{
-			Cells:  []any{tm.Name, orNone(tm.Spec.DisplayName), joinOrNone(tm.Spec.Users), joinOrNone(tm.Spec.Groups), tm.Spec.Description, age(tm.CreationTimestamp)},
-			Object: runtime.RawExtension{Object: tm},
-		})
-	}
-	switch o := obj.(type) {
-	case *v1.Team:
-		add(o)
-	case *v1.TeamList:
-		for i := range o.Items {
-			add(&o.Items[i])
-		}
-	default:
-		return nil, fmt.Errorf("cannot print %T as a table", obj)
-	}
-	setTableVersion(t, obj)
-	return t, nil
+	return table(obj, teamColumns, func(tm *v1.Team) []any {
+		return []any{tm.Name, orNone(tm.Spec.DisplayName), joinOrNone(tm.Spec.Users), joinOrNone(tm.Spec.Groups), tm.Spec.Description, age(tm.CreationTimestamp)}
+	})
 }

@@ -2,10 +2,8 @@ package registry
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -26,35 +24,9 @@ var userColumns = []metav1.TableColumnDefinition{
 }
 
 func (userTable) ConvertToTable(_ context.Context, obj runtime.Object, _ runtime.Object) (*metav1.Table, error) {
-	t := &metav1.Table{ColumnDefinitions: userColumns}
-	add := func(u *v1.User) {
-		t.Rows = append(t.Rows, metav1.TableRow{
-			Cells:  []any{u.Name, orNone(u.Spec.DisplayName), orNone(u.Spec.Email), joinOrNone(u.Spec.Groups), joinOrNone(u.Status.Teams), u.Spec.Disabled, age(u.CreationTimestamp)},
-			Object: runtime.RawExtension{Object: u},
-		})
-	}
-	switch o := obj.(type) {
-	case *v1.User:
-		add(o)
-	case *v1.UserList:
-		for i := range o.Items {
-			add(&o.Items[i])
-		}
-	default:
-		return nil, fmt.Errorf("cannot print %T as a table", obj)
-	}
-	setTableVersion(t, obj)
-	return t, nil
-}
-
-// setTableVersion gives t the resourceVersion (and continue token) of obj, a list or object.
-func setTableVersion(t *metav1.Table, obj runtime.Object) {
-	if l, err := meta.ListAccessor(obj); err == nil {
-		t.ResourceVersion = l.GetResourceVersion()
-		t.Continue = l.GetContinue()
-	} else if m, err := meta.Accessor(obj); err == nil {
-		t.ResourceVersion = m.GetResourceVersion()
-	}
+	return table(obj, userColumns, func(u *v1.User) []any {
+		return []any{u.Name, orNone(u.Spec.DisplayName), orNone(u.Spec.Email), joinOrNone(u.Spec.Groups), joinOrNone(u.Status.Teams), u.Spec.Disabled, age(u.CreationTimestamp)}
+	})
 }
 
 func orNone(s string) string {
