@@ -34,6 +34,10 @@
 // refused with 403, since "logging out" of a CI job's key by accident would break the job; its
 // owner deletes it with kubectl delete ownedaccesskeys.management.loft.sh <name>.
 //
+// Handler.Login and Handler.Logout are these endpoints' work without the JSON: the login page
+// (keystore/auth/loginpage) signs in and out through them, so a password checked by the page
+// meets the same limiter, quota, answers, metrics and log lines.
+//
 // Responses carry Cache-Control: no-store. Logs name users and keys, never passwords or
 // plain keys.
 package auth
@@ -45,7 +49,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"mime"
 	"net/http"
@@ -252,9 +255,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// invalidCredentials is the one message for every refused login.
-const invalidCredentials = "invalid username or password"
-
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		h.metrics.logins.WithLabelValues(LoginBadRequest).Inc()
@@ -268,79 +268,42 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, code, reason, msg)
 		return
 	}
-
-	addr, addrKey := clientAddress(r)
-	// Only names that could exist get a bucket of their own: the rest can never log in, and
-	// would only let a client fill the limiter with junk. The address bucket holds for them.
-	userKey := ""
-	if validation.IsDNS1123Label(req.Username) == nil {
-		userKey = req.Username
-	}
-	att, wait, by := h.limiter.admit(userKey, addrKey)
-	if att == nil {
-		h.metrics.logins.WithLabelValues(LoginLimited).Inc()
-		h.log.Warn("login refused: too many failed logins", h.userAttr(req.Username), "client", addr, "limit", by, "retryAfterSeconds", retryAfter(wait))
-		tooManyLogins(w, wait)
-		return
-	}
-
-	u, err := h.authenticate(r.Context(), att, req)
-	switch {
-	case errors.Is(err, users.ErrInvalidCredentials):
-		h.metrics.logins.WithLabelValues(LoginInvalid).Inc()
-		h.log.Info("login refused: invalid credentials", h.userAttr(req.Username), "client", addr)
-		writeStatus(w, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, invalidCredentials)
-		return
-	case err != nil:
-		h.metrics.logins.WithLabelValues(LoginError).Inc()
-		h.log.Error("login failed: user store unavailable", h.userAttr(req.Username), "client", addr, "error", err)
-		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "logins cannot be checked right now; try again later")
-		return
-	}
-
-	plain, key, evicted, err := h.issue(r.Context(), u)
-	if len(evicted) > 0 {
-		h.log.Info("login: deleted the user's oldest login keys to stay within the bound", "user", u.Name, "keys", evicted, "maxLoginKeys", h.opts.MaxLoginKeys)
-	}
+	l, err := h.Login(r, req.Username, req.Password)
 	if err != nil {
-		h.metrics.logins.WithLabelValues(LoginError).Inc()
-		h.log.Error("login failed: cannot create the access key", "user", u.Name, "client", addr, "error", err)
-		issueFailed(w, err)
+		writeLoginError(w, err)
 		return
 	}
-	expires := key.CreationTimestamp.Add(time.Duration(key.Spec.TTL) * time.Second).UTC()
-	h.metrics.logins.WithLabelValues(LoginOK).Inc()
-	h.log.Info("login", "user", u.Name, "key", key.Name, "client", addr, "expiresAt", expires.Format(time.RFC3339))
-	writeJSON(w, http.StatusOK, LoginResponse{AccessKey: plain, Name: key.Name, User: u.Name, ExpiresAt: expires.Format(time.RFC3339)})
+	writeJSON(w, http.StatusOK, LoginResponse{AccessKey: l.Plain, Name: l.Key.Name, User: l.User.Name, ExpiresAt: l.ExpiresAt.Format(time.RFC3339)})
 }
 
-func retryAfter(wait time.Duration) int { return int(math.Ceil(wait.Seconds())) }
+// writeLoginError answers a refused or failed login with its Status.
+func writeLoginError(w http.ResponseWriter, err error) {
+	var le *LoginFailure
+	if !errors.As(err, &le) { // Login returns only LoginFailures
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "the login failed")
+		return
+	}
+	switch le.Code {
+	case http.StatusTooManyRequests:
+		tooManyLogins(w, le.RetryAfter)
+	case http.StatusBadRequest:
+		writeStatus(w, le.Code, metav1.StatusReasonBadRequest, le.Message+`; send {"username": "...", "password": "..."}`)
+	case http.StatusUnauthorized:
+		writeStatus(w, le.Code, metav1.StatusReasonUnauthorized, le.Message)
+	case http.StatusServiceUnavailable:
+		writeStatus(w, le.Code, metav1.StatusReasonServiceUnavailable, le.Message)
+	default:
+		writeStatus(w, le.Code, metav1.StatusReasonInternalError, le.Message)
+	}
+}
 
 // tooManyLogins answers 429 with when to try again, in Retry-After and in the Status.
 func tooManyLogins(w http.ResponseWriter, wait time.Duration) {
-	secs := retryAfter(wait)
+	secs := RetryAfterSeconds(wait)
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
 	s := kubestatus.Failure(http.StatusTooManyRequests, metav1.StatusReasonTooManyRequests, fmt.Sprintf("too many failed logins; try again in %d seconds", secs))
 	s.Details = &metav1.StatusDetails{RetryAfterSeconds: int32(secs)}
 	writeJSON(w, http.StatusTooManyRequests, s)
-}
-
-// issueFailed answers a login whose key could not be created.
-func issueFailed(w http.ResponseWriter, err error) {
-	if errors.Is(err, store.ErrInvalid) { // a key this package built is refused: a bug
-		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "the login key could not be created")
-		return
-	}
-	writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "access keys cannot be created right now; try again later")
-}
-
-// authenticate checks the password and releases att: a refusal costs a try; an error of the
-// user store, not the client's fault, does not. The deferred release holds even if
-// Authenticate panics (net/http survives a handler's panic), so a bucket is never left with an
-// attempt running for ever.
-func (h *Handler) authenticate(ctx context.Context, att *attempt, req LoginRequest) (u *users.User, err error) {
-	defer func() { att.release(errors.Is(err, users.ErrInvalidCredentials)) }()
-	return h.opts.Users.Authenticate(ctx, req.Username, req.Password)
 }
 
 // userAttr is the attempted user name for a log line. People type passwords into the user
@@ -378,9 +341,7 @@ func readLogin(w http.ResponseWriter, r *http.Request) (req LoginRequest, code i
 	if len(strict) > 0 {
 		return req, http.StatusBadRequest, metav1.StatusReasonBadRequest, "the body is not a JSON login request: " + errors.Join(strict...).Error() + shape
 	}
-	if req.Username == "" || req.Password == "" {
-		return req, http.StatusBadRequest, metav1.StatusReasonBadRequest, "username and password are both required" + shape
-	}
+	// Empty fields are Login's to refuse, for the login page's form as for this body.
 	return req, 0, "", ""
 }
 
@@ -392,7 +353,7 @@ func (h *Handler) issue(ctx context.Context, u *users.User) (string, *v1.OwnedAc
 			ObjectMeta: metav1.ObjectMeta{Name: loginKeyName(u.Name)},
 			Spec: v1.OwnedAccessKeySpec{
 				DisplayName: "login of " + u.Name,
-				Description: "Made by a password login at /auth/password/login; ends with POST /auth/logout or when its ttl runs out.",
+				Description: "Made by a password login (POST /auth/password/login or the login page /auth/login); ends with a logout (POST /auth/logout, the page's sign-out) or when its ttl runs out.",
 				User:        u.Name,
 				TTL:         int64(h.opts.LoginTTL / time.Second),
 				Type:        v1.AccessKeyTypeLogin,
@@ -464,15 +425,17 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w)
 		return
 	}
-	addr, _ := clientAddress(r)
-	k, refused := h.deleteLoginKey(r.Context(), r.Header.Values("Authorization"), addr)
-	if refused != nil {
-		h.metrics.logouts.WithLabelValues(refused.result).Inc()
-		refused.write(w)
+	plain, err := bearer(r.Header.Values("Authorization"))
+	if err != nil {
+		h.metrics.logouts.WithLabelValues(LogoutUnauthenticated).Inc()
+		unauthenticated(err.Error()).write(w)
 		return
 	}
-	h.metrics.logouts.WithLabelValues(LogoutOK).Inc()
-	h.log.Info("logout", "key", k.Name, "user", k.Spec.User, "client", addr)
+	k, err := h.Logout(r, plain)
+	if f := (*LogoutFailure)(nil); errors.As(err, &f) {
+		f.write(w)
+		return
+	}
 	writeJSON(w, http.StatusOK, metav1.Status{
 		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
 		Status:   metav1.StatusSuccess,
@@ -482,32 +445,46 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// refusal is a refused logout: the result it is counted under, and the Status answered.
-type refusal struct {
-	result string
-	code   int
-	reason metav1.StatusReason
-	msg    string
+// Logout deletes the Login key plain and returns it: the one path of every logout, the JSON
+// endpoint's and the login page's sign-out, so both count and log alike. r gives the client
+// address for the log. Every error is a *LogoutFailure.
+func (h *Handler) Logout(r *http.Request, plain string) (*v1.OwnedAccessKey, error) {
+	addr, _ := clientAddress(r)
+	k, refused := h.deleteLoginKey(r.Context(), plain, addr)
+	if refused != nil {
+		h.metrics.logouts.WithLabelValues(refused.result).Inc()
+		return nil, refused
+	}
+	h.metrics.logouts.WithLabelValues(LogoutOK).Inc()
+	h.log.Info("logout", "key", k.Name, "user", k.Spec.User, "client", addr)
+	return k, nil
 }
 
-func (f *refusal) write(w http.ResponseWriter) {
-	if f.code == http.StatusUnauthorized {
-		unauthorized(w, f.msg)
+// LogoutFailure is a refused or failed logout: the result it is counted under, and the
+// Status answered (401 no such key or disabled, 403 not a Login key, 503 the store failed).
+type LogoutFailure struct {
+	result  string
+	Code    int
+	reason  metav1.StatusReason
+	Message string
+}
+
+func (f *LogoutFailure) Error() string { return f.Message }
+
+func (f *LogoutFailure) write(w http.ResponseWriter) {
+	if f.Code == http.StatusUnauthorized {
+		unauthorized(w, f.Message)
 		return
 	}
-	writeStatus(w, f.code, f.reason, f.msg)
+	writeStatus(w, f.Code, f.reason, f.Message)
 }
 
-func unauthenticated(msg string) *refusal {
-	return &refusal{LogoutUnauthenticated, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, msg}
+func unauthenticated(msg string) *LogoutFailure {
+	return &LogoutFailure{LogoutUnauthenticated, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, msg}
 }
 
-// deleteLoginKey deletes the login key of the Authorization header, and returns it.
-func (h *Handler) deleteLoginKey(ctx context.Context, authorization []string, addr string) (*v1.OwnedAccessKey, *refusal) {
-	plain, err := bearer(authorization)
-	if err != nil {
-		return nil, unauthenticated(err.Error())
-	}
+// deleteLoginKey deletes the login key plain, and returns it.
+func (h *Handler) deleteLoginKey(ctx context.Context, plain, addr string) (*v1.OwnedAccessKey, *LogoutFailure) {
 	for attempt := 1; ; attempt++ {
 		k, refused := h.loginKey(ctx, plain, addr)
 		if refused != nil {
@@ -515,7 +492,7 @@ func (h *Handler) deleteLoginKey(ctx context.Context, authorization []string, ad
 		}
 		// The resourceVersion makes sure that what is deleted is the key just judged, not one
 		// an administrator changed meanwhile (to another type, or disabled).
-		_, err = h.opts.Keys.DeleteObject(ctx, k.Name, k.ResourceVersion)
+		_, err := h.opts.Keys.DeleteObject(ctx, k.Name, k.ResourceVersion)
 		switch {
 		case errors.Is(err, store.ErrConflict) && attempt < maxLogoutAttempts:
 			continue // judge the key again as it is now
@@ -523,14 +500,14 @@ func (h *Handler) deleteLoginKey(ctx context.Context, authorization []string, ad
 			// Deleted meanwhile (a second logout, an administrator): the client's aim is met.
 		case err != nil:
 			h.log.Error("logout failed: cannot delete the access key", "key", k.Name, "user", k.Spec.User, "client", addr, "error", err)
-			return nil, &refusal{LogoutError, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "the access key cannot be deleted right now; try again later"}
+			return nil, &LogoutFailure{LogoutError, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "the access key cannot be deleted right now; try again later"}
 		}
 		return k, nil
 	}
 }
 
 // loginKey looks the key up and checks that a logout may delete it: a login key, not disabled.
-func (h *Handler) loginKey(ctx context.Context, plain, addr string) (*v1.OwnedAccessKey, *refusal) {
+func (h *Handler) loginKey(ctx context.Context, plain, addr string) (*v1.OwnedAccessKey, *LogoutFailure) {
 	k, err := h.opts.Keys.Lookup(ctx, plain)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -538,11 +515,11 @@ func (h *Handler) loginKey(ctx context.Context, plain, addr string) (*v1.OwnedAc
 		return nil, unauthenticated("invalid access key")
 	case err != nil:
 		h.log.Error("logout failed: key store unavailable", "client", addr, "error", err)
-		return nil, &refusal{LogoutError, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "access keys cannot be checked right now; try again later"}
+		return nil, &LogoutFailure{LogoutError, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "access keys cannot be checked right now; try again later"}
 	}
 	if k.Spec.Type != v1.AccessKeyTypeLogin {
 		h.log.Info("logout refused: not a login key", "key", k.Name, "type", string(k.Spec.Type), "user", k.Spec.User, "client", addr)
-		return nil, &refusal{LogoutForbidden, http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf(
+		return nil, &LogoutFailure{LogoutForbidden, http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf(
 			"access key %q is not a login key (its type is %q): only keys made by POST /auth/password/login are logged out this way; "+
 				"delete other keys with: kubectl delete ownedaccesskeys.management.loft.sh %s", k.Name, k.Spec.Type, k.Name)}
 	}

@@ -1,0 +1,114 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/keystore/store"
+	"github.com/keygate-dev/keygate/keystore/users"
+)
+
+// Login is a password login that succeeded.
+type Login struct {
+	// Plain is the new Login key: for the client only, never to be logged.
+	Plain string
+	// Key is the stored key (without spec.key).
+	Key  *v1.OwnedAccessKey
+	User *users.User
+	// ExpiresAt is when Key stops working (UTC).
+	ExpiresAt time.Time
+}
+
+// LoginFailure is a refused or failed login: the HTTP status to answer and a message for the
+// user, the same whatever answers it (the JSON endpoint, the login page).
+type LoginFailure struct {
+	// Code is 400 (a field missing), 401 (unknown user, wrong password or disabled user: one
+	// answer for all three), 429 (too many failed logins), 503 (a store cannot answer) or 500.
+	Code    int
+	Message string
+	// RetryAfter is, with 429, how long to wait before trying again.
+	RetryAfter time.Duration
+	err        error
+}
+
+func (e *LoginFailure) Error() string { return e.Message }
+func (e *LoginFailure) Unwrap() error { return e.err }
+
+// invalidCredentials is the one message for every refused login.
+const invalidCredentials = "invalid username or password"
+
+// Login checks a user's password and issues a Login key: the one path of every password login,
+// the JSON endpoint's and the login page's, so that both share the failure limiter, the single
+// 401 for every refusal, the login-key quota, the metrics and the log lines. r gives the client
+// address the limiter counts. Every error is a *LoginFailure.
+func (h *Handler) Login(r *http.Request, username, password string) (*Login, error) {
+	if username == "" || password == "" {
+		h.metrics.logins.WithLabelValues(LoginBadRequest).Inc()
+		return nil, &LoginFailure{Code: http.StatusBadRequest, Message: "username and password are both required"}
+	}
+	addr, addrKey := clientAddress(r)
+	// Only names that could exist get a bucket of their own: the rest can never log in, and
+	// would only let a client fill the limiter with junk. The address bucket holds for them.
+	userKey := ""
+	if validation.IsDNS1123Label(username) == nil {
+		userKey = username
+	}
+	att, wait, by := h.limiter.admit(userKey, addrKey)
+	if att == nil {
+		h.metrics.logins.WithLabelValues(LoginLimited).Inc()
+		h.log.Warn("login refused: too many failed logins", h.userAttr(username), "client", addr, "limit", by, "retryAfterSeconds", RetryAfterSeconds(wait))
+		return nil, &LoginFailure{Code: http.StatusTooManyRequests, RetryAfter: wait,
+			Message: fmt.Sprintf("too many failed logins; try again in %d seconds", RetryAfterSeconds(wait))}
+	}
+	u, err := h.authenticate(r.Context(), att, username, password)
+	switch {
+	case errors.Is(err, users.ErrInvalidCredentials):
+		h.metrics.logins.WithLabelValues(LoginInvalid).Inc()
+		h.log.Info("login refused: invalid credentials", h.userAttr(username), "client", addr)
+		return nil, &LoginFailure{Code: http.StatusUnauthorized, Message: invalidCredentials, err: err}
+	case err != nil:
+		h.metrics.logins.WithLabelValues(LoginError).Inc()
+		h.log.Error("login failed: user store unavailable", h.userAttr(username), "client", addr, "error", err)
+		return nil, &LoginFailure{Code: http.StatusServiceUnavailable, Message: "logins cannot be checked right now; try again later", err: err}
+	}
+	return h.issueFor(r.Context(), u, addr)
+}
+
+// issueFor issues the Login key of u, who has just proven their password, and counts the login.
+func (h *Handler) issueFor(ctx context.Context, u *users.User, addr string) (*Login, error) {
+	plain, key, evicted, err := h.issue(ctx, u)
+	if len(evicted) > 0 {
+		h.log.Info("login: deleted the user's oldest login keys to stay within the bound", "user", u.Name, "keys", evicted, "maxLoginKeys", h.opts.MaxLoginKeys)
+	}
+	if err != nil {
+		h.metrics.logins.WithLabelValues(LoginError).Inc()
+		h.log.Error("login failed: cannot create the access key", "user", u.Name, "client", addr, "error", err)
+		if errors.Is(err, store.ErrInvalid) { // a key this package built is refused: a bug
+			return nil, &LoginFailure{Code: http.StatusInternalServerError, Message: "the login key could not be created", err: err}
+		}
+		return nil, &LoginFailure{Code: http.StatusServiceUnavailable, Message: "access keys cannot be created right now; try again later", err: err}
+	}
+	expires := key.CreationTimestamp.Add(time.Duration(key.Spec.TTL) * time.Second).UTC()
+	h.metrics.logins.WithLabelValues(LoginOK).Inc()
+	h.log.Info("login", "user", u.Name, "key", key.Name, "client", addr, "expiresAt", expires.Format(time.RFC3339))
+	return &Login{Plain: plain, Key: key, User: u, ExpiresAt: expires}, nil
+}
+
+// RetryAfterSeconds is wait as Retry-After says it: whole seconds, rounded up.
+func RetryAfterSeconds(wait time.Duration) int { return int(math.Ceil(wait.Seconds())) }
+
+// authenticate checks the password and releases att: a refusal costs a try; an error of the
+// user store, not the client's fault, does not. The deferred release holds even if
+// Authenticate panics (net/http survives a handler's panic), so a bucket is never left with an
+// attempt running for ever.
+func (h *Handler) authenticate(ctx context.Context, att *attempt, name, password string) (u *users.User, err error) {
+	defer func() { att.release(errors.Is(err, users.ErrInvalidCredentials)) }()
+	return h.opts.Users.Authenticate(ctx, name, password)
+}
