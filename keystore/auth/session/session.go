@@ -28,7 +28,7 @@ const CookieName = "keygate_session"
 // CookiePath is where the browser sends the cookie: the login pages, on the edge.
 const CookiePath = "/auth/"
 
-// ErrNoSession is returned by Keys.Session when the request has no valid session.
+// ErrNoSession is returned by Reader.Lookup when the request has no valid session.
 var ErrNoSession = errors.New("no session")
 
 // Session is a signed-in browser.
