@@ -26,6 +26,8 @@ import (
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/apiserver"
 	"github.com/keygate-dev/keygate/keystore/auth"
+	"github.com/keygate-dev/keygate/keystore/auth/loginpage"
+	"github.com/keygate-dev/keygate/keystore/auth/session"
 	"github.com/keygate-dev/keygate/keystore/registry"
 	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/keystore/teams"
@@ -164,9 +166,23 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	return err
 }
 
-// loginServer is the HTTPS server of the login endpoints.
+// loginServer is the HTTPS server of the login endpoints and the login page.
 func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Logger, reg *prometheus.Registry) (*http.Server, error) {
-	h, err := auth.New(auth.Options{Keys: keys, Users: people, LoginTTL: c.LoginTTL, MaxLoginKeys: c.Quotas.MaxLoginKeysPerUser, Log: log, Registerer: reg})
+	api, err := auth.New(auth.Options{Keys: keys, Users: people, LoginTTL: c.LoginTTL, MaxLoginKeys: c.Quotas.MaxLoginKeysPerUser, Log: log, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	page, err := loginpage.New(loginpage.Options{
+		Auth:     api,
+		Sessions: &session.Reader{Keys: keys, Users: people},
+		// The OIDC provider (keystore/oidc) passes its pending requests here when it lands;
+		// until then every authRequestID is unknown and the page offers the plain sign-in.
+		Requests: nil,
+		// The SSO connectors of --config-file (keystore/config auth.connectors) go here, as a
+		// func reading the Watcher's current configuration, with the SSO handler below.
+		Connectors: nil,
+		Log:        log,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -175,10 +191,33 @@ func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Log
 		return nil, fmt.Errorf("--tls-cert-file: %w", err)
 	}
 	return &http.Server{
-		Addr: c.AuthAddress, Handler: h,
+		Addr: c.AuthAddress, Handler: loginMux(api, page, nil),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 	}, nil
+}
+
+// loginMux routes the auth listener (the edge's /auth/, stripped): the JSON endpoints to api,
+// the login page's paths to page, and everything else to sso, the single sign-on connectors'
+// handler (keystore/sso: /{connector}/login, /{connector}/callback), or to api's 404 while
+// there is none.
+//
+// SSO is the catch-all "/" rather than "/{connector}/login": ServeMux would refuse that pattern
+// beside "/password/login" (neither is more specific), and a fallback never shadows a fixed
+// path. Connector IDs password, login, logout and signout are therefore reserved: the
+// connectors' validation in keystore/config must refuse them.
+func loginMux(api, page, sso http.Handler) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle(auth.LoginPath, api)  // POST /password/login (JSON)
+	mux.Handle(auth.LogoutPath, api) // POST /logout, Authorization: Bearer (JSON)
+	mux.Handle(loginpage.LoginPath, page)
+	mux.Handle(loginpage.SignoutPath, page) // the page's form; not /logout, which is the JSON API's
+	// ---- single sign-on (keystore/sso) mounts here: pass its handler as sso. ----
+	if sso == nil {
+		sso = api
+	}
+	mux.Handle("/", sso)
+	return mux
 }
 
 // serveLogins serves the login endpoints until ctx ends, then shuts down gracefully.
