@@ -67,13 +67,16 @@ func newKey(t *testing.T, u *users.User, typ v1.AccessKeyType, ttl int64, disabl
 	return plain, k.Name
 }
 
-func TestLookup(t *testing.T) {
+// lookupCase is a cookie and what Lookup must make of it.
+type lookupCase struct {
+	cookie  func(t *testing.T) (plain, user string)
+	want    string // "" for a session; else what the ErrNoSession says
+	cleared bool
+}
+
+func lookupCases() map[string]lookupCase {
 	ctx := context.Background()
-	for name, tc := range map[string]struct {
-		cookie  func(t *testing.T) (plain, user string)
-		want    string // "" for a session; else what the ErrNoSession says
-		cleared bool
-	}{
+	return map[string]lookupCase{
 		"no cookie": {cookie: func(*testing.T) (string, string) { return "", "" }, want: "no session"},
 		"unknown key": {cookie: func(*testing.T) (string, string) { return "kgk_nothing-like-this-was-ever-stored-000000", "" },
 			want: "unknown key", cleared: true},
@@ -121,7 +124,12 @@ func TestLookup(t *testing.T) {
 			}
 			return p, ""
 		}, want: "earlier user", cleared: true},
-	} {
+	}
+}
+
+func TestLookup(t *testing.T) {
+	ctx := context.Background()
+	for name, tc := range lookupCases() {
 		t.Run(name, func(t *testing.T) {
 			plain, user := tc.cookie(t)
 			r := httptest.NewRequest(http.MethodGet, "/login", nil)
