@@ -65,7 +65,7 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
 		clientName = p.ClientName
 	}
 	if !validToken(r, r.PostForm.Get("csrfToken"), purposeLogin, id) {
-		h.log.Info("login page: form token missing or wrong", "client", r.RemoteAddr)
+		h.log.Info("login page: form token missing or wrong", "authRequestID", id)
 		h.form(w, r, http.StatusForbidden, id, clientName, username, "This form has expired or did not come from this page. Sign in again.")
 		return
 	}
