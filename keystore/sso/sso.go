@@ -34,6 +34,7 @@ import (
 	"github.com/keygate-dev/keygate/keystore/config"
 	"github.com/keygate-dev/keygate/keystore/sealed"
 	"github.com/keygate-dev/keygate/keystore/store"
+	"github.com/keygate-dev/keygate/keystore/users"
 )
 
 // Keys is the access-key store (store.Store in production).
@@ -162,4 +163,15 @@ func (h *Handler) rules(c *connector) rules {
 func isRefused(err error) bool {
 	var r *refused
 	return errors.As(err, &r)
+}
+
+// StoreUsers is Users of the user store: the same look-up extauthz makes of a key's spec.user.
+func StoreUsers(s *users.Store) Users {
+	return func(ctx context.Context, name string) (bool, error) {
+		_, err := s.Get(ctx, name)
+		if errors.Is(err, users.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
 }
