@@ -77,3 +77,20 @@ func Groups(k *v1.OwnedAccessKey, userGroups []string) []string {
 	add("system:authenticated")
 	return out
 }
+
+// FromSSO reports whether k was made by a single sign-on login: only keystore sets
+// spec.identity.connectorData (the identity provider's sealed refresh token), and no API
+// client can.
+func FromSSO(k *v1.OwnedAccessKey) bool {
+	return k.Spec.Identity != nil && len(k.Spec.Identity.ConnectorData) > 0
+}
+
+// RedactConnectorData removes spec.identity.connectorData from k, for every answer of every
+// API and command: it is a credential for the identity provider (sealed, but never anyone's
+// to hold). k is changed in place and returned.
+func RedactConnectorData(k *v1.OwnedAccessKey) *v1.OwnedAccessKey {
+	if k != nil && k.Spec.Identity != nil {
+		k.Spec.Identity.ConnectorData = nil
+	}
+	return k
+}

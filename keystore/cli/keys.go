@@ -179,7 +179,8 @@ func newGetKeyCommand(s streams) *cobra.Command {
 		if err != nil {
 			return nil, err
 		}
-		return k, nil
+		// connectorData is a credential for an identity provider, sealed or not: nobody's to print.
+		return accesskey.RedactConnectorData(k), nil
 	})
 }
 
@@ -197,6 +198,9 @@ func newListKeysCommand(s streams) *cobra.Command {
 		keys, err := store.New(rdb).List(ctx)
 		if err != nil {
 			return nil, err
+		}
+		for _, k := range keys {
+			accesskey.RedactConnectorData(k)
 		}
 		return map[string]any{"apiVersion": "v1", "kind": "List", "items": keys}, nil
 	})

@@ -113,7 +113,11 @@ func (a *AccessKeys) Get(ctx context.Context, name string, _ *metav1.GetOptions)
 	if err != nil {
 		return nil, err
 	}
-	return a.get(ctx, c, name)
+	k, err := a.get(ctx, c, name)
+	if err != nil {
+		return nil, err
+	}
+	return accesskey.RedactConnectorData(k), nil
 }
 
 // List returns the caller's keys (every key for admins), filtered by label and field
@@ -134,7 +138,7 @@ func (a *AccessKeys) List(ctx context.Context, options *metainternalversion.List
 	list := &v1.OwnedAccessKeyList{ListMeta: metav1.ListMeta{ResourceVersion: rv}, Items: []v1.OwnedAccessKey{}}
 	for _, k := range keys {
 		if c.Owns(k) && match(k) {
-			list.Items = append(list.Items, *k)
+			list.Items = append(list.Items, *accesskey.RedactConnectorData(k))
 		}
 	}
 	return list, nil
@@ -190,7 +194,7 @@ func (a *AccessKeys) Create(ctx context.Context, obj runtime.Object, createValid
 	if err != nil {
 		return nil, createError(k, err)
 	}
-	out := stored.DeepCopy()
+	out := accesskey.RedactConnectorData(stored.DeepCopy())
 	out.Spec.Key = plain
 	return out, nil
 }
@@ -326,13 +330,13 @@ func (a *AccessKeys) Update(ctx context.Context, name string, objInfo rest.Updat
 		}
 	}
 	if dryRun(options.DryRun) {
-		return k, false, nil
+		return accesskey.RedactConnectorData(k), false, nil
 	}
 	out, err := a.keys.Update(ctx, k)
 	if err != nil {
 		return nil, false, updateError(name, err)
 	}
-	return out, false, nil
+	return accesskey.RedactConnectorData(out), false, nil
 }
 
 // createOnUpdate is an Update of an object that does not exist, as server-side apply of a new
@@ -422,7 +426,7 @@ func (a *AccessKeys) Delete(ctx context.Context, name string, deleteValidation r
 		}
 	}
 	if options != nil && dryRun(options.DryRun) {
-		return cur, true, nil
+		return accesskey.RedactConnectorData(cur), true, nil
 	}
 	out, err := a.keys.DeleteObject(ctx, name, rv)
 	switch {
@@ -433,7 +437,7 @@ func (a *AccessKeys) Delete(ctx context.Context, name string, deleteValidation r
 	case err != nil:
 		return nil, false, apierrors.NewInternalError(err)
 	}
-	return out, true, nil
+	return accesskey.RedactConnectorData(out), true, nil
 }
 
 func dryRun(values []string) bool { return len(values) > 0 }
@@ -494,8 +498,12 @@ type keyStream struct {
 	visible func(*v1.OwnedAccessKey) bool
 }
 
-// send delivers ev, or reports false when the watch ended first.
+// send delivers ev, or reports false when the watch ended first. A key never leaves with its
+// connectorData.
 func (s *keyStream) send(ev watch.Event) bool {
+	if k, ok := ev.Object.(*v1.OwnedAccessKey); ok {
+		accesskey.RedactConnectorData(k)
+	}
 	select {
 	case s.ch <- ev:
 		return true

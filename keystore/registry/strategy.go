@@ -4,6 +4,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 )
 
@@ -27,6 +28,9 @@ func resetServerFields(k *v1.OwnedAccessKey) {
 	k.Generation = 1
 	k.ResourceVersion = ""
 	k.Status = v1.OwnedAccessKeyStatus{}
+	// Only a single sign-on login sets connectorData (the IdP's refresh token): a client that
+	// could would choose what the identity refresh sends to the IdP.
+	accesskey.RedactConnectorData(k)
 }
 
 // carryServerFields puts cur's server fields into k, its update. The generation counts changes
@@ -37,6 +41,7 @@ func carryServerFields(k, cur *v1.OwnedAccessKey) {
 	k.DeletionTimestamp = cur.DeletionTimestamp
 	k.DeletionGracePeriodSeconds = cur.DeletionGracePeriodSeconds
 	k.Generation = cur.Generation
+	carryIdentity(k, cur)
 	if !apiequality.Semantic.DeepEqual(k.Spec, cur.Spec) {
 		k.Generation++
 	}
@@ -52,4 +57,17 @@ func carryServerFields(k, cur *v1.OwnedAccessKey) {
 			delete(k.Annotations, a)
 		}
 	}
+}
+
+// carryIdentity keeps the identity of a single sign-on key as the server has it: its identity
+// and connectorData are the identity provider's word, refreshed by keystore alone (clients never
+// see connectorData, so an update of theirs would otherwise drop it). Other keys' identity is
+// their owner's to write, except connectorData.
+func carryIdentity(k, cur *v1.OwnedAccessKey) {
+	if accesskey.FromSSO(cur) {
+		k.Spec.Identity = cur.Spec.Identity.DeepCopy()
+		k.Spec.IdentityRefresh = cur.Spec.IdentityRefresh.DeepCopy()
+		return
+	}
+	accesskey.RedactConnectorData(k)
 }
