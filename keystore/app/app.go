@@ -57,6 +57,9 @@ type Config struct {
 	Quotas registry.Quotas
 	redisflags.Config
 	ops.LogFlags
+
+	// SSO: --config-file, --encryption-key-file, --external-url (sso.go).
+	SSO SSOConfig
 }
 
 // ParseFlags reads the command line and the environment.
@@ -78,6 +81,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.DurationVar(&c.Quotas.MaxTTLNonAdmin, "max-ttl-non-admin", 0, "longest ttl of the keys non-admins create (then no key of theirs may be without one); 0: no cap")
 	c.Register(fs)
 	c.AddLogFlags(fs)
+	c.SSO.register(fs)
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: keystore serve [flags]\n\nServes the management API (management.loft.sh/v1) and the login endpoints behind the edge.")
 	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
 		return c, err
@@ -112,6 +116,9 @@ func ParseFlags(args []string) (Config, error) {
 	}
 	if c.LoginTTL < time.Second {
 		return c, fmt.Errorf("--login-ttl %s: want at least 1s", c.LoginTTL)
+	}
+	if err := c.SSO.check(); err != nil {
+		return c, err
 	}
 	return c, nil
 }
@@ -149,6 +156,11 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	single, err := newSSO(c, keys, people, rdb, log, reg)
+	if err != nil {
+		return err
+	}
+	authSrv.Handler = single.routes(authSrv.Handler)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -156,6 +168,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		return gs.PrepareRun().RunWithContext(gctx)
 	})
 	g.Go(func() error { return serveLogins(gctx, log, authSrv) })
+	g.Go(func() error { return single.run(gctx) })
 	g.Go(func() error {
 		return ops.ServeHTTP(gctx, log, "metrics and health", c.HTTPAddress, ops.Handler(reg, redisflags.Ready(rdb)))
 	})
