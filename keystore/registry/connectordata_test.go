@@ -84,7 +84,18 @@ func TestConnectorDataIsNeverServed(t *testing.T) {
 	if string(stored.Spec.Identity.ConnectorData) != sealedRT || len(stored.Spec.Identity.Groups) != 1 || stored.Spec.DisplayName != "my laptop" {
 		t.Fatalf("after the update: identity %+v, display name %q", stored.Spec.Identity, stored.Spec.DisplayName)
 	}
-	for n := 0; n < 2; n++ { // ADDED, then MODIFIED
+	watchedWithout(t, w, 2) // ADDED, then MODIFIED
+	del, _, err := f.a.Delete(sue, name, nil, &metav1.DeleteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noConnectorData(t, "delete's answer", del)
+}
+
+// watchedWithout reads n events of w, none with connectorData.
+func watchedWithout(t *testing.T, w watch.Interface, n int) {
+	t.Helper()
+	for range n {
 		select {
 		case ev := <-w.ResultChan():
 			if ev.Type == watch.Error {
@@ -95,21 +106,21 @@ func TestConnectorDataIsNeverServed(t *testing.T) {
 			t.Fatal("no watch event")
 		}
 	}
+}
 
-	// A client's own key cannot carry connectorData, which would make it look like an SSO key.
-	created, err := f.a.Create(sue, &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: name + "-own"},
+// TestClientsCannotSetConnectorData: a client's own key cannot carry connectorData, which
+// would make it look like an SSO key to the identity refresh.
+func TestClientsCannotSetConnectorData(t *testing.T) {
+	f := newWidenFixture()
+	name := fmt.Sprintf("own-key-%d", time.Now().UnixNano())
+	holder := f.hold(t, "own-holder", v1.OwnedAccessKeySpec{User: "okta:sue"})
+	created, err := f.a.Create(as("okta:sue", holder), &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: v1.OwnedAccessKeySpec{User: "okta:sue", Identity: &v1.AccessKeyIdentity{Connector: "okta", ConnectorData: []byte("sealed.v1.forged")}}}, nil, &metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	noConnectorData(t, "create's answer", created)
-	if own, err := keys.Get(ctx, name+"-own"); err != nil || len(own.Spec.Identity.ConnectorData) != 0 {
+	if own, err := keys.Get(context.Background(), name); err != nil || len(own.Spec.Identity.ConnectorData) != 0 {
 		t.Fatalf("a client set connectorData: %+v %v", own, err)
 	}
-
-	del, _, err := f.a.Delete(sue, name, nil, &metav1.DeleteOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	noConnectorData(t, "delete's answer", del)
 }

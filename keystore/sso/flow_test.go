@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keygate-dev/keygate/internal/metricstest"
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/sso"
 )
 
@@ -25,16 +26,8 @@ func TestLoginRefreshAndRevocation(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Signed in as "+name) {
 		t.Fatalf("login: %s\n%s", resp.Status, body)
 	}
-	k := oneKey(t, name)
+	k := checkLoginKey(t, name, []string{"dev", "ops"})
 	id := k.Spec.Identity
-	if k.Spec.Type != "Login" || !slices.Equal(k.Spec.Groups, []string{"dev", "ops"}) || id == nil ||
-		id.UserID != "sub-"+name || id.Username != name || id.PreferredUsername != name || id.Email != name+"@example.com" ||
-		!id.EmailVerified || id.Connector != "idp" || !slices.Equal(id.Groups, []string{"dev", "ops"}) || k.Spec.IdentityRefresh == nil {
-		t.Fatalf("key: %+v identity %+v", k.Spec, id)
-	}
-	if k.Annotations["keygate.dev/owner-uid"] != "" {
-		t.Errorf("an SSO key records an owner UID: %v", k.Annotations)
-	}
 	// The session cookie is the key.
 	if plain := sessionCookie(e, e.browser); plain == "" {
 		t.Fatal("no session cookie")
@@ -119,4 +112,20 @@ func noPlaintextInRedis(t *testing.T, rt string) {
 			}
 		}
 	}
+}
+
+// checkLoginKey returns the one key of name, checked to be a Login key with the IdP's identity.
+func checkLoginKey(t *testing.T, name string, groups []string) *v1.OwnedAccessKey {
+	t.Helper()
+	k := oneKey(t, name)
+	id := k.Spec.Identity
+	if k.Spec.Type != "Login" || !slices.Equal(k.Spec.Groups, groups) || id == nil ||
+		id.UserID != "sub-"+name || id.Username != name || id.PreferredUsername != name || id.Email != name+"@example.com" ||
+		!id.EmailVerified || id.Connector != "idp" || !slices.Equal(id.Groups, groups) || k.Spec.IdentityRefresh == nil {
+		t.Fatalf("key: %+v identity %+v", k.Spec, id)
+	}
+	if k.Annotations["keygate.dev/owner-uid"] != "" {
+		t.Errorf("an SSO key records an owner UID: %v", k.Annotations)
+	}
+	return k
 }
