@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -215,7 +216,10 @@ func user(name string) testidp.User {
 	return testidp.User{ID: "sub-" + name, Username: name, Password: "idp-password", Email: name + "@example.com", EmailVerified: true}
 }
 
-func unique(name string) string { return fmt.Sprintf("%s-%s", name, runID) }
+var uniqueN atomic.Int64
+
+// unique gives a name no other test, run (-count) or earlier run against the same Redis uses.
+func unique(name string) string { return fmt.Sprintf("%s-%s-%d", name, runID, uniqueN.Add(1)) }
 
 type testidpUser = testidp.User
 
