@@ -152,15 +152,14 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	}
 
 	reg := ops.NewRegistry()
-	authSrv, err := loginServer(c, keys, people, log, reg)
-	if err != nil {
-		return err
-	}
 	single, err := newSSO(c, keys, people, rdb, log, reg)
 	if err != nil {
 		return err
 	}
-	authSrv.Handler = single.routes(authSrv.Handler)
+	authSrv, err := loginServer(c, keys, people, log, reg, single)
+	if err != nil {
+		return err
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -180,7 +179,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 }
 
 // loginServer is the HTTPS server of the login endpoints and the login page.
-func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Logger, reg *prometheus.Registry) (*http.Server, error) {
+func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Logger, reg *prometheus.Registry, single *loginSSO) (*http.Server, error) {
 	api, err := auth.New(auth.Options{Keys: keys, Users: people, LoginTTL: c.LoginTTL, MaxLoginKeys: c.Quotas.MaxLoginKeysPerUser, Log: log, Registerer: reg})
 	if err != nil {
 		return nil, err
@@ -191,9 +190,7 @@ func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Log
 		// The OIDC provider (keystore/oidc) passes its pending requests here when it lands;
 		// until then every authRequestID is unknown and the page offers the plain sign-in.
 		Requests: nil,
-		// The SSO connectors of --config-file (keystore/config auth.connectors) go here, as a
-		// func reading the Watcher's current configuration, with the SSO handler below.
-		Connectors: nil,
+		Connectors: single.connectors(),
 		Log:        log,
 	})
 	if err != nil {
@@ -204,7 +201,7 @@ func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Log
 		return nil, fmt.Errorf("--tls-cert-file: %w", err)
 	}
 	return &http.Server{
-		Addr: c.AuthAddress, Handler: loginMux(api, page, nil),
+		Addr: c.AuthAddress, Handler: loginMux(api, page, single.handler()),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 	}, nil
@@ -225,8 +222,7 @@ func loginMux(api, page, sso http.Handler) *http.ServeMux {
 	mux.Handle(auth.LogoutPath, api) // POST /logout, Authorization: Bearer (JSON)
 	mux.Handle(loginpage.LoginPath, page)
 	mux.Handle(loginpage.SignoutPath, page) // the page's form; not /logout, which is the JSON API's
-	// ---- single sign-on (keystore/sso) mounts here: pass its handler as sso. ----
-	if sso == nil {
+	if sso == nil { // no connectors: unknown paths get the JSON API's 404
 		sso = api
 	}
 	mux.Handle("/", sso)

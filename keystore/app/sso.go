@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/keygate-dev/keygate/keystore/auth/loginpage"
 	"github.com/keygate-dev/keygate/keystore/config"
 	"github.com/keygate-dev/keygate/keystore/sealed"
 	"github.com/keygate-dev/keygate/keystore/sso"
@@ -98,16 +99,29 @@ func (s *loginSSO) run(ctx context.Context) error {
 	return nil
 }
 
-// routes sends the password endpoints to auth and every /<connector>/ path to SSO.
-func (s *loginSSO) routes(authH http.Handler) http.Handler {
+// handler serves /<connector>/login and /<connector>/callback (loginMux's fallback); nil
+// without connectors.
+func (s *loginSSO) handler() http.Handler {
 	if s == nil {
-		return authH
+		return nil
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/login") && r.URL.Path != "/password/login" || strings.HasSuffix(r.URL.Path, "/callback") {
-			s.h.ServeHTTP(w, r)
-			return
+	return s.h
+}
+
+// connectors lists the connectors of the configuration in force, for the login page's links.
+func (s *loginSSO) connectors() func() []loginpage.Connector {
+	if s == nil {
+		return nil
+	}
+	return func() []loginpage.Connector {
+		var out []loginpage.Connector
+		for _, c := range s.watcher.Current().Auth.Connectors {
+			name := c.DisplayName
+			if name == "" {
+				name = c.ID
+			}
+			out = append(out, loginpage.Connector{ID: c.ID, DisplayName: name})
 		}
-		authH.ServeHTTP(w, r)
-	})
+		return out
+	}
 }

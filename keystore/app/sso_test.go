@@ -51,12 +51,15 @@ func TestSSOWiring(t *testing.T) {
 		t.Fatalf("SSO: %v", err)
 	}
 	authH := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
-	h := s.routes(authH)
-	for path, want := range map[string]int{"/password/login": http.StatusTeapot, "/logout": http.StatusTeapot, "/okta/login": http.StatusBadGateway, "/nope/callback": http.StatusNotFound} {
+	h := loginMux(authH, authH, s.handler())
+	for path, want := range map[string]int{"/password/login": http.StatusTeapot, "/logout": http.StatusTeapot, "/login": http.StatusTeapot, "/okta/login": http.StatusBadGateway, "/nope/callback": http.StatusNotFound} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 		if rec.Code != want {
 			t.Errorf("GET %s: %d, want %d", path, rec.Code, want)
 		}
+	}
+	if got := s.connectors()(); len(got) != 1 || got[0].ID != "okta" || got[0].DisplayName != "okta" {
+		t.Errorf("login page connectors: %+v, want okta", got)
 	}
 }
