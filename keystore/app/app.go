@@ -189,7 +189,7 @@ func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Log
 		Sessions: &session.Reader{Keys: keys, Users: people},
 		// The OIDC provider (keystore/oidc) passes its pending requests here when it lands;
 		// until then every authRequestID is unknown and the page offers the plain sign-in.
-		Requests: nil,
+		Requests:   nil,
 		Connectors: single.connectors(),
 		Log:        log,
 	})
@@ -222,7 +222,7 @@ func loginMux(api, page, sso http.Handler) *http.ServeMux {
 	mux.Handle(auth.LogoutPath, api) // POST /logout, Authorization: Bearer (JSON)
 	mux.Handle(loginpage.LoginPath, page)
 	mux.Handle(loginpage.SignoutPath, page) // the page's form; not /logout, which is the JSON API's
-	if sso == nil { // no connectors: unknown paths get the JSON API's 404
+	if sso == nil {                         // no connectors: unknown paths get the JSON API's 404
 		sso = api
 	}
 	mux.Handle("/", sso)
