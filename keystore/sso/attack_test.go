@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/keygate-dev/keygate/internal/metricstest"
+	"github.com/keygate-dev/keygate/keystore/auth"
 	"github.com/keygate-dev/keygate/keystore/config"
 	"github.com/keygate-dev/keygate/keystore/users"
 )
@@ -205,5 +206,36 @@ func TestIdPErrorCreatesNothing(t *testing.T) {
 	}
 	if ks := keysOf(t, name); len(ks) != 0 {
 		t.Fatalf("keys made: %v", ks)
+	}
+}
+
+// TestLoginStartsAreLimitedPerAddress: each start leaves a pending login in Redis, so one
+// address starting logins in a loop is refused with 429 once past its burst, before anything is
+// stored, while another address still gets through.
+func TestLoginStartsAreLimitedPerAddress(t *testing.T) {
+	e := newEdge(t, []testidpUser{user(unique("flood"))}, nil)
+	b := e.newBrowser(t)
+	b.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	start := func(addr string) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/auth/idp/login", nil)
+		req.Header.Set("X-Forwarded-For", addr)
+		resp, err := b.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for i := range auth.DefaultStartLimit.Burst {
+		if resp := start("192.0.2.7"); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("start %d: %s, want 303 to the IdP", i+1, resp.Status)
+		}
+	}
+	resp := start("192.0.2.7")
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("start past the burst: %s (Retry-After %q), want 429 with Retry-After", resp.Status, resp.Header.Get("Retry-After"))
+	}
+	if resp := start("198.51.100.9"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("another address: %s, want 303", resp.Status)
 	}
 }

@@ -8,12 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/oauth2"
 
+	"github.com/keygate-dev/keygate/keystore/auth"
 	"github.com/keygate-dev/keygate/keystore/auth/session"
 )
 
@@ -61,6 +63,12 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, c *connector) {
 			page(w, http.StatusBadRequest, "Sign-in failed", "The application's sign-in request is unknown or has expired; start again from the application.")
 			return
 		}
+	}
+	if ok, wait := h.starts.Allow(r); !ok {
+		h.metrics.login(c.id, resultLimited)
+		w.Header().Set("Retry-After", strconv.Itoa(auth.RetryAfterSeconds(wait)))
+		page(w, http.StatusTooManyRequests, "Too many sign-ins", "Too many sign-ins were started from your address; wait a minute and try again.")
+		return
 	}
 	p, err := c.discover(ctx)
 	if err != nil {

@@ -10,6 +10,7 @@ const (
 	resultInvalidToken = "invalid_token" // the ID token (or its nonce) does not verify
 	resultRefused      = "refused"       // the rules refuse the identity (name, allowed groups)
 	resultError        = "error"         // the IdP, Redis or the key store cannot answer
+	resultLimited      = "limited"       // too many logins started from the client's address
 )
 
 // Results of keygate_keystore_sso_identity_refreshes_total.
@@ -28,7 +29,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_keystore_sso_logins_total",
-			Help: "Single sign-on callbacks by connector and result (ok, idp_error, bad_state, invalid_token, refused, error).",
+			Help: "Single sign-on logins by connector and result: callbacks (ok, idp_error, bad_state, invalid_token, refused, error) and starts refused (limited, error).",
 		}, []string{"connector", "result"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_keystore_sso_identity_refreshes_total",

@@ -69,6 +69,9 @@ type Options struct {
 	LoginTTL time.Duration
 	// MaxLoginKeys bounds the live login keys of one user, as for password logins.
 	MaxLoginKeys int
+	// StartLimit bounds the logins one client address may start (each leaves a pending record
+	// in Redis for StateTTL); zero: auth.DefaultStartLimit.
+	StartLimit auth.Limit
 	Log          *slog.Logger
 	Registerer   prometheus.Registerer
 	// Now is the clock; nil: time.Now.
@@ -81,6 +84,7 @@ type Handler struct {
 	log        *slog.Logger
 	metrics    *metrics
 	connectors atomic.Pointer[map[string]*connector]
+	starts     *auth.AddressLimiter
 }
 
 // New returns a Handler serving connectors.
@@ -108,7 +112,7 @@ func New(opts Options, connectors []config.Connector) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sso: register metrics: %w", err)
 	}
-	h := &Handler{opts: opts, log: opts.Log, metrics: m}
+	h := &Handler{opts: opts, log: opts.Log, metrics: m, starts: auth.NewAddressLimiter(opts.StartLimit, opts.Now)}
 	if err := h.SetConnectors(connectors); err != nil {
 		return nil, err
 	}
