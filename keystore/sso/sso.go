@@ -72,8 +72,8 @@ type Options struct {
 	// StartLimit bounds the logins one client address may start (each leaves a pending record
 	// in Redis for StateTTL); zero: auth.DefaultStartLimit.
 	StartLimit auth.Limit
-	Log          *slog.Logger
-	Registerer   prometheus.Registerer
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
 }
