@@ -26,6 +26,7 @@ import (
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/apiserver"
 	"github.com/keygate-dev/keygate/keystore/auth"
+	"github.com/keygate-dev/keygate/keystore/config"
 	"github.com/keygate-dev/keygate/keystore/registry"
 	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/keystore/teams"
@@ -53,6 +54,17 @@ type Config struct {
 	// Quotas bound the keys of each owner and the ttl of non-admins' keys; the login-key bound
 	// is also the login endpoint's.
 	Quotas registry.Quotas
+	// ExternalURL is the edge's public URL: the OIDC issuer is it plus /oidc.
+	ExternalURL string
+	// OIDCAddress is the HTTPS address of the OIDC provider; empty: no provider.
+	OIDCAddress string
+	// ConfigFile is the configuration file (OIDC clients, SSO connectors), reloaded on change.
+	ConfigFile string
+	// EncryptionKeyFile opens and seals what keystore keeps encrypted in Redis (the OIDC
+	// signing keys); required with the provider.
+	EncryptionKeyFile string
+	// OIDC are the provider's lifetimes.
+	OIDC OIDCLifetimes
 	redisflags.Config
 	ops.LogFlags
 }
@@ -74,6 +86,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.IntVar(&c.Quotas.MaxKeysPerUser, "max-keys-per-user", 100, "most live access keys of one user or team, login keys not counted; 0: no bound")
 	fs.IntVar(&c.Quotas.MaxLoginKeysPerUser, "max-login-keys-per-user", 20, "most live login keys of one user; a login past it deletes the oldest; 0: no bound")
 	fs.DurationVar(&c.Quotas.MaxTTLNonAdmin, "max-ttl-non-admin", 0, "longest ttl of the keys non-admins create (then no key of theirs may be without one); 0: no cap")
+	c.registerOIDC(fs)
 	c.Register(fs)
 	c.AddLogFlags(fs)
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: keystore serve [flags]\n\nServes the management API (management.loft.sh/v1) and the login endpoints behind the edge.")
@@ -111,7 +124,7 @@ func ParseFlags(args []string) (Config, error) {
 	if c.LoginTTL < time.Second {
 		return c, fmt.Errorf("--login-ttl %s: want at least 1s", c.LoginTTL)
 	}
-	return c, nil
+	return c, c.checkOIDC()
 }
 
 // Main runs `keystore serve` until SIGINT or SIGTERM and returns the exit code.
@@ -147,13 +160,26 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	watcher, err := config.NewWatcher(c.ConfigFile, 0, log)
+	if err != nil {
+		return fmt.Errorf("--config-file: %w", err)
+	}
+	provider, oidcSrv, err := oidcServer(c, rdb, keys, people, watcher, log, reg)
+	if err != nil {
+		return err
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { watcher.Run(gctx); return nil })
+	if provider != nil {
+		g.Go(func() error { provider.Run(gctx); return nil })
+		g.Go(func() error { return serveTLS(gctx, log, "OIDC provider", "--oidc-address", oidcSrv) })
+	}
 	g.Go(func() error {
 		log.Info("serving", "server", "management API", "address", c.Address, "redis", strings.Join(c.RedisAddresses, ","))
 		return gs.PrepareRun().RunWithContext(gctx)
 	})
-	g.Go(func() error { return serveLogins(gctx, log, authSrv) })
+	g.Go(func() error { return serveTLS(gctx, log, "login endpoints", "--auth-address", authSrv) })
 	g.Go(func() error {
 		return ops.ServeHTTP(gctx, log, "metrics and health", c.HTTPAddress, ops.Handler(reg, redisflags.Ready(rdb)))
 	})
@@ -170,24 +196,30 @@ func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
+	return httpsServer(c, c.AuthAddress, h)
+}
+
+// httpsServer serves h on addr with the serving certificate.
+func httpsServer(c Config, addr string, h http.Handler) (*http.Server, error) {
 	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("--tls-cert-file: %w", err)
 	}
 	return &http.Server{
-		Addr: c.AuthAddress, Handler: h,
+		Addr: addr, Handler: h,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 	}, nil
 }
 
-// serveLogins serves the login endpoints until ctx ends, then shuts down gracefully.
-func serveLogins(ctx context.Context, log *slog.Logger, srv *http.Server) error {
+// serveTLS serves srv (what, listening on the address of flag) until ctx ends, then shuts down
+// gracefully.
+func serveTLS(ctx context.Context, log *slog.Logger, what, flag string, srv *http.Server) error {
 	lis, err := net.Listen("tcp", srv.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on --auth-address %s: %w", srv.Addr, err)
+		return fmt.Errorf("listen on %s %s: %w", flag, srv.Addr, err)
 	}
-	log.Info("serving", "server", "login endpoints", "address", lis.Addr().String())
+	log.Info("serving", "server", what, "address", lis.Addr().String())
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
