@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+
+	httphelper "github.com/zitadel/oidc/v3/pkg/http"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
 )
 
 // Paths served besides op's (relative to the issuer).
@@ -25,11 +29,26 @@ func (p *Provider) serve(h http.Handler) http.Handler {
 		h.ServeHTTP(rec, r)
 		p.metrics.tokens.WithLabelValues(grantLabel(r.PostFormValue("grant_type")), rec.result()).Inc()
 	})
+	mux.HandleFunc(oidc.DiscoveryEndpoint, p.discovery)
 	mux.HandleFunc(loggedOutPath, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("You are signed out of the applications you asked to sign out of.\n"))
 	})
 	return mux
+}
+
+// discovery is op's discovery document without what op advertises but this provider does not
+// do: the implicit flow and its response types, the JWT bearer grant, device authorization,
+// signed client assertions at the revocation endpoint.
+func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
+	d := op.CreateDiscoveryConfig(op.ContextWithIssuer(r.Context(), p.issuer), p.op, &storage{p})
+	d.ResponseTypesSupported = []string{string(oidc.ResponseTypeCode)}
+	d.ResponseModesSupported = []string{string(oidc.ResponseModeQuery), string(oidc.ResponseModeFragment), string(oidc.ResponseModeFormPost)}
+	d.GrantTypesSupported = []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
+	d.DeviceAuthorizationEndpoint = ""
+	d.RevocationEndpointAuthSigningAlgValuesSupported = nil
+	d.IntrospectionEndpointAuthSigningAlgValuesSupported = nil
+	httphelper.MarshalJSON(w, d)
 }
 
 // grantLabel keeps the metric's grant_type values few: a client may send anything.
