@@ -280,3 +280,7 @@ func oauthError(err error) string {
 	}
 	return "not an OAuth error: " + err.Error()
 }
+
+func oauth2S256() oauth2.AuthCodeOption {
+	return oauth2.S256ChallengeOption(oauth2.GenerateVerifier())
+}

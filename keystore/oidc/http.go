@@ -25,6 +25,8 @@ func (p *Provider) serve(h http.Handler) http.Handler {
 	mux.HandleFunc(tokenPath, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Pragma", "no-cache")
+		// Parsed here, so that the grant type is known after op has read the body.
+		_ = r.ParseForm()
 		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(rec, r)
 		p.metrics.tokens.WithLabelValues(grantLabel(r.PostFormValue("grant_type")), rec.result()).Inc()
