@@ -255,7 +255,21 @@ func TestTokenErrors(t *testing.T) {
 			}
 		})
 	}
+}
 
+// TestConfidentialTokenErrors: a wrong secret is invalid_client with 401 and the code stays
+// good; a confidential client's PKCE challenge is enforced like a public one's.
+func TestConfidentialTokenErrors(t *testing.T) {
+	e := newEnv(t, nil)
+	u := e.newUser("dev")
+	web := e.confidentialRP()
+	exchange := func(code, verifier, redirect, client string) url.Values {
+		f := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirect}, "client_id": {client}}
+		if verifier != "" {
+			f.Set("code_verifier", verifier)
+		}
+		return f
+	}
 	t.Run("wrong client secret", func(t *testing.T) {
 		code, verifier := e.code(u, web)
 		r := e.postToken(exchange(code, verifier, web.redirect, ""), web.client, "wrong-secret")

@@ -66,8 +66,7 @@ func equalClaims(a, b claims) bool {
 }
 
 // TestRefresh: each refresh gives new tokens and a new refresh token (the old one is deleted),
-// with the user's groups as the store has them now; revoking, deleting the key, or disabling or
-// deleting the user ends it.
+// with the user's groups as the store has them now.
 func TestRefresh(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
@@ -95,65 +94,68 @@ func TestRefresh(t *testing.T) {
 		t.Errorf("refresh token keys after a refresh: %d, want 1 (the old one deleted)", n)
 	}
 
-	t.Run("revoked", func(t *testing.T) {
-		tok := e.login(u, r)
-		form := url.Values{"token": {tok.RefreshToken}, "token_type_hint": {"refresh_token"}, "client_id": {publicClient}}
-		resp, err := e.http.PostForm(e.rp.Endpoint().TokenURL[:strings.LastIndex(e.rp.Endpoint().TokenURL, "/oauth/token")]+"/revoke", form)
-		if err != nil {
-			t.Fatal(err)
+}
+
+// TestRefreshRefused: revoking the refresh token, deleting or disabling its key, or disabling
+// or deleting the user ends it.
+func TestRefreshRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	eachKey := func(t *testing.T, u *user, f func(name string) error) {
+		for _, k := range refreshKeys(t, u.name) {
+			if err := f(k.Name); err != nil {
+				t.Fatal(err)
+			}
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("revoke: %d", resp.StatusCode)
-		}
-		if _, err := e.refresh(r, tok.RefreshToken); oauthError(err) != "invalid_grant" {
-			t.Errorf("refresh after revocation: %v, want invalid_grant", err)
-		}
-	})
+	}
 	cases := []struct {
-		name  string
-		spoil func(t *testing.T, u *user)
+		name     string
+		spoil    func(t *testing.T, u *user, refresh string)
+		keyStays bool // a refused refresh deletes nothing
 	}{
-		{"key deleted", func(t *testing.T, u *user) {
-			for _, k := range refreshKeys(t, u.name) {
-				if err := keys.Delete(ctx, k.Name); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}},
-		{"key disabled", func(t *testing.T, u *user) {
-			for _, k := range refreshKeys(t, u.name) {
-				if err := keys.SetDisabled(ctx, k.Name, true); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}},
-		{"user disabled", func(t *testing.T, u *user) {
+		{"revoked", func(t *testing.T, _ *user, refresh string) { e.revoke(refresh) }, false},
+		{"key deleted", func(t *testing.T, u *user, _ string) {
+			eachKey(t, u, func(n string) error { return keys.Delete(ctx, n) })
+		}, false},
+		{"key disabled", func(t *testing.T, u *user, _ string) {
+			eachKey(t, u, func(n string) error { return keys.SetDisabled(ctx, n, true) })
+		}, true},
+		{"user disabled", func(t *testing.T, u *user, _ string) {
 			if _, err := userS.Update(ctx, u.name, func(x *users.User) error { x.Disabled = true; return nil }); err != nil {
 				t.Fatal(err)
 			}
-		}},
-		{"user deleted", func(t *testing.T, u *user) {
+		}, true},
+		{"user deleted", func(t *testing.T, u *user, _ string) {
 			if err := userS.Delete(ctx, u.name); err != nil {
 				t.Fatal(err)
 			}
-		}},
+		}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			u := e.newUser("dev")
-			tok := e.login(u, r)
-			tc.spoil(t, u)
-			if _, err := e.refresh(r, tok.RefreshToken); oauthError(err) != "invalid_grant" {
+			tok := e.login(u, e.publicRP())
+			tc.spoil(t, u, tok.RefreshToken)
+			if _, err := e.refresh(e.publicRP(), tok.RefreshToken); oauthError(err) != "invalid_grant" {
 				t.Errorf("refresh: %v, want invalid_grant", err)
 			}
-			if tc.name == "user disabled" {
-				// The key stays (an admin may enable the user again); only its use is refused.
-				if n := len(refreshKeys(t, u.name)); n != 1 {
-					t.Errorf("refresh token keys: %d, want 1: a refused refresh deletes nothing", n)
-				}
+			if n := len(refreshKeys(t, u.name)); tc.keyStays && n != 1 {
+				t.Errorf("refresh token keys: %d, want 1: a refused refresh deletes nothing", n)
 			}
 		})
+	}
+}
+
+// revoke revokes a token of the public client (RFC 7009).
+func (e *env) revoke(token string) {
+	e.t.Helper()
+	resp, err := e.http.PostForm(e.srv.URL+"/oidc/revoke", url.Values{"token": {token}, "client_id": {publicClient}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("revoke: %d", resp.StatusCode)
 	}
 }
 
