@@ -67,6 +67,10 @@ func oidcServer(c Config, rdb redis.UniversalClient, keys *store.Store, people *
 	if c.OIDCAddress == "" {
 		return nil, nil, nil
 	}
+	// op logs the requests it refuses to slog's default logger: make that the server's log, in
+	// its format and at its level (nothing in those lines is a secret: keystore/oidc
+	// TestSecretsStayOutOfLogs).
+	slog.SetDefault(log.With("component", "oidc"))
 	box, err := sealed.Load(c.EncryptionKeyFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--encryption-key-file: %w", err)
