@@ -284,3 +284,12 @@ func oauthError(err error) string {
 func oauth2S256() oauth2.AuthCodeOption {
 	return oauth2.S256ChallengeOption(oauth2.GenerateVerifier())
 }
+
+// retrieveStatus is the HTTP status of a failed token request.
+func retrieveStatus(err error) int {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil {
+		return re.Response.StatusCode
+	}
+	return 0
+}

@@ -2,6 +2,7 @@ package oidc
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -22,15 +23,7 @@ const (
 func (p *Provider) serve(h http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
-	mux.HandleFunc(tokenPath, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Pragma", "no-cache")
-		// Parsed here, so that the grant type is known after op has read the body.
-		_ = r.ParseForm()
-		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
-		h.ServeHTTP(rec, r)
-		p.metrics.tokens.WithLabelValues(grantLabel(r.PostFormValue("grant_type")), rec.result()).Inc()
-	})
+	mux.HandleFunc(tokenPath, p.token(h))
 	mux.HandleFunc(oidc.DiscoveryEndpoint, p.discovery)
 	mux.HandleFunc(loggedOutPath, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -53,6 +46,42 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 	httphelper.MarshalJSON(w, d)
 }
 
+// token serves the token endpoint with op, adding Cache-Control: no-store (RFC 6749 §5.1) and
+// the metric, and answering 503 server_error when the store failed: op words every failure to
+// read a refresh token or a code as invalid_grant, which tells a client to drop its session, a
+// wrong answer to an outage.
+func (p *Provider) token(h http.Handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Pragma", "no-cache")
+		// Parsed here, so that the grant type is known after op has read the body.
+		_ = r.ParseForm()
+		fault := new(bool)
+		rec := &recorder{header: http.Header{}, code: http.StatusOK}
+		h.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), faultKey{}, fault)))
+		if *fault && rec.code != http.StatusOK {
+			rec = &recorder{header: http.Header{"Content-Type": {"application/json"}}, code: http.StatusServiceUnavailable}
+			rec.body.WriteString(`{"error":"server_error","error_description":"tokens cannot be issued right now; try again later"}`)
+		}
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.code)
+		w.Write(rec.body.Bytes())
+		p.metrics.tokens.WithLabelValues(grantLabel(r.PostFormValue("grant_type")), rec.result()).Inc()
+	}
+}
+
+// faultKey marks, in a token request's context, that the store failed (see token).
+type faultKey struct{}
+
+// storeFault records that answering the request failed for want of the store.
+func storeFault(ctx context.Context) {
+	if f, ok := ctx.Value(faultKey{}).(*bool); ok {
+		*f = true
+	}
+}
+
 // grantLabel keeps the metric's grant_type values few: a client may send anything.
 func grantLabel(g string) string {
 	switch g {
@@ -66,24 +95,16 @@ func grantLabel(g string) string {
 	return "other"
 }
 
-// recorder keeps a token response's status and the start of its body, for its error code.
+// recorder keeps a token response (they are small) until it is known to stand.
 type recorder struct {
-	http.ResponseWriter
-	code int
-	body bytes.Buffer
+	header http.Header
+	code   int
+	body   bytes.Buffer
 }
 
-func (r *recorder) WriteHeader(code int) {
-	r.code = code
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(b []byte) (int, error) {
-	if r.body.Len() < 4096 {
-		r.body.Write(b)
-	}
-	return r.ResponseWriter.Write(b)
-}
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) WriteHeader(code int)        { r.code = code }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
 
 // result is "ok" or the OAuth error code of the response (RFC 6749 §5.2 names them all).
 func (r *recorder) result() string {

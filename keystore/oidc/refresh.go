@@ -49,6 +49,7 @@ func (p *Provider) lookupRefresh(ctx context.Context, plain string) (*refreshReq
 		return nil, p.refused("unknown")
 	}
 	if err != nil {
+		storeFault(ctx)
 		return nil, err
 	}
 	switch {
@@ -66,6 +67,8 @@ func (p *Provider) lookupRefresh(ctx context.Context, plain string) (*refreshReq
 		if errors.As(err, &r) {
 			p.metrics.refused.WithLabelValues(refusedLabel(r.why)).Inc()
 			p.log.Info("refresh refused", "key", k.Name, "user", g.User, "client", g.ClientID, "reason", r.why)
+		} else {
+			storeFault(ctx)
 		}
 		return nil, err
 	}

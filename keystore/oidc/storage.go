@@ -56,8 +56,11 @@ func (s *storage) AuthRequestByID(ctx context.Context, id string) (op.AuthReques
 // exchanged for (RFC 6749 §4.1.2): whoever presents it twice, one of the two is not its client.
 func (s *storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
 	a, err := s.p.reqs.byCode(ctx, code)
-	if errors.Is(err, errCodeReused) {
+	switch {
+	case errors.Is(err, errCodeReused):
 		s.p.revokeIssued(ctx, a.ID)
+	case err != nil && !errors.Is(err, errUnknown):
+		storeFault(ctx)
 	}
 	if err != nil {
 		return nil, err
