@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/oauth2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -173,4 +174,44 @@ func edgeRedirect(t *testing.T, u string) *url.URL {
 		t.Fatal(err)
 	}
 	return loc
+}
+
+// TestOIDCThroughTheEdge: a go-oidc relying party, through the real Envoy: discovery, the ID
+// token verified with the JWKS, userinfo (its bearer token passes the public route untouched),
+// a refresh, and the refresh token refused as an access key on every target.
+func TestOIDCThroughTheEdge(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := "oidc-" + randomHex(t, 4)
+	tok := oidcLogin(t, ctx, name, []string{"oidc-dev"})
+	cctx := gooidc.ClientContext(ctx, client)
+	rp, err := gooidc.NewProvider(cctx, platform.EdgeURL+"/oidc")
+	if err != nil {
+		t.Fatalf("discovery through the edge: %v", err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if _, err := rp.Verifier(&gooidc.Config{ClientID: localdev.DemoOIDCClient}).Verify(cctx, raw); err != nil {
+		t.Errorf("ID token: %v", err)
+	}
+	info, err := rp.UserInfo(cctx, oauth2.StaticTokenSource(tok))
+	if err != nil || info.Subject != name {
+		t.Errorf("userinfo through the edge: %+v, %v", info, err)
+	}
+	cfg := &oauth2.Config{ClientID: localdev.DemoOIDCClient, Endpoint: rp.Endpoint()}
+	fresh, err := cfg.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, client), &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	if err != nil || fresh.RefreshToken == tok.RefreshToken {
+		t.Fatalf("refresh through the edge: %v", err)
+	}
+	for _, path := range []string{"/kubernetes/cluster/demo/api", "/kubernetes/management/apis/management.loft.sh/v1/ownedaccesskeys", "/grafana/demo/api/health"} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, platform.EdgeURL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+fresh.RefreshToken)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET %s with a refresh token as the key: %d, want 401", path, resp.StatusCode)
+		}
+	}
 }
