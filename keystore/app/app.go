@@ -26,7 +26,6 @@ import (
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/apiserver"
 	"github.com/keygate-dev/keygate/keystore/auth"
-	"github.com/keygate-dev/keygate/keystore/config"
 	"github.com/keygate-dev/keygate/keystore/registry"
 	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/keystore/teams"
@@ -160,9 +159,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	watcher, err := config.NewWatcher(c.ConfigFile, 0, log)
+	watcher, err := newWatcher(c, log, reg)
 	if err != nil {
-		return fmt.Errorf("--config-file: %w", err)
+		return err
 	}
 	provider, oidcSrv, err := oidcServer(c, rdb, keys, people, watcher, log, reg)
 	if err != nil {

@@ -89,3 +89,28 @@ func oidcServer(c Config, rdb redis.UniversalClient, keys *store.Store, people *
 	srv, err := httpsServer(c, c.OIDCAddress, p)
 	return p, srv, err
 }
+
+// newWatcher loads --config-file and counts its reloads in
+// keygate_keystore_config_reloads_total{result="ok|error"}: a refused file leaves the last
+// good one in force, which only the log and this metric tell.
+func newWatcher(c Config, log *slog.Logger, reg prometheus.Registerer) (*config.Watcher, error) {
+	w, err := config.NewWatcher(c.ConfigFile, 0, log)
+	if err != nil {
+		return nil, fmt.Errorf("--config-file: %w", err)
+	}
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keygate_keystore_config_reloads_total",
+		Help: "Changes of --config-file read, by result: ok (in force) or error (refused; the last good one stays).",
+	}, []string{"result"})
+	if err := reg.Register(reloads); err != nil {
+		return nil, err
+	}
+	w.OnReload = func(err error) {
+		if err != nil {
+			reloads.WithLabelValues("error").Inc()
+			return
+		}
+		reloads.WithLabelValues("ok").Inc()
+	}
+	return w, nil
+}
