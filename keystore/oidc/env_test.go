@@ -236,6 +236,7 @@ type claims struct {
 	Nonce             string   `json:"nonce"`
 	Azp               string   `json:"azp"`
 	AtHash            string   `json:"at_hash"`
+	AuthTime          int64    `json:"auth_time"`
 }
 
 // idToken verifies the ID token of tok with go-oidc (the provider's JWKS) and returns it.

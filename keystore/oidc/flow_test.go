@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -77,12 +78,18 @@ func TestRefresh(t *testing.T) {
 	if _, err := userS.Update(ctx, u.name, func(x *users.User) error { x.Groups = []string{"ops"}; return nil }); err != nil {
 		t.Fatal(err)
 	}
+	// A second later, so that a refreshed auth_time that moved would show (times are seconds).
+	time.Sleep(1100 * time.Millisecond)
 	tok2, err := e.refresh(r, tok.RefreshToken)
 	if err != nil {
 		t.Fatalf("refresh: %v", err)
 	}
-	if _, c := e.idToken(tok2, publicClient); !slices.Equal(c.Groups, []string{"ops"}) {
+	_, c := e.idToken(tok2, publicClient)
+	if !slices.Equal(c.Groups, []string{"ops"}) {
 		t.Errorf("groups after the change = %v, want [ops]", c.Groups)
+	}
+	if _, c1 := e.idToken(tok, publicClient); c1.AuthTime == 0 || c.AuthTime != c1.AuthTime {
+		t.Errorf("auth_time after a refresh = %d, want the sign-in's %d (OIDC Core §12.2)", c.AuthTime, c1.AuthTime)
 	}
 	if tok2.RefreshToken == "" || tok2.RefreshToken == tok.RefreshToken || tok2.AccessToken == tok.AccessToken {
 		t.Error("a refresh must give a new access token and a new refresh token")

@@ -86,11 +86,19 @@ func refusedLabel(why string) string {
 	return strings.ReplaceAll(why, " ", "_")
 }
 
+// AuthTimeAnnotation keeps, on a refresh token key, when its user signed in: the auth_time
+// of every ID token refreshed from it (OpenID Connect Core §12.2), across rotations.
+const AuthTimeAnnotation = "keygate.dev/oidc-auth-time"
+
 func grantOf(k *v1.OwnedAccessKey) grant {
 	o := k.Spec.OIDCProvider
+	authTime := k.CreationTimestamp.Time
+	if t, err := time.Parse(time.RFC3339, k.Annotations[AuthTimeAnnotation]); err == nil {
+		authTime = t
+	}
 	return grant{
 		ClientID: o.ClientID, RedirectURI: o.RedirectURI, Nonce: o.Nonce, Scopes: strings.Fields(o.Scopes),
-		User: k.Spec.User, OwnerUID: accesskey.OwnerUID(k), Parent: k.Spec.Parent, AuthTime: k.CreationTimestamp.Time,
+		User: k.Spec.User, OwnerUID: accesskey.OwnerUID(k), Parent: k.Spec.Parent, AuthTime: authTime,
 	}
 }
 
@@ -103,7 +111,7 @@ const maxNameAttempts = 5
 func (p *Provider) issueRefresh(ctx context.Context, g grant) (string, *v1.OwnedAccessKey, error) {
 	for range maxNameAttempts {
 		k := &v1.OwnedAccessKey{
-			ObjectMeta: metav1.ObjectMeta{Name: refreshKeyName(g.ClientID, g.User)},
+			ObjectMeta: metav1.ObjectMeta{Name: refreshKeyName(g.ClientID, g.User), Annotations: map[string]string{}},
 			Spec: v1.OwnedAccessKeySpec{
 				DisplayName: "OIDC refresh token of " + g.ClientID,
 				Description: "Refresh token the OIDC provider issued to client " + g.ClientID + "; delete it to revoke it.",
@@ -117,6 +125,7 @@ func (p *Provider) issueRefresh(ctx context.Context, g grant) (string, *v1.Owned
 			},
 		}
 		accesskey.SetOwnerUID(k, g.OwnerUID)
+		k.Annotations[AuthTimeAnnotation] = g.AuthTime.UTC().Format(time.RFC3339)
 		q := store.PerOwner(k, p.opts.MaxRefreshTokens, p.opts.Now())
 		q.EvictOldest = true
 		plain, stored, evicted, err := p.opts.Keys.CreateWithinQuota(ctx, k, q)
