@@ -22,11 +22,16 @@ const AdminGroup = "keygate:admins"
 // serving certificate of the platform CA, believing identity headers only from the edge's
 // client certificate.
 func (p *Platform) startKeystore(ctx context.Context, certs *kubeserver.Certs) error {
-	ports, err := proc.FreePorts(3)
+	ports, err := proc.FreePorts(4)
 	if err != nil {
 		return err
 	}
 	p.keystoreAddrs.api, p.keystoreAddrs.auth, p.keystoreAddrs.http = addr(ports[0]), addr(ports[1]), addr(ports[2])
+	p.keystoreAddrs.oidc = addr(ports[3])
+	oidcArgs, err := p.oidcArgs()
+	if err != nil {
+		return err
+	}
 	serving, err := certs.CA.Server("keygate keystore", "127.0.0.1", "localhost")
 	if err != nil {
 		return err
@@ -35,12 +40,12 @@ func (p *Platform) startKeystore(ctx context.Context, certs *kubeserver.Certs) e
 	if err != nil {
 		return err
 	}
-	p.step("starting keystore (management API and login)")
+	p.step("starting keystore (management API, login, OIDC provider)")
 	args := append([]string{"serve",
 		"--address", p.keystoreAddrs.api, "--auth-address", p.keystoreAddrs.auth, "--http-address", p.keystoreAddrs.http,
 		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile,
 		"--requestheader-client-ca-file", certs.CAFile, "--requestheader-allowed-names", kubeserver.EdgeUser,
-		"--admin-group", AdminGroup, "--log-format", "text"}, p.RedisArgs()...)
+		"--admin-group", AdminGroup, "--log-format", "text"}, append(oidcArgs, p.RedisArgs()...)...)
 	p.keystore, err = proc.Start("keystore", p.logs, nil, filepath.Join(p.Bin, "keystore"), args...)
 	if err != nil {
 		return err

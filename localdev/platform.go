@@ -89,7 +89,7 @@ type Platform struct {
 	extauthzHTTP  string
 	controlPlane  *pki.ControlPlane // the mutual TLS of Envoy, xds and extauthz
 	keystore      *proc.Process
-	keystoreAddrs struct{ api, auth, http string }
+	keystoreAddrs struct{ api, auth, http, oidc string }
 }
 
 // Start brings the platform up and returns once a request through the edge reaches every

@@ -48,6 +48,7 @@ func (p *Platform) writeInitialTargets(certs *kubeserver.Certs) error {
 	// its client certificate, which keystore requires before it believes identity headers.
 	p.targets.Management = &file.Upstream{URL: "https://" + p.keystoreAddrs.api, CAFile: "pki/platform-ca.crt", ClientCertFile: "pki/edge-client.crt", ClientKeyFile: "pki/edge-client.key"}
 	p.targets.Auth = &file.Upstream{URL: "https://" + p.keystoreAddrs.auth, CAFile: "pki/platform-ca.crt"}
+	p.targets.OIDC = &file.Upstream{URL: "https://" + p.keystoreAddrs.oidc, CAFile: "pki/platform-ca.crt"}
 	p.TargetsFile = p.path("targets.yaml")
 	return p.writeTargets()
 }

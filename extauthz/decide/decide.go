@@ -57,6 +57,13 @@ func Decide(k *v1.OwnedAccessKey, ref edgepath.Ref, a attributes.Attributes, now
 		// Nothing to reach (Envoy answers 404), or nothing that needs a key.
 		return Decision{Outcome: Allow}
 	}
+	if k.Spec.Type == v1.AccessKeyTypeOIDCRefreshToken {
+		// A refresh token of the OIDC provider is an access key only so that it is listed,
+		// bounded and revoked like one (keystore/oidc). It is given to a relying party to get
+		// tokens from /oidc/, never to act as the user: were it a bearer key here, any client
+		// a user signed in to could call every API as them.
+		return Decision{Unauthenticated, "refresh token", fmt.Sprintf("access key %q is an OIDC refresh token: it is exchanged at /oidc/ for tokens, and opens nothing else", k.Name)}
+	}
 	if check, refused := scopeRefuses(k.Spec.Scope, ref, a); refused {
 		reason := "scope"
 		if !check.Parsed() {

@@ -41,6 +41,10 @@ func afterActivity(last time.Time) keyOpt {
 }
 func scope(s v1.AccessKeyScope) keyOpt { return func(k *v1.OwnedAccessKey) { k.Spec.Scope = &s } }
 func disabled(k *v1.OwnedAccessKey)    { k.Spec.Disabled = true }
+func refreshToken(k *v1.OwnedAccessKey) {
+	k.Spec.Type = v1.AccessKeyTypeOIDCRefreshToken
+	k.Spec.OIDCProvider = &v1.AccessKeyOIDCProvider{ClientID: "argocd", Scopes: "openid offline_access"}
+}
 
 func TestDecide(t *testing.T) {
 	hour := time.Hour
@@ -57,6 +61,9 @@ func TestDecide(t *testing.T) {
 		"at the expiry instant":                  {key(ttl(3600)), demo, created.Add(hour), Options{}, Unauthenticated, "expired"},
 		"after expiry":                           {key(ttl(3600)), demo, created.Add(2 * hour), Options{}, Unauthenticated, "expired"},
 		"disabled":                               {key(disabled), demo, created, Options{}, Unauthenticated, "disabled"},
+		"an OIDC refresh token is no bearer key": {key(refreshToken), demo, created, Options{}, Unauthenticated, "refresh token"},
+		"an OIDC refresh token, management":      {key(refreshToken), edgepath.Ref{Kind: edgepath.KindManagement}, created, Options{}, Unauthenticated, "refresh token"},
+		"an OIDC refresh token, grafana":         {key(refreshToken), grafana, created, Options{}, Unauthenticated, "refresh token"},
 		"disabled wins over scope":               {key(disabled, scope(v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "demo"}}})), demo, created, Options{}, Unauthenticated, "disabled"},
 		"ttl after activity, recent activity":    {key(ttl(3600), afterActivity(created.Add(10*hour))), demo, created.Add(10*hour + 30*time.Minute), Options{}, Allow, ""},
 		"ttl after activity, idle too long":      {key(ttl(3600), afterActivity(created.Add(10*hour))), demo, created.Add(11 * hour), Options{}, Unauthenticated, "expired"},

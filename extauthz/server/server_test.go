@@ -103,6 +103,9 @@ func TestCheck(t *testing.T) {
 	valid := newKey(t, "check-valid", v1.OwnedAccessKeySpec{User: "alice", Groups: []string{"dev", "qa"}}, now)
 	expired := newKey(t, "check-expired", v1.OwnedAccessKeySpec{User: "bob", TTL: 60}, now.Add(-time.Hour))
 	disabled := newKey(t, "check-disabled", v1.OwnedAccessKeySpec{User: "carol", Disabled: true}, now)
+	// An OIDC refresh token is stored as a key; a relying party holding one tries it as one.
+	refresh := newKey(t, "check-refresh", v1.OwnedAccessKeySpec{User: "erin", Type: v1.AccessKeyTypeOIDCRefreshToken,
+		OIDCProvider: &v1.AccessKeyOIDCProvider{ClientID: "argocd", Scopes: "openid offline_access"}}, now)
 	scoped := newKey(t, "check-scoped", v1.OwnedAccessKeySpec{User: "dave", Scope: &v1.AccessKeyScope{Clusters: []v1.AccessKeyScopeCluster{{Cluster: "demo"}}}}, now)
 	demo := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}
 	staging := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "staging"}
@@ -119,6 +122,7 @@ func TestCheck(t *testing.T) {
 		"unknown key":        {demo, "/kubernetes/cluster/demo/api", "Bearer kgk_unknownunknownunknownunknownunknown", 401, "invalid access key"},
 		"expired key":        {demo, "/kubernetes/cluster/demo/api", "Bearer " + expired, 401, `access key "check-expired" has expired`},
 		"disabled key":       {demo, "/kubernetes/cluster/demo/api", "Bearer " + disabled, 401, `access key "check-disabled" is disabled`},
+		"OIDC refresh token": {demo, "/kubernetes/cluster/demo/api", "Bearer " + refresh, 401, `access key "check-refresh" is an OIDC refresh token`},
 		"out of scope":       {staging, "/kubernetes/cluster/staging/api", "Bearer " + scoped, 403, `access key "check-scoped" is not allowed to get /api on cluster "staging"`},
 		"bad route metadata": {edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "Bad_Name"}, "/x", "Bearer " + valid, 500, "misconfigured"},
 	}

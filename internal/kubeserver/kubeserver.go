@@ -119,8 +119,8 @@ func NewCerts(ca *pki.CA, dir, caFileName, adminName string) (*Certs, error) {
 // StartAPIServer runs a kube-apiserver named name on etcdURL, with a serving certificate for
 // 127.0.0.1 from c.CA, client certificates from the same CA accepted, RBAC on (EdgeUser may
 // impersonate, AdminUser is a cluster admin), and Admin a system:masters client. Its log goes
-// under dir. extra are further flags, appended (an OIDC issuer, say).
-func StartAPIServer(ctx context.Context, dir, name, etcdURL string, c *Certs, extra ...string) (*APIServer, error) {
+// under dir. extraArgs are added to its command line (an OIDC issuer to trust, say).
+func StartAPIServer(ctx context.Context, dir, name, etcdURL string, c *Certs, extraArgs ...string) (*APIServer, error) {
 	bin, err := toolbin.Path("kube-apiserver")
 	if err != nil {
 		return nil, err
@@ -134,7 +134,7 @@ func StartAPIServer(ctx context.Context, dir, name, etcdURL string, c *Certs, ex
 		return nil, err
 	}
 	p, err := proc.Start("kube-apiserver-"+name, filepath.Join(dir, "logs"), nil, bin,
-		append(apiServerArgs(name, etcdURL, port, certFile, keyFile, c), extra...)...)
+		append(apiServerArgs(name, etcdURL, port, certFile, keyFile, c), extraArgs...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -55,11 +55,19 @@ type Config struct {
 	// Quotas bound the keys of each owner and the ttl of non-admins' keys; the login-key bound
 	// is also the login endpoint's.
 	Quotas registry.Quotas
+	// ExternalURL is the edge's public URL: the OIDC issuer is it plus /oidc.
+	ExternalURL string
+	// OIDCAddress is the HTTPS address of the OIDC provider; empty: no provider.
+	OIDCAddress string
+	// ConfigFile is the configuration file (OIDC clients, SSO connectors), reloaded on change.
+	ConfigFile string
+	// EncryptionKeyFile opens and seals what keystore keeps encrypted in Redis (the OIDC
+	// signing keys); required with the provider.
+	EncryptionKeyFile string
+	// OIDC are the provider's lifetimes.
+	OIDC OIDCLifetimes
 	redisflags.Config
 	ops.LogFlags
-
-	// SSO: --config-file, --encryption-key-file, --external-url (sso.go).
-	SSO SSOConfig
 }
 
 // ParseFlags reads the command line and the environment.
@@ -79,9 +87,9 @@ func ParseFlags(args []string) (Config, error) {
 	fs.IntVar(&c.Quotas.MaxKeysPerUser, "max-keys-per-user", 100, "most live access keys of one user or team, login keys not counted; 0: no bound")
 	fs.IntVar(&c.Quotas.MaxLoginKeysPerUser, "max-login-keys-per-user", 20, "most live login keys of one user; a login past it deletes the oldest; 0: no bound")
 	fs.DurationVar(&c.Quotas.MaxTTLNonAdmin, "max-ttl-non-admin", 0, "longest ttl of the keys non-admins create (then no key of theirs may be without one); 0: no cap")
+	c.registerOIDC(fs)
 	c.Register(fs)
 	c.AddLogFlags(fs)
-	c.SSO.register(fs)
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: keystore serve [flags]\n\nServes the management API (management.loft.sh/v1) and the login endpoints behind the edge.")
 	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
 		return c, err
@@ -117,10 +125,10 @@ func ParseFlags(args []string) (Config, error) {
 	if c.LoginTTL < time.Second {
 		return c, fmt.Errorf("--login-ttl %s: want at least 1s", c.LoginTTL)
 	}
-	if err := c.SSO.check(); err != nil {
+	if err := checkExternalURL(c.ExternalURL); err != nil {
 		return c, err
 	}
-	return c, nil
+	return c, c.checkOIDC()
 }
 
 // Main runs `keystore serve` until SIGINT or SIGTERM and returns the exit code.
@@ -152,21 +160,44 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	}
 
 	reg := ops.NewRegistry()
-	single, err := newSSO(c, keys, people, rdb, log, reg)
+	watcher, err := newWatcher(c, log, reg)
 	if err != nil {
 		return err
 	}
-	authSrv, err := loginServer(c, keys, people, log, reg, single)
+	box, err := loadBox(c)
+	if err != nil {
+		return err
+	}
+	provider, oidcSrv, err := oidcServer(c, rdb, keys, people, watcher, box, log, reg)
+	if err != nil {
+		return err
+	}
+	// A nil *oidc.Provider in the interface would not be a nil interface: the login page and
+	// SSO tell "no provider" by a nil AuthRequests.
+	var requests session.AuthRequests
+	if provider != nil {
+		requests = provider
+	}
+	single, err := newSSO(c, keys, people, rdb, watcher, box, requests, log, reg)
+	if err != nil {
+		return err
+	}
+	authSrv, err := loginServer(c, keys, people, log, reg, single, requests)
 	if err != nil {
 		return err
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { watcher.Run(gctx); return nil })
+	if provider != nil {
+		g.Go(func() error { provider.Run(gctx); return nil })
+		g.Go(func() error { return serveTLS(gctx, log, "OIDC provider", "--oidc-address", oidcSrv) })
+	}
 	g.Go(func() error {
 		log.Info("serving", "server", "management API", "address", c.Address, "redis", strings.Join(c.RedisAddresses, ","))
 		return gs.PrepareRun().RunWithContext(gctx)
 	})
-	g.Go(func() error { return serveLogins(gctx, log, authSrv) })
+	g.Go(func() error { return serveTLS(gctx, log, "login endpoints", "--auth-address", authSrv) })
 	g.Go(func() error { return single.run(gctx) })
 	g.Go(func() error {
 		return ops.ServeHTTP(gctx, log, "metrics and health", c.HTTPAddress, ops.Handler(reg, redisflags.Ready(rdb)))
@@ -179,7 +210,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 }
 
 // loginServer is the HTTPS server of the login endpoints and the login page.
-func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Logger, reg *prometheus.Registry, single *loginSSO) (*http.Server, error) {
+func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Logger, reg *prometheus.Registry, single *loginSSO, requests session.AuthRequests) (*http.Server, error) {
 	api, err := auth.New(auth.Options{Keys: keys, Users: people, LoginTTL: c.LoginTTL, MaxLoginKeys: c.Quotas.MaxLoginKeysPerUser, Log: log, Registerer: reg})
 	if err != nil {
 		return nil, err
@@ -187,21 +218,26 @@ func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Log
 	page, err := loginpage.New(loginpage.Options{
 		Auth:     api,
 		Sessions: &session.Reader{Keys: keys, Users: people},
-		// The OIDC provider (keystore/oidc) passes its pending requests here when it lands;
-		// until then every authRequestID is unknown and the page offers the plain sign-in.
-		Requests:   nil,
+		// The OIDC provider's pending requests; nil without --oidc-address, when every
+		// authRequestID is unknown and the page offers the plain sign-in.
+		Requests:   requests,
 		Connectors: single.connectors(),
 		Log:        log,
 	})
 	if err != nil {
 		return nil, err
 	}
+	return httpsServer(c, c.AuthAddress, loginMux(api, page, single.handler()))
+}
+
+// httpsServer serves h on addr with the serving certificate.
+func httpsServer(c Config, addr string, h http.Handler) (*http.Server, error) {
 	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("--tls-cert-file: %w", err)
 	}
 	return &http.Server{
-		Addr: c.AuthAddress, Handler: loginMux(api, page, single.handler()),
+		Addr: addr, Handler: h,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 	}, nil
@@ -229,13 +265,14 @@ func loginMux(api, page, sso http.Handler) *http.ServeMux {
 	return mux
 }
 
-// serveLogins serves the login endpoints until ctx ends, then shuts down gracefully.
-func serveLogins(ctx context.Context, log *slog.Logger, srv *http.Server) error {
+// serveTLS serves srv (what, listening on the address of flag) until ctx ends, then shuts down
+// gracefully.
+func serveTLS(ctx context.Context, log *slog.Logger, what, flag string, srv *http.Server) error {
 	lis, err := net.Listen("tcp", srv.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on --auth-address %s: %w", srv.Addr, err)
+		return fmt.Errorf("listen on %s %s: %w", flag, srv.Addr, err)
 	}
-	log.Info("serving", "server", "login endpoints", "address", lis.Addr().String())
+	log.Info("serving", "server", what, "address", lis.Addr().String())
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

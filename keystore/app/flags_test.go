@@ -71,3 +71,42 @@ func TestQuotaFlags(t *testing.T) {
 		})
 	}
 }
+
+func TestOIDCFlags(t *testing.T) {
+	oidcOn := []string{"--oidc-address", "127.0.0.1:19446", "--external-url", "https://127.0.0.1:8443", "--encryption-key-file", "enc.key"}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+	}{
+		{"no provider needs none of it", nil, nil, ""},
+		{"provider on", oidcOn, nil, ""},
+		{"from the environment", nil, map[string]string{"KEYSTORE_OIDC_ADDRESS": "127.0.0.1:19446", "KEYSTORE_EXTERNAL_URL": "https://edge.example.com", "KEYSTORE_ENCRYPTION_KEY_FILE": "enc.key"}, ""},
+		{"no encryption key", oidcOn[:4], nil, "--encryption-key-file is required with --oidc-address"},
+		{"no external URL", append([]string{"--encryption-key-file", "k"}, oidcOn[:2]...), nil, `--external-url "": the OIDC provider needs the edge's public URL`},
+		{"http external URL", append(oidcOn, "--external-url", "http://edge.example.com"), nil, "https://host[:port]"},
+		{"external URL with a path", append(oidcOn, "--external-url", "https://edge.example.com/oidc"), nil, "https://host[:port]"},
+		{"bad address", append(oidcOn, "--oidc-address", "nowhere"), nil, "--oidc-address \"nowhere\": want host:port"},
+		{"sub-second ttl", append(oidcOn, "--oidc-access-token-ttl", "10ms"), nil, "--oidc-access-token-ttl 10ms: want at least 1s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			c, err := ParseFlags(append(append([]string{}, required...), tc.args...))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.OIDC.AccessTokenTTL != 10*time.Minute || c.OIDC.RefreshTokenTTL != 7*24*time.Hour {
+				t.Errorf("defaults: %+v", c.OIDC)
+			}
+		})
+	}
+}

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/keygate-dev/keygate/keystore/auth/loginpage"
+	"github.com/keygate-dev/keygate/keystore/auth/session"
 	"github.com/keygate-dev/keygate/keystore/config"
 	"github.com/keygate-dev/keygate/keystore/sealed"
 	"github.com/keygate-dev/keygate/keystore/sso"
@@ -21,30 +21,15 @@ import (
 	"github.com/keygate-dev/keygate/keystore/users"
 )
 
-// SSOConfig are the flags single sign-on needs. The OIDC provider and the login page need the
-// same three; they are defined once, here or with them.
-type SSOConfig struct {
-	// ConfigFile is keystore's configuration (auth.connectors), reloaded on change.
-	ConfigFile string
-	// EncryptionKeyFile seals what keystore keeps and reads back (the IdPs' refresh tokens).
-	EncryptionKeyFile string
-	// ExternalURL is the edge as browsers see it: callbacks are <url>/auth/<connector>/callback.
-	ExternalURL string
-}
-
-func (s *SSOConfig) register(fs *flag.FlagSet) {
-	fs.StringVar(&s.ConfigFile, "config-file", "", "keystore's configuration (YAML: oidc.clients, auth.connectors), reloaded on change; empty: none")
-	fs.StringVar(&s.EncryptionKeyFile, "encryption-key-file", "", "keys (base64, one a line, the first seals) that seal secrets keystore keeps in Redis; required with SSO connectors")
-	fs.StringVar(&s.ExternalURL, "external-url", "", "the edge's https URL as browsers see it (SSO callbacks are <url>/auth/<connector>/callback)")
-}
-
-func (s *SSOConfig) check() error {
-	if s.ExternalURL == "" {
+// checkExternalURL checks --external-url, which single sign-on (its callbacks) and the OIDC
+// provider (its issuer) need: the edge as browsers see it.
+func checkExternalURL(external string) error {
+	if external == "" {
 		return nil
 	}
-	u, err := url.Parse(s.ExternalURL)
+	u, err := url.Parse(external)
 	if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || strings.TrimSuffix(u.Path, "/") != "" {
-		return fmt.Errorf("--external-url %q: want https://host[:port], without a path", s.ExternalURL)
+		return fmt.Errorf("--external-url %q: want https://host[:port], without a path", external)
 	}
 	return nil
 }
@@ -56,25 +41,20 @@ type loginSSO struct {
 	watcher *config.Watcher
 }
 
-// newSSO builds single sign-on from --config-file; nil when the file declares no connector.
-func newSSO(c Config, keys *store.Store, people *users.Store, rdb redis.UniversalClient, log *slog.Logger, reg *prometheus.Registry) (*loginSSO, error) {
-	w, err := config.NewWatcher(c.SSO.ConfigFile, 0, log)
-	if err != nil {
-		return nil, fmt.Errorf("--config-file: %w", err)
-	}
+// newSSO builds single sign-on from the connectors of --config-file; nil when it declares
+// none (connectors added later need a restart; those declared follow the file). box seals the
+// IdPs' refresh tokens; requests are the OIDC provider's (nil: none).
+func newSSO(c Config, keys *store.Store, people *users.Store, rdb redis.UniversalClient, w *config.Watcher, box *sealed.Box,
+	requests session.AuthRequests, log *slog.Logger, reg *prometheus.Registry) (*loginSSO, error) {
 	connectors := w.Current().Auth.Connectors
 	if len(connectors) == 0 {
 		return nil, nil
 	}
-	if c.SSO.EncryptionKeyFile == "" || c.SSO.ExternalURL == "" {
+	if box == nil || c.ExternalURL == "" {
 		return nil, errors.New("auth.connectors need --encryption-key-file (to seal the IdPs' refresh tokens) and --external-url (for the callbacks)")
 	}
-	box, err := sealed.Load(c.SSO.EncryptionKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("--encryption-key-file: %w", err)
-	}
 	h, err := sso.New(sso.Options{
-		Keys: keys, Users: sso.StoreUsers(people), Redis: rdb, Box: box, ExternalURL: c.SSO.ExternalURL,
+		Keys: keys, Users: sso.StoreUsers(people), Redis: rdb, Box: box, ExternalURL: c.ExternalURL, AuthRequests: requests,
 		AdminGroup: c.AdminGroup, LoginTTL: c.LoginTTL, MaxLoginKeys: c.Quotas.MaxLoginKeysPerUser,
 		Log: log.With("component", "sso"), Registerer: reg,
 	}, connectors)
@@ -89,12 +69,11 @@ func newSSO(c Config, keys *store.Store, people *users.Store, rdb redis.Universa
 	return &loginSSO{h: h, watcher: w}, nil
 }
 
-// run follows the configuration file and refreshes SSO identities until ctx ends.
+// run refreshes SSO identities until ctx ends (Run runs the configuration's watcher).
 func (s *loginSSO) run(ctx context.Context) error {
 	if s == nil {
 		return nil
 	}
-	go s.watcher.Run(ctx)
 	s.h.RunRefresher(ctx, 0)
 	return nil
 }

@@ -38,7 +38,15 @@ func TestSSOWiring(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return newSSO(c, store.New(rdb), users.New(rdb, users.Options{}), rdb, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		w, err := newWatcher(c, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		box, err := loadBox(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return newSSO(c, store.New(rdb), users.New(rdb, users.Options{}), rdb, w, box, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	}
 	if s, err := build(); s != nil || err != nil {
 		t.Fatalf("no config file: %v %v, want no SSO", s, err)

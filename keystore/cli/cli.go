@@ -131,6 +131,7 @@ func newRootCommand(s streams) *cobra.Command {
 		&cobra.Group{ID: groupServe, Title: "Server:"},
 		&cobra.Group{ID: groupKeys, Title: "Access keys:"},
 		&cobra.Group{ID: groupUsers, Title: "Users who log in with a password:"},
+		&cobra.Group{ID: groupOIDC, Title: "The OIDC provider:"},
 	)
 	root.AddCommand(
 		newServeCommand(),
@@ -138,6 +139,7 @@ func newRootCommand(s streams) *cobra.Command {
 		newDisableKeyCommand(s, true), newDisableKeyCommand(s, false), newDeleteKeyCommand(s),
 		newCreateUserCommand(s), newGetUserCommand(s), newListUsersCommand(s),
 		newSetUserCommand(s), newSetPasswordCommand(s), newDeleteUserCommand(s),
+		newHashSecretCommand(s),
 	)
 	return root
 }

@@ -127,11 +127,11 @@ func (c Caller) mayChange(k, cur *v1.OwnedAccessKey) string {
 		}
 		return fmt.Sprintf("spec.disabled: this key was disabled by %s; only they or an admin may enable it", by)
 	}
-	if cur.Spec.Type == v1.AccessKeyTypeLogin {
+	if cur.Spec.Type == v1.AccessKeyTypeLogin || cur.Spec.Type == v1.AccessKeyTypeOIDCRefreshToken {
 		lengthened := k.Spec.Type != cur.Spec.Type || k.Spec.TTL <= 0 || k.Spec.TTL > cur.Spec.TTL ||
 			(k.Spec.TTLAfterLastActivity && !cur.Spec.TTLAfterLastActivity)
 		if lengthened {
-			return "spec: the type, ttl and ttlAfterLastActivity of a login key are the login endpoint's: an owner may shorten its ttl, or delete it"
+			return fmt.Sprintf("spec: the type, ttl and ttlAfterLastActivity of a %s key are the server's: an owner may shorten its ttl, or delete it", cur.Spec.Type)
 		}
 	}
 	return ""
@@ -143,4 +143,29 @@ func (c Caller) name() string {
 		return c.User
 	}
 	return TeamUserPrefix + c.Team
+}
+
+// providerOwned refuses, to everyone (admins too), an OIDC refresh token made or remade by
+// hand: only keystore/oidc creates keys of type OIDCRefreshToken, and their spec.oidcProvider,
+// parent and owner say what its client may get tokens for. A key made one by hand would be a
+// refresh token its maker chose the grant of; one turned into another type would make a
+// relying party's refresh token a bearer key at the edge (extauthz refuses refresh tokens).
+// Their other fields (disabled, display name, a shorter ttl) stay editable. cur is nil on a
+// create.
+func providerOwned(k, cur *v1.OwnedAccessKey) string {
+	isRT := func(x *v1.OwnedAccessKey) bool {
+		return x.Spec.Type == v1.AccessKeyTypeOIDCRefreshToken || x.Spec.OIDCProvider != nil
+	}
+	switch {
+	case cur == nil && isRT(k):
+		return "spec.type: keys of type OIDCRefreshToken (and spec.oidcProvider) are made only by the OIDC provider, when a client signs a user in"
+	case cur == nil:
+		return ""
+	case isRT(k) != isRT(cur) || k.Spec.Type != cur.Spec.Type && isRT(cur):
+		return "spec.type: a key cannot be turned into an OIDC refresh token, nor a refresh token into another type"
+	case isRT(cur) && (!apiequality.Semantic.DeepEqual(k.Spec.OIDCProvider, cur.Spec.OIDCProvider) ||
+		k.Spec.Parent != cur.Spec.Parent || k.Spec.User != cur.Spec.User || k.Spec.Team != cur.Spec.Team):
+		return "spec: the oidcProvider, parent, user and team of an OIDC refresh token are the OIDC provider's"
+	}
+	return ""
 }

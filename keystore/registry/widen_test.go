@@ -170,3 +170,56 @@ func TestOwnersCannotLengthenLoginKeys(t *testing.T) {
 		t.Errorf("a shorter ttl: %v", err)
 	}
 }
+
+// TestOIDCRefreshTokensAreTheProvidersOnly: nobody, an admin neither, mints an OIDC refresh
+// token through the API or turns a key into one or one into another type (a User key would
+// make a relying party's refresh token a bearer key); its owner still disables it, shortens it
+// or deletes it (which revokes it).
+func TestOIDCRefreshTokensAreTheProvidersOnly(t *testing.T) {
+	f := newWidenFixture()
+	provider := &v1.AccessKeyOIDCProvider{ClientID: "argocd", Nonce: "n", RedirectURI: "https://argocd.example.com/cb", Scopes: "openid offline_access"}
+	refreshSpec := v1.OwnedAccessKeySpec{User: "alice", Type: v1.AccessKeyTypeOIDCRefreshToken, TTL: 3600, OIDCProvider: provider, Parent: "login-alice-x"}
+	callers := []struct {
+		name string
+		ctx  context.Context
+	}{
+		{"alice", as("alice", f.hold(t, "alice-rt-holder", v1.OwnedAccessKeySpec{User: "alice"}))},
+		{"an admin", as("root", f.hold(t, "root-rt-holder", v1.OwnedAccessKeySpec{User: "root"}), "admins")},
+	}
+	for _, c := range callers {
+		t.Run(c.name, func(t *testing.T) {
+			wantForbidden(t, "minting a refresh token", f.create(c.ctx, "minted", refreshSpec))
+			wantForbidden(t, "a User key with spec.oidcProvider", f.create(c.ctx, "sneaky", v1.OwnedAccessKeySpec{User: "alice", OIDCProvider: provider}))
+			for name, change := range map[string]func(*v1.OwnedAccessKey){
+				"into a User key":     func(k *v1.OwnedAccessKey) { k.Spec.Type = v1.AccessKeyTypeUser; k.Spec.OIDCProvider = nil },
+				"into a typeless key": func(k *v1.OwnedAccessKey) { k.Spec.Type = ""; k.Spec.OIDCProvider = nil },
+				"another client":      func(k *v1.OwnedAccessKey) { k.Spec.OIDCProvider.ClientID = "grafana" },
+				"more scopes":         func(k *v1.OwnedAccessKey) { k.Spec.OIDCProvider.Scopes += " groups" },
+				"another parent":      func(k *v1.OwnedAccessKey) { k.Spec.Parent = "login-alice-y" },
+				"a longer ttl":        func(k *v1.OwnedAccessKey) { k.Spec.TTL = 7200 },
+			} {
+				rt := f.hold(t, "alice-rt", refreshSpec)
+				if c.name == "an admin" && name == "a longer ttl" {
+					continue // admins may lengthen keys, as login keys
+				}
+				wantForbidden(t, name, f.update(t, c.ctx, rt, change))
+				if k, err := keys.Get(context.Background(), rt); err != nil || k.Spec.Type != v1.AccessKeyTypeOIDCRefreshToken || k.Spec.OIDCProvider.ClientID != "argocd" {
+					t.Errorf("%s: the refused update changed the key: %+v, %v", name, k, err)
+				}
+			}
+			user := f.hold(t, "alice-user", v1.OwnedAccessKeySpec{User: "alice"})
+			wantForbidden(t, "turning a User key into a refresh token", f.update(t, c.ctx, user, func(k *v1.OwnedAccessKey) {
+				k.Spec.Type = v1.AccessKeyTypeOIDCRefreshToken
+				k.Spec.OIDCProvider = provider
+			}))
+
+			rt := f.hold(t, "alice-rt-own", refreshSpec)
+			if err := f.update(t, c.ctx, rt, func(k *v1.OwnedAccessKey) { k.Spec.Disabled = true; k.Spec.TTL = 60 }); err != nil {
+				t.Errorf("disabling and shortening a refresh token: %v", err)
+			}
+			if _, _, err := f.a.Delete(c.ctx, rt, nil, &metav1.DeleteOptions{}); err != nil {
+				t.Errorf("deleting (revoking) a refresh token: %v", err)
+			}
+		})
+	}
+}

@@ -30,14 +30,25 @@ type Quota struct {
 }
 
 // PerOwner is the quota of max live keys of k's owner (its user, or its team) and of k's kind:
-// login keys (type Login) and the others are counted apart, since logins make keys of their
-// own accord. A key expired at now (by its ttl; the edge's --max-ttl is not known here) is of
-// no use to anyone and does not count.
+// login keys (type Login), OIDC refresh tokens (type OIDCRefreshToken) and the others are
+// counted apart, since logins and the OIDC provider make keys of their own accord. A key
+// expired at now (by its ttl; the edge's --max-ttl is not known here) is of no use to anyone
+// and does not count.
 func PerOwner(k *v1.OwnedAccessKey, max int, now time.Time) Quota {
-	owner, login := accesskey.User(k), k.Spec.Type == v1.AccessKeyTypeLogin
+	owner, class := accesskey.User(k), quotaClass(k)
 	return Quota{Max: max, Counts: func(o *v1.OwnedAccessKey) bool {
-		return accesskey.User(o) == owner && (o.Spec.Type == v1.AccessKeyTypeLogin) == login && !accesskey.Expired(o, now, 0)
+		return accesskey.User(o) == owner && quotaClass(o) == class && !accesskey.Expired(o, now, 0)
 	}}
+}
+
+// quotaClass is which count a key is in: its type for the kinds made of their own accord
+// (logins, OIDC refresh tokens), "" for every other key.
+func quotaClass(k *v1.OwnedAccessKey) v1.AccessKeyType {
+	switch k.Spec.Type {
+	case v1.AccessKeyTypeLogin, v1.AccessKeyTypeOIDCRefreshToken:
+		return k.Spec.Type
+	}
+	return ""
 }
 
 // maxQuotaAttempts bounds how often CreateWithinQuota counts again because keys changed meanwhile.

@@ -129,7 +129,10 @@ Try:
   kubectl --kubeconfig %[5]s --context loft-management get ownedaccesskeys
   curl --cacert %[8]s -H "Authorization: Bearer $(cat %[4]s)" %[2]s/grafana/demo/api/health
 
+OIDC provider (issuer %[2]s/oidc, demo client %[10]s: public, PKCE, redirect http://127.0.0.1:8000/callback):
+  curl --cacert %[8]s %[2]s/oidc/.well-known/openid-configuration
+
 Ctrl-C stops everything.
 `, took.Seconds(), p.EdgeURL, p.AdminKey, rel(state.adminKey), rel(state.kubeconfig),
-		rel(filepath.Join(state.dir, "logs")), p.RedisAddr, rel(filepath.Join(state.dir, "pki", "edge-ca.crt")), rel(state.redisEnv))
+		rel(filepath.Join(state.dir, "logs")), p.RedisAddr, rel(filepath.Join(state.dir, "pki", "edge-ca.crt")), rel(state.redisEnv), localdev.DemoOIDCClient)
 }
