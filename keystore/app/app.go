@@ -28,6 +28,8 @@ import (
 	"github.com/keygate-dev/keygate/keystore/auth"
 	"github.com/keygate-dev/keygate/keystore/auth/loginpage"
 	"github.com/keygate-dev/keygate/keystore/auth/session"
+	"github.com/keygate-dev/keygate/keystore/config"
+	"github.com/keygate-dev/keygate/keystore/oidc"
 	"github.com/keygate-dev/keygate/keystore/registry"
 	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/keystore/teams"
@@ -160,45 +162,17 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	}
 
 	reg := ops.NewRegistry()
-	watcher, err := newWatcher(c, log, reg)
-	if err != nil {
-		return err
-	}
-	box, err := loadBox(c)
-	if err != nil {
-		return err
-	}
-	provider, oidcSrv, err := oidcServer(c, rdb, keys, people, watcher, box, log, reg)
-	if err != nil {
-		return err
-	}
-	// A nil *oidc.Provider in the interface would not be a nil interface: the login page and
-	// SSO tell "no provider" by a nil AuthRequests.
-	var requests session.AuthRequests
-	if provider != nil {
-		requests = provider
-	}
-	single, err := newSSO(c, keys, people, rdb, watcher, box, requests, log, reg)
-	if err != nil {
-		return err
-	}
-	authSrv, err := loginServer(c, keys, people, log, reg, single, requests)
+	browser, err := newBrowserSide(c, rdb, keys, people, log, reg)
 	if err != nil {
 		return err
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { watcher.Run(gctx); return nil })
-	if provider != nil {
-		g.Go(func() error { provider.Run(gctx); return nil })
-		g.Go(func() error { return serveTLS(gctx, log, "OIDC provider", "--oidc-address", oidcSrv) })
-	}
+	browser.start(gctx, g, log)
 	g.Go(func() error {
 		log.Info("serving", "server", "management API", "address", c.Address, "redis", strings.Join(c.RedisAddresses, ","))
 		return gs.PrepareRun().RunWithContext(gctx)
 	})
-	g.Go(func() error { return serveTLS(gctx, log, "login endpoints", "--auth-address", authSrv) })
-	g.Go(func() error { return single.run(gctx) })
 	g.Go(func() error {
 		return ops.ServeHTTP(gctx, log, "metrics and health", c.HTTPAddress, ops.Handler(reg, redisflags.Ready(rdb)))
 	})
@@ -207,6 +181,56 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		return nil
 	}
 	return err
+}
+
+// browserSide is what browsers and relying parties reach through /auth/ and /oidc/: the
+// configuration watcher, the OIDC provider (nil without --oidc-address), single sign-on (nil
+// without connectors) and the login listener.
+type browserSide struct {
+	watcher  *config.Watcher
+	provider *oidc.Provider
+	oidcSrv  *http.Server
+	single   *loginSSO
+	authSrv  *http.Server
+}
+
+func newBrowserSide(c Config, rdb redis.UniversalClient, keys *store.Store, people *users.Store, log *slog.Logger, reg *prometheus.Registry) (*browserSide, error) {
+	b := &browserSide{}
+	var err error
+	if b.watcher, err = newWatcher(c, log, reg); err != nil {
+		return nil, err
+	}
+	box, err := loadBox(c)
+	if err != nil {
+		return nil, err
+	}
+	if b.provider, b.oidcSrv, err = oidcServer(c, rdb, keys, people, b.watcher, box, log, reg); err != nil {
+		return nil, err
+	}
+	// A nil *oidc.Provider in the interface would not be a nil interface: the login page and
+	// SSO tell "no provider" by a nil AuthRequests.
+	var requests session.AuthRequests
+	if b.provider != nil {
+		requests = b.provider
+	}
+	if b.single, err = newSSO(c, keys, people, rdb, b.watcher, box, requests, log, reg); err != nil {
+		return nil, err
+	}
+	if b.authSrv, err = loginServer(c, keys, people, log, reg, b.single, requests); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// start runs every part in g until ctx ends.
+func (b *browserSide) start(ctx context.Context, g *errgroup.Group, log *slog.Logger) {
+	g.Go(func() error { b.watcher.Run(ctx); return nil })
+	if b.provider != nil {
+		g.Go(func() error { b.provider.Run(ctx); return nil })
+		g.Go(func() error { return serveTLS(ctx, log, "OIDC provider", "--oidc-address", b.oidcSrv) })
+	}
+	g.Go(func() error { return serveTLS(ctx, log, "login endpoints", "--auth-address", b.authSrv) })
+	g.Go(func() error { return b.single.run(ctx) })
 }
 
 // loginServer is the HTTPS server of the login endpoints and the login page.
