@@ -92,10 +92,16 @@ const (
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	httpReq := req.GetAttributes().GetRequest().GetHttp()
-	ref, err := s.target(req)
+	ref, fromPath, err := s.target(req)
 	if err != nil {
 		s.log.Error("route carries bad target metadata: check the xds configuration", "error", err, "path", httpReq.GetPath())
 		return s.refuse(start, ref, refusal{misconfigured, "the edge is misconfigured for this path"})
+	}
+	if fromPath {
+		if r := unattributable(httpReq.GetPath()); r != nil {
+			s.log.Info("denied: path not in normal form", "path", httpReq.GetPath())
+			return s.refuse(start, ref, *r)
+		}
 	}
 	if ref.Kind.Public() {
 		return s.finish(start, ref, ResultOK, allow(ref, nil, nil))
@@ -104,6 +110,12 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	key, digest, r := s.lookup(ctx, ref, headers["authorization"])
 	if r != nil {
 		return s.refuse(start, ref, *r)
+	}
+	if fromPath && ref.Kind == edgepath.KindNone {
+		// Our xds routes such paths to a 404 of its own; an Envoy we do not program may route
+		// them anywhere, so the check itself refuses them (after the key, as the edge does:
+		// 401 before 404).
+		return s.refuse(start, ref, refusal{notFound, noTarget})
 	}
 	if r := s.decide(key, ref, httpReq); r != nil {
 		return s.refuse(start, ref, *r)
@@ -139,7 +151,15 @@ var (
 	forbidden = outcome{ResultForbidden, http.StatusForbidden, metav1.StatusReasonForbidden}
 	// unavailable: a store cannot answer, so the check fails closed.
 	unavailable = outcome{ResultError, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable}
+	// notNormal: a Check without context extensions whose path is not in the normal form our
+	// xds's Envoy gives every path, so it cannot be tied to one target (unattributable).
+	notNormal = outcome{ResultForbidden, http.StatusBadRequest, metav1.StatusReasonBadRequest}
+	// notFound: a Check without context extensions whose path names no target.
+	notFound = outcome{ResultForbidden, http.StatusNotFound, metav1.StatusReasonNotFound}
 )
+
+// noTarget is what the client is told for a path that names no target (as xds's 404 route).
+const noTarget = "the path names no target on this edge"
 
 // decided answers decide's refusals.
 var decided = map[decide.Outcome]outcome{decide.Unauthenticated: unauthenticated, decide.Forbidden: forbidden}
@@ -223,14 +243,25 @@ func (s *Server) owner(ctx context.Context, key *v1.OwnedAccessKey, ref edgepath
 }
 
 // target is the route's target from its context extensions, or from the path when the Check
-// comes from an Envoy our xds does not program.
-func (s *Server) target(req *authv3.CheckRequest) (edgepath.Ref, error) {
+// comes from an Envoy our xds does not program (fromPath).
+func (s *Server) target(req *authv3.CheckRequest) (ref edgepath.Ref, fromPath bool, err error) {
 	ref, ok, err := edgepath.FromContextExtensions(req.GetAttributes().GetContextExtensions())
 	if err != nil || ok {
-		return ref, err
+		return ref, false, err
 	}
 	ref, _ = edgepath.Parse(req.GetAttributes().GetRequest().GetHttp().GetPath())
-	return ref, nil
+	return ref, true, nil
+}
+
+// unattributable refuses a path that another Envoy might route to another target than the one
+// it names: anything our xds's Envoy would have normalised or rejected (edgepath.Normal). Without
+// context extensions, the path is all extauthz knows of where the request goes, and an Envoy
+// without merge_slashes or with escaped slashes kept may read //, /../ or %2F differently.
+func unattributable(path string) *refusal {
+	if err := edgepath.Normal(path); err != nil {
+		return &refusal{notNormal, "the edge cannot tell which target this path is for: " + err.Error()}
+	}
+	return nil
 }
 
 // upstreamPath is the path (with query) that the upstream of ref sees for a request to path:

@@ -193,6 +193,36 @@ func TestCheck(t *testing.T) {
 		}
 	})
 
+	t.Run("no context extensions: one target or refused", func(t *testing.T) {
+		admin := map[string]string{"authorization": "Bearer " + valid}
+		for path, want := range map[string]int32{
+			"/kubernetes/cluster/demo/api":               0,
+			"/kubernetes/cluster/demo":                   0,
+			"/kubernetes/cluster/demo/../staging/api":    400,
+			"//kubernetes/cluster/staging/api":           400,
+			"/kubernetes/cluster/demo/%2e%2e/staging/":   400,
+			"/kubernetes/cluster/demo%2F..%2Fstaging/":   400,
+			"/kubernetes/cluster/Demo/api":               404,
+			"/Kubernetes/cluster/demo/api":               404,
+			"/nothing-here":                              404,
+			"/auth/../kubernetes/cluster/demo/api":       400,
+			"/kubernetes/cluster/demo/api?x=/../staging": 0,
+		} {
+			resp := check(t, c, edgepath.Ref{}, path, admin)
+			if got := resp.GetDeniedResponse().GetStatus().GetCode(); int32(got) != want {
+				t.Errorf("%s: HTTP %d (0: allowed), want %d: %s", path, got, want, resp.GetDeniedResponse().GetBody())
+			}
+		}
+		// The key comes before the 404, as on the xds-programmed edge: no key learns nothing.
+		if got := check(t, c, edgepath.Ref{}, "/nothing-here", nil).GetDeniedResponse().GetStatus().GetCode(); got != 401 {
+			t.Errorf("/nothing-here without a key: HTTP %d, want 401", got)
+		}
+		// Context extensions stay authoritative: the route said which target, whatever the path.
+		if resp := check(t, c, demo, "/kubernetes/cluster/demo//api", admin); resp.GetOkResponse() == nil {
+			t.Errorf("route with extensions refused: %s", resp.GetDeniedResponse().GetBody())
+		}
+	})
+
 	t.Run("public target needs no key", func(t *testing.T) {
 		if resp := check(t, c, edgepath.Ref{Kind: edgepath.KindAuth}, "/auth/password/login", nil); resp.GetOkResponse() == nil {
 			t.Errorf("public route denied: %v", resp)

@@ -5,7 +5,9 @@
 package edgepath
 
 import (
+	"errors"
 	"fmt"
+	"net/url"
 	"sort"
 	"strings"
 
@@ -282,6 +284,38 @@ func Parse(rawPath string) (r Ref, rest string) {
 		return Ref{Kind: KindNone}, rawPath
 	}
 	return r, after(n)
+}
+
+// Normal checks that a request path (query string allowed) is in the form the edge's Envoy
+// gives every path before routing it (normalize_path, merge_slashes, escaped slashes
+// rejected): no empty, "." or ".." segment, also percent-encoded, no encoded slash or backslash,
+// no backslash, no fragment. Parse reads only such paths the way Envoy routes them; extauthz
+// refuses any other when no route tells it the target (an Envoy that our xds does not program,
+// which may normalise less). A trailing slash is fine.
+func Normal(rawPath string) error {
+	path, _, _ := strings.Cut(rawPath, "?")
+	if !strings.HasPrefix(path, "/") {
+		return fmt.Errorf("the path %q does not start with /", path)
+	}
+	if strings.ContainsAny(path, "\\#") {
+		return errors.New("the path holds a backslash or a fragment")
+	}
+	lower := strings.ToLower(path)
+	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") {
+		return errors.New("the path holds an escaped slash (%2F or %5C)")
+	}
+	segs := strings.Split(path[1:], "/")
+	for i, seg := range segs {
+		if seg == "" && i < len(segs)-1 {
+			return errors.New("the path holds an empty segment (//)")
+		}
+		if dec, err := url.PathUnescape(seg); err != nil {
+			return fmt.Errorf("the path holds a bad escape: %w", err)
+		} else if dec == "." || dec == ".." {
+			return errors.New("the path holds a . or .. segment")
+		}
+	}
+	return nil
 }
 
 // Identity headers that carry several values (one Impersonate-Group line per group) cannot be

@@ -103,3 +103,24 @@ func TestSpaces(t *testing.T) {
 		}
 	}
 }
+
+// Normal accepts what Envoy's normalisation (normalize_path, merge_slashes, escaped slashes
+// rejected) leaves, and nothing it would have changed or rejected.
+func TestNormal(t *testing.T) {
+	normal := []string{"/", "/kubernetes/cluster/demo", "/kubernetes/cluster/demo/", "/kubernetes/cluster/demo/api/v1/namespaces?x=/../a//b%2F",
+		"/oidc/.well-known/openid-configuration", "/grafana/demo/a..b/%41", "/kubernetes/cluster/demo/api/v1/namespaces/a%2eb"}
+	for _, p := range normal {
+		if err := Normal(p); err != nil {
+			t.Errorf("Normal(%q) = %v, want nil", p, err)
+		}
+	}
+	odd := []string{"", "kubernetes/cluster/demo", "//kubernetes/cluster/demo/api", "/kubernetes//cluster/demo/api", "/kubernetes/cluster/demo//api",
+		"/kubernetes/cluster/demo/../staging/api", "/kubernetes/cluster/./demo/api", "/kubernetes/cluster/demo/..", "/kubernetes/cluster/demo/%2e%2e/staging/",
+		"/kubernetes/cluster/demo/%2E./staging/", "/kubernetes/cluster/demo/%2e/api", "/kubernetes/cluster/demo%2F..%2Fstaging/api", "/kubernetes/cluster/demo/api%2fv1",
+		"/kubernetes/cluster/demo%5c../staging", "/kubernetes/cluster/demo\\..\\staging", "/kubernetes/cluster/demo/api#frag", "/kubernetes/cluster/demo/%zz"}
+	for _, p := range odd {
+		if err := Normal(p); err == nil {
+			t.Errorf("Normal(%q) = nil, want an error", p)
+		}
+	}
+}
