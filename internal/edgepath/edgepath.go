@@ -330,3 +330,24 @@ const (
 	// MetadataHeaderLists is the metadata field holding the multi-valued headers.
 	MetadataHeaderLists = "header_lists"
 )
+
+// HeaderListsLua is the source of the Lua filter that follows ext_authz: it writes the
+// multi-valued identity headers that extauthz returned in its dynamic metadata
+// (MetadataHeaderLists) as one header line per value, replacing whatever the request had under
+// those names. ext_authz cannot do this itself: it joins appended values with commas. Without
+// metadata (public routes, denials) it does nothing. xds installs it; a static Envoy
+// configuration (envoy/static) and an Istio EnvoyFilter (manifests/istio) carry a copy.
+const HeaderListsLua = `function envoy_on_request(handle)
+  local meta = handle:streamInfo():dynamicMetadata():get("` + MetadataNamespace + `")
+  if meta == nil then return end
+  local lists = meta["` + MetadataHeaderLists + `"]
+  if lists == nil then return end
+  local headers = handle:headers()
+  for name, values in pairs(lists) do
+    headers:remove(name)
+    for _, value in ipairs(values) do
+      headers:add(name, value)
+    end
+  end
+end
+`

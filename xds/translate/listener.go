@@ -82,24 +82,9 @@ func httpsListener(o Options) (*listenerv3.Listener, error) {
 	}, nil
 }
 
-// headerListsLua writes the multi-valued identity headers that extauthz returned in its
-// dynamic metadata (see edgepath.MetadataHeaderLists) as one header line per value, replacing
-// whatever the request had under those names. ext_authz cannot do this itself: it joins
-// appended values with commas. Without metadata (public routes, denials) it does nothing.
-var headerListsLua = `function envoy_on_request(handle)
-  local meta = handle:streamInfo():dynamicMetadata():get("` + edgepath.MetadataNamespace + `")
-  if meta == nil then return end
-  local lists = meta["` + edgepath.MetadataHeaderLists + `"]
-  if lists == nil then return end
-  local headers = handle:headers()
-  for name, values in pairs(lists) do
-    headers:remove(name)
-    for _, value in ipairs(values) do
-      headers:add(name, value)
-    end
-  end
-end
-`
+// headerListsLua writes the multi-valued identity headers of extauthz's dynamic metadata as one
+// header line per value (edgepath.HeaderListsLua, which static Envoy configurations share).
+var headerListsLua = edgepath.HeaderListsLua
 
 func connectionManager(o Options) (*hcmv3.HttpConnectionManager, error) {
 	filters, err := httpFilters(o)
