@@ -67,6 +67,7 @@ func run(m *testing.M) int {
 	}
 	defer platform.Stop()
 	code := func() int {
+		defer stopStaticEdge()
 		if kubectl, err = toolbin.Path("kubectl"); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e:", err)
 			return 1

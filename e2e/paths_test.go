@@ -17,18 +17,20 @@ import (
 // the marker namespace that only that upstream has.
 func TestRoutingAndAuthorisationAgree(t *testing.T) {
 	t.Parallel()
-	// Prefixes of the targets, and the marker that names each upstream.
-	upstreams := map[string]string{
-		"kubernetes/cluster/demo":                          markers[localdev.ClusterDemo],
-		"kubernetes/cluster/staging":                       markers[localdev.ClusterStaging],
-		"kubernetes/virtualcluster/demo/vcluster-demo/vc1": markers[localdev.VirtualClusterName],
-	}
+	routingAgrees(t, platform.EdgeURL)
+}
+
+// pathTrick is a path dressed up, and the upstream that must answer it.
+type pathTrick struct {
+	path string
+	// want is the prefix of the upstream that must answer, or "" when the edge must refuse.
+	want string
+}
+
+// pathTricks are the paths of the matrix, by name.
+func pathTricks() map[string]pathTrick {
 	list := "api/v1/namespaces"
-	tests := map[string]struct {
-		path string
-		// want is the prefix of the upstream that must answer, or "" when the edge must refuse.
-		want string
-	}{
+	return map[string]pathTrick{
 		"plain":                        {"/kubernetes/cluster/demo/" + list, "kubernetes/cluster/demo"},
 		"double slash inside":          {"/kubernetes/cluster/demo//" + list, "kubernetes/cluster/demo"},
 		"double slash first":           {"//kubernetes/cluster/staging/" + list, "kubernetes/cluster/staging"},
@@ -46,10 +48,20 @@ func TestRoutingAndAuthorisationAgree(t *testing.T) {
 		"virtual cluster":              {"/kubernetes/virtualcluster/demo/vcluster-demo/vc1/" + list, "kubernetes/virtualcluster/demo/vcluster-demo/vc1"},
 		"vcluster dot-dot to its host": {"/kubernetes/virtualcluster/demo/vcluster-demo/vc1/../../../../cluster/demo/" + list, "kubernetes/cluster/demo"},
 	}
-	for name, tc := range tests {
+}
+
+// routingAgrees runs the path-trick matrix against the edge at base.
+func routingAgrees(t *testing.T, base string) {
+	// Prefixes of the targets, and the marker that names each upstream.
+	upstreams := map[string]string{
+		"kubernetes/cluster/demo":                          markers[localdev.ClusterDemo],
+		"kubernetes/cluster/staging":                       markers[localdev.ClusterStaging],
+		"kubernetes/virtualcluster/demo/vcluster-demo/vc1": markers[localdev.VirtualClusterName],
+	}
+	for name, tc := range pathTricks() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			resp, body := rawGet(t, platform.AdminKey, tc.path)
+			resp, body := rawGetAt(t, base, platform.AdminKey, tc.path)
 			judged := resp.Header.Get("X-Keygate-Target")
 			if tc.want == "" {
 				if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusNotFound {
@@ -71,6 +83,11 @@ func TestRoutingAndAuthorisationAgree(t *testing.T) {
 // A key scoped to demo never reaches staging, however the path is dressed up.
 func TestScopedKeyCannotEscapeByPath(t *testing.T) {
 	t.Parallel()
+	scopedKeyStaysIn(t, platform.EdgeURL)
+}
+
+// scopedKeyStaysIn tries a demo-scoped key on staging through the edge at base.
+func scopedKeyStaysIn(t *testing.T, base string) {
 	_, key := newKey(t, scopedToDemo())
 	for _, path := range []string{
 		"/kubernetes/cluster/demo/../staging/api/v1/namespaces",
@@ -80,17 +97,18 @@ func TestScopedKeyCannotEscapeByPath(t *testing.T) {
 		"/kubernetes/virtualcluster/demo/vcluster-demo/vc1/../../../../cluster/staging/api/v1/namespaces",
 		"/kubernetes/cluster/staging?x=/kubernetes/cluster/demo/",
 	} {
-		resp, body := rawGet(t, key, path)
+		resp, body := rawGetAt(t, base, key, path)
 		if resp.StatusCode == http.StatusOK {
 			t.Errorf("%s: a demo-scoped key got 200 (judged %q): %s", path, resp.Header.Get("X-Keygate-Target"), body)
 		}
 	}
 }
 
-// rawGet sends the path exactly as written (Go's client would otherwise clean some of it).
-func rawGet(t *testing.T, key, path string) (*http.Response, []byte) {
+// rawGetAt sends the path exactly as written (Go's client would otherwise clean some of it)
+// to the edge at base.
+func rawGetAt(t *testing.T, base, key, path string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, platform.EdgeURL+"/", nil)
+	req, err := http.NewRequest(http.MethodGet, base+"/", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func (p *Platform) startEdge(ctx context.Context) error {
 		// Locally, status.lastActivity should show a use at once rather than after the
 		// production default of 10s.
 		"--activity-flush-interval", ActivityFlushInterval.String()}
-	p.extauthzHTTP = a.authHTTP
+	p.extauthzHTTP, p.extauthzGRPC = a.authHTTP, a.authGRPC
 	p.extauthzArgs = append(p.extauthzArgs, grafanaExtAuthzArgs...)
 	p.extauthzArgs = append(p.extauthzArgs, p.RedisArgs()...)
 	p.extauthzArgs = append(p.extauthzArgs, p.grpcTLSArgs()...)

@@ -31,6 +31,12 @@ func ContextName(r edgepath.Ref) string {
 // Kubeconfig returns a kubeconfig with one context per Kubernetes target of the edge, each
 // using key as its token and trusting the edge's CA. The first context is current.
 func (p *Platform) Kubeconfig(key string, refs ...edgepath.Ref) ([]byte, error) {
+	return p.KubeconfigAt(p.EdgeURL, key, refs...)
+}
+
+// KubeconfigAt is Kubeconfig for the edge at edgeURL (another Envoy serving the edge's
+// certificate, e.g. StartStaticEdge's).
+func (p *Platform) KubeconfigAt(edgeURL, key string, refs ...edgepath.Ref) ([]byte, error) {
 	if len(refs) == 0 {
 		refs = p.Refs()
 	}
@@ -42,7 +48,7 @@ func (p *Platform) Kubeconfig(key string, refs ...edgepath.Ref) ([]byte, error) 
 			continue
 		}
 		cfg.Clusters[name] = &clientcmdapi.Cluster{
-			Server:                   p.EdgeURL + strings.TrimSuffix(r.Prefix(), "/"),
+			Server:                   edgeURL + strings.TrimSuffix(r.Prefix(), "/"),
 			CertificateAuthorityData: p.EdgeCA,
 		}
 		cfg.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: "loft"}

@@ -87,6 +87,7 @@ type Platform struct {
 	extauthzArgs []string
 	// extauthzHTTP is extauthz's --http-address, where StartExtAuthz waits for /readyz.
 	extauthzHTTP  string
+	extauthzGRPC  string            // its --grpc-address, which a static Envoy (StartStaticEdge) calls too
 	controlPlane  *pki.ControlPlane // the mutual TLS of Envoy, xds and extauthz
 	keystore      *proc.Process
 	keystoreAddrs struct{ api, auth, http, oidc string }
