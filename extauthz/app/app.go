@@ -22,6 +22,7 @@ import (
 
 	"github.com/keygate-dev/keygate/extauthz/activity"
 	"github.com/keygate-dev/keygate/extauthz/decide"
+	"github.com/keygate-dev/keygate/extauthz/follow"
 	"github.com/keygate-dev/keygate/extauthz/identity"
 	"github.com/keygate-dev/keygate/extauthz/keycache"
 	"github.com/keygate-dev/keygate/extauthz/server"
@@ -227,10 +228,13 @@ func newChecker(c Config, rdb redis.UniversalClient, log *slog.Logger, reg *prom
 	if size == 0 {
 		size = -1 // keycache's "off"
 	}
-	cache := keycache.New(keys, keycache.Options{Size: size, TTL: c.KeyCacheTTL, MaxTTL: c.MaxTTL}, log, reg)
+	lag := follow.NewLag(reg)
+	cache := keycache.New(keys, keycache.Options{Size: size, TTL: c.KeyCacheTTL, MaxTTL: c.MaxTTL,
+		Lag: lag.WithLabelValues(follow.StreamAccessKeys)}, log, reg)
 	// Users are cached like keys, and dropped on the user store's change events, so that a
 	// user's deletion or change reaches every one of their keys as fast as a key's own.
-	people := userinfo.New(users.New(rdb, users.Options{}), userinfo.Options{Size: size, TTL: c.KeyCacheTTL}, log)
+	people := userinfo.New(users.New(rdb, users.Options{}), userinfo.Options{Size: size, TTL: c.KeyCacheTTL,
+		Lag: lag.WithLabelValues(follow.StreamUsers)}, log)
 	srv := server.New(cache, server.Options{
 		Users:  people,
 		Decide: decide.Options{MaxTTL: c.MaxTTL},

@@ -61,6 +61,8 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the wait before following the stream again after it broke;
 	// 0 means 100ms and 5s.
 	MinBackoff, MaxBackoff time.Duration
+	// Lag, when set, observes each change's age when it is applied (follow.NewLag).
+	Lag prometheus.Observer
 }
 
 // Cache is a store.Store in front of the store for LookupDigest. Its methods are safe for
@@ -168,8 +170,8 @@ func (c *Cache) LookupDigest(ctx context.Context, digest string) (*v1.OwnedAcces
 		// uses, which the store may not have yet.
 		e.lastUse.Store(old.lastUse.Load())
 	}
-	if c.live && !c.recent.ChangedSince(gen, digest) {
-		c.lru.Add(digest, e)
+	if c.live && !c.recent.ChangedSince(gen, digest) && c.lru.Add(digest, e) {
+		c.metrics.evictions.Inc()
 	}
 	c.mu.Unlock()
 	return e.view(), nil
@@ -264,5 +266,6 @@ func (c *Cache) handle(ev store.Event) error {
 	c.invalidate(ev.Digest)
 	c.mu.Unlock()
 	c.metrics.invalidations.Inc()
+	follow.ObserveLag(c.opts.Lag, ev.At, c.opts.Now())
 	return nil
 }

@@ -11,9 +11,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/keygate-dev/keygate/extauthz/follow"
+	"github.com/keygate-dev/keygate/internal/metricstest"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
 )
@@ -444,5 +447,45 @@ func TestKeysNearExpiryAreReadAgain(t *testing.T) {
 	mustFind(t, c2, "fresh", "fresh")
 	if n := src.lookupCount() - before; n != 2 {
 		t.Errorf("with --max-ttl 1m, a key used a minute ago: %d reads, want 2", n)
+	}
+}
+
+// TestEvictionsCounted: a full cache that drops a key to make room says so, so that an operator
+// can tell a cache too small for the keys in use from one that works.
+func TestEvictionsCounted(t *testing.T) {
+	src := newFakeSource()
+	for _, d := range []string{"a", "b", "c"} {
+		src.put(d, "k-"+d)
+	}
+	c, reg := start(t, src, Options{Size: 2})
+	mustFind(t, c, "a", "k-a")
+	mustFind(t, c, "b", "k-b")
+	if got := testutil.ToFloat64(c.metrics.evictions); got != 0 {
+		t.Fatalf("evictions = %v before the cache was full, want 0", got)
+	}
+	mustFind(t, c, "c", "k-c")
+	if got := testutil.ToFloat64(c.metrics.evictions); got != 1 {
+		t.Errorf("evictions = %v after a third key in a cache of 2, want 1", got)
+	}
+	metricstest.Lint(t, reg)
+}
+
+// TestLagObserved: each event's age when the cache drops its key lands in the lag histogram,
+// measured from the event's own time (Redis's clock), not from when the cache read it.
+func TestLagObserved(t *testing.T) {
+	now := time.Now()
+	lag := follow.NewLag(nil)
+	src := newFakeSource()
+	src.put("d1", "k1")
+	c, _ := start(t, src, Options{Now: func() time.Time { return now }, Lag: lag.WithLabelValues(follow.StreamAccessKeys)})
+	mustFind(t, c, "d1", "k1")
+	src.emit(store.Event{Type: watch.Deleted, Digest: "d1", At: now.Add(-3 * time.Second)})
+	var m dto.Metric
+	if err := lag.WithLabelValues(follow.StreamAccessKeys).(prometheus.Histogram).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	// The barrier event of emit has no time and is not observed.
+	if h := m.GetHistogram(); h.GetSampleCount() != 1 || h.GetSampleSum() != 3 {
+		t.Errorf("lag histogram: %d samples summing to %vs, want 1 of 3s", h.GetSampleCount(), h.GetSampleSum())
 	}
 }

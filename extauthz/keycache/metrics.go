@@ -5,6 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	hits, misses  prometheus.Counter
 	invalidations prometheus.Counter
+	evictions     prometheus.Counter
 	restarts      *prometheus.CounterVec
 }
 
@@ -22,6 +23,10 @@ func newMetrics(reg prometheus.Registerer, size func() int, live func() bool) *m
 			Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_invalidations_total",
 			Help: "Access-key change events received from Redis; each drops that key from the cache.",
 		}),
+		evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_evictions_total",
+			Help: "Access keys dropped from a full cache to make room for another (raise --key-cache-size if this grows steadily).",
+		}),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_stream_restarts_total",
 			Help: "Times following the access-key event stream broke and the cache was emptied, by reason (error, resync).",
@@ -30,7 +35,7 @@ func newMetrics(reg prometheus.Registerer, size func() int, live func() bool) *m
 	m.restarts.WithLabelValues("error")
 	m.restarts.WithLabelValues("resync")
 	if reg != nil {
-		reg.MustRegister(lookups, m.invalidations, m.restarts,
+		reg.MustRegister(lookups, m.invalidations, m.evictions, m.restarts,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_keys",
 				Help: "Access keys held in the cache.",

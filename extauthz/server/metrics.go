@@ -1,9 +1,36 @@
 package server
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keygate-dev/keygate/keystore/accesskey"
+)
+
+// Reasons of keygate_extauthz_denials_total besides decide's ("disabled", "expired", "scope",
+// "unparsed").
+const (
+	ReasonNoKey            = "no_key"            // no usable Authorization: Bearer header
+	ReasonUnknownKey       = "unknown_key"       // no such key in the store
+	ReasonStoreUnavailable = "store_unavailable" // Redis did not answer: failed closed (503)
+	ReasonMisconfigured    = "misconfigured"     // the route's target metadata is unreadable (500)
+)
+
+// ownerReasons label accesskey.CheckOwner's refusals without spaces.
+var ownerReasons = map[accesskey.OwnerProblem]string{
+	accesskey.OwnerDisabled: "user_disabled",
+	accesskey.OwnerDeleted:  "user_deleted",
+	accesskey.OwnerReplaced: "user_recreated",
+	accesskey.OwnerExternal: "external_identity_taken",
+}
+
+// denialReasons are every reason, created at zero so that dashboards and alerts see them all.
+var denialReasons = []string{ReasonNoKey, ReasonUnknownKey, ReasonStoreUnavailable, ReasonMisconfigured,
+	"disabled", "expired", "scope", "unparsed",
+	"user_disabled", "user_deleted", "user_recreated", "external_identity_taken"}
 
 type metrics struct {
 	checks      *prometheus.CounterVec
+	denials     *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	storeErrors prometheus.Counter
 }
@@ -19,13 +46,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time to answer a check, by result.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 		}, []string{"result"}),
+		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "keygate", Subsystem: "extauthz", Name: "denials_total",
+			Help: "Refused checks by reason: no_key, unknown_key, disabled, expired, scope, unparsed, user_disabled, user_deleted, user_recreated, external_identity_taken (401/403), store_unavailable (503), misconfigured (500).",
+		}, []string{"reason"}),
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "keygate", Subsystem: "extauthz", Name: "key_store_errors_total",
 			Help: "Key look-ups that failed because the key store (Redis) did not answer.",
 		}),
 	}
+	for _, r := range denialReasons {
+		m.denials.WithLabelValues(r)
+	}
 	if reg != nil {
-		reg.MustRegister(m.checks, m.duration, m.storeErrors)
+		reg.MustRegister(m.checks, m.denials, m.duration, m.storeErrors)
 	}
 	return m
 }

@@ -95,7 +95,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	ref, fromPath, err := s.target(req)
 	if err != nil {
 		s.log.Error("route carries bad target metadata: check the xds configuration", "error", err, "path", httpReq.GetPath())
-		return s.refuse(start, ref, refusal{misconfigured, "the edge is misconfigured for this path"})
+		return s.refuse(start, ref, refusal{misconfigured, "the edge is misconfigured for this path", ReasonMisconfigured})
 	}
 	if fromPath {
 		if r := unattributable(httpReq.GetPath()); r != nil {
@@ -164,16 +164,19 @@ const noTarget = "the path names no target on this edge"
 // decided answers decide's refusals.
 var decided = map[decide.Outcome]outcome{decide.Unauthenticated: unauthenticated, decide.Forbidden: forbidden}
 
-// refusal is an outcome with the message the client is told.
+// refusal is an outcome with the message the client is told and the reason it is counted under
+// in keygate_extauthz_denials_total (one of denialReasons).
 type refusal struct {
 	outcome
 	message string
+	cause   string
 }
 
 // storesDown is what the client is told when Redis cannot answer.
 const storesDown = "access keys cannot be checked right now; try again later"
 
 func (s *Server) refuse(start time.Time, ref edgepath.Ref, r refusal) (*authv3.CheckResponse, error) {
+	s.metrics.denials.WithLabelValues(r.cause).Inc()
 	return s.finish(start, ref, r.result, deny(r.code, r.reason, r.message))
 }
 
@@ -182,18 +185,18 @@ func (s *Server) lookup(ctx context.Context, ref edgepath.Ref, authorization str
 	plain, err := accesskey.Bearer(authorization)
 	if err != nil {
 		s.log.Debug("request without a usable access key", "target", ref.String(), "error", err)
-		return nil, "", &refusal{unauthenticated, err.Error()}
+		return nil, "", &refusal{unauthenticated, err.Error(), ReasonNoKey}
 	}
 	digest := store.Digest(plain)
 	key, err := s.keys.LookupDigest(ctx, digest)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		s.log.Info("denied: unknown access key", "target", ref.String())
-		return nil, "", &refusal{unauthenticated, "invalid access key"}
+		return nil, "", &refusal{unauthenticated, "invalid access key", ReasonUnknownKey}
 	case err != nil:
 		s.metrics.storeErrors.Inc()
 		s.log.Error("key store unavailable: failing closed", "error", err)
-		return nil, "", &refusal{unavailable, storesDown}
+		return nil, "", &refusal{unavailable, storesDown, ReasonStoreUnavailable}
 	}
 	return key, digest, nil
 }
@@ -216,7 +219,7 @@ func (s *Server) decide(key *v1.OwnedAccessKey, ref edgepath.Ref, httpReq *authv
 		return nil
 	}
 	s.log.Info("denied", "key", key.Name, "reason", d.Reason, "target", ref.String())
-	return &refusal{o, d.Message}
+	return &refusal{o, d.Message, d.Reason}
 }
 
 // owner applies what the user store says of the key's user now (accesskey.CheckOwner): it
@@ -233,11 +236,11 @@ func (s *Server) owner(ctx context.Context, key *v1.OwnedAccessKey, ref edgepath
 	if err != nil {
 		s.metrics.storeErrors.Inc()
 		s.log.Error("user store unavailable: failing closed", "error", err)
-		return nil, nil, &refusal{unavailable, storesDown}
+		return nil, nil, &refusal{unavailable, storesDown, ReasonStoreUnavailable}
 	}
 	if p := accesskey.CheckOwner(key, info); p != accesskey.OwnerOK {
 		s.log.Info("denied", "key", key.Name, "reason", string(p), "user", key.Spec.User, "target", ref.String())
-		return nil, nil, &refusal{unauthenticated, p.Message(key)}
+		return nil, nil, &refusal{unauthenticated, p.Message(key), ownerReasons[p]}
 	}
 	return accesskey.AsOwned(key, info), info.Groups, nil
 }

@@ -457,3 +457,44 @@ func TestGrafanaAuthProxyHeaders(t *testing.T) {
 		t.Errorf("headers removed = %v, want %v (user and groups are overwritten instead)", removed, want)
 	}
 }
+
+// TestDenialsCountedByReason: each way a check refuses moves its own series of
+// keygate_extauthz_denials_total, so a dashboard can tell a flood of unknown keys from expiries.
+func TestDenialsCountedByReason(t *testing.T) {
+	c, reg := serve(t, keys, Options{})
+	expired := newKey(t, "denials-expired", v1.OwnedAccessKeySpec{User: "bob", TTL: 60}, time.Now().Add(-time.Hour))
+	demo := edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}
+	tests := map[string]string{
+		ReasonNoKey:      "",
+		ReasonUnknownKey: "Bearer kgk_unknownunknownunknownunknownunknown",
+		"expired":        "Bearer " + expired,
+	}
+	for reason, auth := range tests {
+		t.Run(reason, func(t *testing.T) {
+			before := denials(t, reg, reason)
+			check(t, c, demo, "/kubernetes/cluster/demo/api", map[string]string{"authorization": auth})
+			if got := denials(t, reg, reason); got != before+1 {
+				t.Errorf("keygate_extauthz_denials_total{reason=%q} = %v after one such refusal, want %v", reason, got, before+1)
+			}
+		})
+	}
+}
+
+// denials reads keygate_extauthz_denials_total{reason} from reg.
+func denials(t *testing.T, reg prometheus.Gatherer, reason string) float64 {
+	t.Helper()
+	for _, mf := range metricstest.Lint(t, reg) {
+		if mf.GetName() != "keygate_extauthz_denials_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no keygate_extauthz_denials_total{reason=%q}", reason)
+	return 0
+}

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keygate-dev/keygate/extauthz/follow"
 	"github.com/keygate-dev/keygate/keystore/accesskey"
@@ -58,6 +59,8 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the wait before following the stream again after it
 	// broke; 0 means 100ms and 5s.
 	MinBackoff, MaxBackoff time.Duration
+	// Lag, when set, observes each change's age when it is applied (follow.NewLag).
+	Lag prometheus.Observer
 }
 
 // Directory answers Lookup from a cache in front of a Source. Safe for concurrent use; Run must
@@ -164,9 +167,10 @@ func (d *Directory) Run(ctx context.Context) error {
 // handle drops the answer for the user an event names.
 func (d *Directory) handle(ev users.Event) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.recent.Add(ev.Name)
 	d.lru.Remove(ev.Name)
+	d.mu.Unlock()
+	follow.ObserveLag(d.opts.Lag, ev.At, d.opts.Now())
 	return nil
 }
 

@@ -44,9 +44,25 @@ type Log struct {
 // KEYS: version, events. ARGV: history, then field/value pairs. Returns the new version.
 var appendScript = redis.NewScript(`
 local rv = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], rv .. '-0', unpack(ARGV, 2))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], rv .. '-0', 'at', ` + LuaAt + `, unpack(ARGV, 2))
 return rv
 `)
+
+// LuaAt is a Lua expression for a script's XADD: Redis's own clock in Unix microseconds, the
+// value of every entry's "at" field. One clock (Redis's) for every writer, so that a follower's
+// lag (At) does not depend on which keystore replica wrote. Redis 7 replicates a script's
+// effects, so reading TIME in a script is allowed.
+const LuaAt = `(function(t) return t[1] .. string.format('%06d', t[2]) end)(redis.call('TIME'))`
+
+// At is when the entry was appended, by Redis's clock; zero for entries written before the
+// "at" field existed.
+func At(m redis.XMessage) time.Time {
+	us, err := strconv.ParseInt(Field(m, "at"), 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMicro(us)
+}
 
 // Append adds an entry with the given field/value pairs, keeping about history entries.
 func (l Log) Append(ctx context.Context, history int64, fields ...string) (uint64, error) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/keystore/changelog"
 )
 
 // ErrQuota: the new key would take its owner past their quota.
@@ -72,13 +73,13 @@ for i = 6, #ARGV do
   redis.call('HDEL', KEYS[2], d)
   redis.call('HDEL', KEYS[3], ARGV[i])
   redis.call('HDEL', KEYS[6], d)
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], rv .. '-0', 'type', 'DELETED', 'digest', d, 'record', data, 'activity', act)
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], rv .. '-0', 'at', ` + changelog.LuaAt + `, 'type', 'DELETED', 'digest', d, 'record', data, 'activity', act)
 end
 local rv = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[2], rv)
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], rv .. '-0', 'type', 'ADDED', 'digest', ARGV[2], 'record', ARGV[3])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], rv .. '-0', 'at', ` + changelog.LuaAt + `, 'type', 'ADDED', 'digest', ARGV[2], 'record', ARGV[3])
 return rv
 `)
 

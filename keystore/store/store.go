@@ -43,6 +43,7 @@ import (
 
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/apis/management/validation"
+	"github.com/keygate-dev/keygate/keystore/changelog"
 )
 
 // KeyPrefix starts every generated key, so that secret scanners can recognise leaked keys.
@@ -177,7 +178,7 @@ local rv = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[2], rv)
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], rv .. '-0', 'type', 'ADDED', 'digest', ARGV[2], 'record', ARGV[3])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], rv .. '-0', 'at', ` + changelog.LuaAt + `, 'type', 'ADDED', 'digest', ARGV[2], 'record', ARGV[3])
 return rv
 `)
 
@@ -369,7 +370,7 @@ local rv = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[1], d, ARGV[4])
 redis.call('HSET', KEYS[2], d, rv)
 local act = redis.call('HGET', KEYS[6], d) or ''
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], rv .. '-0', 'type', 'MODIFIED', 'digest', d, 'record', ARGV[4], 'activity', act)
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], rv .. '-0', 'at', ` + changelog.LuaAt + `, 'type', 'MODIFIED', 'digest', d, 'record', ARGV[4], 'activity', act)
 return rv
 `)
 
@@ -460,7 +461,7 @@ redis.call('HDEL', KEYS[1], d)
 redis.call('HDEL', KEYS[2], d)
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[6], d)
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], rv .. '-0', 'type', 'DELETED', 'digest', d, 'record', data or '', 'activity', act)
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], rv .. '-0', 'at', ` + changelog.LuaAt + `, 'type', 'DELETED', 'digest', d, 'record', data or '', 'activity', act)
 return {rv, data or '', act}
 `)
 

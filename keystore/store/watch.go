@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/watch"
@@ -29,6 +30,9 @@ type Event struct {
 	Key *v1.OwnedAccessKey
 	// Digest identifies the key material, e.g. to drop the key from a cache.
 	Digest string
+	// At is when Redis logged the change (zero for entries older than the field), so that a
+	// follower can tell how late it applies it.
+	At time.Time
 }
 
 // changes is the access keys' change log (keystore/changelog), which the scripts of store.go
@@ -66,7 +70,7 @@ func decodeEvent(m redis.XMessage) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("watch access keys: event %s: %w", m.ID, err)
 	}
-	ev := Event{Type: watch.EventType(str("type")), Key: rec.Key, Digest: str("digest")}
+	ev := Event{Type: watch.EventType(str("type")), Key: rec.Key, Digest: str("digest"), At: changelog.At(m)}
 	switch ev.Type {
 	case watch.Added, watch.Modified, watch.Deleted:
 		return ev, nil

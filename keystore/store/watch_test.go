@@ -69,6 +69,7 @@ func TestWatchAfterList(t *testing.T) {
 	}
 	events, _ := watchInBackground(t, store, rv, prefix)
 
+	begun := time.Now()
 	plain, created, err := store.CreateObject(ctx, key(prefix+"-a", v1.OwnedAccessKeySpec{User: "u"}))
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +96,10 @@ func TestWatchAfterList(t *testing.T) {
 		}
 		if ev.Digest != Digest(plain) {
 			t.Errorf("%s event digest %.12s, want the key's", ev.Type, ev.Digest)
+		}
+		// Redis runs on this machine: its clock is ours, give or take a second.
+		if ev.At.Before(begun.Add(-time.Second)) || ev.At.After(time.Now().Add(time.Second)) {
+			t.Errorf("%s event logged at %s, want Redis's time of the write (between %s and now)", ev.Type, ev.At, begun)
 		}
 	}
 	select {

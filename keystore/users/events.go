@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -33,6 +34,8 @@ type Event struct {
 	Name string
 	// Version is the change's version.
 	Version uint64
+	// At is when Redis logged the change (zero for entries older than the field).
+	At time.Time
 }
 
 // Redis keys of the change stream; one hash tag, so appending is one script on Cluster.
@@ -69,7 +72,7 @@ func (s *Store) Watch(ctx context.Context, version string, handle func(Event) er
 		return fmt.Errorf("watch users: version %q is not a number", version)
 	}
 	return s.changes().Watch(ctx, from, func(rv uint64, m redis.XMessage) error {
-		ev := Event{Type: changelog.Field(m, "type"), Name: changelog.Field(m, "name"), Version: rv}
+		ev := Event{Type: changelog.Field(m, "type"), Name: changelog.Field(m, "name"), Version: rv, At: changelog.At(m)}
 		switch {
 		case ev.Name == "":
 			return fmt.Errorf("watch users: event %s names no user", m.ID)

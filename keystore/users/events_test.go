@@ -15,6 +15,7 @@ func TestEveryWriteIsAnEvent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	name := unique("evented")
+	begun := time.Now()
 	from, err := users.CurrentVersion(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -37,6 +38,10 @@ func TestEveryWriteIsAnEvent(t *testing.T) {
 	err = users.Watch(ctx, from, func(ev Event) error {
 		if ev.Name == name { // other tests of the package write users concurrently
 			got = append(got, ev.Type)
+			// Redis runs on this machine: its clock is ours, give or take a second.
+			if ev.At.Before(begun.Add(-time.Second)) || ev.At.After(time.Now().Add(time.Second)) {
+				t.Errorf("%s event logged at %s, want Redis's time of the write (after %s)", ev.Type, ev.At, begun)
+			}
 		}
 		if len(got) == len(want) {
 			return errDone
