@@ -98,7 +98,7 @@ else
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
   redis.call('HSET', KEYS[2], ARGV[1], rv)
 end
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], rv .. '-0', 'at', `+changelog.LuaAt+`, 'type', ARGV[6], 'name', ARGV[1])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], rv .. '-0', 'at', ` + changelog.LuaAt + `, 'type', ARGV[6], 'name', ARGV[1])
 return {rv, prev}
 `)
 
