@@ -31,6 +31,7 @@ import (
 	"github.com/keygate-dev/keygate/internal/grpctls"
 	"github.com/keygate-dev/keygate/internal/ops"
 	"github.com/keygate-dev/keygate/internal/redisflags"
+	"github.com/keygate-dev/keygate/internal/redismetrics"
 	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/keystore/users"
 )
@@ -154,6 +155,13 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	rdb := redis.NewUniversalClient(opts)
 	defer rdb.Close()
 	reg := ops.NewRegistry()
+	if err := redismetrics.Instrument(rdb, reg, "extauthz"); err != nil {
+		return err
+	}
+	if err := ops.CertExpiry(reg, map[string]string{grpctls.FlagCertFile: c.GRPCTLS.CertFile,
+		"redis-client-cert-file": c.ClientCertFile()}); err != nil {
+		return err
+	}
 	checks := newChecker(c, rdb, log, reg)
 
 	lis, gs, hs, err := newGRPCServer(c, log, checks.srv)

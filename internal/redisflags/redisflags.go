@@ -115,6 +115,9 @@ func password(fromEnv, file, flagName string) (string, error) {
 	return p, nil
 }
 
+// ClientCertFile is --redis-client-cert-file ("" when unset), for the certificate expiry metric.
+func (c Config) ClientCertFile() string { return c.tls.certFile }
+
 // config is the client TLS of the flags, nil when none asks for TLS.
 func (t tlsFlags) config() (*tls.Config, error) {
 	if !t.enabled && t.caFile == "" && t.certFile == "" && t.keyFile == "" && t.serverName == "" {

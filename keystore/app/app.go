@@ -23,6 +23,7 @@ import (
 	"github.com/keygate-dev/keygate/internal/flagenv"
 	"github.com/keygate-dev/keygate/internal/ops"
 	"github.com/keygate-dev/keygate/internal/redisflags"
+	"github.com/keygate-dev/keygate/internal/redismetrics"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/apiserver"
 	"github.com/keygate-dev/keygate/keystore/auth"
@@ -162,6 +163,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	}
 
 	reg := ops.NewRegistry()
+	if err := instrument(c, rdb, reg); err != nil {
+		return err
+	}
 	browser, err := newBrowserSide(c, rdb, keys, people, log, reg)
 	if err != nil {
 		return err
@@ -181,6 +185,14 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		return nil
 	}
 	return err
+}
+
+// instrument adds the metrics of Redis commands and of the certificates' expiry to reg.
+func instrument(c Config, rdb redis.UniversalClient, reg *prometheus.Registry) error {
+	if err := redismetrics.Instrument(rdb, reg, "keystore"); err != nil {
+		return err
+	}
+	return ops.CertExpiry(reg, map[string]string{"tls-cert-file": c.CertFile, "redis-client-cert-file": c.ClientCertFile()})
 }
 
 // browserSide is what browsers and relying parties reach through /auth/ and /oidc/: the

@@ -204,6 +204,9 @@ func Run(ctx context.Context, args []string, logOut io.Writer) error {
 		return err
 	}
 	reg := ops.NewRegistry()
+	if err := ops.CertExpiry(reg, map[string]string{"tls-cert-file": cfg.TLSCertFile, grpctls.FlagCertFile: cfg.GRPCTLS.CertFile}); err != nil {
+		return err
+	}
 	srv, err := server.New(server.Options{Translate: topts, Log: log, Registerer: reg})
 	if err != nil {
 		return err

@@ -72,7 +72,11 @@ func (s *Server) callbacks() xdsserver.Callbacks {
 		},
 		// Called on the stream's goroutine right before the response is written: whatever the
 		// stream sends next goes out after it.
+		StreamResponseFunc: func(_ context.Context, _ int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+			s.metrics.pushes.WithLabelValues(shortType(resp.GetTypeUrl())).Inc()
+		},
 		StreamDeltaResponseFunc: func(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+			s.metrics.pushes.WithLabelValues(shortType(resp.GetTypeUrl())).Inc()
 			if resp.GetTypeUrl() != resource.SecretType {
 				return
 			}

@@ -22,6 +22,7 @@ type metrics struct {
 	reloads     *prometheus.CounterVec
 	lastSuccess prometheus.Gauge
 	nacks       *prometheus.CounterVec
+	pushes      *prometheus.CounterVec
 	connected   prometheus.Gauge
 }
 
@@ -44,6 +45,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "nacks_total",
 			Help: "Configurations Envoy rejected (NACKs), by resource type.",
 		}, []string{"type"}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "pushes_total",
+			Help: "Responses sent to Envoys, by resource type: each carries new or removed resources of that type to one Envoy.",
+		}, []string{"type"}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "connected_envoys",
 			Help: "Envoys connected over ADS (one stream each).",
@@ -55,8 +60,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, t := range []string{"cluster", "listener", "scoped_route", "route", "secret"} {
 		m.nacks.WithLabelValues(t)
+		m.pushes.WithLabelValues(t)
 	}
-	for _, c := range []prometheus.Collector{m.targets, m.reloads, m.lastSuccess, m.nacks, m.connected} {
+	for _, c := range []prometheus.Collector{m.targets, m.reloads, m.lastSuccess, m.nacks, m.pushes, m.connected} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

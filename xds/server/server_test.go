@@ -98,6 +98,7 @@ func TestMetricNamesLint(t *testing.T) {
 		"keygate_xds_config_reloads_total",
 		"keygate_xds_connected_envoys",
 		"keygate_xds_nacks_total",
+		"keygate_xds_pushes_total",
 		"keygate_xds_targets",
 	}
 	if diff := cmp.Diff(want, names); diff != "" {
@@ -321,6 +322,11 @@ func TestDeltaADS(t *testing.T) {
 		t.Fatalf("first clusters (-want +got):\n%s", diff)
 	}
 	eventually(t, "connected_envoys == 1", func() bool { return testutil.ToFloat64(f.srv.metrics.connected) == 1 })
+	pushes := func() float64 { return testutil.ToFloat64(f.srv.metrics.pushes.WithLabelValues("cluster")) }
+	// The push is counted before it is written, so it is counted once the client has it.
+	if got := pushes(); got != 1 {
+		t.Errorf("pushes_total{type=cluster} = %v after the first response, want 1", got)
+	}
 	c.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.ClusterType, ResponseNonce: resp.Nonce})
 
 	// The same model again pushes nothing; the next response is for the next real change, and
@@ -354,6 +360,9 @@ func TestDeltaADS(t *testing.T) {
 	resp = c.recv()
 	if diff := cmp.Diff([]string{"cluster_staging"}, resp.RemovedResources); diff != "" || len(resp.Resources) != 0 {
 		t.Errorf("delta after removing staging: resources %v, removed (-want +got):\n%s", names(resp), diff)
+	}
+	if got := pushes(); got != 3 {
+		t.Errorf("pushes_total{type=cluster} = %v after three responses, want 3", got)
 	}
 
 	c.cancel()
