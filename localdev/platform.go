@@ -73,6 +73,8 @@ type Platform struct {
 	XDSMetricsURL string
 	// Bin is the directory holding the built xds, extauthz and keystore binaries.
 	Bin string
+	// PrometheusURL is the local Prometheus, which scrapes every component (prometheus.go).
+	PrometheusURL string
 
 	opts         Options
 	logs         string
@@ -91,6 +93,7 @@ type Platform struct {
 	controlPlane  *pki.ControlPlane // the mutual TLS of Envoy, xds and extauthz
 	keystore      *proc.Process
 	keystoreAddrs struct{ api, auth, http, oidc string }
+	prometheus    *proc.Process
 }
 
 // Start brings the platform up and returns once a request through the edge reaches every
@@ -123,6 +126,9 @@ func Start(ctx context.Context, opts Options) (_ *Platform, err error) {
 	}
 	p.step("waiting until every target answers through the edge")
 	if err := p.waitEdgeServes(ctx); err != nil {
+		return nil, err
+	}
+	if err := p.startPrometheus(ctx); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -194,7 +200,7 @@ func (p *Platform) build(ctx context.Context) error {
 // Stop stops everything, in an order that lets each part exit quickly (API servers before
 // their etcd).
 func (p *Platform) Stop() {
-	for _, q := range []*proc.Process{p.envoy, p.extauthz, p.xds, p.keystore} {
+	for _, q := range []*proc.Process{p.prometheus, p.envoy, p.extauthz, p.xds, p.keystore} {
 		if q != nil {
 			q.Stop(10 * time.Second)
 		}

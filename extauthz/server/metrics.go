@@ -13,6 +13,10 @@ const (
 	ReasonUnknownKey       = "unknown_key"       // no such key in the store
 	ReasonStoreUnavailable = "store_unavailable" // Redis did not answer: failed closed (503)
 	ReasonMisconfigured    = "misconfigured"     // the route's target metadata is unreadable (500)
+	// Without context extensions (behind an Envoy xds does not program), the path alone says
+	// the target: one naming none is refused (404), and so is one not in normal form (400).
+	ReasonNoTarget  = "no_target"
+	ReasonNotNormal = "not_normal"
 )
 
 // ownerReasons label accesskey.CheckOwner's refusals without spaces.
@@ -26,7 +30,7 @@ var ownerReasons = map[accesskey.OwnerProblem]string{
 // denialReasons are every reason, created at zero so that dashboards and alerts see them all.
 var denialReasons = []string{ReasonNoKey, ReasonUnknownKey, ReasonStoreUnavailable, ReasonMisconfigured,
 	"disabled", "expired", "scope", "unparsed",
-	"user_disabled", "user_deleted", "user_recreated", "external_identity_taken"}
+	"user_disabled", "user_deleted", "user_recreated", "external_identity_taken", ReasonNoTarget, ReasonNotNormal}
 
 type metrics struct {
 	checks      *prometheus.CounterVec
@@ -48,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"result"}),
 		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "keygate", Subsystem: "extauthz", Name: "denials_total",
-			Help: "Refused checks by reason: no_key, unknown_key, disabled, expired, scope, unparsed, user_disabled, user_deleted, user_recreated, external_identity_taken (401/403), store_unavailable (503), misconfigured (500).",
+			Help: "Refused checks by reason: no_key, unknown_key, disabled, expired, scope, unparsed, user_disabled, user_deleted, user_recreated, external_identity_taken (401/403), no_target (404) and not_normal (400) without context extensions, store_unavailable (503), misconfigured (500).",
 		}, []string{"reason"}),
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "keygate", Subsystem: "extauthz", Name: "key_store_errors_total",

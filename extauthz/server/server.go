@@ -115,7 +115,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		// Our xds routes such paths to a 404 of its own; an Envoy we do not program may route
 		// them anywhere, so the check itself refuses them (after the key, as the edge does:
 		// 401 before 404).
-		return s.refuse(start, ref, refusal{notFound, noTarget})
+		return s.refuse(start, ref, refusal{notFound, noTarget, ReasonNoTarget})
 	}
 	if r := s.decide(key, ref, httpReq); r != nil {
 		return s.refuse(start, ref, *r)
@@ -262,7 +262,7 @@ func (s *Server) target(req *authv3.CheckRequest) (ref edgepath.Ref, fromPath bo
 // without merge_slashes or with escaped slashes kept may read //, /../ or %2F differently.
 func unattributable(path string) *refusal {
 	if err := edgepath.Normal(path); err != nil {
-		return &refusal{notNormal, "the edge cannot tell which target this path is for: " + err.Error()}
+		return &refusal{notNormal, "the edge cannot tell which target this path is for: " + err.Error(), ReasonNotNormal}
 	}
 	return nil
 }

@@ -121,6 +121,7 @@ keygate is running (ready in %.1fs).
   logs:        %s
   redis:       %s   (TLS only, ACL user keygate: set -a; . %[9]s; set +a
                then .run/bin/keystore create-key --user NAME; docs/scopes.md)
+  prometheus:  %[10]s   (scrapes xds, extauthz, keystore and Envoy; docs/observability.md)
 
 Try:
   export PATH="$PWD/.tools/bin:$PATH"    # kubectl v1.36, installed by make
@@ -129,10 +130,10 @@ Try:
   kubectl --kubeconfig %[5]s --context loft-management get ownedaccesskeys
   curl --cacert %[8]s -H "Authorization: Bearer $(cat %[4]s)" %[2]s/grafana/demo/api/health
 
-OIDC provider (issuer %[2]s/oidc, demo client %[10]s: public, PKCE, redirect http://127.0.0.1:8000/callback):
+OIDC provider (issuer %[2]s/oidc, demo client %[11]s: public, PKCE, redirect http://127.0.0.1:8000/callback):
   curl --cacert %[8]s %[2]s/oidc/.well-known/openid-configuration
 
 Ctrl-C stops everything.
 `, took.Seconds(), p.EdgeURL, p.AdminKey, rel(state.adminKey), rel(state.kubeconfig),
-		rel(filepath.Join(state.dir, "logs")), p.RedisAddr, rel(filepath.Join(state.dir, "pki", "edge-ca.crt")), rel(state.redisEnv), localdev.DemoOIDCClient)
+		rel(filepath.Join(state.dir, "logs")), p.RedisAddr, rel(filepath.Join(state.dir, "pki", "edge-ca.crt")), rel(state.redisEnv), p.PrometheusURL, localdev.DemoOIDCClient)
 }
