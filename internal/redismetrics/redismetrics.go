@@ -16,7 +16,7 @@ import (
 // Instrument adds a hook to rdb that records keygate_<subsystem>_redis_command_duration_seconds
 // (by command; a pipeline counts once, as "pipeline") and keygate_<subsystem>_redis_errors_total,
 // registered with reg. A missing key (redis.Nil) is an answer, not an error; nor is a command
-// cut short by its caller's context (shutdown, a client gone).
+// cut short by its caller's context (shutdown, a client gone), nor a script's first EVALSHA.
 func Instrument(rdb redis.UniversalClient, reg prometheus.Registerer, subsystem string) error {
 	h := hook{
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -73,7 +73,8 @@ func (h hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessP
 
 func (h hook) observe(ctx context.Context, command string, start time.Time, err error) {
 	h.duration.WithLabelValues(command).Observe(time.Since(start).Seconds())
-	if err != nil && !errors.Is(err, redis.Nil) && ctx.Err() == nil {
+	// NOSCRIPT is go-redis's Script.Run finding a script not loaded yet: it falls back to EVAL.
+	if err != nil && !errors.Is(err, redis.Nil) && ctx.Err() == nil && !strings.HasPrefix(err.Error(), "NOSCRIPT") {
 		h.errors.Inc()
 	}
 }
