@@ -60,7 +60,10 @@ func run(m *testing.M) int {
 	if testing.Verbose() {
 		progress = os.Stderr
 	}
-	platform, err = localdev.Start(ctx, localdev.Options{Dir: dir, Progress: progress})
+	// The test IdP as an SSO connector, and identity refresh passes every second, so a test
+	// sees a group change at the IdP as soon as the connector's refreshInterval allows.
+	platform, err = localdev.Start(ctx, localdev.Options{Dir: dir, Progress: progress, SSO: true,
+		KeystoreArgs: []string{"--sso-refresh-period", "1s"}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: cannot start the platform: %v\n(logs in %s)\n", err, filepath.Join(dir, "logs"))
 		return 1

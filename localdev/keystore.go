@@ -28,7 +28,7 @@ func (p *Platform) startKeystore(ctx context.Context, certs *kubeserver.Certs) e
 	}
 	p.keystoreAddrs.api, p.keystoreAddrs.auth, p.keystoreAddrs.http = addr(ports[0]), addr(ports[1]), addr(ports[2])
 	p.keystoreAddrs.oidc = addr(ports[3])
-	oidcArgs, err := p.oidcArgs()
+	oidcArgs, err := p.oidcArgs(ctx)
 	if err != nil {
 		return err
 	}
@@ -45,7 +45,7 @@ func (p *Platform) startKeystore(ctx context.Context, certs *kubeserver.Certs) e
 		"--address", p.keystoreAddrs.api, "--auth-address", p.keystoreAddrs.auth, "--http-address", p.keystoreAddrs.http,
 		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile,
 		"--requestheader-client-ca-file", certs.CAFile, "--requestheader-allowed-names", kubeserver.EdgeUser,
-		"--admin-group", AdminGroup, "--log-format", "text"}, append(oidcArgs, p.RedisArgs()...)...)
+		"--admin-group", AdminGroup, "--log-format", "text"}, append(append(oidcArgs, p.RedisArgs()...), p.opts.KeystoreArgs...)...)
 	p.keystore, err = proc.Start("keystore", p.logs, nil, filepath.Join(p.Bin, "keystore"), args...)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package localdev
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -22,8 +23,9 @@ const demoOIDCConfig = `oidc:
 `
 
 // oidcArgs turns keystore's OIDC provider on: the edge's URL (its port is picked now, for the
-// issuer), an encryption key file and the configuration file with the demo client.
-func (p *Platform) oidcArgs() ([]string, error) {
+// issuer), an encryption key file and the configuration file with the demo client (and the
+// test IdP's connector with Options.SSO).
+func (p *Platform) oidcArgs(ctx context.Context) ([]string, error) {
 	if p.opts.EdgePort == 0 {
 		port, err := proc.FreePort()
 		if err != nil {
@@ -40,7 +42,15 @@ func (p *Platform) oidcArgs() ([]string, error) {
 	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(configFile, []byte(demoOIDCConfig), 0o644); err != nil {
+	config := demoOIDCConfig
+	if p.opts.SSO {
+		connector, err := p.startIdP(ctx)
+		if err != nil {
+			return nil, err
+		}
+		config += connector
+	}
+	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		return nil, err
 	}
 	return []string{"--oidc-address", p.keystoreAddrs.oidc, "--external-url", fmt.Sprintf("https://%s", addr(p.opts.EdgePort)),

@@ -21,6 +21,7 @@ import (
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/redisserver"
+	"github.com/keygate-dev/keygate/internal/testidp"
 	"github.com/keygate-dev/keygate/internal/toolbin"
 )
 
@@ -47,6 +48,10 @@ type Options struct {
 	EdgePort int
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
+	// SSO starts the test identity provider and gives keystore a connector for it (sso.go).
+	SSO bool
+	// KeystoreArgs are added to `keystore serve`'s flags (they win over the platform's).
+	KeystoreArgs []string
 }
 
 // Platform is a running local platform.
@@ -75,6 +80,8 @@ type Platform struct {
 	Bin string
 	// PrometheusURL is the local Prometheus, which scrapes every component (prometheus.go).
 	PrometheusURL string
+	// IdP is the test identity provider, with Options.SSO.
+	IdP *testidp.IdP
 
 	opts         Options
 	logs         string
@@ -207,6 +214,9 @@ func (p *Platform) Stop() {
 	}
 	if p.grafana != nil {
 		_ = p.grafana.Close()
+	}
+	if p.IdP != nil {
+		p.IdP.Stop()
 	}
 	var wg sync.WaitGroup
 	for _, a := range append([]*kubeserver.APIServer{p.VirtualCluster}, p.Clusters[ClusterDemo], p.Clusters[ClusterStaging]) {

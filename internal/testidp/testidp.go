@@ -1,7 +1,8 @@
 // Package testidp runs a real external OpenID Connect identity provider as its own process, for
 // tests of single sign-on: cmd/testidp (zitadel/oidc's example provider over TLS, with a groups
 // claim changed while it runs and refresh tokens that can be revoked), built with go build by
-// the first test that needs it.
+// the first test that needs it. Launch starts one outside a test: localdev's platform offers
+// it as a single sign-on connector (the e2e tests, and `make run`).
 //
 // Dex cannot be built from the Go module proxy (it replaces modules), and zitadel's example
 // server alone has no groups and no way to change a user while it runs; cmd/testidp adds
@@ -41,6 +42,8 @@ type Options struct {
 	ClientID     string
 	RedirectURIs []string
 	Users        []User
+	// Dir holds the IdP's certificates, users file and log; Start uses a temporary one.
+	Dir string
 }
 
 // IdP is a running provider.
@@ -86,54 +89,75 @@ func build() (string, error) {
 // Start builds and starts an IdP; t's cleanup stops it.
 func Start(t testing.TB, opts Options) *IdP {
 	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	idp, err := Launch(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(idp.Stop)
+	return idp
+}
+
+// Launch builds and starts an IdP outside a test (localdev's platform): the caller stops it.
+// Its files and log go to opts.Dir, which must exist.
+func Launch(ctx context.Context, opts Options) (*IdP, error) {
 	bin, err := build()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	dir := t.TempDir()
-	ca, err := pki.NewCA("testidp CA")
+	ca, certFile, keyFile, err := writeCerts(opts.Dir)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	pair, err := ca.Server("127.0.0.1", "127.0.0.1", "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := pair.Write(dir, "idp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "ca.crt")
-	usersFile := filepath.Join(dir, "users.json")
+	caFile := filepath.Join(opts.Dir, "ca.crt")
+	usersFile := filepath.Join(opts.Dir, "users.json")
 	if err := os.WriteFile(caFile, ca.CertPEM, 0o644); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := writeUsers(usersFile, opts.Users); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	port, err := proc.FreePort()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	secret := "testidp-secret-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	p, err := proc.Start("testidp", dir, []string{"TESTIDP_CLIENT_SECRET=" + secret}, bin,
+	p, err := proc.Start("testidp", opts.Dir, []string{"TESTIDP_CLIENT_SECRET=" + secret}, bin,
 		"--address", addr, "--cert-file", certFile, "--key-file", keyFile, "--users-file", usersFile,
 		"--client-id", opts.ClientID, "--redirect-uri", strings.Join(opts.RedirectURIs, ","))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(func() { p.Stop(5 * time.Second) })
 	idp := &IdP{Issuer: "https://" + addr, ClientSecret: secret, CAFile: caFile, p: p}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig.RootCAs = ca.Pool()
 	idp.Client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := proc.WaitFor(ctx, p, "testidp", proc.HTTPReady(idp.Issuer+"/.well-known/openid-configuration")); err != nil {
-		t.Fatal(err)
+	if err := proc.WaitFor(wctx, p, "testidp", proc.HTTPReady(idp.Issuer+"/.well-known/openid-configuration")); err != nil {
+		idp.Stop()
+		return nil, err
 	}
-	return idp
+	return idp, nil
+}
+
+// Stop stops the IdP's process.
+func (i *IdP) Stop() { i.p.Stop(5 * time.Second) }
+
+// writeCerts makes the IdP's CA and serving certificate in dir.
+func writeCerts(dir string) (ca *pki.CA, certFile, keyFile string, err error) {
+	if ca, err = pki.NewCA("testidp CA"); err != nil {
+		return nil, "", "", err
+	}
+	pair, err := ca.Server("127.0.0.1", "127.0.0.1", "localhost")
+	if err != nil {
+		return nil, "", "", err
+	}
+	certFile, keyFile, err = pair.Write(dir, "idp")
+	return ca, certFile, keyFile, err
 }
 
 func writeUsers(path string, users []User) error {
@@ -151,23 +175,33 @@ func writeUsers(path string, users []User) error {
 // SetGroups sets the groups claim of user id from now on.
 func (i *IdP) SetGroups(t testing.TB, id string, groups []string) {
 	t.Helper()
+	if err := i.SetUserGroups(id, groups); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// SetUserGroups is SetGroups outside a test.
+func (i *IdP) SetUserGroups(id string, groups []string) error {
 	body, _ := json.Marshal(groups)
-	i.admin(t, "/admin/groups?user="+url.QueryEscape(id), body)
+	return i.post("/admin/groups?user="+url.QueryEscape(id), body)
 }
 
 // Revoke makes the IdP refuse every refresh token of user id (invalid_grant).
 func (i *IdP) Revoke(t testing.TB, id string) {
 	t.Helper()
-	i.admin(t, "/admin/revoke?user="+url.QueryEscape(id), nil)
+	if err := i.post("/admin/revoke?user="+url.QueryEscape(id), nil); err != nil {
+		t.Fatal(err)
+	}
 }
 
-func (i *IdP) admin(t testing.TB, path string, body []byte) {
+func (i *IdP) post(path string, body []byte) error {
 	resp, err := i.Client.Post(i.Issuer+path, "application/json", bytes.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("testidp %s: %s", path, resp.Status)
+		return fmt.Errorf("testidp %s: %s", path, resp.Status)
 	}
+	return nil
 }

@@ -67,6 +67,8 @@ type Config struct {
 	// EncryptionKeyFile opens and seals what keystore keeps encrypted in Redis (the OIDC
 	// signing keys); required with the provider.
 	EncryptionKeyFile string
+	// SSORefreshPeriod is how often single sign-on identities due for a refresh are refreshed.
+	SSORefreshPeriod time.Duration
 	// OIDC are the provider's lifetimes.
 	OIDC OIDCLifetimes
 	redisflags.Config
@@ -127,6 +129,9 @@ func ParseFlags(args []string) (Config, error) {
 	}
 	if c.LoginTTL < time.Second {
 		return c, fmt.Errorf("--login-ttl %s: want at least 1s", c.LoginTTL)
+	}
+	if c.SSORefreshPeriod < time.Second {
+		return c, fmt.Errorf("--sso-refresh-period %s: want at least 1s", c.SSORefreshPeriod)
 	}
 	if err := checkExternalURL(c.ExternalURL); err != nil {
 		return c, err

@@ -110,3 +110,16 @@ func TestOIDCFlags(t *testing.T) {
 		})
 	}
 }
+
+func TestSSORefreshPeriodFlag(t *testing.T) {
+	c, err := ParseFlags(required)
+	if err != nil || c.SSORefreshPeriod != time.Minute {
+		t.Fatalf("default: %s, %v; want 1m", c.SSORefreshPeriod, err)
+	}
+	if c, err = ParseFlags(append(append([]string{}, required...), "--sso-refresh-period", "1s")); err != nil || c.SSORefreshPeriod != time.Second {
+		t.Fatalf("--sso-refresh-period 1s: %s, %v", c.SSORefreshPeriod, err)
+	}
+	if _, err := ParseFlags(append(append([]string{}, required...), "--sso-refresh-period", "500ms")); err == nil || !strings.Contains(err.Error(), "want at least 1s") {
+		t.Fatalf("--sso-refresh-period 500ms: %v, want refused", err)
+	}
+}

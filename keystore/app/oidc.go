@@ -16,6 +16,7 @@ import (
 	"github.com/keygate-dev/keygate/keystore/config"
 	"github.com/keygate-dev/keygate/keystore/oidc"
 	"github.com/keygate-dev/keygate/keystore/sealed"
+	"github.com/keygate-dev/keygate/keystore/sso"
 	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/keystore/users"
 )
@@ -33,6 +34,7 @@ func (c *Config) registerOIDC(fs *flag.FlagSet) {
 	fs.DurationVar(&c.OIDC.AccessTokenTTL, "oidc-access-token-ttl", oidc.DefaultAccessTokenTTL, "lifetime of the OIDC provider's access tokens (JWTs)")
 	fs.DurationVar(&c.OIDC.IDTokenTTL, "oidc-id-token-ttl", oidc.DefaultIDTokenTTL, "lifetime of the OIDC provider's ID tokens")
 	fs.DurationVar(&c.OIDC.RefreshTokenTTL, "oidc-refresh-token-ttl", oidc.DefaultRefreshTokenTTL, "lifetime of an OIDC refresh token (an OIDCRefreshToken access key); each use replaces it with a new one")
+	fs.DurationVar(&c.SSORefreshPeriod, "sso-refresh-period", sso.DefaultRefreshEvery, "how often single sign-on keys are checked for an identity refresh; each connector's refreshInterval says when a key is due, so this bounds how late past it a refresh can be")
 	fs.DurationVar(&c.OIDC.KeyRotation, "oidc-key-rotation", oidc.DefaultKeyRotation, "age at which the OIDC signing key is replaced; the old one stays published until its tokens expire")
 }
 

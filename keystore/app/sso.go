@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -39,6 +40,7 @@ func checkExternalURL(external string) error {
 type loginSSO struct {
 	h       *sso.Handler
 	watcher *config.Watcher
+	every   time.Duration // --sso-refresh-period
 }
 
 // newSSO builds single sign-on from the connectors of --config-file; nil when it declares
@@ -66,7 +68,7 @@ func newSSO(c Config, keys *store.Store, people *users.Store, rdb redis.Universa
 			log.Error("SSO connectors not reloaded; the last good ones stay in force", "error", err)
 		}
 	})
-	return &loginSSO{h: h, watcher: w}, nil
+	return &loginSSO{h: h, watcher: w, every: c.SSORefreshPeriod}, nil
 }
 
 // run refreshes SSO identities until ctx ends (Run runs the configuration's watcher).
@@ -74,7 +76,7 @@ func (s *loginSSO) run(ctx context.Context) error {
 	if s == nil {
 		return nil
 	}
-	s.h.RunRefresher(ctx, 0)
+	s.h.RunRefresher(ctx, s.every)
 	return nil
 }
 
