@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/keygate-dev/keygate/internal/flagenv"
 	"github.com/keygate-dev/keygate/internal/ops"
 	"github.com/keygate-dev/keygate/internal/toolbin"
@@ -36,7 +38,7 @@ func Main(args []string, out io.Writer) error {
 	ctx, stop := ops.SignalContext()
 	defer stop()
 	started := time.Now()
-	p, err := localdev.Start(ctx, localdev.Options{Dir: state.dir, EdgePort: port, Progress: out})
+	p, err := localdev.Start(ctx, localdev.Options{Dir: state.dir, EdgePort: port, Progress: out, SSO: true})
 	if err != nil {
 		return fmt.Errorf("%w\n(logs of every component are in %s)", err, filepath.Join(state.dir, "logs"))
 	}
@@ -60,7 +62,12 @@ func Main(args []string, out io.Writer) error {
 	if err := os.WriteFile(state.redisEnv, []byte(strings.Join(p.RedisEnv("KEYSTORE"), "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
+	demoPassword, err := p.RunKeystore(ctx, nil, "create-user", demoUser, "--groups", "demo-users", "--email", demoUser+"@example.com")
+	if err != nil {
+		return err
+	}
 	printReady(out, p, root, state, time.Since(started))
+	printOIDC(out, p, root, state, strings.TrimSpace(demoPassword))
 	<-ctx.Done()
 	return nil
 }
@@ -103,14 +110,19 @@ func freshState(root, dir string) (stateFiles, error) {
 	return state, os.MkdirAll(dir, 0o755)
 }
 
-// printReady prints where everything is and how to try it, with paths relative to root.
-func printReady(out io.Writer, p *localdev.Platform, root string, state stateFiles, took time.Duration) {
-	rel := func(path string) string {
+// relTo makes paths relative to root, for printing.
+func relTo(root string) func(string) string {
+	return func(path string) string {
 		if r, err := filepath.Rel(root, path); err == nil {
 			return r
 		}
 		return path
 	}
+}
+
+// printReady prints where everything is and how to try it, with paths relative to root.
+func printReady(out io.Writer, p *localdev.Platform, root string, state stateFiles, took time.Duration) {
+	rel := relTo(root)
 	fmt.Fprintf(out, `
 keygate is running (ready in %.1fs).
 
@@ -130,10 +142,34 @@ Try:
   kubectl --kubeconfig %[5]s --context loft-management get ownedaccesskeys
   curl --cacert %[8]s -H "Authorization: Bearer $(cat %[4]s)" %[2]s/grafana/demo/api/health
 
-OIDC provider (issuer %[2]s/oidc, demo client %[11]s: public, PKCE, redirect http://127.0.0.1:8000/callback):
-  curl --cacert %[8]s %[2]s/oidc/.well-known/openid-configuration
+`, took.Seconds(), p.EdgeURL, p.AdminKey, rel(state.adminKey), rel(state.kubeconfig),
+		rel(filepath.Join(state.dir, "logs")), p.RedisAddr, rel(filepath.Join(state.dir, "pki", "edge-ca.crt")), rel(state.redisEnv), p.PrometheusURL)
+}
+
+// demoUser is the user store's user `make run` makes for the OIDC recipe.
+const demoUser = "demo"
+
+// printOIDC prints a walk through the OIDC provider that works as printed: the demo client's
+// authorization URL (with a PKCE challenge made now), the sign-in choices, and the token
+// request with the matching verifier.
+func printOIDC(out io.Writer, p *localdev.Platform, root string, state stateFiles, password string) {
+	verifier := oauth2.GenerateVerifier()
+	cfg := &oauth2.Config{ClientID: localdev.DemoOIDCClient, RedirectURL: "http://127.0.0.1:8000/callback",
+		Endpoint: oauth2.Endpoint{AuthURL: p.EdgeURL + "/oidc/authorize"}, Scopes: []string{"openid", "profile", "email", "groups", "offline_access"}}
+	ca := relTo(root)(filepath.Join(state.dir, "pki", "edge-ca.crt"))
+	fmt.Fprintf(out, `Try the OIDC provider (issuer %[1]s/oidc; client %[2]s: public, PKCE S256, redirect http://127.0.0.1:8000/callback):
+  curl --cacert %[3]s %[1]s/oidc/.well-known/openid-configuration
+  1. open in a browser (it does not know the edge's CA: accept the warning, or import %[3]s):
+     %[4]s
+  2. sign in as %[5]s / %[6]s, or "Log in with Test IdP" as %[7]s / %[8]s (the test IdP, a
+     single sign-on connector); the browser lands on http://127.0.0.1:8000/callback?code=CODE&state=demo
+     (nothing listens there: copy CODE from the address bar)
+  3. curl --cacert %[3]s %[1]s/oidc/oauth/token -d grant_type=authorization_code -d client_id=%[2]s \
+       -d redirect_uri=http://127.0.0.1:8000/callback -d code_verifier=%[9]s -d code=CODE
+     answers the ID, access and refresh tokens; kubectl --context loft-management get ownedaccesskeys
+     lists the refresh token (type OIDCRefreshToken); deleting it revokes it.
 
 Ctrl-C stops everything.
-`, took.Seconds(), p.EdgeURL, p.AdminKey, rel(state.adminKey), rel(state.kubeconfig),
-		rel(filepath.Join(state.dir, "logs")), p.RedisAddr, rel(filepath.Join(state.dir, "pki", "edge-ca.crt")), rel(state.redisEnv), p.PrometheusURL, localdev.DemoOIDCClient)
+`, p.EdgeURL, localdev.DemoOIDCClient, ca, cfg.AuthCodeURL("demo", oauth2.S256ChallengeOption(verifier)),
+		demoUser, password, localdev.SSOUsers[0], localdev.SSOPassword, verifier)
 }
