@@ -6,6 +6,7 @@ import (
 
 	"github.com/keygate-dev/keygate/extauthz/attributes"
 	"github.com/keygate-dev/keygate/internal/edgepath"
+	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 )
 
@@ -14,7 +15,7 @@ import (
 // match resource requests only, `nonResourceURLs` non-resource requests only; `cluster`,
 // `virtualClusters` and `requestTargets` narrow the targets.
 func ruleMatches(r v1.AccessKeyScopeRule, ref edgepath.Ref, a attributes.Attributes) bool {
-	if !targetMatches(r, ref) {
+	if !accesskey.RuleTargetMatches(r, ref) {
 		return false
 	}
 	if len(r.Verbs) > 0 && !slices.Contains(r.Verbs, a.Verb) && !slices.Contains(r.Verbs, "*") {
@@ -23,9 +24,7 @@ func ruleMatches(r v1.AccessKeyScopeRule, ref edgepath.Ref, a attributes.Attribu
 	resourceRule := len(r.Resources) > 0 || len(r.Namespaces) > 0
 	nonResourceRule := len(r.NonResourceURLs) > 0
 	switch {
-	case resourceRule && nonResourceRule:
-		// Audit policy forbids mixing the two; such a rule can never match both, so it matches
-		// nothing rather than something surprising.
+	case accesskey.RuleContradicts(r):
 		return false
 	case resourceRule:
 		if !a.ResourceRequest {
@@ -39,42 +38,6 @@ func ruleMatches(r v1.AccessKeyScopeRule, ref edgepath.Ref, a attributes.Attribu
 		return !a.ResourceRequest && slices.ContainsFunc(r.NonResourceURLs, func(u string) bool { return urlMatches(u, a.Path) })
 	}
 	return true
-}
-
-// targetMatches applies the rule's cluster, virtualClusters and requestTargets.
-func targetMatches(r v1.AccessKeyScopeRule, ref edgepath.Ref) bool {
-	if r.Cluster != "" && (ref.Cluster != r.Cluster || !(ref.Kind == edgepath.KindCluster || ref.Kind == edgepath.KindVirtualCluster || ref.Kind == edgepath.KindGrafana)) {
-		return false
-	}
-	if len(r.VirtualClusters) > 0 {
-		if ref.Kind != edgepath.KindVirtualCluster {
-			return false
-		}
-		if !slices.ContainsFunc(r.VirtualClusters, func(vc v1.AccessKeyVirtualCluster) bool {
-			return vc.Name == ref.VirtualCluster && (vc.Namespace == "" || vc.Namespace == ref.Namespace)
-		}) {
-			return false
-		}
-	}
-	if len(r.RequestTargets) > 0 && !slices.ContainsFunc(r.RequestTargets, func(t v1.RequestTarget) bool { return requestTargetMatches(t, ref) }) {
-		return false
-	}
-	return true
-}
-
-func requestTargetMatches(t v1.RequestTarget, ref edgepath.Ref) bool {
-	switch t {
-	case v1.RequestTargetManagement:
-		return ref.Kind == edgepath.KindManagement
-	case v1.RequestTargetCluster:
-		return ref.Kind == edgepath.KindCluster
-	case v1.RequestTargetVirtualCluster:
-		return ref.Kind == edgepath.KindVirtualCluster
-	case v1.RequestTargetProjectVirtualCluster:
-		return ref.Kind == edgepath.KindVirtualCluster && ref.Project != ""
-	}
-	// ProjectSpace: the edge has no project space routes yet, so nothing is one.
-	return false
 }
 
 // namespaceMatches: "" stands for cluster-scoped resources, the Namespace objects among them

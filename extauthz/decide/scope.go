@@ -3,6 +3,7 @@ package decide
 import (
 	"github.com/keygate-dev/keygate/extauthz/attributes"
 	"github.com/keygate-dev/keygate/internal/edgepath"
+	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 )
 
@@ -13,7 +14,7 @@ import (
 // different rule. A request whose attributes could not be parsed is refused: it has no checks
 // that could pass, and empty attributes must not match an entry by accident.
 func scopeRefuses(s *v1.AccessKeyScope, ref edgepath.Ref, a attributes.Attributes) (attributes.Attributes, bool) {
-	if s == nil || isEmpty(s) {
+	if s == nil || accesskey.ScopeEmpty(s) {
 		return a, false
 	}
 	if !a.Parsed() {
@@ -53,42 +54,14 @@ func scopeAllows(s *v1.AccessKeyScope, ref edgepath.Ref, a attributes.Attributes
 		}
 	}
 	for _, c := range s.Clusters {
-		if clusterMatches(c, ref) {
+		if accesskey.ClusterEntryReaches(c, ref) {
 			return true
 		}
 	}
 	for _, vc := range s.VirtualClusters {
-		if virtualClusterMatches(vc, ref) {
+		if accesskey.VirtualClusterEntryReaches(vc, ref) {
 			return true
 		}
 	}
 	return false
-}
-
-// clusterMatches: a cluster entry allows everything on the cluster ("*" for any): its API
-// server, its Grafana and its virtual clusters.
-func clusterMatches(c v1.AccessKeyScopeCluster, ref edgepath.Ref) bool {
-	if c.Cluster == "" || (c.Cluster != "*" && c.Cluster != ref.Cluster) {
-		return false
-	}
-	switch ref.Kind {
-	case edgepath.KindCluster, edgepath.KindGrafana, edgepath.KindVirtualCluster:
-		return true
-	}
-	return false
-}
-
-// virtualClusterMatches: a virtual-cluster entry allows one virtual cluster by name ("*" for
-// any) in one project ("*" for any).
-func virtualClusterMatches(vc v1.AccessKeyScopeVirtualCluster, ref edgepath.Ref) bool {
-	if ref.Kind != edgepath.KindVirtualCluster || vc.VirtualCluster == "" {
-		return false
-	}
-	return (vc.VirtualCluster == "*" || vc.VirtualCluster == ref.VirtualCluster) &&
-		(vc.Project == "*" || vc.Project == ref.Project)
-}
-
-func isEmpty(s *v1.AccessKeyScope) bool {
-	return len(s.Roles) == 0 && len(s.Projects) == 0 && len(s.Spaces) == 0 && len(s.VirtualClusters) == 0 &&
-		len(s.Clusters) == 0 && len(s.Rules) == 0 && !s.AllowLoftCLI
 }

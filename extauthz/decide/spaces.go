@@ -1,11 +1,11 @@
 package decide
 
 import (
-	"slices"
 	"strings"
 
 	"github.com/keygate-dev/keygate/extauthz/attributes"
 	"github.com/keygate-dev/keygate/internal/edgepath"
+	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 )
 
@@ -21,12 +21,9 @@ func spaceMatches(sp v1.AccessKeyScopeSpace, ref edgepath.Ref, a attributes.Attr
 	if ref.Kind != edgepath.KindCluster || sp.Project == "" || sp.Space == "" {
 		return false
 	}
-	inScope := func(ns string) bool {
-		project, ok := ref.SpaceProject(ns)
-		return ok && project == sp.Project && (sp.Space == "*" || sp.Space == ns)
-	}
+	inScope := func(ns string) bool { return accesskey.SpaceInScope(sp, ref, ns) }
 	if !a.ResourceRequest {
-		return isDiscovery(a) && slices.ContainsFunc(spaceNames(ref), inScope)
+		return isDiscovery(a) && accesskey.SpaceEntryReaches(sp, ref)
 	}
 	ns := objectNamespace(a)
 	return ns != "" && inScope(ns)
@@ -40,16 +37,6 @@ func isDiscovery(a attributes.Attributes) bool {
 	p := a.Path
 	return p == "/version" || p == "/api" || strings.HasPrefix(p, "/api/") || p == "/apis" || strings.HasPrefix(p, "/apis/") ||
 		p == "/openapi/v2" || p == "/openapi/v3" || strings.HasPrefix(p, "/openapi/v3/")
-}
-
-func spaceNames(ref edgepath.Ref) []string {
-	var names []string
-	for _, part := range strings.Split(ref.Spaces, ",") {
-		if ns, _, ok := strings.Cut(part, "="); ok {
-			names = append(names, ns)
-		}
-	}
-	return names
 }
 
 // projectMatches: a project scope allows everything in the project's spaces and virtual
