@@ -64,6 +64,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/keygate-dev/keygate/internal/catalog"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/translate"
 )
@@ -110,6 +112,9 @@ type Server struct {
 	version atomic.Pointer[string]
 
 	streams sync.Map // stream id → *stream
+
+	// targets are the published targets' identities, for the catalog (internal/catalog).
+	targets atomic.Pointer[[]edgepath.Ref]
 }
 
 // New returns a Server that has published nothing yet (not ready).
@@ -184,6 +189,7 @@ func (s *Server) Update(ctx context.Context, m model.Model) error {
 	}
 	s.published, s.hashes = byType, hashes
 	s.version.Store(&version)
+	s.storeTargets(m)
 	s.metrics.reloads.WithLabelValues(ResultApplied).Inc()
 	s.metrics.lastSuccess.SetToCurrentTime()
 	counts := m.Counts()
@@ -357,6 +363,7 @@ var (
 // g. (The resources refer to their routes and secrets over ADS: such an Envoy needs its own
 // bootstrap for that.)
 func (s *Server) Register(g *grpc.Server) {
+	catalog.Register(g, s.Targets)
 	discoveryservice.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
 	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
 	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
@@ -400,4 +407,23 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, creds credentials.Tr
 		g.Stop()
 	}
 	return nil
+}
+
+// storeTargets keeps the identities of m's targets for the catalog.
+func (s *Server) storeTargets(m model.Model) {
+	refs := make([]edgepath.Ref, 0, len(m.Targets))
+	for _, t := range m.Targets {
+		refs = append(refs, t.Ref)
+	}
+	s.targets.Store(&refs)
+}
+
+// Targets are the published targets (internal/catalog): what Envoy routes, never a target
+// that was refused. ok is false until the first publication.
+func (s *Server) Targets() ([]edgepath.Ref, bool) {
+	refs := s.targets.Load()
+	if refs == nil {
+		return nil, false
+	}
+	return *refs, true
 }
