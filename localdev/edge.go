@@ -27,18 +27,11 @@ type edgeAddrs struct {
 }
 
 // startEdge starts xds, extauthz and Envoy, each on free loopback ports but the edge port.
-func (p *Platform) startEdge(ctx context.Context) error {
+// Envoy, xds and extauthz speak mutual TLS with the control plane's own CA (p.controlPlane), as
+// in production: the gRPC ports serve secrets and decisions even on loopback.
+func (p *Platform) startEdge(ctx context.Context, a edgeAddrs) error {
 	certFile, keyFile, err := p.writeEdgeCerts()
 	if err != nil {
-		return err
-	}
-	a, err := p.pickEdgeAddrs()
-	if err != nil {
-		return err
-	}
-	// Envoy, xds and extauthz speak mutual TLS with the control plane's own CA, as in
-	// production: the gRPC ports serve secrets and decisions even on loopback.
-	if p.controlPlane, err = pki.WriteControlPlane(p.path("pki"), "127.0.0.1", "localhost"); err != nil {
 		return err
 	}
 	p.step("starting xds")

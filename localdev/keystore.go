@@ -21,7 +21,7 @@ const AdminGroup = "keygate:admins"
 // startKeystore starts `keystore serve`: the management API and the login endpoints, with a
 // serving certificate of the platform CA, believing identity headers only from the edge's
 // client certificate.
-func (p *Platform) startKeystore(ctx context.Context, certs *kubeserver.Certs) error {
+func (p *Platform) startKeystore(ctx context.Context, certs *kubeserver.Certs, xdsGRPC string) error {
 	ports, err := proc.FreePorts(4)
 	if err != nil {
 		return err
@@ -40,6 +40,11 @@ func (p *Platform) startKeystore(ctx context.Context, certs *kubeserver.Certs) e
 	if err != nil {
 		return err
 	}
+	xdsArgs, err := p.keystoreXDSArgs(xdsGRPC)
+	if err != nil {
+		return err
+	}
+	oidcArgs = append(oidcArgs, xdsArgs...)
 	p.step("starting keystore (management API, login, OIDC provider)")
 	args := append([]string{"serve",
 		"--address", p.keystoreAddrs.api, "--auth-address", p.keystoreAddrs.auth, "--http-address", p.keystoreAddrs.http,
@@ -82,4 +87,19 @@ func (p *Platform) RunKeystore(ctx context.Context, stdin io.Reader, args ...str
 		return stdout.String(), fmt.Errorf("keystore %s: %w: %s", strings.Join(args[:min(1, len(args))], " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
+}
+
+// keystoreXDSArgs are the flags with which keystore reads the targets from xds (clusters and
+// virtualclusterinstances): a client certificate of the control plane's CA, as Envoy has.
+func (p *Platform) keystoreXDSArgs(xdsGRPC string) ([]string, error) {
+	client, err := p.controlPlane.CA.Client("keygate-keystore")
+	if err != nil {
+		return nil, err
+	}
+	certFile, keyFile, err := client.Write(p.path("pki"), "control-plane-keystore")
+	if err != nil {
+		return nil, err
+	}
+	return []string{"--xds-address", xdsGRPC, "--xds-ca-file", p.controlPlane.CAFile,
+		"--xds-client-cert-file", certFile, "--xds-client-key-file", keyFile}, nil
 }

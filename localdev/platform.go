@@ -169,13 +169,22 @@ func (p *Platform) startKeygate(ctx context.Context, certs *kubeserver.Certs) er
 	if err != nil {
 		return err
 	}
-	if err := p.startKeystore(ctx, certs); err != nil {
+	// The edge's addresses and the control plane's PKI come first: keystore reads the targets
+	// from xds's gRPC port (internal/catalog) with a client certificate of its CA.
+	a, err := p.pickEdgeAddrs()
+	if err != nil {
+		return err
+	}
+	if p.controlPlane, err = pki.WriteControlPlane(p.path("pki"), "127.0.0.1", "localhost"); err != nil {
+		return err
+	}
+	if err := p.startKeystore(ctx, certs, a.xdsGRPC); err != nil {
 		return err
 	}
 	if err := p.writeInitialTargets(certs); err != nil {
 		return err
 	}
-	return p.startEdge(ctx)
+	return p.startEdge(ctx, a)
 }
 
 func (p *Platform) path(elem ...string) string {

@@ -63,6 +63,9 @@ type Config struct {
 	// Teams is the team store, served as teams (with Users, which holds membership); nil
 	// serves none.
 	Teams registry.TeamStore
+	// Targets are the edge's targets, served as clusters and virtualclusterinstances; nil
+	// serves neither.
+	Targets registry.TargetsFunc
 }
 
 // Scheme and Codecs know management.loft.sh/v1 and the meta types every server speaks.
@@ -186,7 +189,8 @@ func applyOpenAPI(cfg *genericapiserver.RecommendedConfig) {
 	cfg.OpenAPIV3Config.Info.Version = "v1"
 }
 
-// installManagementAPI serves management.loft.sh/v1's ownedaccesskeys, selves, users and teams.
+// installManagementAPI serves management.loft.sh/v1's ownedaccesskeys, selves, users, teams,
+// and, read-only, clusters and virtualclusterinstances.
 func installManagementAPI(gs *genericapiserver.GenericAPIServer, c Config) error {
 	agi := genericapiserver.NewDefaultAPIGroupInfo(v1.GroupName, Scheme, runtime.NewParameterCodec(Scheme), Codecs)
 	agi.VersionedResourcesStorageMap[v1.Version] = map[string]rest.Storage{
@@ -198,6 +202,10 @@ func installManagementAPI(gs *genericapiserver.GenericAPIServer, c Config) error
 		if c.Teams != nil {
 			agi.VersionedResourcesStorageMap[v1.Version]["teams"] = registry.NewTeams(c.Teams, c.Users, c.Keys, c.Registry)
 		}
+	}
+	if c.Targets != nil {
+		agi.VersionedResourcesStorageMap[v1.Version]["clusters"] = registry.NewClusters(c.Keys, c.Registry, c.Targets)
+		agi.VersionedResourcesStorageMap[v1.Version]["virtualclusterinstances"] = registry.NewVirtualClusterInstances(c.Keys, c.Registry, c.Targets)
 	}
 	return gs.InstallAPIGroup(&agi)
 }

@@ -71,6 +71,8 @@ type Config struct {
 	SSORefreshPeriod time.Duration
 	// OIDC are the provider's lifetimes.
 	OIDC OIDCLifetimes
+	// XDS is where clusters and virtualclusterinstances come from.
+	XDS XDSCatalog
 	redisflags.Config
 	ops.LogFlags
 }
@@ -93,6 +95,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.IntVar(&c.Quotas.MaxLoginKeysPerUser, "max-login-keys-per-user", 20, "most live login keys of one user; a login past it deletes the oldest; 0: no bound")
 	fs.DurationVar(&c.Quotas.MaxTTLNonAdmin, "max-ttl-non-admin", 0, "longest ttl of the keys non-admins create (then no key of theirs may be without one); 0: no cap")
 	c.registerOIDC(fs)
+	c.XDS.register(fs)
 	c.Register(fs)
 	c.AddLogFlags(fs)
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: keystore serve [flags]\n\nServes the management API (management.loft.sh/v1) and the login endpoints behind the edge.")
@@ -136,6 +139,9 @@ func ParseFlags(args []string) (Config, error) {
 	if err := checkExternalURL(c.ExternalURL); err != nil {
 		return c, err
 	}
+	if err := c.XDS.check(); err != nil {
+		return c, err
+	}
 	return c, c.checkOIDC()
 }
 
@@ -157,11 +163,17 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	keys := store.New(rdb)
 	people := newUsers(rdb, c)
 
+	targets, closeTargets, err := c.XDS.source()
+	if err != nil {
+		return fmt.Errorf("--xds-*: %w", err)
+	}
+	defer closeTargets()
 	gs, err := apiserver.New(apiserver.Config{
 		Address: c.Address, CertFile: c.CertFile, KeyFile: c.KeyFile,
 		ClientCAFile: c.ClientCAFile, AllowedNames: c.AllowedNames,
 		Registry: registry.Options{AdminGroup: c.AdminGroup, Teams: teamsOf(people), OwnerUID: ownerUID(people), Quotas: c.Quotas},
 		Keys:     keys, UserInfo: userInfo(people), Users: people, Teams: teams.New(rdb),
+		Targets: targets,
 	})
 	if err != nil {
 		return err

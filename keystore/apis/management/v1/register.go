@@ -41,6 +41,10 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 			&UserList{},
 			&Team{},
 			&TeamList{},
+			&Cluster{},
+			&ClusterList{},
+			&VirtualClusterInstance{},
+			&VirtualClusterInstanceList{},
 		)
 	}
 	// Registers ListOptions, WatchEvent, Status and friends in v1, which every served group

@@ -63,6 +63,31 @@ func (in AccessKeyVirtualCluster) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in Cluster) OpenAPIModelName() string {
+	return "sh.loft.management.v1.Cluster"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ClusterList) OpenAPIModelName() string {
+	return "sh.loft.management.v1.ClusterList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ClusterSpace) OpenAPIModelName() string {
+	return "sh.loft.management.v1.ClusterSpace"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ClusterSpec) OpenAPIModelName() string {
+	return "sh.loft.management.v1.ClusterSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ClusterStatus) OpenAPIModelName() string {
+	return "sh.loft.management.v1.ClusterStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in EntityInfo) OpenAPIModelName() string {
 	return "sh.loft.management.v1.EntityInfo"
 }
@@ -155,4 +180,29 @@ func (in UserSpec) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in UserStatus) OpenAPIModelName() string {
 	return "sh.loft.management.v1.UserStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualClusterClusterRef) OpenAPIModelName() string {
+	return "sh.loft.management.v1.VirtualClusterClusterRef"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualClusterInstance) OpenAPIModelName() string {
+	return "sh.loft.management.v1.VirtualClusterInstance"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualClusterInstanceList) OpenAPIModelName() string {
+	return "sh.loft.management.v1.VirtualClusterInstanceList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualClusterInstanceSpec) OpenAPIModelName() string {
+	return "sh.loft.management.v1.VirtualClusterInstanceSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualClusterInstanceStatus) OpenAPIModelName() string {
+	return "sh.loft.management.v1.VirtualClusterInstanceStatus"
 }
