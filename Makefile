@@ -33,8 +33,9 @@ fuzz: ## run every fuzz target for FUZZ_TIME (default 10s)
 tools: ## install Envoy, Redis, kube-apiserver, kubectl and etcd under .tools/ (reused when present)
 	@scripts/tools.sh
 
-build: ## build xds, extauthz and keystore into bin/
-	$(GO) build -o bin/ ./xds/cmd/xds ./extauthz/cmd/extauthz ./keystore/cmd/keystore
+build: ## build xds, extauthz, keystore and the keygate CLI (also as the kubectl plugin kubectl-keygate) into bin/
+	$(GO) build -o bin/ ./xds/cmd/xds ./extauthz/cmd/extauthz ./keystore/cmd/keystore ./keystore/cmd/keygate
+	cp bin/keygate bin/kubectl-keygate
 
 generate: ## regenerate deep copies and OpenAPI of keystore/apis (after changing an API type)
 	scripts/codegen.sh
