@@ -205,7 +205,7 @@ func (p *Platform) build(ctx context.Context) error {
 	p.step("building xds, extauthz and keystore")
 	p.Bin = p.path("bin")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", p.Bin+string(filepath.Separator),
-		"./xds/cmd/xds", "./extauthz/cmd/extauthz", "./keystore/cmd/keystore")
+		"./xds/cmd/xds", "./extauthz/cmd/extauthz", "./keystore/cmd/keystore", "./keystore/cmd/keygate")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %w\n%s", err, out)
