@@ -3,7 +3,12 @@ package localdev
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keygate-dev/keygate/internal/kubeserver"
 	"github.com/keygate-dev/keygate/internal/pki"
@@ -48,4 +53,22 @@ func (p *Platform) startKube(ctx context.Context, certs *kubeserver.Certs) error
 		return err
 	}
 	return p.Clusters[ClusterDemo].CreateNamespace(ctx, SpaceName)
+}
+
+// GrantView lets group read every connected and virtual cluster, namespaces included, for users
+// of the local platform who are not its admin. The role is system:aggregate-to-view, the rules
+// Kubernetes' view ClusterRole gathers: view itself is empty until the controller manager's
+// aggregation fills it, and the local platform runs none.
+func (p *Platform) GrantView(ctx context.Context, group string) error {
+	for _, a := range append([]*kubeserver.APIServer{p.VirtualCluster}, p.Clusters[ClusterDemo], p.Clusters[ClusterStaging]) {
+		b := &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "keygate-view-" + group},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:aggregate-to-view"},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: group}},
+		}
+		if _, err := a.Admin.RbacV1().ClusterRoleBindings().Create(ctx, b, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("%s: bind %s to view: %w", a.Name, group, err)
+		}
+	}
+	return nil
 }

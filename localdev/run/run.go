@@ -62,8 +62,11 @@ func Main(args []string, out io.Writer) error {
 	if err := os.WriteFile(state.redisEnv, []byte(strings.Join(p.RedisEnv("KEYSTORE"), "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
-	demoPassword, err := p.RunKeystore(ctx, nil, "create-user", demoUser, "--groups", "demo-users", "--email", demoUser+"@example.com")
+	demoPassword, err := p.RunKeystore(ctx, nil, "create-user", demoUser, "--groups", demoGroup, "--email", demoUser+"@example.com")
 	if err != nil {
+		return err
+	}
+	if err := p.GrantView(ctx, demoGroup); err != nil {
 		return err
 	}
 	printReady(out, p, root, state, time.Since(started))
@@ -146,8 +149,13 @@ Try:
 		rel(filepath.Join(state.dir, "logs")), p.RedisAddr, rel(filepath.Join(state.dir, "pki", "edge-ca.crt")), rel(state.redisEnv), p.PrometheusURL)
 }
 
-// demoUser is the user store's user `make run` makes for the OIDC recipe.
-const demoUser = "demo"
+// demoUser is the user store's user `make run` makes for the quick start (keygate login) and
+// the OIDC recipe; its group may read every cluster, so that the quick start's kubectl get
+// namespaces answers.
+const (
+	demoUser  = "demo"
+	demoGroup = "demo-users"
+)
 
 // printOIDC prints a walk through the OIDC provider that works as printed: the demo client's
 // authorization URL (with a PKCE challenge made now), the sign-in choices, and the token
