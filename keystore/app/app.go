@@ -124,25 +124,30 @@ func ParseFlags(args []string) (Config, error) {
 			c.AllowedNames = append(c.AllowedNames, n)
 		}
 	}
+	return c, c.checkValues()
+}
+
+// checkValues checks the flags' values that parsing alone does not.
+func (c *Config) checkValues() error {
 	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
-		return c, fmt.Errorf("--bcrypt-cost %d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
+		return fmt.Errorf("--bcrypt-cost %d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
 	}
 	if q := c.Quotas; q.MaxKeysPerUser < 0 || q.MaxLoginKeysPerUser < 0 || q.MaxTTLNonAdmin < 0 {
-		return c, errors.New("--max-keys-per-user, --max-login-keys-per-user and --max-ttl-non-admin must not be negative")
+		return errors.New("--max-keys-per-user, --max-login-keys-per-user and --max-ttl-non-admin must not be negative")
 	}
 	if c.LoginTTL < time.Second {
-		return c, fmt.Errorf("--login-ttl %s: want at least 1s", c.LoginTTL)
+		return fmt.Errorf("--login-ttl %s: want at least 1s", c.LoginTTL)
 	}
 	if c.SSORefreshPeriod < time.Second {
-		return c, fmt.Errorf("--sso-refresh-period %s: want at least 1s", c.SSORefreshPeriod)
+		return fmt.Errorf("--sso-refresh-period %s: want at least 1s", c.SSORefreshPeriod)
 	}
 	if err := checkExternalURL(c.ExternalURL); err != nil {
-		return c, err
+		return err
 	}
 	if err := c.XDS.check(); err != nil {
-		return c, err
+		return err
 	}
-	return c, c.checkOIDC()
+	return c.checkOIDC()
 }
 
 // Main runs `keystore serve` until SIGINT or SIGTERM and returns the exit code.
