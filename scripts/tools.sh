@@ -10,6 +10,9 @@
 #   kube-apiserver  built from k8s.io/kubernetes v1.36.3 (tools/kube)
 #   kubectl         built from k8s.io/kubernetes v1.36.3 (tools/kube)
 #   etcd            built from go.etcd.io/etcd/server/v3 v3.6.5 (tools/etcd)
+#   helm            built from helm.sh/helm/v4 v4.3.2 (tools/helm), for the chart's tests
+#   Prometheus Operator CRDs  the published YAML of github.com/prometheus-operator/prometheus-operator
+#                   v0.85.0 (a Go module), into .tools/crds/, for the chart's dry-runs
 #
 # tools/ holds only those build modules (nothing imports them); the Go code finds the installed
 # programs with internal/toolbin.
@@ -21,6 +24,8 @@ mkdir -p "$bin"
 
 ENVOY_VERSION=1.40.0
 KUBE_VERSION=v1.36.3
+HELM_VERSION=v4.3.2
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -106,10 +111,41 @@ install_etcd() {
   echo "$s" > "$bin/.etcd.stamp"
 }
 
+# Helm renders and lints the chart in manifests/helm (its tests in manifests/); the version is
+# pinned by tools/helm/go.mod.
+install_helm() {
+  local s
+  s=$(stamp helm-$HELM_VERSION tools/helm/go.mod tools/helm/go.sum tools/helm/main.go)
+  if fresh helm "$s"; then return; fi
+  say "building helm $HELM_VERSION from helm.sh/helm/v4 (about a minute, once)"
+  (cd "$root/tools/helm" && GOFLAGS=-mod=mod go build -trimpath \
+    -ldflags "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" -o "$bin/helm" .)
+  echo "$s" > "$bin/.helm.stamp"
+}
+
+# The chart renders ServiceMonitors and a PrometheusRule; the API server of its tests must know
+# their CRDs, as published in the operator's repository (example/prometheus-operator-crd),
+# which the Go module proxy serves as part of the module.
+install_prometheus_operator_crds() {
+  local dest="$root/.tools/crds/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
+  if [[ -f "$dest/.done" ]]; then return; fi
+  say "fetching the Prometheus Operator's CRDs $PROMETHEUS_OPERATOR_VERSION (Go module) into .tools/crds"
+  local dir
+  dir=$(cd "$(mktemp -d)" && GOFLAGS= go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [[ -d "$dir/example/prometheus-operator-crd" ]] || { say "no example/prometheus-operator-crd in $dir"; exit 1; }
+  mkdir -p "$dest"
+  cp "$dir"/example/prometheus-operator-crd/*.yaml "$dest/"
+  chmod 644 "$dest"/*.yaml
+  touch "$dest/.done"
+}
+
 install_envoy
 install_redis
 install_chromium
 install_prometheus
 install_kube
 install_etcd
+install_helm
+install_prometheus_operator_crds
 say "tools ready in .tools/bin: $(cd "$bin" && ls | tr '\n' ' ')"
