@@ -6,7 +6,7 @@ GO ?= go
 # anywhere near this long, it only bounds a hung run.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: run test tools build vet fuzz e2e bench clean help generate
+.PHONY: run test tools build vet fuzz e2e bench clean help generate images
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -36,6 +36,19 @@ tools: ## install Envoy, Redis, kube-apiserver, kubectl and etcd under .tools/ (
 build: ## build xds, extauthz, keystore and the keygate CLI (also as the kubectl plugin kubectl-keygate) into bin/
 	$(GO) build -o bin/ ./xds/cmd/xds ./extauthz/cmd/extauthz ./keystore/cmd/keystore ./keystore/cmd/keygate
 	cp bin/keygate bin/kubectl-keygate
+
+# Images: one per component, from static binaries, without a container engine or a base image
+# (internal/ociimage); manifests/README.md ("Images") says how to load and push them, and the
+# Dockerfile beside each component builds the same with Docker.
+IMAGE_REPOSITORY ?= ghcr.io/keygate-dev/keygate
+IMAGE_TAG ?= dev
+IMAGE_ARCH ?= amd64
+COMPONENTS := xds extauthz keystore
+
+images: ## build one image tarball per component (xds, extauthz, keystore) into bin/images/, no Docker needed; IMAGE_REPOSITORY, IMAGE_TAG, IMAGE_ARCH
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags '-s -w' -o bin/linux_$(IMAGE_ARCH)/ $(foreach c,$(COMPONENTS),./$(c)/cmd/$(c))
+	$(GO) run ./internal/ociimage/cmd/ociimage -bin bin/linux_$(IMAGE_ARCH) -out bin/images -arch $(IMAGE_ARCH) \
+	  -repository $(IMAGE_REPOSITORY) -tag $(IMAGE_TAG) -revision "$$(git rev-parse --short HEAD 2>/dev/null)" $(COMPONENTS)
 
 generate: ## regenerate deep copies and OpenAPI of keystore/apis (after changing an API type)
 	scripts/codegen.sh
