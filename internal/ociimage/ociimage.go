@@ -145,11 +145,11 @@ var machines = map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AA
 
 // file is one entry of a layer.
 type file struct {
-	name     string
-	dir      bool
-	mode     int64
-	uid      int
-	data     []byte
+	name string
+	dir  bool
+	mode int64
+	uid  int
+	data []byte
 }
 
 // baseFiles are what a static binary needs of an OS: a user to run as (a uid without a passwd
