@@ -10,7 +10,7 @@ import (
 
 // generated are the kustomize files rendered from the chart: path → helm template arguments.
 var generated = map[string][]string{
-	"kustomize/base/keygate.yaml": nil,
+	"kustomize/base/keygate.yaml":                     nil,
 	"kustomize/components/monitoring/monitoring.yaml": {"--show-only", "templates/monitoring.yaml", "--set", monitoringOn},
 }
 
