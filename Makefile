@@ -30,7 +30,7 @@ fuzz: ## run every fuzz target for FUZZ_TIME (default 10s)
 	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZ_TIME) $$pkg || exit 1; \
 	done
 
-tools: ## install Envoy, Redis, kube-apiserver, kubectl and etcd under .tools/ (reused when present)
+tools: ## install Envoy, Redis, kube-apiserver, kubectl, etcd, Helm and the Prometheus Operator CRDs under .tools/ (reused when present)
 	@scripts/tools.sh
 
 build: ## build xds, extauthz, keystore and the keygate CLI (also as the kubectl plugin kubectl-keygate) into bin/
