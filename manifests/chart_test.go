@@ -124,6 +124,8 @@ func TestBadValuesSayWhatToFix(t *testing.T) {
 		"unknown redis deploy": {"redis.deploy=cluster", `redis.deploy is "cluster"`},
 		"management target":    {"xds.extraTargets.management.url=https://x", "xds.extraTargets.management"},
 		"unnamed edge secret":  {"tls.edge=", "the Secret of volume edge-tls is not named"},
+		"oidc without url":     {"keystore.oidc.enabled=true", "keystore.oidc.enabled needs keystore.externalURL"},
+		"oidc without key":     {"keystore.oidc.enabled=true,keystore.externalURL=https://edge.example.com", "need keystore.encryptionKey.secretName"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cmd := exec.Command(tool(t, "helm"), "template", release, chartDir, "--namespace", namespace, "--set", tc.set)
