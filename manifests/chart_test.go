@@ -155,8 +155,8 @@ func TestServerAcceptsEveryObject(t *testing.T) {
 	}
 }
 
-// dryRun is `kubectl apply --dry-run=server` of a file; it also checks that kubectl saw every
-// object of the file.
+// dryRun is `kubectl apply --dry-run=server --validate=strict` of a file (unknown or duplicate
+// fields are errors); it also checks that kubectl saw every object of the file.
 func dryRun(t *testing.T, kubeconfig, file string) {
 	t.Helper()
 	data, err := os.ReadFile(file)
@@ -164,7 +164,7 @@ func dryRun(t *testing.T, kubeconfig, file string) {
 		t.Fatal(err)
 	}
 	want := len(objects(t, data))
-	out := run(t, "kubectl", "--kubeconfig", kubeconfig, "apply", "--dry-run=server", "-f", file)
+	out := run(t, "kubectl", "--kubeconfig", kubeconfig, "apply", "--dry-run=server", "--validate=strict", "-f", file)
 	if got := strings.Count(string(out), "(server dry run)"); got != want {
 		t.Fatalf("kubectl applied %d objects of %d:\n%s", got, want, out)
 	}
