@@ -61,6 +61,16 @@ func TestRulesAndDashboardFromFiles(t *testing.T) {
 	}
 	dryRun(t, prepareCluster(t), file)
 
+	// A PrometheusRule object in the file instead of a rules file: its spec's groups.
+	wrapped := "apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nspec:\n  " + strings.ReplaceAll(sampleRules, "\n", "\n  ")
+	if err := os.WriteFile(filepath.Join(files, "prometheus-rules.yaml"), []byte(wrapped), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = run(t, "helm", "template", release, chart, "--namespace", namespace, "--set", monitoringOn, "--show-only", "templates/monitoring.yaml")
+	if !strings.Contains(string(out), "alert: KeygateExtauthzDown") {
+		t.Errorf("a PrometheusRule-shaped file did not give its groups:\n%s", out)
+	}
+
 	// Without the files (or in the chart as it is, if they are not written yet).
 	for _, f := range []string{"prometheus-rules.yaml", "dashboard.json"} {
 		if err := os.Remove(filepath.Join(files, f)); err != nil {
