@@ -114,18 +114,20 @@ func TestLint(t *testing.T) {
 	}
 }
 
-// TestBadValuesSayWhatToFix: values the chart refuses fail the render with a message naming
-// the value.
+// TestBadValuesSayWhatToFix: values the chart refuses (by its values.schema.json or its
+// templates) fail the render with a message naming the value.
 func TestBadValuesSayWhatToFix(t *testing.T) {
 	for name, tc := range map[string]struct{ set, want string }{
-		"one extauthz":         {"extauthz.replicas=1,extauthz.autoscaling.enabled=false", "extauthz.replicas must be at least 2"},
-		"extauthz min 1":       {"extauthz.autoscaling.minReplicas=1", "extauthz.autoscaling.minReplicas must be at least 2"},
-		"no redis":             {"redis.address=", "redis.address is required"},
-		"unknown redis deploy": {"redis.deploy=cluster", `redis.deploy is "cluster"`},
-		"management target":    {"xds.extraTargets.management.url=https://x", "xds.extraTargets.management"},
-		"unnamed edge secret":  {"tls.edge=", "the Secret of volume edge-tls is not named"},
-		"oidc without url":     {"keystore.oidc.enabled=true", "keystore.oidc.enabled needs keystore.externalURL"},
-		"oidc without key":     {"keystore.oidc.enabled=true,keystore.externalURL=https://edge.example.com", "need keystore.encryptionKey.secretName"},
+		"one extauthz":          {"extauthz.replicas=1,extauthz.autoscaling.enabled=false", "/extauthz/replicas': minimum: got 1, want 2"},
+		"extauthz min 1":        {"extauthz.autoscaling.minReplicas=1", "/extauthz/autoscaling/minReplicas': minimum: got 1, want 2"},
+		"misspelt value":        {"extauth.replicas=3", "additional properties 'extauth' not allowed"},
+		"misspelt nested value": {"redis.adress=x:6379", "additional properties 'adress' not allowed"},
+		"no redis":              {"redis.address=", "redis.address is required"},
+		"unknown redis deploy":  {"redis.deploy=cluster", "value must be one of 'none', 'single', 'sentinel'"},
+		"management target":     {"xds.extraTargets.management.url=https://x", "xds.extraTargets.management"},
+		"unnamed edge secret":   {"tls.edge=", "the Secret of volume edge-tls is not named"},
+		"oidc without url":      {"keystore.oidc.enabled=true", "keystore.oidc.enabled needs keystore.externalURL"},
+		"oidc without key":      {"keystore.oidc.enabled=true,keystore.externalURL=https://edge.example.com", "need keystore.encryptionKey.secretName"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cmd := exec.Command(tool(t, "helm"), "template", release, chartDir, "--namespace", namespace, "--set", tc.set)
