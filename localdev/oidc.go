@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"fmt"
+	"errors"
 	"os"
-
-	"github.com/keygate-dev/keygate/internal/proc"
 )
 
 // DemoOIDCClient is the OIDC provider's demo client in `make run`: public (no secret, so PKCE),
@@ -22,16 +20,12 @@ const demoOIDCConfig = `oidc:
     redirectURIs: ["http://127.0.0.1:8000/callback", "http://localhost:8000"]
 `
 
-// oidcArgs turns keystore's OIDC provider on: the edge's URL (its port is picked now, for the
+// oidcArgs turns keystore's OIDC provider on: the edge's URL (pickEdgeAddrs has set it: the
 // issuer), an encryption key file and the configuration file with the demo client (and the
 // test IdP's connector with Options.SSO).
 func (p *Platform) oidcArgs(ctx context.Context) ([]string, error) {
-	if p.opts.EdgePort == 0 {
-		port, err := proc.FreePort()
-		if err != nil {
-			return nil, err
-		}
-		p.opts.EdgePort = port
+	if p.EdgeURL == "" {
+		return nil, errors.New("localdev: the edge's address must be picked before keystore starts (its OIDC issuer)")
 	}
 	keyFile, configFile := p.path("pki", "encryption.key"), p.path("keystore-config.yaml")
 	// A key file's line: 32 random bytes, base64 (keystore/sealed), as openssl rand -base64 32.
@@ -53,6 +47,6 @@ func (p *Platform) oidcArgs(ctx context.Context) ([]string, error) {
 	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		return nil, err
 	}
-	return []string{"--oidc-address", p.keystoreAddrs.oidc, "--external-url", fmt.Sprintf("https://%s", addr(p.opts.EdgePort)),
+	return []string{"--oidc-address", p.keystoreAddrs.oidc, "--external-url", p.EdgeURL,
 		"--encryption-key-file", keyFile, "--config-file", configFile}, nil
 }

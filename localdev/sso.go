@@ -37,7 +37,7 @@ func (p *Platform) startIdP(ctx context.Context) (string, error) {
 	for _, n := range SSOUsers {
 		people = append(people, testidp.User{ID: SSOSubject(n), Username: n, Password: SSOPassword, Email: n + "@idp.example", EmailVerified: true})
 	}
-	callback := fmt.Sprintf("https://%s/auth/%s/callback", addr(p.opts.EdgePort), SSOConnector)
+	callback := fmt.Sprintf("%s/auth/%s/callback", p.EdgeURL, SSOConnector)
 	idp, err := testidp.Launch(ctx, testidp.Options{ClientID: "keygate", RedirectURIs: []string{callback}, Users: people, Dir: dir})
 	if err != nil {
 		return "", err
