@@ -48,6 +48,12 @@ func (p *Platform) startKube(ctx context.Context, certs *kubeserver.Certs) error
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	if err := p.startKubelet(certs); err != nil {
+		return err
+	}
+	if err := p.registerKubelet(ctx); err != nil {
+		return err
+	}
 	// The virtual cluster runs in this namespace of its host cluster, as vcluster does.
 	if err := p.Clusters[ClusterDemo].CreateNamespace(ctx, VirtualClusterNamespace); err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keygate-dev/keygate/internal/kubeletstub"
 	"github.com/keygate-dev/keygate/internal/kubeserver"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
@@ -82,6 +83,8 @@ type Platform struct {
 	PrometheusURL string
 	// IdP is the test identity provider, with Options.SSO.
 	IdP *testidp.IdP
+	// Kubelet stands in for the kubelet of every demo cluster's node (kubelet.go).
+	Kubelet *kubeletstub.Server
 
 	opts         Options
 	logs         string
@@ -223,6 +226,9 @@ func (p *Platform) Stop() {
 	}
 	if p.grafana != nil {
 		_ = p.grafana.Close()
+	}
+	if p.Kubelet != nil {
+		p.Kubelet.Stop()
 	}
 	if p.IdP != nil {
 		p.IdP.Stop()

@@ -93,7 +93,14 @@ type Certs struct {
 	CAFile, ServerDir string
 	saKeyFile         string
 	adminPair         pki.Pair
+	// kubeletCert and kubeletKey are the API servers' client certificate towards kubelets
+	// (--kubelet-client-certificate): kubelets, and localdev's stand-in, refuse anonymous
+	// callers.
+	kubeletCert, kubeletKey string
 }
+
+// KubeletClientUser is the user of the API servers' client certificate towards kubelets.
+const KubeletClientUser = "kube-apiserver-kubelet-client"
 
 // NewCerts writes ca's certificate to dir/caFileName, a service-account key beside it, and
 // issues a system:masters client certificate named adminName for APIServer.Admin.
@@ -107,6 +114,13 @@ func NewCerts(ca *pki.CA, dir, caFileName, adminName string) (*Certs, error) {
 	}
 	var err error
 	if c.adminPair, err = ca.Client(adminName, "system:masters"); err != nil {
+		return nil, err
+	}
+	kubelet, err := ca.Client(KubeletClientUser)
+	if err != nil {
+		return nil, err
+	}
+	if c.kubeletCert, c.kubeletKey, err = kubelet.Write(dir, "apiserver-kubelet-client"); err != nil {
 		return nil, err
 	}
 	sa, err := pki.NewServiceAccountKey()
@@ -186,6 +200,11 @@ func apiServerArgs(name, etcdURL string, port int, certFile, keyFile string, c *
 		// admitted without one; nothing schedules them, which is all a demo needs.
 		"--disable-admission-plugins", "ServiceAccount",
 		"--profiling=false",
+		// exec, attach, port-forward and logs go on to the pod's kubelet, verified by the same
+		// CA (localdev's stand-in, internal/kubeletstub, has a certificate of it).
+		"--kubelet-client-certificate", c.kubeletCert,
+		"--kubelet-client-key", c.kubeletKey,
+		"--kubelet-certificate-authority", c.CAFile,
 	}
 }
 
