@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"strconv"
@@ -85,6 +86,9 @@ func ParseFlags(args []string, out io.Writer) (Config, error) {
 	fs.DurationVar(&c.ExtAuthzTimeout, "extauthz-timeout", translate.DefaultExtAuthzTimeout, "how long Envoy waits for an access-key check before it answers 503")
 	fs.DurationVar(&c.Limits.RequestHeadersTimeout, "request-headers-timeout", translate.DefaultLimits.RequestHeadersTimeout, "how long a client has to send a request's headers before Envoy closes the connection")
 	fs.DurationVar(&c.Limits.StreamIdleTimeout, "stream-idle-timeout", translate.DefaultLimits.StreamIdleTimeout, "how long a request may send and receive nothing; Kubernetes, management and Grafana routes (watches, exec, port-forward, live dashboards) have no idle timeout")
+	c.Limits.WatchMaxDuration, c.Limits.SessionMaxDuration = maps.Clone(translate.DefaultWatchMaxDuration), maps.Clone(translate.DefaultSessionMaxDuration)
+	fs.Var(c.Limits.WatchMaxDuration, "max-watch-duration", "longest a watch or logs -f lasts before Envoy ends it and the client resumes, judged again (a revoked key's bound): a duration for every kind, or KIND=DURATION,... (cluster, virtualcluster, management, grafana); 0 means none")
+	fs.Var(c.Limits.SessionMaxDuration, "max-session-duration", "longest an exec, attach, port-forward or WebSocket session lasts before Envoy ends it (a revoked key's bound): a duration for every kind, or KIND=DURATION,...; 0 means none")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, summary)

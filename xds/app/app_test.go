@@ -17,7 +17,16 @@ import (
 )
 
 // flagLimits are the limits the flags set when none is given.
-var flagLimits = translate.Limits{RequestHeadersTimeout: translate.DefaultLimits.RequestHeadersTimeout, StreamIdleTimeout: translate.DefaultLimits.StreamIdleTimeout}
+var flagLimits = translate.Limits{RequestHeadersTimeout: translate.DefaultLimits.RequestHeadersTimeout, StreamIdleTimeout: translate.DefaultLimits.StreamIdleTimeout,
+	WatchMaxDuration: translate.DefaultWatchMaxDuration, SessionMaxDuration: translate.DefaultSessionMaxDuration}
+
+// streamLimits are flagLimits with the stream bounds of the "stream bounds" case.
+var streamLimits = func() translate.Limits {
+	l := flagLimits
+	l.WatchMaxDuration = translate.StreamBounds{"cluster": time.Minute, "virtualcluster": time.Minute, "management": time.Minute, "grafana": time.Minute}
+	l.SessionMaxDuration = translate.StreamBounds{"cluster": 2 * time.Hour, "virtualcluster": time.Hour, "management": time.Hour, "grafana": 0}
+	return l
+}()
 
 // grpcTLSArgs are the gRPC port's TLS flags, which every command line needs (or plaintext on
 // loopback); grpcTLS is what they parse to.
@@ -44,6 +53,17 @@ func TestParseFlags(t *testing.T) {
 			args: required,
 			want: Config{Source: "file", TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", GRPCTLS: grpcTLS, HTTPAddress: "127.0.0.1:18001",
 				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, Limits: flagLimits, LogLevel: "info", LogFormat: "json"},
+		},
+		"stream bounds": {
+			args: append([]string{"--max-watch-duration", "1m", "--max-session-duration", "cluster=2h,grafana=0"}, required...),
+			want: Config{Source: "file", TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", GRPCTLS: grpcTLS, HTTPAddress: "127.0.0.1:18001",
+				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, Limits: streamLimits, LogLevel: "info", LogFormat: "json"},
+		},
+		"stream bounds from the environment": {
+			args: required,
+			env:  map[string]string{"XDS_MAX_WATCH_DURATION": "1m", "XDS_MAX_SESSION_DURATION": "cluster=2h,grafana=0s"},
+			want: Config{Source: "file", TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", GRPCTLS: grpcTLS, HTTPAddress: "127.0.0.1:18001",
+				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, Limits: streamLimits, LogLevel: "info", LogFormat: "json"},
 		},
 		"environment": {
 			env: withEnv(grpcTLSEnv, map[string]string{"XDS_TARGETS_FILE": "env.yaml", "XDS_TLS_CERT_FILE": "c", "XDS_TLS_KEY_FILE": "k", "XDS_EXTAUTHZ_TIMEOUT": "500ms", "XDS_LISTEN_ADDRESS": "127.0.0.1:9443"}),

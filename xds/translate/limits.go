@@ -34,6 +34,10 @@ type Limits struct {
 	// PerConnectionBufferLimitBytes bounds the read and write buffers of each client
 	// connection (upstream connections have a fixed 32 KiB, upstreamBufferLimit).
 	PerConnectionBufferLimitBytes uint32
+	// WatchMaxDuration bounds the requests of long-lived targets that are not upgraded (watches,
+	// logs -f), SessionMaxDuration the upgraded ones (exec, attach, port-forward, WebSockets);
+	// Envoy ends them at that age (route max_stream_duration). Kinds left out keep the default.
+	WatchMaxDuration, SessionMaxDuration StreamBounds
 }
 
 // DefaultLimits are the limits of an edge that sets none.
@@ -47,6 +51,8 @@ var DefaultLimits = Limits{
 	InitialStreamWindowSize:       64 << 10,
 	InitialConnectionWindowSize:   1 << 20,
 	PerConnectionBufferLimitBytes: 32 << 10,
+	WatchMaxDuration:              DefaultWatchMaxDuration,
+	SessionMaxDuration:            DefaultSessionMaxDuration,
 }
 
 // withDefaults fills every zero field from DefaultLimits.
@@ -74,6 +80,8 @@ func (l Limits) withDefaults() Limits {
 		InitialStreamWindowSize:       pick32(l.InitialStreamWindowSize, d.InitialStreamWindowSize),
 		InitialConnectionWindowSize:   pick32(l.InitialConnectionWindowSize, d.InitialConnectionWindowSize),
 		PerConnectionBufferLimitBytes: pick32(l.PerConnectionBufferLimitBytes, d.PerConnectionBufferLimitBytes),
+		WatchMaxDuration:              l.WatchMaxDuration.withDefaults(DefaultWatchMaxDuration),
+		SessionMaxDuration:            l.SessionMaxDuration.withDefaults(DefaultSessionMaxDuration),
 	}
 }
 

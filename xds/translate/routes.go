@@ -3,10 +3,12 @@ package translate
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -34,7 +36,7 @@ func routeConfig(name string, routes []*routev3.Route) *routev3.RouteConfigurati
 // targetRoutes are the routes of one target: its prefix without the trailing slash (exactly)
 // and with it (as a prefix), both forwarding to the target's cluster with the prefix replaced by
 // "/", so /kubernetes/cluster/demo/api?watch=1 reaches the upstream as /api?watch=1.
-func targetRoutes(t model.Target) ([]*routev3.Route, error) {
+func targetRoutes(t model.Target, l Limits) ([]*routev3.Route, error) {
 	prefix := t.Ref.Prefix()
 	perFilter, err := authzPerRoute(t.Ref)
 	if err != nil {
@@ -52,6 +54,8 @@ func targetRoutes(t model.Target) ([]*routev3.Route, error) {
 		// their user wants: Envoy's defaults (15s per request, 5m idle) would cut them.
 		action.Timeout = durationpb.New(0)
 		action.IdleTimeout = durationpb.New(0)
+		// But not longer than the key that opened them may have been revoked for (streams.go).
+		action.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: durationpb.New(l.WatchMaxDuration[t.Ref.Kind])}
 	}
 	var remove []string
 	if !t.Ref.Kind.Public() {
@@ -69,10 +73,26 @@ func targetRoutes(t model.Target) ([]*routev3.Route, error) {
 			TypedPerFilterConfig:   perFilter,
 		}
 	}
-	return []*routev3.Route{
+	routes := []*routev3.Route{
 		route("/path", &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: strings.TrimSuffix(prefix, "/")}}),
 		route("/prefix", &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}}),
-	}, nil
+	}
+	if longLived(t.Ref.Kind) {
+		routes = append([]*routev3.Route{sessionRoute(route("/session", &routev3.RouteMatch{
+			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix},
+			Headers:       []*routev3.HeaderMatcher{{Name: "upgrade", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}},
+		}), l.SessionMaxDuration[t.Ref.Kind])}, routes...)
+	}
+	return routes, nil
+}
+
+// sessionRoute is r for upgraded requests (exec, attach, port-forward over SPDY or WebSocket,
+// Grafana Live): the same action with the session bound instead of the watch bound.
+func sessionRoute(r *routev3.Route, bound time.Duration) *routev3.Route {
+	a := proto.Clone(r.GetRoute()).(*routev3.RouteAction)
+	a.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: durationpb.New(bound)}
+	r.Action = &routev3.Route_Route{Route: a}
+	return r
 }
 
 // longLived reports whether a kind's requests may stay open indefinitely: Kubernetes API

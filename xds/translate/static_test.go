@@ -66,7 +66,7 @@ func compareRoutes(t *testing.T, targets []model.Target, got []*routev3.Route) {
 	t.Helper()
 	var want []*routev3.Route
 	for _, tg := range targets {
-		rs, err := targetRoutes(tg)
+		rs, err := targetRoutes(tg, Limits{}.withDefaults())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -155,6 +155,8 @@ type Translator struct {
 	listenerRefs []string
 	// targets are the previous translation's targets, by fingerprint.
 	targets map[string]*targetResources
+	// limits give the routes their stream bounds (streams.go).
+	limits Limits
 }
 
 // targetResources are the resources of one target, validated.
@@ -192,7 +194,7 @@ func NewTranslator(o Options) (*Translator, error) {
 	if err := serving.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("translate: secret %q: %w", serving.GetName(), err)
 	}
-	return &Translator{listener: l, serving: serving, listenerRefs: refs}, nil
+	return &Translator{listener: l, serving: serving, listenerRefs: refs, limits: o.Limits}, nil
 }
 
 // Translate returns the Envoy resources that serve m. An error changes nothing: the next
@@ -212,7 +214,7 @@ func (tr *Translator) Translate(m model.Model) (Resources, error) {
 		tg, ok := tr.targets[key]
 		if !ok {
 			var err error
-			if tg, err = translateTarget(t); err != nil {
+			if tg, err = translateTarget(t, tr.limits); err != nil {
 				return Resources{}, fmt.Errorf("translate: %w", err)
 			}
 		}
@@ -251,7 +253,7 @@ func (tr *Translator) Translate(m model.Model) (Resources, error) {
 
 // translateTarget builds and validates the resources of one target. The routes of a target
 // without a scope of its own are validated with the static route configuration they go into.
-func translateTarget(t model.Target) (*targetResources, error) {
+func translateTarget(t model.Target, l Limits) (*targetResources, error) {
 	if err := t.Ref.Validate(); err != nil {
 		return nil, err
 	}
@@ -259,7 +261,7 @@ func translateTarget(t model.Target) (*targetResources, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Ref, err)
 	}
-	rs, err := targetRoutes(t)
+	rs, err := targetRoutes(t, l)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Ref, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -132,6 +133,9 @@ func TestRoutes(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			res := translate(t, tc.target)
 			routes := routesOf(res)
+			if tc.longLived {
+				routes = checkSessionRoute(t, routes, tc.target.Ref.Kind)
+			}
 			if _, scoped := ScopeKey(tc.target.Ref); scoped {
 				// The target's routes are alone in their own route configuration; the static
 				// one keeps only the 404.
@@ -143,6 +147,9 @@ func TestRoutes(t *testing.T) {
 					t.Fatalf("no route configuration %q", tc.cluster)
 				}
 				routes = rc.VirtualHosts[0].Routes
+				if tc.longLived {
+					routes = checkSessionRoute(t, routes, tc.target.Ref.Kind)
+				}
 				if len(routes) != 2 {
 					t.Fatalf("got %d routes in %s, want the target's two", len(routes), rc.Name)
 				}
@@ -182,6 +189,30 @@ func TestRoutes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkSessionRoute checks that a long-lived target's first route takes its upgraded requests
+// with the session bound, and the next two (watches) the watch bound, and returns routes without
+// the session route. A scoped target's routes are in their own configuration; the static one
+// then has only the 404, returned as it is.
+func checkSessionRoute(t *testing.T, routes []*routev3.Route, kind edgepath.Kind) []*routev3.Route {
+	t.Helper()
+	if len(routes) < 3 {
+		return routes
+	}
+	s := routes[0]
+	if h := s.Match.GetHeaders(); !strings.HasSuffix(s.Name, "/session") || len(h) != 1 || h[0].Name != "upgrade" || !h[0].GetPresentMatch() {
+		t.Errorf("first route %s matches %v; want upgraded requests (upgrade header present)", s.Name, s.Match)
+	}
+	if got := s.GetRoute().GetMaxStreamDuration().GetMaxStreamDuration().AsDuration(); got != DefaultSessionMaxDuration[kind] {
+		t.Errorf("session route %s: max stream duration %v, want %v", s.Name, got, DefaultSessionMaxDuration[kind])
+	}
+	for _, r := range routes[1:3] {
+		if got := r.GetRoute().GetMaxStreamDuration().GetMaxStreamDuration().AsDuration(); got != DefaultWatchMaxDuration[kind] {
+			t.Errorf("route %s: max stream duration %v, want the watch bound %v", r.Name, got, DefaultWatchMaxDuration[kind])
+		}
+	}
+	return routes[1:]
 }
 
 func TestNotFoundRouteChecksTheKeyFirst(t *testing.T) {
@@ -482,7 +513,7 @@ func TestLimits(t *testing.T) {
 	base := Options{ListenAddress: "0.0.0.0", ListenPort: 8443, ServingCert: []byte("c"), ServingKey: []byte("k")}
 	withLimits := func(l Limits) Options { o := base; o.Limits = l; return o }
 	t.Run("defaults", func(t *testing.T) {
-		if got := withLimits(Limits{}).withDefaults().Limits; got != DefaultLimits {
+		if got := withLimits(Limits{}).withDefaults().Limits; !reflect.DeepEqual(got, DefaultLimits) {
 			t.Errorf("zero limits became %+v, want DefaultLimits", got)
 		}
 		if got := withLimits(Limits{StreamIdleTimeout: time.Second}).withDefaults().Limits; got.StreamIdleTimeout != time.Second || got.RequestHeadersTimeout != DefaultLimits.RequestHeadersTimeout {
