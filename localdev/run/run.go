@@ -143,6 +143,9 @@ Try:
   kubectl --kubeconfig %[5]s --context loft_demo get namespaces
   kubectl --kubeconfig %[5]s --context loft-vcluster_vc1_vcluster-demo_demo auth whoami
   kubectl --kubeconfig %[5]s --context loft-management get ownedaccesskeys
+  kubectl --kubeconfig %[5]s --context loft_demo exec -it demo-pod -- sh   (the kubelet stand-in's shell)
+  kubectl --kubeconfig %[5]s --context loft_demo logs -f demo-pod
+  kubectl --kubeconfig %[5]s --context loft_demo port-forward demo-pod 8007:7   (an echo server)
   curl --cacert %[8]s -H "Authorization: Bearer $(cat %[4]s)" %[2]s/grafana/demo/api/health
 
 `, took.Seconds(), p.EdgeURL, p.AdminKey, rel(state.adminKey), rel(state.kubeconfig),
