@@ -80,7 +80,7 @@ func (e *edge) do(ctx context.Context, method, path string, body, out any) error
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		return refusal(resp.StatusCode, data)
+		return refusal(e.server, resp.StatusCode, data)
 	}
 	if out == nil {
 		return nil
@@ -89,8 +89,10 @@ func (e *edge) do(ctx context.Context, method, path string, body, out any) error
 }
 
 // refusal turns an error answer into what the user should read: the Status's message, and for
-// a key that no longer works, what to do.
-func refusal(code int, data []byte) error {
+// a key that no longer works, what to do. The edge answers 401 alike for a key deleted,
+// disabled or expired there (it does not tell which, so as not to help a thief), so the advice
+// names all three.
+func refusal(server string, code int, data []byte) error {
 	var st metav1.Status
 	msg := strings.TrimSpace(string(data))
 	if json.Unmarshal(data, &st) == nil && st.Message != "" {
@@ -100,7 +102,7 @@ func refusal(code int, data []byte) error {
 		msg = http.StatusText(code)
 	}
 	if code == http.StatusUnauthorized {
-		msg += " (run `keygate login` again)"
+		msg = fmt.Sprintf("%s: the edge refused the saved key (deleted, disabled or expired there): run `keygate login %s` again", msg, server)
 	}
 	return &statusError{code: code, message: msg}
 }

@@ -16,29 +16,44 @@ import (
 func newListCommand(o *options) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Use:       "list clusters|vclusters",
-		Short:     "List the clusters or virtual clusters your key can reach",
+		Use:       "list clusters|vclusters|accesskeys",
+		Short:     "List the clusters or virtual clusters your key can reach, or the access keys you manage",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"clusters", "vclusters"},
+		ValidArgs: []string{"clusters", "vclusters", "accesskeys"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "" && output != "json" && output != "yaml" {
-				return fmt.Errorf("--output %q: want json or yaml (default: a table)", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			switch args[0] {
 			case "clusters", "cluster":
 				return o.listClusters(cmd.Context(), output)
 			case "vclusters", "vcluster", "virtualclusters":
 				return o.listVClusters(cmd.Context(), output)
+			case "accesskeys", "accesskey", "ownedaccesskeys":
+				return o.listAccessKeys(cmd.Context(), output)
 			}
-			return fmt.Errorf("list %q: want clusters or vclusters", args[0])
+			return fmt.Errorf("list %q: want clusters, vclusters or accesskeys", args[0])
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "json or yaml; default: a table")
 	return cmd
 }
 
+// checkOutput accepts the --output values every printing command shares.
+func checkOutput(output string) error {
+	if output != "" && output != "json" && output != "yaml" {
+		return fmt.Errorf("--output %q: want json or yaml (default: a table)", output)
+	}
+	return nil
+}
+
 // get reads a resource of the management API with the saved key.
 func (o *options) get(ctx context.Context, resource string, out any) error {
+	return o.call(ctx, "GET", resource, nil, out)
+}
+
+// call sends a request to the management API with the saved key.
+func (o *options) call(ctx context.Context, method, resource string, body, out any) error {
 	l, err := o.login()
 	if err != nil {
 		return err
@@ -47,7 +62,7 @@ func (o *options) get(ctx context.Context, resource string, out any) error {
 	if err != nil {
 		return err
 	}
-	return e.do(ctx, "GET", managementPath+resource, nil, out)
+	return e.do(ctx, method, managementPath+resource, body, out)
 }
 
 func (o *options) print(v any, output string) error {

@@ -141,6 +141,10 @@ func (o *options) loginWithKey(ctx context.Context, l *Login) error {
 	var self v1.Self
 	in := v1.Self{TypeMeta: typeMeta("Self")}
 	if err := e.do(ctx, "POST", managementPath+"selves", in, &self); err != nil {
+		var st *statusError
+		if errors.As(err, &st) && st.code == 401 {
+			return errors.New("the edge refused this key (unknown, deleted, disabled or expired)")
+		}
 		return fmt.Errorf("check the key: %w", err)
 	}
 	l.AccessKeyName = self.Status.AccessKey

@@ -65,7 +65,7 @@ one file readable by you only, never in a kubeconfig. Also a kubectl plugin: kub
 	root.PersistentFlags().StringVar(&o.configPath, "config", os.Getenv("KEYGATE_CONFIG"), "file of the saved login (env KEYGATE_CONFIG; default $XDG_CONFIG_HOME/keygate/config.json)")
 	root.PersistentFlags().StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file to write; default: KUBECONFIG's first file, else ~/.kube/config, as kubectl")
 	root.AddCommand(newLoginCommand(o), newLogoutCommand(o), newListCommand(o), newUseCommand(o),
-		newCredentialCommand(o), &cobra.Command{
+		newCreateCommand(o), newDeleteCommand(o), newCredentialCommand(o), &cobra.Command{
 			Use: "version", Short: "Print the version", Args: cobra.NoArgs,
 			Run: func(*cobra.Command, []string) { fmt.Fprintln(o.out, "keygate", Version) },
 		})
