@@ -87,6 +87,15 @@ install_prometheus() {
   ln -sf "$(command -v promtool)" "$bin/promtool"
 }
 
+# tmux runs the keygate CLI in a real terminal once (e2e: the password prompt, never echoed).
+install_tmux() {
+  if ! command -v tmux >/dev/null 2>&1; then
+    say "installing tmux from Debian's packages (for the CLI's terminal test)"
+    apt_install tmux
+  fi
+  ln -sf "$(command -v tmux)" "$bin/tmux"
+}
+
 install_kube() {
   local s
   s=$(stamp kube-$KUBE_VERSION tools/kube/go.mod tools/kube/go.sum tools/kube/cmd/*/main.go)
@@ -144,6 +153,7 @@ install_envoy
 install_redis
 install_chromium
 install_prometheus
+install_tmux
 install_kube
 install_etcd
 install_helm
