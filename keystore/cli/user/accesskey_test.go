@@ -1,6 +1,7 @@
 package user
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,5 +47,28 @@ func TestAskedAgain(t *testing.T) {
 	}
 	if st, err := os.Stat(o.callersFile()); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("callers file: %v %v", st, err)
+	}
+}
+
+// use --print -o json prints the same kubeconfig as the YAML, in JSON: one context, its exec
+// user, no key.
+func TestPrintKubeconfigJSON(t *testing.T) {
+	var out strings.Builder
+	o := &options{streams: streams{out: &out}}
+	c := Context{Name: "loft_demo", Server: "https://edge.example/kubernetes/cluster/demo", Command: "/bin/keygate", Args: []string{"credential"}}
+	if err := o.printKubeconfig(c, "json"); err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		CurrentContext string `json:"current-context"`
+		Users          []struct {
+			User struct {
+				Exec struct{ Command, APIVersion string } `json:"exec"`
+			} `json:"user"`
+		} `json:"users"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &cfg); err != nil || cfg.CurrentContext != "loft_demo" || len(cfg.Users) != 1 ||
+		cfg.Users[0].User.Exec.Command != "/bin/keygate" || cfg.Users[0].User.Exec.APIVersion != ExecAPIVersion {
+		t.Errorf("use --print -o json: %v\n%s", err, out.String())
 	}
 }

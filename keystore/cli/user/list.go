@@ -42,7 +42,7 @@ func newListCommand(o *options) *cobra.Command {
 // checkOutput accepts the --output values every printing command shares.
 func checkOutput(output string) error {
 	if output != "" && output != "json" && output != "yaml" {
-		return fmt.Errorf("--output %q: want json or yaml (default: a table)", output)
+		return fmt.Errorf("--output %q: want json or yaml (or none, for the default)", output)
 	}
 	return nil
 }

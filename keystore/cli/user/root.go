@@ -65,11 +65,27 @@ one file readable by you only, never in a kubeconfig. Also a kubectl plugin: kub
 	root.PersistentFlags().StringVar(&o.configPath, "config", os.Getenv("KEYGATE_CONFIG"), "file of the saved login (env KEYGATE_CONFIG; default $XDG_CONFIG_HOME/keygate/config.json)")
 	root.PersistentFlags().StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file to write; default: KUBECONFIG's first file, else ~/.kube/config, as kubectl")
 	root.AddCommand(newLoginCommand(o), newLogoutCommand(o), newListCommand(o), newUseCommand(o),
-		newCreateCommand(o), newDeleteCommand(o), newCredentialCommand(o), &cobra.Command{
-			Use: "version", Short: "Print the version", Args: cobra.NoArgs,
-			Run: func(*cobra.Command, []string) { fmt.Fprintln(o.out, "keygate", Version) },
-		})
+		newCreateCommand(o), newDeleteCommand(o), newCredentialCommand(o), newVersionCommand(o))
 	return root
+}
+
+func newVersionCommand(o *options) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use: "version", Short: "Print the version", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			if output != "" {
+				return o.print(map[string]string{"version": Version}, output)
+			}
+			_, err := fmt.Fprintln(o.out, "keygate", Version)
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "json or yaml; default: one line")
+	return cmd
 }
 
 func (o *options) defaults() error {

@@ -2,6 +2,7 @@ package user
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,13 +10,14 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 )
 
 type useFlags struct {
-	cluster, namespace, project string
-	print, switchContext        bool
+	cluster, namespace, project, output string
+	print, switchContext                bool
 }
 
 func newUseCommand(o *options) *cobra.Command {
@@ -36,6 +38,7 @@ func newUseCommand(o *options) *cobra.Command {
 	vcluster.Flags().StringVar(&f.project, "project", "", "its project (optional: narrows the choice)")
 	for _, c := range []*cobra.Command{cluster, vcluster} {
 		c.Flags().BoolVar(&f.print, "print", false, "print the kubeconfig instead of merging it")
+		c.Flags().StringVarP(&f.output, "output", "o", "", "with --print: json or yaml (default yaml)")
 		c.Flags().BoolVar(&f.switchContext, "switch-context", true, "make it the current context")
 		cmd.AddCommand(c)
 	}
@@ -43,6 +46,9 @@ func newUseCommand(o *options) *cobra.Command {
 }
 
 func (o *options) useCluster(ctx context.Context, name string, f useFlags) error {
+	if err := checkUseOutput(f); err != nil {
+		return err
+	}
 	var list v1.ClusterList
 	if err := o.get(ctx, "clusters", &list); err != nil {
 		return err
@@ -58,6 +64,9 @@ func (o *options) useCluster(ctx context.Context, name string, f useFlags) error
 }
 
 func (o *options) useVCluster(ctx context.Context, name string, f useFlags) error {
+	if err := checkUseOutput(f); err != nil {
+		return err
+	}
 	var list v1.VirtualClusterInstanceList
 	if err := o.get(ctx, "virtualclusterinstances", &list); err != nil {
 		return err
@@ -80,6 +89,13 @@ func (o *options) useVCluster(ctx context.Context, name string, f useFlags) erro
 		return o.write(Context{Name: "loft-vcluster_" + r.VirtualCluster + "_" + r.Namespace + "_" + r.Cluster}, found[0].Status.Path, f)
 	}
 	return fmt.Errorf("more than one virtual cluster is named %q: say which with --cluster and --namespace", name)
+}
+
+func checkUseOutput(f useFlags) error {
+	if f.output != "" && !f.print {
+		return fmt.Errorf("--output %s: only with --print (without it, the kubeconfig is merged, nothing printed)", f.output)
+	}
+	return checkOutput(f.output)
 }
 
 func orNothing(names []string) string {
@@ -106,16 +122,31 @@ func (o *options) write(c Context, path string, f useFlags) error {
 	}
 	c.Args = []string{"credential", "--config", config}
 	if f.print {
-		data, err := clientcmd.Write(*c.kubeconfig())
-		if err != nil {
-			return err
-		}
-		_, err = o.out.Write(data)
-		return err
+		return o.printKubeconfig(c, f.output)
 	}
 	if err := Merge(o.pathOptions(), c, f.switchContext); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.err, "Wrote context %q to %s. Try: kubectl --context %s get namespaces\n", c.Name, o.pathOptions().GetDefaultFilename(), c.Name)
 	return nil
+}
+
+// printKubeconfig prints the kubeconfig of c alone, as clientcmd writes it (YAML), or as JSON.
+func (o *options) printKubeconfig(c Context, output string) error {
+	data, err := clientcmd.Write(*c.kubeconfig())
+	if err != nil {
+		return err
+	}
+	if output == "json" {
+		if data, err = yaml.YAMLToJSON(data); err != nil {
+			return err
+		}
+		var v any
+		if err := json.Unmarshal(data, &v); err != nil {
+			return err
+		}
+		return o.print(v, "json")
+	}
+	_, err = o.out.Write(data)
+	return err
 }
