@@ -93,10 +93,12 @@ func saveLogin(path string, l *Login) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-// forgetLogin removes the saved login.
+// forgetLogin removes the saved login, and the credential plugin's callers file beside it.
 func forgetLogin(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	for _, p := range []string{path, path + ".callers"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	return nil
 }
