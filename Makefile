@@ -61,10 +61,12 @@ e2e: tools ## only the end-to-end tests through the real Envoy
 	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 -v ./e2e/...
 
 # Not part of `make test`: the 10,000-target run takes minutes. BENCH_ARGS='-targets 100,1000' for less
-# (xdsscale), ROUTECOST_ARGS likewise for routecost.
-bench: tools ## measure xds and Envoy at 100, 1,000 and 10,000 targets, and what routing costs per request (bench/README.md); prints Markdown tables
+# (xdsscale), ROUTECOST_ARGS likewise for routecost,
+# AUTHZ_ARGS for authz ('-duration 1s -rounds 1').
+bench: tools ## measure xds and Envoy at 100, 1,000 and 10,000 targets, and what routing costs per request, and what checking keys costs (bench/README.md); prints Markdown tables
 	$(GO) run ./bench/xdsscale $(BENCH_ARGS)
 	$(GO) run ./bench/routecost $(ROUTECOST_ARGS)
+	$(GO) run ./bench/authz $(AUTHZ_ARGS)
 
 clean: ## remove build outputs and run state (keeps installed tools)
 	rm -rf bin .run

@@ -24,7 +24,7 @@ var mayImport = map[string][]string{
 	// means; never the management API, the login endpoints or the CLI.
 	"extauthz": {"internal", "keystore/accesskey", "keystore/apis", "keystore/store", "keystore/users"},
 	"localdev": {"internal", "envoy", "xds/source/file"},
-	"bench":    {"internal", "envoy", "xds/translate", "xds/source/kube/apis"},
+	"bench":    {"internal", "envoy", "xds/translate", "xds/source/kube/apis", "keystore/store", "keystore/apis"},
 	"e2e":      {"internal", "envoy", "localdev", "extauthz", "keystore", "xds"},
 	// Tests of the manifests read the path grammar and start API servers; the dashboard and
 	// alert rules describe the components by their metric names only (the e2e test reads the

@@ -128,17 +128,7 @@ func httpFilters(o Options) ([]*hcmv3.HttpFilter, error) {
 		// First, so that every later filter (ext_authz reads the route's context extensions)
 		// sees the route of the request's own scope.
 		{scopeFilter, inlineLua(scopeLua)},
-		{extAuthzFilter, &extauthzv3.ExtAuthz{
-			Services: &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
-				TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: o.ExtAuthzCluster}},
-				Timeout:         durationpb.New(o.ExtAuthzTimeout),
-			}},
-			TransportApiVersion: corev3.ApiVersion_V3,
-			// Fail closed: with extauthz down or slow, nothing gets through, and clients see
-			// 503 (an outage), not 403 (a decision).
-			FailureModeAllow: false,
-			StatusOnError:    &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
-		}},
+		{extAuthzFilter, ExtAuthzConfig(o)},
 		{luaFilter, inlineLua(headerListsLua)},
 		{routerFilter, &routerv3.Router{}},
 	}
@@ -151,6 +141,23 @@ func httpFilters(o Options) ([]*hcmv3.HttpFilter, error) {
 		filters = append(filters, &hcmv3.HttpFilter{Name: f.name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: config}})
 	}
 	return filters, nil
+}
+
+// ExtAuthzConfig is the edge's ext_authz filter: what Envoy sends extauthz with every request
+// and how it calls it. bench/authz measures Envoy with exactly this configuration.
+func ExtAuthzConfig(o Options) *extauthzv3.ExtAuthz {
+	o = o.withDefaults()
+	return &extauthzv3.ExtAuthz{
+		Services: &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: o.ExtAuthzCluster}},
+			Timeout:         durationpb.New(o.ExtAuthzTimeout),
+		}},
+		TransportApiVersion: corev3.ApiVersion_V3,
+		// Fail closed: with extauthz down or slow, nothing gets through, and clients see
+		// 503 (an outage), not 403 (a decision).
+		FailureModeAllow: false,
+		StatusOnError:    &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
+	}
 }
 
 func inlineLua(source string) *luav3.Lua {

@@ -1,0 +1,366 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/keygate-dev/keygate/internal/pki"
+	"github.com/keygate-dev/keygate/internal/proc"
+	"github.com/keygate-dev/keygate/internal/redisserver"
+	"github.com/keygate-dev/keygate/internal/toolbin"
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/keystore/store"
+)
+
+// cell is one measurement: a case, a key, a connection count and TLS setting.
+type cell struct {
+	c     string
+	key   string
+	conns int
+	tls   bool
+}
+
+// figures are one cell's round.
+type figures struct {
+	load loadResult
+	cpu  map[string]time.Duration // process → CPU during the cell
+}
+
+// benchEnv is what runs: the processes measured and the keys.
+type benchEnv struct {
+	dir     string
+	procs   map[string]*proc.Process // envoy, extauthz, null, redis, upstream
+	redis   *redisserver.Server
+	ports   envoyPorts
+	keys    map[string]string // key kind → plain key
+	client  *tls.Config
+	started time.Time
+	// redisPid is redis-server's process (redisserver runs it).
+	redisPid int
+}
+
+// The measured processes, in the tables' order.
+var measured = []string{"envoy", "extauthz", "null", "redis", "upstream"}
+
+func run(s settings, progress io.Writer) (map[cell][]figures, *benchEnv, error) {
+	env, err := start(s.fillerKey, progress)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer env.stop()
+	results := map[cell][]figures{}
+	for round := range s.rounds {
+		for _, tlsOn := range s.tls {
+			for _, conns := range s.conns {
+				for _, k := range keyKinds {
+					for _, c := range cases {
+						if !contains(c.keys, k) {
+							continue
+						}
+						cl := cell{c.name, k, conns, tlsOn}
+						f, err := env.measure(cl, s.duration)
+						if err != nil {
+							return nil, nil, fmt.Errorf("%s, %s key, %d connections, TLS %t: %w", c.name, k, conns, tlsOn, err)
+						}
+						fmt.Fprintf(progress, "round %d: %-24s %-14s c=%-3d tls=%-5t %8.0f req/s  p99 %s\n",
+							round+1, c.name, k, conns, tlsOn, f.load.perSecond(), f.load.percentile(0.99))
+						results[cl] = append(results[cl], f)
+					}
+				}
+			}
+		}
+	}
+	return results, env, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// measure runs one cell and reads every process's CPU time around it.
+func (e *benchEnv) measure(cl cell, d time.Duration) (figures, error) {
+	before, err := e.cpu()
+	if err != nil {
+		return figures{}, err
+	}
+	t := target{addr: "127.0.0.1:" + strconv.Itoa(e.ports.listeners[listenerName(cl.c, cl.tls)]), path: requestPath,
+		key: e.keys[cl.key], status: expected(cl.c, cl.key)}
+	if cl.tls {
+		t.tls = e.client
+	}
+	r, err := load(t, cl.conns, d)
+	if err != nil {
+		return figures{}, err
+	}
+	after, err := e.cpu()
+	if err != nil {
+		return figures{}, err
+	}
+	f := figures{load: r, cpu: map[string]time.Duration{}}
+	for name, a := range after {
+		f.cpu[name] = a - before[name]
+	}
+	return f, nil
+}
+
+// expected is the one right answer for a key in a case.
+func expected(c, key string) int {
+	switch {
+	case c == caseNoAuth || key == keyAllowed || key == keyRule:
+		return http.StatusOK
+	case key == keyUnknown:
+		return http.StatusUnauthorized
+	default:
+		return http.StatusForbidden
+	}
+}
+
+func (e *benchEnv) cpu() (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
+	for name, p := range e.procs {
+		c, err := cpuTime(p.Pid())
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out[name] = c
+	}
+	c, err := cpuTime(e.redisPid)
+	out["redis"] = c
+	return out, err
+}
+
+func (e *benchEnv) stop() {
+	for _, p := range e.procs {
+		p.Stop(5 * time.Second)
+	}
+	if e.redis != nil {
+		e.redis.Stop()
+	}
+	os.RemoveAll(e.dir)
+}
+
+// start builds extauthz, starts Redis with the keys, the upstream, the do-nothing server,
+// extauthz and Envoy, and waits until each answers.
+func start(total int, progress io.Writer) (*benchEnv, error) {
+	envoyBin, err := toolbin.Path("envoy")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "keygate-authz-bench-")
+	if err != nil {
+		return nil, err
+	}
+	e := &benchEnv{dir: dir, procs: map[string]*proc.Process{}, started: time.Now()}
+	ok := false
+	defer func() {
+		if !ok {
+			e.stop()
+		}
+	}()
+	fmt.Fprintln(progress, "building extauthz, starting Redis and creating", total, "keys")
+	extauthzBin := filepath.Join(dir, "extauthz")
+	root, err := toolbin.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	build := exec.Command("go", "build", "-o", extauthzBin, "./extauthz/cmd/extauthz")
+	build.Dir, build.Stderr = root, progress
+	if err := build.Run(); err != nil {
+		return nil, fmt.Errorf("go build ./extauthz/cmd/extauthz: %w", err)
+	}
+	ctx := context.Background()
+	if e.redis, err = redisserver.Start(ctx, redisserver.Options{Dir: filepath.Join(dir, "redis")}); err != nil {
+		return nil, err
+	}
+	api, err := e.createKeys(ctx, total)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.startProcesses(ctx, envoyBin, extauthzBin, api); err != nil {
+		return nil, err
+	}
+	ok = true
+	return e, nil
+}
+
+// createKeys stores the bench's four kinds of key (the unknown one only as a plain key) and
+// total-3 others, and returns api_key_auth's credentials (plain key → client name).
+func (e *benchEnv) createKeys(ctx context.Context, total int) (map[string]string, error) {
+	rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr})
+	defer rdb.Close()
+	st := store.New(rdb)
+	scopes := map[string]*v1.AccessKeyScope{
+		keyAllowed: nil,
+		keyRefused: {Clusters: []v1.AccessKeyScopeCluster{{Cluster: "elsewhere"}}},
+		keyRule: {Rules: []v1.AccessKeyScopeRule{{Verbs: []string{"get", "list", "watch"},
+			Resources: []v1.GroupResources{{Resources: []string{"pods"}}}, Namespaces: []string{"default"}}}},
+	}
+	e.keys = map[string]string{}
+	api := map[string]string{}
+	for _, kind := range []string{keyAllowed, keyRefused, keyRule} {
+		k := &v1.OwnedAccessKey{Spec: v1.OwnedAccessKeySpec{User: "bench", Scope: scopes[kind]}}
+		k.Name = "bench-" + map[string]string{keyAllowed: "allowed", keyRefused: "refused", keyRule: "rule"}[kind]
+		plain, err := st.Create(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		e.keys[kind], api[plain] = plain, k.Name
+	}
+	unknown, err := store.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	e.keys[keyUnknown] = unknown
+	var mu sync.Mutex
+	errs := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			for i := w; i < total-3; i += 8 {
+				k := &v1.OwnedAccessKey{Spec: v1.OwnedAccessKeySpec{User: fmt.Sprintf("user%d", i)}}
+				k.Name = fmt.Sprintf("filler-%05d", i)
+				plain, err := st.Create(ctx, k)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				api[plain] = k.Name
+				mu.Unlock()
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			return nil, err
+		}
+	}
+	return api, nil
+}
+
+// nullKeys writes the do-nothing server's table: digest and the status it answers.
+func (e *benchEnv) nullKeys() (string, error) {
+	path := filepath.Join(e.dir, "null-keys")
+	var lines string
+	for kind, plain := range e.keys {
+		if kind != keyUnknown {
+			lines += fmt.Sprintf("%s %d\n", store.Digest(plain), expected(caseNull, kind))
+		}
+	}
+	return path, os.WriteFile(path, []byte(lines), 0o600)
+}
+
+func (e *benchEnv) startProcesses(ctx context.Context, envoyBin, extauthzBin string, api map[string]string) error {
+	ports, err := proc.FreePorts(6 + 2*len(cases))
+	if err != nil {
+		return err
+	}
+	e.ports = envoyPorts{admin: ports[0], upstream: ports[1], extauthz: ports[2], null: ports[3], listeners: map[string]int{}}
+	i := 6
+	for _, c := range cases {
+		for _, t := range []bool{false, true} {
+			e.ports.listeners[listenerName(c.name, t)] = ports[i]
+			i++
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	nullKeys, err := e.nullKeys()
+	if err != nil {
+		return err
+	}
+	logs := filepath.Join(e.dir, "logs")
+	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
+	starts := []struct {
+		name, bin string
+		env, args []string
+		ready     func(context.Context) error
+	}{
+		{"upstream", self, []string{roleEnv + "=upstream " + addr(e.ports.upstream)}, nil, proc.TCPReady(addr(e.ports.upstream))},
+		{"null", self, []string{roleEnv + "=null " + addr(e.ports.null) + " " + nullKeys}, nil, proc.TCPReady(addr(e.ports.null))},
+		{"extauthz", extauthzBin, nil, []string{"--grpc-address", addr(e.ports.extauthz), "--grpc-insecure-loopback",
+			"--http-address", addr(ports[4]), "--redis-address", e.redis.Addr, "--log-level", "warn"}, proc.HTTPReady("http://" + addr(ports[4]) + "/readyz")},
+	}
+	for _, s := range starts {
+		p, err := proc.Start(s.name, logs, s.env, s.bin, s.args...)
+		if err != nil {
+			return err
+		}
+		e.procs[s.name] = p
+		if err := proc.WaitFor(ctx, p, s.name, s.ready); err != nil {
+			return err
+		}
+	}
+	return e.startEnvoy(ctx, envoyBin, api, logs)
+}
+
+func (e *benchEnv) startEnvoy(ctx context.Context, envoyBin string, api map[string]string, logs string) error {
+	ca, err := pki.NewCA("keygate bench CA")
+	if err != nil {
+		return err
+	}
+	serving, err := ca.Server("bench", "127.0.0.1")
+	if err != nil {
+		return err
+	}
+	certFile, keyFile, err := serving.Write(e.dir, "serving")
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	e.client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}}
+	cfg, err := envoyConfig(e.ports, certFile, keyFile, api, "bench-refused")
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(e.dir, "envoy.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	p, err := proc.Start("envoy", logs, nil, envoyBin, "-c", cfgPath, "--concurrency", "1", "--log-level", "warn",
+		"--base-id", strconv.Itoa(e.ports.admin))
+	if err != nil {
+		return err
+	}
+	e.procs["envoy"] = p
+	if err := proc.WaitFor(ctx, p, "envoy", proc.HTTPReady(fmt.Sprintf("http://127.0.0.1:%d/ready", e.ports.admin))); err != nil {
+		return err
+	}
+	return e.addRedis(ctx)
+}
+
+// addRedis finds redis-server's pid (INFO server), so that its CPU is measured too.
+func (e *benchEnv) addRedis(ctx context.Context) error {
+	rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr})
+	defer rdb.Close()
+	info, err := rdb.InfoMap(ctx, "server").Result()
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(info["Server"]["process_id"])
+	if err != nil {
+		return fmt.Errorf("redis INFO server: process_id: %w", err)
+	}
+	e.redisPid = pid
+	return nil
+}
