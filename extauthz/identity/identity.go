@@ -52,6 +52,23 @@ func (o Options) grafanaUser() string {
 	return o.GrafanaUserHeader
 }
 
+// GrafanaHeaders lists, in lower case and once each, every header Grafana's auth proxy may
+// read: the user and groups headers and GrafanaAuthProxyHeaders.
+func (o Options) GrafanaHeaders() []string {
+	list := o.GrafanaAuthProxyHeaders
+	if list == nil {
+		list = DefaultGrafanaAuthProxyHeaders
+	}
+	all := append([]string{o.grafanaUser(), o.GrafanaGroupsHeader}, list...)
+	var out []string
+	for _, h := range all {
+		if h = strings.ToLower(h); h != "" && !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
 // isGrafanaHeader reports whether name (any letter case) is a header Grafana's auth proxy may
 // read.
 func (o Options) isGrafanaHeader(name string) bool {

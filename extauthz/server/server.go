@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,6 +69,8 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
+	// grafana are the Grafana auth-proxy headers, removed from every allowed request.
+	grafana []string
 }
 
 // New returns a server that looks keys up in keys and registers its metrics with reg.
@@ -75,7 +78,7 @@ func New(keys Keys, opts Options, log *slog.Logger, reg prometheus.Registerer) *
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Server{keys: keys, opts: opts, log: log, metrics: newMetrics(reg)}
+	return &Server{keys: keys, opts: opts, log: log, metrics: newMetrics(reg), grafana: opts.Identity.GrafanaHeaders()}
 }
 
 // Result labels of the checks metric.
@@ -286,15 +289,22 @@ func upstreamPath(ref edgepath.Ref, path string) string {
 // headersToRemove lists the client's Authorization header and every client-sent header that
 // could claim an identity upstream, except the ones we set: those are overwritten instead, so
 // the result does not depend on whether Envoy applies removals before or after additions.
+// Grafana's auth-proxy headers are configurable here only, so Envoy does not send them in the
+// CheckRequest (xds/translate's allowed headers): they are removed whether sent or not.
 func (s *Server) headersToRemove(reqHeaders map[string]string, set []identity.Header) []string {
 	ours := map[string]bool{}
 	for _, h := range set {
 		ours[strings.ToLower(h.Name)] = true
 	}
 	remove := []string{"authorization"}
+	for _, n := range s.grafana {
+		if !ours[n] {
+			remove = append(remove, n)
+		}
+	}
 	for name := range reqHeaders {
 		n := strings.ToLower(name)
-		if identity.IsIdentityHeader(n, s.opts.Identity) && !ours[n] {
+		if identity.IsIdentityHeader(n, s.opts.Identity) && !ours[n] && !slices.Contains(remove, n) {
 			remove = append(remove, n)
 		}
 	}

@@ -172,7 +172,10 @@ func TestCheck(t *testing.T) {
 		}
 		removed := ok.GetHeadersToRemove()
 		slices.Sort(removed)
-		want := []string{"authorization", "impersonate-uid", "x-remote-user", "x-webauth-user"}
+		// Grafana's auth-proxy headers go whether sent or not: Envoy does not send them to
+		// extauthz (xds/translate's allowed headers).
+		want := []string{"authorization", "impersonate-uid", "x-remote-user", "x-webauth-email", "x-webauth-groups",
+			"x-webauth-login", "x-webauth-name", "x-webauth-role", "x-webauth-user"}
 		if !slices.Equal(removed, want) {
 			t.Errorf("headers removed = %v, want %v (impersonate-user is overwritten instead)", removed, want)
 		}
