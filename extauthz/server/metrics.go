@@ -37,6 +37,9 @@ type metrics struct {
 	denials     *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	storeErrors prometheus.Counter
+	// logsDropped counts refusal log lines left out by the limiter (denials_total keeps every
+	// refusal).
+	logsDropped prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -58,12 +61,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "keygate", Subsystem: "extauthz", Name: "key_store_errors_total",
 			Help: "Key look-ups that failed because the key store (Redis) did not answer.",
 		}),
+		logsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keygate", Subsystem: "extauthz", Name: "denial_logs_suppressed_total",
+			Help: "Refusal log lines not written because more refusals came than the log limit lets through; keygate_extauthz_denials_total counts them all.",
+		}),
 	}
 	for _, r := range denialReasons {
 		m.denials.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.checks, m.denials, m.duration, m.storeErrors)
+		reg.MustRegister(m.checks, m.denials, m.duration, m.storeErrors, m.logsDropped)
 	}
 	return m
 }

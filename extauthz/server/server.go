@@ -16,6 +16,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -71,6 +72,24 @@ type Server struct {
 	metrics *metrics
 	// grafana are the Grafana auth-proxy headers, removed from every allowed request.
 	grafana []string
+	// denialLogs bounds the refusal log lines, so that a flood of made-up keys cannot flood
+	// the logs; the metrics keep the totals.
+	denialLogs *rate.Limiter
+}
+
+// Refusal log lines: at most denialLogRate a second on average, in bursts of denialLogBurst.
+const (
+	denialLogRate  = 10
+	denialLogBurst = 50
+)
+
+// logDenial writes a refusal's log line unless the limiter says too many came lately.
+func (s *Server) logDenial(msg string, args ...any) {
+	if !s.denialLogs.Allow() {
+		s.metrics.logsDropped.Inc()
+		return
+	}
+	s.log.Info(msg, args...)
 }
 
 // New returns a server that looks keys up in keys and registers its metrics with reg.
@@ -78,7 +97,8 @@ func New(keys Keys, opts Options, log *slog.Logger, reg prometheus.Registerer) *
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Server{keys: keys, opts: opts, log: log, metrics: newMetrics(reg), grafana: opts.Identity.GrafanaHeaders()}
+	return &Server{keys: keys, opts: opts, log: log, metrics: newMetrics(reg), grafana: opts.Identity.GrafanaHeaders(),
+		denialLogs: rate.NewLimiter(denialLogRate, denialLogBurst)}
 }
 
 // Result labels of the checks metric.
@@ -102,7 +122,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	if fromPath {
 		if r := unattributable(httpReq.GetPath()); r != nil {
-			s.log.Info("denied: path not in normal form", "path", httpReq.GetPath())
+			s.logDenial("denied: path not in normal form", "path", httpReq.GetPath())
 			return s.refuse(start, ref, *r)
 		}
 	}
@@ -194,7 +214,7 @@ func (s *Server) lookup(ctx context.Context, ref edgepath.Ref, authorization str
 	key, err := s.keys.LookupDigest(ctx, digest)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.log.Info("denied: unknown access key", "target", ref.String())
+		s.logDenial("denied: unknown access key", "target", ref.String())
 		return nil, "", &refusal{unauthenticated, "invalid access key", ReasonUnknownKey}
 	case err != nil:
 		s.metrics.storeErrors.Inc()
@@ -213,7 +233,7 @@ func (s *Server) decide(key *v1.OwnedAccessKey, ref edgepath.Ref, httpReq *authv
 		// The headers matter too: an Upgrade makes a subresource request a stream (attributes).
 		if attrs, err = attributes.FromRequest(strings.ToUpper(httpReq.GetMethod()), upstreamPath(ref, httpReq.GetPath()), httpReq.GetHeaders()); err != nil {
 			// Unparsed attributes fail a scoped key's check closed (decide).
-			s.log.Info("request attributes unreadable", "key", key.Name, "error", err)
+			s.logDenial("request attributes unreadable", "key", key.Name, "error", err)
 		}
 	}
 	d := decide.Decide(key, ref, attrs, s.opts.Now(), s.opts.Decide)
@@ -221,7 +241,7 @@ func (s *Server) decide(key *v1.OwnedAccessKey, ref edgepath.Ref, httpReq *authv
 	if !refused {
 		return nil
 	}
-	s.log.Info("denied", "key", key.Name, "reason", d.Reason, "target", ref.String())
+	s.logDenial("denied", "key", key.Name, "reason", d.Reason, "target", ref.String())
 	return &refusal{o, d.Message, d.Reason}
 }
 
@@ -242,7 +262,7 @@ func (s *Server) owner(ctx context.Context, key *v1.OwnedAccessKey, ref edgepath
 		return nil, nil, &refusal{unavailable, storesDown, ReasonStoreUnavailable}
 	}
 	if p := accesskey.CheckOwner(key, info); p != accesskey.OwnerOK {
-		s.log.Info("denied", "key", key.Name, "reason", string(p), "user", key.Spec.User, "target", ref.String())
+		s.logDenial("denied", "key", key.Name, "reason", string(p), "user", key.Spec.User, "target", ref.String())
 		return nil, nil, &refusal{unauthenticated, p.Message(key), ownerReasons[p]}
 	}
 	return accesskey.AsOwned(key, info), info.Groups, nil

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -15,6 +17,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
@@ -500,4 +503,29 @@ func denials(t *testing.T, reg prometheus.Gatherer, reason string) float64 {
 	}
 	t.Fatalf("no keygate_extauthz_denials_total{reason=%q}", reason)
 	return 0
+}
+
+// A flood of made-up keys cannot flood the logs: refusal lines are limited, and the counters
+// keep every refusal, written or not.
+func TestRefusalLogsAreLimited(t *testing.T) {
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	s := New(keys, Options{}, slog.New(slog.NewTextHandler(&logs, nil)), reg)
+	const n = 1000
+	for i := range n {
+		req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			ContextExtensions: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}.ContextExtensions(),
+			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+				Path: "/kubernetes/cluster/demo/api", Headers: map[string]string{"authorization": fmt.Sprintf("Bearer made-up-key-%060d", i)}}}}}
+		if _, err := s.Check(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := strings.Count(logs.String(), "denied: unknown access key")
+	dropped := testutil.ToFloat64(s.metrics.logsDropped)
+	denied := testutil.ToFloat64(s.metrics.denials.WithLabelValues(ReasonUnknownKey))
+	if denied != n || float64(lines)+dropped != n || lines >= n {
+		t.Errorf("%d refusals: %v counted, %d lines written, %v suppressed; want all counted, fewer written, written + suppressed = all", n, denied, lines, dropped)
+	}
+	metricstest.Lint(t, reg)
 }
