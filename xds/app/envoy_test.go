@@ -2,7 +2,8 @@ package app
 
 // The integration test: xds (this package's Run, in-process) programs a real Envoy, which
 // serves real HTTPS to upstream test servers. A fake ext_authz allows every request except
-// those with the header x-test-deny: it tests xds's configuration, not extauthz.
+// those with the key "Bearer test-deny": it tests xds's configuration, not extauthz. (Envoy
+// sends ext_authz only the headers extauthz reads, Authorization among them.)
 
 import (
 	"bufio"
@@ -341,14 +342,17 @@ func echo(name string) http.Handler {
 	})
 }
 
-// fakeAuthz allows every request but those with x-test-deny, and passes the route's target (its
+// fakeAuthz allows every request but those with the key "Bearer test-deny", and passes the route's target (its
 // context extensions) to the upstream as x-test-target, so tests see what ext_authz was told.
+// denyKey is the Authorization header fakeAuthz refuses.
+const denyKey = "Bearer test-deny"
+
 type fakeAuthz struct {
 	authv3.UnimplementedAuthorizationServer
 }
 
 func (fakeAuthz) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	if _, deny := req.GetAttributes().GetRequest().GetHttp().GetHeaders()["x-test-deny"]; deny {
+	if req.GetAttributes().GetRequest().GetHttp().GetHeaders()["authorization"] == denyKey {
 		return &authv3.CheckResponse{
 			Status: &status.Status{Code: int32(codes.Unauthenticated)},
 			HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
@@ -543,9 +547,9 @@ func TestNotFound(t *testing.T) {
 		"unknown virtual cluster":        {"/kubernetes/virtualcluster/demo/vcluster-demo/nope/version", nil, http.StatusNotFound, translate.NotFoundBody},
 		"scope header of another target": {"/kubernetes/cluster/nope/api", map[string]string{translate.ScopeHeader: "cluster/demo"}, http.StatusNotFound, translate.NotFoundBody},
 		"grafana of a cluster without":   {"/grafana/vc1/", nil, http.StatusNotFound, translate.NotFoundBody},
-		"unknown path without a key":     {"/kubernetes/cluster/nope/api", map[string]string{"x-test-deny": "1"}, http.StatusUnauthorized, "denied by the test"},
-		"known cluster without a key":    {"/kubernetes/cluster/demo/api", map[string]string{"x-test-deny": "1"}, http.StatusUnauthorized, "denied by the test"},
-		"public route needs no key":      {"/auth/logout", map[string]string{"x-test-deny": "1"}, http.StatusOK, ""},
+		"unknown path without a key":     {"/kubernetes/cluster/nope/api", map[string]string{"authorization": denyKey}, http.StatusUnauthorized, "denied by the test"},
+		"known cluster without a key":    {"/kubernetes/cluster/demo/api", map[string]string{"authorization": denyKey}, http.StatusUnauthorized, "denied by the test"},
+		"public route needs no key":      {"/auth/logout", map[string]string{"authorization": denyKey}, http.StatusOK, ""},
 		"escaped slash is refused":       {"/kubernetes/cluster/demo%2Fapi", nil, http.StatusBadRequest, ""},
 		"escaped slash in a known route": {"/kubernetes/cluster/demo/api%2F..%2F..%2Fstaging", nil, http.StatusBadRequest, ""},
 	}
