@@ -75,12 +75,17 @@ type upstreamTLS struct {
 	SANType, SAN string
 }
 
-// endpoint is a parsed host:port for the template.
-type endpoint struct {
+// Address is a parsed host:port with the Envoy cluster discovery type that reaches it.
+type Address struct {
 	Host string
 	Port uint16
-	// Type is the Envoy cluster discovery type: STATIC for an IP, else STRICT_DNS.
+	// Type is STATIC for an IP address, else STRICT_DNS.
 	Type string
+}
+
+// endpoint is an Address for the template.
+type endpoint struct {
+	Address
 	// TLS is nil for plaintext.
 	TLS *upstreamTLS
 }
@@ -164,20 +169,27 @@ func (t *TLS) upstream(name, host string) *upstreamTLS {
 }
 
 func parseEndpoint(addr string) (endpoint, error) {
+	a, err := ParseAddress(addr)
+	return endpoint{Address: a}, err
+}
+
+// ParseAddress reads host:port (the port 1 to 65535), for an Envoy cluster: STATIC for an IP
+// address, STRICT_DNS for a name.
+func ParseAddress(addr string) (Address, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
-		return endpoint{}, fmt.Errorf("%q is not host:port: %w", addr, err)
+		return Address{}, fmt.Errorf("%q is not host:port: %w", addr, err)
 	}
 	if host == "" {
-		return endpoint{}, fmt.Errorf("%q has no host", addr)
+		return Address{}, fmt.Errorf("%q has no host", addr)
 	}
 	port, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil || port == 0 {
-		return endpoint{}, fmt.Errorf("%q: port %q is not a number from 1 to 65535", addr, portStr)
+		return Address{}, fmt.Errorf("%q: port %q is not a number from 1 to 65535", addr, portStr)
 	}
-	e := endpoint{Host: host, Port: uint16(port), Type: "STRICT_DNS"}
+	a := Address{Host: host, Port: uint16(port), Type: "STRICT_DNS"}
 	if net.ParseIP(host) != nil {
-		e.Type = "STATIC"
+		a.Type = "STATIC"
 	}
-	return e, nil
+	return a, nil
 }

@@ -13,10 +13,10 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"strconv"
 	"strings"
 	"text/template"
 
+	"github.com/keygate-dev/keygate/envoy"
 	"github.com/keygate-dev/keygate/internal/edgepath"
 )
 
@@ -84,10 +84,7 @@ type Target struct {
 
 // endpoint is a host and port with the Envoy cluster type that reaches it.
 type endpoint struct {
-	Host string
-	Port uint16
-	// Type is STATIC for an IP address, else STRICT_DNS.
-	Type string
+	envoy.Address
 	// TLS is nil for plaintext.
 	TLS *clientTLS
 }
@@ -176,22 +173,8 @@ func (t TLS) client(host, alpn string) *clientTLS {
 }
 
 func parseEndpoint(addr string) (endpoint, error) {
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return endpoint{}, fmt.Errorf("%q is not host:port: %w", addr, err)
-	}
-	if host == "" {
-		return endpoint{}, fmt.Errorf("%q has no host", addr)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil || port == 0 {
-		return endpoint{}, fmt.Errorf("%q: port %q is not a number from 1 to 65535", addr, portStr)
-	}
-	e := endpoint{Host: host, Port: uint16(port), Type: "STRICT_DNS"}
-	if net.ParseIP(host) != nil {
-		e.Type = "STATIC"
-	}
-	return e, nil
+	a, err := envoy.ParseAddress(addr)
+	return endpoint{Address: a}, err
 }
 
 // target is a Target for the template.
