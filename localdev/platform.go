@@ -51,6 +51,9 @@ type Options struct {
 	Progress io.Writer
 	// SSO starts the test identity provider and gives keystore a connector for it (sso.go).
 	SSO bool
+	// Sentinel runs Redis as a master, a replica and three Sentinels (sentinel.go) instead of
+	// one server; the components find the master through the Sentinels.
+	Sentinel bool
 	// KeystoreArgs are added to `keystore serve`'s flags (they win over the platform's).
 	KeystoreArgs []string
 }
@@ -88,7 +91,9 @@ type Platform struct {
 
 	opts         Options
 	logs         string
-	redis        *redisserver.Server
+	redis        *redisserver.Server   // the one Redis, or the first master with Options.Sentinel
+	redisNodes   []*redisserver.Server // with Options.Sentinel: the master and the replica
+	sentinels    []*redisserver.Server
 	etcd         *proc.Process
 	grafana      *http.Server
 	mu           sync.Mutex
@@ -242,7 +247,10 @@ func (p *Platform) Stop() {
 	if p.etcd != nil {
 		p.etcd.Stop(10 * time.Second)
 	}
-	if p.redis != nil {
+	for _, r := range append(p.sentinels, p.redisNodes...) {
+		r.Stop()
+	}
+	if p.redis != nil && len(p.redisNodes) == 0 {
 		p.redis.Stop()
 	}
 }

@@ -39,10 +39,14 @@ func (p *Platform) startRedis(ctx context.Context) error {
 	if err := os.WriteFile(p.redisPasswordFile(), []byte(password+"\n"), 0o600); err != nil {
 		return err
 	}
+	users := map[string]string{RedisUser: password}
+	if p.opts.Sentinel {
+		return p.startSentinelRedis(ctx, ca, users)
+	}
 	// Append-only with an fsync per write: a crash or restart of Redis loses no access
 	// key that was acknowledged (e2e restarts it to prove this).
 	p.redis, err = redisserver.Start(ctx, redisserver.Options{Dir: p.path("redis"), AppendOnly: true, TLS: ca,
-		Users: map[string]string{RedisUser: password}})
+		Users: users})
 	if err == nil {
 		p.RedisAddr = p.redis.Addr
 	}
@@ -54,9 +58,13 @@ func (p *Platform) redisPasswordFile() string { return p.path("pki", "redis-pass
 // RedisArgs are the --redis-* flags of keystore and extauthz for the platform's Redis: the
 // password travels as a file name, never itself.
 func (p *Platform) RedisArgs() []string {
-	return []string{"--redis-address", p.RedisAddr, "--redis-username", RedisUser, "--redis-password-file", p.redisPasswordFile(),
+	args := []string{"--redis-address", p.RedisAddr, "--redis-username", RedisUser, "--redis-password-file", p.redisPasswordFile(),
 		"--redis-ca-file", p.redis.CAFile,
 		"--redis-client-cert-file", p.path("pki", "redis-client.crt"), "--redis-client-key-file", p.path("pki", "redis-client.key")}
+	if p.opts.Sentinel {
+		args = append(args, "--redis-master-name", SentinelMaster)
+	}
+	return args
 }
 
 // RedisEnv are RedisArgs as environment variables of a command with the given prefix
@@ -73,6 +81,15 @@ func (p *Platform) RedisEnv(prefix string) []string {
 // RedisClient is a client of the platform's Redis, configured by RedisArgs through the same
 // flags as the components.
 func (p *Platform) RedisClient() (redis.UniversalClient, error) {
+	opts, err := p.redisOptions()
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewUniversalClient(opts), nil
+}
+
+// redisOptions are the client options of RedisArgs, parsed by the components' own flags.
+func (p *Platform) redisOptions() (*redis.UniversalOptions, error) {
 	var c redisflags.Config
 	fs := flag.NewFlagSet("redis", flag.ContinueOnError)
 	c.Register(fs)
@@ -82,7 +99,7 @@ func (p *Platform) RedisClient() (redis.UniversalClient, error) {
 	if err := c.Parse(); err != nil {
 		return nil, err
 	}
-	return redis.NewUniversalClient(c.Options()), nil
+	return c.Options(), nil
 }
 
 // RestartRedis kills Redis abruptly (SIGKILL, as a crash or an OOM kill would) and starts it

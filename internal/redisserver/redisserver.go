@@ -38,6 +38,20 @@ type Options struct {
 	// Users are ACL users, name → password, with every right. With any, the default user is
 	// off, so that a client must log in as one of them.
 	Users map[string]string
+	// ReplicaOf, when set, makes the server a replica of the Redis at this address, logging in
+	// to it as the (one) ACL user of Users, over TLS with Options.TLS.
+	ReplicaOf string
+	// Sentinel, when set, runs `redis-server --sentinel` watching that master instead of a data
+	// node (Users then describe the master's user, not the Sentinel's: its default user stays on).
+	Sentinel *SentinelOf
+}
+
+// SentinelOf is the master a Sentinel watches.
+type SentinelOf struct {
+	// MasterName is what clients ask for (--redis-master-name); Master its first address.
+	MasterName, Master string
+	// Quorum is how many Sentinels must agree that the master is down.
+	Quorum int
 }
 
 // Server is a running redis-server.
@@ -96,8 +110,38 @@ func (s *Server) writeConfig() error {
 		// user's rights, and without them drops those writes on restart.
 		conf.WriteString("user default off ~* &* +@all\n")
 	}
+	s.peerConfig(&conf, names)
 	s.conf = filepath.Join(s.opts.Dir, "redis.conf")
 	return os.WriteFile(s.conf, []byte(conf.String()), 0o600)
+}
+
+// peerConfig adds how a replica or a Sentinel logs in to its master: in the configuration
+// file, like the users, so that no password is on a command line. A Sentinel keeps only these
+// lines (it has no data users) and rewrites the file as it learns replicas and failovers.
+func (s *Server) peerConfig(conf *strings.Builder, names []string) {
+	var user, password string
+	if len(names) > 0 {
+		user, password = names[0], s.opts.Users[names[0]]
+	}
+	if o := s.opts.Sentinel; o != nil {
+		conf.Reset()
+		host, port, _ := net.SplitHostPort(o.Master)
+		fmt.Fprintf(conf, "sentinel monitor %s %s %s %d\n", o.MasterName, host, port, o.Quorum)
+		// Quick to decide, so that a test's failover takes seconds; production keeps the defaults
+		// (30 s, 3 min) or its own.
+		fmt.Fprintf(conf, "sentinel down-after-milliseconds %s 1000\nsentinel failover-timeout %s 5000\n", o.MasterName, o.MasterName)
+		if user != "" {
+			fmt.Fprintf(conf, "sentinel auth-user %s %s\nsentinel auth-pass %s %s\n", o.MasterName, user, o.MasterName, password)
+		}
+		return
+	}
+	if s.opts.ReplicaOf != "" {
+		host, port, _ := net.SplitHostPort(s.opts.ReplicaOf)
+		fmt.Fprintf(conf, "replicaof %s %s\n", host, port)
+		if user != "" {
+			fmt.Fprintf(conf, "masteruser %s\nmasterauth %s\n", user, password)
+		}
+	}
 }
 
 // setUpTLS issues the server's certificate, and a client certificate for the readiness PING,
@@ -119,8 +163,19 @@ func (s *Server) setUpTLS() error {
 	if err != nil {
 		return err
 	}
+	// Replicas and Sentinels are clients of the master too: tls-auth-clients wants a client
+	// certificate from them, and the serving one is for servers only (its key usage).
+	peer, err := s.opts.TLS.Client("redis-peer")
+	if err != nil {
+		return err
+	}
+	peerCert, peerKey, err := peer.Write(dir, "redis-peer")
+	if err != nil {
+		return err
+	}
 	s.tls = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port), "--tls-cert-file", certFile, "--tls-key-file", keyFile,
-		"--tls-ca-cert-file", s.CAFile, "--tls-auth-clients", "yes"}
+		"--tls-client-cert-file", peerCert, "--tls-client-key-file", peerKey,
+		"--tls-ca-cert-file", s.CAFile, "--tls-auth-clients", "yes", "--tls-replication", "yes"}
 	pinger, err := s.opts.TLS.Client("redisserver-readiness")
 	if err != nil {
 		return err
@@ -144,15 +199,22 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 	// The configuration file comes first: redis-server reads it only there.
-	args := []string{s.conf, "--bind", "127.0.0.1", "--save", "", "--dir", data, "--daemonize", "no"}
+	args := []string{s.conf, "--bind", "127.0.0.1", "--daemonize", "no"}
+	if s.opts.Sentinel != nil {
+		args = append(args, "--sentinel")
+	} else {
+		args = append(args, "--save", "", "--dir", data)
+	}
 	if s.tls != nil {
 		args = append(args, s.tls...)
 	} else {
 		args = append(args, "--port", strconv.Itoa(s.port))
 	}
-	if s.opts.AppendOnly {
+	switch {
+	case s.opts.Sentinel != nil:
+	case s.opts.AppendOnly:
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
-	} else {
+	default:
 		args = append(args, "--appendonly", "no")
 	}
 	s.p, err = proc.Start("redis", s.opts.Dir, nil, bin, args...)
@@ -183,6 +245,17 @@ func (s *Server) Crash(ctx context.Context) error {
 	return s.start(ctx)
 }
 
+// Kill kills the server with SIGKILL and leaves it down, as a lost machine would be.
+func (s *Server) Kill(ctx context.Context) error {
+	_ = s.p.Signal(syscall.SIGKILL)
+	select {
+	case <-s.p.Exited():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Stop stops the server.
 func (s *Server) Stop() {
 	if s.p != nil {
@@ -196,6 +269,9 @@ func (s *Server) Stop() {
 func (s *Server) ping() func(context.Context) error {
 	var login string
 	for name, password := range s.opts.Users {
+		if s.opts.Sentinel != nil {
+			break // a Sentinel's default user is on; Users are the master's
+		}
 		login = fmt.Sprintf("*3\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(name), name, len(password), password)
 		break
 	}

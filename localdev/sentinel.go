@@ -1,0 +1,87 @@
+package localdev
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/keygate-dev/keygate/internal/pki"
+	"github.com/keygate-dev/keygate/internal/redisserver"
+)
+
+// SentinelMaster is the master name the Sentinels of Options.Sentinel watch.
+const SentinelMaster = "keygate"
+
+// startSentinelRedis starts, instead of one Redis, a master, a replica and three Sentinels
+// (quorum two), all TLS only with the same ACL user as the single Redis, so that the
+// components find the master through the Sentinels as production's Sentinel setups do.
+// RedisAddr is then the Sentinels' addresses, comma-separated.
+func (p *Platform) startSentinelRedis(ctx context.Context, ca *pki.CA, users map[string]string) error {
+	p.step("starting Redis Sentinel (a master, a replica, three Sentinels; TLS)")
+	data := func(name string, of string) redisserver.Options {
+		return redisserver.Options{Dir: p.path(name), AppendOnly: true, TLS: ca, Users: users, ReplicaOf: of}
+	}
+	master, err := redisserver.Start(ctx, data("redis-a", ""))
+	if err != nil {
+		return err
+	}
+	p.redisNodes = append(p.redisNodes, master)
+	p.redis = master
+	replica, err := redisserver.Start(ctx, data("redis-b", master.Addr))
+	if err != nil {
+		return err
+	}
+	p.redisNodes = append(p.redisNodes, replica)
+	var addrs []string
+	for i := range 3 {
+		s, err := redisserver.Start(ctx, redisserver.Options{Dir: p.path(fmt.Sprintf("sentinel-%d", i)), TLS: ca, Users: users,
+			Sentinel: &redisserver.SentinelOf{MasterName: SentinelMaster, Master: master.Addr, Quorum: 2}})
+		if err != nil {
+			return err
+		}
+		p.sentinels = append(p.sentinels, s)
+		addrs = append(addrs, s.Addr)
+	}
+	p.RedisAddr = strings.Join(addrs, ",")
+	return nil
+}
+
+// RedisMaster is the address the Sentinels currently name as the master.
+func (p *Platform) RedisMaster(ctx context.Context) (string, error) {
+	if len(p.sentinels) == 0 {
+		return "", errors.New("the platform runs one Redis, no Sentinels (Options.Sentinel)")
+	}
+	opts, err := p.redisOptions()
+	if err != nil {
+		return "", err
+	}
+	var lastErr error
+	for _, s := range p.sentinels {
+		c := redis.NewSentinelClient(&redis.Options{Addr: s.Addr, TLSConfig: opts.TLSConfig})
+		addr, err := c.GetMasterAddrByName(ctx, SentinelMaster).Result()
+		_ = c.Close()
+		if err == nil && len(addr) == 2 {
+			return addr[0] + ":" + addr[1], nil
+		}
+		lastErr = err
+	}
+	return "", fmt.Errorf("no Sentinel names a master: %v", lastErr)
+}
+
+// KillRedisMaster kills the current master with SIGKILL and leaves it down, so that the
+// Sentinels fail over to the replica. It returns the killed master's address.
+func (p *Platform) KillRedisMaster(ctx context.Context) (string, error) {
+	addr, err := p.RedisMaster(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, n := range p.redisNodes {
+		if n.Addr == addr {
+			return addr, n.Kill(ctx)
+		}
+	}
+	return "", fmt.Errorf("the Sentinels name %s, which is none of the platform's Redis servers", addr)
+}
