@@ -1,0 +1,86 @@
+// Package faults runs the real edge under steady traffic whose right answer is known for every
+// request, injects one fault at a time, and counts every answer (traffic_test.go): a false
+// allow fails the test, always; unavailability is measured and logged, and bounded only
+// generously. docs/reliability.md holds what each fault costs clients.
+//
+// TestMain starts one platform for the package with Redis behind Sentinel (a master, a replica,
+// three Sentinels, all TLS), because the first fault is a Sentinel failover; faults that need
+// another Redis shape get their own package.
+package faults
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/keygate-dev/keygate/internal/toolbin"
+	"github.com/keygate-dev/keygate/keystore/store"
+	"github.com/keygate-dev/keygate/localdev"
+)
+
+var (
+	platform *localdev.Platform
+	rdb      redis.UniversalClient
+	keys     *store.Store
+	client   *http.Client
+	kubectl  string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "keygate-faults-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	progress := io.Discard
+	if testing.Verbose() {
+		progress = os.Stderr
+	}
+	platform, err = localdev.Start(ctx, localdev.Options{Dir: dir, Progress: progress, Sentinel: true})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "faults: cannot start the platform (`make tools` installs Envoy, Redis and the rest): %v\n(logs in %s)\n", err, filepath.Join(dir, "logs"))
+		return 1
+	}
+	defer platform.Stop()
+	if err := setUp(); err != nil {
+		fmt.Fprintln(os.Stderr, "faults:", err)
+		return 1
+	}
+	if code := m.Run(); code != 0 {
+		fmt.Fprintf(os.Stderr, "faults: component logs are in %s (kept because tests failed)\n", filepath.Join(dir, "logs"))
+		return code
+	}
+	platform.Stop()
+	os.RemoveAll(dir)
+	return 0
+}
+
+func setUp() error {
+	var err error
+	if kubectl, err = toolbin.Path("kubectl"); err != nil {
+		return err
+	}
+	if client, err = platform.HTTPClient(); err != nil {
+		return err
+	}
+	if rdb, err = platform.RedisClient(); err != nil {
+		return err
+	}
+	keys = store.New(rdb)
+	return nil
+}
