@@ -6,7 +6,7 @@ GO ?= go
 # anywhere near this long, it only bounds a hung run.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: run test tools build vet fuzz e2e bench clean help generate images
+.PHONY: run test tools build vet fuzz e2e faults bench clean help generate images
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ vet: ## go vet and a gofmt check
 
 e2e: tools ## only the end-to-end tests through the real Envoy
 	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 -v ./e2e/...
+
+faults: tools ## only the fault tests (e2e/faults), verbose, with the figures docs/reliability.md quotes
+	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 -v ./e2e/faults/...
 
 # Not part of `make test`: the 10,000-target run takes minutes. BENCH_ARGS='-targets 100,1000' for less
 # (xdsscale), ROUTECOST_ARGS likewise for routecost,

@@ -70,8 +70,9 @@ type load struct {
 	total  atomic.Int64
 	// worst are the first few wrong answers, for the failure message.
 	worst []string
-	// lastUnavailable is when the latest 503 came back.
+	// lastUnavailable is when the latest 503 came back; slowest the longest wait per phase.
 	lastUnavailable time.Time
+	slowest         [phases]time.Duration
 }
 
 // startLoad sends probes round-robin from workers goroutines, each pausing a little between
@@ -107,6 +108,7 @@ func (l *load) send(ctx context.Context, p *probe) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.counts[ph][o]++
+	l.slowest[ph] = max(l.slowest[ph], got.Sub(sent))
 	if o == unavailable {
 		l.lastUnavailable = got
 	}
@@ -160,7 +162,7 @@ func (l *load) stop(t *testing.T) {
 		for o := range outcomes {
 			fmt.Fprintf(&b, " %s %d;", outcomeNames[o], l.counts[ph][o])
 		}
-		t.Logf("answers %s:%s", phaseNames[ph], b.String())
+		t.Logf("answers %s:%s slowest %s", phaseNames[ph], b.String(), l.slowest[ph].Round(time.Millisecond))
 	}
 	for _, w := range l.worst {
 		t.Log("wrong answer:", w)
