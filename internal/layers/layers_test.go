@@ -24,8 +24,10 @@ var mayImport = map[string][]string{
 	// means; never the management API, the login endpoints or the CLI.
 	"extauthz": {"internal", "keystore/accesskey", "keystore/apis", "keystore/store", "keystore/users"},
 	"localdev": {"internal", "envoy", "xds/source/file"},
-	"bench":    {"internal", "envoy", "xds/translate", "xds/source/kube/apis", "keystore/store", "keystore/apis"},
-	"e2e":      {"internal", "envoy", "localdev", "extauthz", "keystore", "xds"},
+	// bench/streams measures exec and port-forward on the whole local platform (its kubelet
+	// stand-in, API servers and edge), which localdev starts as the e2e tests use it.
+	"bench": {"internal", "envoy", "localdev", "xds/translate", "xds/source/kube/apis", "keystore/store", "keystore/apis"},
+	"e2e":   {"internal", "envoy", "localdev", "extauthz", "keystore", "xds"},
 	// Tests of the manifests read the path grammar and start API servers; the dashboard and
 	// alert rules describe the components by their metric names only (the e2e test reads the
 	// committed JSON, not this code). The chart's tests compare its Envoy bootstrap with

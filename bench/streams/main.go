@@ -1,0 +1,69 @@
+// Command streams measures exec and port-forward through the edge, with the real client-go
+// (k8s.io/client-go/tools/portforward and remotecommand, WebSocket and SPDY) against the local
+// platform (localdev) and its kubelet stand-in: port-forward throughput through the edge beside
+// the same bytes through the API server without the edge and straight to the stand-in's echo
+// server, the round trip of a 1-byte exec echo, and how many concurrent exec sessions one Envoy
+// and one extauthz hold before the echo slows down or fails. Paths alternate within each round;
+// every byte is checked, so a fast wrong answer fails the run. See bench/README.md.
+//
+//	go run ./bench/streams [-rounds 5] [-size 32MiB] [-echoes 500] [-sessions 1,10,50,100,200]
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// settings are the command line.
+type settings struct {
+	rounds   int
+	size     int           // bytes per port-forward transfer
+	echoes   int           // 1-byte exec echoes per latency cell and round
+	sessions []int         // concurrent exec session steps
+	idle     time.Duration // how long the concurrent sessions stay idle before they echo
+	perSess  int           // echoes per concurrent session
+	keep     bool
+}
+
+func main() {
+	var s settings
+	flag.IntVar(&s.rounds, "rounds", 5, "interleaved rounds; throughput shows each cell's median round, latency pools every round")
+	sizeMiB := flag.Int("size-mib", 32, "MiB sent (and echoed back) per port-forward transfer")
+	flag.IntVar(&s.echoes, "echoes", 500, "1-byte exec echoes per latency cell and round")
+	steps := flag.String("sessions", "1,10,50,100,200", "comma-separated concurrent exec session counts, in order")
+	flag.DurationVar(&s.idle, "idle", 5*time.Second, "how long the concurrent sessions stay idle before echoing")
+	flag.IntVar(&s.perSess, "session-echoes", 20, "1-byte echoes per concurrent session")
+	flag.BoolVar(&s.keep, "keep", false, "keep the platform's directory (logs of every component)")
+	flag.Parse()
+	s.size = *sizeMiB << 20
+	var err error
+	s.sessions, err = ints(*steps)
+	if err != nil || s.rounds < 1 || s.size < 1 || s.echoes < 1 || s.perSess < 1 {
+		fmt.Fprintf(os.Stderr, "streams: bad flags: %v\n", err)
+		os.Exit(2)
+	}
+	res, err := run(s, os.Stderr)
+	if res != nil {
+		printTables(os.Stdout, s, res)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "streams: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q: want positive numbers", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
