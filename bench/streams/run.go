@@ -20,7 +20,7 @@ type results struct {
 	mbps    map[cell][]float64       // port-forward throughput, one per round
 	rtt     map[cell][]time.Duration // 1-byte exec echo round trips, every round pooled
 	setup   map[cell][]time.Duration // exec session setup (start to first echo), one per round
-	steps   []stepResult
+	steps   []stepPair
 	stopped string // why the session steps stopped early, if they did
 }
 

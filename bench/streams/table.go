@@ -51,12 +51,13 @@ func printExec(w io.Writer, s settings, r *results) {
 }
 
 func printSteps(w io.Writer, s settings, r *results) {
-	fmt.Fprintf(w, "Concurrent exec sessions through the edge (WebSocket): open all, idle %s, then each echoes %d bytes one at a time, all at once:\n\n", s.idle, s.perSess)
-	fmt.Fprintln(w, "| sessions | failures | echo p50 µs | echo p99 µs | p99 × 1 session | setup p99 ms | Envoy heap MiB (idle) |")
-	fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintf(w, "Concurrent exec sessions (WebSocket): open all, idle %s, then all echo at once, one byte at a time, max(%d, 1000/sessions) bytes each; through the edge and, alternating, to the API server without it:\n\n", s.idle, s.perSess)
+	fmt.Fprintln(w, "| sessions | failures (edge, API server) | edge echo p50 µs | edge echo p99 µs | p99 × 1 session | API server echo p99 µs | edge p99 × API server | edge setup p99 ms | Envoy heap MiB (idle) |")
+	fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, st := range r.steps {
-		fmt.Fprintf(w, "| %d | %d | %.0f | %.0f | %.1f | %.0f | %.1f |\n", st.sessions, st.failures, us(st.p50), us(st.p99),
-			us(st.p99)/us(r.steps[0].p99), ms(st.setupP99), float64(st.envoyHeap)/(1<<20))
+		e, d := st.edge, st.direct
+		fmt.Fprintf(w, "| %d | %d, %d | %.0f | %.0f | %.1f | %.0f | %.2f | %.0f | %.1f |\n", e.sessions, e.failures, d.failures, us(e.p50), us(e.p99),
+			us(e.p99)/us(r.steps[0].edge.p99), us(d.p99), us(e.p99)/us(d.p99), ms(e.setupP99), float64(e.envoyHeap)/(1<<20))
 	}
 	if r.stopped != "" {
 		fmt.Fprintf(w, "\nStopped at %s.\n", r.stopped)
