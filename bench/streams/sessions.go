@@ -27,16 +27,19 @@ type stepResult struct {
 // times the one-session step's. Each step runs the same sessions against the API server without
 // the edge too (the order alternating), because on a shared two-core machine every echo's CPU
 // (client, API server, stand-in) queues behind the others': only the side-by-side ratio tells
-// the edge's share.
+// the edge's share. Each step runs s.stepRounds times and shows its median round.
 func (r *results) sessionSteps(s settings, progress io.Writer) error {
 	for i, n := range s.sessions {
 		fmt.Fprintf(progress, "streams: %d concurrent exec sessions\n", n)
-		var st stepPair
-		if i%2 == 0 {
-			st.edge, st.direct = r.sessionStep(s, r.env.edge, n), r.sessionStep(s, r.env.direct, n)
-		} else {
-			st.direct, st.edge = r.sessionStep(s, r.env.direct, n), r.sessionStep(s, r.env.edge, n)
+		var edge, direct []stepResult
+		for round := range s.stepRounds {
+			if (i+round)%2 == 0 {
+				edge, direct = append(edge, r.sessionStep(s, r.env.edge, n)), append(direct, r.sessionStep(s, r.env.direct, n))
+			} else {
+				direct, edge = append(direct, r.sessionStep(s, r.env.direct, n)), append(edge, r.sessionStep(s, r.env.edge, n))
+			}
 		}
+		st := stepPair{medianStep(edge), medianStep(direct)}
 		r.steps = append(r.steps, st)
 		base := r.steps[0].edge.p99
 		switch {
@@ -50,6 +53,21 @@ func (r *results) sessionSteps(s settings, progress io.Writer) error {
 		return nil
 	}
 	return nil
+}
+
+// medianStep is the round with the median echo p99, with every round's failures.
+func medianStep(rs []stepResult) stepResult {
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b stepResult) int { return int(a.p99 - b.p99) })
+	m := sorted[len(sorted)/2]
+	m.failures, m.firstError = 0, ""
+	for _, r := range rs {
+		m.failures += r.failures
+		if m.firstError == "" {
+			m.firstError = r.firstError
+		}
+	}
+	return m
 }
 
 // stepPair is one step through the edge and without it.

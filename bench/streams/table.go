@@ -51,7 +51,7 @@ func printExec(w io.Writer, s settings, r *results) {
 }
 
 func printSteps(w io.Writer, s settings, r *results) {
-	fmt.Fprintf(w, "Concurrent exec sessions (WebSocket): open all, idle %s, then all echo at once, one byte at a time, max(%d, 1000/sessions) bytes each; through the edge and, alternating, to the API server without it:\n\n", s.idle, s.perSess)
+	fmt.Fprintf(w, "Concurrent exec sessions (WebSocket): open all, idle %s, then all echo at once, one byte at a time, max(%d, 1000/sessions) bytes each; through the edge and, alternating, to the API server without it; median of %d rounds (by p99), failures of all:\n\n", s.idle, s.perSess, s.stepRounds)
 	fmt.Fprintln(w, "| sessions | failures (edge, API server) | edge echo p50 µs | edge echo p99 µs | p99 × 1 session | API server echo p99 µs | edge p99 × API server | edge setup p99 ms | Envoy heap MiB (idle) |")
 	fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, st := range r.steps {
