@@ -20,14 +20,15 @@ import (
 
 // settings are the command line.
 type settings struct {
-	rounds     int
-	size       int           // bytes per port-forward transfer
-	echoes     int           // 1-byte exec echoes per latency cell and round
-	sessions   []int         // concurrent exec session steps
-	idle       time.Duration // how long the concurrent sessions stay idle before they echo
-	perSess    int           // echoes per concurrent session
-	stepRounds int           // rounds of each session step, through the edge and without it
-	keep       bool
+	rounds      int
+	size        int           // bytes per port-forward transfer
+	echoes      int           // 1-byte exec echoes per latency cell and round
+	sessions    []int         // concurrent exec session steps
+	idle        time.Duration // how long the concurrent sessions stay idle before they echo
+	perSess     int           // echoes per concurrent session
+	stepRounds  int           // rounds of each session step, through the edge and without it
+	stopAgainst string        // the p99 a step's edge p99 may not pass ten times (sessions.go)
+	keep        bool
 }
 
 func main() {
@@ -39,12 +40,14 @@ func main() {
 	flag.DurationVar(&s.idle, "idle", 5*time.Second, "how long the concurrent sessions stay idle before echoing")
 	flag.IntVar(&s.perSess, "session-echoes", 20, "1-byte echoes per concurrent session")
 	flag.IntVar(&s.stepRounds, "step-rounds", 3, "rounds of each session step (edge and API server alternating); the table shows the median round")
+	flag.StringVar(&s.stopAgainst, "stop-against", stopAgainstOneSession, "stop the session steps when the edge's echo p99 passes 10× that of: one-session (the first step) or api-server (the same step without the edge)")
 	flag.BoolVar(&s.keep, "keep", false, "keep the platform's directory (logs of every component)")
 	flag.Parse()
 	s.size = *sizeMiB << 20
 	var err error
 	s.sessions, err = ints(*steps)
-	if err != nil || s.rounds < 1 || s.size < 1 || s.echoes < 1 || s.perSess < 1 || s.stepRounds < 1 {
+	if err != nil || s.rounds < 1 || s.size < 1 || s.echoes < 1 || s.perSess < 1 || s.stepRounds < 1 ||
+		(s.stopAgainst != stopAgainstOneSession && s.stopAgainst != stopAgainstAPIServer) {
 		fmt.Fprintf(os.Stderr, "streams: bad flags: %v\n", err)
 		os.Exit(2)
 	}
