@@ -250,7 +250,11 @@ func newBrowserSide(c Config, rdb redis.UniversalClient, keys *store.Store, peop
 	if b.single, err = newSSO(c, keys, people, rdb, b.watcher, box, requests, log, reg); err != nil {
 		return nil, err
 	}
-	if b.authSrv, err = loginServer(c, keys, people, log, reg, b.single, requests); err != nil {
+	var codes auth.CLICodes
+	if b.provider != nil {
+		codes = cliCodes{b.provider}
+	}
+	if b.authSrv, err = loginServer(c, keys, people, log, reg, b.single, requests, codes); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -268,8 +272,8 @@ func (b *browserSide) start(ctx context.Context, g *errgroup.Group, log *slog.Lo
 }
 
 // loginServer is the HTTPS server of the login endpoints and the login page.
-func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Logger, reg *prometheus.Registry, single *loginSSO, requests session.AuthRequests) (*http.Server, error) {
-	api, err := auth.New(auth.Options{Keys: keys, Users: people, LoginTTL: c.LoginTTL, MaxLoginKeys: c.Quotas.MaxLoginKeysPerUser, Log: log, Registerer: reg})
+func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Logger, reg *prometheus.Registry, single *loginSSO, requests session.AuthRequests, codes auth.CLICodes) (*http.Server, error) {
+	api, err := auth.New(auth.Options{Keys: keys, Users: people, LoginTTL: c.LoginTTL, MaxLoginKeys: c.Quotas.MaxLoginKeysPerUser, CLICodes: codes, Log: log, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}
@@ -312,8 +316,9 @@ func httpsServer(c Config, addr string, h http.Handler) (*http.Server, error) {
 // connectors' validation in keystore/config must refuse them.
 func loginMux(api, page, sso http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle(auth.LoginPath, api)  // POST /password/login (JSON)
-	mux.Handle(auth.LogoutPath, api) // POST /logout, Authorization: Bearer (JSON)
+	mux.Handle(auth.LoginPath, api)     // POST /password/login (JSON)
+	mux.Handle(auth.LogoutPath, api)    // POST /logout, Authorization: Bearer (JSON)
+	mux.Handle(auth.OIDCLoginPath, api) // POST /oidc/login: the CLI's code (JSON)
 	mux.Handle(loginpage.LoginPath, page)
 	mux.Handle(loginpage.SignoutPath, page) // the page's form; not /logout, which is the JSON API's
 	if sso == nil {                         // no connectors: unknown paths get the JSON API's 404

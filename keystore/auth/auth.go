@@ -139,6 +139,9 @@ type Options struct {
 	// Limit means its default. UserLimit must be above ClientLimit (a larger Burst, an Every
 	// no longer), so that one client alone cannot lock a user out.
 	ClientLimit, AddressLimit, UserLimit Limit
+	// CLICodes, when set, redeems the codes POST /oidc/login trades for Login keys (the OIDC
+	// provider's CLI client); nil: that endpoint answers 404.
+	CLICodes CLICodes
 	// Log receives one line per login and logout; nil discards them.
 	Log *slog.Logger
 	// Registerer, when set, gets the metrics keygate_keystore_logins_total and
@@ -249,6 +252,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.login(w, r)
 	case LogoutPath:
 		h.logout(w, r)
+	case OIDCLoginPath:
+		h.oidcLogin(w, r)
 	default:
 		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound,
 			"no such login endpoint: use POST /auth/password/login or POST /auth/logout")
@@ -257,14 +262,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
-		h.metrics.logins.WithLabelValues(LoginBadRequest).Inc()
+		h.metrics.logins.WithLabelValues(MethodPassword, LoginBadRequest).Inc()
 		methodNotAllowed(w)
 		return
 	}
 	req, code, reason, msg := readLogin(w, r)
 	if code != 0 {
 		// The parse error is for the client only: it may quote a character of the body.
-		h.metrics.logins.WithLabelValues(LoginBadRequest).Inc()
+		h.metrics.logins.WithLabelValues(MethodPassword, LoginBadRequest).Inc()
 		writeStatus(w, code, reason, msg)
 		return
 	}

@@ -154,8 +154,10 @@ func (f *fixture) loginOK(t *testing.T, user, addr string) auth.LoginResponse {
 }
 
 // counter is the value of a counter series with the given result label.
+// counter is the sum of name's series with result, over every method.
 func (f *fixture) counter(t *testing.T, name, result string) float64 {
 	t.Helper()
+	sum, found := 0.0, false
 	mfs, err := f.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -167,13 +169,16 @@ func (f *fixture) counter(t *testing.T, name, result string) float64 {
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "result" && l.GetValue() == result {
-					return m.GetCounter().GetValue()
+					sum += m.GetCounter().GetValue()
+					found = true
 				}
 			}
 		}
 	}
-	t.Fatalf("no series %s{result=%q}", name, result)
-	return 0
+	if !found {
+		t.Fatalf("no series %s{result=%q}", name, result)
+	}
+	return sum
 }
 
 // status decodes a Status body and checks its code, kind and status.

@@ -50,7 +50,7 @@ const invalidCredentials = "invalid username or password"
 // address the limiter counts. Every error is a *LoginFailure.
 func (h *Handler) Login(r *http.Request, username, password string) (*Login, error) {
 	if username == "" || password == "" {
-		h.metrics.logins.WithLabelValues(LoginBadRequest).Inc()
+		h.metrics.logins.WithLabelValues(MethodPassword, LoginBadRequest).Inc()
 		return nil, &LoginFailure{Code: http.StatusBadRequest, Message: "username and password are both required"}
 	}
 	addr, addrKey := clientAddress(r)
@@ -62,7 +62,7 @@ func (h *Handler) Login(r *http.Request, username, password string) (*Login, err
 	}
 	att, wait, by := h.limiter.admit(userKey, addrKey)
 	if att == nil {
-		h.metrics.logins.WithLabelValues(LoginLimited).Inc()
+		h.metrics.logins.WithLabelValues(MethodPassword, LoginLimited).Inc()
 		h.log.Warn("login refused: too many failed logins", h.userAttr(username), "client", addr, "limit", by, "retryAfterSeconds", RetryAfterSeconds(wait))
 		return nil, &LoginFailure{Code: http.StatusTooManyRequests, RetryAfter: wait,
 			Message: fmt.Sprintf("too many failed logins; try again in %d seconds", RetryAfterSeconds(wait))}
@@ -70,25 +70,26 @@ func (h *Handler) Login(r *http.Request, username, password string) (*Login, err
 	u, err := h.authenticate(r.Context(), att, username, password)
 	switch {
 	case errors.Is(err, users.ErrInvalidCredentials):
-		h.metrics.logins.WithLabelValues(LoginInvalid).Inc()
+		h.metrics.logins.WithLabelValues(MethodPassword, LoginInvalid).Inc()
 		h.log.Info("login refused: invalid credentials", h.userAttr(username), "client", addr)
 		return nil, &LoginFailure{Code: http.StatusUnauthorized, Message: invalidCredentials, err: err}
 	case err != nil:
-		h.metrics.logins.WithLabelValues(LoginError).Inc()
+		h.metrics.logins.WithLabelValues(MethodPassword, LoginError).Inc()
 		h.log.Error("login failed: user store unavailable", h.userAttr(username), "client", addr, "error", err)
 		return nil, &LoginFailure{Code: http.StatusServiceUnavailable, Message: "logins cannot be checked right now; try again later", err: err}
 	}
-	return h.issueFor(r.Context(), u, addr)
+	return h.issueFor(r.Context(), u, addr, MethodPassword)
 }
 
-// issueFor issues the Login key of u, who has just proven their password, and counts the login.
-func (h *Handler) issueFor(ctx context.Context, u *users.User, addr string) (*Login, error) {
+// issueFor issues the Login key of u, who has just proven who they are by method, and counts
+// the login.
+func (h *Handler) issueFor(ctx context.Context, u *users.User, addr, method string) (*Login, error) {
 	plain, key, evicted, err := h.issue(ctx, u)
 	if len(evicted) > 0 {
 		h.log.Info("login: deleted the user's oldest login keys to stay within the bound", "user", u.Name, "keys", evicted, "maxLoginKeys", h.opts.MaxLoginKeys)
 	}
 	if err != nil {
-		h.metrics.logins.WithLabelValues(LoginError).Inc()
+		h.metrics.logins.WithLabelValues(method, LoginError).Inc()
 		h.log.Error("login failed: cannot create the access key", "user", u.Name, "client", addr, "error", err)
 		if errors.Is(err, store.ErrInvalid) { // a key this package built is refused: a bug
 			return nil, &LoginFailure{Code: http.StatusInternalServerError, Message: "the login key could not be created", err: err}
@@ -96,8 +97,8 @@ func (h *Handler) issueFor(ctx context.Context, u *users.User, addr string) (*Lo
 		return nil, &LoginFailure{Code: http.StatusServiceUnavailable, Message: "access keys cannot be created right now; try again later", err: err}
 	}
 	expires := key.CreationTimestamp.Add(time.Duration(key.Spec.TTL) * time.Second).UTC()
-	h.metrics.logins.WithLabelValues(LoginOK).Inc()
-	h.log.Info("login", "user", u.Name, "key", key.Name, "client", addr, "expiresAt", expires.Format(time.RFC3339))
+	h.metrics.logins.WithLabelValues(method, LoginOK).Inc()
+	h.log.Info("login", "method", method, "user", u.Name, "key", key.Name, "client", addr, "expiresAt", expires.Format(time.RFC3339))
 	return &Login{Plain: plain, Key: key, User: u, ExpiresAt: expires}, nil
 }
 

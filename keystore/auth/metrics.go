@@ -11,6 +11,12 @@ const (
 	LoginError      = "error"       // the user or key store failed (503) or a bug (500)
 )
 
+// Method labels of keygate_keystore_logins_total.
+const (
+	MethodPassword = "password" // POST /auth/password/login and the login page's form
+	MethodOIDC     = "oidc"     // POST /auth/oidc/login: the CLI's code from the browser
+)
+
 // Result labels of keygate_keystore_logouts_total.
 const (
 	LogoutOK              = "ok"              // the login key was deleted
@@ -29,8 +35,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "keygate", Subsystem: "keystore", Name: "logins_total",
-			Help: "Password logins at /auth/password/login by result (ok, invalid, limited, bad_request, error).",
-		}, []string{"result"}),
+			Help: "Logins that issue a Login key, by method (password: /auth/password/login and the login page; oidc: /auth/oidc/login) and result (ok, invalid, limited, bad_request, error).",
+		}, []string{"method", "result"}),
 		logouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "keygate", Subsystem: "keystore", Name: "logouts_total",
 			Help: "Logouts at /auth/logout by result (ok, unauthenticated, forbidden, bad_request, error).",
@@ -38,8 +44,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	// Every series exists from the start, at 0, so that rate() and alerts on e.g. "limited"
 	// work before the first such event.
-	for _, r := range []string{LoginOK, LoginInvalid, LoginLimited, LoginBadRequest, LoginError} {
-		m.logins.WithLabelValues(r)
+	for _, method := range []string{MethodPassword, MethodOIDC} {
+		for _, r := range []string{LoginOK, LoginInvalid, LoginLimited, LoginBadRequest, LoginError} {
+			m.logins.WithLabelValues(method, r)
+		}
 	}
 	for _, r := range []string{LogoutOK, LogoutUnauthenticated, LogoutForbidden, LogoutBadRequest, LogoutError} {
 		m.logouts.WithLabelValues(r)

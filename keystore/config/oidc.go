@@ -31,6 +31,10 @@ type Client struct {
 	PostLogoutRedirectURIs []string `json:"postLogoutRedirectURIs,omitempty"`
 }
 
+// CLIClientID is the OIDC provider's built-in public client of the keygate CLI (keygate login
+// --sso); no configured client may take its ID.
+const CLIClientID = "keygate-cli"
+
 // Public says whether the client has no secret (and so must use PKCE).
 func (c *Client) Public() bool { return c.ClientSecretHash == "" }
 
@@ -60,6 +64,9 @@ func (o *OIDC) validate() []string {
 		case strings.ContainsFunc(c.ClientID, func(r rune) bool { return r <= ' ' || r == 0x7f || r == ':' }):
 			// A colon would break HTTP Basic authentication of the client (RFC 6749 §2.3.1).
 			bad("clientId must not contain spaces, control characters or ':'")
+		}
+		if c.ClientID == CLIClientID {
+			bad("clientId %q is reserved for the keygate CLI, which the provider has built in", CLIClientID)
 		}
 		if j, dup := seen[c.ClientID]; dup && c.ClientID != "" {
 			bad("clientId is also used by oidc.clients[%d]; every client needs its own", j)

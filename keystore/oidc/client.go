@@ -25,7 +25,7 @@ type client struct {
 
 // clientByID reads the configuration in force, so a reloaded file applies to the next request.
 func (p *Provider) clientByID(id string) (*client, error) {
-	c := p.opts.Clients().Client(id)
+	c := p.configClient(id)
 	if c == nil {
 		return nil, errUnknownClient
 	}
@@ -35,7 +35,7 @@ func (p *Provider) clientByID(id string) (*client, error) {
 // checkSecret compares a client's secret with its bcrypt hash. A public client has none to
 // present, and a confidential one must present it.
 func (p *Provider) checkSecret(id, secret string) error {
-	c := p.opts.Clients().Client(id)
+	c := p.configClient(id)
 	if c == nil {
 		return errUnknownClient
 	}

@@ -217,7 +217,7 @@ func (p *Provider) Describe(ctx context.Context, id string) (session.Pending, er
 	if err != nil {
 		return session.Pending{}, err
 	}
-	c := p.opts.Clients().Client(a.Grant.ClientID)
+	c := p.configClient(a.Grant.ClientID)
 	if c == nil {
 		return session.Pending{}, session.ErrUnknownRequest
 	}

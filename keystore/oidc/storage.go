@@ -26,7 +26,7 @@ var _ op.Storage = (*storage)(nil)
 // is checked here, where a refusal still goes back to the (checked) redirect URI: op accepts
 // plain, which a stolen code defeats (RFC 7636 §7.2), and does not make public clients use it.
 func (s *storage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
-	c := s.p.opts.Clients().Client(r.ClientID)
+	c := s.p.configClient(r.ClientID)
 	if c == nil {
 		return nil, oidc.ErrInvalidRequestRedirectURI().WithDescription("unknown client")
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/keygate-dev/keygate/keystore/config"
 	"github.com/keygate-dev/keygate/keystore/store"
 )
 
@@ -22,6 +23,10 @@ func (p *Provider) issue(ctx context.Context, r op.TokenRequest, withRefresh boo
 	var authID, refresh, refreshName string
 	switch t := r.(type) {
 	case *authRequest:
+		if t.Grant.ClientID == config.CLIClientID {
+			// Its codes become Login keys at /auth/oidc/login only (cli.go).
+			return "", "", time.Time{}, oidc.ErrUnauthorizedClient().WithDescription("codes of %s are redeemed at /auth/oidc/login", config.CLIClientID)
+		}
 		who, err := p.resolve(ctx, t.Grant)
 		if err != nil {
 			return "", "", time.Time{}, asGrantError(err)
