@@ -20,6 +20,7 @@ import (
 type loginFlags struct {
 	username, caFile      string
 	passwordStdin, keyIn  bool
+	sso, noBrowser        bool
 	insecureSkipTLSVerify bool
 }
 
@@ -27,8 +28,9 @@ func newLoginCommand(o *options) *cobra.Command {
 	var f loginFlags
 	cmd := &cobra.Command{
 		Use:   "login URL",
-		Short: "Sign in at the edge with a password (prompted, or --password-stdin) or an access key (--access-key-stdin)",
+		Short: "Sign in at the edge with a password (prompted, or --password-stdin), in the browser (--sso) or with an access key (--access-key-stdin)",
 		Example: `  keygate login https://127.0.0.1:8443 --username admin --certificate-authority .run/pki/edge-ca.crt
+  keygate login https://edge.example.com --sso
   printf '%s\n' "$KEY" | keygate login https://edge.example.com --access-key-stdin`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return o.runLogin(cmd.Context(), args[0], f) },
@@ -36,6 +38,11 @@ func newLoginCommand(o *options) *cobra.Command {
 	cmd.Flags().StringVar(&f.username, "username", "", "user name; prompted for when missing")
 	cmd.Flags().BoolVar(&f.passwordStdin, "password-stdin", false, "read the password from standard input")
 	cmd.Flags().BoolVar(&f.keyIn, "access-key-stdin", false, "read an access key from standard input instead of logging in; logout only forgets it")
+	cmd.Flags().BoolVar(&f.sso, "sso", false, "sign in through the browser (the edge's login page and its single sign-on); the CLI listens on a loopback port for the result")
+	cmd.Flags().BoolVar(&f.noBrowser, "no-browser", false, "with --sso: only print the URL to open, do not start a browser")
+	cmd.MarkFlagsMutuallyExclusive("sso", "access-key-stdin")
+	cmd.MarkFlagsMutuallyExclusive("sso", "username")
+	cmd.MarkFlagsMutuallyExclusive("sso", "password-stdin")
 	cmd.Flags().StringVar(&f.caFile, "certificate-authority", "", "CA (PEM) to check the edge's certificate with; default: the system's")
 	cmd.Flags().BoolVar(&f.insecureSkipTLSVerify, "insecure-skip-tls-verify", false, "do not check the edge's certificate (insecure)")
 	return cmd
@@ -52,9 +59,14 @@ func (o *options) runLogin(ctx context.Context, server string, f loginFlags) err
 			return fmt.Errorf("--certificate-authority: %w", err)
 		}
 	}
-	if f.keyIn {
+	switch {
+	case f.noBrowser && !f.sso:
+		return errors.New("--no-browser goes with --sso")
+	case f.sso:
+		err = o.loginWithSSO(ctx, l, !f.noBrowser)
+	case f.keyIn:
 		err = o.loginWithKey(ctx, l)
-	} else {
+	default:
 		err = o.loginWithPassword(ctx, l, f)
 	}
 	if err != nil {
