@@ -252,7 +252,7 @@ func newBrowserSide(c Config, rdb redis.UniversalClient, keys *store.Store, peop
 	}
 	var codes auth.CLICodes
 	if b.provider != nil {
-		codes = cliCodes{b.provider}
+		codes = b.provider.CLICodes()
 	}
 	if b.authSrv, err = loginServer(c, keys, people, log, reg, b.single, requests, codes); err != nil {
 		return nil, err

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/keygate-dev/keygate/keystore/auth"
 	"github.com/keygate-dev/keygate/keystore/config"
 	"github.com/keygate-dev/keygate/keystore/oidc"
 	"github.com/keygate-dev/keygate/keystore/sealed"
@@ -126,19 +124,4 @@ func newWatcher(c Config, log *slog.Logger, reg prometheus.Registerer) (*config.
 		reloads.WithLabelValues("ok").Inc()
 	}
 	return w, nil
-}
-
-// cliCodes is the provider as auth.CLICodes: auth does not import the provider, and the
-// provider's refusals become auth's.
-type cliCodes struct{ p *oidc.Provider }
-
-func (c cliCodes) RedeemCLICode(ctx context.Context, code, verifier, redirectURI string) (*users.User, error) {
-	g, err := c.p.RedeemCLICode(ctx, code, verifier, redirectURI)
-	switch {
-	case errors.Is(err, oidc.ErrCLICode) || oidc.IsRefused(err):
-		return nil, fmt.Errorf("%w: %v", auth.ErrCodeRefused, err)
-	case err != nil:
-		return nil, err
-	}
-	return g.User, nil
 }

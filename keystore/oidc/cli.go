@@ -7,6 +7,7 @@ import (
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
+	"github.com/keygate-dev/keygate/keystore/auth"
 	"github.com/keygate-dev/keygate/keystore/config"
 	"github.com/keygate-dev/keygate/keystore/users"
 )
@@ -88,9 +89,21 @@ func (p *Provider) RedeemCLICode(ctx context.Context, code, verifier, redirectUR
 	return &CLIGrant{User: u, Name: a.Grant.User, Parent: a.Grant.Parent}, nil
 }
 
-// IsRefused says whether err is RedeemCLICode's refusal of the user (disabled, deleted,
-// replaced, session ended), as opposed to a store failure.
-func IsRefused(err error) bool {
+// CLICodes is the provider as the login endpoint POST /auth/oidc/login redeems codes with.
+func (p *Provider) CLICodes() auth.CLICodes { return cliCodes{p} }
+
+type cliCodes struct{ p *Provider }
+
+// RedeemCLICode makes the provider's refusals auth's: a bad code and a user who may not sign in
+// are both the client's 401; anything else is the stores' failure.
+func (c cliCodes) RedeemCLICode(ctx context.Context, code, verifier, redirectURI string) (*users.User, error) {
+	g, err := c.p.RedeemCLICode(ctx, code, verifier, redirectURI)
 	var r *errRefused
-	return errors.As(err, &r)
+	switch {
+	case errors.Is(err, ErrCLICode) || errors.As(err, &r):
+		return nil, fmt.Errorf("%w: %v", auth.ErrCodeRefused, err)
+	case err != nil:
+		return nil, err
+	}
+	return g.User, nil
 }
