@@ -30,6 +30,10 @@ oidc:
   clients:
   - {name: A, clientId: same, redirectURIs: [https://a.example.com/cb]}
   - {name: B, clientId: same, redirectURIs: [https://b.example.com/cb]}`, []string{`oidc.clients[1] (clientId "same"): clientId is also used by oidc.clients[0]`}},
+	{"the CLI's built-in clientId", `
+oidc:
+  clients:
+  - {name: A, clientId: keygate-cli, redirectURIs: [http://127.0.0.1/callback]}`, []string{`clientId "keygate-cli" is reserved for the keygate CLI`}},
 	{"http on a public host", `
 oidc:
   clients:
