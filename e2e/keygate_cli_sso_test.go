@@ -3,15 +3,18 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"html"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keygate-dev/keygate/keystore/config"
+	"github.com/keygate-dev/keygate/localdev"
 )
 
 // TestKeygateCLISSO: `keygate login URL --sso --no-browser` prints the provider's authorize
@@ -103,4 +106,32 @@ func startSSOLogin(t *testing.T, ctx context.Context, c *keygateCLI, ca string) 
 		}
 		return err
 	}, authURL
+}
+
+// TestKeygateCLISSOWithTestIdP: "Log in with Test IdP" on the CLI's sign-in page reaches the
+// CLI with a code, and the edge refuses it, saying what to do: a single sign-on identity's
+// groups follow its identity provider through its browser session key, which a CLI key would
+// not (keystore/README.md, "keygate login URL --sso").
+func TestKeygateCLISSOWithTestIdP(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := newKeygateCLI(t)
+	login, authURL := startSSOLogin(t, ctx, c, filepath.Join(platform.Dir, "pki", "edge-ca.crt"))
+	b := ssoBrowser(t)
+	form := browseGet(t, b, authURL)
+	m := regexp.MustCompile(`<a href="(/auth/` + localdev.SSOConnector + `/login\?authRequestID=[^"]+)">Log in with Test IdP</a>`).FindStringSubmatch(form.body)
+	if m == nil {
+		t.Fatalf("the login page at %s offers no link to the IdP:\n%s", form.resp.Request.URL, form.body)
+	}
+	back := idpLogin(t, b, browseGet(t, b, platform.EdgeURL+html.UnescapeString(m[1])), "carol")
+	if u := back.resp.Request.URL; u.Path != "/callback" || !strings.Contains(back.body, "single sign-on identities cannot log in to the CLI") {
+		t.Errorf("the browser ended at %s: %s\n%s; want the CLI's page with the edge's reason", u, back.resp.Status, back.body)
+	}
+	if err := login(); err == nil {
+		t.Error("keygate login --sso succeeded for a single sign-on identity")
+	}
+	if saved, _ := os.ReadFile(c.config); strings.Contains(string(saved), "kgk_") {
+		t.Error("a key was saved after the refusal")
+	}
 }

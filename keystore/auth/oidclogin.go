@@ -30,6 +30,12 @@ type OIDCLoginRequest struct {
 // ErrCodeRefused is a code CLICodes refuses: the client's fault, answered 401.
 var ErrCodeRefused = errors.New("invalid, expired or already used authorization code, or a user who may not sign in")
 
+// errSSOIdentity refuses a single sign-on identity's code, saying what to do instead: the
+// user has just signed in, so naming the reason tells nobody anything new.
+// It is no failed try for the limiter: the code was good.
+var errSSOIdentity = errors.New("single sign-on identities cannot log in to the CLI through the browser yet; " +
+	"log in with an access key instead (keygate login URL --access-key-stdin)")
+
 // CLICodes redeems codes of the provider's CLI client, once each (oidc.Provider through an
 // adapter in keystore/app). u is the store's user, judged now (enabled, same UID); nil when the
 // code is a single sign-on identity's, whom the store does not have. Errors wrap
@@ -80,6 +86,10 @@ func (h *Handler) OIDCLogin(r *http.Request, req OIDCLoginRequest) (*Login, erro
 	}
 	u, err := h.redeem(r.Context(), att, req)
 	switch {
+	case errors.Is(err, errSSOIdentity):
+		h.metrics.logins.WithLabelValues(MethodOIDC, LoginInvalid).Inc()
+		h.log.Info("oidc login refused: a single sign-on identity", "client", addr)
+		return nil, &LoginFailure{Code: http.StatusUnauthorized, Message: err.Error(), err: err}
 	case errors.Is(err, ErrCodeRefused):
 		h.metrics.logins.WithLabelValues(MethodOIDC, LoginInvalid).Inc()
 		// err names the cause (wrong verifier, another client's code, a disabled user), never
@@ -104,7 +114,7 @@ func (h *Handler) redeem(ctx context.Context, att *attempt, req OIDCLoginRequest
 	if err == nil && u == nil {
 		// A single sign-on identity's Login key has its groups refreshed from its identity
 		// provider with the provider's refresh token; a second key for the CLI would have none.
-		err = fmt.Errorf("%w: single sign-on identities log in to the CLI with a password or an access key for now", ErrCodeRefused)
+		err = errSSOIdentity
 	}
 	return u, err
 }

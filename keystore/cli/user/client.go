@@ -45,6 +45,7 @@ func newEdge(l *Login) (*edge, error) {
 type statusError struct {
 	code    int
 	message string
+	said    string // the edge's own message, without advice added here
 }
 
 func (e *statusError) Error() string { return e.message }
@@ -101,8 +102,9 @@ func refusal(server string, code int, data []byte) error {
 	if msg == "" {
 		msg = http.StatusText(code)
 	}
+	said := msg
 	if code == http.StatusUnauthorized {
 		msg = fmt.Sprintf("%s: the edge refused the saved key (deleted, disabled or expired there): run `keygate login %s` again", msg, server)
 	}
-	return &statusError{code: code, message: msg}
+	return &statusError{code: code, message: msg, said: said}
 }

@@ -110,7 +110,7 @@ func trade(ctx context.Context, e *edge, l *Login, code, verifier, redirect stri
 	if err := e.do(ctx, "POST", "/auth/oidc/login", body, &resp); err != nil {
 		var st *statusError
 		if errors.As(err, &st) && st.code == http.StatusUnauthorized {
-			return errors.New("the edge refused the sign-in (expired, or a user who may not log in)")
+			return fmt.Errorf("the edge refused the sign-in: %s", st.said)
 		}
 		return fmt.Errorf("login: %w", err)
 	}
