@@ -352,13 +352,17 @@ func readLogin(w http.ResponseWriter, r *http.Request) (req LoginRequest, code i
 
 // issue creates a login key for u and returns its plain key, the stored object and the names
 // of the login keys of u it deleted to stay within MaxLoginKeys.
-func (h *Handler) issue(ctx context.Context, u *users.User) (string, *v1.OwnedAccessKey, []string, error) {
+func (h *Handler) issue(ctx context.Context, u *users.User, method string) (string, *v1.OwnedAccessKey, []string, error) {
+	made := "Made by a password login (POST /auth/password/login or the login page /auth/login)"
+	if method == MethodOIDC {
+		made = "Made by a browser login of the keygate CLI (POST /auth/oidc/login)"
+	}
 	for range maxNameAttempts {
 		k := &v1.OwnedAccessKey{
 			ObjectMeta: metav1.ObjectMeta{Name: loginKeyName(u.Name)},
 			Spec: v1.OwnedAccessKeySpec{
 				DisplayName: "login of " + u.Name,
-				Description: "Made by a password login (POST /auth/password/login or the login page /auth/login); ends with a logout (POST /auth/logout, the page's sign-out) or when its ttl runs out.",
+				Description: made + "; ends with a logout (POST /auth/logout, the page's sign-out) or when its ttl runs out.",
 				User:        u.Name,
 				TTL:         int64(h.opts.LoginTTL / time.Second),
 				Type:        v1.AccessKeyTypeLogin,

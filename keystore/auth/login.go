@@ -84,7 +84,7 @@ func (h *Handler) Login(r *http.Request, username, password string) (*Login, err
 // issueFor issues the Login key of u, who has just proven who they are by method, and counts
 // the login.
 func (h *Handler) issueFor(ctx context.Context, u *users.User, addr, method string) (*Login, error) {
-	plain, key, evicted, err := h.issue(ctx, u)
+	plain, key, evicted, err := h.issue(ctx, u, method)
 	if len(evicted) > 0 {
 		h.log.Info("login: deleted the user's oldest login keys to stay within the bound", "user", u.Name, "keys", evicted, "maxLoginKeys", h.opts.MaxLoginKeys)
 	}
