@@ -53,13 +53,40 @@ func TestCLILogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, tc := range cliLoginCases(t, e, h) {
+		t.Run(tc.name, func(t *testing.T) {
+			u := e.newUser()
+			w := cliLogin(h, tc.login(u))
+			if w.Code != tc.want {
+				t.Fatalf("status %d %s, want %d", w.Code, w.Body, tc.want)
+			}
+			if w.Header().Get("Cache-Control") != "no-store" {
+				t.Errorf("Cache-Control %q, want no-store", w.Header().Get("Cache-Control"))
+			}
+			if tc.want == http.StatusOK {
+				checkCLIKey(t, w, u.name)
+			}
+		})
+	}
+	ok := testutil.ToFloat64(counterOf(t, reg, "oidc", "ok"))
+	invalid := testutil.ToFloat64(counterOf(t, reg, "oidc", "invalid"))
+	if ok != 2 || invalid != 6 { // "code used again" logs in once first
+		t.Errorf("logins_total{method=oidc}: ok %v, invalid %v; want 2 and 6", ok, invalid)
+	}
+	metricstest.Lint(t, reg)
+}
+
+// cliLoginCase is a request to the login endpoint and the status it should get.
+type cliLoginCase struct {
+	name string
+	// login returns the request to send, after whatever it does to the user or the code.
+	login func(u *user) auth.OIDCLoginRequest
+	want  int
+}
+
+func cliLoginCases(t *testing.T, e *env, h *auth.Handler) []cliLoginCase {
 	ctx := context.Background()
-	for _, tc := range []struct {
-		name string
-		// login returns the request to send, after whatever it does to the user or the code.
-		login func(u *user) auth.OIDCLoginRequest
-		want  int
-	}{
+	return []cliLoginCase{
 		{"ok", func(u *user) auth.OIDCLoginRequest {
 			code, v := e.cliCode(u, config.CLIClientID, cliRedirect)
 			return auth.OIDCLoginRequest{Code: code, CodeVerifier: v, RedirectURI: cliRedirect}
@@ -94,27 +121,7 @@ func TestCLILogin(t *testing.T) {
 		{"no code", func(*user) auth.OIDCLoginRequest {
 			return auth.OIDCLoginRequest{CodeVerifier: oauth2.GenerateVerifier(), RedirectURI: cliRedirect}
 		}, http.StatusUnauthorized},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			u := e.newUser()
-			w := cliLogin(h, tc.login(u))
-			if w.Code != tc.want {
-				t.Fatalf("status %d %s, want %d", w.Code, w.Body, tc.want)
-			}
-			if w.Header().Get("Cache-Control") != "no-store" {
-				t.Errorf("Cache-Control %q, want no-store", w.Header().Get("Cache-Control"))
-			}
-			if tc.want == http.StatusOK {
-				checkCLIKey(t, w, u.name)
-			}
-		})
 	}
-	ok := testutil.ToFloat64(counterOf(t, reg, "oidc", "ok"))
-	invalid := testutil.ToFloat64(counterOf(t, reg, "oidc", "invalid"))
-	if ok != 2 || invalid != 6 { // "code used again" logs in once first
-		t.Errorf("logins_total{method=oidc}: ok %v, invalid %v; want 2 and 6", ok, invalid)
-	}
-	metricstest.Lint(t, reg)
 }
 
 // checkCLIKey checks that the answer holds a working Login key of user.
