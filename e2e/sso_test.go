@@ -28,7 +28,7 @@ import (
 func TestSSOLoginKeyThroughTheEdge(t *testing.T) {
 	t.Parallel()
 	name := "alice"
-	platform.IdP.SetGroups(t, localdev.SSOSubject(name), []string{"sso-dev", "sso-ops"})
+	noErr(t, platform.IdP.SetGroups(localdev.SSOSubject(name), []string{"sso-dev", "sso-ops"}))
 	b := ssoBrowser(t)
 	done := idpLogin(t, b, browseGet(t, b, platform.EdgeURL+"/auth/"+localdev.SSOConnector+"/login"), name)
 	user := localdev.SSOUsernamePrefix + name
@@ -67,7 +67,7 @@ func TestSSOForOIDCThroughTheEdge(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	name := "bob"
-	platform.IdP.SetGroups(t, localdev.SSOSubject(name), []string{"sso-dev", "sso-ops"})
+	noErr(t, platform.IdP.SetGroups(localdev.SSOSubject(name), []string{"sso-dev", "sso-ops"}))
 	b := ssoBrowser(t)
 	a, form := startAuthorization(t, b, demoRP())
 	m := regexp.MustCompile(`<a href="(/auth/` + localdev.SSOConnector + `/login\?authRequestID=[^"]+)">Log in with Test IdP</a>`).FindStringSubmatch(form.body)
@@ -81,7 +81,7 @@ func TestSSOForOIDCThroughTheEdge(t *testing.T) {
 		t.Errorf("ID token %+v, want %s%s with the IdP's groups", c, localdev.SSOUsernamePrefix, name)
 	}
 
-	platform.IdP.SetGroups(t, localdev.SSOSubject(name), []string{"sso-dev"})
+	noErr(t, platform.IdP.SetGroups(localdev.SSOSubject(name), []string{"sso-dev"}))
 	rt := tok.RefreshToken
 	eventually(t, 60*time.Second, "the IdP's new groups in a refreshed ID token", func() error {
 		fresh := refresh(t, ctx, rt)
@@ -141,4 +141,12 @@ func sessionKey(t *testing.T, b *http.Client) string {
 	}
 	t.Fatal("no session cookie at the edge")
 	return ""
+}
+
+// noErr fails t at once on err (the test IdP's admin calls).
+func noErr(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -23,7 +23,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/keygate-dev/keygate/internal/pki"
@@ -84,20 +83,6 @@ func build() (string, error) {
 		}
 	})
 	return binPath, buildErr
-}
-
-// Start builds and starts an IdP; t's cleanup stops it.
-func Start(t testing.TB, opts Options) *IdP {
-	t.Helper()
-	if opts.Dir == "" {
-		opts.Dir = t.TempDir()
-	}
-	idp, err := Launch(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(idp.Stop)
-	return idp
 }
 
 // Launch builds and starts an IdP outside a test (localdev's platform): the caller stops it.
@@ -173,25 +158,14 @@ func writeUsers(path string, users []User) error {
 }
 
 // SetGroups sets the groups claim of user id from now on.
-func (i *IdP) SetGroups(t testing.TB, id string, groups []string) {
-	t.Helper()
-	if err := i.SetUserGroups(id, groups); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// SetUserGroups is SetGroups outside a test.
-func (i *IdP) SetUserGroups(id string, groups []string) error {
+func (i *IdP) SetGroups(id string, groups []string) error {
 	body, _ := json.Marshal(groups)
 	return i.post("/admin/groups?user="+url.QueryEscape(id), body)
 }
 
 // Revoke makes the IdP refuse every refresh token of user id (invalid_grant).
-func (i *IdP) Revoke(t testing.TB, id string) {
-	t.Helper()
-	if err := i.post("/admin/revoke?user="+url.QueryEscape(id), nil); err != nil {
-		t.Fatal(err)
-	}
+func (i *IdP) Revoke(id string) error {
+	return i.post("/admin/revoke?user="+url.QueryEscape(id), nil)
 }
 
 func (i *IdP) post(path string, body []byte) error {

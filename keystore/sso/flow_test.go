@@ -20,7 +20,7 @@ import (
 func TestLoginRefreshAndRevocation(t *testing.T) {
 	name := unique("alice")
 	e := newEdge(t, []testidpUser{user(name)}, nil)
-	e.idp.SetGroups(t, "sub-"+name, []string{"dev", "ops"})
+	noErr(t, e.idp.SetGroups("sub-"+name, []string{"dev", "ops"}))
 
 	resp, body := e.signIn(t, e.browser, name, "idp-password")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Signed in as "+name) {
@@ -38,7 +38,7 @@ func TestLoginRefreshAndRevocation(t *testing.T) {
 	noPlaintextInRedis(t, rt1)
 
 	// Groups change at the IdP; before the interval nothing is due.
-	e.idp.SetGroups(t, "sub-"+name, []string{"dev"})
+	noErr(t, e.idp.SetGroups("sub-"+name, []string{"dev"}))
 	if n := e.h.RefreshDue(context.Background()); n != 0 {
 		t.Fatalf("refreshed %d keys before their interval", n)
 	}
@@ -58,7 +58,7 @@ func TestLoginRefreshAndRevocation(t *testing.T) {
 	noPlaintextInRedis(t, rt2)
 
 	// The IdP refuses the refresh token: the key is disabled, and says why.
-	e.idp.Revoke(t, "sub-"+name)
+	noErr(t, e.idp.Revoke("sub-"+name))
 	e.clock.Add(61 * time.Second)
 	e.h.RefreshDue(context.Background())
 	k = oneKey(t, name)

@@ -88,7 +88,7 @@ func newEdge(t *testing.T, people []testidp.User, tweak func(*config.OIDCConnect
 	}))
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)
-	e.idp = testidp.Start(t, testidp.Options{ClientID: "keygate", RedirectURIs: []string{e.srv.URL + "/auth/idp/callback"}, Users: people})
+	e.idp = startIdP(t, testidp.Options{ClientID: "keygate", RedirectURIs: []string{e.srv.URL + "/auth/idp/callback"}, Users: people})
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secretFile, []byte(e.idp.ClientSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -245,4 +245,24 @@ func wantCounter(t *testing.T, mfs []*dto.MetricFamily, name string, labels map[
 		}
 	}
 	t.Errorf("%s%v not found", name, labels)
+}
+
+// startIdP builds and starts the test IdP in its own temporary folder; t's cleanup stops it.
+func startIdP(t testing.TB, opts testidp.Options) *testidp.IdP {
+	t.Helper()
+	opts.Dir = t.TempDir()
+	idp, err := testidp.Launch(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(idp.Stop)
+	return idp
+}
+
+// noErr fails t at once on err (the test IdP's admin calls).
+func noErr(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }
