@@ -19,10 +19,12 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/keygate-dev/keygate/internal/flagenv"
+	"github.com/keygate-dev/keygate/internal/redisack"
 )
 
 // Config is the parsed Redis flags. Embed it in a command's config.
@@ -36,6 +38,9 @@ type Config struct {
 	RedisSentinelUsername, RedisSentinelPassword string
 	// RedisTLS is the client's TLS, nil for plaintext.
 	RedisTLS *tls.Config
+	// Acks is how many replicas a write waits for (RegisterAcks; the zero value when a
+	// command only reads).
+	Acks redisack.Acks
 
 	addresses                      string
 	password, sentinelPassword     flagenv.Secret
@@ -68,6 +73,14 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.tls.serverName, "redis-tls-server-name", "", "name Redis's certificate must carry; empty: the host of each address")
 }
 
+// RegisterAcks adds the flags of a command that writes: how many replicas acknowledge a write
+// before it is reported done. Only keystore writes; extauthz's activity batches are
+// best-effort timestamps that a failover may lose without harm, so it does not wait.
+func (c *Config) RegisterAcks(fs *flag.FlagSet) {
+	fs.IntVar(&c.Acks.Replicas, "redis-min-replica-acks", 0, "replicas that must acknowledge (WAIT) every write before it is reported done; 0: acknowledged means on the master only, and a failover may lose the last writes (Sentinel or standalone only, not Cluster)")
+	fs.DurationVar(&c.Acks.Timeout, "redis-replica-ack-timeout", time.Second, "how long a write waits for --redis-min-replica-acks replicas before it fails as unavailable (the write is then on the master, its survival unknown)")
+}
+
 // Parse checks the flags: it fills RedisAddresses, reads the password files and builds
 // RedisTLS. Call it after fs.Parse.
 func (c *Config) Parse() error {
@@ -83,6 +96,9 @@ func (c *Config) Parse() error {
 	if len(c.RedisAddresses) == 0 {
 		return errors.New("--redis-address is empty")
 	}
+	if err := c.checkAcks(); err != nil {
+		return err
+	}
 	var err error
 	if c.RedisPassword, err = password(c.password.Value, c.passwordFile, "redis-password"); err != nil {
 		return err
@@ -92,6 +108,21 @@ func (c *Config) Parse() error {
 	}
 	c.RedisTLS, err = c.tls.config()
 	return err
+}
+
+// checkAcks refuses acknowledgements that cannot be honoured. A list of addresses without a
+// master name is Redis Cluster (redis.NewUniversalClient), where a keyless WAIT would go to an
+// arbitrary node rather than to the master that took the write.
+func (c *Config) checkAcks() error {
+	switch {
+	case c.Acks.Replicas < 0:
+		return fmt.Errorf("--redis-min-replica-acks %d: want 0 or more", c.Acks.Replicas)
+	case c.Acks.Replicas > 0 && c.Acks.Timeout <= 0:
+		return fmt.Errorf("--redis-replica-ack-timeout %s: want more than 0 (WAIT 0 would wait forever)", c.Acks.Timeout)
+	case c.Acks.Replicas > 0 && c.RedisMasterName == "" && len(c.RedisAddresses) > 1:
+		return errors.New("--redis-min-replica-acks needs a standalone Redis or Sentinel (--redis-master-name): with Redis Cluster, WAIT would go to an arbitrary node, not the master that took the write")
+	}
+	return nil
 }
 
 // password is the password of the environment (fromEnv) or of file; both at once is a mistake

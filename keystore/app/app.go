@@ -97,6 +97,7 @@ func ParseFlags(args []string) (Config, error) {
 	c.registerOIDC(fs)
 	c.XDS.register(fs)
 	c.Register(fs)
+	c.RegisterAcks(fs)
 	c.AddLogFlags(fs)
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: keystore serve [flags]\n\nServes the management API (management.loft.sh/v1) and the login endpoints behind the edge.")
 	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
@@ -165,7 +166,10 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	opts.PoolSize = 200 // every watch holds a connection in a blocking read
 	rdb := redis.NewUniversalClient(opts)
 	defer rdb.Close()
-	keys := store.New(rdb)
+	if err := c.Acks.Check(rdb); err != nil {
+		return fmt.Errorf("--redis-min-replica-acks: %w", err)
+	}
+	keys := store.NewWithOptions(rdb, store.Options{Acks: c.Acks})
 	people := newUsers(rdb, c)
 
 	targets, closeTargets, err := c.XDS.source()
@@ -177,7 +181,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		Address: c.Address, CertFile: c.CertFile, KeyFile: c.KeyFile,
 		ClientCAFile: c.ClientCAFile, AllowedNames: c.AllowedNames,
 		Registry: registry.Options{AdminGroup: c.AdminGroup, Teams: teamsOf(people), OwnerUID: ownerUID(people), Quotas: c.Quotas},
-		Keys:     keys, UserInfo: userInfo(people), Users: people, Teams: teams.New(rdb),
+		Keys:     keys, UserInfo: userInfo(people), Users: people, Teams: teams.NewWithAcks(rdb, c.Acks),
 		Targets: targets,
 	})
 	if err != nil {
@@ -351,7 +355,7 @@ func serveTLS(ctx context.Context, log *slog.Logger, what, flag string, srv *htt
 // newUsers is the user store at --bcrypt-cost: the cost of its rehashes and of the dummy hash
 // an unknown user's password is compared with.
 func newUsers(rdb redis.UniversalClient, c Config) *users.Store {
-	return users.New(rdb, users.Options{Cost: c.BcryptCost})
+	return users.New(rdb, users.Options{Cost: c.BcryptCost, Acks: c.Acks})
 }
 
 func teamsOf(people *users.Store) registry.TeamsFunc {

@@ -66,12 +66,18 @@ func At(m redis.XMessage) time.Time {
 
 // Append adds an entry with the given field/value pairs, keeping about history entries.
 func (l Log) Append(ctx context.Context, history int64, fields ...string) (uint64, error) {
+	return l.AppendOn(ctx, l.RDB, history, fields...)
+}
+
+// AppendOn is Append on c: the connection (a redis.Conn or redis.Tx) of the write the entry
+// tells of, so that a WAIT on it after covers both.
+func (l Log) AppendOn(ctx context.Context, c redis.Scripter, history int64, fields ...string) (uint64, error) {
 	args := make([]any, 0, len(fields)+1)
 	args = append(args, history)
 	for _, f := range fields {
 		args = append(args, f)
 	}
-	rv, err := appendScript.Run(ctx, l.RDB, []string{l.Version, l.Events}, args...).Int64()
+	rv, err := appendScript.Run(ctx, c, []string{l.Version, l.Events}, args...).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("%s: append change: %w", l.What, err)
 	}

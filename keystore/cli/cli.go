@@ -20,7 +20,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/keygate-dev/keygate/internal/redisack"
 	"github.com/keygate-dev/keygate/internal/redisflags"
+	"github.com/keygate-dev/keygate/keystore/store"
+	"github.com/keygate-dev/keygate/keystore/users"
 )
 
 // EnvPrefix prefixes the environment variable of every flag: KEYSTORE_REDIS_ADDRESS.
@@ -148,18 +151,35 @@ func newRootCommand(s streams) *cobra.Command {
 // on an unreachable server.
 const redisCommandTimeout = 30 * time.Second
 
+// redisConn is the client of the --redis-* flags and the replica acknowledgements every write
+// waits for.
+type redisConn struct {
+	redis.UniversalClient
+	acks redisack.Acks
+}
+
+func (r redisConn) keys() *store.Store {
+	return store.NewWithOptions(r.UniversalClient, store.Options{Acks: r.acks})
+}
+
+func (r redisConn) users(opts users.Options) *users.Store {
+	opts.Acks = r.acks
+	return users.New(r.UniversalClient, opts)
+}
+
 // withRedis gives cmd the --redis-* flags and makes it run run with a client they describe.
-func withRedis(cmd *cobra.Command, run func(ctx context.Context, rdb redis.UniversalClient, args []string) error) *cobra.Command {
+func withRedis(cmd *cobra.Command, run func(ctx context.Context, rdb redisConn, args []string) error) *cobra.Command {
 	var rc redisflags.Config
 	// redisflags registers on a flag.FlagSet, shared with extauthz and serve; pflag adopts them.
 	goFlags := flag.NewFlagSet(cmd.Name(), flag.ContinueOnError)
 	rc.Register(goFlags)
+	rc.RegisterAcks(goFlags)
 	cmd.Flags().AddGoFlagSet(goFlags)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := rc.Parse(); err != nil {
 			return usageError(err.Error())
 		}
-		rdb := redis.NewUniversalClient(rc.Options())
+		rdb := redisConn{redis.NewUniversalClient(rc.Options()), rc.Acks}
 		defer rdb.Close()
 		ctx, cancel := context.WithTimeout(cmd.Context(), redisCommandTimeout)
 		defer cancel()

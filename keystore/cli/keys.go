@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
-	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/keystore/users"
 )
 
@@ -61,7 +59,7 @@ that scripts can capture the key.`,
 	f.BoolVar(&o.keyStdin, "key-stdin", false, "read the key to use (at least 32 characters) from the first line of stdin instead of generating one")
 	f.StringVar(&o.keyFile, "key-file", "", "read the key to use (at least 32 characters) from the first line of this file instead of generating one")
 	f.StringVar(&o.scopeFile, "scope-file", "", "YAML or JSON file holding the key's spec.scope (docs/scopes.md); default unscoped")
-	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, _ []string) error {
+	return withRedis(cmd, func(ctx context.Context, rdb redisConn, _ []string) error {
 		k, err := o.accessKey(s.stdin)
 		if err != nil {
 			return err
@@ -69,7 +67,7 @@ that scripts can capture the key.`,
 		if err := recordOwner(ctx, rdb, k); err != nil {
 			return err
 		}
-		plain, err := store.New(rdb).Create(ctx, k)
+		plain, err := rdb.keys().Create(ctx, k)
 		if err != nil {
 			return err
 		}
@@ -81,11 +79,11 @@ that scripts can capture the key.`,
 
 // recordOwner records on k the UID of its user when the user store has them, as the management
 // API does: the edge refuses the key once the store's user of that name is another (or none).
-func recordOwner(ctx context.Context, rdb redis.UniversalClient, k *v1.OwnedAccessKey) error {
+func recordOwner(ctx context.Context, rdb redisConn, k *v1.OwnedAccessKey) error {
 	if k.Spec.User == "" {
 		return nil
 	}
-	u, err := users.New(rdb, users.Options{}).Get(ctx, k.Spec.User)
+	u, err := rdb.users(users.Options{}).Get(ctx, k.Spec.User)
 	switch {
 	case errors.Is(err, users.ErrNotFound):
 		return nil // an external identity's key
@@ -174,8 +172,8 @@ func newGetKeyCommand(s streams) *cobra.Command {
 		Example: "  keystore get-key alice-x7k2p --output yaml",
 		Args:    exactlyOne("key name"),
 	}
-	return printing(cmd, s, func(ctx context.Context, rdb redis.UniversalClient, args []string) (any, error) {
-		k, err := store.New(rdb).Get(ctx, args[0])
+	return printing(cmd, s, func(ctx context.Context, rdb redisConn, args []string) (any, error) {
+		k, err := rdb.keys().Get(ctx, args[0])
 		if err != nil {
 			return nil, err
 		}
@@ -194,8 +192,8 @@ func newListKeysCommand(s streams) *cobra.Command {
 		// Arguments were never read, nor refused; they still are not.
 		Args: cobra.ArbitraryArgs,
 	}
-	return printing(cmd, s, func(ctx context.Context, rdb redis.UniversalClient, _ []string) (any, error) {
-		keys, err := store.New(rdb).List(ctx)
+	return printing(cmd, s, func(ctx context.Context, rdb redisConn, _ []string) (any, error) {
+		keys, err := rdb.keys().List(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -223,8 +221,8 @@ unlike with delete-key.`,
 		cmd.Long = "Enable the disabled access key NAME again."
 		cmd.Example = "  keystore enable-key alice-x7k2p"
 	}
-	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, args []string) error {
-		if err := store.New(rdb).SetDisabled(ctx, args[0], disable); err != nil {
+	return withRedis(cmd, func(ctx context.Context, rdb redisConn, args []string) error {
+		if err := rdb.keys().SetDisabled(ctx, args[0], disable); err != nil {
 			return err
 		}
 		fmt.Fprintf(s.stderr, "access key %q %s\n", args[0], done)
@@ -241,8 +239,8 @@ func newDeleteKeyCommand(s streams) *cobra.Command {
 		Example: "  keystore delete-key alice-x7k2p",
 		Args:    exactlyOne("key name"),
 	}
-	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, args []string) error {
-		if err := store.New(rdb).Delete(ctx, args[0]); err != nil {
+	return withRedis(cmd, func(ctx context.Context, rdb redisConn, args []string) error {
+		if err := rdb.keys().Delete(ctx, args[0]); err != nil {
 			return err
 		}
 		fmt.Fprintf(s.stderr, "deleted access key %q\n", args[0])

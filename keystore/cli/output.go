@@ -7,16 +7,15 @@ import (
 	"io"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 )
 
 // printing makes cmd print what get reads from Redis as JSON or YAML, as --output says.
-func printing(cmd *cobra.Command, s streams, get func(ctx context.Context, rdb redis.UniversalClient, args []string) (any, error)) *cobra.Command {
+func printing(cmd *cobra.Command, s streams, get func(ctx context.Context, rdb redisConn, args []string) (any, error)) *cobra.Command {
 	var output string
 	cmd.Flags().StringVar(&output, "output", "json", "output format: json or yaml")
-	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, args []string) error {
+	return withRedis(cmd, func(ctx context.Context, rdb redisConn, args []string) error {
 		if err := checkOutput(output); err != nil {
 			return err
 		}

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -37,7 +36,7 @@ func newCreateUserCommand(s streams) *cobra.Command {
 	f.StringVar(&u.DisplayName, "display-name", "", "display name")
 	f.StringVar(&u.Email, "email", "", "email address")
 	p.register(f)
-	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, args []string) error {
+	return withRedis(cmd, func(ctx context.Context, rdb redisConn, args []string) error {
 		password, generated, err := p.password(s.stdin)
 		if err != nil {
 			return err
@@ -79,11 +78,11 @@ a group taken away leaves every key. Team membership decides who manages the tea
 	f.StringVar(&o.displayName, "display-name", "", "display name")
 	f.StringVar(&o.email, "email", "", "email address")
 	f.BoolVar(&o.disabled, "disabled", false, "disable (true) or enable (false) the user")
-	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, args []string) error {
+	return withRedis(cmd, func(ctx context.Context, rdb redisConn, args []string) error {
 		if !slices.ContainsFunc([]string{"groups", "teams", "display-name", "email", "disabled"}, f.Changed) {
 			return usageError("set-user changes nothing: give --groups, --teams, --display-name, --email or --disabled")
 		}
-		_, err := users.New(rdb, users.Options{}).Update(ctx, args[0], func(u *users.User) error {
+		_, err := rdb.users(users.Options{}).Update(ctx, args[0], func(u *users.User) error {
 			o.apply(f.Changed, u)
 			return nil
 		})
@@ -126,7 +125,7 @@ one generated and printed (only) on stdout, once.`,
 		Args:    exactlyOne("user name"),
 	}
 	p.register(cmd.Flags())
-	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, args []string) error {
+	return withRedis(cmd, func(ctx context.Context, rdb redisConn, args []string) error {
 		password, generated, err := p.password(s.stdin)
 		if err != nil {
 			return err
@@ -149,8 +148,8 @@ func newGetUserCommand(s streams) *cobra.Command {
 		Example: "  keystore get-user alice --output yaml",
 		Args:    exactlyOne("user name"),
 	}
-	return printing(cmd, s, func(ctx context.Context, rdb redis.UniversalClient, args []string) (any, error) {
-		u, err := users.New(rdb, users.Options{}).Get(ctx, args[0])
+	return printing(cmd, s, func(ctx context.Context, rdb redisConn, args []string) (any, error) {
+		u, err := rdb.users(users.Options{}).Get(ctx, args[0])
 		if err != nil {
 			return nil, err
 		}
@@ -168,8 +167,8 @@ func newListUsersCommand(s streams) *cobra.Command {
 		Example: "  keystore list-users --output yaml",
 		Args:    noArgs,
 	}
-	return printing(cmd, s, func(ctx context.Context, rdb redis.UniversalClient, _ []string) (any, error) {
-		list, err := users.New(rdb, users.Options{}).List(ctx)
+	return printing(cmd, s, func(ctx context.Context, rdb redisConn, _ []string) (any, error) {
+		list, err := rdb.users(users.Options{}).List(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -188,8 +187,8 @@ The keys themselves are kept until deleted (see list-keys and delete-key).`,
 		Example: "  keystore delete-user alice",
 		Args:    exactlyOne("user name"),
 	}
-	return withRedis(cmd, func(ctx context.Context, rdb redis.UniversalClient, args []string) error {
-		if err := users.New(rdb, users.Options{}).Delete(ctx, args[0]); err != nil {
+	return withRedis(cmd, func(ctx context.Context, rdb redisConn, args []string) error {
+		if err := rdb.users(users.Options{}).Delete(ctx, args[0]); err != nil {
 			return err
 		}
 		fmt.Fprintf(s.stderr, "deleted user %q\n", args[0])
@@ -224,8 +223,8 @@ func (p *passwordFlags) password(stdin io.Reader) (password string, generated bo
 }
 
 // users is the user store hashing with --bcrypt-cost.
-func (p *passwordFlags) users(rdb redis.UniversalClient) *users.Store {
-	return users.New(rdb, users.Options{Cost: p.cost})
+func (p *passwordFlags) users(rdb redisConn) *users.Store {
+	return rdb.users(users.Options{Cost: p.cost})
 }
 
 // printPassword ends the note begun on stderr and prints a generated password on stdout.

@@ -102,7 +102,7 @@ func (a *AccessKeys) get(ctx context.Context, c Caller, name string) (*v1.OwnedA
 		return nil, apierrors.NewNotFound(resource, name)
 	}
 	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+		return nil, storeError(err)
 	}
 	return k, nil
 }
@@ -129,7 +129,7 @@ func (a *AccessKeys) List(ctx context.Context, options *metainternalversion.List
 	}
 	keys, rv, err := a.keys.ListWithVersion(ctx)
 	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+		return nil, storeError(err)
 	}
 	match, err := matcher(options)
 	if err != nil {
@@ -245,7 +245,7 @@ func (a *AccessKeys) recordOwner(ctx context.Context, k *v1.OwnedAccessKey) erro
 	if k.Spec.User != "" && a.opts.OwnerUID != nil {
 		var err error
 		if uid, err = a.opts.OwnerUID(ctx, k.Spec.User); err != nil {
-			return apierrors.NewInternalError(err)
+			return storeError(err)
 		}
 	}
 	accesskey.SetOwnerUID(k, uid)
@@ -275,7 +275,7 @@ func createError(k *v1.OwnedAccessKey, err error) error {
 	case errors.Is(err, store.ErrInvalid):
 		return apierrors.NewBadRequest(err.Error())
 	}
-	return apierrors.NewInternalError(err)
+	return storeError(err)
 }
 
 // mayWrite refuses what c may not write: keys of others, groups c lacks, what only an admin
@@ -378,7 +378,7 @@ func (a *AccessKeys) updated(ctx context.Context, name string, objInfo rest.Upda
 		case err == nil && same.UID == cur.UID:
 			k.Spec.Key = ""
 		case err != nil && !errors.Is(err, store.ErrNotFound):
-			return nil, apierrors.NewInternalError(err)
+			return nil, storeError(err)
 		}
 	}
 	// status.lastActivity, the age and the edge's annotations are the server's.
@@ -397,7 +397,7 @@ func updateError(name string, err error) error {
 	case errors.Is(err, store.ErrInvalid):
 		return apierrors.NewBadRequest(err.Error())
 	}
-	return apierrors.NewInternalError(err)
+	return storeError(err)
 }
 
 // Delete removes a key the caller owns, honouring uid and resourceVersion preconditions.
@@ -438,7 +438,7 @@ func (a *AccessKeys) Delete(ctx context.Context, name string, deleteValidation r
 	case errors.Is(err, store.ErrNotFound):
 		return nil, false, apierrors.NewNotFound(resource, name)
 	case err != nil:
-		return nil, false, apierrors.NewInternalError(err)
+		return nil, false, storeError(err)
 	}
 	return accesskey.RedactConnectorData(out), true, nil
 }
@@ -467,7 +467,7 @@ func (a *AccessKeys) Watch(ctx context.Context, options *metainternalversion.Lis
 	if rv == "" || rv == "0" || initial {
 		keys, listRV, err := a.keys.ListWithVersion(ctx)
 		if err != nil {
-			return nil, apierrors.NewInternalError(err)
+			return nil, storeError(err)
 		}
 		current, rv = keys, listRV
 	}
@@ -553,7 +553,7 @@ func watchStatus(err error, rv string) *apierrors.StatusError {
 	case errors.Is(err, store.ErrInvalid):
 		return apierrors.NewBadRequest(err.Error())
 	}
-	return apierrors.NewInternalError(err)
+	return storeError(err)
 }
 
 // stripKeyFromLastApplied removes spec.key from kubectl's last-applied-configuration

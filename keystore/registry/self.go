@@ -95,7 +95,7 @@ func (s *Selves) Create(ctx context.Context, obj runtime.Object, _ rest.Validate
 		return nil, apierrors.NewNotFound(v1.Resource("ownedaccesskeys"), c.Key)
 	}
 	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+		return nil, storeError(err)
 	}
 	setKey(out, k)
 	return out, nil
@@ -111,14 +111,14 @@ func (s *Selves) describeKey(ctx context.Context, out *v1.Self, plain string) (r
 		return nil, invalid
 	}
 	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+		return nil, storeError(err)
 	}
 	if k.Spec.Disabled || accesskey.Expired(k, time.Now(), 0) {
 		return nil, invalid
 	}
 	owner, err := s.owner(ctx, k)
 	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+		return nil, storeError(err)
 	}
 	if k.Spec.User != "" && accesskey.CheckOwner(k, owner) != accesskey.OwnerOK {
 		return nil, invalid
@@ -154,7 +154,7 @@ func (s *Selves) describeOwner(ctx context.Context, out *v1.Self, userName, team
 	if s.userInfo != nil {
 		d, err := s.userInfo(ctx, userName)
 		if err != nil {
-			return apierrors.NewInternalError(err)
+			return storeError(err)
 		}
 		if d != nil && d.Info != nil {
 			info = d.Info

@@ -123,11 +123,11 @@ func (s *Teams) get(ctx context.Context, c Caller, name string) (*v1.Team, error
 		return nil, apierrors.NewNotFound(teamResource, name)
 	}
 	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+		return nil, storeError(err)
 	}
 	index, err := s.memberIndex(ctx)
 	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+		return nil, storeError(err)
 	}
 	return teamObject(t, index[name]), nil
 }
@@ -166,11 +166,11 @@ func (s *Teams) visibleTeams(ctx context.Context, c Caller, options *metainterna
 	}
 	all, rv, err := s.store.ListWithVersion(ctx)
 	if err != nil {
-		return nil, "", apierrors.NewInternalError(err)
+		return nil, "", storeError(err)
 	}
 	index, err := s.memberIndex(ctx)
 	if err != nil {
-		return nil, "", apierrors.NewInternalError(err)
+		return nil, "", storeError(err)
 	}
 	var out []runtime.Object
 	for _, t := range all {

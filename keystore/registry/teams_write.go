@@ -34,7 +34,7 @@ func (s *Teams) checkMembers(ctx context.Context, t *v1.Team) error {
 		if _, err := s.people.Get(ctx, name); errors.Is(err, users.ErrNotFound) {
 			errs = append(errs, field.NotFound(field.NewPath("spec", "users").Index(i), name))
 		} else if err != nil {
-			return apierrors.NewInternalError(err)
+			return storeError(err)
 		}
 	}
 	if len(errs) > 0 {
@@ -74,7 +74,7 @@ func (s *Teams) Create(ctx context.Context, obj runtime.Object, createValidation
 	}
 	rec, err := teamRecord(t)
 	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+		return nil, storeError(err)
 	}
 	stored, err := s.store.Create(ctx, rec)
 	if err != nil {
@@ -95,7 +95,7 @@ func teamWriteError(name string, err error) error {
 	case errors.Is(err, teams.ErrNotFound):
 		return apierrors.NewNotFound(teamResource, name)
 	}
-	return apierrors.NewInternalError(err)
+	return storeError(err)
 }
 
 // Update changes a team and its members (admins only); with forceAllowCreate (server-side
@@ -137,7 +137,7 @@ func (s *Teams) Update(ctx context.Context, name string, objInfo rest.UpdatedObj
 func (s *Teams) writeTeam(ctx context.Context, c Caller, t *v1.Team) (runtime.Object, bool, error) {
 	rec, err := teamRecord(t)
 	if err != nil {
-		return nil, false, apierrors.NewInternalError(err)
+		return nil, false, storeError(err)
 	}
 	if _, err := s.store.Update(ctx, rec, t.ResourceVersion); err != nil {
 		return nil, false, teamWriteError(t.Name, err)

@@ -109,7 +109,7 @@ func (s *Users) get(ctx context.Context, c Caller, name string) (*v1.User, error
 		return nil, apierrors.NewNotFound(userResource, name)
 	}
 	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+		return nil, storeError(err)
 	}
 	return userObject(u), nil
 }
@@ -135,7 +135,7 @@ func (s *Users) List(ctx context.Context, options *metainternalversion.ListOptio
 	}
 	all, rv, err := s.store.ListWithVersion(ctx)
 	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+		return nil, storeError(err)
 	}
 	list := &v1.UserList{ListMeta: metav1.ListMeta{ResourceVersion: rv}, Items: []v1.User{}}
 	for _, u := range all {

@@ -87,7 +87,7 @@ func startWatch(ctx context.Context, options *metainternalversion.ListOptions,
 	if rv == "" || rv == "0" || initial {
 		var err error
 		if current, rv, err = list(ctx); err != nil {
-			return nil, apierrors.NewInternalError(err)
+			return nil, storeError(err)
 		}
 	}
 	wctx, cancel := context.WithCancel(ctx)
@@ -134,5 +134,5 @@ func identityWatchStatus(err error, rv string) *apierrors.StatusError {
 	case errors.Is(err, users.ErrTooNew):
 		return apierrors.NewTimeoutError("Too large resource version: "+rv, 1)
 	}
-	return apierrors.NewInternalError(err)
+	return storeError(err)
 }

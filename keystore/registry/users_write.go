@@ -57,7 +57,7 @@ func (s *Users) Create(ctx context.Context, obj runtime.Object, createValidation
 	}
 	rec := users.User{Name: u.Name}
 	if err := setUserSpec(&rec, u); err != nil {
-		return nil, apierrors.NewInternalError(err)
+		return nil, storeError(err)
 	}
 	stored, err := s.store.CreateWithoutPassword(ctx, rec)
 	switch {
@@ -66,7 +66,7 @@ func (s *Users) Create(ctx context.Context, obj runtime.Object, createValidation
 	case errors.Is(err, users.ErrInvalid):
 		return nil, apierrors.NewBadRequest(err.Error())
 	case err != nil && stored == nil:
-		return nil, apierrors.NewInternalError(err)
+		return nil, storeError(err)
 	}
 	return userObject(stored), nil
 }
@@ -152,7 +152,7 @@ func userWriteError(name string, err error) error {
 	case errors.Is(err, users.ErrInvalid):
 		return apierrors.NewBadRequest(err.Error())
 	}
-	return apierrors.NewInternalError(err)
+	return storeError(err)
 }
 
 // Delete removes a user (admins only), honouring uid and resourceVersion preconditions. The

@@ -38,7 +38,7 @@ func requestKey(ctx context.Context, keys Keys, c Caller, res schema.GroupResour
 		return nil, apierrors.NewForbidden(res, name, fmt.Errorf("the access key of this request (%q) no longer exists", c.Key))
 	}
 	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+		return nil, storeError(err)
 	}
 	return own, nil
 }

@@ -111,7 +111,7 @@ func (s *Store) CreateWithinQuota(ctx context.Context, k *v1.OwnedAccessKey, q Q
 			return "", nil, nil, err
 		}
 		args := append([]any{n.obj.Name, n.digest, n.data, s.opts.EventHistory, version}, toAny(evict)...)
-		res, err := createWithinQuotaScript.Run(ctx, s.rdb, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey, activityKey}, args...).Result()
+		res, err := s.write(ctx, createWithinQuotaScript, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey, activityKey}, args...)
 		if err != nil {
 			return "", nil, nil, fmt.Errorf("create access key %s: %w", n.obj.Name, err)
 		}

@@ -41,6 +41,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 	k8svalidation "k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/keygate-dev/keygate/internal/redisack"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/apis/management/validation"
 	"github.com/keygate-dev/keygate/keystore/changelog"
@@ -81,6 +82,8 @@ const DefaultEventHistory = 10000
 type Options struct {
 	// EventHistory bounds the event stream; 0 means DefaultEventHistory.
 	EventHistory int64
+	// Acks is how many replicas acknowledge a change before it is reported done.
+	Acks redisack.Acks
 }
 
 // Store is a Redis-backed store of access keys.
@@ -98,6 +101,18 @@ func NewWithOptions(rdb redis.UniversalClient, opts Options) *Store {
 		opts.EventHistory = DefaultEventHistory
 	}
 	return &Store{rdb: rdb, opts: opts}
+}
+
+// write runs script as a change of keys: with s.opts.Acks, on one connection followed by WAIT,
+// so that a delete or disable reported done survives a failover.
+func (s *Store) write(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error) {
+	var res any
+	err := s.opts.Acks.Do(ctx, s.rdb, func(c redis.Cmdable) error {
+		var err error
+		res, err = script.Run(ctx, c, keys, args...).Result()
+		return err
+	})
+	return res, err
 }
 
 // record is what Redis holds for a key in the records hash.
@@ -197,8 +212,8 @@ func (s *Store) CreateObject(ctx context.Context, k *v1.OwnedAccessKey) (string,
 	if err != nil {
 		return "", nil, err
 	}
-	res, err := createScript.Run(ctx, s.rdb, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey},
-		n.obj.Name, n.digest, n.data, s.opts.EventHistory).Result()
+	res, err := s.write(ctx, createScript, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey},
+		n.obj.Name, n.digest, n.data, s.opts.EventHistory)
 	if err != nil {
 		return "", nil, fmt.Errorf("create access key %s: %w", n.obj.Name, err)
 	}
@@ -403,8 +418,8 @@ func (s *Store) Update(ctx context.Context, k *v1.OwnedAccessKey) (*v1.OwnedAcce
 	if err != nil {
 		return nil, err
 	}
-	res, err := updateScript.Run(ctx, s.rdb, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey, activityKey},
-		k.Name, digest, k.ResourceVersion, data, s.opts.EventHistory).Result()
+	res, err := s.write(ctx, updateScript, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey, activityKey},
+		k.Name, digest, k.ResourceVersion, data, s.opts.EventHistory)
 	if err != nil {
 		return nil, fmt.Errorf("update access key %s: %w", k.Name, err)
 	}
@@ -479,8 +494,8 @@ func (s *Store) DeleteObject(ctx context.Context, name, resourceVersion string) 
 		if err != nil {
 			return nil, err
 		}
-		res, err := deleteScript.Run(ctx, s.rdb, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey, activityKey},
-			name, digest, resourceVersion, s.opts.EventHistory).Result()
+		res, err := s.write(ctx, deleteScript, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey, activityKey},
+			name, digest, resourceVersion, s.opts.EventHistory)
 		if err != nil {
 			return nil, fmt.Errorf("delete access key %s: %w", name, err)
 		}

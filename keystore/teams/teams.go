@@ -29,6 +29,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/util/uuid"
 
+	"github.com/keygate-dev/keygate/internal/redisack"
 	"github.com/keygate-dev/keygate/keystore/changelog"
 )
 
@@ -69,10 +70,18 @@ const (
 const history = 10000
 
 // Store is a Redis-backed store of teams.
-type Store struct{ rdb redis.UniversalClient }
+type Store struct {
+	rdb  redis.UniversalClient
+	acks redisack.Acks
+}
 
 // New returns a store on rdb (standalone, Sentinel or Cluster).
 func New(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+
+// NewWithAcks returns a store on rdb whose changes wait for acks before they are reported done.
+func NewWithAcks(rdb redis.UniversalClient, acks redisack.Acks) *Store {
+	return &Store{rdb: rdb, acks: acks}
+}
 
 func (s *Store) changes() changelog.Log {
 	return changelog.Log{RDB: s.rdb, Version: versionKey, Events: eventsKey, What: "teams"}
@@ -112,7 +121,12 @@ func (s *Store) write(ctx context.Context, op, name, expect string, t *Team, eve
 		}
 		data = string(b)
 	}
-	res, err := writeScript.Run(ctx, s.rdb, []string{recordsKey, rvsKey, versionKey, eventsKey}, name, op, expect, data, history, event).Slice()
+	var res []any
+	err := s.acks.Do(ctx, s.rdb, func(c redis.Cmdable) error {
+		var err error
+		res, err = writeScript.Run(ctx, c, []string{recordsKey, rvsKey, versionKey, eventsKey}, name, op, expect, data, history, event).Slice()
+		return err
+	})
 	if err != nil {
 		switch {
 		case strings.Contains(err.Error(), "EXISTS"):

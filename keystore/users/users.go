@@ -32,6 +32,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/keygate-dev/keygate/internal/redisack"
 )
 
 // Errors a caller can test for with errors.Is.
@@ -173,6 +175,9 @@ type Options struct {
 	Cost int
 	// EventHistory bounds the change stream; 0 means DefaultEventHistory.
 	EventHistory int64
+	// Acks is how many replicas acknowledge a change before it is reported done (not a
+	// login's rehash, which a failover may lose without harm: the next login rehashes).
+	Acks redisack.Acks
 }
 
 // DefaultEventHistory is how many change entries the stream keeps (approximately): a follower
@@ -186,6 +191,7 @@ func userKey(name string) string { return keyPrefix + "{" + name + "}" }
 // Store is a Redis-backed store of users.
 type Store struct {
 	rdb     redis.UniversalClient
+	acks    redisack.Acks
 	history int64
 	cost    int
 	// costErr is set when Options.Cost is out of range: every operation that hashes, and
@@ -208,7 +214,7 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if history <= 0 {
 		history = DefaultEventHistory
 	}
-	return &Store{rdb: rdb, history: history, cost: cost, costErr: checkCost(cost), compare: bcrypt.CompareHashAndPassword}
+	return &Store{rdb: rdb, acks: opts.Acks, history: history, cost: cost, costErr: checkCost(cost), compare: bcrypt.CompareHashAndPassword}
 }
 
 // Create stores u with the given password. It gives u a new UID (whatever u had) and sets its
@@ -251,14 +257,24 @@ func (s *Store) create(ctx context.Context, u User, rec record) (*User, error) {
 		return nil, err
 	}
 	// SET NX makes the name the claim: of two creates of one name exactly one wins.
-	ok, err := s.rdb.SetNX(ctx, userKey(u.Name), data, 0).Result()
-	if err != nil {
-		return nil, fmt.Errorf("create user %s: %w", u.Name, err)
+	created := false
+	err = s.acks.Do(ctx, s.rdb, func(c redis.Cmdable) error {
+		ok, err := c.SetNX(ctx, userKey(u.Name), data, 0).Result()
+		if err != nil {
+			return fmt.Errorf("create user %s: %w", u.Name, err)
+		}
+		if !ok {
+			return fmt.Errorf("%w: the name %q is taken", ErrAlreadyExists, u.Name)
+		}
+		created = true
+		return s.changed(ctx, c, EventAdded, u.Name)
+	})
+	if !created {
+		return nil, err
 	}
-	if !ok {
-		return nil, fmt.Errorf("%w: the name %q is taken", ErrAlreadyExists, u.Name)
-	}
-	return &u, s.changed(ctx, EventAdded, u.Name)
+	// Created, even when the edge was not told or the replicas did not answer: the error
+	// says so, and the user is returned as a successful create would.
+	return &u, err
 }
 
 // Get returns the user named name, or ErrNotFound.
@@ -389,14 +405,16 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	if validation.IsDNS1123Label(name) != nil {
 		return fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
-	n, err := s.rdb.Del(ctx, userKey(name)).Result()
-	if err != nil {
-		return fmt.Errorf("delete user %s: %w", name, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("%w: %q", ErrNotFound, name)
-	}
-	return s.changed(ctx, EventDeleted, name)
+	return s.acks.Do(ctx, s.rdb, func(c redis.Cmdable) error {
+		n, err := c.Del(ctx, userKey(name)).Result()
+		if err != nil {
+			return fmt.Errorf("delete user %s: %w", name, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("%w: %q", ErrNotFound, name)
+		}
+		return s.changed(ctx, c, EventDeleted, name)
+	})
 }
 
 // Update applies mutate to the user named name and stores the result if it is valid. The name,
@@ -511,13 +529,17 @@ func (s *Store) modify(ctx context.Context, name string, change func(rec *record
 			p.SetXX(ctx, key, out, redis.KeepTTL)
 			return nil
 		})
+		if err != nil {
+			return err
+		}
 		stored = rec
-		return err
+		return s.committed(ctx, tx, EventModified, name)
 	}
-	if err := s.watched(ctx, name, key, txf); err != nil {
+	err := s.watched(ctx, name, key, txf)
+	if stored == nil {
 		return nil, err
 	}
-	return stored, s.changed(ctx, EventModified, name)
+	return stored, err
 }
 
 // watched runs txf in a WATCH of key, again while other writers win the race.
@@ -564,13 +586,17 @@ func (s *Store) DeleteIf(ctx context.Context, name string, check func(u *User) e
 			p.Del(ctx, key)
 			return nil
 		})
+		if err != nil {
+			return err
+		}
 		deleted = &rec.User
-		return err
+		return s.committed(ctx, tx, EventDeleted, name)
 	}
-	if err := s.watched(ctx, name, key, txf); err != nil {
+	err := s.watched(ctx, name, key, txf)
+	if deleted == nil {
 		return nil, err
 	}
-	return deleted, s.changed(ctx, EventDeleted, name)
+	return deleted, err
 }
 
 func (s *Store) getRecord(ctx context.Context, name string) (*record, error) {
