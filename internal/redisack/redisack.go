@@ -36,7 +36,7 @@ type NotReplicatedError struct {
 }
 
 func (e *NotReplicatedError) Error() string {
-	return fmt.Sprintf("the write reached the Redis master but %d of the %d replicas required acknowledged it within %s: it may still be kept or be lost by a failover; retry (an idempotent retry is safe) or check the Redis replicas",
+	return fmt.Sprintf("the write reached the Redis master but %d of the %d replicas required acknowledged it within %s: it stands unless a failover loses it; retry once the replicas answer (a retried delete may then find nothing to delete: the first one stood)",
 		e.Got, e.Want, e.Timeout)
 }
 

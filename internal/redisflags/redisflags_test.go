@@ -9,11 +9,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/keygate-dev/keygate/internal/flagenv"
 	"github.com/keygate-dev/keygate/internal/pki"
+	"github.com/keygate-dev/keygate/internal/redisack"
 	"github.com/keygate-dev/keygate/internal/redisserver"
 )
 
@@ -23,6 +25,7 @@ func parse(args ...string) (*Config, error) {
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c.Register(fs)
+	c.RegisterAcks(fs)
 	if err := flagenv.Parse(fs, "T", args); err != nil {
 		return nil, err
 	}
@@ -46,7 +49,18 @@ func TestParse(t *testing.T) {
 		check   func(*Config) bool
 		wantErr string
 	}{
-		"plaintext by default": {check: func(c *Config) bool { return c.RedisTLS == nil && c.RedisPassword == "" }},
+		"no replica acks by default": {check: func(c *Config) bool { return c.Acks.Replicas == 0 && c.Acks.Timeout == time.Second }},
+		"replica acks from flags": {args: []string{"--redis-min-replica-acks", "2", "--redis-replica-ack-timeout", "250ms"},
+			check: func(c *Config) bool { return c.Acks == redisack.Acks{Replicas: 2, Timeout: 250 * time.Millisecond} }},
+		"replica acks from env": {env: map[string]string{"T_REDIS_MIN_REPLICA_ACKS": "1", "T_REDIS_REPLICA_ACK_TIMEOUT": "3s"},
+			check: func(c *Config) bool { return c.Acks == redisack.Acks{Replicas: 1, Timeout: 3 * time.Second} }},
+		"replica acks with sentinel": {args: []string{"--redis-address", "s1:26379,s2:26379", "--redis-master-name", "m", "--redis-min-replica-acks", "1"},
+			check: func(c *Config) bool { return c.Acks.Replicas == 1 }},
+		"replica acks with cluster": {args: []string{"--redis-address", "n1:6379,n2:6379", "--redis-min-replica-acks", "1"},
+			wantErr: "--redis-min-replica-acks needs a standalone Redis or Sentinel (--redis-master-name): with Redis Cluster, WAIT would go to an arbitrary node"},
+		"negative replica acks": {args: []string{"--redis-min-replica-acks", "-1"}, wantErr: "--redis-min-replica-acks -1: want 0 or more"},
+		"zero ack timeout":      {args: []string{"--redis-min-replica-acks", "1", "--redis-replica-ack-timeout", "0s"}, wantErr: "WAIT 0 would wait forever"},
+		"plaintext by default":  {check: func(c *Config) bool { return c.RedisTLS == nil && c.RedisPassword == "" }},
 		"password from a file": {args: []string{"--redis-password-file", pw, "--redis-username", "keygate"}, check: func(c *Config) bool {
 			o := c.Options()
 			return o.Password == "from-file" && o.Username == "keygate"
