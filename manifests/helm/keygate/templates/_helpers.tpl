@@ -163,6 +163,12 @@ The password is a mounted file, never an environment variable or an argument. */
 - name: {{ $p }}_REDIS_DB
   value: {{ $r.db | quote }}
 {{- end }}
+{{- if and (eq $p "KEYSTORE") $r.minReplicaAcks }}
+- name: KEYSTORE_REDIS_MIN_REPLICA_ACKS
+  value: {{ $r.minReplicaAcks | quote }}
+- name: KEYSTORE_REDIS_REPLICA_ACK_TIMEOUT
+  value: {{ $r.replicaAckTimeout | quote }}
+{{- end }}
 {{- if and (eq $r.deploy "none") $r.username }}
 - name: {{ $p }}_REDIS_USERNAME
   value: {{ $r.username | quote }}
