@@ -85,3 +85,15 @@ func (p *Platform) KillRedisMaster(ctx context.Context) (string, error) {
 	}
 	return "", fmt.Errorf("the Sentinels name %s, which is none of the platform's Redis servers", addr)
 }
+
+// RestartRedisNode starts again the server at addr that KillRedisMaster killed: the Sentinels
+// then make it a replica of the new master, so that writes which wait for a replica
+// (--redis-min-replica-acks) succeed again.
+func (p *Platform) RestartRedisNode(ctx context.Context, addr string) error {
+	for _, n := range p.redisNodes {
+		if n.Addr == addr {
+			return n.Restart(ctx)
+		}
+	}
+	return fmt.Errorf("%s is none of the platform's Redis servers", addr)
+}

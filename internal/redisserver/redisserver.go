@@ -138,9 +138,11 @@ func (s *Server) peerConfig(conf *strings.Builder, names []string) {
 	if s.opts.ReplicaOf != "" {
 		host, port, _ := net.SplitHostPort(s.opts.ReplicaOf)
 		fmt.Fprintf(conf, "replicaof %s %s\n", host, port)
-		if user != "" {
-			fmt.Fprintf(conf, "masteruser %s\nmasterauth %s\n", user, password)
-		}
+	}
+	// A master too: restarted after a failover, the Sentinels make it a replica of the new
+	// master, which it must then log in to.
+	if user != "" {
+		fmt.Fprintf(conf, "masteruser %s\nmasterauth %s\n", user, password)
 	}
 }
 
