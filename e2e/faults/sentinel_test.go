@@ -125,10 +125,13 @@ func (lm *lastMoment) revoke(t *testing.T) {
 	if err := rdb.ClientKillByFilter(ctx, "TYPE", "replica").Err(); err != nil {
 		t.Fatalf("cut the replica off: %v", err)
 	}
+	cut := time.Now()
 	lm.deleted.start()
 	runKubectl(t, cfg, "delete", "ownedaccesskeys", lm.deletedName)
 	lm.disabled.start()
 	runKubectl(t, cfg, "patch", "ownedaccesskeys", lm.disabledName, "--type", "merge", "-p", `{"spec":{"disabled":true}}`)
+	t.Logf("figures: the delete and the disable returned %s after the replica was cut off (keystore --redis-min-replica-acks %d)",
+		time.Since(cut).Round(time.Millisecond), *minReplicaAcks)
 }
 
 // check runs after the failover, once extauthz serves from the promoted master: the promoted

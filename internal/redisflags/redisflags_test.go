@@ -41,14 +41,16 @@ func writeFile(t *testing.T, name, content string) string {
 	return path
 }
 
-func TestParse(t *testing.T) {
-	pw := writeFile(t, "pw", "from-file\n")
-	for name, tc := range map[string]struct {
-		args    []string
-		env     map[string]string
-		check   func(*Config) bool
-		wantErr string
-	}{
+type parseCase struct {
+	args    []string
+	env     map[string]string
+	check   func(*Config) bool
+	wantErr string
+}
+
+// TestParseReplicaAcks: keystore's --redis-min-replica-acks, refused where WAIT cannot work.
+func TestParseReplicaAcks(t *testing.T) {
+	runParseCases(t, map[string]parseCase{
 		"no replica acks by default": {check: func(c *Config) bool { return c.Acks.Replicas == 0 && c.Acks.Timeout == time.Second }},
 		"replica acks from flags": {args: []string{"--redis-min-replica-acks", "2", "--redis-replica-ack-timeout", "250ms"},
 			check: func(c *Config) bool { return c.Acks == redisack.Acks{Replicas: 2, Timeout: 250 * time.Millisecond} }},
@@ -60,7 +62,13 @@ func TestParse(t *testing.T) {
 			wantErr: "--redis-min-replica-acks needs a standalone Redis or Sentinel (--redis-master-name): with Redis Cluster, WAIT would go to an arbitrary node"},
 		"negative replica acks": {args: []string{"--redis-min-replica-acks", "-1"}, wantErr: "--redis-min-replica-acks -1: want 0 or more"},
 		"zero ack timeout":      {args: []string{"--redis-min-replica-acks", "1", "--redis-replica-ack-timeout", "0s"}, wantErr: "WAIT 0 would wait forever"},
-		"plaintext by default":  {check: func(c *Config) bool { return c.RedisTLS == nil && c.RedisPassword == "" }},
+	})
+}
+
+func TestParse(t *testing.T) {
+	pw := writeFile(t, "pw", "from-file\n")
+	runParseCases(t, map[string]parseCase{
+		"plaintext by default": {check: func(c *Config) bool { return c.RedisTLS == nil && c.RedisPassword == "" }},
 		"password from a file": {args: []string{"--redis-password-file", pw, "--redis-username", "keygate"}, check: func(c *Config) bool {
 			o := c.Options()
 			return o.Password == "from-file" && o.Username == "keygate"
@@ -81,7 +89,13 @@ func TestParse(t *testing.T) {
 		"empty password file":                   {args: []string{"--redis-password-file", writeFile(t, "empty", "\n")}, wantErr: "is empty"},
 		"cert without key":                      {args: []string{"--redis-client-cert-file", "c.crt"}, wantErr: "--redis-client-cert-file and --redis-client-key-file go together"},
 		"ca file without a CA":                  {args: []string{"--redis-ca-file", pw}, wantErr: "no PEM certificate in it"},
-	} {
+	})
+}
+
+// runParseCases parses each case's arguments and environment and checks the result or error;
+// an error never shows a password.
+func runParseCases(t *testing.T, cases map[string]parseCase) {
+	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
