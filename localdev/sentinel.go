@@ -97,3 +97,18 @@ func (p *Platform) RestartRedisNode(ctx context.Context, addr string) error {
 	}
 	return fmt.Errorf("%s is none of the platform's Redis servers", addr)
 }
+
+// FreezeRedisReplica freezes (SIGSTOP) the server that is not the current master, so that it
+// receives nothing until thaw is called: a replica left behind by a stalled link.
+func (p *Platform) FreezeRedisReplica(ctx context.Context) (thaw func() error, err error) {
+	master, err := p.RedisMaster(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range p.redisNodes {
+		if n.Addr != master {
+			return n.Thaw, n.Freeze()
+		}
+	}
+	return nil, errors.New("the platform has no replica")
+}

@@ -111,10 +111,11 @@ func lastMomentRevocations(t *testing.T, set *keySet) *lastMoment {
 	return lm
 }
 
-// revoke cuts the replica off (as a slow or broken link would leave it: it reconnects within a
-// second and resynchronises), then deletes and disables the keys through keystore. The test
-// itself waits for nothing: the master is killed as soon as kubectl returns, so only keystore's
-// own WAIT stands between the revocations and their loss.
+// revoke stalls the replica for two seconds (frozen, its link to the master cut: it reconnects
+// only once thawed), then deletes and disables the keys through keystore. The test itself waits
+// for nothing: the master is killed as soon as kubectl returns, so only keystore's own WAIT
+// stands between the revocations and their loss. Without it (-min-replica-acks=0) the master
+// dies while the replica still lacks both, and the promoted replica brings the keys back.
 func (lm *lastMoment) revoke(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
@@ -122,6 +123,12 @@ func (lm *lastMoment) revoke(t *testing.T) {
 	if err := platform.WriteKubeconfig(cfg, platform.AdminKey); err != nil {
 		t.Fatal(err)
 	}
+	thaw, err := platform.FreezeRedisReplica(ctx)
+	if err != nil {
+		t.Fatalf("freeze the replica: %v", err)
+	}
+	stall := time.AfterFunc(2*time.Second, func() { _ = thaw() })
+	t.Cleanup(func() { stall.Stop(); _ = thaw() })
 	if err := rdb.ClientKillByFilter(ctx, "TYPE", "replica").Err(); err != nil {
 		t.Fatalf("cut the replica off: %v", err)
 	}
@@ -130,7 +137,7 @@ func (lm *lastMoment) revoke(t *testing.T) {
 	runKubectl(t, cfg, "delete", "ownedaccesskeys", lm.deletedName)
 	lm.disabled.start()
 	runKubectl(t, cfg, "patch", "ownedaccesskeys", lm.disabledName, "--type", "merge", "-p", `{"spec":{"disabled":true}}`)
-	t.Logf("figures: the delete and the disable returned %s after the replica was cut off (keystore --redis-min-replica-acks %d)",
+	t.Logf("figures: the delete and the disable returned %s after the replica stalled (keystore --redis-min-replica-acks %d)",
 		time.Since(cut).Round(time.Millisecond), *minReplicaAcks)
 }
 

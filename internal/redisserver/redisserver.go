@@ -258,6 +258,13 @@ func (s *Server) Kill(ctx context.Context) error {
 	}
 }
 
+// Freeze stops the server with SIGSTOP, as a stalled machine or a partitioned link would: it
+// answers nothing and, as a replica, cannot reconnect to its master until Thaw.
+func (s *Server) Freeze() error { return s.p.Signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server (SIGCONT).
+func (s *Server) Thaw() error { return s.p.Signal(syscall.SIGCONT) }
+
 // Stop stops the server.
 func (s *Server) Stop() {
 	if s.p != nil {
