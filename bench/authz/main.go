@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/keygate-dev/keygate/bench/internal/sizes"
 )
 
 // The cases, in the order they run within a round.
@@ -69,7 +71,7 @@ func main() {
 	flag.IntVar(&s.fillerKey, "keys-total", 10000, "access keys in Redis and in api_key_auth")
 	flag.Parse()
 	var err error
-	if s.conns, err = ints(*conns); err == nil {
+	if s.conns, err = sizes.Parse(*conns, 1); err == nil {
 		s.tls, err = bools(*tlsList)
 	}
 	if err != nil || s.rounds < 1 || s.duration <= 0 {
@@ -104,18 +106,6 @@ func fail(err error) {
 		fmt.Fprintf(os.Stderr, "authz: %v\n", err)
 		os.Exit(1)
 	}
-}
-
-func ints(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("%q: want positive numbers", s)
-		}
-		out = append(out, n)
-	}
-	return out, nil
 }
 
 func bools(s string) ([]bool, error) {

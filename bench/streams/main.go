@@ -13,9 +13,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/keygate-dev/keygate/bench/internal/sizes"
 )
 
 // settings are the command line.
@@ -45,7 +45,7 @@ func main() {
 	flag.Parse()
 	s.size = *sizeMiB << 20
 	var err error
-	s.sessions, err = ints(*steps)
+	s.sessions, err = sizes.Parse(*steps, 1)
 	if err != nil || s.rounds < 1 || s.size < 1 || s.echoes < 1 || s.perSess < 1 || s.stepRounds < 1 ||
 		(s.stopAgainst != stopAgainstOneSession && s.stopAgainst != stopAgainstAPIServer) {
 		fmt.Fprintf(os.Stderr, "streams: bad flags: %v\n", err)
@@ -59,16 +59,4 @@ func main() {
 		fmt.Fprintf(os.Stderr, "streams: %v\n", err)
 		os.Exit(1)
 	}
-}
-
-func ints(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("%q: want positive numbers", s)
-		}
-		out = append(out, n)
-	}
-	return out, nil
 }

@@ -1,4 +1,4 @@
-// Package sizes parses the benches' -targets flag: a comma-separated list of numbers of targets.
+// Package sizes parses the benches' list flags (-targets, -conns, -steps): comma-separated numbers.
 package sizes
 
 import (
