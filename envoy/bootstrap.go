@@ -18,12 +18,14 @@ import (
 var bootstrapTemplate string
 
 var tmpl = template.Must(template.New("bootstrap.yaml").Funcs(template.FuncMap{
-	// quote makes any string a valid YAML scalar (a JSON string is one).
-	"quote": func(s string) (string, error) {
-		b, err := json.Marshal(s)
-		return string(b), err
-	},
+	"quote": Quote,
 }).Option("missingkey=error").Parse(bootstrapTemplate))
+
+// Quote makes any string a valid YAML scalar (a JSON string is one), for Envoy's templates.
+func Quote(s string) (string, error) {
+	b, err := json.Marshal(s)
+	return string(b), err
+}
 
 // Params are what differs between Envoys. Addresses are host:port; a host that is not an IP
 // address is resolved by DNS (e.g. a Kubernetes Service name).

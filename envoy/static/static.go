@@ -8,7 +8,6 @@ package static
 import (
 	"bytes"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -24,11 +23,7 @@ import (
 var edgeTemplate string
 
 var tmpl = template.Must(template.New("edge.yaml").Funcs(template.FuncMap{
-	// quote makes any string a valid YAML scalar (a JSON string is one).
-	"quote": func(s string) (string, error) {
-		b, err := json.Marshal(s)
-		return string(b), err
-	},
+	"quote": envoy.Quote,
 	// indent indents every line of s by n spaces, for a YAML block scalar.
 	"indent": func(n int, s string) string {
 		pad := strings.Repeat(" ", n)
