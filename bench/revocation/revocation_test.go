@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+)
+
+// TestMain lets the test binary be the load generator, as the bench binary is.
+func TestMain(m *testing.M) {
+	if runRole() {
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestHarnessAnswersCorrectly runs a tiny configuration against real extauthz processes and
+// Redis: every load Check is allowed and every revoked key ends refused by every replica, or
+// run fails. No timings are checked.
+func TestHarnessAnswersCorrectly(t *testing.T) {
+	s := settings{cells: []cellSpec{{2, true}, {1, false}}, revocations: 4, rounds: 2, conns: 2, loadKeys: 5, gomaxprocs: 1,
+		warmup: 200 * time.Millisecond}
+	res, err := run(s, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range res.cells {
+		if len(c.samples) != s.revocations {
+			t.Errorf("%s: %d revocations measured, want %d", c.spec, len(c.samples), s.revocations)
+		}
+		for _, x := range c.samples {
+			if len(x.lags) != c.spec.replicas {
+				t.Errorf("%s: a revocation measured at %d replicas", c.spec, len(x.lags))
+			}
+			for i := range x.lags {
+				if x.lows[i] > x.lags[i] {
+					t.Errorf("%s: lower bound %s above the lag %s", c.spec, x.lows[i], x.lags[i])
+				}
+			}
+		}
+		if c.applied.all < int64(2*s.revocations*c.spec.replicas) {
+			t.Errorf("%s: replicas applied %d changes, want at least %d", c.spec, c.applied.all, 2*s.revocations*c.spec.replicas)
+		}
+	}
+	if loaded := res.cells[0]; loaded.checks == 0 {
+		t.Error("the loaded configuration answered no load Checks")
+	}
+	var out strings.Builder
+	printTables(&out, s, res)
+	if !strings.Contains(out.String(), "| 2 under load | 4 |") {
+		t.Errorf("tables lack the loaded configuration's row:\n%s", out.String())
+	}
+}
+
+func okResponse() *authv3.CheckResponse {
+	return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}}}
+}
+
+func deniedResponse(status int) *authv3.CheckResponse {
+	return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.PermissionDenied)},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status: &typev3.HttpStatus{Code: typev3.StatusCode(status)}}}}
+}
+
+// A fast wrong answer must fail the run, not count as a refusal or an allow.
+func TestClassify(t *testing.T) {
+	tests := map[string]struct {
+		resp    *authv3.CheckResponse
+		err     error
+		want    answer
+		wantErr bool
+	}{
+		"allowed":                 {resp: okResponse(), want: allowed},
+		"401 is a refusal":        {resp: deniedResponse(http.StatusUnauthorized), want: refused},
+		"403 is wrong":            {resp: deniedResponse(http.StatusForbidden), wantErr: true},
+		"503 is wrong":            {resp: deniedResponse(http.StatusServiceUnavailable), wantErr: true},
+		"gRPC error":              {err: errors.New("unavailable"), wantErr: true},
+		"OK without OK response":  {resp: &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)}}, wantErr: true},
+		"denied without a status": {resp: &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.PermissionDenied)}}, wantErr: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := classify(tc.resp, tc.err)
+			if (err != nil) != tc.wantErr || (err == nil && got != tc.want) {
+				t.Errorf("classify = %v, %v; want %v, error %t", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+// scripted answers Checks from a list, then repeats the last answer.
+type scripted struct {
+	answers []*authv3.CheckResponse
+	n       atomic.Int64
+}
+
+func (s *scripted) Check(context.Context, *authv3.CheckRequest, ...grpc.CallOption) (*authv3.CheckResponse, error) {
+	i := int(s.n.Add(1)) - 1
+	return s.answers[min(i, len(s.answers)-1)], nil
+}
+
+func closed() <-chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
+// An allowed answer after a refusal is a false allow: the poll fails.
+func TestPollFailsOnAFalseAllow(t *testing.T) {
+	c := &scripted{answers: []*authv3.CheckResponse{okResponse(), deniedResponse(401), okResponse()}}
+	ack := time.Now()
+	p := poll(context.Background(), c, checkRequest("k"), func() {}, closed(), &ack)
+	if p.err == nil || !strings.Contains(p.err.Error(), "false allow") {
+		t.Errorf("poll error = %v; want a false allow", p.err)
+	}
+}
+
+// Allowed answers to polls sent after the acknowledgement are late allows, which is what the
+// bench measures, not errors; the poll ends after the refusals it asks for.
+func TestPollCountsLateAllows(t *testing.T) {
+	c := &scripted{answers: []*authv3.CheckResponse{okResponse(), okResponse(), deniedResponse(401)}}
+	ack := time.Now().Add(-time.Second)
+	p := poll(context.Background(), c, checkRequest("k"), func() {}, closed(), &ack)
+	if p.err != nil || p.late != 2 || p.firstRefused.IsZero() || p.lastAllowedSent.IsZero() {
+		t.Errorf("poll = %+v; want 2 late allows, a refusal, no error", p)
+	}
+	if got := c.n.Load(); got != 3+refusalsAfterFirst {
+		t.Errorf("%d polls; want %d", got, 3+refusalsAfterFirst)
+	}
+}
+
+// The load generator stops at the first refused load Check.
+func TestLoadFailsOnARefusal(t *testing.T) {
+	c := &scripted{answers: []*authv3.CheckResponse{okResponse(), deniedResponse(401)}}
+	var n atomic.Int64
+	errc := make(chan error, 1)
+	loadLoop(context.Background(), c, []*authv3.CheckRequest{checkRequest("k")}, 0, &n, errc)
+	if err := <-errc; err == nil || n.Load() != 1 {
+		t.Errorf("load: %v after %d Checks; want an error after 1", err, n.Load())
+	}
+}
+
+func TestParseCells(t *testing.T) {
+	tests := map[string]struct {
+		list string
+		want []cellSpec
+		err  bool
+	}{
+		"default":       {list: "10:load,10:idle,2:idle", want: []cellSpec{{10, true}, {10, false}, {2, false}}},
+		"spaces":        {list: " 4:load , 1:idle", want: []cellSpec{{4, true}, {1, false}}},
+		"no kind":       {list: "10", err: true},
+		"unknown kind":  {list: "10:busy", err: true},
+		"zero replicas": {list: "0:idle", err: true},
+		"not a number":  {list: "ten:load", err: true},
+		"empty element": {list: "2:load,", err: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := parseCells(tc.list)
+			if (err != nil) != tc.err || (err == nil && !slices.Equal(got, tc.want)) {
+				t.Errorf("parseCells(%q) = %v, %v; want %v, error %t", tc.list, got, err, tc.want, tc.err)
+			}
+		})
+	}
+}
