@@ -65,12 +65,14 @@ faults: tools ## only the fault tests (e2e/faults), verbose, with the figures do
 
 # Not part of `make test`: the 10,000-target run takes minutes. BENCH_ARGS='-targets 100,1000' for less
 # (xdsscale), ROUTECOST_ARGS likewise for routecost,
-# AUTHZ_ARGS for authz ('-duration 1s -rounds 1'), STREAMS_ARGS for streams ('-rounds 1 -sessions 1,10').
-bench: tools ## measure xds and Envoy at 100, 1,000 and 10,000 targets, and what routing costs per request, what checking keys costs, and exec and port-forward through the edge (bench/README.md); prints Markdown tables
+# AUTHZ_ARGS for authz ('-duration 1s -rounds 1'), STREAMS_ARGS for streams ('-rounds 1 -sessions 1,10'),
+# REVOCATION_ARGS for revocation ('-revocations 40 -cells 4:load,2:idle').
+bench: tools ## measure xds and Envoy at 100, 1,000 and 10,000 targets, what routing costs per request, what checking keys costs, exec and port-forward through the edge, and revocation at many busy extauthz replicas (bench/README.md); prints Markdown tables
 	$(GO) run ./bench/xdsscale $(BENCH_ARGS)
 	$(GO) run ./bench/routecost $(ROUTECOST_ARGS)
 	$(GO) run ./bench/authz $(AUTHZ_ARGS)
 	$(GO) run ./bench/streams $(STREAMS_ARGS)
+	$(GO) run ./bench/revocation $(REVOCATION_ARGS)
 
 clean: ## remove build outputs and run state (keeps installed tools)
 	rm -rf bin .run

@@ -41,6 +41,7 @@ type settings struct {
 	gomaxprocs  int // each replica's GOMAXPROCS; 0 leaves Go's default
 	warmup      time.Duration
 	keep        bool
+	extauthz    string // a prebuilt extauthz, instead of building the working tree's
 }
 
 func main() {
@@ -73,6 +74,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.IntVar(&s.gomaxprocs, "gomaxprocs", 1, "GOMAXPROCS of each replica (0: Go's default, every core)")
 	fs.DurationVar(&s.warmup, "warmup", 2*time.Second, "load before a loaded configuration's first revocation in a round")
 	fs.BoolVar(&s.keep, "keep", false, "keep the working directory (replica, Redis and load-generator logs)")
+	fs.StringVar(&s.extauthz, "extauthz", "", "an extauthz binary to run instead of building ./extauthz/cmd/extauthz (e.g. one built with a profiler)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}

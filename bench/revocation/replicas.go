@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
+	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -106,9 +109,9 @@ func (r *replica) stop() {
 	r.p.Stop(5 * time.Second)
 }
 
-// applied sums every replica's lagCounts.
-func (p *pool) applied(ctx context.Context) (lagCounts, error) {
-	var sum lagCounts
+// applied sums every replica's lag histogram.
+func (p *pool) applied(ctx context.Context) (hist, error) {
+	sum := hist{}
 	for _, r := range p.reps {
 		m, err := p.scrape(ctx, r)
 		if err != nil {
@@ -132,25 +135,56 @@ type cacheState struct {
 	restarts      int64 // times following the stream broke (any reason)
 	live          bool
 	// applied is extauthz's own keygate_extauthz_revocation_lag_seconds for access keys: how
-	// many changes it applied within 1 ms and 5 ms of Redis appending them, and in all.
-	applied lagCounts
+	// late it applied the changes, by Redis's clock.
+	applied hist
 }
 
-// lagCounts are counts of changes applied, by how late.
-type lagCounts struct{ within1ms, within5ms, all int64 }
+// hist is a Prometheus histogram: the cumulative count of each bucket, by its upper bound in
+// seconds (+Inf: every observation).
+type hist map[float64]int64
 
-func (a lagCounts) minus(b lagCounts) lagCounts {
-	return lagCounts{a.within1ms - b.within1ms, a.within5ms - b.within5ms, a.all - b.all}
+func (h hist) minus(o hist) hist {
+	out := hist{}
+	for le, n := range h {
+		out[le] = n - o[le]
+	}
+	return out
 }
 
-func (a lagCounts) plus(b lagCounts) lagCounts {
-	return lagCounts{a.within1ms + b.within1ms, a.within5ms + b.within5ms, a.all + b.all}
+func (h hist) plus(o hist) hist {
+	out := hist{}
+	for le, n := range h {
+		out[le] = n + o[le]
+	}
+	for le, n := range o {
+		if _, ok := h[le]; !ok {
+			out[le] = n
+		}
+	}
+	return out
+}
+
+// all is the number of observations.
+func (h hist) all() int64 { return h[math.Inf(1)] }
+
+// bound is the upper bound of the bucket of a histogram holding one observation.
+func (h hist) bound() time.Duration {
+	les := slices.Sorted(maps.Keys(h))
+	for _, le := range les {
+		if h[le] >= 1 {
+			if math.IsInf(le, 1) {
+				return time.Duration(math.MaxInt64)
+			}
+			return time.Duration(le * float64(time.Second))
+		}
+	}
+	return time.Duration(math.MaxInt64)
 }
 
 const lagMetric = `keygate_extauthz_revocation_lag_seconds_`
 
 func (p *pool) scrape(ctx context.Context, r *replica) (cacheState, error) {
-	var s cacheState
+	s := cacheState{applied: hist{}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.metrics, nil)
 	if err != nil {
 		return s, err
@@ -175,12 +209,12 @@ func (p *pool) scrape(ctx context.Context, r *replica) (cacheState, error) {
 			s.restarts += int64(v)
 		case name == "keygate_extauthz_keycache_live":
 			s.live = v == 1
-		case name == lagMetric+`bucket{stream="access_keys",le="0.001"}`:
-			s.applied.within1ms = int64(v)
-		case name == lagMetric+`bucket{stream="access_keys",le="0.005"}`:
-			s.applied.within5ms = int64(v)
-		case name == lagMetric+`count{stream="access_keys"}`:
-			s.applied.all = int64(v)
+		case strings.HasPrefix(name, lagMetric+`bucket{stream="access_keys",le="`):
+			le, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimPrefix(name, lagMetric+`bucket{stream="access_keys",le="`), `"}`), 64)
+			if err != nil {
+				return s, fmt.Errorf("%s: %q: %w", r.metrics, name, err)
+			}
+			s.applied[le] = int64(v)
 		}
 	}
 	return s, sc.Err()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"slices"
@@ -42,7 +43,7 @@ func TestHarnessAnswersCorrectly(t *testing.T) {
 			t.Errorf("%s: %d revocations measured, want %d", c.spec, len(c.samples), s.revocations)
 		}
 		for _, x := range c.samples {
-			if len(x.lags) != c.spec.replicas {
+			if len(x.lags) != c.spec.replicas || len(x.applied) != c.spec.replicas {
 				t.Errorf("%s: a revocation measured at %d replicas", c.spec, len(x.lags))
 			}
 			for i := range x.lags {
@@ -51,8 +52,8 @@ func TestHarnessAnswersCorrectly(t *testing.T) {
 				}
 			}
 		}
-		if c.applied.all < int64(2*s.revocations*c.spec.replicas) {
-			t.Errorf("%s: replicas applied %d changes, want at least %d", c.spec, c.applied.all, 2*s.revocations*c.spec.replicas)
+		if c.applied.all() < int64(2*s.revocations*c.spec.replicas) {
+			t.Errorf("%s: replicas applied %d changes, want at least %d", c.spec, c.applied.all(), 2*s.revocations*c.spec.replicas)
 		}
 	}
 	if loaded := res.cells[0]; loaded.checks == 0 {
@@ -175,5 +176,31 @@ func TestParseCells(t *testing.T) {
 				t.Errorf("parseCells(%q) = %v, %v; want %v, error %t", tc.list, got, err, tc.want, tc.err)
 			}
 		})
+	}
+}
+
+// The bucket of one observation is the first whose cumulative count holds it.
+func TestHistBound(t *testing.T) {
+	before := hist{0.001: 3, 0.005: 7, math.Inf(1): 9}
+	tests := map[string]struct {
+		after hist
+		want  time.Duration
+	}{
+		"within 1 ms":   {hist{0.001: 4, 0.005: 8, math.Inf(1): 10}, time.Millisecond},
+		"within 5 ms":   {hist{0.001: 3, 0.005: 8, math.Inf(1): 10}, 5 * time.Millisecond},
+		"past the last": {hist{0.001: 3, 0.005: 7, math.Inf(1): 10}, time.Duration(math.MaxInt64)},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := tc.after.minus(before).bound(); got != tc.want {
+				t.Errorf("bound = %v; want %v", got, tc.want)
+			}
+		})
+	}
+	if got := bucket(2500 * time.Microsecond); got != "≤ 2.5 ms" {
+		t.Errorf("bucket(2.5ms) = %q", got)
+	}
+	if got := bucket(5 * time.Millisecond); got != "≤ 5 ms" {
+		t.Errorf("bucket(5ms) = %q", got)
 	}
 }

@@ -28,6 +28,10 @@ type sample struct {
 	lows    []time.Duration // per replica: the acknowledgement → its last allowed poll sent (0 if before)
 	late    int             // allowed answers to polls sent after the acknowledgement, all replicas
 	rtts    []time.Duration // round trips of polls answered from the cache before the revocation
+	// applied is, per replica, the upper bound of the bucket of extauthz's own
+	// keygate_extauthz_revocation_lag_seconds that the revocation fell in: from Redis's append
+	// to the replica's cache, free of the polls' round trips.
+	applied []time.Duration
 }
 
 // all is the time until every replica had refused.
@@ -54,7 +58,8 @@ func (rv *revoker) revoke(ctx context.Context, disable bool) (sample, error) {
 		return sample{}, err
 	}
 	rv.changed()
-	if err := rv.awaitEvents(ctx); err != nil {
+	created, err := rv.awaitEvents(ctx)
+	if err != nil {
 		return sample{}, err
 	}
 	req := checkRequest(plain)
@@ -67,6 +72,13 @@ func (rv *revoker) revoke(ctx context.Context, disable bool) (sample, error) {
 	}
 	s, err := rv.measure(ctx, k.Name, req, disable)
 	rv.changed()
+	if err != nil {
+		return s, err
+	}
+	revoked, err := rv.awaitEvents(ctx)
+	for i := range revoked {
+		s.applied = append(s.applied, revoked[i].applied.minus(created[i].applied).bound())
+	}
 	return s, err
 }
 
@@ -126,9 +138,9 @@ type polled struct {
 	// lastAllowedSent is when the last poll allowed was sent: the replica applied the
 	// revocation after that, so lastAllowedSent - ack is a lower bound of its lag.
 	lastAllowedSent time.Time
-	late         int       // allowed answers to polls sent after the acknowledgement
-	rtts         []time.Duration
-	err          error
+	late            int // allowed answers to polls sent after the acknowledgement
+	rtts            []time.Duration
+	err             error
 }
 
 // poll sends req back to back: calls started after the first answer, reads *ack once acked is
@@ -193,39 +205,45 @@ func (rv *revoker) changed() {
 	}
 }
 
-// awaitEvents waits until every replica has applied every change made so far. It fails if a
-// replica's stream broke (its cache was emptied: what follows would not measure the stream) or
-// it applied more changes than the bench made (another writer).
-func (rv *revoker) awaitEvents(ctx context.Context) error {
+// awaitEvents waits until every replica has applied every change made so far, and returns
+// their states then. It fails if a replica's stream broke (its cache was emptied: what follows
+// would not measure the stream) or it applied more changes than the bench made (another
+// writer).
+func (rv *revoker) awaitEvents(ctx context.Context) ([]cacheState, error) {
+	states := make([]cacheState, len(rv.pool.reps))
 	errc := make(chan error, len(rv.pool.reps))
-	for _, r := range rv.pool.reps {
+	for i, r := range rv.pool.reps {
 		go func() {
-			for {
-				m, err := rv.pool.scrape(ctx, r)
-				switch {
-				case err != nil:
-				case m.restarts > 0 || !m.live:
-					err = fmt.Errorf("%s: its key-store event stream broke (%d restarts)", r.name, m.restarts)
-				case m.invalidations > r.events:
-					err = fmt.Errorf("%s: applied %d key changes, the bench made %d", r.name, m.invalidations, r.events)
-				case m.invalidations == r.events:
-					errc <- nil
-					return
-				default:
-					// Not yet: scraping costs the replica CPU, so not in a tight loop.
-					time.Sleep(3 * time.Millisecond)
-					continue
-				}
-				errc <- fmt.Errorf("waiting for %s to apply the key's creation: %w", r.name, err)
-				return
-			}
+			var err error
+			states[i], err = rv.awaitReplica(ctx, r)
+			errc <- err
 		}()
 	}
 	var errs []error
 	for range rv.pool.reps {
 		errs = append(errs, <-errc)
 	}
-	return errors.Join(errs...)
+	return states, errors.Join(errs...)
+}
+
+func (rv *revoker) awaitReplica(ctx context.Context, r *replica) (cacheState, error) {
+	for {
+		m, err := rv.pool.scrape(ctx, r)
+		switch {
+		case err != nil:
+		case m.restarts > 0 || !m.live:
+			err = fmt.Errorf("%s: its key-store event stream broke (%d restarts)", r.name, m.restarts)
+		case m.invalidations > r.events:
+			err = fmt.Errorf("%s: applied %d key changes, the bench made %d", r.name, m.invalidations, r.events)
+		case m.invalidations == r.events:
+			return m, nil
+		default:
+			// Not yet: scraping costs the replica CPU, so not in a tight loop.
+			time.Sleep(3 * time.Millisecond)
+			continue
+		}
+		return m, fmt.Errorf("waiting for %s to apply the key's changes: %w", r.name, err)
+	}
 }
 
 func maxOf(ds []time.Duration) time.Duration {

@@ -25,10 +25,11 @@ import (
 type cellResult struct {
 	spec    cellSpec
 	samples []sample
-	elapsed time.Duration            // the time its revocations took: the window of the figures below
-	checks  int64                    // load Checks answered in that window, all replicas
-	cpu     map[string]time.Duration // replicas (all), redis, load, bench: CPU in that window
-	applied lagCounts                // changes the replicas applied in that window, by lateness
+	elapsed time.Duration             // the time its revocations took: the window of the figures below
+	checks  int64                     // load Checks answered in that window, all replicas
+	cpu     map[string]time.Duration  // replicas (all), redis, load, bench: CPU in that window
+	sched   map[string]procstat.Sched // the same processes' threads' waits for a CPU in that window
+	applied hist                      // how late the replicas applied the changes in that window
 }
 
 // results are the run's.
@@ -50,8 +51,11 @@ type benchEnv struct {
 
 func run(s settings, progress io.Writer) (*results, error) {
 	res := &results{started: time.Now(), commit: commit()}
+	if s.extauthz != "" {
+		res.commit = s.extauthz + " (prebuilt; the working tree is at " + res.commit + ")"
+	}
 	for _, c := range s.cells {
-		res.cells = append(res.cells, &cellResult{spec: c, cpu: map[string]time.Duration{}})
+		res.cells = append(res.cells, &cellResult{spec: c, cpu: map[string]time.Duration{}, applied: hist{}, sched: map[string]procstat.Sched{}})
 	}
 	e, err := start(s, progress)
 	if err != nil {
@@ -101,7 +105,7 @@ func (e *benchEnv) measureCell(s settings, c *cellResult, n int) error {
 		pids["load"] = []int{load.pid()}
 		time.Sleep(s.warmup)
 	}
-	before, err := cpuOf(pids)
+	before, err := usageOf(pids)
 	if err != nil {
 		return err
 	}
@@ -131,9 +135,12 @@ func (e *benchEnv) measureCell(s settings, c *cellResult, n int) error {
 		return err
 	}
 	c.applied = c.applied.plus(applied1.minus(applied0))
-	after, err := cpuOf(pids)
-	for name := range after {
-		c.cpu[name] += after[name] - before[name]
+	after, err := usageOf(pids)
+	for name, a := range after {
+		b := before[name]
+		c.cpu[name] += a.cpu - b.cpu
+		c.sched[name] = procstat.Sched{Wait: c.sched[name].Wait + a.sched.Wait - b.sched.Wait,
+			Slices: c.sched[name].Slices + a.sched.Slices - b.sched.Slices}
 	}
 	c.checks += sum(checks1) - sum(checks0)
 	if err == nil && load != nil {
@@ -170,17 +177,29 @@ func sum(xs []int64) int64 {
 	return t
 }
 
-// cpuOf is the CPU time of each group of processes, summed.
-func cpuOf(pids map[string][]int) (map[string]time.Duration, error) {
-	out := map[string]time.Duration{}
+// usage is a group of processes' CPU time and scheduler waits so far.
+type usage struct {
+	cpu   time.Duration
+	sched procstat.Sched
+}
+
+// usageOf sums each group of processes' usage.
+func usageOf(pids map[string][]int) (map[string]usage, error) {
+	out := map[string]usage{}
 	for name, ps := range pids {
+		var u usage
 		for _, pid := range ps {
 			c, err := procstat.CPU(pid)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
-			out[name] += c
+			s, err := procstat.ReadSched(pid)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			u.cpu, u.sched.Wait, u.sched.Slices = u.cpu+c, u.sched.Wait+s.Wait, u.sched.Slices+s.Slices
 		}
+		out[name] = u
 	}
 	return out, nil
 }
@@ -199,9 +218,11 @@ func start(s settings, progress io.Writer) (*benchEnv, error) {
 		}
 	}()
 	fmt.Fprintf(progress, "building extauthz, starting Redis and creating %d keys\n", s.loadKeys)
-	bin, err := buildExtAuthz(dir, progress)
-	if err != nil {
-		return nil, err
+	bin := s.extauthz
+	if bin == "" {
+		if bin, err = buildExtAuthz(dir, progress); err != nil {
+			return nil, err
+		}
 	}
 	ctx := context.Background()
 	if e.redis, err = redisserver.Start(ctx, redisserver.Options{Dir: filepath.Join(dir, "redis")}); err != nil {

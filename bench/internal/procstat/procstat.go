@@ -39,3 +39,38 @@ func parseStat(pid int, stat string) (time.Duration, error) {
 	}
 	return time.Duration(utime+stime) * ClockTick, nil
 }
+
+// Sched is what the kernel's scheduler says about a process's threads (/proc/<pid>/task/*/
+// schedstat): how long they waited runnable for a CPU, and how many times they were given one.
+// A thread that already exited is not counted.
+type Sched struct {
+	Wait   time.Duration
+	Slices int64
+}
+
+// ReadSched sums /proc/<pid>/task/*/schedstat.
+func ReadSched(pid int) (Sched, error) {
+	var s Sched
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return s, err
+	}
+	for _, t := range tasks {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		f := strings.Fields(string(data))
+		if len(f) < 3 {
+			return s, fmt.Errorf("/proc/%d/task/%s/schedstat: %q", pid, t.Name(), data)
+		}
+		wait, err1 := strconv.ParseInt(f[1], 10, 64)
+		slices, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err1 != nil || err2 != nil {
+			return s, fmt.Errorf("/proc/%d/task/%s/schedstat: %q", pid, t.Name(), data)
+		}
+		s.Wait += time.Duration(wait)
+		s.Slices += slices
+	}
+	return s, nil
+}

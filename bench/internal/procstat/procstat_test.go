@@ -24,3 +24,11 @@ func TestCPUOfSelf(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The running test's threads have been given a CPU at least once.
+func TestReadSchedOfSelf(t *testing.T) {
+	s, err := ReadSched(os.Getpid())
+	if err != nil || s.Slices == 0 {
+		t.Fatalf("ReadSched = %+v, %v; want some time slices", s, err)
+	}
+}
