@@ -87,11 +87,11 @@ func (e *benchEnv) measureCell(s settings, c *cellResult, n int) error {
 	if err := e.pool.resize(ctx, c.spec.replicas); err != nil {
 		return err
 	}
-	var load *loadGen
 	pids := map[string][]int{"redis": {e.redisPid}, "bench": {os.Getpid()}}
 	for _, r := range e.pool.reps {
 		pids["replicas"] = append(pids["replicas"], r.p.Pid())
 	}
+	var load *loadGen
 	if c.spec.loaded {
 		addrs := make([]string, len(e.pool.reps))
 		for i, r := range e.pool.reps {
@@ -105,15 +105,7 @@ func (e *benchEnv) measureCell(s settings, c *cellResult, n int) error {
 		pids["load"] = []int{load.pid()}
 		time.Sleep(s.warmup)
 	}
-	before, err := usageOf(pids)
-	if err != nil {
-		return err
-	}
-	checks0, err := marks(load)
-	if err != nil {
-		return err
-	}
-	applied0, err := e.pool.applied(ctx)
+	before, err := e.snap(ctx, pids, load)
 	if err != nil {
 		return err
 	}
@@ -126,30 +118,52 @@ func (e *benchEnv) measureCell(s settings, c *cellResult, n int) error {
 		c.samples = append(c.samples, smp)
 	}
 	c.elapsed += time.Since(t0)
-	checks1, err := marks(load)
+	after, err := e.snap(ctx, pids, load)
 	if err != nil {
 		return err
 	}
-	applied1, err := e.pool.applied(ctx)
-	if err != nil {
+	c.add(before, after)
+	if load == nil {
+		return nil
+	}
+	if err := checkEveryReplicaLoaded(before.checks, after.checks); err != nil {
 		return err
 	}
-	c.applied = c.applied.plus(applied1.minus(applied0))
-	after, err := usageOf(pids)
-	for name, a := range after {
-		b := before[name]
+	return load.stop()
+}
+
+// snapshot is what the figures of a window are differences of.
+type snapshot struct {
+	usage   map[string]usage
+	checks  []int64 // load Checks answered so far, per replica
+	applied hist
+}
+
+func (e *benchEnv) snap(ctx context.Context, pids map[string][]int, load *loadGen) (snapshot, error) {
+	var s snapshot
+	var err error
+	if s.usage, err = usageOf(pids); err != nil {
+		return s, err
+	}
+	if load != nil {
+		if s.checks, err = load.mark(); err != nil {
+			return s, err
+		}
+	}
+	s.applied, err = e.pool.applied(ctx)
+	return s, err
+}
+
+// add adds the window from before to after to c.
+func (c *cellResult) add(before, after snapshot) {
+	for name, a := range after.usage {
+		b := before.usage[name]
 		c.cpu[name] += a.cpu - b.cpu
 		c.sched[name] = procstat.Sched{Wait: c.sched[name].Wait + a.sched.Wait - b.sched.Wait,
 			Slices: c.sched[name].Slices + a.sched.Slices - b.sched.Slices}
 	}
-	c.checks += sum(checks1) - sum(checks0)
-	if err == nil && load != nil {
-		err = checkEveryReplicaLoaded(checks0, checks1)
-	}
-	if err == nil && load != nil {
-		err = load.stop()
-	}
-	return err
+	c.checks += sum(after.checks) - sum(before.checks)
+	c.applied = c.applied.plus(after.applied.minus(before.applied))
 }
 
 // checkEveryReplicaLoaded fails if some replica answered no load Check in the window.
@@ -160,13 +174,6 @@ func checkEveryReplicaLoaded(before, after []int64) error {
 		}
 	}
 	return nil
-}
-
-func marks(g *loadGen) ([]int64, error) {
-	if g == nil {
-		return nil, nil
-	}
-	return g.mark()
 }
 
 func sum(xs []int64) int64 {
