@@ -8,11 +8,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
-	"github.com/keygate-dev/keygate/keystore/changelog"
 )
 
 // ErrQuota: the new key would take its owner past their quota.
@@ -28,6 +25,8 @@ type Quota struct {
 	// EvictOldest makes room by deleting the oldest counted keys (by creation time) in the same
 	// step as the create, instead of refusing with ErrQuota.
 	EvictOldest bool
+	// keep is never evicted: the parent of the key created.
+	keep string
 }
 
 // PerOwner is the quota of max live keys of k's owner (its user, or its team) and of k's kind:
@@ -55,34 +54,6 @@ func quotaClass(k *v1.OwnedAccessKey) v1.AccessKeyType {
 // maxQuotaAttempts bounds how often CreateWithinQuota counts again because keys changed meanwhile.
 const maxQuotaAttempts = 10
 
-// createWithinQuotaScript is createScript, done only if no key changed since the snapshot the
-// quota was counted on (the resourceVersion counter is as then), after deleting the keys
-// evicted to make room.
-// KEYS: records, rvs, names, rv, events, activity. ARGV: name, digest, record JSON, event
-// history, the snapshot's resourceVersion, then the names of the keys to delete first.
-var createWithinQuotaScript = redis.NewScript(`
-if (redis.call('GET', KEYS[4]) or '0') ~= ARGV[5] then return 'stale' end
-if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 'name' end
-if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 'material' end
-for i = 6, #ARGV do
-  local d = redis.call('HGET', KEYS[3], ARGV[i])
-  local data = redis.call('HGET', KEYS[1], d)
-  local act = redis.call('HGET', KEYS[6], d) or ''
-  local rv = redis.call('INCR', KEYS[4])
-  redis.call('HDEL', KEYS[1], d)
-  redis.call('HDEL', KEYS[2], d)
-  redis.call('HDEL', KEYS[3], ARGV[i])
-  redis.call('HDEL', KEYS[6], d)
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], rv .. '-0', 'at', ` + changelog.LuaAt + `, 'type', 'DELETED', 'digest', d, 'record', data, 'activity', act)
-end
-local rv = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[2], rv)
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], rv .. '-0', 'at', ` + changelog.LuaAt + `, 'type', 'ADDED', 'digest', ARGV[2], 'record', ARGV[3])
-return rv
-`)
-
 // CreateWithinQuota is CreateObject within q: it refuses with ErrQuota when the keys q counts
 // number q.Max already, or with q.EvictOldest deletes the oldest of them to make room, and
 // returns the names it deleted.
@@ -93,30 +64,32 @@ return rv
 // every key per create, and a retry when any key changes meanwhile: keys number in thousands
 // and change seldom (recording activity is not a change).
 func (s *Store) CreateWithinQuota(ctx context.Context, k *v1.OwnedAccessKey, q Quota) (string, *v1.OwnedAccessKey, []string, error) {
-	if q.Max <= 0 {
-		plain, obj, err := s.CreateObject(ctx, k)
-		return plain, obj, nil, err
-	}
 	n, err := newKey(k)
 	if err != nil {
 		return "", nil, nil, err
 	}
 	for range maxQuotaAttempts {
-		all, version, err := s.ListWithVersion(ctx)
+		f := family{}
+		if f.parent, err = s.parentOf(ctx, n.obj); err != nil {
+			return "", nil, nil, err
+		}
+		if f.parent != nil {
+			if err := n.follow(f.parent.key); err != nil {
+				return "", nil, nil, err
+			}
+			q.keep = f.parent.key.Name // a login never evicts the session it is made from
+		}
+		version, evict, err := s.room(ctx, q)
 		if err != nil {
 			return "", nil, nil, err
 		}
-		evict, err := q.makeRoom(all)
-		if err != nil {
-			return "", nil, nil, err
-		}
-		args := append([]any{n.obj.Name, n.digest, n.data, s.opts.EventHistory, version}, toAny(evict)...)
-		res, err := s.write(ctx, createWithinQuotaScript, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey, activityKey}, args...)
+		args := append([]any{n.obj.Name, n.digest, n.data, s.opts.EventHistory, version}, f.parentArgs()...)
+		res, err := s.write(ctx, createScript, familyKeys, append(args, toAny(evict)...)...)
 		if err != nil {
 			return "", nil, nil, fmt.Errorf("create access key %s: %w", n.obj.Name, err)
 		}
-		if res == "stale" {
-			continue // a key changed since the count: count again
+		if res == "stale" || res == "parent" {
+			continue // a key (or the parent) changed since it was read: read again
 		}
 		obj, err := n.stored(res)
 		if err != nil {
@@ -127,21 +100,40 @@ func (s *Store) CreateWithinQuota(ctx context.Context, k *v1.OwnedAccessKey, q Q
 	return "", nil, nil, fmt.Errorf("%w: create access key %s: keys kept changing while their quota was counted; try again", ErrConflict, n.obj.Name)
 }
 
+// room is the snapshot's resourceVersion and the keys to evict so that one more fits within q;
+// none without a bound.
+func (s *Store) room(ctx context.Context, q Quota) (string, []string, error) {
+	if q.Max <= 0 {
+		return "", nil, nil
+	}
+	all, version, err := s.ListWithVersion(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	evict, err := q.makeRoom(all)
+	return version, evict, err
+}
+
 // makeRoom returns the keys to delete so that one more fits within q (none when it fits), or
 // ErrQuota.
 func (q Quota) makeRoom(all []*v1.OwnedAccessKey) ([]string, error) {
 	var counted []*v1.OwnedAccessKey
+	kept := 0
 	for _, k := range all {
-		if q.Counts(k) {
+		switch {
+		case !q.Counts(k):
+		case k.Name == q.keep:
+			kept++
+		default:
 			counted = append(counted, k)
 		}
 	}
-	over := len(counted) - q.Max + 1
+	over := len(counted) + kept - q.Max + 1
 	if over <= 0 {
 		return nil, nil
 	}
-	if !q.EvictOldest {
-		return nil, fmt.Errorf("%w: %d keys of at most %d exist", ErrQuota, len(counted), q.Max)
+	if !q.EvictOldest || over > len(counted) {
+		return nil, fmt.Errorf("%w: %d keys of at most %d exist", ErrQuota, len(counted)+kept, q.Max)
 	}
 	sort.Slice(counted, func(i, j int) bool {
 		a, b := counted[i], counted[j]

@@ -42,6 +42,7 @@ import (
 	k8svalidation "k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/keygate-dev/keygate/internal/redisack"
+	"github.com/keygate-dev/keygate/keystore/accesskey"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/apis/management/validation"
 	"github.com/keygate-dev/keygate/keystore/changelog"
@@ -184,16 +185,33 @@ func ValidateForCreate(k *v1.OwnedAccessKey) error {
 	return nil
 }
 
-// createScript adds a key unless its name or its key material is taken.
-// KEYS: records, rvs, names, rv, events. ARGV: name, digest, record JSON, event history.
-var createScript = redis.NewScript(`
+// createScript adds a key unless its name or its key material is taken; with a snapshot
+// resourceVersion, only if no key changed since (the quota was counted on it), after deleting
+// the keys evicted to make room; with a parent, only if the parent is still as read, recording
+// the new key as its child (family.go).
+// KEYS: familyKeys. ARGV: name, digest, record JSON, event history, the snapshot's
+// resourceVersion or "", the parent's name, digest and resourceVersion or "", "", "", then the
+// names of the keys to delete first.
+var createScript = redis.NewScript(luaFamily + `
+if ARGV[5] ~= '' and (redis.call('GET', KEYS[4]) or '0') ~= ARGV[5] then return 'stale' end
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 'name' end
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 'material' end
+if ARGV[6] ~= '' then
+  if not unchanged(ARGV[6], ARGV[7], ARGV[8]) then return 'parent' end
+  for i = 9, #ARGV do
+    if ARGV[i] == ARGV[6] then return 'parent' end
+  end
+end
+for i = 9, #ARGV do delkey(ARGV[i], ARGV[4]) end
 local rv = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[2], rv)
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], rv .. '-0', 'at', ` + changelog.LuaAt + `, 'type', 'ADDED', 'digest', ARGV[2], 'record', ARGV[3])
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[7], ARGV[1], ARGV[6])
+  redis.call('ZADD', KEYS[8], 0, ARGV[6] .. '/' .. ARGV[1])
+end
 return rv
 `)
 
@@ -208,26 +226,25 @@ func (s *Store) Create(ctx context.Context, k *v1.OwnedAccessKey) (string, error
 // CreateObject is Create that also returns the stored object (without the plain key), with its
 // resourceVersion.
 func (s *Store) CreateObject(ctx context.Context, k *v1.OwnedAccessKey) (string, *v1.OwnedAccessKey, error) {
-	n, err := newKey(k)
-	if err != nil {
-		return "", nil, err
-	}
-	res, err := s.write(ctx, createScript, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey},
-		n.obj.Name, n.digest, n.data, s.opts.EventHistory)
-	if err != nil {
-		return "", nil, fmt.Errorf("create access key %s: %w", n.obj.Name, err)
-	}
-	obj, err := n.stored(res)
-	if err != nil {
-		return "", nil, err
-	}
-	return n.plain, obj, nil
+	plain, obj, _, err := s.CreateWithinQuota(ctx, k, Quota{})
+	return plain, obj, err
 }
 
 // creation is a key about to be created: its plain key, its object and their stored form.
 type creation struct {
 	plain, digest, data string
 	obj                 *v1.OwnedAccessKey
+	// made is obj as made, before it followed a parent: a retry follows the parent anew.
+	made *v1.OwnedAccessKey
+}
+
+// follow makes the new key, a child, act as parent (accesskey.FollowParent).
+func (n *creation) follow(parent *v1.OwnedAccessKey) error {
+	n.obj = n.made.DeepCopy()
+	accesskey.FollowParent(n.obj, parent)
+	var err error
+	n.data, err = encode(n.digest, n.obj)
+	return err
 }
 
 // newKey validates k and makes what creating it stores: the plain key (spec.key, else a new
@@ -253,7 +270,7 @@ func newKey(k *v1.OwnedAccessKey) (*creation, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &creation{plain: plain, digest: digest, data: data, obj: obj}, nil
+	return &creation{plain: plain, digest: digest, data: data, obj: obj, made: obj.DeepCopy()}, nil
 }
 
 // stored reads the reply of a create script: the object as a read would return it, or why it
@@ -372,27 +389,51 @@ func (s *Store) ListWithVersion(ctx context.Context) ([]*v1.OwnedAccessKey, stri
 	return keys, version, nil
 }
 
-// updateScript replaces a key's object if it still has the digest and resourceVersion read.
-// KEYS: records, rvs, names, rv, events, activity. ARGV: name, digest, expected rv, record JSON,
-// event history.
-var updateScript = redis.NewScript(`
+// updateScript replaces a key's object if it still has the digest and resourceVersion read,
+// its parent (if it is a child) is still as read, and its children are still the ones read,
+// each as read; it stores the children's new records in the same step (family.go).
+// KEYS: familyKeys. ARGV: name, digest, expected rv, record JSON, event history, the parent's
+// name, digest and rv (or "", "", ""), the number of children, then per child its name,
+// digest, rv and new record ("" when it does not change).
+var updateScript = redis.NewScript(luaFamily + `
 local d = redis.call('HGET', KEYS[3], ARGV[1])
 if not d then return 'notfound' end
 if d ~= ARGV[2] then return 'conflict' end
 local cur = redis.call('HGET', KEYS[2], d)
 if cur ~= ARGV[3] then return 'conflict' end
-local rv = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[1], d, ARGV[4])
-redis.call('HSET', KEYS[2], d, rv)
-local act = redis.call('HGET', KEYS[6], d) or ''
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], rv .. '-0', 'at', ` + changelog.LuaAt + `, 'type', 'MODIFIED', 'digest', d, 'record', ARGV[4], 'activity', act)
+if ARGV[6] ~= '' and not unchanged(ARGV[6], ARGV[7], ARGV[8]) then return 'family' end
+local members = kids(ARGV[1])
+local n = tonumber(ARGV[9])
+if #members ~= n then return 'family' end
+for i = 1, n do
+  local j = 10 + (i - 1) * 4
+  if members[i] ~= ARGV[1] .. '/' .. ARGV[j] or not unchanged(ARGV[j], ARGV[j + 1], ARGV[j + 2]) then return 'family' end
+end
+local function put(dg, rec)
+  local rv = redis.call('INCR', KEYS[4])
+  redis.call('HSET', KEYS[1], dg, rec)
+  redis.call('HSET', KEYS[2], dg, rv)
+  local act = redis.call('HGET', KEYS[6], dg) or ''
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], rv .. '-0', 'at', ` + changelog.LuaAt + `, 'type', 'MODIFIED', 'digest', dg, 'record', rec, 'activity', act)
+  return rv
+end
+local rv = put(d, ARGV[4])
+for i = 1, n do
+  local j = 10 + (i - 1) * 4
+  if ARGV[j + 3] ~= '' then put(ARGV[j + 1], ARGV[j + 3]) end
+end
 return rv
 `)
 
+// maxFamilyAttempts bounds how often an update is tried again because its parent or children
+// changed meanwhile (the caller's resourceVersion still holding).
+const maxFamilyAttempts = 10
+
 // Update replaces the key named k.Name with k, if it is still at k.ResourceVersion (else
 // ErrConflict). The key material, uid and creation time cannot change: they are taken from the
-// stored object. status.lastActivity is kept apart and not written. It returns the stored
-// object with its new resourceVersion.
+// stored object; nor can a child's parent. A child follows its parent again, and a parent's
+// children follow it, in the same step (family.go). status.lastActivity is kept apart and not
+// written. It returns the stored object with its new resourceVersion.
 func (s *Store) Update(ctx context.Context, k *v1.OwnedAccessKey) (*v1.OwnedAccessKey, error) {
 	if k.ResourceVersion == "" {
 		return nil, fmt.Errorf("%w: metadata.resourceVersion is required to update access key %s", ErrInvalid, k.Name)
@@ -400,44 +441,84 @@ func (s *Store) Update(ctx context.Context, k *v1.OwnedAccessKey) (*v1.OwnedAcce
 	if k.Spec.Key != "" {
 		return nil, fmt.Errorf("%w: spec.key of an existing access key cannot be changed; create a new key", ErrInvalid)
 	}
+	for range maxFamilyAttempts {
+		obj, res, err := s.update(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		switch res {
+		case "family":
+			continue // a parent or child changed since it was read: read them again
+		case "notfound":
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, k.Name)
+		case "conflict":
+			return nil, fmt.Errorf("%w: %s changed since resourceVersion %s; read it again", ErrConflict, k.Name, k.ResourceVersion)
+		}
+		rv, ok := res.(int64)
+		if !ok {
+			return nil, fmt.Errorf("update access key %s: unexpected reply %v", k.Name, res)
+		}
+		obj.ResourceVersion = strconv.FormatInt(rv, 10)
+		return obj, nil
+	}
+	return nil, fmt.Errorf("%w: update access key %s: its parent or children kept changing; try again", ErrConflict, k.Name)
+}
+
+// update reads what updating k to the stored key involves and runs the script: the object as
+// stored (without its new resourceVersion) and the script's reply.
+func (s *Store) update(ctx context.Context, k *v1.OwnedAccessKey) (*v1.OwnedAccessKey, any, error) {
 	digest, err := s.digestOf(ctx, k.Name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cur, err := s.byDigest(ctx, digest)
 	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, k.Name)
+		return nil, nil, fmt.Errorf("%w: %s", ErrNotFound, k.Name)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	obj := k.DeepCopy()
 	obj.UID = cur.Key.UID
 	obj.CreationTimestamp = cur.Key.CreationTimestamp
+	if err := keepsFamily(obj, cur.Key); err != nil {
+		return nil, nil, err
+	}
+	f, args, err := s.familyArgs(ctx, obj)
+	if err != nil {
+		return nil, nil, err
+	}
 	data, err := encode(digest, obj)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	res, err := s.write(ctx, updateScript, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey, activityKey},
-		k.Name, digest, k.ResourceVersion, data, s.opts.EventHistory)
+	args = append([]any{k.Name, digest, k.ResourceVersion, data, s.opts.EventHistory}, append(f.parentArgs(), args...)...)
+	res, err := s.write(ctx, updateScript, familyKeys, args...)
 	if err != nil {
-		return nil, fmt.Errorf("update access key %s: %w", k.Name, err)
-	}
-	switch res {
-	case "notfound":
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, k.Name)
-	case "conflict":
-		return nil, fmt.Errorf("%w: %s changed since resourceVersion %s; read it again", ErrConflict, k.Name, k.ResourceVersion)
-	}
-	rv, ok := res.(int64)
-	if !ok {
-		return nil, fmt.Errorf("update access key %s: unexpected reply %v", k.Name, res)
+		return nil, nil, fmt.Errorf("update access key %s: %w", k.Name, err)
 	}
 	// What was stored, as a read would return it; lastActivity is kept apart and unchanged.
 	obj.TypeMeta = metav1.TypeMeta{APIVersion: v1.GroupName + "/" + v1.Version, Kind: "OwnedAccessKey"}
-	obj.ResourceVersion = strconv.FormatInt(rv, 10)
 	obj.Status.LastActivity = cur.Key.Status.LastActivity
-	return obj, nil
+	return obj, res, nil
+}
+
+// familyArgs reads obj's parent (obj, a child, then follows it) and children, and returns them
+// with the children's arguments of updateScript.
+func (s *Store) familyArgs(ctx context.Context, obj *v1.OwnedAccessKey) (*family, []any, error) {
+	f := &family{}
+	var err error
+	if f.parent, err = s.parentOf(ctx, obj); err != nil {
+		return nil, nil, err
+	}
+	if f.parent != nil {
+		accesskey.FollowParent(obj, f.parent.key)
+	}
+	if f.children, err = s.childrenOf(ctx, obj.Name); err != nil {
+		return nil, nil, err
+	}
+	args, err := f.childArgs(obj)
+	return f, args, err
 }
 
 // Modify applies mutate to the current key named name and stores the result, retrying on
@@ -462,22 +543,14 @@ func (s *Store) Modify(ctx context.Context, name string, mutate func(*v1.OwnedAc
 }
 
 // deleteScript removes a key if it is still the one read (digest, and resourceVersion when
-// given). KEYS: records, rvs, names, rv, events, activity. ARGV: name, digest, expected rv or
-// "", event history. It returns {rv, record JSON, activity}.
-var deleteScript = redis.NewScript(`
+// given), and its children (family.go). KEYS: familyKeys. ARGV: name, digest, expected rv or
+// "", event history. It returns {rv, record JSON, activity} of the key's deletion.
+var deleteScript = redis.NewScript(luaFamily + `
 local d = redis.call('HGET', KEYS[3], ARGV[1])
 if not d then return 'notfound' end
 if d ~= ARGV[2] then return 'conflict' end
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[2], d) ~= ARGV[3] then return 'conflict' end
-local data = redis.call('HGET', KEYS[1], d)
-local act = redis.call('HGET', KEYS[6], d) or ''
-local rv = redis.call('INCR', KEYS[4])
-redis.call('HDEL', KEYS[1], d)
-redis.call('HDEL', KEYS[2], d)
-redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[6], d)
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], rv .. '-0', 'at', ` + changelog.LuaAt + `, 'type', 'DELETED', 'digest', d, 'record', data or '', 'activity', act)
-return {rv, data or '', act}
+return delkey(ARGV[1], ARGV[4])
 `)
 
 // Delete removes the key named name.
@@ -487,15 +560,15 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 }
 
 // DeleteObject removes the key named name, if it is at resourceVersion (any when empty; else
-// ErrConflict), and returns its last state, with the resourceVersion of the deletion.
+// ErrConflict), with its children, and returns its last state, with the resourceVersion of the
+// deletion.
 func (s *Store) DeleteObject(ctx context.Context, name, resourceVersion string) (*v1.OwnedAccessKey, error) {
 	for {
 		digest, err := s.digestOf(ctx, name)
 		if err != nil {
 			return nil, err
 		}
-		res, err := s.write(ctx, deleteScript, []string{recordsKey, rvsKey, namesKey, rvKey, eventsKey, activityKey},
-			name, digest, resourceVersion, s.opts.EventHistory)
+		res, err := s.write(ctx, deleteScript, familyKeys, name, digest, resourceVersion, s.opts.EventHistory)
 		if err != nil {
 			return nil, fmt.Errorf("delete access key %s: %w", name, err)
 		}

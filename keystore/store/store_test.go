@@ -251,6 +251,8 @@ func TestPlainKeyIsNeverStored(t *testing.T) {
 			for f, v := range rdb.HGetAll(ctx, k).Val() {
 				values = append(values, f, v)
 			}
+		case "zset":
+			values = append(values, rdb.ZRange(ctx, k, 0, -1).Val()...)
 		case "stream":
 			for _, m := range rdb.XRange(ctx, k, "-", "+").Val() {
 				for f, v := range m.Values {
