@@ -288,6 +288,9 @@ func (a *AccessKeys) mayWrite(ctx context.Context, c Caller, k, cur *v1.OwnedAcc
 	if why := providerOwned(k, cur); why != "" {
 		return apierrors.NewForbidden(resource, k.Name, errors.New(why))
 	}
+	if why := parentIsKeygates(k, cur); why != "" {
+		return apierrors.NewForbidden(resource, k.Name, errors.New(why))
+	}
 	if cur != nil {
 		if why := c.mayChange(k, cur); why != "" {
 			return apierrors.NewForbidden(resource, k.Name, errors.New(why))
