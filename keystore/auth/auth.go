@@ -112,6 +112,8 @@ type Keys interface {
 	CreateWithinQuota(ctx context.Context, k *v1.OwnedAccessKey, q store.Quota) (plain string, stored *v1.OwnedAccessKey, evicted []string, err error)
 	Lookup(ctx context.Context, plain string) (*v1.OwnedAccessKey, error)
 	DeleteObject(ctx context.Context, name, resourceVersion string) (*v1.OwnedAccessKey, error)
+	// Get reads a single sign-on identity's session, the parent of its CLI key.
+	Get(ctx context.Context, name string) (*v1.OwnedAccessKey, error)
 }
 
 // Users checks passwords (users.Store in production). Authenticate must return an error

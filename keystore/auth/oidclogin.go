@@ -30,18 +30,22 @@ type OIDCLoginRequest struct {
 // ErrCodeRefused is a code CLICodes refuses: the client's fault, answered 401.
 var ErrCodeRefused = errors.New("invalid, expired or already used authorization code, or a user who may not sign in")
 
-// errSSOIdentity refuses a single sign-on identity's code, saying what to do instead: the
-// user has just signed in, so naming the reason tells nobody anything new.
-// It is no failed try for the limiter: the code was good.
-var errSSOIdentity = errors.New("single sign-on identities cannot log in to the CLI through the browser yet; " +
-	"log in with an access key instead (keygate login URL --access-key-stdin)")
+// CLISignIn is who signed in to the CLI through the browser, as CLICodes judged them.
+type CLISignIn struct {
+	// User is the store's user, enabled and the one who signed in (same UID); nil for a single
+	// sign-on identity, whom the store does not have.
+	User *users.User
+	// Name is the signed-in user's name (spec.user); Session the browser session's Login key
+	// they signed in with: a single sign-on identity's CLI key is its child (child.go).
+	Name, Session string
+}
 
-// CLICodes redeems codes of the provider's CLI client, once each (oidc.Provider through an
-// adapter in keystore/app). u is the store's user, judged now (enabled, same UID); nil when the
-// code is a single sign-on identity's, whom the store does not have. Errors wrap
-// ErrCodeRefused for every refusal; others mean the stores could not answer.
+// CLICodes redeems codes of the provider's CLI client, once each (oidc.Provider through
+// CLICodes). The user is judged now (a store user enabled and of the same UID; a single
+// sign-on identity's session enabled, unexpired and theirs). Errors wrap ErrCodeRefused for
+// every refusal; others mean the stores could not answer.
 type CLICodes interface {
-	RedeemCLICode(ctx context.Context, code, verifier, redirectURI string) (u *users.User, err error)
+	RedeemCLICode(ctx context.Context, code, verifier, redirectURI string) (*CLISignIn, error)
 }
 
 // oidcLogin serves POST /oidc/login. Refused codes count against the client address's
@@ -84,12 +88,8 @@ func (h *Handler) OIDCLogin(r *http.Request, req OIDCLoginRequest) (*Login, erro
 		return nil, &LoginFailure{Code: http.StatusTooManyRequests, RetryAfter: wait,
 			Message: fmt.Sprintf("too many failed logins; try again in %d seconds", RetryAfterSeconds(wait))}
 	}
-	u, err := h.redeem(r.Context(), att, req)
+	in, err := h.redeem(r.Context(), att, req)
 	switch {
-	case errors.Is(err, errSSOIdentity):
-		h.metrics.logins.WithLabelValues(MethodOIDC, LoginInvalid).Inc()
-		h.log.Info("oidc login refused: a single sign-on identity", "client", addr)
-		return nil, &LoginFailure{Code: http.StatusUnauthorized, Message: err.Error(), err: err}
 	case errors.Is(err, ErrCodeRefused):
 		h.metrics.logins.WithLabelValues(MethodOIDC, LoginInvalid).Inc()
 		// err names the cause (wrong verifier, another client's code, a disabled user), never
@@ -101,22 +101,19 @@ func (h *Handler) OIDCLogin(r *http.Request, req OIDCLoginRequest) (*Login, erro
 		h.log.Error("oidc login failed: store unavailable", "client", addr, "error", err)
 		return nil, &LoginFailure{Code: http.StatusServiceUnavailable, Message: "logins cannot be checked right now; try again later", err: err}
 	}
-	return h.issueFor(r.Context(), u, addr, MethodOIDC)
+	if in.User == nil {
+		return h.issueChild(r.Context(), in, addr)
+	}
+	return h.issueFor(r.Context(), in.User, addr, MethodOIDC)
 }
 
 // redeem redeems the code and releases att: a refusal costs a try, a store failure does not.
-func (h *Handler) redeem(ctx context.Context, att *attempt, req OIDCLoginRequest) (u *users.User, err error) {
+func (h *Handler) redeem(ctx context.Context, att *attempt, req OIDCLoginRequest) (in *CLISignIn, err error) {
 	defer func() { att.release(errors.Is(err, ErrCodeRefused)) }()
 	if req.Code == "" || req.CodeVerifier == "" || req.RedirectURI == "" {
 		return nil, fmt.Errorf("%w: code, codeVerifier and redirectUri are all required", ErrCodeRefused)
 	}
-	u, err = h.opts.CLICodes.RedeemCLICode(ctx, req.Code, req.CodeVerifier, req.RedirectURI)
-	if err == nil && u == nil {
-		// A single sign-on identity's Login key has its groups refreshed from its identity
-		// provider with the provider's refresh token; a second key for the CLI would have none.
-		err = errSSOIdentity
-	}
-	return u, err
+	return h.opts.CLICodes.RedeemCLICode(ctx, req.Code, req.CodeVerifier, req.RedirectURI)
 }
 
 // readOIDCLogin reads and checks the body. code is 0 when req is good, else the answer.

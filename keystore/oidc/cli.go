@@ -96,7 +96,7 @@ type cliCodes struct{ p *Provider }
 
 // RedeemCLICode makes the provider's refusals auth's: a bad code and a user who may not sign in
 // are both the client's 401; anything else is the stores' failure.
-func (c cliCodes) RedeemCLICode(ctx context.Context, code, verifier, redirectURI string) (*users.User, error) {
+func (c cliCodes) RedeemCLICode(ctx context.Context, code, verifier, redirectURI string) (*auth.CLISignIn, error) {
 	g, err := c.p.RedeemCLICode(ctx, code, verifier, redirectURI)
 	var r *errRefused
 	switch {
@@ -105,5 +105,5 @@ func (c cliCodes) RedeemCLICode(ctx context.Context, code, verifier, redirectURI
 	case err != nil:
 		return nil, err
 	}
-	return g.User, nil
+	return &auth.CLISignIn{User: g.User, Name: g.Name, Session: g.Parent}, nil
 }
