@@ -54,6 +54,7 @@ func (o *options) runLogin(ctx context.Context, server string, f loginFlags) err
 		return fmt.Errorf("URL %q: want the edge's https://host[:port]", server)
 	}
 	l := &Login{Server: u.Scheme + "://" + u.Host, InsecureSkipTLSVerify: f.insecureSkipTLSVerify}
+	prev, _ := loadLogin(o.configPath) // none, or unreadable: nothing to retire
 	if f.caFile != "" {
 		if l.CertificateAuthorityData, err = os.ReadFile(f.caFile); err != nil {
 			return fmt.Errorf("--certificate-authority: %w", err)
@@ -75,8 +76,28 @@ func (o *options) runLogin(ctx context.Context, server string, f loginFlags) err
 	if err := saveLogin(o.configPath, l); err != nil {
 		return err
 	}
+	o.retire(ctx, prev, l)
 	fmt.Fprintf(o.err, "Logged in at %s as %s (access key %q). Next: keygate list clusters; keygate use cluster NAME\n", l.Server, l.User, l.AccessKeyName)
 	return nil
+}
+
+// retire deletes at the edge the login key that the new login l replaced in the configuration,
+// as logout does: nothing holds it any more, so it should not live on until its ttl. A key
+// given with --access-key-stdin is its owner's and is only forgotten, as logout does; so is a
+// key of another edge, which this login has no business calling. A failure only warns: the new
+// login stands.
+func (o *options) retire(ctx context.Context, prev, l *Login) {
+	if prev == nil || !prev.LoginKey || prev.Server != l.Server || prev.AccessKey == l.AccessKey {
+		return
+	}
+	e, err := newEdge(prev)
+	if err == nil {
+		err = e.do(ctx, "POST", "/auth/logout", nil, nil)
+	}
+	var st *statusError
+	if err != nil && !(errors.As(err, &st) && st.code == 401) { // 401: it had already stopped working
+		fmt.Fprintf(o.err, "keygate: the previous login key %q could not be deleted at %s (%v); it stops working when its ttl runs out\n", prev.AccessKeyName, prev.Server, err)
+	}
 }
 
 // loginWithPassword asks /auth/password/login for a Login key.
