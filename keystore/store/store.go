@@ -16,6 +16,8 @@
 //	keygate:{accesskeys}:activity  hash  digest -> status.lastActivity, RFC3339 UTC
 //	keygate:{accesskeys}:rv        string       the last resourceVersion handed out
 //	keygate:{accesskeys}:events    stream       one entry per change, ID "<resourceVersion>-0"
+//	keygate:{accesskeys}:parents   hash  child name -> parent name (family.go)
+//	keygate:{accesskeys}:children  zset  "<parent>/<child>": a parent's children
 //
 // status.lastActivity lives apart from the object, and writing it neither bumps the
 // resourceVersion nor makes an event: it changes every few seconds for a key in use, and an
