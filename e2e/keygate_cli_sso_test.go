@@ -3,12 +3,17 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"html"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,15 +113,11 @@ func startSSOLogin(t *testing.T, ctx context.Context, c *keygateCLI, ca string) 
 	}, authURL
 }
 
-// TestKeygateCLISSOWithTestIdP: "Log in with Test IdP" on the CLI's sign-in page reaches the
-// CLI with a code, and the edge refuses it, saying what to do: a single sign-on identity's
-// groups follow its identity provider through its browser session key, which a CLI key would
-// not (keystore/README.md, "keygate login URL --sso").
-func TestKeygateCLISSOWithTestIdP(t *testing.T) {
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	c := newKeygateCLI(t)
+// cliSSOLogin runs `keygate login --sso` for user of the test IdP: "Log in with Test IdP" on
+// the CLI's sign-in page, the IdP's form, back through the edge to the CLI. It returns the
+// browser (its session cookie is the single sign-on session) and the CLI's plain key.
+func cliSSOLogin(t *testing.T, ctx context.Context, c *keygateCLI, user string) (*http.Client, string) {
+	t.Helper()
 	login, authURL := startSSOLogin(t, ctx, c, filepath.Join(platform.Dir, "pki", "edge-ca.crt"))
 	b := ssoBrowser(t)
 	form := browseGet(t, b, authURL)
@@ -124,14 +125,121 @@ func TestKeygateCLISSOWithTestIdP(t *testing.T) {
 	if m == nil {
 		t.Fatalf("the login page at %s offers no link to the IdP:\n%s", form.resp.Request.URL, form.body)
 	}
-	back := idpLogin(t, b, browseGet(t, b, platform.EdgeURL+html.UnescapeString(m[1])), "carol")
-	if u := back.resp.Request.URL; u.Path != "/callback" || !strings.Contains(back.body, "single sign-on identities cannot log in to the CLI") {
-		t.Errorf("the browser ended at %s: %s\n%s; want the CLI's page with the edge's reason", u, back.resp.Status, back.body)
+	back := idpLogin(t, b, browseGet(t, b, platform.EdgeURL+html.UnescapeString(m[1])), user)
+	if u := back.resp.Request.URL; u.Path != "/callback" || back.resp.StatusCode != http.StatusOK || !strings.Contains(back.body, "logged in") {
+		t.Fatalf("the browser ended at %s: %s\n%s; want the CLI's page saying it is logged in", u, back.resp.Status, back.body)
 	}
-	if err := login(); err == nil {
-		t.Error("keygate login --sso succeeded for a single sign-on identity")
+	if err := login(); err != nil {
+		t.Fatalf("keygate login --sso as %s: %v", user, err)
 	}
-	if saved, _ := os.ReadFile(c.config); strings.Contains(string(saved), "kgk_") {
-		t.Error("a key was saved after the refusal")
+	key := c.savedKey()
+	c.keygate("", "use", "cluster", "demo")
+	return b, key
+}
+
+// whoami is what cluster demo sees of the CLI's kubectl (through the exec plugin): the user and
+// groups, or the error.
+func (c *keygateCLI) whoami() (user string, groups []string, err error) {
+	c.t.Helper()
+	out, errOut, err := c.kubectl("auth", "whoami", "-o", "json")
+	if err != nil {
+		return "", nil, fmt.Errorf("%v: %s", err, errOut)
+	}
+	var who struct {
+		Status struct {
+			UserInfo struct {
+				Username string   `json:"username"`
+				Groups   []string `json:"groups"`
+			} `json:"userInfo"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(out), &who); err != nil {
+		return "", nil, err
+	}
+	return who.Status.UserInfo.Username, who.Status.UserInfo.Groups, nil
+}
+
+// TestKeygateCLISSOWithTestIdP: a single sign-on identity logs in to the CLI through the IdP.
+// The CLI's key is a child of the browser's session: kubectl through the exec plugin shows the
+// IdP's groups, and a group change at the IdP reaches it with the session's refresh (due 30 s
+// after the login); nobody binds a key to the session, nor unbinds the child, through the
+// management API; revoking the user's tokens at the IdP disables the session and the CLI key.
+func TestKeygateCLISSOWithTestIdP(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	name, user := "dave", localdev.SSOUsernamePrefix+"dave"
+	noErr(t, platform.IdP.SetGroups(localdev.SSOSubject(name), []string{"cli-sso-a"}))
+	c := newKeygateCLI(t)
+	_, key := cliSSOLogin(t, ctx, c, name)
+	if u, g, err := c.whoami(); err != nil || u != user || !slices.Contains(g, "cli-sso-a") {
+		t.Fatalf("kubectl auth whoami after keygate login --sso: %s %v %v; want %s with the IdP's group cli-sso-a", u, g, err, user)
+	}
+
+	mgmt := kubeconfig(t, key)
+	session, _, err := runKubectl(t, mgmt, management, "get", "ownedaccesskeys", "-o", "jsonpath={.items[?(@.spec.parent)].spec.parent}")
+	child, _, _ := runKubectl(t, mgmt, management, "get", "ownedaccesskeys", "-o", "jsonpath={.items[?(@.spec.parent)].metadata.name}")
+	if err != nil || session == "" || strings.Contains(session, " ") || child == "" {
+		t.Fatalf("the CLI key should be the one child of the session: parent %q, child %q, %v", session, child, err)
+	}
+	manifest := filepath.Join(t.TempDir(), "bound.yaml")
+	noErr(t, os.WriteFile(manifest, []byte("apiVersion: management.loft.sh/v1\nkind: OwnedAccessKey\nmetadata:\n  name: "+unique("bound")+
+		"\nspec:\n  user: "+user+"\n  type: Login\n  ttl: 600\n  parent: "+session+"\n"), 0o600))
+	if _, errOut, err := runKubectl(t, mgmt, management, "create", "-f", manifest); err == nil || !strings.Contains(errOut, "spec.parent: only keygate sets a key's parent") {
+		t.Errorf("creating a key bound to the session: %v %s; want the refusal naming spec.parent", err, errOut)
+	}
+	if _, errOut, err := runKubectl(t, mgmt, management, "patch", "ownedaccesskeys", child, "--type", "merge", "-p", `{"spec":{"parent":null}}`); err == nil || !strings.Contains(errOut, "spec.parent: a key's parent is keygate's") {
+		t.Errorf("unbinding the CLI key from its session: %v %s; want the refusal naming spec.parent", err, errOut)
+	}
+
+	noErr(t, platform.IdP.SetGroups(localdev.SSOSubject(name), []string{"cli-sso-b"}))
+	eventually(t, 90*time.Second, "the IdP's new group in the CLI key", func() error {
+		if u, g, err := c.whoami(); err != nil || !slices.Contains(g, "cli-sso-b") || slices.Contains(g, "cli-sso-a") {
+			time.Sleep(time.Second)
+			return fmt.Errorf("%s %v %v", u, g, err)
+		}
+		return nil
+	})
+
+	noErr(t, platform.IdP.Revoke(localdev.SSOSubject(name)))
+	eventually(t, 90*time.Second, "the CLI key refused once the IdP revoked the user", func() error {
+		if _, errOut, err := runKubectl(t, mgmt, management, "get", "ownedaccesskeys", child); err == nil {
+			time.Sleep(time.Second)
+			return errors.New("still allowed")
+		} else if !strings.Contains(errOut, "Unauthorized") && !strings.Contains(errOut, "logged in") {
+			return fmt.Errorf("%v %s", err, errOut)
+		}
+		return nil
+	})
+	if errOut := c.fails("", "list", "clusters"); !strings.Contains(errOut, "refused the saved key") {
+		t.Errorf("keygate after the IdP's revocation: %s; want the edge's refusal of the saved key", errOut)
+	}
+}
+
+// TestKeygateCLISSOSessionLogout: the CLI key of a single sign-on identity ends with the
+// browser session it was made from: signing out there refuses it at once.
+func TestKeygateCLISSOSessionLogout(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := newKeygateCLI(t)
+	b, _ := cliSSOLogin(t, ctx, c, "erin")
+	if u, _, err := c.whoami(); err != nil || u != localdev.SSOUsernamePrefix+"erin" {
+		t.Fatalf("kubectl auth whoami after keygate login --sso: %s %v", u, err)
+	}
+	req, err := http.NewRequest(http.MethodPost, platform.EdgeURL+"/auth/logout", nil)
+	noErr(t, err)
+	req.Header.Set("Authorization", "Bearer "+sessionKey(t, b))
+	if out := browse(t, b, req); out.resp.StatusCode != http.StatusOK {
+		t.Fatalf("the session's logout: %s\n%s", out.resp.Status, out.body)
+	}
+	eventually(t, 10*time.Second, "the CLI key refused after the session's logout", func() error {
+		if _, _, err := c.whoami(); err == nil {
+			return errors.New("kubectl still works")
+		}
+		return nil
+	})
+	if errOut := c.fails("", "list", "clusters"); !strings.Contains(errOut, "refused the saved key") {
+		t.Errorf("keygate after the session's logout: %s; want the edge's refusal of the saved key", errOut)
 	}
 }

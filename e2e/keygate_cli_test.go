@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -98,10 +100,47 @@ func TestKeygateCLI(t *testing.T) {
 		t.Errorf("config file mode: %v %v", st.Mode(), err)
 	}
 
+	reloginRetiresTheOldKey(t, c, name, password)
 	c.keygate("", "logout")
 	_, errOut, err = c.kubectl("--context", "loft_demo", "get", "ns")
 	if err == nil || !strings.Contains(errOut, "keygate login") {
 		t.Errorf("after logout kubectl: %v\n%s, want a message to log in", err, errOut)
+	}
+}
+
+// savedKey is the plain key `keygate login` saved.
+func (c *keygateCLI) savedKey() string {
+	c.t.Helper()
+	saved, _ := os.ReadFile(c.config)
+	key := regexp.MustCompile(`kgk_[A-Za-z0-9_-]{43}`).FindString(string(saved))
+	if key == "" {
+		c.t.Fatalf("no key saved by keygate login:\n%s", saved)
+	}
+	return key
+}
+
+// reloginRetiresTheOldKey: logging in again deletes the login key it replaces at the edge, as
+// logout does; a key given with --access-key-stdin is the user's own and stays.
+func reloginRetiresTheOldKey(t *testing.T, c *keygateCLI, name, password string) {
+	t.Helper()
+	ca := filepath.Join(platform.Dir, "pki", "edge-ca.crt")
+	works := func(key string) error {
+		_, errOut, err := runKubectl(t, kubeconfig(t, key), management, "get", "clusters.management.loft.sh")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, errOut)
+		}
+		return nil
+	}
+	first := c.savedKey()
+	c.keygate(password+"\n", "login", platform.EdgeURL, "--username", name, "--password-stdin", "--certificate-authority", ca)
+	if err := works(first); err == nil {
+		t.Error("the login key a second login replaced still works at the edge")
+	}
+	own := strings.TrimSpace(c.keygate("", "create", "accesskey", unique("own")))
+	c.keygate(own+"\n", "login", platform.EdgeURL, "--access-key-stdin", "--certificate-authority", ca)
+	c.keygate(password+"\n", "login", platform.EdgeURL, "--username", name, "--password-stdin", "--certificate-authority", ca)
+	if err := works(own); err != nil {
+		t.Errorf("a key given with --access-key-stdin, after the next login: %v; want it kept", err)
 	}
 }
 

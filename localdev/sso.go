@@ -20,7 +20,7 @@ const (
 )
 
 // SSOUsers are the IdP's users; SSOSubject names one at the IdP (to change its groups).
-var SSOUsers = []string{"alice", "bob", "carol"}
+var SSOUsers = []string{"alice", "bob", "carol", "dave", "erin"}
 
 // SSOSubject is the IdP's subject of user name.
 func SSOSubject(name string) string { return "sub-" + name }
