@@ -39,6 +39,10 @@ type Params struct {
 	XDSAddress string
 	// ExtAuthzAddress is the extauthz gRPC server.
 	ExtAuthzAddress string
+	// ExtAuthzReplicaPorts are more extauthz replicas on ExtAuthzAddress's host, each on its
+	// own port: one endpoint each, as replicas on one machine run (the local platform). In
+	// production one name that resolves to every replica (a headless Service) is enough.
+	ExtAuthzReplicaPorts []uint16
 	// TLS is the mutual TLS of both gRPC links. It is required: xds hands out the edge's
 	// secrets and extauthz decides who passes, so Envoy must prove itself to both, and check
 	// that it talks to them.
@@ -108,6 +112,7 @@ func Render(p Params) ([]byte, error) {
 	data := struct {
 		NodeID               string
 		Admin, XDS, ExtAuthz endpoint
+		ExtAuthzPorts        []uint16
 		MaxHeapBytes         uint64
 	}{
 		NodeID:       p.NodeID,
@@ -115,6 +120,12 @@ func Render(p Params) ([]byte, error) {
 		Admin:        parse("AdminAddress", p.AdminAddress),
 		XDS:          parse("XDSAddress", p.XDSAddress),
 		ExtAuthz:     parse("ExtAuthzAddress", p.ExtAuthzAddress),
+	}
+	data.ExtAuthzPorts = append([]uint16{data.ExtAuthz.Port}, p.ExtAuthzReplicaPorts...)
+	for _, port := range p.ExtAuthzReplicaPorts {
+		if port == 0 {
+			errs = append(errs, errors.New("envoy bootstrap: ExtAuthzReplicaPorts: port 0"))
+		}
 	}
 	errs = append(errs, p.secure(&data.XDS, &data.ExtAuthz))
 	if data.MaxHeapBytes == 0 {

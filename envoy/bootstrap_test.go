@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -215,6 +216,7 @@ func TestValidateWithEnvoy(t *testing.T) {
 		"dns names":    {NodeID: "edge-1", AdminAddress: "127.0.0.1:9901", XDSAddress: "xds.keygate.svc.cluster.local:18000", ExtAuthzAddress: "localhost:18002", TLS: files},
 		"ipv6":         {NodeID: "edge-2", AdminAddress: "[::1]:9901", XDSAddress: "[::1]:18000", ExtAuthzAddress: "[::1]:18002", TLS: files},
 		"plaintext":    {NodeID: "edge-3", AdminAddress: "127.0.0.1:9901", XDSAddress: "127.0.0.1:18000", ExtAuthzAddress: "127.0.0.1:18002", InsecurePlaintext: true},
+		"replicas":     {NodeID: "edge-4", AdminAddress: "127.0.0.1:9901", XDSAddress: "127.0.0.1:18000", ExtAuthzAddress: "127.0.0.1:18002", ExtAuthzReplicaPorts: []uint16{18004}, TLS: files},
 	}
 	for name, p := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -277,5 +279,53 @@ func TestRenderHeapLimit(t *testing.T) {
 		if heap != tc.want || strings.Join(actions, ",") != "envoy.overload_actions.shrink_heap,envoy.overload_actions.stop_accepting_requests" {
 			t.Errorf("%s: heap %d (want %d), actions %v", name, heap, tc.want, actions)
 		}
+	}
+}
+
+// Replicas on one host are one endpoint each of the extauthz cluster, which ejects a replica
+// that fails and health-checks them all over gRPC (a dead replica must leave at once, not when
+// DNS forgets it: docs/reliability.md).
+func TestRenderExtAuthzReplicas(t *testing.T) {
+	out, err := Render(Params{NodeID: "edge", AdminAddress: "127.0.0.1:9901", XDSAddress: "127.0.0.1:18000", ExtAuthzAddress: "127.0.0.1:18002",
+		ExtAuthzReplicaPorts: []uint16{18004, 18006}, TLS: tlsFiles})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b struct {
+		StaticResources struct {
+			Clusters []struct {
+				Name           string `json:"name"`
+				LoadAssignment struct {
+					Endpoints []struct {
+						LBEndpoints []struct {
+							Endpoint struct {
+								Address socketAddress `json:"address"`
+							} `json:"endpoint"`
+						} `json:"lb_endpoints"`
+					} `json:"endpoints"`
+				} `json:"load_assignment"`
+				OutlierDetection map[string]any   `json:"outlier_detection"`
+				HealthChecks     []map[string]any `json:"health_checks"`
+			} `json:"clusters"`
+		} `json:"static_resources"`
+	}
+	if err := yaml.Unmarshal(out, &b); err != nil {
+		t.Fatal(err)
+	}
+	c := b.StaticResources.Clusters[1]
+	var got []string
+	for _, e := range c.LoadAssignment.Endpoints[0].LBEndpoints {
+		a := e.Endpoint.Address.SocketAddress
+		got = append(got, a.Address+":"+strconv.Itoa(a.PortValue))
+	}
+	if want := "127.0.0.1:18002 127.0.0.1:18004 127.0.0.1:18006"; c.Name != "extauthz" || strings.Join(got, " ") != want {
+		t.Errorf("cluster %s endpoints %v, want extauthz %s", c.Name, got, want)
+	}
+	if c.OutlierDetection["consecutive_5xx"] == nil || len(c.HealthChecks) != 1 || c.HealthChecks[0]["grpc_health_check"] == nil {
+		t.Errorf("extauthz outlier detection %v, health checks %v: want consecutive_5xx and one gRPC health check", c.OutlierDetection, c.HealthChecks)
+	}
+	if _, err := Render(Params{NodeID: "edge", AdminAddress: "127.0.0.1:9901", XDSAddress: "127.0.0.1:18000", ExtAuthzAddress: "127.0.0.1:18002",
+		ExtAuthzReplicaPorts: []uint16{0}, TLS: tlsFiles}); err == nil || !strings.Contains(err.Error(), "port 0") {
+		t.Errorf("replica port 0: error %v, want one naming port 0", err)
 	}
 }

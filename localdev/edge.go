@@ -51,6 +51,9 @@ func (p *Platform) startEdge(ctx context.Context, a edgeAddrs) error {
 	if err := p.StartExtAuthz(ctx); err != nil {
 		return err
 	}
+	if err := p.startReplicas(ctx); err != nil {
+		return err
+	}
 	return p.startEnvoy(ctx, a)
 }
 
@@ -104,12 +107,13 @@ func (p *Platform) pickEdgeAddrs() (edgeAddrs, error) {
 // startEnvoy waits for it to be ready.
 func (p *Platform) startXDS(a edgeAddrs, certFile, keyFile string) error {
 	var err error
-	p.xds, err = proc.Start("xds", p.logs, nil, filepath.Join(p.Bin, "xds"), append([]string{
+	p.xdsArgs = append([]string{
 		"--targets-file", p.TargetsFile,
 		"--grpc-address", a.xdsGRPC, "--http-address", a.xdsHTTP,
 		"--listen-address", a.edge,
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile,
-		"--log-format", "text"}, p.grpcTLSArgs()...)...)
+		"--log-format", "text"}, p.grpcTLSArgs()...)
+	p.xds, err = proc.Start("xds", p.logs, nil, filepath.Join(p.Bin, "xds"), p.xdsArgs...)
 	return err
 }
 
@@ -124,7 +128,8 @@ func (p *Platform) grpcTLSArgs() []string {
 func (p *Platform) startEnvoy(ctx context.Context, a edgeAddrs) error {
 	cp := p.controlPlane
 	bootstrap, err := envoy.Render(envoy.Params{NodeID: "keygate-local", AdminAddress: a.envoyAdmin, XDSAddress: a.xdsGRPC, ExtAuthzAddress: a.authGRPC,
-		TLS: &envoy.TLS{CAFile: cp.CAFile, CertFile: cp.EnvoyCertFile, KeyFile: cp.EnvoyKeyFile}})
+		ExtAuthzReplicaPorts: p.replicaPorts(),
+		TLS:                  &envoy.TLS{CAFile: cp.CAFile, CertFile: cp.EnvoyCertFile, KeyFile: cp.EnvoyKeyFile}})
 	if err != nil {
 		return err
 	}

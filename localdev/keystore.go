@@ -51,7 +51,15 @@ func (p *Platform) startKeystore(ctx context.Context, certs *kubeserver.Certs, x
 		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile,
 		"--requestheader-client-ca-file", certs.CAFile, "--requestheader-allowed-names", kubeserver.EdgeUser,
 		"--admin-group", AdminGroup, "--log-format", "text"}, append(append(oidcArgs, p.RedisArgs()...), p.opts.KeystoreArgs...)...)
-	p.keystore, err = proc.Start("keystore", p.logs, nil, filepath.Join(p.Bin, "keystore"), args...)
+	p.keystoreArgs = args
+	return p.StartKeystore(ctx)
+}
+
+// StartKeystore (re)starts `keystore serve` with the arguments of the first start and waits
+// until it is ready.
+func (p *Platform) StartKeystore(ctx context.Context) error {
+	var err error
+	p.keystore, err = proc.Start("keystore", p.logs, nil, filepath.Join(p.Bin, "keystore"), p.keystoreArgs...)
 	if err != nil {
 		return err
 	}

@@ -56,6 +56,9 @@ type Options struct {
 	Sentinel bool
 	// KeystoreArgs are added to `keystore serve`'s flags (they win over the platform's).
 	KeystoreArgs []string
+	// ExtauthzReplicas is how many extauthz processes run behind Envoy's extauthz cluster
+	// (replicas.go); 0 means one.
+	ExtauthzReplicas int
 }
 
 // Platform is a running local platform.
@@ -103,12 +106,16 @@ type Platform struct {
 	envoy        *proc.Process
 	extauthzArgs []string
 	// extauthzHTTP is extauthz's --http-address, where StartExtAuthz waits for /readyz.
-	extauthzHTTP  string
-	extauthzGRPC  string            // its --grpc-address, which a static Envoy (StartStaticEdge) calls too
-	controlPlane  *pki.ControlPlane // the mutual TLS of Envoy, xds and extauthz
-	keystore      *proc.Process
-	keystoreAddrs struct{ api, auth, http, oidc string }
-	prometheus    *proc.Process
+	extauthzHTTP string
+	extauthzGRPC string // its --grpc-address, which a static Envoy (StartStaticEdge) calls too
+	// replicas are the extauthz processes after the first (Options.ExtauthzReplicas), and
+	// xdsArgs and keystoreArgs what restarts xds and keystore (replicas.go).
+	replicas              []*extauthzReplica
+	xdsArgs, keystoreArgs []string
+	controlPlane          *pki.ControlPlane // the mutual TLS of Envoy, xds and extauthz
+	keystore              *proc.Process
+	keystoreAddrs         struct{ api, auth, http, oidc string }
+	prometheus            *proc.Process
 }
 
 // Start brings the platform up and returns once a request through the edge reaches every
@@ -224,7 +231,7 @@ func (p *Platform) build(ctx context.Context) error {
 // Stop stops everything, in an order that lets each part exit quickly (API servers before
 // their etcd).
 func (p *Platform) Stop() {
-	for _, q := range []*proc.Process{p.prometheus, p.envoy, p.extauthz, p.xds, p.keystore} {
+	for _, q := range append([]*proc.Process{p.prometheus, p.envoy, p.extauthz, p.xds, p.keystore}, p.replicaProcs()...) {
 		if q != nil {
 			q.Stop(10 * time.Second)
 		}

@@ -58,6 +58,9 @@ func run(m *testing.M) int {
 		progress = os.Stderr
 	}
 	platform, err = localdev.Start(ctx, localdev.Options{Dir: dir, Progress: progress, Sentinel: true,
+		// Two extauthz replicas behind Envoy's extauthz cluster, as production runs at least two:
+		// TestExtAuthzReplicaKilled kills one, TestClockSkew skews both.
+		ExtauthzReplicas: 2,
 		// Every keystore write waits for the replica (docs/reliability.md), so that a revocation
 		// acknowledged before the master dies survives the failover. 10s: TestSentinelFailover
 		// cuts the replica off, and it comes back within its once-a-second reconnection.

@@ -54,6 +54,8 @@ type Config struct {
 	ActivityFlushInterval   time.Duration
 	KeyCacheSize            int
 	KeyCacheTTL             time.Duration
+	// ClockOffset shifts this replica's clock, for tests of clock skew only (e2e/faults).
+	ClockOffset time.Duration
 	ops.LogFlags
 }
 
@@ -73,6 +75,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.DurationVar(&c.ActivityFlushInterval, "activity-flush-interval", activity.DefaultInterval, "how often keys' last-use times are written to status.lastActivity, in one batch")
 	fs.IntVar(&c.KeyCacheSize, "key-cache-size", keycache.DefaultSize, "most access keys (and, apart, most users) kept in memory between checks; changes in Redis drop them at once; 0 turns the caches off")
 	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", keycache.DefaultTTL, "longest a cached key or user is used without reading Redis again, a safety net behind the change events")
+	fs.DurationVar(&c.ClockOffset, "testing-clock-offset", 0, "TESTING ONLY: add this to the clock every decision reads (expiry, last activity), to show what skew between replicas does; never set it in production")
 	c.AddLogFlags(fs)
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: extauthz [flags]\n\nThe edge's Envoy ext_authz service: checks access keys in Redis and sets identity headers.")
 	if err := flagenv.Parse(fs, EnvPrefix, args); err != nil {
@@ -230,6 +233,11 @@ type checker struct {
 }
 
 func newChecker(c Config, rdb redis.UniversalClient, log *slog.Logger, reg *prometheus.Registry) checker {
+	now := time.Now
+	if c.ClockOffset != 0 {
+		log.Warn("the clock is shifted for a test (--testing-clock-offset): expiry decisions are off by as much", "offset", c.ClockOffset)
+		now = func() time.Time { return time.Now().Add(c.ClockOffset) }
+	}
 	keys := store.New(rdb)
 	rec := activity.New(keys, activity.Options{Interval: c.ActivityFlushInterval}, log, reg)
 	size := c.KeyCacheSize
@@ -237,13 +245,14 @@ func newChecker(c Config, rdb redis.UniversalClient, log *slog.Logger, reg *prom
 		size = -1 // keycache's "off"
 	}
 	lag := follow.NewLag(reg)
-	cache := keycache.New(keys, keycache.Options{Size: size, TTL: c.KeyCacheTTL, MaxTTL: c.MaxTTL,
+	cache := keycache.New(keys, keycache.Options{Size: size, TTL: c.KeyCacheTTL, MaxTTL: c.MaxTTL, Now: now,
 		Lag: lag.WithLabelValues(follow.StreamAccessKeys)}, log, reg)
 	// Users are cached like keys, and dropped on the user store's change events, so that a
 	// user's deletion or change reaches every one of their keys as fast as a key's own.
-	people := userinfo.New(users.New(rdb, users.Options{}), userinfo.Options{Size: size, TTL: c.KeyCacheTTL,
+	people := userinfo.New(users.New(rdb, users.Options{}), userinfo.Options{Size: size, TTL: c.KeyCacheTTL, Now: now,
 		Lag: lag.WithLabelValues(follow.StreamUsers)}, log)
 	srv := server.New(cache, server.Options{
+		Now:    now,
 		Users:  people,
 		Decide: decide.Options{MaxTTL: c.MaxTTL},
 		Identity: identity.Options{GrafanaUserHeader: c.GrafanaUserHeader, GrafanaGroupsHeader: c.GrafanaGroupsHeader,

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -9,6 +10,7 @@ import (
 	luav3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -152,6 +154,7 @@ func ExtAuthzConfig(o Options) *extauthzv3.ExtAuthz {
 		Services: &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: o.ExtAuthzCluster}},
 			Timeout:         durationpb.New(o.ExtAuthzTimeout),
+			RetryPolicy:     extAuthzRetry(),
 		}},
 		TransportApiVersion: corev3.ApiVersion_V3,
 		// Envoy serialises every header it is allowed to into each CheckRequest; by default all
@@ -165,6 +168,31 @@ func ExtAuthzConfig(o Options) *extauthzv3.ExtAuthz {
 		// 503 (an outage), not 403 (a decision).
 		FailureModeAllow: false,
 		StatusOnError:    &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
+	}
+}
+
+// extAuthzRetry retries a check on another extauthz replica when it never got an answer from
+// the first: the connection was refused or reset (a replica killed, a node lost), or the
+// replica refused the stream or answered gRPC UNAVAILABLE (shutting down). A check reads only
+// (its one write, a key's last use, is idempotent), so retrying cannot do harm; a slow replica
+// is not retried (no timeout or deadline-exceeded condition), so an overloaded extauthz gets no
+// more load from it. A refusal of a key is a gRPC OK and is never retried. The outlier
+// detection of Envoy's bootstrap ejects the dead replica meanwhile (envoy/bootstrap.yaml), so
+// retries only bridge the first few checks; docs/reliability.md has the figures.
+func extAuthzRetry() *corev3.RetryPolicy {
+	previousHosts, _ := anypb.New(&previoushostsv3.PreviousHostsPredicate{}) // an empty message always marshals
+	return &corev3.RetryPolicy{
+		RetryOn:    "connect-failure,refused-stream,reset,unavailable",
+		NumRetries: wrapperspb.UInt32(2),
+		// Envoy's default first backoff is a second; a check waits on it, and the other replica
+		// is healthy, so retry at once-ish.
+		RetryBackOff: &corev3.BackoffStrategy{BaseInterval: durationpb.New(10 * time.Millisecond), MaxInterval: durationpb.New(100 * time.Millisecond)},
+		// Never the replica that just failed.
+		RetryHostPredicate: []*corev3.RetryPolicy_RetryHostPredicate{{
+			Name:       "envoy.retry_host_predicates.previous_hosts",
+			ConfigType: &corev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: previousHosts},
+		}},
+		HostSelectionRetryMaxAttempts: 3,
 	}
 }
 

@@ -61,7 +61,19 @@ static_resources:
               connection_keepalive: {interval: 30s, timeout: 5s}
       circuit_breakers:
         thresholds:
-          - {priority: DEFAULT, max_connections: 100000, max_pending_requests: 100000, max_requests: 100000}
+          - {priority: DEFAULT, max_connections: 100000, max_pending_requests: 100000, max_requests: 100000, max_retries: 100000}
+      # A dead replica leaves at once, the health check brings it back (envoy/bootstrap.yaml).
+      outlier_detection:
+        consecutive_5xx: 5
+        interval: 1s
+        base_ejection_time: 10s
+        max_ejection_percent: 50
+      health_checks:
+        - timeout: 1s
+          interval: 2s
+          unhealthy_threshold: 2
+          healthy_threshold: 1
+          grpc_health_check: {}
       {{- include "keygate.envoyGrpcTLS" $extauthz | nindent 6 }}
     # The chart's addition: the admin interface, for the health listener below only.
     - name: admin

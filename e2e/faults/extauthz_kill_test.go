@@ -1,0 +1,131 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestExtAuthzReplicaKilled kills one of the two extauthz replicas (SIGKILL) under steady
+// traffic, revokes two keys through keystore while it is down, and starts it again. Envoy
+// retries a check that could not reach the dead replica on the other one (the ext_authz
+// filter's retry policy, xds/translate's extAuthzRetry), and outlier detection ejects the dead
+// replica after five failed checks in a row; the gRPC health check lets it back once it answers.
+// No false allow ever; 503s while the replica is dead are counted and must stay a small share.
+func TestExtAuthzReplicaKilled(t *testing.T) {
+	ctx := context.Background()
+	if n := platform.ExtAuthzReplicas(); n < 2 {
+		t.Fatalf("the platform runs %d extauthz replicas, want 2 (localdev.Options.ExtauthzReplicas)", n)
+	}
+	const victim = 1
+	set := newKeySet(t)
+	l := startLoad(set.probes, 4)
+	defer l.cancel()
+	l.waitFor(t, 300)
+	before := envoyCounters(t, "cluster.extauthz.")
+
+	l.phase.Store(int32(faulted))
+	killedAt := time.Now()
+	if err := platform.KillExtAuthzReplica(victim); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			if err := platform.StartExtAuthzReplica(context.Background(), victim); err != nil {
+				t.Errorf("restart extauthz replica %d: %v", victim, err)
+			}
+		}
+	})
+	l.waitFor(t, 300)
+	// Revocations reach the surviving replica as they would both.
+	revokeThroughKeystore(t, set)
+	l.waitFor(t, 200)
+	during := envoyCounters(t, "cluster.extauthz.")
+
+	if err := platform.StartExtAuthzReplica(ctx, victim); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	startedAt := time.Now()
+	back := replicaChecks(t, victim)
+	eventually(t, time.Minute, "Envoy sends checks to the restarted replica again", func() error {
+		if n := replicaChecks(t, victim); n <= back {
+			return fmt.Errorf("%d checks", n)
+		}
+		return nil
+	})
+	rejoined := time.Since(startedAt)
+	l.phase.Store(int32(recovered))
+	l.waitFor(t, 300)
+	l.stop(t)
+
+	l.mu.Lock()
+	unavail, answered := l.counts[faulted][unavailable], 0
+	for o := range outcomes {
+		answered += l.counts[faulted][o]
+	}
+	last503 := "none"
+	if !l.lastUnavailable.IsZero() {
+		last503 = l.lastUnavailable.Sub(killedAt).Round(time.Millisecond).String() + " after the kill"
+	}
+	l.mu.Unlock()
+	t.Logf("figures: %d of %d answers while the replica was down were 503 (last: %s); the restarted replica got checks again %s after its start",
+		unavail, answered, last503, rejoined.Round(time.Millisecond))
+	for _, c := range []string{"upstream_rq_retry", "upstream_rq_retry_success", "upstream_rq_retry_overflow", "upstream_cx_connect_fail",
+		"outlier_detection.ejections_enforced_total", "health_check.failure"} {
+		t.Logf("figures: Envoy cluster.extauthz.%s: +%d during the kill", c, during["cluster.extauthz."+c]-before["cluster.extauthz."+c])
+	}
+	// Generous: with the retries, none is expected; without them every other check fails
+	// until the ejection, and a tenth is far above the first and far below the second.
+	if answered > 0 && unavail*10 > answered {
+		t.Errorf("%d of %d answers while a replica was down were 503: the other replica should have taken its checks", unavail, answered)
+	}
+}
+
+// envoyCounters reads the edge Envoy's stats whose names start with prefix.
+func envoyCounters(t *testing.T, prefix string) map[string]int64 {
+	t.Helper()
+	resp, err := http.Get(platform.EnvoyAdminURL + "/stats?filter=^" + strings.ReplaceAll(prefix, ".", `\.`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	stats := map[string]int64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, ": ")
+		var n int64
+		if _, err := fmt.Sscan(value, &n); ok && err == nil {
+			stats[name] = n
+		}
+	}
+	return stats
+}
+
+// replicaChecks is extauthz replica i's count of checks answered (its /metrics), 0 if it does
+// not answer.
+func replicaChecks(t *testing.T, i int) int64 {
+	t.Helper()
+	resp, err := http.Get("http://" + platform.ExtAuthzHTTPAddress(i) + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var total int64
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "keygate_extauthz_checks_total") {
+			continue
+		}
+		var n float64
+		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &n); err == nil {
+			total += int64(n)
+		}
+	}
+	return total
+}

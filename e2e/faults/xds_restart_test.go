@@ -1,0 +1,123 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate-dev/keygate/localdev"
+	"github.com/keygate-dev/keygate/xds/source/file"
+)
+
+// TestXDSKilledDuringTargetChanges kills xds (SIGKILL) under steady traffic, changes the
+// targets while it is down (one cluster added, one removed), and starts it again: Envoy keeps
+// serving its last configuration meanwhile (not one 503, the removed target still served, the
+// added one not yet), and both changes arrive once xds is back, without restarting Envoy.
+// (xds/app's TestXDSRestartUnderLoad shows the same against xds alone; this is the whole edge.)
+func TestXDSKilledDuringTargetChanges(t *testing.T) {
+	ctx := context.Background()
+	suffix := strings.ToLower(randomSuffix())
+	removed, added := "xds-removed-"+suffix, "xds-added-"+suffix
+	staging := platform.Clusters[localdev.ClusterStaging]
+	editTargets(t, func(d *localdev.Targets) { d.Clusters = append(d.Clusters, platform.ClusterTarget(removed, staging)) })
+	t.Cleanup(func() { editTargets(t, func(d *localdev.Targets) { d.Clusters = dropCluster(d.Clusters, removed, added) }) })
+	eventually(t, time.Minute, "the edge serves "+removed, func() error { return clusterAnswers(ctx, removed, 200) })
+
+	set := newKeySet(t)
+	l := startLoad(set.probes, 4)
+	defer l.cancel()
+	// The cluster removed while xds is down has a load of its own: it must pass until xds is
+	// back, and 404 is its right answer after, which the load does not know.
+	lr := startLoad([]*probe{{name: "the cluster removed while xds is down", key: platform.AdminKey, path: clusterPath(removed) + "/version"}}, 1)
+	defer lr.cancel()
+	l.waitFor(t, 300)
+	uptime := envoyCounters(t, "server.uptime")["server.uptime"]
+
+	l.phase.Store(int32(faulted))
+	lr.phase.Store(int32(faulted))
+	if err := platform.KillXDS(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			if err := platform.StartXDS(context.Background()); err != nil {
+				t.Errorf("restart xds: %v", err)
+			}
+		}
+	})
+	editTargets(t, func(d *localdev.Targets) {
+		d.Clusters = append(dropCluster(d.Clusters, removed), platform.ClusterTarget(added, staging))
+	})
+	l.waitFor(t, 300)
+	if err := clusterAnswers(ctx, added, 404); err != nil {
+		t.Fatalf("with xds down: %v: the test does not test a restart", err)
+	}
+
+	lr.stop(t)
+	lr.mu.Lock()
+	removedWrong := lr.counts[faulted][falseDeny] + lr.counts[faulted][unavailable] + lr.counts[faulted][otherAnswer]
+	lr.mu.Unlock()
+	if removedWrong > 0 {
+		t.Errorf("the cluster removed while xds was down failed %d times before xds was back: Envoy should serve its last configuration", removedWrong)
+	}
+	startedAt := time.Now()
+	if err := platform.StartXDS(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	eventually(t, time.Minute, "the cluster added while xds was down is served", func() error { return clusterAnswers(ctx, added, 200) })
+	addedAfter := time.Since(startedAt)
+	eventually(t, time.Minute, "the cluster removed while xds was down is gone", func() error { return clusterAnswers(ctx, removed, 404) })
+	removedAfter := time.Since(startedAt)
+	l.phase.Store(int32(recovered))
+	l.waitFor(t, 300)
+	l.stop(t)
+
+	if now := envoyCounters(t, "server.uptime")["server.uptime"]; now < uptime {
+		t.Errorf("Envoy restarted during the test (uptime %ds, was %ds)", now, uptime)
+	}
+	l.mu.Lock()
+	unavail := l.counts[faulted][unavailable] + l.counts[recovered][unavailable]
+	l.mu.Unlock()
+	if unavail > 0 {
+		t.Errorf("%d answers were 503 while xds was down or catching up: Envoy should serve its last configuration", unavail)
+	}
+	t.Logf("figures: with xds down, 0 answers refused for it (%d 503s); after its start the added cluster was served in %s and the removed one gone in %s",
+		unavail, addedAfter.Round(time.Millisecond), removedAfter.Round(time.Millisecond))
+}
+
+func clusterPath(name string) string { return "/kubernetes/cluster/" + name }
+
+// clusterAnswers says how the admin key's GET /version on cluster name differs from status.
+func clusterAnswers(ctx context.Context, name string, status int) error {
+	return wantStatus(ctx, &probe{name: "cluster " + name, key: platform.AdminKey, path: clusterPath(name) + "/version"}, status)
+}
+
+func editTargets(t *testing.T, edit func(*localdev.Targets)) {
+	t.Helper()
+	if err := platform.EditTargets(edit); err != nil {
+		t.Fatalf("edit the targets: %v", err)
+	}
+}
+
+// dropCluster is clusters without those named.
+func dropCluster(clusters []file.Cluster, names ...string) []file.Cluster {
+	var out []file.Cluster
+	for _, c := range clusters {
+		drop := false
+		for _, n := range names {
+			drop = drop || c.Name == n
+		}
+		if !drop {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func randomSuffix() string {
+	return fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
+}
