@@ -46,8 +46,9 @@ func TestClockSkew(t *testing.T) {
 	now := time.Now()
 	keysByExpiry := skewedKeys(t, now)
 	answers := map[string]map[int]int{}
-	for range 20 {
-		for _, k := range keysByExpiry {
+	// Each key's requests in a row: Envoy's round robin then alternates the replicas for it.
+	for _, k := range keysByExpiry {
+		for range 20 {
 			status, detail := request(ctx, &probe{name: k.name, key: k.key, path: demoPath + "/version"})
 			if answers[k.name] == nil {
 				answers[k.name] = map[int]int{}

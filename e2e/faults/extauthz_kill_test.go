@@ -60,6 +60,7 @@ func TestExtAuthzReplicaKilled(t *testing.T) {
 		return nil
 	})
 	rejoined := time.Since(startedAt)
+	after := envoyCounters(t, "cluster.extauthz.")
 	l.phase.Store(int32(recovered))
 	l.waitFor(t, 300)
 	l.stop(t)
@@ -79,6 +80,11 @@ func TestExtAuthzReplicaKilled(t *testing.T) {
 	for _, c := range []string{"upstream_rq_retry", "upstream_rq_retry_success", "upstream_rq_retry_overflow", "upstream_cx_connect_fail",
 		"outlier_detection.ejections_enforced_total", "health_check.failure"} {
 		t.Logf("figures: Envoy cluster.extauthz.%s: +%d during the kill", c, during["cluster.extauthz."+c]-before["cluster.extauthz."+c])
+	}
+	for _, c := range []string{"health_check.attempt", "health_check.success", "health_check.failure", "health_check.network_failure",
+		"outlier_detection.ejections_enforced_total", "outlier_detection.ejections_active", "membership_healthy"} {
+		t.Logf("figures: Envoy cluster.extauthz.%s: %d before the kill, %d while down, %d once back", c,
+			before["cluster.extauthz."+c], during["cluster.extauthz."+c], after["cluster.extauthz."+c])
 	}
 	// Generous: with the retries, none is expected; without them every other check fails
 	// until the ejection, and a tenth is far above the first and far below the second.

@@ -194,6 +194,8 @@ func (a *applies) check(t *testing.T, started time.Time) (acked, failed int, fir
 			failed++
 			if !retriable(r.out) {
 				t.Errorf("apply of %s failed with an error a client would not retry: %s", r.name, r.out)
+			} else {
+				t.Logf("figures: a failed apply of %s said: %s", r.name, r.out)
 			}
 			continue
 		}
@@ -201,7 +203,9 @@ func (a *applies) check(t *testing.T, started time.Time) (acked, failed int, fir
 		if firstAck == 0 && r.returned.After(started) {
 			firstAck = r.returned.Sub(started)
 		}
-		lastAcked[r.name] = max(lastAcked[r.name], r.round)
+		if last, ok := lastAcked[r.name]; !ok || r.round > last {
+			lastAcked[r.name] = r.round
+		}
 	}
 	for name, round := range lastAcked {
 		k, err := keys.Get(context.Background(), name)

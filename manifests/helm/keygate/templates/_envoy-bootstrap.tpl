@@ -71,6 +71,8 @@ static_resources:
       health_checks:
         - timeout: 1s
           interval: 2s
+          # Also before the cluster has carried traffic (default 60 s): checks scheduled at start-up would wait that long.
+          no_traffic_interval: 2s
           unhealthy_threshold: 2
           healthy_threshold: 1
           grpc_health_check: {}
