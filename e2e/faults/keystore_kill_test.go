@@ -48,6 +48,8 @@ func TestKeystoreKilledDuringApply(t *testing.T) {
 		}
 	})
 	a.waitFailed(t, 2)
+	// Down for two seconds at least, as a restart by the kubelet is.
+	time.Sleep(time.Until(killedAt.Add(2 * time.Second)))
 	startedAt := time.Now()
 	if err := platform.StartKeystore(ctx); err != nil {
 		t.Fatal(err)
