@@ -196,8 +196,8 @@ func (a *applies) check(t *testing.T, started time.Time) (acked, failed int, fir
 			failed++
 			if !retriable(r.out) {
 				t.Errorf("apply of %s failed with an error a client would not retry: %s", r.name, r.out)
-			} else {
-				t.Logf("figures: a failed apply of %s said: %s", r.name, r.out)
+			} else if failed == 1 {
+				t.Logf("figures: the first failed apply (%s) said: %s", r.name, r.out)
 			}
 			continue
 		}
