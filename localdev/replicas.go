@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -119,7 +120,7 @@ func (p *Platform) StartXDS(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	return proc.WaitFor(wctx, p.xds, "xds", proc.HTTPReady(p.XDSMetricsURL[:len(p.XDSMetricsURL)-len("/metrics")]+"/readyz"))
+	return proc.WaitFor(wctx, p.xds, "xds", proc.HTTPReady(strings.TrimSuffix(p.XDSMetricsURL, "/metrics")+"/readyz"))
 }
 
 // KillKeystore kills `keystore serve` (SIGKILL); StartKeystore starts it again.

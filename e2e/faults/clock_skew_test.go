@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -122,7 +121,7 @@ func skewedKeys(t *testing.T, now time.Time) []skewedKey {
 // createAt creates a key in the store with the given creation time.
 func createAt(t *testing.T, created time.Time, spec v1.OwnedAccessKeySpec) (name, key string) {
 	t.Helper()
-	obj := &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: "faults-skew-" + strings.ToLower(randomSuffix()) + fmt.Sprint(time.Now().UnixNano()%1000),
+	obj := &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: "faults-skew-" + randomSuffix(),
 		CreationTimestamp: metav1.NewTime(created.UTC())}, Spec: spec}
 	key, err := keys.Create(context.Background(), obj)
 	if err != nil {

@@ -101,7 +101,7 @@ func startApplies(t *testing.T, workers int) *applies {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &applies{cancel: cancel}
-	prefix := "faults-apply-" + strings.ToLower(randomSuffix())
+	prefix := "faults-apply-" + randomSuffix()
 	for w := range workers {
 		cache, dir := t.TempDir(), t.TempDir()
 		a.wg.Add(1)

@@ -29,7 +29,7 @@ func TestUpstreamDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.close()
-	name := "upstream-" + strings.ToLower(randomSuffix())
+	name := "upstream-" + randomSuffix()
 	target := platform.ClusterTarget(name, staging)
 	target.Upstream.URL = "https://" + r.addr
 	editTargets(t, func(d *localdev.Targets) { d.Clusters = append(d.Clusters, target) })
