@@ -50,7 +50,7 @@ func (p *Platform) StartEdge(ctx context.Context, name string, xdsArgs ...string
 	}
 	cp := p.controlPlane
 	bootstrap, err := envoy.Render(envoy.Params{NodeID: "keygate-" + name, AdminAddress: addr(ports[3]), XDSAddress: addr(ports[1]), ExtAuthzAddress: p.extauthzGRPC,
-		TLS: &envoy.TLS{CAFile: cp.CAFile, CertFile: cp.EnvoyCertFile, KeyFile: cp.EnvoyKeyFile}})
+		ExtAuthzReplicaPorts: p.replicaPorts(), TLS: &envoy.TLS{CAFile: cp.CAFile, CertFile: cp.EnvoyCertFile, KeyFile: cp.EnvoyKeyFile}})
 	if err != nil {
 		return nil, err
 	}

@@ -106,16 +106,17 @@ type Platform struct {
 	envoy        *proc.Process
 	extauthzArgs []string
 	// extauthzHTTP is extauthz's --http-address, where StartExtAuthz waits for /readyz.
-	extauthzHTTP string
-	extauthzGRPC string // its --grpc-address, which a static Envoy (StartStaticEdge) calls too
+	extauthzHTTP  string
+	extauthzGRPC  string            // its --grpc-address, which a static Envoy (StartStaticEdge) calls too
+	controlPlane  *pki.ControlPlane // the mutual TLS of Envoy, xds and extauthz
+	keystore      *proc.Process
+	keystoreAddrs struct{ api, auth, http, oidc string }
+	prometheus    *proc.Process
+
 	// replicas are the extauthz processes after the first (Options.ExtauthzReplicas), and
 	// xdsArgs and keystoreArgs what restarts xds and keystore (replicas.go).
 	replicas              []*extauthzReplica
 	xdsArgs, keystoreArgs []string
-	controlPlane          *pki.ControlPlane // the mutual TLS of Envoy, xds and extauthz
-	keystore              *proc.Process
-	keystoreAddrs         struct{ api, auth, http, oidc string }
-	prometheus            *proc.Process
 }
 
 // Start brings the platform up and returns once a request through the edge reaches every
