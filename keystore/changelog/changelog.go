@@ -99,8 +99,16 @@ func (l Log) Current(ctx context.Context) (string, error) {
 // Watch calls handle with every entry after version from, in order, until ctx ends (it then
 // returns nil), handle returns an error (returned), Redis fails, or the entries needed are gone
 // (ErrExpired).
+//
+// It also returns ErrExpired when the log is no longer the one it was following: Redis lost
+// its data (restarted empty, or failed over to a replica that lagged). go-redis reconnects by
+// itself, so such a Redis looks like a quiet stream, or, once it has taken as many new changes
+// as were lost, like the same stream going on. Watch therefore checks, before handling each
+// batch and after each quiet block, that the last entry it handled is still there, unchanged
+// (sameHistory).
 func (l Log) Watch(ctx context.Context, from uint64, handle func(version uint64, m redis.XMessage) error) error {
-	if err := l.checkWatchFrom(ctx, from); err != nil {
+	seen, err := l.checkWatchFrom(ctx, from)
+	if err != nil {
 		return err
 	}
 	last := from
@@ -113,50 +121,92 @@ func (l Log) Watch(ctx context.Context, from uint64, handle func(version uint64,
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, redis.Nil) {
-			// Nothing new within Block.
-			if err := l.checkNotBehind(ctx, last); err != nil || ctx.Err() != nil {
-				return err
-			}
-			continue
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, redis.Nil) {
 			return fmt.Errorf("watch %s: %w", l.What, err)
 		}
-		if last, err = handleEntries(streams, last, handle); err != nil {
+		// Nothing new within Block, or entries that follow last by number: either way, only
+		// if the log still holds last as it was handled.
+		if err := l.sameHistory(ctx, last, seen); err != nil || ctx.Err() != nil {
+			return err
+		}
+		if last, seen, err = handleEntries(streams, last, seen, handle); err != nil {
 			return err
 		}
 	}
 }
 
 // checkWatchFrom refuses a watch from a version not handed out yet (ErrTooNew) or one whose
-// next entries are no longer kept (ErrExpired).
-func (l Log) checkWatchFrom(ctx context.Context, from uint64) error {
+// next entries are no longer kept (ErrExpired). It returns the entry of version from, when
+// the log holds it, for sameHistory.
+func (l Log) checkWatchFrom(ctx context.Context, from uint64) (*redis.XMessage, error) {
 	var cur *redis.StringCmd
-	var first *redis.XMessageSliceCmd
+	var first, at *redis.XMessageSliceCmd
 	_, err := l.RDB.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		cur = p.Get(ctx, l.Version)
 		first = p.XRangeN(ctx, l.Events, "-", "+", 1)
+		id := strconv.FormatUint(from, 10) + "-0"
+		at = p.XRange(ctx, l.Events, id, id)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("watch %s: %w", l.What, err)
+		return nil, fmt.Errorf("watch %s: %w", l.What, err)
 	}
 	current, _ := strconv.ParseUint(cur.Val(), 10, 64)
 	if from > current {
-		return fmt.Errorf("%w: %d > %d", ErrTooNew, from, current)
+		return nil, fmt.Errorf("%w: %d > %d", ErrTooNew, from, current)
 	}
 	if from < current {
 		if msgs := first.Val(); len(msgs) == 0 || Version(msgs[0].ID) > from+1 {
-			return fmt.Errorf("%w: %d", ErrExpired, from)
+			return nil, fmt.Errorf("%w: %d", ErrExpired, from)
 		}
+	}
+	if msgs := at.Val(); from > 0 && len(msgs) == 1 {
+		return &msgs[0], nil
+	}
+	return nil, nil
+}
+
+// sameHistory returns ErrExpired unless the log still holds last as seen (the entry Watch
+// handled last): Redis that lost its data has no such entry, or another one under the same
+// version (its "at", Redis's time of the change, at least differs). When seen is nil (a watch
+// from 0, or from a version whose entry was not kept) it can only check that the log's version
+// is not below last. It returns nil when ctx ends.
+//
+// An entry the log trimmed also fails the check: that takes more than the log's history of
+// changes after it, while this follower has not handled them, and the follower then reads
+// everything again, as for trimmed entries it has not handled.
+func (l Log) sameHistory(ctx context.Context, last uint64, seen *redis.XMessage) error {
+	if seen == nil {
+		return l.checkNotBehind(ctx, last)
+	}
+	msgs, err := l.RDB.XRange(ctx, l.Events, seen.ID, seen.ID).Result()
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", l.What, err)
+	}
+	if len(msgs) != 1 || !sameEntry(msgs[0], *seen) {
+		return fmt.Errorf("%w: the %s store no longer holds resourceVersion %d as it was followed (Redis lost data?)", ErrExpired, l.What, last)
 	}
 	return nil
 }
 
+// sameEntry reports whether a and b are the same entry: ID and every field.
+func sameEntry(a, b redis.XMessage) bool {
+	if a.ID != b.ID || len(a.Values) != len(b.Values) {
+		return false
+	}
+	for k, v := range a.Values {
+		w, ok := b.Values[k]
+		if !ok || v != w {
+			return false
+		}
+	}
+	return true
+}
+
 // checkNotBehind returns ErrExpired when the log's version is below last, already seen.
-// go-redis retries a broken connection, so a Redis that restarted without its data (or failed
-// over to a replica that lagged) looks like a quiet stream whose next IDs we have already seen.
 // It returns nil when ctx ends.
 func (l Log) checkNotBehind(ctx context.Context, last uint64) error {
 	cur, err := l.RDB.Get(ctx, l.Version).Uint64()
@@ -173,22 +223,22 @@ func (l Log) checkNotBehind(ctx context.Context, last uint64) error {
 }
 
 // handleEntries passes the entries XREAD returned after last to handle and returns the last
-// version handled.
-func handleEntries(streams []redis.XStream, last uint64, handle func(uint64, redis.XMessage) error) (uint64, error) {
+// version handled and its entry (seen, if none was).
+func handleEntries(streams []redis.XStream, last uint64, seen *redis.XMessage, handle func(uint64, redis.XMessage) error) (uint64, *redis.XMessage, error) {
 	for _, st := range streams {
-		for _, m := range st.Messages {
+		for i, m := range st.Messages {
 			rv := Version(m.ID)
 			if rv != last+1 {
 				// Trimmed while we were behind: the entries between are lost to us.
-				return last, fmt.Errorf("%w: %d (next kept event is %d)", ErrExpired, last, rv)
+				return last, seen, fmt.Errorf("%w: %d (next kept event is %d)", ErrExpired, last, rv)
 			}
-			last = rv
+			last, seen = rv, &st.Messages[i]
 			if err := handle(rv, m); err != nil {
-				return last, err
+				return last, seen, err
 			}
 		}
 	}
-	return last, nil
+	return last, seen, nil
 }
 
 // Version is the version of a stream entry ID "<version>-0".

@@ -240,3 +240,44 @@ func TestWatchNoticesLostData(t *testing.T) {
 		t.Fatal("a watcher kept waiting after the store went back in time")
 	}
 }
+
+// The same, when the store takes more new changes than it lost before the watcher's next read:
+// the versions that follow the last one seen exist again, but they are another history's, and
+// the watcher must not hand them out as if it had missed nothing.
+func TestWatchNoticesLostDataOvertaken(t *testing.T) {
+	s := isolated(t, 4, 100)
+	churn(t, s, "overtaken", 5)
+	done, first := make(chan error, 1), make(chan struct{})
+	var once sync.Once
+	var mu sync.Mutex
+	var after []string
+	go func() {
+		done <- s.Watch(context.Background(), "4", func(ev Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if ev.Key.ResourceVersion != "5" {
+				after = append(after, ev.Key.Name)
+			}
+			once.Do(func() { close(first) })
+			return nil
+		})
+	}()
+	<-first // the watch has seen version 5
+	if err := s.rdb.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	churn(t, s, "overtaken-again", 10) // versions 1 to 10 again
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrExpired) {
+			t.Errorf("Watch after the store lost its data and took new changes: %v, want ErrExpired", err)
+		}
+	case <-time.After(3 * changelog.Block):
+		t.Fatal("a watcher went on after the store went back in time and took new changes")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(after) > 0 {
+		t.Errorf("the watcher handed out %v, changes of another history", after)
+	}
+}
