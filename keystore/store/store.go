@@ -334,6 +334,37 @@ func (s *Store) byDigest(ctx context.Context, digest string) (*record, error) {
 	return decode(data.Val(), rv.Val(), act.Val())
 }
 
+// DigestBatch is how many digests ListDigests asks Redis for at a time (HSCAN's COUNT): each
+// call takes Redis well under a millisecond, so that listing a million keys never stalls it.
+const DigestBatch = 1000
+
+// ListDigests calls batch with the digests of the stored keys, a batch at a time, until every
+// key was listed or batch returns an error (returned). It scans the rvs hash (HSCAN, whose
+// values are short, never KEYS or one HGETALL of everything), so it is not a snapshot: a key
+// stored for the whole listing is listed (perhaps twice), one created or deleted meanwhile
+// may or may not be. A caller that reads CurrentVersion first and then applies every change
+// after it (Watch) ends up exact; keycache does.
+func (s *Store) ListDigests(ctx context.Context, batch func(digests []string) error) error {
+	var cursor uint64
+	for {
+		kv, next, err := s.rdb.HScan(ctx, rvsKey, cursor, "", DigestBatch).Result()
+		if err != nil {
+			return fmt.Errorf("list access key digests: %w", err)
+		}
+		digests := make([]string, 0, len(kv)/2)
+		for i := 0; i+1 < len(kv); i += 2 {
+			digests = append(digests, kv[i])
+		}
+		if err := batch(digests); err != nil {
+			return err
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
+
 // Get returns the key named name, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, name string) (*v1.OwnedAccessKey, error) {
 	digest, err := s.digestOf(ctx, name)

@@ -30,6 +30,9 @@ type Event struct {
 	Key *v1.OwnedAccessKey
 	// Digest identifies the key material, e.g. to drop the key from a cache.
 	Digest string
+	// Version is the change's resourceVersion (Key.ResourceVersion, as a number): a follower
+	// that handled it has seen every change up to it.
+	Version uint64
 	// At is when Redis logged the change (zero for entries older than the field), so that a
 	// follower can tell how late it applies it.
 	At time.Time
@@ -41,7 +44,8 @@ func (s *Store) changes() changelog.Log {
 	return changelog.Log{RDB: s.rdb, Version: rvKey, Events: eventsKey, What: "access keys"}
 }
 
-// CurrentVersion is the last resourceVersion handed out ("0" before the first change).
+// CurrentVersion is the last resourceVersion handed out ("0" before the first change): one GET
+// of a counter, O(1), so that extauthz can afford one per batch of unknown keys (keycache).
 func (s *Store) CurrentVersion(ctx context.Context) (string, error) {
 	return s.changes().Current(ctx)
 }
@@ -65,12 +69,13 @@ func (s *Store) Watch(ctx context.Context, resourceVersion string, handle func(E
 
 func decodeEvent(m redis.XMessage) (Event, error) {
 	str := func(k string) string { return changelog.Field(m, k) }
-	rv := strconv.FormatUint(changelog.Version(m.ID), 10)
+	version := changelog.Version(m.ID)
+	rv := strconv.FormatUint(version, 10)
 	rec, err := decode(str("record"), rv, str("activity"))
 	if err != nil {
 		return Event{}, fmt.Errorf("watch access keys: event %s: %w", m.ID, err)
 	}
-	ev := Event{Type: watch.EventType(str("type")), Key: rec.Key, Digest: str("digest"), At: changelog.At(m)}
+	ev := Event{Type: watch.EventType(str("type")), Key: rec.Key, Digest: str("digest"), Version: version, At: changelog.At(m)}
 	switch ev.Type {
 	case watch.Added, watch.Modified, watch.Deleted:
 		return ev, nil
