@@ -70,6 +70,10 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the wait before following again after the stream broke;
 	// 0 means 100ms and 5s.
 	MinBackoff, MaxBackoff time.Duration
+	// Start, when set, is called with the store's current version before following the
+	// changes after it, and before SetLive(true): e.g. to list what the store holds, which
+	// the changes then keep up to date. Its error breaks the stream like a Redis error.
+	Start func(ctx context.Context, version string) error
 	// SetLive(true) is called once the stream is followed, before the first event; the cache
 	// may serve entries from then on. SetLive(false) when it broke: the cache drops everything
 	// and serves none.
@@ -124,6 +128,11 @@ func follow[E any](ctx context.Context, s Stream[E], handle func(E) error, log *
 	rv, err := s.CurrentVersion(ctx)
 	if err != nil {
 		return err
+	}
+	if o.Start != nil {
+		if err := o.Start(ctx, rv); err != nil {
+			return err
+		}
 	}
 	// Every change after rv reaches handle; whatever a lookup reads from now on is at least as
 	// new as rv, so it may be cached.

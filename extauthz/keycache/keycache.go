@@ -13,6 +13,10 @@
 //
 // Unknown keys are not cached: a key works the moment it is created. Every entry also expires
 // after Options.TTL, a safety net for a stream that stalls without breaking.
+//
+// Unknown keys are instead refused from the digest set, every stored key's digest, which the
+// same stream keeps up to date; digests.go tells how, and why a key created a moment ago still
+// works at once on every replica.
 package keycache
 
 import (
@@ -26,6 +30,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/keygate-dev/keygate/extauthz/follow"
 	"github.com/keygate-dev/keygate/keystore/accesskey"
@@ -39,6 +44,8 @@ type Source interface {
 	// CurrentVersion is the store's last resourceVersion; Watch from it sees every later change.
 	CurrentVersion(ctx context.Context) (string, error)
 	Watch(ctx context.Context, resourceVersion string, handle func(store.Event) error) error
+	// ListDigests calls batch with the digests of the stored keys, a batch at a time.
+	ListDigests(ctx context.Context, batch func(digests []string) error) error
 }
 
 // Defaults of Options.
@@ -63,6 +70,9 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Lag, when set, observes each change's age when it is applied (follow.NewLag).
 	Lag prometheus.Observer
+	// CatchUp is how long a lookup of a digest outside the digest set waits for the follower to
+	// apply the store's version before it reads Redis instead; 0 means DefaultCatchUp.
+	CatchUp time.Duration
 }
 
 // Cache is a store.Store in front of the store for LookupDigest. Its methods are safe for
@@ -78,6 +88,23 @@ type Cache struct {
 	live bool
 	// recent tells a lookup whether its key changed while it read the store.
 	recent follow.Recent
+
+	// digests is every stored key's digest as of version applied (digests.go); nil whenever the
+	// stream is not followed. epoch counts the times it was listed or dropped.
+	digests digestSet
+	applied uint64
+	epoch   uint64
+	// advanced, when not nil, is closed when applied moves or digests is listed or dropped:
+	// lookups waiting for the follower to catch up wait on it.
+	advanced chan struct{}
+	// lost is why the current watch must end (the store went back in time); stopWatch ends it.
+	lost      error
+	stopWatch context.CancelCauseFunc
+
+	// vmu guards the batching of version reads (versionAfterNow).
+	vmu      sync.Mutex
+	vrunning bool
+	vnext    *versionRead
 }
 
 type entry struct {
@@ -105,12 +132,15 @@ func New(src Source, opts Options, log *slog.Logger, reg prometheus.Registerer) 
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 5 * time.Second
 	}
+	if opts.CatchUp <= 0 {
+		opts.CatchUp = DefaultCatchUp
+	}
 	c := &Cache{src: src, opts: opts, log: log}
 	if opts.Size > 0 {
 		// NewLRU fails only for a size below 1.
 		c.lru, _ = simplelru.NewLRU[string, *entry](opts.Size, nil)
 	}
-	c.metrics = newMetrics(reg, c.Len, c.Live)
+	c.metrics = newMetrics(reg, c.Len, c.Live, c.Digests)
 	return c
 }
 
@@ -127,6 +157,13 @@ func (c *Cache) Len() int {
 	return c.lru.Len()
 }
 
+// Digests is the number of digests in the digest set (0 while the stream is not followed).
+func (c *Cache) Digests() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.digests)
+}
+
 // Live reports whether the store's events are being followed, i.e. whether entries are served.
 func (c *Cache) Live() bool {
 	c.mu.Lock()
@@ -135,7 +172,8 @@ func (c *Cache) Live() bool {
 }
 
 // LookupDigest answers from memory when it can and from the store otherwise; errors, including
-// store.ErrNotFound, come from the store and are never cached.
+// store.ErrNotFound, come from the store and are never cached. store.ErrNotFound also comes
+// from the digest set, for a digest the store is proven not to hold (digests.go).
 func (c *Cache) LookupDigest(ctx context.Context, digest string) (*v1.OwnedAccessKey, error) {
 	if c.lru == nil {
 		return c.src.LookupDigest(ctx, digest)
@@ -156,8 +194,18 @@ func (c *Cache) LookupDigest(ctx context.Context, digest string) (*v1.OwnedAcces
 		}
 	}
 	live, gen := c.live, c.recent.Gen()
+	var unknown bool
+	var dk, dv uint64
+	if live && c.digests != nil {
+		dk, dv = digestKey(digest)
+		unknown = !c.digests.has(dk, dv)
+	}
 	c.mu.Unlock()
 
+	if unknown && c.absent(ctx, dk, dv) {
+		c.metrics.absent.Inc()
+		return nil, store.ErrNotFound
+	}
 	c.metrics.misses.Inc()
 	k, err := c.src.LookupDigest(ctx, digest)
 	if err != nil || !live {
@@ -233,13 +281,17 @@ func (c *Cache) invalidate(digest string) {
 }
 
 // setLive drops every entry and starts or stops serving from memory. Purging counts as more
-// invalidations than are remembered, so that no lookup in flight stores what it read.
+// invalidations than are remembered, so that no lookup in flight stores what it read. Stopping
+// also drops the digest set; the next Start lists it again.
 func (c *Cache) setLive(live bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lru.Purge()
 	c.recent.Purge()
-	c.live = live
+	c.live = live && c.lost == nil
+	if !live {
+		c.dropDigests()
+	}
 }
 
 // Run follows the store's events until ctx ends, and returns nil then. When following breaks,
@@ -250,20 +302,33 @@ func (c *Cache) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	return follow.Run(ctx, c.src, c.handle, c.log, follow.Options{
+	return follow.Run(ctx, stream{c}, c.handle, c.log, follow.Options{
 		What: "access-key", MinBackoff: c.opts.MinBackoff, MaxBackoff: c.opts.MaxBackoff,
+		Start:     c.listDigests,
 		SetLive:   c.setLive,
 		Restarted: func(reason string) { c.metrics.restarts.WithLabelValues(reason).Inc() },
 	})
 }
 
-// handle drops the key an event names; nothing is taken from the event itself.
+// handle drops the key an event names, and adds its digest to the digest set or removes it;
+// nothing else is taken from the event.
 func (c *Cache) handle(ev store.Event) error {
 	if ev.Digest == "" {
 		return errors.New("access-key event without a digest")
 	}
 	c.mu.Lock()
 	c.invalidate(ev.Digest)
+	if c.digests != nil {
+		if ev.Type == watch.Deleted {
+			c.digests.remove(digestKey(ev.Digest))
+		} else {
+			c.digests.add(digestKey(ev.Digest))
+		}
+	}
+	if ev.Version > c.applied {
+		c.applied = ev.Version
+		c.wake()
+	}
 	c.mu.Unlock()
 	c.metrics.invalidations.Inc()
 	follow.ObserveLag(c.opts.Lag, ev.At, c.opts.Now())

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -27,6 +28,10 @@ type fakeSource struct {
 	mu      sync.Mutex
 	keys    map[string]*v1.OwnedAccessKey
 	lookups int
+	// version is the store's version: every put and remove moves it, as every write does.
+	version uint64
+	// versionRead, when set, runs inside CurrentVersion after it read version.
+	versionRead func(ctx context.Context) error
 	// during, when set, runs inside LookupDigest after the store was read, to race with it.
 	during func()
 
@@ -48,12 +53,14 @@ func (f *fakeSource) put(digest, name string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.keys[digest] = &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	f.version++
 }
 
 func (f *fakeSource) remove(digest string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.keys, digest)
+	f.version++
 }
 
 // emit hands ev to the watcher and returns once it has been handled: the watcher handles events
@@ -84,7 +91,28 @@ func (f *fakeSource) lookupCount() int {
 	return f.lookups
 }
 
-func (f *fakeSource) CurrentVersion(ctx context.Context) (string, error) { return "7", nil }
+func (f *fakeSource) CurrentVersion(ctx context.Context) (string, error) {
+	f.mu.Lock()
+	v, hook := f.version, f.versionRead
+	f.mu.Unlock()
+	// The version is taken when the read begins: a hook that blocks models a slow read.
+	if hook != nil {
+		if err := hook(ctx); err != nil {
+			return "", err
+		}
+	}
+	return strconv.FormatUint(v, 10), nil
+}
+
+func (f *fakeSource) ListDigests(ctx context.Context, batch func([]string) error) error {
+	f.mu.Lock()
+	digests := make([]string, 0, len(f.keys))
+	for d := range f.keys {
+		digests = append(digests, d)
+	}
+	f.mu.Unlock()
+	return batch(digests)
+}
 
 func (f *fakeSource) Watch(ctx context.Context, rv string, handle func(store.Event) error) error {
 	f.watches <- struct{}{}

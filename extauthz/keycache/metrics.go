@@ -4,6 +4,9 @@ import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
 	hits, misses  prometheus.Counter
+	absent        prometheus.Counter
+	versionReads  prometheus.Counter
+	fallbacks     map[string]prometheus.Counter
 	invalidations prometheus.Counter
 	evictions     prometheus.Counter
 	restarts      *prometheus.CounterVec
@@ -11,14 +14,25 @@ type metrics struct {
 
 // newMetrics registers the cache's metrics with reg (nil: none). Size and liveness are read at
 // scrape time, so lookups pay nothing for them.
-func newMetrics(reg prometheus.Registerer, size func() int, live func() bool) *metrics {
+func newMetrics(reg prometheus.Registerer, size func() int, live func() bool, digests func() int) *metrics {
 	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_lookups_total",
-		Help: "Access-key lookups by result: hit (answered from memory) or miss (read from Redis).",
+		Help: "Access-key lookups by result: hit (answered from memory), miss (read from Redis) or absent (refused from the digest set, no lookup in Redis).",
 	}, []string{"result"})
+	fallbacks := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_absent_fallbacks_total",
+		Help: "Lookups of a digest outside the digest set that read Redis all the same, by reason: lagging (the store was ahead of this replica's event stream for longer than the wait), error (the version read failed or the check was cancelled), resync (the event stream broke meanwhile).",
+	}, []string{"reason"})
+	versionReads := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_version_reads_total",
+		Help: "Reads of the access-key store's version (one GET) that proved digests outside the digest set absent; at most one is in flight, shared by every lookup that arrived before it began.",
+	})
 	m := &metrics{
-		hits:   lookups.WithLabelValues("hit"),
-		misses: lookups.WithLabelValues("miss"),
+		hits:         lookups.WithLabelValues("hit"),
+		misses:       lookups.WithLabelValues("miss"),
+		absent:       lookups.WithLabelValues("absent"),
+		versionReads: versionReads,
+		fallbacks:    map[string]prometheus.Counter{},
 		invalidations: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_invalidations_total",
 			Help: "Access-key change events received from Redis; each drops that key from the cache.",
@@ -34,8 +48,15 @@ func newMetrics(reg prometheus.Registerer, size func() int, live func() bool) *m
 	}
 	m.restarts.WithLabelValues("error")
 	m.restarts.WithLabelValues("resync")
+	for _, r := range fallbackReasons {
+		m.fallbacks[r] = fallbacks.WithLabelValues(r)
+	}
 	if reg != nil {
-		reg.MustRegister(lookups, m.invalidations, m.evictions, m.restarts,
+		reg.MustRegister(lookups, m.invalidations, m.evictions, m.restarts, fallbacks, versionReads,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_digests",
+				Help: "Digests in the digest set, every access key in the store as this replica follows it (0 while the event stream is not followed).",
+			}, func() float64 { return float64(digests()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_keys",
 				Help: "Access keys held in the cache.",

@@ -41,7 +41,12 @@ func newClient() redis.UniversalClient {
 // test ends.
 func replica(tb testing.TB) *Cache {
 	tb.Helper()
-	rdb := newClient()
+	return replicaOn(tb, newClient())
+}
+
+// replicaOn is replica on rdb, which it closes at the end.
+func replicaOn(tb testing.TB, rdb redis.UniversalClient) *Cache {
+	tb.Helper()
 	c := New(store.New(rdb), Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},
 		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	ctx, cancel := context.WithCancel(context.Background())

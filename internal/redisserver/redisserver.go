@@ -234,6 +234,17 @@ func (s *Server) Restart(ctx context.Context) error {
 	return s.start(ctx)
 }
 
+// RestartEmpty stops the server, deletes its data and starts it again on the same port: to its
+// clients, a Redis without persistence that restarted, or a failover to a replica that had
+// nothing yet.
+func (s *Server) RestartEmpty(ctx context.Context) error {
+	s.p.Stop(10 * time.Second)
+	if err := os.RemoveAll(filepath.Join(s.opts.Dir, "redis-data")); err != nil {
+		return err
+	}
+	return s.start(ctx)
+}
+
 // Crash kills the server with SIGKILL, as an OOM kill or a power cut would (no shutdown, no
 // final save or fsync), and starts it again on the same port with the same data directory.
 // With AppendOnly, every write acknowledged before the kill is still there afterwards.

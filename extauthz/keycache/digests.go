@@ -1,0 +1,304 @@
+package keycache
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"time"
+
+	"github.com/keygate-dev/keygate/keystore/store"
+)
+
+// Unknown keys are answered from the digest set, the digests of every key in the store, kept
+// by each replica like its entries: listed when the stream is followed (after reading the
+// store's version, so the changes after it bring the list up to date) and patched by every
+// event: an added or modified key's digest is added, a deleted key's removed. Adding and
+// removing are idempotent, so a change that the list already reflects does no harm.
+//
+// A digest outside the set is refused without reading it from Redis, but only once the replica
+// knows it is not behind: a read of the store's version that began after the lookup arrived
+// returned a version the follower has applied. A key acknowledged as created before the
+// lookup arrived has a version at most that one, so its digest is in the set by then: a new key
+// works at once on every replica, as when every lookup read Redis. Those reads are batched
+// (versionAfterNow): at most one is in flight per replica, and the lookups that arrive while
+// it is join the next one, never one that began before them. A flood of made-up keys therefore
+// costs Redis at most one GET in flight per replica, however fast it comes.
+//
+// The set also notices Redis losing its data: a version read below what the follower applied
+// means the store went back in time; the cache then empties itself (entries and set) and
+// follows again from the store's current version (lose).
+
+// digestSet holds each digest as its first 16 bytes: the first 8 are the map key, the next 8
+// (with the low bit set) its value. Digests that share their first 8 bytes share a slot whose
+// value is then shared: such a slot stays until the set is listed again, since a deletion
+// cannot tell which of them went. So the set never loses a digest it holds; it may hold a
+// deleted one, which only sends that digest to Redis, as without the set. Two digests equal in
+// their first 127 bits would be taken for one: for SHA-256 digests of keys, as unlikely as the
+// key store's own assumption that different keys have different digests.
+type digestSet map[uint64]uint64
+
+const shared = 0
+
+// digestKey is the slot and value of digest: parsed from its first 32 hex digits, or for a
+// digest that is not hex (tests) from a hash of it.
+func digestKey(digest string) (k, v uint64) {
+	if len(digest) >= 32 {
+		a, err := strconv.ParseUint(digest[:16], 16, 64)
+		b, err2 := strconv.ParseUint(digest[16:32], 16, 64)
+		if err == nil && err2 == nil {
+			return a, b | 1
+		}
+	}
+	h := fnv.New128a()
+	_, _ = h.Write([]byte(digest))
+	sum := h.Sum(nil)
+	return binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:]) | 1
+}
+
+func (s digestSet) add(k, v uint64) {
+	if old, ok := s[k]; ok && old != v {
+		v = shared
+	}
+	s[k] = v
+}
+
+func (s digestSet) remove(k, v uint64) {
+	if old, ok := s[k]; ok && old == v {
+		delete(s, k)
+	}
+}
+
+func (s digestSet) has(k, v uint64) bool {
+	old, ok := s[k]
+	return ok && (old == v || old == shared)
+}
+
+// Defaults of Options.
+const (
+	DefaultCatchUp = 50 * time.Millisecond
+	// versionReadTimeout bounds one read of the store's version; the lookups waiting for it
+	// leave earlier if their own context ends.
+	versionReadTimeout = 2 * time.Second
+)
+
+// Fallback reasons, the values of keycache_absent_fallbacks_total's reason label.
+const (
+	fallbackLagging = "lagging" // the store was ahead of the follower, which did not catch up in time
+	fallbackError   = "error"   // the version read failed, or the lookup's context ended
+	fallbackResync  = "resync"  // the stream broke (the set was dropped) meanwhile
+)
+
+var fallbackReasons = []string{fallbackLagging, fallbackError, fallbackResync}
+
+// absent reports whether the key with digest (k, v) was proven absent from the store: a read of
+// the store's version that began after this call did, and the set without the digest once the
+// follower applied that version. Otherwise the caller reads Redis.
+func (c *Cache) absent(ctx context.Context, k, v uint64) bool {
+	r := c.versionAfterNow()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		c.metrics.fallbacks[fallbackError].Inc()
+		return false
+	}
+	if r.err != nil {
+		c.metrics.fallbacks[fallbackError].Inc()
+		return false
+	}
+	var timeout <-chan time.Time
+	for {
+		c.mu.Lock()
+		switch {
+		case !c.live || c.digests == nil:
+			c.mu.Unlock()
+			c.metrics.fallbacks[fallbackResync].Inc()
+			return false
+		case c.digests.has(k, v):
+			c.mu.Unlock()
+			return false // created meanwhile: read it
+		case c.applied >= r.version:
+			c.mu.Unlock()
+			return true
+		}
+		if c.advanced == nil {
+			c.advanced = make(chan struct{})
+		}
+		advanced := c.advanced
+		c.mu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(c.opts.CatchUp)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-advanced:
+		case <-timeout:
+			c.metrics.fallbacks[fallbackLagging].Inc()
+			return false
+		case <-ctx.Done():
+			c.metrics.fallbacks[fallbackError].Inc()
+			return false
+		}
+	}
+}
+
+// wake tells the lookups waiting for the follower that it moved; the caller holds mu.
+func (c *Cache) wake() {
+	if c.advanced != nil {
+		close(c.advanced)
+		c.advanced = nil
+	}
+}
+
+// dropDigests forgets the set; the caller holds mu.
+func (c *Cache) dropDigests() {
+	c.digests = nil
+	c.epoch++
+	c.wake()
+}
+
+// versionRead is one read of the store's version, shared by the lookups that joined it.
+type versionRead struct {
+	done    chan struct{} // closed when version and err are set
+	version uint64
+	err     error
+}
+
+// versionAfterNow returns a read of the store's version that begins after this call: the next
+// one, joined by every lookup that arrives while the current one is in flight. At most one
+// read is in flight at a time.
+func (c *Cache) versionAfterNow() *versionRead {
+	c.vmu.Lock()
+	defer c.vmu.Unlock()
+	if c.vnext == nil {
+		c.vnext = &versionRead{done: make(chan struct{})}
+	}
+	r := c.vnext
+	if !c.vrunning {
+		c.vrunning = true
+		go c.readVersions()
+	}
+	return r
+}
+
+// readVersions runs the pending read, and then the next one as long as lookups joined it.
+func (c *Cache) readVersions() {
+	for {
+		c.vmu.Lock()
+		r := c.vnext
+		c.vnext = nil
+		if r == nil {
+			c.vrunning = false
+			c.vmu.Unlock()
+			return
+		}
+		c.vmu.Unlock()
+		// Every lookup that joined r did so before this point: the read begins after them.
+		r.version, r.err = c.readVersion()
+		close(r.done)
+	}
+}
+
+// readVersion reads the store's version and checks it against what the follower had applied
+// before the read began, events Redis had already sent: a version below that means the store
+// went back in time.
+func (c *Cache) readVersion() (uint64, error) {
+	c.mu.Lock()
+	epoch, before, following := c.epoch, c.applied, c.digests != nil
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), versionReadTimeout)
+	defer cancel()
+	c.metrics.versionReads.Inc()
+	s, err := c.src.CurrentVersion(ctx)
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("access-key store version %q: %w", s, err)
+	}
+	if following && v < before {
+		c.lose(epoch, fmt.Errorf("%w: the access-key store is at resourceVersion %d, behind %d already applied (Redis lost data?)", store.ErrExpired, v, before))
+	}
+	return v, nil
+}
+
+// lose empties the cache (entries and set) and ends the current watch with err, so that the
+// follower lists and follows again from the store's current version; unless the set read in
+// epoch was already dropped.
+func (c *Cache) lose(epoch uint64, err error) {
+	c.mu.Lock()
+	if epoch != c.epoch || c.digests == nil {
+		c.mu.Unlock()
+		return
+	}
+	c.lost = err
+	c.lru.Purge()
+	c.recent.Purge()
+	c.live = false
+	c.dropDigests()
+	stop := c.stopWatch
+	c.mu.Unlock()
+	if stop != nil {
+		stop(err)
+	}
+}
+
+// listDigests is follow's Start: it lists every digest the store holds, after follow read
+// version and before it follows the changes after it.
+func (c *Cache) listDigests(ctx context.Context, version string) error {
+	v, err := strconv.ParseUint(version, 10, 64)
+	if err != nil {
+		return fmt.Errorf("access-key store version %q: %w", version, err)
+	}
+	began := time.Now()
+	set := make(digestSet)
+	err = c.src.ListDigests(ctx, func(digests []string) error {
+		for _, d := range digests {
+			set.add(digestKey(d))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.digests, c.applied, c.lost = set, v, nil
+	c.epoch++
+	c.wake()
+	c.mu.Unlock()
+	c.log.Info("listed access-key digests", "digests", len(set), "version", version, "took", time.Since(began).Round(time.Millisecond).String())
+	return nil
+}
+
+// stream is the Source as follow sees it: its Watch also ends when lose says so.
+type stream struct{ c *Cache }
+
+func (s stream) CurrentVersion(ctx context.Context) (string, error) {
+	return s.c.src.CurrentVersion(ctx)
+}
+
+func (s stream) Watch(ctx context.Context, version string, handle func(store.Event) error) error {
+	c := s.c
+	wctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	c.mu.Lock()
+	c.stopWatch = stop
+	if c.lost != nil {
+		stop(c.lost)
+	}
+	c.mu.Unlock()
+	err := c.src.Watch(wctx, version, handle)
+	c.mu.Lock()
+	c.stopWatch = nil
+	c.mu.Unlock()
+	if ctx.Err() == nil {
+		if cause := context.Cause(wctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return cause
+		}
+	}
+	return err
+}
