@@ -13,10 +13,12 @@ import (
 )
 
 // Unknown keys are answered from the digest set, the digests of every key in the store, kept
-// by each replica like its entries: listed when the stream is followed (after reading the
-// store's version, so the changes after it bring the list up to date) and patched by every
-// event: an added or modified key's digest is added, a deleted key's removed. Adding and
-// removing are idempotent, so a change that the list already reflects does no harm.
+// by each replica like its entries: listed each time the stream is followed (after reading the
+// store's version, so the changes after it bring the list up to date: startDigests) and
+// patched by every event: an added or modified key's digest is added, a deleted key's removed.
+// Adding and removing are idempotent, so a change that the list already reflects does no harm.
+// Until it is listed, and whenever the stream is not followed, the set is not used: lookups
+// read Redis, as they did before the set.
 //
 // A digest outside the set is refused without reading it from Redis, but only once the replica
 // knows it is not behind: a read of the store's version that began after the lookup arrived
@@ -153,9 +155,12 @@ func (c *Cache) wake() {
 	}
 }
 
-// dropDigests forgets the set; the caller holds mu.
+// dropDigests forgets the set, and stops listing one; the caller holds mu.
 func (c *Cache) dropDigests() {
-	c.digests = nil
+	if c.stopBuild != nil {
+		c.stopBuild()
+	}
+	c.digests, c.building, c.stopBuild = nil, nil, nil
 	c.epoch++
 	c.wake()
 }
@@ -247,31 +252,73 @@ func (c *Cache) lose(epoch uint64, err error) {
 	}
 }
 
-// listDigests is follow's Start: it lists every digest the store holds, after follow read
-// version and before it follows the changes after it.
-func (c *Cache) listDigests(ctx context.Context, version string) error {
+// startDigests is follow's Start: with the store at version, before the changes after it are
+// followed, it starts listing every digest the store holds. The listing runs while the
+// changes are followed, so that the entries are served and revocations applied meanwhile as
+// without the set; those changes patch the set being listed too. The set is used once the
+// listing is done. Listing only adds, so a listing that crossed a deletion can only keep a
+// digest that went (which then reads Redis, as without the set), never miss one that stayed:
+// HSCAN returns every field present for the whole scan.
+func (c *Cache) startDigests(ctx context.Context, version string) error {
 	v, err := strconv.ParseUint(version, 10, 64)
 	if err != nil {
 		return fmt.Errorf("access-key store version %q: %w", version, err)
 	}
-	began := time.Now()
+	ctx, stop := context.WithCancel(ctx)
 	set := make(digestSet)
-	err = c.src.ListDigests(ctx, func(digests []string) error {
-		for _, d := range digests {
-			set.add(digestKey(d))
+	c.mu.Lock()
+	c.dropDigests()
+	c.building, c.stopBuild, c.applied, c.lost = set, stop, v, nil
+	epoch := c.epoch
+	c.mu.Unlock()
+	go c.build(ctx, epoch, set, version)
+	return nil
+}
+
+// errDropped ends a listing whose set was dropped (the stream broke) meanwhile.
+var errDropped = errors.New("digest set dropped")
+
+// build lists the digests into set, retrying with backoff until it is done or the set dropped,
+// and then makes it the set in use.
+func (c *Cache) build(ctx context.Context, epoch uint64, set digestSet, version string) {
+	began := time.Now()
+	backoff := c.opts.MinBackoff
+	for {
+		err := c.src.ListDigests(ctx, func(digests []string) error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.epoch != epoch {
+				return errDropped
+			}
+			for _, d := range digests {
+				set.add(digestKey(d))
+			}
+			return nil
+		})
+		if err == nil {
+			break
 		}
-		return nil
-	})
-	if err != nil {
-		return err
+		if ctx.Err() != nil || errors.Is(err, errDropped) {
+			return
+		}
+		c.log.Warn("listing access-key digests failed: unknown keys are looked up in Redis until it succeeds",
+			"error", err, "retry_in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, c.opts.MaxBackoff)
 	}
 	c.mu.Lock()
-	c.digests, c.applied, c.lost = set, v, nil
-	c.epoch++
+	defer c.mu.Unlock()
+	if c.epoch != epoch {
+		return
+	}
+	c.digests, c.building, c.stopBuild = set, nil, nil
 	c.wake()
-	c.mu.Unlock()
-	c.log.Info("listed access-key digests", "digests", len(set), "version", version, "took", time.Since(began).Round(time.Millisecond).String())
-	return nil
+	c.log.Info("listed access-key digests: unknown keys are refused from memory", "digests", len(set),
+		"from_version", version, "took", time.Since(began).Round(time.Millisecond).String())
 }
 
 // stream is the Source as follow sees it: its Watch also ends when lose says so.

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -282,4 +286,80 @@ func TestStoreGoingBackInTimeEmptiesTheCache(t *testing.T) {
 		t.Errorf("a key Redis lost: %v, want ErrNotFound", err)
 	}
 	waitFor(t, c.Live)
+}
+
+// The digest set is listed while the events are followed: entries are served meanwhile, unknown
+// keys read the store until the set is listed, and the changes made during the listing reach
+// the set.
+func TestSetListedWhileFollowing(t *testing.T) {
+	src := newFakeSource()
+	src.put("d1", "k1")
+	src.put("d3", "k3")
+	listing, release := make(chan struct{}), make(chan struct{})
+	src.listing = func() { close(listing); <-release }
+	c := New(src, Options{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-src.watches
+	waitFor(t, c.Live)
+	<-listing // the listing has taken the keys
+	if _, err := lookup(t, c, "unknown"); !errors.Is(err, store.ErrNotFound) || src.lookupCount() != 1 {
+		t.Fatalf("an unknown key before the set is listed: %v after %d store reads; want ErrNotFound from the store", err, src.lookupCount())
+	}
+	mustFind(t, c, "d1", "k1")
+	mustFind(t, c, "d1", "k1")
+	if src.lookupCount() != 2 {
+		t.Error("entries not served while the set is listed")
+	}
+	src.put("d2", "k2")
+	src.emit(store.Event{Type: watch.Added, Digest: "d2", Version: src.version})
+	src.remove("d3")
+	src.emit(store.Event{Type: watch.Deleted, Digest: "d3", Version: src.version})
+	close(release)
+	waitFor(t, c.listed)
+	mustFind(t, c, "d2", "k2")
+	// d3 was listed before its deletion and handed after it: the set keeps it, so it reads
+	// the store, which refuses it.
+	if _, err := lookup(t, c, "d3"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a key deleted during the listing: %v", err)
+	}
+	before := src.lookupCount()
+	if _, err := lookup(t, c, "unknown2"); !errors.Is(err, store.ErrNotFound) || src.lookupCount() != before {
+		t.Errorf("an unknown key once the set is listed: %v, %d store reads; want ErrNotFound and none", err, src.lookupCount()-before)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range []string{"d1", "d2", "d3"} {
+		if !c.digests.has(digestKey(d)) {
+			t.Errorf("the set lacks %s", d)
+		}
+	}
+}
+
+// BenchmarkDigestSetMemory builds the set of a million keys' digests, as a replica holds it,
+// and reports its heap size per digest.
+func BenchmarkDigestSetMemory(b *testing.B) {
+	const n = 1_000_000
+	digests := make([]string, n)
+	for i := range digests {
+		digests[i] = store.Digest(strconv.Itoa(i))
+	}
+	var perDigest float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := make(digestSet)
+		for _, d := range digests {
+			s.add(digestKey(d))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perDigest = float64(after.HeapAlloc-before.HeapAlloc) / n
+		runtime.KeepAlive(s)
+	}
+	b.ReportMetric(perDigest, "bytes/digest")
+	b.ReportMetric(perDigest*n/(1<<20), "MiB/million")
 }

@@ -89,11 +89,15 @@ type Cache struct {
 	// recent tells a lookup whether its key changed while it read the store.
 	recent follow.Recent
 
-	// digests is every stored key's digest as of version applied (digests.go); nil whenever the
-	// stream is not followed. epoch counts the times it was listed or dropped.
-	digests digestSet
-	applied uint64
-	epoch   uint64
+	// digests is every stored key's digest as of version applied (digests.go); nil until it is
+	// listed, and whenever the stream is not followed. building is the set being listed, which
+	// stopBuild abandons. applied is the last version the follower applied; epoch counts the
+	// times a set was started or dropped.
+	digests   digestSet
+	building  digestSet
+	stopBuild context.CancelFunc
+	applied   uint64
+	epoch     uint64
 	// advanced, when not nil, is closed when applied moves or digests is listed or dropped:
 	// lookups waiting for the follower to catch up wait on it.
 	advanced chan struct{}
@@ -304,7 +308,7 @@ func (c *Cache) Run(ctx context.Context) error {
 	}
 	return follow.Run(ctx, stream{c}, c.handle, c.log, follow.Options{
 		What: "access-key", MinBackoff: c.opts.MinBackoff, MaxBackoff: c.opts.MaxBackoff,
-		Start:     c.listDigests,
+		Start:     c.startDigests,
 		SetLive:   c.setLive,
 		Restarted: func(reason string) { c.metrics.restarts.WithLabelValues(reason).Inc() },
 	})
@@ -318,11 +322,14 @@ func (c *Cache) handle(ev store.Event) error {
 	}
 	c.mu.Lock()
 	c.invalidate(ev.Digest)
-	if c.digests != nil {
+	for _, set := range []digestSet{c.digests, c.building} {
+		if set == nil {
+			continue
+		}
 		if ev.Type == watch.Deleted {
-			c.digests.remove(digestKey(ev.Digest))
+			set.remove(digestKey(ev.Digest))
 		} else {
-			c.digests.add(digestKey(ev.Digest))
+			set.add(digestKey(ev.Digest))
 		}
 	}
 	if ev.Version > c.applied {

@@ -30,6 +30,8 @@ type fakeSource struct {
 	lookups int
 	// version is the store's version: every put and remove moves it, as every write does.
 	version uint64
+	// listing, when set, runs inside ListDigests after it took the keys, before it hands them.
+	listing func()
 	// versionRead, when set, runs inside CurrentVersion after it read version.
 	versionRead func(ctx context.Context) error
 	// during, when set, runs inside LookupDigest after the store was read, to race with it.
@@ -110,7 +112,11 @@ func (f *fakeSource) ListDigests(ctx context.Context, batch func([]string) error
 	for d := range f.keys {
 		digests = append(digests, d)
 	}
+	listing := f.listing
 	f.mu.Unlock()
+	if listing != nil {
+		listing()
+	}
 	return batch(digests)
 }
 
@@ -148,7 +154,15 @@ func start(t *testing.T, src *fakeSource, opts Options) (*Cache, *prometheus.Reg
 		}
 	})
 	<-src.watches
+	waitFor(t, c.listed)
 	return c, reg
+}
+
+// listed reports whether the digest set is listed and in use.
+func (c *Cache) listed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.digests != nil
 }
 
 func lookup(t *testing.T, c *Cache, digest string) (*v1.OwnedAccessKey, error) {

@@ -55,7 +55,7 @@ func replicaOn(tb testing.TB, rdb redis.UniversalClient) *Cache {
 	// Closing the client ends a blocked XREAD at once, rather than after its block time.
 	tb.Cleanup(func() { cancel(); rdb.Close(); <-done })
 	deadline := time.Now().Add(10 * time.Second)
-	for !c.Live() {
+	for !c.Live() || !c.listed() {
 		if time.Now().After(deadline) {
 			tb.Fatal("cache never started following the key store's events")
 		}

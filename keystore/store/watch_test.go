@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -279,5 +280,101 @@ func TestWatchNoticesLostDataOvertaken(t *testing.T) {
 	defer mu.Unlock()
 	if len(after) > 0 {
 		t.Errorf("the watcher handed out %v, changes of another history", after)
+	}
+}
+
+// ListDigests lists every stored key's digest, over several HSCAN batches, and none deleted.
+func TestListDigests(t *testing.T) {
+	s := isolated(t, 5, 100)
+	ctx := context.Background()
+	want := map[string]bool{}
+	n := 2*DigestBatch + 10
+	if testing.Short() {
+		n = 30
+	}
+	for i := range n {
+		plain, err := s.Create(ctx, key(fmt.Sprintf("list-digests-%d", i), v1.OwnedAccessKeySpec{User: "u"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[Digest(plain)] = true
+	}
+	if err := s.Delete(ctx, "list-digests-0"); err != nil {
+		t.Fatal(err)
+	}
+	for d := range want {
+		if _, err := s.LookupDigest(ctx, d); errors.Is(err, ErrNotFound) {
+			delete(want, d)
+		}
+	}
+	got, batches := map[string]bool{}, 0
+	err := s.ListDigests(ctx, func(digests []string) error {
+		batches++
+		for _, d := range digests {
+			got[d] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Errorf("listed %d digests, want %d", len(got), len(want))
+	}
+	for d := range want {
+		if !got[d] {
+			t.Errorf("digest %.12s not listed", d)
+		}
+	}
+	t.Logf("%d digests in %d batches", len(got), batches)
+}
+
+// BenchmarkListDigests lists a million digests (written straight into the rvs hash): how long
+// an extauthz replica takes to (re)build its digest set from Redis.
+func BenchmarkListDigests(b *testing.B) {
+	c := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr, DB: 6})
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.FlushDB(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	const n = 1_000_000
+	for i := 0; i < n; i += 10000 {
+		args := make([]any, 0, 20000)
+		for j := i; j < i+10000; j++ {
+			args = append(args, Digest(strconv.Itoa(j)), j)
+		}
+		if err := c.HSet(ctx, rvsKey, args...).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s := New(c)
+	if err := c.ConfigResetStat(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		listed := 0
+		if err := s.ListDigests(ctx, func(d []string) error { listed += len(d); return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if listed < n {
+			b.Fatalf("listed %d of %d", listed, n)
+		}
+	}
+	b.ReportMetric(float64(n), "digests")
+	// Redis's own time, apart from the round trips and this machine's other load.
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_hscan:"); ok {
+			for _, f := range strings.Split(rest, ",") {
+				if v, ok := strings.CutPrefix(f, "usec="); ok {
+					us, _ := strconv.ParseFloat(v, 64)
+					b.ReportMetric(us/1000/float64(b.N), "redis-ms/op")
+				}
+			}
+		}
 	}
 }
