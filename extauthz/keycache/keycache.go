@@ -11,12 +11,11 @@
 //   - A lookup stores its answer only if no event for that key (and no purge) happened while it
 //     was reading the store, so a read that raced with a revocation is never cached.
 //
-// Unknown keys are not cached: a key works the moment it is created. Every entry also expires
-// after Options.TTL, a safety net for a stream that stalls without breaking.
-//
-// Unknown keys are instead refused from the digest set, every stored key's digest, which the
-// same stream keeps up to date; digests.go tells how, and why a key created a moment ago still
-// works at once on every replica.
+// Unknown keys are not cached: a key works the moment it is created. They are refused instead
+// from the digest set, every stored key's digest, which the same stream keeps up to date, and
+// only once a read of the store's version shows the replica is not behind; digests.go tells
+// how, and why a key created a moment ago still works at once on every replica. Every entry
+// also expires after Options.TTL, a safety net for a stream that stalls without breaking.
 package keycache
 
 import (
@@ -161,7 +160,8 @@ func (c *Cache) Len() int {
 	return c.lru.Len()
 }
 
-// Digests is the number of digests in the digest set (0 while the stream is not followed).
+// Digests is the number of digests in the digest set (0 while it is being listed, and while
+// the stream is not followed).
 func (c *Cache) Digests() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
