@@ -9,8 +9,13 @@ package changelog
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -94,6 +99,62 @@ func (l Log) Current(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("%s: read resourceVersion: %w", l.What, err)
 	}
 	return rv, nil
+}
+
+// Head is a log's newest entry: what a follower compares with the entry it applied last, to
+// tell "the store is at the change I applied" from "the store has another change under that
+// version" (Redis lost data, then took as many new changes).
+type Head struct {
+	// Version is the last version handed out (0 before the first change).
+	Version uint64
+	// Entry is the Fingerprint of the log's entry of Version; "" when the log does not hold
+	// it (version 0, or a stream emptied or deleted apart from its counter).
+	Entry string
+}
+
+// Head reads the counter and the newest entry in one transaction: a GET and an XREVRANGE of
+// one entry, both O(1).
+func (l Log) Head(ctx context.Context) (Head, error) {
+	var cur *redis.StringCmd
+	var newest *redis.XMessageSliceCmd
+	_, err := l.RDB.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		cur = p.Get(ctx, l.Version)
+		newest = p.XRevRangeN(ctx, l.Events, "+", "-", 1)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Head{}, fmt.Errorf("%s: read newest change: %w", l.What, err)
+	}
+	var h Head
+	if s := cur.Val(); s != "" {
+		if h.Version, err = strconv.ParseUint(s, 10, 64); err != nil {
+			return Head{}, fmt.Errorf("%s: resourceVersion %q: %w", l.What, s, err)
+		}
+	}
+	if msgs := newest.Val(); h.Version > 0 && len(msgs) == 1 && Version(msgs[0].ID) == h.Version {
+		h.Entry = Fingerprint(msgs[0])
+	}
+	return h, nil
+}
+
+// Fingerprint identifies an entry by its ID and every field, as sameEntry compares them: two
+// entries have the same fingerprint only if they are the same entry (a SHA-256 of them, hex,
+// cut to 128 bits). Entries of two histories under one version differ at least by "at",
+// Redis's time of the change in microseconds.
+func Fingerprint(m redis.XMessage) string {
+	h := sha256.New()
+	write := func(s string) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	write(m.ID)
+	for _, k := range slices.Sorted(maps.Keys(m.Values)) {
+		write(k)
+		write(fmt.Sprint(m.Values[k]))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // Watch calls handle with every entry after version from, in order, until ctx ends (it then

@@ -36,7 +36,13 @@ type Event struct {
 	// At is when Redis logged the change (zero for entries older than the field), so that a
 	// follower can tell how late it applies it.
 	At time.Time
+	// Entry is the change log entry's changelog.Fingerprint, which Head returns for the newest
+	// one: a follower compares them to tell its history from another under the same versions.
+	Entry string
 }
+
+// Head is the access keys' newest change (changelog.Head).
+type Head = changelog.Head
 
 // changes is the access keys' change log (keystore/changelog), which the scripts of store.go
 // append to.
@@ -45,9 +51,17 @@ func (s *Store) changes() changelog.Log {
 }
 
 // CurrentVersion is the last resourceVersion handed out ("0" before the first change): one GET
-// of a counter, O(1), so that extauthz can afford one per batch of unknown keys (keycache).
+// of a counter.
 func (s *Store) CurrentVersion(ctx context.Context) (string, error) {
 	return s.changes().Current(ctx)
+}
+
+// Head is the last resourceVersion handed out and the fingerprint of its change log entry, read
+// in one transaction of two O(1) commands (GET, XREVRANGE of one entry), so that extauthz can
+// afford one per batch of unknown keys and tell whether the store is at the very change it
+// applied (keycache).
+func (s *Store) Head(ctx context.Context) (Head, error) {
+	return s.changes().Head(ctx)
 }
 
 // Watch calls handle with every change after resourceVersion, in order, until ctx ends (it then
@@ -75,7 +89,8 @@ func decodeEvent(m redis.XMessage) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("watch access keys: event %s: %w", m.ID, err)
 	}
-	ev := Event{Type: watch.EventType(str("type")), Key: rec.Key, Digest: str("digest"), Version: version, At: changelog.At(m)}
+	ev := Event{Type: watch.EventType(str("type")), Key: rec.Key, Digest: str("digest"), Version: version, At: changelog.At(m),
+		Entry: changelog.Fingerprint(m)}
 	switch ev.Type {
 	case watch.Added, watch.Modified, watch.Deleted:
 		return ev, nil

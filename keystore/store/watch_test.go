@@ -283,6 +283,39 @@ func TestWatchNoticesLostDataOvertaken(t *testing.T) {
 	}
 }
 
+// Head names the newest change as the watch handed it (its Entry), and tells the same version
+// of another history apart: after Redis lost its data and took as many new changes, the
+// version is the same and the entry is not.
+func TestHead(t *testing.T) {
+	s := isolated(t, 7, 100)
+	ctx := context.Background()
+	if h, err := s.Head(ctx); err != nil || h != (Head{}) {
+		t.Fatalf("Head of an empty store = %+v, %v; want version 0, no entry", h, err)
+	}
+	events, _ := watchInBackground(t, s, "0", "head")
+	churn(t, s, "head", 2)
+	next(t, events)
+	ev := next(t, events)
+	h, err := s.Head(ctx)
+	if err != nil || h.Version != 2 || h.Entry == "" || h.Entry != ev.Entry {
+		t.Fatalf("Head after 2 changes = %+v, %v; want version 2 and the entry of the event %+v", h, err, ev)
+	}
+	if err := s.rdb.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	churn(t, s, "head-again", 2)
+	again, err := s.Head(ctx)
+	if err != nil || again.Version != 2 || again.Entry == "" || again.Entry == h.Entry {
+		t.Errorf("Head after the loss and 2 new changes = %+v, %v; want version 2 and another entry than %s", again, err, h.Entry)
+	}
+	if err := s.rdb.Del(ctx, eventsKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := s.Head(ctx); err != nil || h.Version != 2 || h.Entry != "" {
+		t.Errorf("Head of a store whose stream is gone = %+v, %v; want version 2, no entry", h, err)
+	}
+}
+
 // ListDigests lists every stored key's digest, over several HSCAN batches, and none deleted.
 func TestListDigests(t *testing.T) {
 	s := isolated(t, 5, 100)
