@@ -21,17 +21,21 @@ import (
 // read Redis, as they did before the set.
 //
 // A digest outside the set is refused without reading it from Redis, but only once the replica
-// knows it is not behind: a read of the store's version that began after the lookup arrived
-// returned a version the follower has applied. A key acknowledged as created before the
-// lookup arrived has a version at most that one, so its digest is in the set by then: a new key
-// works at once on every replica, as when every lookup read Redis. Those reads are batched
-// (versionAfterNow): at most one is in flight per replica, and the lookups that arrive while
-// it is join the next one, never one that began before them. A flood of made-up keys therefore
-// costs Redis at most one GET in flight per replica, however fast it comes.
+// knows it is neither behind nor on another history: a read of the store's newest change (its
+// version and change log entry: store.Head) that began after the lookup arrived returned the
+// very entry the follower applied under that version (history.go), not merely its number. A
+// key acknowledged as created before the lookup arrived has a version at most that one, in the
+// history the follower applied, so its digest is in the set by then: a new key works at once
+// on every replica, as when every lookup read Redis. Those reads are batched (versionAfterNow):
+// at most one is in flight per replica, and the lookups that arrive while it is join the next
+// one, never one that began before them. A flood of made-up keys therefore costs Redis at most
+// one read (a GET and an XREVRANGE of one entry, in one transaction) in flight per replica,
+// however fast it comes.
 //
 // The set also notices Redis losing its data: a version read below what the follower applied
-// means the store went back in time; the cache then empties itself (entries and set) and
-// follows again from the store's current version (lose).
+// means the store went back in time, and another entry (or none) under a version the follower
+// applied means it lost data and took as many new changes; the cache then empties itself
+// (entries and set) and follows again from the store's current version (lose).
 
 // digestSet holds each digest as its first 16 bytes: the first 8 are the map key, the next 8
 // (with the low bit set) its value. Digests that share their first 8 bytes share a slot whose
@@ -89,15 +93,16 @@ const (
 // Fallback reasons, the values of keycache_absent_fallbacks_total's reason label.
 const (
 	fallbackLagging = "lagging" // the store was ahead of the follower, which did not catch up in time
-	fallbackError   = "error"   // the version read failed, or the lookup's context ended
-	fallbackResync  = "resync"  // the stream broke (the set was dropped) meanwhile
+	fallbackError   = "error"   // the version read failed or could not be judged, or the lookup's context ended
+	fallbackResync  = "resync"  // the stream broke (the set was dropped) meanwhile, or the read showed Redis lost data
 )
 
 var fallbackReasons = []string{fallbackLagging, fallbackError, fallbackResync}
 
 // absent reports whether the key with digest (k, v) was proven absent from the store: a read of
-// the store's version that began after this call did, and the set without the digest once the
-// follower applied that version. Otherwise the caller reads Redis.
+// the store's newest change that began after this call returned one the follower applied (the
+// same entry, not only the same version), and the set, of the same epoch, lacks the digest.
+// Otherwise the caller reads Redis.
 func (c *Cache) absent(ctx context.Context, k, v uint64) bool {
 	r := c.versionAfterNow()
 	select {
@@ -114,16 +119,18 @@ func (c *Cache) absent(ctx context.Context, k, v uint64) bool {
 	for {
 		c.mu.Lock()
 		switch {
-		case !c.live || c.digests == nil:
+		case !c.live || c.digests == nil || c.epoch != r.epoch:
+			// Dropped, or listed again, since the read began: its history is not this set's.
 			c.mu.Unlock()
 			c.metrics.fallbacks[fallbackResync].Inc()
 			return false
 		case c.digests.has(k, v):
 			c.mu.Unlock()
 			return false // created meanwhile: read it
-		case c.applied >= r.version:
+		}
+		if verdict := judge(r.head, c.applied, &c.history); verdict != ahead {
 			c.mu.Unlock()
-			return true
+			return c.settle(r, verdict)
 		}
 		if c.advanced == nil {
 			c.advanced = make(chan struct{})
@@ -147,6 +154,22 @@ func (c *Cache) absent(ctx context.Context, k, v uint64) bool {
 	}
 }
 
+// settle is absent's answer once the follower applied the version read r returned.
+func (c *Cache) settle(r *versionRead, verdict verdict) bool {
+	switch verdict {
+	case current:
+		return true
+	case diverged:
+		// The follower applied another entry under that version after the read: it is on the
+		// history Redis lost.
+		c.lose(r.epoch, fmt.Errorf("%w: the access-key store holds another change under resourceVersion %d than the one applied (Redis lost data?)", store.ErrExpired, r.head.Version))
+		c.metrics.fallbacks[fallbackResync].Inc()
+	default:
+		c.metrics.fallbacks[fallbackError].Inc()
+	}
+	return false
+}
+
 // wake tells the lookups waiting for the follower that it moved; the caller holds mu.
 func (c *Cache) wake() {
 	if c.advanced != nil {
@@ -165,11 +188,12 @@ func (c *Cache) dropDigests() {
 	c.wake()
 }
 
-// versionRead is one read of the store's version, shared by the lookups that joined it.
+// versionRead is one read of the store's newest change, shared by the lookups that joined it.
 type versionRead struct {
-	done    chan struct{} // closed when version and err are set
-	version uint64
-	err     error
+	done  chan struct{} // closed when head, epoch and err are set
+	head  store.Head
+	epoch uint64 // the set's epoch when the read began
+	err   error
 }
 
 // versionAfterNow returns a read of the store's version that begins after this call: the next
@@ -202,33 +226,38 @@ func (c *Cache) readVersions() {
 		}
 		c.vmu.Unlock()
 		// Every lookup that joined r did so before this point: the read begins after them.
-		r.version, r.err = c.readVersion()
+		r.head, r.epoch, r.err = c.readVersion()
 		close(r.done)
 	}
 }
 
-// readVersion reads the store's version and checks it against what the follower had applied
-// before the read began, events Redis had already sent: a version below that means the store
-// went back in time.
-func (c *Cache) readVersion() (uint64, error) {
+// readVersion reads the store's newest change, with the set's epoch when the read began, and
+// checks it against the follower's history: a version below what it had applied before the
+// read began (events Redis had already sent) means the store went back in time; another entry
+// under a version it applied, that the store lost data and took as many new changes.
+func (c *Cache) readVersion() (store.Head, uint64, error) {
 	c.mu.Lock()
-	epoch, before, following := c.epoch, c.applied, c.digests != nil
+	epoch, before := c.epoch, c.applied
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), versionReadTimeout)
 	defer cancel()
 	c.metrics.versionReads.Inc()
-	s, err := c.src.CurrentVersion(ctx)
+	head, err := c.src.Head(ctx)
 	if err != nil {
-		return 0, err
+		return store.Head{}, epoch, err
 	}
-	v, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("access-key store version %q: %w", s, err)
+	c.mu.Lock()
+	following := c.epoch == epoch && c.digests != nil
+	behind := head.Version < before
+	other := judge(head, c.applied, &c.history) == diverged
+	c.mu.Unlock()
+	switch {
+	case following && behind:
+		c.lose(epoch, fmt.Errorf("%w: the access-key store is at resourceVersion %d, behind %d already applied (Redis lost data?)", store.ErrExpired, head.Version, before))
+	case following && other:
+		c.lose(epoch, fmt.Errorf("%w: the access-key store holds another change under resourceVersion %d than the one applied (Redis lost data?)", store.ErrExpired, head.Version))
 	}
-	if following && v < before {
-		c.lose(epoch, fmt.Errorf("%w: the access-key store is at resourceVersion %d, behind %d already applied (Redis lost data?)", store.ErrExpired, v, before))
-	}
-	return v, nil
+	return head, epoch, nil
 }
 
 // lose empties the cache (entries and set) and ends the current watch with err, so that the
@@ -269,6 +298,11 @@ func (c *Cache) startDigests(ctx context.Context, version string) error {
 	c.mu.Lock()
 	c.dropDigests()
 	c.building, c.stopBuild, c.applied, c.lost = set, stop, v, nil
+	entry := ""
+	if c.startHead.Version == v {
+		entry = c.startHead.Entry
+	}
+	c.history.reset(v, entry)
 	epoch := c.epoch
 	c.mu.Unlock()
 	go c.build(ctx, epoch, set, version)
@@ -321,11 +355,19 @@ func (c *Cache) build(ctx context.Context, epoch uint64, set digestSet, version 
 		"from_version", version, "took", time.Since(began).Round(time.Millisecond).String())
 }
 
-// stream is the Source as follow sees it: its Watch also ends when lose says so.
+// stream is the Source as follow sees it: its CurrentVersion keeps the head it read, for the
+// history to start from (startDigests), and its Watch also ends when lose says so.
 type stream struct{ c *Cache }
 
 func (s stream) CurrentVersion(ctx context.Context) (string, error) {
-	return s.c.src.CurrentVersion(ctx)
+	h, err := s.c.src.Head(ctx)
+	if err != nil {
+		return "", err
+	}
+	s.c.mu.Lock()
+	s.c.startHead = h
+	s.c.mu.Unlock()
+	return strconv.FormatUint(h.Version, 10), nil
 }
 
 func (s stream) Watch(ctx context.Context, version string, handle func(store.Event) error) error {

@@ -205,6 +205,81 @@ func TestRedisLosesDataAndOvertakes(t *testing.T) {
 	}
 }
 
+// pausingStore is a key store whose event stream stops right after the follower applied the
+// change of version pauseAt, until release is closed or the watch ends: a follower that has
+// not noticed yet, as on a busy replica, deterministically.
+type pausingStore struct {
+	*store.Store
+	pauseAt uint64
+	paused  chan struct{} // closed once paused
+	release chan struct{}
+	once    sync.Once
+}
+
+func (p *pausingStore) Watch(ctx context.Context, rv string, handle func(store.Event) error) error {
+	return p.Store.Watch(ctx, rv, func(ev store.Event) error {
+		err := handle(ev)
+		if ev.Version != p.pauseAt {
+			return err
+		}
+		p.once.Do(func() {
+			close(p.paused)
+			select {
+			case <-p.release:
+			case <-ctx.Done():
+			}
+		})
+		return err
+	})
+}
+
+// Redis loses its data (FLUSHDB) and takes exactly as many new changes as the replica had
+// applied, whose follower has not noticed yet: the store is at the very version the replica
+// applied, on another history. A key made after the loss works at once (the replica reads it
+// from Redis rather than refusing it from the set of the lost history), and the replica then
+// empties itself: the key Redis lost, which it had cached, is refused.
+func TestRedisLosesDataAndReachesTheSameVersion(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: redisSrv.Addr, DB: 8})
+	defer rdb.Close()
+	ctx := context.Background()
+	if err := rdb.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := store.New(rdb)
+	create := func() string {
+		plain, err := s.Create(ctx, &v1.OwnedAccessKey{ObjectMeta: objectMeta(), Spec: v1.OwnedAccessKeySpec{User: "hugo"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store.Digest(plain)
+	}
+	create()
+	client := redis.NewClient(&redis.Options{Addr: redisSrv.Addr, DB: 8, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond})
+	p := &pausingStore{Store: store.New(client), pauseAt: 2, paused: make(chan struct{}), release: make(chan struct{})}
+	defer close(p.release)
+	a := replicaOf(t, p, client)
+	lost := create() // version 2: the follower applies it, and pauses
+	<-p.paused
+	warm(t, a, lost)
+	if err := rdb.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	create()
+	fresh := create() // version 2 again
+	if _, err := a.LookupDigest(ctx, fresh); err != nil {
+		t.Fatalf("a key made after the loss, at the version the replica applied: %v", err)
+	}
+	if got := testutil.ToFloat64(a.metrics.fallbacks[fallbackResync]); got != 1 {
+		t.Errorf("fallbacks{resync} = %v, want 1", got)
+	}
+	until(t, "the replica refuses the key Redis lost", gone(a, lost))
+	until(t, "the replica follows again", func() bool { return testutil.ToFloat64(a.metrics.restarts.WithLabelValues("resync")) == 1 })
+	until(t, "the replica follows the events again", a.Live)
+	if _, err := a.LookupDigest(ctx, create()); err != nil {
+		t.Errorf("a key of the new history: %v", err)
+	}
+}
+
 func objectMeta() metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: fmt.Sprintf("kc-%d", time.Now().UnixNano())}
 }

@@ -288,6 +288,89 @@ func TestStoreGoingBackInTimeEmptiesTheCache(t *testing.T) {
 	waitFor(t, c.Live)
 }
 
+// loseData empties src's keys as Redis losing its data does: its versions start again from 0,
+// on another history.
+func loseData(src *fakeSource) {
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	src.keys = map[string]*v1.OwnedAccessKey{}
+	src.version, src.history = 0, "after the loss"
+}
+
+// Redis loses its data and takes as many new changes as the replica had applied before the
+// follower notices: the store is at the very version the replica applied, on another history.
+// A key of the new history is read from the store, not refused from the set of the old one;
+// the cache empties itself and follows again. (Comparing versions alone refused it.)
+func TestSameVersionOtherHistoryIsNoProof(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		// events: the replica applied the old changes as events rather than listing them.
+		events bool
+	}{{"followed from the old version", false}, {"the old changes applied as events", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := newFakeSource()
+			if !tt.events {
+				src.put("d1", "k1")
+				src.put("d2", "k2")
+			}
+			c, _ := start(t, src, Options{})
+			if tt.events {
+				for _, d := range []string{"d1", "d2"} {
+					src.put(d, "k"+d[1:])
+					src.emit(store.Event{Type: watch.Added, Digest: d, Version: src.version})
+				}
+			}
+			loseData(src)
+			src.put("d3", "k3")
+			src.put("d4", "k4") // version 2 again; neither event reached the follower
+			mustFind(t, c, "d4", "k4")
+			if got := testutil.ToFloat64(c.metrics.fallbacks[fallbackResync]); got != 1 {
+				t.Errorf("fallbacks{resync} = %v, want 1", got)
+			}
+			<-src.watches // followed again
+			if got := testutil.ToFloat64(c.metrics.restarts.WithLabelValues("resync")); got != 1 {
+				t.Errorf("restarts{resync} = %v, want 1", got)
+			}
+			waitFor(t, c.listed)
+			mustFind(t, c, "d3", "k3")
+			if _, err := lookup(t, c, "d1"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("a key Redis lost: %v, want ErrNotFound", err)
+			}
+		})
+	}
+}
+
+// The store is ahead of the follower when the read returns, and the follower then applies, under
+// that version, an entry of the old history (read from Redis just before the loss): not proof
+// either.
+func TestFollowerCatchingUpOnTheLostHistoryIsNoProof(t *testing.T) {
+	src := newFakeSource()
+	src.put("d1", "k1")
+	c, _ := start(t, src, Options{CatchUp: 10 * time.Second})
+	loseData(src)
+	src.put("d2", "k2")
+	src.put("d3", "k3") // the store is at 2, the follower at 1
+	began, release := blockedReads(src)
+	found := make(chan error, 1)
+	go func() { _, err := c.LookupDigest(context.Background(), "d3"); found <- err }()
+	<-began
+	release <- struct{}{}
+	go func() {
+		for range began {
+			release <- struct{}{}
+		}
+	}()
+	defer close(began)
+	time.Sleep(20 * time.Millisecond) // let the lookup wait for the follower (the outcome does not depend on it)
+	src.emit(store.Event{Type: watch.Added, Digest: "old", Version: 2, Entry: "/2"})
+	if err := <-found; err != nil {
+		t.Fatalf("a key of the new history: %v", err)
+	}
+	if got := testutil.ToFloat64(c.metrics.fallbacks[fallbackResync]); got != 1 {
+		t.Errorf("fallbacks{resync} = %v, want 1", got)
+	}
+}
+
 // The digest set is listed while the events are followed: entries are served meanwhile, unknown
 // keys read the store until the set is listed, and the changes made during the listing reach
 // the set.

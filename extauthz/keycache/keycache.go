@@ -40,8 +40,9 @@ import (
 // Source is the key store (store.Store in production).
 type Source interface {
 	LookupDigest(ctx context.Context, digest string) (*v1.OwnedAccessKey, error)
-	// CurrentVersion is the store's last resourceVersion; Watch from it sees every later change.
-	CurrentVersion(ctx context.Context) (string, error)
+	// Head is the store's last resourceVersion, from which Watch sees every later change, and
+	// its change log entry's fingerprint (store.Event.Entry).
+	Head(ctx context.Context) (store.Head, error)
 	Watch(ctx context.Context, resourceVersion string, handle func(store.Event) error) error
 	// ListDigests calls batch with the digests of the stored keys, a batch at a time.
 	ListDigests(ctx context.Context, batch func(digests []string) error) error
@@ -90,13 +91,16 @@ type Cache struct {
 
 	// digests is every stored key's digest as of version applied (digests.go); nil until it is
 	// listed, and whenever the stream is not followed. building is the set being listed, which
-	// stopBuild abandons. applied is the last version the follower applied; epoch counts the
-	// times a set was started or dropped.
+	// stopBuild abandons. applied is the last version the follower applied, and history the
+	// last entries it applied (history.go); epoch counts the times a set was started or
+	// dropped. startHead is the store's head the follower starts from (stream.CurrentVersion).
 	digests   digestSet
 	building  digestSet
 	stopBuild context.CancelFunc
 	applied   uint64
+	history   history
 	epoch     uint64
+	startHead store.Head
 	// advanced, when not nil, is closed when applied moves or digests is listed or dropped:
 	// lookups waiting for the follower to catch up wait on it.
 	advanced chan struct{}
@@ -334,6 +338,7 @@ func (c *Cache) handle(ev store.Event) error {
 	}
 	if ev.Version > c.applied {
 		c.applied = ev.Version
+		c.history.add(ev.Version, ev.Entry)
 		c.wake()
 	}
 	c.mu.Unlock()

@@ -3,9 +3,9 @@ package keycache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -30,9 +30,12 @@ type fakeSource struct {
 	lookups int
 	// version is the store's version: every put and remove moves it, as every write does.
 	version uint64
+	// history names the store's history: a test that makes the store lose its data changes it,
+	// so that the entries of the same versions differ (entry).
+	history string
 	// listing, when set, runs inside ListDigests after it took the keys, before it hands them.
 	listing func()
-	// versionRead, when set, runs inside CurrentVersion after it read version.
+	// versionRead, when set, runs inside Head after it read version.
 	versionRead func(ctx context.Context) error
 	// during, when set, runs inside LookupDigest after the store was read, to race with it.
 	during func()
@@ -65,9 +68,24 @@ func (f *fakeSource) remove(digest string) {
 	f.version++
 }
 
+// entry is the fingerprint of the store's entry of version in its current history; the caller
+// holds mu.
+func (f *fakeSource) entry(version uint64) string {
+	if version == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s/%d", f.history, version)
+}
+
 // emit hands ev to the watcher and returns once it has been handled: the watcher handles events
-// one by one, so a second event is received only after the first one's handler returned.
+// one by one, so a second event is received only after the first one's handler returned. An
+// event of a version without an Entry gets the store's entry of that version.
 func (f *fakeSource) emit(ev store.Event) {
+	if ev.Version > 0 && ev.Entry == "" {
+		f.mu.Lock()
+		ev.Entry = f.entry(ev.Version)
+		f.mu.Unlock()
+	}
 	f.events <- ev
 	f.events <- store.Event{Type: watch.Modified, Digest: "barrier"}
 }
@@ -93,17 +111,17 @@ func (f *fakeSource) lookupCount() int {
 	return f.lookups
 }
 
-func (f *fakeSource) CurrentVersion(ctx context.Context) (string, error) {
+func (f *fakeSource) Head(ctx context.Context) (store.Head, error) {
 	f.mu.Lock()
-	v, hook := f.version, f.versionRead
+	h, hook := store.Head{Version: f.version, Entry: f.entry(f.version)}, f.versionRead
 	f.mu.Unlock()
-	// The version is taken when the read begins: a hook that blocks models a slow read.
+	// The head is taken when the read begins: a hook that blocks models a slow read.
 	if hook != nil {
 		if err := hook(ctx); err != nil {
-			return "", err
+			return store.Head{}, err
 		}
 	}
-	return strconv.FormatUint(v, 10), nil
+	return h, nil
 }
 
 func (f *fakeSource) ListDigests(ctx context.Context, batch func([]string) error) error {

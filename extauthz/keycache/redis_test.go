@@ -47,7 +47,13 @@ func replica(tb testing.TB) *Cache {
 // replicaOn is replica on rdb, which it closes at the end.
 func replicaOn(tb testing.TB, rdb redis.UniversalClient) *Cache {
 	tb.Helper()
-	c := New(store.New(rdb), Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},
+	return replicaOf(tb, store.New(rdb), rdb)
+}
+
+// replicaOf is replica on src, a store on rdb, which it closes at the end.
+func replicaOf(tb testing.TB, src Source, rdb redis.UniversalClient) *Cache {
+	tb.Helper()
+	c := New(src, Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},
 		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
