@@ -105,8 +105,8 @@ func TestFloodOfUnknownKeys(t *testing.T) {
 	after := commandCalls(t, admin)
 	delta := func(cmd string) int64 { return after[cmd] - before[cmd] }
 	reads := testutil.ToFloat64(a.metrics.versionReads) + testutil.ToFloat64(b.metrics.versionReads)
-	t.Logf("%d unknown keys at 2 replicas: %d refused; Redis ran %d HGET, %d GET (%v version reads), %d XRANGE, %d XREAD",
-		n, refused.Load(), delta("hget"), delta("get"), reads, delta("xrange"), delta("xread"))
+	t.Logf("%d unknown keys at 2 replicas: %d refused; Redis ran %d HGET, %d GET and %d XREVRANGE (%v version reads), %d XRANGE, %d XREAD",
+		n, refused.Load(), delta("hget"), delta("get"), delta("xrevrange"), reads, delta("xrange"), delta("xread"))
 	if refused.Load() != n {
 		t.Errorf("%d of %d unknown keys refused", refused.Load(), n)
 	}

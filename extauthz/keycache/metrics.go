@@ -21,11 +21,11 @@ func newMetrics(reg prometheus.Registerer, size func() int, live func() bool, di
 	}, []string{"result"})
 	fallbacks := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_absent_fallbacks_total",
-		Help: "Lookups of a digest outside the digest set that read Redis all the same, by reason: lagging (the store was ahead of this replica's event stream for longer than the wait), error (the version read failed or the check was cancelled), resync (the event stream broke meanwhile).",
+		Help: "Lookups of a digest outside the digest set that read Redis all the same, by reason: lagging (the store was ahead of this replica's event stream for longer than the wait), error (the version read failed or could not be checked against the changes this replica applied, or the check was cancelled), resync (the event stream broke meanwhile, or the read showed Redis lost data).",
 	}, []string{"reason"})
 	versionReads := prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_version_reads_total",
-		Help: "Reads of the access-key store's version (one GET) that proved digests outside the digest set absent; at most one is in flight, shared by every lookup that arrived before it began.",
+		Help: "Reads of the access-key store's newest change (its version and change log entry: one GET and one XREVRANGE of one entry) that proved digests outside the digest set absent; at most one is in flight, shared by every lookup that arrived before it began.",
 	})
 	m := &metrics{
 		hits:         lookups.WithLabelValues("hit"),
