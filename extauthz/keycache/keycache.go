@@ -13,7 +13,8 @@
 //
 // Unknown keys are not cached: a key works the moment it is created. They are refused instead
 // from the digest set, every stored key's digest, which the same stream keeps up to date, and
-// only once a read of the store's version shows the replica is not behind; digests.go tells
+// only once a read of the store's newest change shows the replica applied that very change (not
+// only that version: a Redis that lost data hands the versions out again); digests.go tells
 // how, and why a key created a moment ago still works at once on every replica. Every entry
 // also expires after Options.TTL, a safety net for a stream that stalls without breaking.
 package keycache
