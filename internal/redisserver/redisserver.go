@@ -44,6 +44,9 @@ type Options struct {
 	// Sentinel, when set, runs `redis-server --sentinel` watching that master instead of a data
 	// node (Users then describe the master's user, not the Sentinel's: its default user stays on).
 	Sentinel *SentinelOf
+	// Cluster makes the server a Redis Cluster node (cluster-enabled, its bus on a port of its
+	// own, over TLS with Options.TLS), not yet part of any cluster: StartCluster joins nodes.
+	Cluster bool
 }
 
 // SentinelOf is the master a Sentinel watches.
@@ -62,6 +65,7 @@ type Server struct {
 	CAFile string
 	opts   Options
 	port   int
+	bus    int      // the cluster bus port, with Options.Cluster
 	conf   string   // the configuration file, holding the users
 	tls    []string // the TLS arguments
 	dial   func(ctx context.Context, addr string) (net.Conn, error)
@@ -75,6 +79,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), opts: opts, port: port}
+	if opts.Cluster {
+		if s.bus, err = proc.FreePort(); err != nil {
+			return nil, err
+		}
+	}
 	var d net.Dialer
 	s.dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
@@ -178,6 +187,9 @@ func (s *Server) setUpTLS() error {
 	s.tls = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port), "--tls-cert-file", certFile, "--tls-key-file", keyFile,
 		"--tls-client-cert-file", peerCert, "--tls-client-key-file", peerKey,
 		"--tls-ca-cert-file", s.CAFile, "--tls-auth-clients", "yes", "--tls-replication", "yes"}
+	if s.opts.Cluster {
+		s.tls = append(s.tls, "--tls-cluster", "yes")
+	}
 	pinger, err := s.opts.TLS.Client("redisserver-readiness")
 	if err != nil {
 		return err
@@ -206,6 +218,9 @@ func (s *Server) start(ctx context.Context) error {
 		args = append(args, "--sentinel")
 	} else {
 		args = append(args, "--save", "", "--dir", data)
+	}
+	if s.opts.Cluster {
+		args = append(args, s.clusterArgs()...)
 	}
 	if s.tls != nil {
 		args = append(args, s.tls...)
@@ -264,6 +279,27 @@ func (s *Server) Freeze() error { return s.p.Signal(syscall.SIGSTOP) }
 
 // Thaw resumes a frozen server (SIGCONT).
 func (s *Server) Thaw() error { return s.p.Signal(syscall.SIGCONT) }
+
+// Running says whether the server's process runs (it may be frozen).
+func (s *Server) Running() bool {
+	if s.p == nil {
+		return false
+	}
+	select {
+	case <-s.p.Exited():
+		return false
+	default:
+		return true
+	}
+}
+
+// Pid is the process id of the running server (0 before it started).
+func (s *Server) Pid() int {
+	if s.p == nil {
+		return 0
+	}
+	return s.p.Pid()
+}
 
 // Stop stops the server.
 func (s *Server) Stop() {
