@@ -81,6 +81,9 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 	if _, err := c.Nodes[0].CLI(ctx, args...); err != nil {
 		return nil, err
 	}
+	for _, n := range c.Nodes {
+		n.joined = true
+	}
 	return c, c.WaitHealthy(ctx)
 }
 

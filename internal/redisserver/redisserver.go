@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -65,11 +66,16 @@ type Server struct {
 	CAFile string
 	opts   Options
 	port   int
-	bus    int      // the cluster bus port, with Options.Cluster
-	conf   string   // the configuration file, holding the users
-	tls    []string // the TLS arguments
-	dial   func(ctx context.Context, addr string) (net.Conn, error)
-	p      *proc.Process
+	bus    int // the cluster bus port, with Options.Cluster
+	// cluster is the Cluster of TestMain's first node (ShapeEnv=cluster).
+	cluster *Cluster
+	// joined: the node is part of a cluster, so that a restart waits until it says the cluster
+	// is ok, not just until it answers PING.
+	joined bool
+	conf    string   // the configuration file, holding the users
+	tls     []string // the TLS arguments
+	dial    func(ctx context.Context, addr string) (net.Conn, error)
+	p       *proc.Process
 }
 
 // Start runs redis-server and waits until it answers PING.
@@ -240,7 +246,20 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	return proc.WaitFor(ctx, s.p, "redis-server on "+s.Addr, s.ping())
+	ready := s.ping()
+	if s.joined {
+		ready = func(ctx context.Context) error {
+			if err := s.ping()(ctx); err != nil {
+				return err
+			}
+			info, err := s.CLI(ctx, "CLUSTER", "INFO")
+			if err == nil && !strings.Contains(info, "cluster_state:ok") {
+				err = errors.New("the node rejoined, its cluster not ok yet")
+			}
+			return err
+		}
+	}
+	return proc.WaitFor(ctx, s.p, "redis-server on "+s.Addr, ready)
 }
 
 // Restart stops the server and starts it again on the same port with the same data directory.
