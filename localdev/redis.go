@@ -91,7 +91,7 @@ func (p *Platform) RedisClient() (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return redis.NewUniversalClient(opts), nil
+	return redisflags.NewClient(opts), nil
 }
 
 // redisOptions are the client options of RedisArgs, parsed by the components' own flags.
