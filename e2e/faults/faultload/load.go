@@ -53,6 +53,43 @@ func StartLoadPaced(probes []*Probe, workers int, pause time.Duration) *Load {
 	return l
 }
 
+// StartLoadRate sends probes round-robin at about rps requests a second in all, each taken by
+// whichever of workers goroutines is free (a tick that finds all of them waiting for answers
+// is dropped: the load never piles up behind a slow edge).
+func StartLoadRate(probes []*Probe, workers int, rps float64) *Load {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Load{Cancel: cancel}
+	next := make(chan int)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		defer close(next)
+		tick := time.NewTicker(time.Duration(float64(time.Second) / rps))
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			select {
+			case next <- i:
+			default:
+			}
+		}
+	}()
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := range next {
+				l.send(ctx, probes[i%len(probes)])
+			}
+		}()
+	}
+	return l
+}
+
 // send sends one probe and records its outcome.
 func (l *Load) send(ctx context.Context, p *Probe) {
 	ph := Phase(l.Phase.Load())
@@ -117,6 +154,20 @@ func (l *Load) Counts() [Phases][Outcomes]int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.counts
+}
+
+// Halt stops the traffic and waits for the last answers, without the checks of Stop: for a
+// caller that judges the counts itself (Counts, Wrong).
+func (l *Load) Halt() {
+	l.Cancel()
+	l.wg.Wait()
+}
+
+// Wrong are the first few wrong answers (neither right nor a 503), described.
+func (l *Load) Wrong() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.worst...)
 }
 
 // LastUnavailable is when the latest 503 came back (zero: none yet).
