@@ -72,10 +72,10 @@ type Server struct {
 	// joined: the node is part of a cluster, so that a restart waits until it says the cluster
 	// is ok, not just until it answers PING.
 	joined bool
-	conf    string   // the configuration file, holding the users
-	tls     []string // the TLS arguments
-	dial    func(ctx context.Context, addr string) (net.Conn, error)
-	p       *proc.Process
+	conf   string   // the configuration file, holding the users
+	tls    []string // the TLS arguments
+	dial   func(ctx context.Context, addr string) (net.Conn, error)
+	p      *proc.Process
 }
 
 // Start runs redis-server and waits until it answers PING.
