@@ -96,6 +96,18 @@ func (p *Platform) KillRedisMaster(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("the Sentinels name %s, which is none of the platform's Redis servers", addr)
 }
 
+// KillRedisNode kills the server at addr with SIGKILL and leaves it down: KillRedisMaster for a
+// test that must name the master before it stalls a replica (with a node frozen, asking the
+// Cluster's nodes who the master is waits for that node).
+func (p *Platform) KillRedisNode(ctx context.Context, addr string) error {
+	for _, n := range p.redisNodes {
+		if n.Addr == addr {
+			return n.Kill(ctx)
+		}
+	}
+	return fmt.Errorf("%s is none of the platform's Redis servers", addr)
+}
+
 // RestartRedisNode starts again the server at addr that KillRedisMaster killed: the Sentinels
 // (or the Cluster, from the node's nodes.conf) then make it a replica of the new master, so
 // that writes which wait for a replica (--redis-min-replica-acks) succeed again.
