@@ -244,7 +244,8 @@ var ErrNoMaster = errors.New("the nodes do not agree on a master for the slot")
 
 // MasterOf is the node that every running node names as the master of key's slot, and its
 // replicas by the same view. While a failover is on its way the nodes may disagree or name a
-// failed master: that is ErrNoMaster, to be asked again.
+// failed master: that is ErrNoMaster, to be asked again. A frozen node (Freeze) holds the
+// answer until it thaws (or its 30 s redis-cli timeout): name the master before freezing.
 func (c *Cluster) MasterOf(ctx context.Context, key string) (master *Server, replicas []*Server, err error) {
 	var first *Server
 	for _, n := range c.Nodes {
