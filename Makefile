@@ -6,7 +6,7 @@ GO ?= go
 # anywhere near this long, it only bounds a hung run.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: run test tools build vet fuzz e2e faults bench clean help generate images
+.PHONY: run test tools build vet fuzz e2e faults soak test-cluster bench clean help generate images
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -55,13 +55,27 @@ generate: ## regenerate deep copies and OpenAPI of keystore/apis (after changing
 
 vet: ## go vet and a gofmt check
 	$(GO) vet ./...
+	$(GO) vet -tags soak ./e2e/faults/soak/
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 e2e: tools ## only the end-to-end tests through the real Envoy
 	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 -v ./e2e/...
 
-faults: tools ## only the fault tests (e2e/faults), verbose, with the figures docs/reliability.md quotes
+faults: tools ## only the fault tests (e2e/faults: Sentinel; e2e/faults/cluster: Redis Cluster), verbose, with the figures docs/reliability.md quotes
 	$(GO) test -timeout $(TEST_TIMEOUT) -count=1 -v ./e2e/faults/...
+
+# Not part of `make test` (its files carry the build tag soak): SOAK_DURATION of load at half the
+# measured maximum, key churn and every fault on a schedule. SOAK_ARGS adds flags, e.g.
+# '-soak-redis cluster', '-soak-faults none', '-soak-rps 100' (e2e/faults/soak/main_test.go).
+SOAK_DURATION ?= 30m
+soak: tools ## SOAK_DURATION (30m) at half the measured maximum load with key churn and faults on a schedule; prints RSS, goroutines, fds and Redis memory per minute and fails on growth or a false allow
+	$(GO) test -tags soak -timeout 0 -count=1 -v -run TestSoak ./e2e/faults/soak/ -args -soak-duration $(SOAK_DURATION) $(SOAK_ARGS)
+
+# The packages whose tests share a real Redis, and the whole e2e suite, with Redis as a Redis
+# Cluster (three masters, three replicas) instead of one server: every script stays in one slot.
+CLUSTER_PACKAGES := ./keystore/store ./keystore/users ./keystore/teams ./extauthz/keycache ./extauthz/userinfo
+test-cluster: tools ## the Redis-backed package tests and e2e against a Redis Cluster (KEYGATE_TEST_REDIS=cluster)
+	KEYGATE_TEST_REDIS=cluster $(GO) test -timeout $(TEST_TIMEOUT) -count=1 $(CLUSTER_PACKAGES) ./e2e/
 
 # Not part of `make test`: the 10,000-target run takes minutes. BENCH_ARGS='-targets 100,1000' for less
 # (xdsscale), ROUTECOST_ARGS likewise for routecost,

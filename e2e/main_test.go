@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keygate-dev/keygate/internal/edgepath"
+	"github.com/keygate-dev/keygate/internal/redisserver"
 	"github.com/keygate-dev/keygate/internal/toolbin"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/store"
@@ -62,7 +63,11 @@ func run(m *testing.M) int {
 	}
 	// The test IdP as an SSO connector, and identity refresh passes every second, so a test
 	// sees a group change at the IdP as soon as the connector's refreshInterval allows.
+	// KEYGATE_TEST_REDIS=cluster (make test-cluster) runs the whole suite with Redis as a Redis
+	// Cluster of six nodes instead of one server: every script of keystore and extauthz stays in
+	// one hash slot, or fails there.
 	platform, err = localdev.Start(ctx, localdev.Options{Dir: dir, Progress: progress, SSO: true,
+		RedisCluster: redisserver.OnCluster(),
 		KeystoreArgs: []string{"--sso-refresh-period", "1s"}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: cannot start the platform: %v\n(logs in %s)\n", err, filepath.Join(dir, "logs"))

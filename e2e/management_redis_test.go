@@ -49,6 +49,9 @@ func listKeys(key string) (map[string]v1.OwnedAccessKey, string, error) {
 // It runs alone (no t.Parallel): the parallel tests wait until every sequential test is done,
 // so nothing else uses the platform while Redis is down.
 func TestRedisRestartLosesNoAcknowledgedKey(t *testing.T) {
+	if platform.RedisShape() == "cluster" {
+		t.Skip("with Redis Cluster a crashed master's slots fail over to its replica, which may lack the last writes (no WAIT here): e2e/faults/cluster covers that")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	user := unique("durable")

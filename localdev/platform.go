@@ -54,6 +54,9 @@ type Options struct {
 	// Sentinel runs Redis as a master, a replica and three Sentinels (sentinel.go) instead of
 	// one server; the components find the master through the Sentinels.
 	Sentinel bool
+	// RedisCluster runs Redis as a six-node Redis Cluster (three masters, three replicas;
+	// cluster.go) instead of one server; the components get every node's address.
+	RedisCluster bool
 	// KeystoreArgs are added to `keystore serve`'s flags (they win over the platform's).
 	KeystoreArgs []string
 	// ExtauthzReplicas is how many extauthz processes run behind Envoy's extauthz cluster
@@ -95,8 +98,9 @@ type Platform struct {
 	opts         Options
 	logs         string
 	redis        *redisserver.Server   // the one Redis, or the first master with Options.Sentinel
-	redisNodes   []*redisserver.Server // with Options.Sentinel: the master and the replica
+	redisNodes   []*redisserver.Server // with Options.Sentinel: the master and the replica; with RedisCluster every node
 	sentinels    []*redisserver.Server
+	redisCluster *redisserver.Cluster
 	etcd         *proc.Process
 	grafana      *http.Server
 	mu           sync.Mutex

@@ -3,6 +3,7 @@ package localdev
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"flag"
 	"os"
 	"strings"
@@ -40,8 +41,13 @@ func (p *Platform) startRedis(ctx context.Context) error {
 		return err
 	}
 	users := map[string]string{RedisUser: password}
-	if p.opts.Sentinel {
+	switch {
+	case p.opts.Sentinel && p.opts.RedisCluster:
+		return errors.New("Options.Sentinel and Options.RedisCluster: choose one")
+	case p.opts.Sentinel:
 		return p.startSentinelRedis(ctx, ca, users)
+	case p.opts.RedisCluster:
+		return p.startClusterRedis(ctx, ca, users)
 	}
 	// Append-only with an fsync per write: a crash or restart of Redis loses no access
 	// key that was acknowledged (e2e restarts it to prove this).
@@ -85,7 +91,7 @@ func (p *Platform) RedisClient() (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return redis.NewUniversalClient(opts), nil
+	return redisflags.NewClient(opts), nil
 }
 
 // redisOptions are the client options of RedisArgs, parsed by the components' own flags.
@@ -104,8 +110,29 @@ func (p *Platform) redisOptions() (*redis.UniversalOptions, error) {
 
 // RestartRedis kills Redis abruptly (SIGKILL, as a crash or an OOM kill would) and starts it
 // again on the same address with the same append-only file. extauthz and keystore keep
-// running and reconnect on their own; until they have, requests may fail.
+// running and reconnect on their own; until they have, requests may fail. With Sentinel or
+// Cluster it crashes the first node started, which may be a master or a replica by now.
 func (p *Platform) RestartRedis(ctx context.Context) error {
 	p.step("restarting Redis (SIGKILL)")
 	return p.redis.Crash(ctx)
+}
+
+// RedisShape says how the platform runs Redis: "standalone", "sentinel" or "cluster".
+func (p *Platform) RedisShape() string {
+	switch {
+	case p.opts.Sentinel:
+		return "sentinel"
+	case p.opts.RedisCluster:
+		return "cluster"
+	}
+	return "standalone"
+}
+
+// RedisServers are the platform's Redis servers by address (the Sentinels left out), for
+// measuring them; the one Redis when standalone.
+func (p *Platform) RedisServers() []*redisserver.Server {
+	if len(p.redisNodes) > 0 {
+		return p.redisNodes
+	}
+	return []*redisserver.Server{p.redis}
 }

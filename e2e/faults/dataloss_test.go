@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate-dev/keygate/e2e/faults/faultload"
+
 	"github.com/redis/go-redis/v9"
 
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
@@ -32,23 +34,23 @@ func TestRedisLosesItsData(t *testing.T) {
 		}
 	})
 
-	_, lostKey := newKey(t, "lost", v1.OwnedAccessKeySpec{User: localdev.AdminUser})
-	lost := &revocation{}
-	probes := []*probe{
-		{name: "lost with Redis's data", key: lostKey, path: demoPath + "/version", revoked: lost},
-		{name: "unknown", key: "unknown-" + rand.Text(), path: demoPath + "/version", refuse: true},
+	_, lostKey := faultload.NewKey(t, "lost", v1.OwnedAccessKeySpec{User: localdev.AdminUser})
+	lost := &faultload.Revocation{}
+	probes := []*faultload.Probe{
+		{Name: "lost with Redis's data", Key: lostKey, Path: faultload.DemoPath + "/version", Revoked: lost},
+		{Name: "unknown", Key: "unknown-" + rand.Text(), Path: faultload.DemoPath + "/version", Refuse: true},
 	}
-	l := startLoad(probes, 4)
-	defer l.cancel()
-	l.waitFor(t, 200) // the lost key is in extauthz's cache by now
+	l := faultload.StartLoad(probes, 4)
+	defer l.Cancel()
+	l.WaitFor(t, 200) // the lost key is in extauthz's cache by now
 	before, err := keys.CurrentVersion(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lostVersion, _ := strconv.Atoi(before)
 
-	l.phase.Store(int32(faulted))
-	lost.start()
+	l.Phase.Store(int32(faultload.Faulted))
+	lost.Start()
 	lostAt := time.Now()
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
@@ -57,9 +59,9 @@ func TestRedisLosesItsData(t *testing.T) {
 	// extauthz to notice the loss.
 	made, denied := 0, 0
 	for made <= lostVersion+2 {
-		_, key := newKey(t, fmt.Sprintf("after-loss-%d", made), v1.OwnedAccessKeySpec{User: localdev.AdminUser})
+		_, key := faultload.NewKey(t, fmt.Sprintf("after-loss-%d", made), v1.OwnedAccessKeySpec{User: localdev.AdminUser})
 		made++
-		if err := wantStatus(ctx, &probe{name: "made after the loss", key: key, path: demoPath + "/version"}, 200); err != nil {
+		if err := faultload.WantStatus(ctx, &faultload.Probe{Name: "made after the loss", Key: key, Path: faultload.DemoPath + "/version"}, 200); err != nil {
 			denied++
 			if denied <= 5 {
 				t.Errorf("a key made after the loss, %s after it: %v", time.Since(lostAt).Round(time.Millisecond), err)
@@ -69,25 +71,25 @@ func TestRedisLosesItsData(t *testing.T) {
 	madeIn := time.Since(lostAt)
 	// Noticed at the latest after one 2 s block of the event stream; without that, the cached
 	// key would pass until --key-cache-ttl (30 s). 10 s is generous for a loaded machine.
-	eventually(t, 10*time.Second, "the edge refuses the key Redis lost", func() error {
-		if lost.refusedAt().IsZero() {
+	faultload.Eventually(t, 10*time.Second, "the edge refuses the key Redis lost", func() error {
+		if lost.RefusedAt().IsZero() {
 			return errors.New("still allowed")
 		}
 		return nil
 	})
-	l.phase.Store(int32(recovered))
-	l.waitFor(t, 200) // never allowed again: the load counts a 200 after the first refusal as a false allow
-	l.stop(t)
+	l.Phase.Store(int32(faultload.Recovered))
+	l.WaitFor(t, 200) // never allowed again: the load counts a 200 after the first refusal as a false allow
+	l.Stop(t)
 	if denied > 0 {
 		t.Errorf("%d of %d keys made after the loss were refused", denied, made)
 	}
 	t.Logf("figures: the key Redis lost was first refused %s after the loss; %d keys made after it (versions 1 to %d, past the %d lost) each passed at once, in %s",
-		lost.refusedAt().Sub(lostAt).Round(time.Millisecond), made, made, lostVersion, madeIn.Round(time.Millisecond))
+		lost.RefusedAt().Sub(lostAt).Round(time.Millisecond), made, made, lostVersion, madeIn.Round(time.Millisecond))
 
 	restoreRedis(t, backup)
 	restored = true
-	eventually(t, time.Minute, "the admin key works again after the restore", func() error {
-		return wantStatus(ctx, &probe{name: "admin", key: platform.AdminKey, path: demoPath + "/version"}, 200)
+	faultload.Eventually(t, time.Minute, "the admin key works again after the restore", func() error {
+		return faultload.WantStatus(ctx, &faultload.Probe{Name: "admin", Key: platform.AdminKey, Path: faultload.DemoPath + "/version"}, 200)
 	})
 }
 

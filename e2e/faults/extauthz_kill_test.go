@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keygate-dev/keygate/e2e/faults/faultload"
 )
 
 // TestExtAuthzReplicaKilled kills one of the two extauthz replicas (SIGKILL) under steady
@@ -22,13 +24,13 @@ func TestExtAuthzReplicaKilled(t *testing.T) {
 		t.Fatalf("the platform runs %d extauthz replicas, want 2 (localdev.Options.ExtauthzReplicas)", n)
 	}
 	const victim = 1
-	set := newKeySet(t)
-	l := startLoad(set.probes, 4)
-	defer l.cancel()
-	l.waitFor(t, 300)
+	set := faultload.NewKeySet(t)
+	l := faultload.StartLoad(set.Probes, 4)
+	defer l.Cancel()
+	l.WaitFor(t, 300)
 	before := envoyCounters(t, "cluster.extauthz.")
 
-	l.phase.Store(int32(faulted))
+	l.Phase.Store(int32(faultload.Faulted))
 	killedAt := time.Now()
 	if err := platform.KillExtAuthzReplica(victim); err != nil {
 		t.Fatal(err)
@@ -41,10 +43,10 @@ func TestExtAuthzReplicaKilled(t *testing.T) {
 			}
 		}
 	})
-	l.waitFor(t, 300)
+	l.WaitFor(t, 300)
 	// Revocations reach the surviving replica as they would both.
-	revokeThroughKeystore(t, set)
-	l.waitFor(t, 200)
+	faultload.RevokeThroughKeystore(t, set)
+	l.WaitFor(t, 200)
 	during := envoyCounters(t, "cluster.extauthz.")
 
 	if err := platform.StartExtAuthzReplica(ctx, victim); err != nil {
@@ -53,7 +55,7 @@ func TestExtAuthzReplicaKilled(t *testing.T) {
 	restarted = true
 	startedAt := time.Now()
 	back := replicaChecks(t, victim)
-	eventually(t, time.Minute, "Envoy sends checks to the restarted replica again", func() error {
+	faultload.Eventually(t, time.Minute, "Envoy sends checks to the restarted replica again", func() error {
 		if n := replicaChecks(t, victim); n <= back {
 			return fmt.Errorf("%d checks", n)
 		}
@@ -61,20 +63,19 @@ func TestExtAuthzReplicaKilled(t *testing.T) {
 	})
 	rejoined := time.Since(startedAt)
 	after := envoyCounters(t, "cluster.extauthz.")
-	l.phase.Store(int32(recovered))
-	l.waitFor(t, 300)
-	l.stop(t)
+	l.Phase.Store(int32(faultload.Recovered))
+	l.WaitFor(t, 300)
+	l.Stop(t)
 
-	l.mu.Lock()
-	unavail, answered := l.counts[faulted][unavailable], 0
-	for o := range outcomes {
-		answered += l.counts[faulted][o]
+	counts := l.Counts()
+	unavail, answered := counts[faultload.Faulted][faultload.Unavailable], 0
+	for o := range faultload.Outcomes {
+		answered += counts[faultload.Faulted][o]
 	}
 	last503 := "none"
-	if !l.lastUnavailable.IsZero() {
-		last503 = l.lastUnavailable.Sub(killedAt).Round(time.Millisecond).String() + " after the kill"
+	if last := l.LastUnavailable(); !last.IsZero() {
+		last503 = last.Sub(killedAt).Round(time.Millisecond).String() + " after the kill"
 	}
-	l.mu.Unlock()
 	t.Logf("figures: %d of %d answers while the replica was down were 503 (last: %s); the restarted replica got checks again %s after its start",
 		unavail, answered, last503, rejoined.Round(time.Millisecond))
 	for _, c := range []string{"upstream_rq_retry", "upstream_rq_retry_success", "upstream_rq_retry_overflow", "upstream_cx_connect_fail",

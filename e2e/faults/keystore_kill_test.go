@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate-dev/keygate/e2e/faults/faultload"
+
 	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/localdev"
 )
@@ -26,15 +28,15 @@ import (
 // depend on keystore, so not one 503 there.
 func TestKeystoreKilledDuringApply(t *testing.T) {
 	ctx := context.Background()
-	set := newKeySet(t)
-	l := startLoad(set.probes, 4)
-	defer l.cancel()
-	l.waitFor(t, 200)
+	set := faultload.NewKeySet(t)
+	l := faultload.StartLoad(set.Probes, 4)
+	defer l.Cancel()
+	l.WaitFor(t, 200)
 	a := startApplies(t, 2)
 	defer a.cancel()
 	a.waitAcked(t, 4)
 
-	l.phase.Store(int32(faulted))
+	l.Phase.Store(int32(faultload.Faulted))
 	killedAt := time.Now()
 	if err := platform.KillKeystore(); err != nil {
 		t.Fatal(err)
@@ -57,14 +59,12 @@ func TestKeystoreKilledDuringApply(t *testing.T) {
 	restarted = true
 	ready := time.Since(startedAt)
 	a.waitAcked(t, 4)
-	l.phase.Store(int32(recovered))
+	l.Phase.Store(int32(faultload.Recovered))
 	a.stop()
-	l.waitFor(t, 200)
-	l.stop(t)
+	l.WaitFor(t, 200)
+	l.Stop(t)
 
-	l.mu.Lock()
-	edge503 := l.counts[faulted][unavailable]
-	l.mu.Unlock()
+	edge503 := l.Counts()[faultload.Faulted][faultload.Unavailable]
 	if edge503 > 0 {
 		t.Errorf("%d requests with keys got 503 while keystore was down: the edge's checks do not need keystore", edge503)
 	}
@@ -160,7 +160,7 @@ func (a *applies) record(r applied) {
 func (a *applies) waitAcked(t *testing.T, n int64) {
 	t.Helper()
 	target := a.acked.Load() + n
-	eventually(t, 2*time.Minute, fmt.Sprintf("%d more applies acknowledged", n), func() error {
+	faultload.Eventually(t, 2*time.Minute, fmt.Sprintf("%d more applies acknowledged", n), func() error {
 		if got := a.acked.Load(); got < target {
 			return fmt.Errorf("%d of %d", got, target)
 		}
@@ -171,7 +171,7 @@ func (a *applies) waitAcked(t *testing.T, n int64) {
 func (a *applies) waitFailed(t *testing.T, n int64) {
 	t.Helper()
 	target := a.failed.Load() + n
-	eventually(t, time.Minute, fmt.Sprintf("%d applies fail with keystore down", n), func() error {
+	faultload.Eventually(t, time.Minute, fmt.Sprintf("%d applies fail with keystore down", n), func() error {
 		if got := a.failed.Load(); got < target {
 			return fmt.Errorf("%d of %d", got, target)
 		}

@@ -1,5 +1,5 @@
 // Package faults runs the real edge under steady traffic whose right answer is known for every
-// request, injects one fault at a time, and counts every answer (traffic_test.go): a false
+// request, injects one fault at a time, and counts every answer (package faultload): a false
 // allow fails the test, always; unavailability is measured and logged, and bounded only
 // generously. docs/reliability.md holds what each fault costs clients.
 //
@@ -22,7 +22,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/keygate-dev/keygate/internal/toolbin"
+	"github.com/keygate-dev/keygate/e2e/faults/faultload"
 	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/localdev"
 )
@@ -83,17 +83,12 @@ func run(m *testing.M) int {
 	return 0
 }
 
+// setUp points the shared helpers (faultload) at the platform and keeps their clients in this
+// package's variables too.
 func setUp() error {
-	var err error
-	if kubectl, err = toolbin.Path("kubectl"); err != nil {
+	if err := faultload.Setup(platform); err != nil {
 		return err
 	}
-	if client, err = platform.HTTPClient(); err != nil {
-		return err
-	}
-	if rdb, err = platform.RedisClient(); err != nil {
-		return err
-	}
-	keys = store.New(rdb)
+	kubectl, client, rdb, keys = faultload.Kubectl, faultload.Client, faultload.RDB, faultload.Keys
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate-dev/keygate/e2e/faults/faultload"
+
 	"github.com/keygate-dev/keygate/localdev"
 )
 
@@ -34,53 +36,50 @@ func TestUpstreamDown(t *testing.T) {
 	target.Upstream.URL = "https://" + r.addr
 	editTargets(t, func(d *localdev.Targets) { d.Clusters = append(d.Clusters, target) })
 	t.Cleanup(func() { editTargets(t, func(d *localdev.Targets) { d.Clusters = dropCluster(d.Clusters, name) }) })
-	eventually(t, time.Minute, "the edge serves "+name, func() error { return clusterAnswers(ctx, name, 200) })
+	faultload.Eventually(t, time.Minute, "the edge serves "+name, func() error { return clusterAnswers(ctx, name, 200) })
 
-	set := newKeySet(t)
-	others := startLoad(set.probes, 3)
-	defer others.cancel()
-	scoped := set.probes[1].key // scoped to /version
-	down := startLoad([]*probe{
-		{name: "admin on the downed cluster", key: platform.AdminKey, path: clusterPath(name) + "/version"},
-		{name: "scoped key out of scope on the downed cluster", key: scoped, path: clusterPath(name) + "/api", refuse: true},
-		{name: "unknown key on the downed cluster", key: "unknown-" + randomSuffix(), path: clusterPath(name) + "/version", refuse: true},
+	set := faultload.NewKeySet(t)
+	others := faultload.StartLoad(set.Probes, 3)
+	defer others.Cancel()
+	scoped := set.Probes[1].Key // scoped to /version
+	down := faultload.StartLoad([]*faultload.Probe{
+		{Name: "admin on the downed cluster", Key: platform.AdminKey, Path: clusterPath(name) + "/version"},
+		{Name: "scoped key out of scope on the downed cluster", Key: scoped, Path: clusterPath(name) + "/api", Refuse: true},
+		{Name: "unknown key on the downed cluster", Key: "unknown-" + randomSuffix(), Path: clusterPath(name) + "/version", Refuse: true},
 	}, 1)
-	defer down.cancel()
-	others.waitFor(t, 200)
-	down.waitFor(t, 50)
+	defer down.Cancel()
+	others.WaitFor(t, 200)
+	down.WaitFor(t, 50)
 
-	down.phase.Store(int32(faulted))
-	others.phase.Store(int32(faulted))
+	down.Phase.Store(int32(faultload.Faulted))
+	others.Phase.Store(int32(faultload.Faulted))
 	downAt := time.Now()
 	r.down()
-	down.waitFor(t, 100)
-	others.waitFor(t, 200)
+	down.WaitFor(t, 100)
+	others.WaitFor(t, 200)
 
 	upAt := time.Now()
 	if err := r.up(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, name+" serves again by itself", func() error { return clusterAnswers(ctx, name, 200) })
+	faultload.Eventually(t, time.Minute, name+" serves again by itself", func() error { return clusterAnswers(ctx, name, 200) })
 	recovered503 := time.Since(upAt)
-	down.phase.Store(int32(recovered))
-	others.phase.Store(int32(recovered))
-	down.waitFor(t, 50)
-	others.waitFor(t, 200)
-	others.stop(t)
-	down.stop(t)
+	down.Phase.Store(int32(faultload.Recovered))
+	others.Phase.Store(int32(faultload.Recovered))
+	down.WaitFor(t, 50)
+	others.WaitFor(t, 200)
+	others.Stop(t)
+	down.Stop(t)
 
-	others.mu.Lock()
-	otherUnavailable := others.counts[faulted][unavailable]
-	others.mu.Unlock()
+	otherUnavailable := others.Counts()[faultload.Faulted][faultload.Unavailable]
 	if otherUnavailable > 0 {
 		t.Errorf("%d answers on demo were 503 while another cluster was down", otherUnavailable)
 	}
-	down.mu.Lock()
-	downUnavailable, downAnswers := down.counts[faulted][unavailable], 0
-	for o := range outcomes {
-		downAnswers += down.counts[faulted][o]
+	downCounts := down.Counts()
+	downUnavailable, downAnswers := downCounts[faultload.Faulted][faultload.Unavailable], 0
+	for o := range faultload.Outcomes {
+		downAnswers += downCounts[faultload.Faulted][o]
 	}
-	down.mu.Unlock()
 	t.Logf("figures: while down (%s), %d of %d answers on the downed cluster were 503 (the rest: keys refused, as they must be); demo: %d 503s; served again %s after it came back",
 		upAt.Sub(downAt).Round(time.Millisecond), downUnavailable, downAnswers, otherUnavailable, recovered503.Round(time.Millisecond))
 }

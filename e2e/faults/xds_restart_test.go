@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate-dev/keygate/e2e/faults/faultload"
+
 	"github.com/keygate-dev/keygate/localdev"
 	"github.com/keygate-dev/keygate/xds/source/file"
 )
@@ -25,20 +27,20 @@ func TestXDSKilledDuringTargetChanges(t *testing.T) {
 	t.Cleanup(func() {
 		editTargets(t, func(d *localdev.Targets) { d.Clusters = dropCluster(d.Clusters, removed, added) })
 	})
-	eventually(t, time.Minute, "the edge serves "+removed, func() error { return clusterAnswers(ctx, removed, 200) })
+	faultload.Eventually(t, time.Minute, "the edge serves "+removed, func() error { return clusterAnswers(ctx, removed, 200) })
 
-	set := newKeySet(t)
-	l := startLoad(set.probes, 4)
-	defer l.cancel()
+	set := faultload.NewKeySet(t)
+	l := faultload.StartLoad(set.Probes, 4)
+	defer l.Cancel()
 	// The cluster removed while xds is down has a load of its own: it must pass until xds is
 	// back, and 404 is its right answer after, which the load does not know.
-	lr := startLoad([]*probe{{name: "the cluster removed while xds is down", key: platform.AdminKey, path: clusterPath(removed) + "/version"}}, 1)
-	defer lr.cancel()
-	l.waitFor(t, 300)
+	lr := faultload.StartLoad([]*faultload.Probe{{Name: "the cluster removed while xds is down", Key: platform.AdminKey, Path: clusterPath(removed) + "/version"}}, 1)
+	defer lr.Cancel()
+	l.WaitFor(t, 300)
 	uptime := envoyCounters(t, "server.uptime")["server.uptime"]
 
-	l.phase.Store(int32(faulted))
-	lr.phase.Store(int32(faulted))
+	l.Phase.Store(int32(faultload.Faulted))
+	lr.Phase.Store(int32(faultload.Faulted))
 	if err := platform.KillXDS(); err != nil {
 		t.Fatal(err)
 	}
@@ -53,15 +55,14 @@ func TestXDSKilledDuringTargetChanges(t *testing.T) {
 	editTargets(t, func(d *localdev.Targets) {
 		d.Clusters = append(dropCluster(d.Clusters, removed), platform.ClusterTarget(added, staging))
 	})
-	l.waitFor(t, 300)
+	l.WaitFor(t, 300)
 	if err := clusterAnswers(ctx, added, 404); err != nil {
 		t.Fatalf("with xds down: %v: the test does not test a restart", err)
 	}
 
-	lr.stop(t)
-	lr.mu.Lock()
-	removedWrong := lr.counts[faulted][falseDeny] + lr.counts[faulted][unavailable] + lr.counts[faulted][otherAnswer]
-	lr.mu.Unlock()
+	lr.Stop(t)
+	lc := lr.Counts()[faultload.Faulted]
+	removedWrong := lc[faultload.FalseDeny] + lc[faultload.Unavailable] + lc[faultload.OtherAnswer]
 	if removedWrong > 0 {
 		t.Errorf("the cluster removed while xds was down failed %d times before xds was back: Envoy should serve its last configuration", removedWrong)
 	}
@@ -70,20 +71,19 @@ func TestXDSKilledDuringTargetChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted = true
-	eventually(t, time.Minute, "the cluster added while xds was down is served", func() error { return clusterAnswers(ctx, added, 200) })
+	faultload.Eventually(t, time.Minute, "the cluster added while xds was down is served", func() error { return clusterAnswers(ctx, added, 200) })
 	addedAfter := time.Since(startedAt)
-	eventually(t, time.Minute, "the cluster removed while xds was down is gone", func() error { return clusterAnswers(ctx, removed, 404) })
+	faultload.Eventually(t, time.Minute, "the cluster removed while xds was down is gone", func() error { return clusterAnswers(ctx, removed, 404) })
 	removedAfter := time.Since(startedAt)
-	l.phase.Store(int32(recovered))
-	l.waitFor(t, 300)
-	l.stop(t)
+	l.Phase.Store(int32(faultload.Recovered))
+	l.WaitFor(t, 300)
+	l.Stop(t)
 
 	if now := envoyCounters(t, "server.uptime")["server.uptime"]; now < uptime {
 		t.Errorf("Envoy restarted during the test (uptime %ds, was %ds)", now, uptime)
 	}
-	l.mu.Lock()
-	unavail := l.counts[faulted][unavailable] + l.counts[recovered][unavailable]
-	l.mu.Unlock()
+	counts := l.Counts()
+	unavail := counts[faultload.Faulted][faultload.Unavailable] + counts[faultload.Recovered][faultload.Unavailable]
 	if unavail > 0 {
 		t.Errorf("%d answers were 503 while xds was down or catching up: Envoy should serve its last configuration", unavail)
 	}
@@ -95,7 +95,7 @@ func clusterPath(name string) string { return "/kubernetes/cluster/" + name }
 
 // clusterAnswers says how the admin key's GET /version on cluster name differs from status.
 func clusterAnswers(ctx context.Context, name string, status int) error {
-	return wantStatus(ctx, &probe{name: "cluster " + name, key: platform.AdminKey, path: clusterPath(name) + "/version"}, status)
+	return faultload.WantStatus(ctx, &faultload.Probe{Name: "cluster " + name, Key: platform.AdminKey, Path: clusterPath(name) + "/version"}, status)
 }
 
 func editTargets(t *testing.T, edit func(*localdev.Targets)) {

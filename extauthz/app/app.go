@@ -155,7 +155,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	opts := c.Options()
 	// A check must answer well within Envoy's ext_authz timeout.
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = time.Second, 500*time.Millisecond, 500*time.Millisecond
-	rdb := redis.NewUniversalClient(opts)
+	rdb := redisflags.NewClient(opts)
 	defer rdb.Close()
 	reg := ops.NewRegistry()
 	if err := redismetrics.Instrument(rdb, reg, "extauthz"); err != nil {

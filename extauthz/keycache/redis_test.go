@@ -34,7 +34,9 @@ func TestMain(m *testing.M) {
 
 // newClient has extauthz's timeouts, so that a dead connection is noticed as in production.
 func newClient() redis.UniversalClient {
-	return redis.NewClient(&redis.Options{Addr: redisSrv.Addr, DialTimeout: time.Second, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond})
+	opts := redisSrv.UniversalOptions() // a Cluster with KEYGATE_TEST_REDIS=cluster
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = time.Second, 500*time.Millisecond, 500*time.Millisecond
+	return redis.NewUniversalClient(opts)
 }
 
 // replica is one extauthz replica's cache, on its own Redis client, following events until the
@@ -173,7 +175,7 @@ func TestRedisLosesData(t *testing.T) {
 	warm(t, a, digest)
 	admin := newClient()
 	defer admin.Close()
-	if err := admin.FlushAll(context.Background()).Err(); err != nil {
+	if err := redisserver.ForEachMaster(context.Background(), admin, func(c *redis.Client) error { return c.FlushAll(context.Background()).Err() }); err != nil {
 		t.Fatal(err)
 	}
 	resyncs := a.metrics.restarts.WithLabelValues("resync")

@@ -12,19 +12,22 @@ import (
 	"github.com/keygate-dev/keygate/keystore/users"
 )
 
-var redisAddr string
+var redisOpts *redis.UniversalOptions
 
+// TestMain runs the package against one Redis, or a Redis Cluster with KEYGATE_TEST_REDIS=cluster.
 func TestMain(m *testing.M) {
 	redisserver.TestMain(m, "extauthz/userinfo", redisserver.Options{}, func(srv *redisserver.Server) {
-		redisAddr = srv.Addr
+		redisOpts = srv.UniversalOptions()
 	})
 }
+
+func newClient() redis.UniversalClient { return redis.NewUniversalClient(redisOpts) }
 
 // Two replicas follow the real user store: every change to a user reaches both, at once, while
 // each had the user cached. The figures are logged, not asserted.
 func TestChangesReachEveryReplica(t *testing.T) {
 	ctx := context.Background()
-	people := users.New(redis.NewClient(&redis.Options{Addr: redisAddr}), users.Options{Cost: bcrypt.MinCost})
+	people := users.New(newClient(), users.Options{Cost: bcrypt.MinCost})
 	a, b := redisReplica(t), redisReplica(t)
 	if err := people.Create(ctx, users.User{Name: "dora", Groups: []string{"dev", "ops"}}, "correct horse battery"); err != nil {
 		t.Fatal(err)
@@ -66,7 +69,7 @@ func TestChangesReachEveryReplica(t *testing.T) {
 
 func redisReplica(t *testing.T) *Directory {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	rdb := newClient()
 	d := New(users.New(rdb, users.Options{}), Options{TTL: time.Hour}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -6,12 +6,18 @@
 // the connection that made the write, blocks until N replicas have acknowledged every write of
 // that connection (or T passes) and says how many did; WAIT on another connection says nothing
 // about this write, which is why Do runs the write and the WAIT on one dedicated connection.
+//
+// With Redis Cluster that connection is to the master of the slot the write goes to (its key's
+// hash tag), and WAIT counts that master's replicas: the ones a failover of that slot would
+// promote. A write must then stay in one slot, and be one command (a script), so that sending it
+// again after a redirection repeats nothing.
 package redisack
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -43,26 +49,89 @@ func (e *NotReplicatedError) Error() string {
 // Is makes errors.Is(err, ErrNotReplicated) true.
 func (e *NotReplicatedError) Is(target error) bool { return target == ErrNotReplicated }
 
-// ErrCluster refuses waiting with Redis Cluster: a keyless WAIT would go to an arbitrary node,
-// not to the master of the slot that took the write, and prove nothing.
-var ErrCluster = errors.New("waiting for replica acknowledgements needs a standalone or Sentinel Redis client, not Redis Cluster (WAIT would go to an arbitrary node)")
-
 // Do runs write on one connection of rdb and, when a.Replicas > 0, then WAIT on that same
-// connection. With no replicas to wait for, write runs on rdb itself.
-func (a Acks) Do(ctx context.Context, rdb redis.UniversalClient, write func(redis.Cmdable) error) error {
+// connection. With Redis Cluster the connection is to the master of key's slot, and WAIT counts
+// that master's replicas: write must then be one command whose keys are all in key's slot.
+// With no replicas to wait for, write runs on rdb itself.
+func (a Acks) Do(ctx context.Context, rdb redis.UniversalClient, key string, write func(redis.Cmdable) error) error {
 	if a.Replicas <= 0 {
 		return write(rdb)
 	}
-	client, ok := rdb.(*redis.Client)
-	if !ok {
-		return ErrCluster
+	switch c := rdb.(type) {
+	case *redis.Client:
+		return a.on(ctx, c, write)
+	case *redis.ClusterClient:
+		return a.onCluster(ctx, c, key, write)
 	}
-	conn := client.Conn()
+	return fmt.Errorf("waiting for replica acknowledgements: unsupported Redis client %T", rdb)
+}
+
+// on runs write and WAIT on one connection of c.
+func (a Acks) on(ctx context.Context, c *redis.Client, write func(redis.Cmdable) error) error {
+	conn := c.Conn()
 	defer conn.Close()
 	if err := write(conn); err != nil {
 		return err
 	}
 	return a.Wait(ctx, conn)
+}
+
+// clusterAttempts bounds how often a write is sent again to the slot's master after an answer
+// that says it was not run there (MOVED, CLUSTERDOWN...), as the cluster client does.
+const clusterAttempts = 4
+
+// onCluster runs write and WAIT on a connection to the master of key's slot. The cluster
+// client's own routing is bypassed for WAIT's sake, so its redirections are followed here: an
+// answer that says the write did not run (the slot moved, a failover is on its way) reloads the
+// slot map and tries again, a little later; any other error is returned, since the write may
+// have run.
+func (a Acks) onCluster(ctx context.Context, c *redis.ClusterClient, key string, write func(redis.Cmdable) error) error {
+	var err error
+	for attempt := range clusterAttempts {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+			}
+		}
+		var node *redis.Client
+		if node, err = c.MasterForKey(ctx, key); err != nil {
+			return err
+		}
+		var wrote bool
+		err = a.on(ctx, node, func(conn redis.Cmdable) error {
+			werr := write(conn)
+			wrote = werr == nil || !notRun(werr)
+			return werr
+		})
+		if err == nil || wrote {
+			if err != nil && isNetwork(err) {
+				c.ReloadState(ctx)
+			}
+			return err
+		}
+		c.ReloadState(ctx)
+	}
+	return err
+}
+
+// notRun says whether err is an answer (or a failed dial) that proves the write did not run.
+func notRun(err error) bool {
+	if _, ok := redis.IsMovedError(err); ok {
+		return true
+	}
+	if _, ok := redis.IsAskError(err); ok {
+		return true
+	}
+	var op *net.OpError
+	return redis.IsClusterDownError(err) || redis.IsTryAgainError(err) || redis.IsReadOnlyError(err) ||
+		redis.IsLoadingError(err) || (errors.As(err, &op) && op.Op == "dial")
+}
+
+func isNetwork(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne)
 }
 
 // Waiter is a connection WAIT can be sent on: a redis.Conn, or the redis.Tx of a WATCH
@@ -87,10 +156,15 @@ func (a Acks) Wait(ctx context.Context, c Waiter) error {
 	return nil
 }
 
-// Check refuses a.Replicas > 0 on a client that cannot honour it (Redis Cluster).
+// Check refuses a.Replicas > 0 on a client that cannot honour it (a Sentinel-routed cluster
+// client, or any client but a plain or a Cluster one).
 func (a Acks) Check(rdb redis.UniversalClient) error {
-	if _, ok := rdb.(*redis.Client); a.Replicas > 0 && !ok {
-		return ErrCluster
+	switch rdb.(type) {
+	case *redis.Client, *redis.ClusterClient:
+		return nil
+	}
+	if a.Replicas > 0 {
+		return fmt.Errorf("waiting for replica acknowledgements: unsupported Redis client %T", rdb)
 	}
 	return nil
 }

@@ -1,5 +1,6 @@
 // Package redisflags gives every command the same Redis flags and the client they describe:
-// the address (a list for Cluster or Sentinel), the database, the Sentinel master, an ACL user
+// the address (a list for Cluster or Sentinel; --redis-cluster for a Cluster behind one
+// address), the database, the Sentinel master, an ACL user
 // and its password, TLS with a CA and a client certificate; and the readiness check of a server
 // that depends on Redis.
 //
@@ -31,7 +32,9 @@ import (
 type Config struct {
 	RedisAddresses  []string
 	RedisMasterName string
-	RedisDB         int
+	// RedisCluster: Redis Cluster even with one address (a list of several is Cluster anyway).
+	RedisCluster bool
+	RedisDB      int
 	// RedisUsername and RedisPassword authenticate to the data nodes (AUTH, an ACL user when
 	// the name is set); RedisSentinel* to the Sentinels, which have their own users.
 	RedisUsername, RedisPassword                 string
@@ -56,6 +59,7 @@ type tlsFlags struct {
 // Register adds the flags to fs; call Parse after fs.Parse.
 func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.addresses, "redis-address", "127.0.0.1:6379", "Redis address; a comma-separated list for Redis Cluster or Sentinel")
+	fs.BoolVar(&c.RedisCluster, "redis-cluster", false, "Redis Cluster even with one --redis-address (e.g. one Service in front of the nodes); several addresses without --redis-master-name are Cluster anyway")
 	fs.IntVar(&c.RedisDB, "redis-db", 0, "Redis database number (standalone only)")
 	fs.StringVar(&c.RedisMasterName, "redis-master-name", "", "Sentinel master name (Sentinel only)")
 	fs.StringVar(&c.RedisUsername, "redis-username", "", "Redis ACL user; empty: the default user")
@@ -77,7 +81,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 // before it is reported done. Only keystore writes; extauthz's activity batches are
 // best-effort timestamps that a failover may lose without harm, so it does not wait.
 func (c *Config) RegisterAcks(fs *flag.FlagSet) {
-	fs.IntVar(&c.Acks.Replicas, "redis-min-replica-acks", 0, "replicas that must acknowledge (WAIT) every write before it is reported done; 0: acknowledged means on the master only, and a failover may lose the last writes (Sentinel or standalone only, not Cluster)")
+	fs.IntVar(&c.Acks.Replicas, "redis-min-replica-acks", 0, "replicas that must acknowledge (WAIT) every write before it is reported done (with Redis Cluster, replicas of the master of the write's slot); 0: acknowledged means on the master only, and a failover may lose the last writes")
 	fs.DurationVar(&c.Acks.Timeout, "redis-replica-ack-timeout", time.Second, "how long a write waits for --redis-min-replica-acks replicas before it fails as unavailable (the write is then on the master, its survival unknown)")
 }
 
@@ -110,17 +114,18 @@ func (c *Config) Parse() error {
 	return err
 }
 
-// checkAcks refuses acknowledgements that cannot be honoured. A list of addresses without a
-// master name is Redis Cluster (redis.NewUniversalClient), where a keyless WAIT would go to an
-// arbitrary node rather than to the master that took the write.
+// checkAcks refuses acknowledgements that cannot be honoured, and a Cluster with a database
+// or a master name (Cluster has database 0 only, and no Sentinel master).
 func (c *Config) checkAcks() error {
 	switch {
 	case c.Acks.Replicas < 0:
 		return fmt.Errorf("--redis-min-replica-acks %d: want 0 or more", c.Acks.Replicas)
 	case c.Acks.Replicas > 0 && c.Acks.Timeout <= 0:
 		return fmt.Errorf("--redis-replica-ack-timeout %s: want more than 0 (WAIT 0 would wait forever)", c.Acks.Timeout)
-	case c.Acks.Replicas > 0 && c.RedisMasterName == "" && len(c.RedisAddresses) > 1:
-		return errors.New("--redis-min-replica-acks needs a standalone Redis or Sentinel (--redis-master-name): with Redis Cluster, WAIT would go to an arbitrary node, not the master that took the write")
+	case c.RedisCluster && c.RedisMasterName != "":
+		return errors.New("--redis-cluster and --redis-master-name: Redis Cluster has no Sentinel master; give one")
+	case c.RedisCluster && c.RedisDB != 0:
+		return fmt.Errorf("--redis-db %d with --redis-cluster: Redis Cluster has database 0 only", c.RedisDB)
 	}
 	return nil
 }
@@ -188,7 +193,7 @@ func (t tlsFlags) config() (*tls.Config, error) {
 // Options are the client options of the flags; callers add timeouts and pool sizes.
 func (c *Config) Options() *redis.UniversalOptions {
 	return &redis.UniversalOptions{
-		Addrs: c.RedisAddresses, DB: c.RedisDB, MasterName: c.RedisMasterName,
+		Addrs: c.RedisAddresses, DB: c.RedisDB, MasterName: c.RedisMasterName, IsClusterMode: c.RedisCluster,
 		Username: c.RedisUsername, Password: c.RedisPassword,
 		SentinelUsername: c.RedisSentinelUsername, SentinelPassword: c.RedisSentinelPassword,
 		TLSConfig: c.RedisTLS,

@@ -48,7 +48,7 @@ type parseCase struct {
 	wantErr string
 }
 
-// TestParseReplicaAcks: keystore's --redis-min-replica-acks, refused where WAIT cannot work.
+// TestParseReplicaAcks: keystore's --redis-min-replica-acks, and the Cluster flags' conflicts.
 func TestParseReplicaAcks(t *testing.T) {
 	runParseCases(t, map[string]parseCase{
 		"no replica acks by default": {check: func(c *Config) bool { return c.Acks.Replicas == 0 && c.Acks.Timeout == time.Second }},
@@ -59,7 +59,13 @@ func TestParseReplicaAcks(t *testing.T) {
 		"replica acks with sentinel": {args: []string{"--redis-address", "s1:26379,s2:26379", "--redis-master-name", "m", "--redis-min-replica-acks", "1"},
 			check: func(c *Config) bool { return c.Acks.Replicas == 1 }},
 		"replica acks with cluster": {args: []string{"--redis-address", "n1:6379,n2:6379", "--redis-min-replica-acks", "1"},
-			wantErr: "--redis-min-replica-acks needs a standalone Redis or Sentinel (--redis-master-name): with Redis Cluster, WAIT would go to an arbitrary node"},
+			check: func(c *Config) bool { return c.Acks.Replicas == 1 && len(c.Options().Addrs) == 2 }},
+		"cluster behind one address": {args: []string{"--redis-address", "redis:6379", "--redis-cluster"},
+			check: func(c *Config) bool { return c.Options().IsClusterMode }},
+		"cluster with a master name": {args: []string{"--redis-address", "n1:6379", "--redis-cluster", "--redis-master-name", "m"},
+			wantErr: "--redis-cluster and --redis-master-name"},
+		"cluster with a database": {args: []string{"--redis-address", "n1:6379", "--redis-cluster", "--redis-db", "2"},
+			wantErr: "Redis Cluster has database 0 only"},
 		"negative replica acks": {args: []string{"--redis-min-replica-acks", "-1"}, wantErr: "--redis-min-replica-acks -1: want 0 or more"},
 		"zero ack timeout":      {args: []string{"--redis-min-replica-acks", "1", "--redis-replica-ack-timeout", "0s"}, wantErr: "WAIT 0 would wait forever"},
 	})

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -44,6 +45,9 @@ type Options struct {
 	// Sentinel, when set, runs `redis-server --sentinel` watching that master instead of a data
 	// node (Users then describe the master's user, not the Sentinel's: its default user stays on).
 	Sentinel *SentinelOf
+	// Cluster makes the server a Redis Cluster node (cluster-enabled, its bus on a port of its
+	// own, over TLS with Options.TLS), not yet part of any cluster: StartCluster joins nodes.
+	Cluster bool
 }
 
 // SentinelOf is the master a Sentinel watches.
@@ -62,6 +66,12 @@ type Server struct {
 	CAFile string
 	opts   Options
 	port   int
+	bus    int // the cluster bus port, with Options.Cluster
+	// cluster is the Cluster of TestMain's first node (ShapeEnv=cluster).
+	cluster *Cluster
+	// joined: the node is part of a cluster, so that a restart waits until it says the cluster
+	// is ok, not just until it answers PING.
+	joined bool
 	conf   string   // the configuration file, holding the users
 	tls    []string // the TLS arguments
 	dial   func(ctx context.Context, addr string) (net.Conn, error)
@@ -75,6 +85,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), opts: opts, port: port}
+	if opts.Cluster {
+		if s.bus, err = proc.FreePort(); err != nil {
+			return nil, err
+		}
+	}
 	var d net.Dialer
 	s.dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
@@ -178,6 +193,9 @@ func (s *Server) setUpTLS() error {
 	s.tls = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port), "--tls-cert-file", certFile, "--tls-key-file", keyFile,
 		"--tls-client-cert-file", peerCert, "--tls-client-key-file", peerKey,
 		"--tls-ca-cert-file", s.CAFile, "--tls-auth-clients", "yes", "--tls-replication", "yes"}
+	if s.opts.Cluster {
+		s.tls = append(s.tls, "--tls-cluster", "yes")
+	}
 	pinger, err := s.opts.TLS.Client("redisserver-readiness")
 	if err != nil {
 		return err
@@ -207,6 +225,9 @@ func (s *Server) start(ctx context.Context) error {
 	} else {
 		args = append(args, "--save", "", "--dir", data)
 	}
+	if s.opts.Cluster {
+		args = append(args, s.clusterArgs()...)
+	}
 	if s.tls != nil {
 		args = append(args, s.tls...)
 	} else {
@@ -225,7 +246,20 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	return proc.WaitFor(ctx, s.p, "redis-server on "+s.Addr, s.ping())
+	ready := s.ping()
+	if s.joined {
+		ready = func(ctx context.Context) error {
+			if err := s.ping()(ctx); err != nil {
+				return err
+			}
+			info, err := s.CLI(ctx, "CLUSTER", "INFO")
+			if err == nil && !strings.Contains(info, "cluster_state:ok") {
+				err = errors.New("the node rejoined, its cluster not ok yet")
+			}
+			return err
+		}
+	}
+	return proc.WaitFor(ctx, s.p, "redis-server on "+s.Addr, ready)
 }
 
 // Restart stops the server and starts it again on the same port with the same data directory.
@@ -275,6 +309,27 @@ func (s *Server) Freeze() error { return s.p.Signal(syscall.SIGSTOP) }
 
 // Thaw resumes a frozen server (SIGCONT).
 func (s *Server) Thaw() error { return s.p.Signal(syscall.SIGCONT) }
+
+// Running says whether the server's process runs (it may be frozen).
+func (s *Server) Running() bool {
+	if s.p == nil {
+		return false
+	}
+	select {
+	case <-s.p.Exited():
+		return false
+	default:
+		return true
+	}
+}
+
+// Pid is the process id of the running server (0 before it started).
+func (s *Server) Pid() int {
+	if s.p == nil {
+		return 0
+	}
+	return s.p.Pid()
+}
 
 // Stop stops the server.
 func (s *Server) Stop() {

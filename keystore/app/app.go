@@ -164,7 +164,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	opts := c.Options()
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
 	opts.PoolSize = 200 // every watch holds a connection in a blocking read
-	rdb := redis.NewUniversalClient(opts)
+	rdb := redisflags.NewClient(opts)
 	defer rdb.Close()
 	if err := c.Acks.Check(rdb); err != nil {
 		return fmt.Errorf("--redis-min-replica-acks: %w", err)

@@ -179,7 +179,7 @@ func withRedis(cmd *cobra.Command, run func(ctx context.Context, rdb redisConn, 
 		if err := rc.Parse(); err != nil {
 			return usageError(err.Error())
 		}
-		rdb := redisConn{redis.NewUniversalClient(rc.Options()), rc.Acks}
+		rdb := redisConn{redisflags.NewClient(rc.Options()), rc.Acks}
 		defer rdb.Close()
 		ctx, cancel := context.WithTimeout(cmd.Context(), redisCommandTimeout)
 		defer cancel()

@@ -89,7 +89,7 @@ func (*AccessKeys) GetSingularName() string { return "ownedaccesskey" }
 func (a *AccessKeys) caller(ctx context.Context) (Caller, error) {
 	c, err := callerFrom(ctx, a.opts.AdminGroup, a.opts.Teams)
 	if err != nil {
-		return c, apierrors.NewUnauthorized(err.Error())
+		return c, callerError(err)
 	}
 	return c, nil
 }

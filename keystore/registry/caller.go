@@ -6,10 +6,12 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apiserver/pkg/authentication/user"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 
@@ -65,11 +67,23 @@ func callerFrom(ctx context.Context, adminGroup string, teams TeamsFunc) (Caller
 	if c.User != "" && teams != nil {
 		t, err := teams(ctx, c.User)
 		if err != nil {
-			return Caller{}, err
+			// The store did not answer: the caller is who they are, and should retry, not log in
+			// again (a 401 would say the key is bad).
+			return Caller{}, apierrors.NewServiceUnavailable(fmt.Sprintf("the teams of %s: %v", c.User, err))
 		}
 		c.Teams = t
 	}
 	return c, nil
+}
+
+// callerError is the API error of a callerFrom error: 401 for a request without a user, the
+// error itself when it is one already (503 when the caller's teams could not be read).
+func callerError(err error) error {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return err
+	}
+	return apierrors.NewUnauthorized(err.Error())
 }
 
 // Owns reports whether c may see and manage k: admins every key, others the keys of their user

@@ -1,7 +1,13 @@
 package registry
 
 import (
+	"context"
+	"errors"
 	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apiserver/pkg/authentication/user"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 )
@@ -66,5 +72,21 @@ func TestStripKeyFromLastApplied(t *testing.T) {
 				t.Errorf("annotation = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// A caller whose teams the store could not read gets 503 (retry), not 401 (the key is bad): a
+// Redis failover must not look like a revoked key to the management API's clients.
+func TestCallerTeamsUnavailable(t *testing.T) {
+	ctx := genericapirequest.WithUser(context.Background(), &user.DefaultInfo{Name: "alice"})
+	down := func(context.Context, string) ([]string, error) {
+		return nil, errors.New("dial tcp: connection refused")
+	}
+	_, err := callerFrom(ctx, "admins", down)
+	if err = callerError(err); !apierrors.IsServiceUnavailable(err) {
+		t.Errorf("teams unreadable: %v; want 503", err)
+	}
+	if err := callerError(errors.New("no user in the request")); !apierrors.IsUnauthorized(err) {
+		t.Errorf("no user: %v; want 401", err)
 	}
 }

@@ -25,7 +25,7 @@ type identity struct {
 func (i identity) caller(ctx context.Context) (Caller, error) {
 	c, err := callerFrom(ctx, i.opts.AdminGroup, i.opts.Teams)
 	if err != nil {
-		return c, apierrors.NewUnauthorized(err.Error())
+		return c, callerError(err)
 	}
 	return c, nil
 }

@@ -70,7 +70,7 @@ func (s *Selves) Create(ctx context.Context, obj runtime.Object, _ rest.Validate
 	}
 	c, err := callerFrom(ctx, s.opts.AdminGroup, s.opts.Teams)
 	if err != nil {
-		return nil, apierrors.NewUnauthorized(err.Error())
+		return nil, callerError(err)
 	}
 	out := in.DeepCopy()
 	out.Spec.AccessKey = "" // a plain key is never echoed

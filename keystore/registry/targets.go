@@ -36,7 +36,7 @@ type targets struct {
 func (t targets) reachable(ctx context.Context, res string, kind edgepath.Kind) (out []edgepath.Ref, grafana map[string]bool, err error) {
 	c, err := callerFrom(ctx, t.opts.AdminGroup, t.opts.Teams)
 	if err != nil {
-		return nil, nil, apierrors.NewUnauthorized(err.Error())
+		return nil, nil, callerError(err)
 	}
 	own, err := requestKey(ctx, t.keys, c, v1.Resource(res), "")
 	if err != nil {

@@ -111,17 +111,83 @@ func TestWriteWithoutTheReplicaFails(t *testing.T) {
 	}
 }
 
-// Redis Cluster cannot wait: a keyless WAIT goes to an arbitrary node. The refusal comes before
-// any command, so no cluster is needed to show it.
-func TestAcksRefuseCluster(t *testing.T) {
-	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
-	defer c.Close()
-	acks := redisack.Acks{Replicas: 1, Timeout: time.Second}
-	if err := acks.Check(c); !errors.Is(err, redisack.ErrCluster) {
-		t.Errorf("Check(cluster) = %v; want ErrCluster", err)
+// With Redis Cluster, a write waits for the replica of the master of its slot: each change is
+// read from that replica right after it returns. The users' writes touch two slots (the user's
+// record and the change stream), which may live on different masters: each is waited for on
+// its own.
+func TestClusterWritesWaitForTheSlotsReplica(t *testing.T) {
+	ctx := context.Background()
+	c, err := redisserver.StartCluster(ctx, redisserver.ClusterOptions{Dir: t.TempDir(), Masters: 3, ReplicasPerMaster: 1})
+	if err != nil {
+		t.Fatalf("this test needs a real redis-server and redis-cli (`make tools` installs them): %v", err)
 	}
-	err := acks.Do(context.Background(), c, func(redis.Cmdable) error { t.Error("the write ran on Cluster"); return nil })
-	if !errors.Is(err, redisack.ErrCluster) {
-		t.Errorf("Do(cluster) = %v; want ErrCluster", err)
+	t.Cleanup(c.Stop)
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	t.Cleanup(func() { cc.Close() })
+	acks := redisack.Acks{Replicas: 1, Timeout: time.Minute} // a bound on a hung run
+	if err := acks.Check(cc); err != nil {
+		t.Fatal(err)
+	}
+	onReplica := func(key string) *redis.Client {
+		t.Helper()
+		_, replicas, err := c.MasterOf(ctx, key)
+		if err != nil || len(replicas) != 1 {
+			t.Fatalf("the replica of %s: %v, %v", key, replicas, err)
+		}
+		r := redis.NewClient(&redis.Options{Addr: replicas[0].Addr, OnConnect: func(ctx context.Context, cn *redis.Conn) error {
+			return cn.ReadOnly(ctx).Err()
+		}})
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+
+	keys, replica := store.NewWithOptions(cc, store.Options{Acks: acks}), store.New(onReplica("{accesskeys}"))
+	obj := &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: "waited"}, Spec: v1.OwnedAccessKeySpec{User: "alice"}}
+	if _, err := keys.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replica.Get(ctx, "waited"); err != nil {
+		t.Fatalf("the slot's replica, right after the create returned: %v", err)
+	}
+	if err := keys.SetDisabled(ctx, "waited", true); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := replica.Get(ctx, "waited"); err != nil || !k.Spec.Disabled {
+		t.Fatalf("the slot's replica, right after the disable returned: %+v, %v; want it disabled", k, err)
+	}
+	if err := keys.Delete(ctx, "waited"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replica.Get(ctx, "waited"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the slot's replica, right after the delete returned: %v; want not found", err)
+	}
+
+	people := users.New(cc, users.Options{Cost: 4, Acks: acks})
+	for _, name := range []string{"bob", "carol", "dave"} { // users' slots differ
+		if err := people.Create(ctx, users.User{Name: name}, "a-long-password"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := users.New(onReplica("keygate:user:{"+name+"}"), users.Options{}).Get(ctx, name); err != nil {
+			t.Fatalf("the replica of %s's slot, right after the create returned: %v", name, err)
+		}
+		if _, err := people.Update(ctx, name, func(u *users.User) error { u.Groups = []string{"ops"}; return nil }); err != nil {
+			t.Fatalf("update %s: %v", name, err)
+		}
+		if err := people.Delete(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := users.New(onReplica("keygate:user:{"+name+"}"), users.Options{}).Get(ctx, name); !errors.Is(err, users.ErrNotFound) {
+			t.Fatalf("the replica of %s's slot, right after the delete returned: %v; want not found", name, err)
+		}
+	}
+	if v, err := users.New(onReplica("keygate:{users}:rv"), users.Options{}).CurrentVersion(ctx); err != nil || v != "9" {
+		t.Errorf("the change stream's version on its slot's replica: %q, %v; want 9 (3 users, 3 changes each)", v, err)
+	}
+
+	if _, err := teams.NewWithAcks(cc, acks).Create(ctx, teams.Team{Name: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := teams.New(onReplica("keygate:{teams}:records")).Get(ctx, "ops"); err != nil {
+		t.Fatalf("the replica of the teams' slot, right after the team create returned: %v", err)
 	}
 }

@@ -110,7 +110,7 @@ func NewWithOptions(rdb redis.UniversalClient, opts Options) *Store {
 // so that a delete or disable reported done survives a failover.
 func (s *Store) write(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error) {
 	var res any
-	err := s.opts.Acks.Do(ctx, s.rdb, func(c redis.Cmdable) error {
+	err := s.opts.Acks.Do(ctx, s.rdb, keys[0], func(c redis.Cmdable) error {
 		var err error
 		res, err = script.Run(ctx, c, keys, args...).Result()
 		return err

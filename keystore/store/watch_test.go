@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/keygate-dev/keygate/internal/redisserver"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/changelog"
 )
@@ -148,7 +149,10 @@ func TestWatchRefusesVersions(t *testing.T) {
 // isolated is a store on its own Redis database, for tests that trim the event stream.
 func isolated(t *testing.T, db int, history int64) *Store {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr, DB: db})
+	if redisserver.OnCluster() {
+		t.Skip("Redis Cluster has database 0 only: the isolated stores of this test need a database of their own")
+	}
+	c := redis.NewClient(&redis.Options{Addr: redisAddr, DB: db})
 	if err := c.FlushDB(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +369,10 @@ func TestListDigests(t *testing.T) {
 // BenchmarkListDigests lists a million digests (written straight into the rvs hash): how long
 // an extauthz replica takes to (re)build its digest set from Redis.
 func BenchmarkListDigests(b *testing.B) {
-	c := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr, DB: 6})
+	if redisserver.OnCluster() {
+		b.Skip("Redis Cluster has database 0 only: the benchmark fills a database of its own")
+	}
+	c := redis.NewClient(&redis.Options{Addr: redisAddr, DB: 6})
 	defer c.Close()
 	ctx := context.Background()
 	if err := c.FlushDB(ctx).Err(); err != nil {

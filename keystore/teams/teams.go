@@ -122,7 +122,7 @@ func (s *Store) write(ctx context.Context, op, name, expect string, t *Team, eve
 		data = string(b)
 	}
 	var res []any
-	err := s.acks.Do(ctx, s.rdb, func(c redis.Cmdable) error {
+	err := s.acks.Do(ctx, s.rdb, recordsKey, func(c redis.Cmdable) error {
 		var err error
 		res, err = writeScript.Run(ctx, c, []string{recordsKey, rvsKey, versionKey, eventsKey}, name, op, expect, data, history, event).Slice()
 		return err

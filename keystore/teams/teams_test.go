@@ -16,7 +16,7 @@ var teams *Store
 
 func TestMain(m *testing.M) {
 	redisserver.TestMain(m, "keystore/teams", redisserver.Options{}, func(srv *redisserver.Server) {
-		teams = New(redis.NewClient(&redis.Options{Addr: srv.Addr}))
+		teams = New(redis.NewUniversalClient(srv.UniversalOptions())) // or a Cluster: KEYGATE_TEST_REDIS=cluster
 	})
 }
 

@@ -48,22 +48,18 @@ func (s *Store) changes() changelog.Log {
 	return changelog.Log{RDB: s.rdb, Version: eventsVersionKey, Events: eventsKey, What: "users"}
 }
 
-// changed appends the change entry of a write that succeeded. Its error says that the write
+// changed appends the change entry of a write that succeeded, on the master of the stream's
+// slot (and, with Options.Acks, waits for its replicas there). Its error says that the write
 // itself stands, so that nobody retries a create into "already exists".
-func (s *Store) changed(ctx context.Context, c redis.Scripter, typ, name string) error {
-	if _, err := s.changes().AppendOn(ctx, c, s.history, "type", typ, "name", name); err != nil {
+func (s *Store) changed(ctx context.Context, typ, name string) error {
+	err := s.acks.Do(ctx, s.rdb, eventsKey, func(c redis.Cmdable) error {
+		_, err := s.changes().AppendOn(ctx, c, s.history, "type", typ, "name", name)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("user %s was changed, but the edge could not be told (it sees the change within extauthz's --key-cache-ttl): %w", name, err)
 	}
 	return nil
-}
-
-// committed tells of a change written in the WATCH transaction tx and, with Options.Acks, waits
-// on tx's connection for the replicas: WAIT covers the writes of its own connection only.
-func (s *Store) committed(ctx context.Context, tx *redis.Tx, typ, name string) error {
-	if err := s.changed(ctx, tx, typ, name); err != nil {
-		return err
-	}
-	return s.acks.Wait(ctx, tx)
 }
 
 // CurrentVersion is the version of the last change ("0" before the first); Watch from it sees

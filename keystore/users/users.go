@@ -13,7 +13,9 @@
 // live in different hash slots, so the two are not one atomic step: should the writer die
 // between them, the edge sees the change only when its cache entry ages out (extauthz's
 // --key-cache-ttl). Entries are appended after the write, never before, so a replica that drops
-// the user on the entry reads the new record.
+// the user on the entry reads the new record. They are two writes, each to its own slot's
+// master (and, with Options.Acks, each waited for on that master's connection), since on Redis
+// Cluster the two slots may live on different masters.
 package users
 
 import (
@@ -258,7 +260,7 @@ func (s *Store) create(ctx context.Context, u User, rec record) (*User, error) {
 	}
 	// SET NX makes the name the claim: of two creates of one name exactly one wins.
 	created := false
-	err = s.acks.Do(ctx, s.rdb, func(c redis.Cmdable) error {
+	err = s.acks.Do(ctx, s.rdb, userKey(u.Name), func(c redis.Cmdable) error {
 		ok, err := c.SetNX(ctx, userKey(u.Name), data, 0).Result()
 		if err != nil {
 			return fmt.Errorf("create user %s: %w", u.Name, err)
@@ -267,11 +269,12 @@ func (s *Store) create(ctx context.Context, u User, rec record) (*User, error) {
 			return fmt.Errorf("%w: the name %q is taken", ErrAlreadyExists, u.Name)
 		}
 		created = true
-		return s.changed(ctx, c, EventAdded, u.Name)
+		return nil
 	})
 	if !created {
 		return nil, err
 	}
+	err = errors.Join(err, s.changed(ctx, EventAdded, u.Name))
 	// Created, even when the edge was not told or the replicas did not answer: the error
 	// says so, and the user is returned as a successful create would.
 	return &u, err
@@ -405,7 +408,8 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	if validation.IsDNS1123Label(name) != nil {
 		return fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
-	return s.acks.Do(ctx, s.rdb, func(c redis.Cmdable) error {
+	deleted := false
+	err := s.acks.Do(ctx, s.rdb, userKey(name), func(c redis.Cmdable) error {
 		n, err := c.Del(ctx, userKey(name)).Result()
 		if err != nil {
 			return fmt.Errorf("delete user %s: %w", name, err)
@@ -413,8 +417,13 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 		if n == 0 {
 			return fmt.Errorf("%w: %q", ErrNotFound, name)
 		}
-		return s.changed(ctx, c, EventDeleted, name)
+		deleted = true
+		return nil
 	})
+	if !deleted {
+		return err
+	}
+	return errors.Join(err, s.changed(ctx, EventDeleted, name))
 }
 
 // Update applies mutate to the user named name and stores the result if it is valid. The name,
@@ -533,13 +542,13 @@ func (s *Store) modify(ctx context.Context, name string, change func(rec *record
 			return err
 		}
 		stored = rec
-		return s.committed(ctx, tx, EventModified, name)
+		return s.acks.Wait(ctx, tx)
 	}
 	err := s.watched(ctx, name, key, txf)
 	if stored == nil {
 		return nil, err
 	}
-	return stored, err
+	return stored, errors.Join(err, s.changed(ctx, EventModified, name))
 }
 
 // watched runs txf in a WATCH of key, again while other writers win the race.
@@ -590,13 +599,13 @@ func (s *Store) DeleteIf(ctx context.Context, name string, check func(u *User) e
 			return err
 		}
 		deleted = &rec.User
-		return s.committed(ctx, tx, EventDeleted, name)
+		return s.acks.Wait(ctx, tx)
 	}
 	err := s.watched(ctx, name, key, txf)
 	if deleted == nil {
 		return nil, err
 	}
-	return deleted, err
+	return deleted, errors.Join(err, s.changed(ctx, EventDeleted, name))
 }
 
 func (s *Store) getRecord(ctx context.Context, name string) (*record, error) {
