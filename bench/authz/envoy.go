@@ -26,20 +26,28 @@ var requestPath = benchRef.Prefix() + "api/v1/namespaces/default/pods"
 
 type envoyPorts struct {
 	admin, upstream, extauthz, null int
-	listeners                       map[string]int // listenerName(case, tls) → port
+	// variantServers are the do-nothing servers of variants with gRPC options of their own, by
+	// process name (variant.process).
+	variantServers map[string]int
+	listeners      map[string]int // listenerName(case, tls) → port
 }
 
 func listenerName(c string, tls bool) string { return fmt.Sprintf("%s-tls-%t", c, tls) }
 
 // envoyConfig renders the bootstrap. keys are the api_key_auth credentials (plain key → client
 // name); refusedClient is the client its route does not allow.
-func envoyConfig(p envoyPorts, certFile, keyFile string, keys map[string]string, refusedClient string) (string, error) {
+func envoyConfig(cases []benchCase, p envoyPorts, certFile, keyFile string, keys map[string]string, refusedClient string) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "admin: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}\n", p.admin)
+	for _, c := range cases {
+		if v := c.variant; v != nil && v.noStats {
+			fmt.Fprintf(&b, "stats_config: {stats_matcher: {exclusion_list: {patterns: [{prefix: %q}]}}}\n", "cluster."+v.cluster()+".")
+		}
+	}
 	b.WriteString("static_resources:\n  listeners:\n")
 	for _, c := range cases {
 		for _, tls := range []bool{false, true} {
-			filter, perRoute, err := caseFilter(c.name, keys, refusedClient)
+			filter, perRoute, err := caseFilter(c, p, keys, refusedClient)
 			if err != nil {
 				return "", err
 			}
@@ -48,8 +56,23 @@ func envoyConfig(p envoyPorts, certFile, keyFile string, keys map[string]string,
 	}
 	b.WriteString("  clusters:\n")
 	fmt.Fprintf(&b, "  - {name: upstream, connect_timeout: 1s, type: STATIC, load_assignment: {cluster_name: upstream, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]}}\n", p.upstream)
-	for name, port := range map[string]int{"extauthz": p.extauthz, "nullauthz": p.null} {
-		// The same cluster settings as envoy/bootstrap.yaml's extauthz cluster.
+	type authzCluster struct {
+		port  int
+		http2 string
+	}
+	clusters := map[string]authzCluster{"extauthz": {p.extauthz, ""}, "nullauthz": {p.null, ""}}
+	for _, c := range cases {
+		if v := c.variant; v != nil {
+			port, ok := p.variantServers[v.process()]
+			if !ok {
+				port = map[string]int{"extauthz": p.extauthz, "null": p.null}[v.process()]
+			}
+			clusters[v.cluster()] = authzCluster{port, v.http2}
+		}
+	}
+	for name, cl := range clusters {
+		// The same cluster settings as envoy/bootstrap.yaml's extauthz cluster (a variant adds
+		// to its HTTP/2 options).
 		fmt.Fprintf(&b, `  - name: %s
     connect_timeout: 1s
     type: STATIC
@@ -57,16 +80,16 @@ func envoyConfig(p envoyPorts, certFile, keyFile string, keys map[string]string,
     typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {connection_keepalive: {interval: 30s, timeout: 5s}}}
+        explicit_http_config: {http2_protocol_options: {connection_keepalive: {interval: 30s, timeout: 5s}%s}}
     circuit_breakers: {thresholds: [{priority: DEFAULT, max_connections: 100000, max_pending_requests: 100000, max_requests: 100000}]}
-`, name, name, port)
+`, name, name, cl.port, cl.http2)
 	}
 	return b.String(), nil
 }
 
 // caseFilter is the case's HTTP filter and its per-route settings (JSON), or "" for none.
-func caseFilter(c string, keys map[string]string, refusedClient string) (string, string, error) {
-	switch c {
+func caseFilter(bc benchCase, p envoyPorts, keys map[string]string, refusedClient string) (string, string, error) {
+	switch c := bc.name; c {
 	case caseNoAuth:
 		return "", "", nil
 	case caseAPIKey:
@@ -90,15 +113,29 @@ func caseFilter(c string, keys map[string]string, refusedClient string) (string,
 		return string(filter), string(route), err
 	default: // the edge's own ext_authz filter, to extauthz or to the do-nothing server
 		cluster := "extauthz"
-		if c == caseNull {
+		if bc.authz == "null" {
 			cluster = "nullauthz"
 		}
-		return extAuthzFilter(cluster)
+		if bc.variant != nil {
+			cluster = bc.variant.cluster()
+		}
+		return extAuthzFilter(cluster, bc.variant, p)
 	}
 }
 
-func extAuthzFilter(cluster string) (string, string, error) {
-	cfg, err := anypb.New(translate.ExtAuthzConfig(translate.Options{ExtAuthzCluster: cluster, ExtAuthzTimeout: 2 * time.Second}))
+// extAuthzFilter is the edge's ext_authz filter calling cluster, with v's change if v is set.
+func extAuthzFilter(cluster string, v *variant, p envoyPorts) (string, string, error) {
+	f := translate.ExtAuthzConfig(translate.Options{ExtAuthzCluster: cluster, ExtAuthzTimeout: 2 * time.Second})
+	ext := benchRef.ContextExtensions()
+	if v != nil {
+		if v.filter != nil {
+			v.filter(f, p)
+		}
+		if v.response != "" {
+			ext[benchResponse] = v.response
+		}
+	}
+	cfg, err := anypb.New(f)
 	if err != nil {
 		return "", "", err
 	}
@@ -109,7 +146,7 @@ func extAuthzFilter(cluster string) (string, string, error) {
 	filter := fmt.Sprintf(`{"name": "envoy.filters.http.ext_authz", "typed_config": %s}`, typed)
 	route, err := json.Marshal(map[string]any{"envoy.filters.http.ext_authz": map[string]any{
 		"@type":          "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
-		"check_settings": map[string]any{"context_extensions": benchRef.ContextExtensions()}}})
+		"check_settings": map[string]any{"context_extensions": ext}}})
 	return filter, string(route), err
 }
 

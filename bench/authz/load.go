@@ -24,6 +24,9 @@ type loadResult struct {
 	requests  int
 	elapsed   time.Duration
 	latencies []time.Duration // sorted
+	// checked counts every answer checked, warm-up included: at least one per connection,
+	// however long the first takes.
+	checked int
 }
 
 func (r loadResult) perSecond() float64 { return float64(r.requests) / r.elapsed.Seconds() }
@@ -55,23 +58,24 @@ func load(t target, conns int, d time.Duration) (loadResult, error) {
 	}
 	raw := []byte(req + "\r\n")
 	var (
-		mu     sync.Mutex
-		all    []time.Duration
-		total  int
-		errs   []error
-		wg     sync.WaitGroup
-		start  = time.Now()
-		warm   = start.Add(d / 10)
-		finish = warm.Add(d)
+		mu      sync.Mutex
+		all     []time.Duration
+		total   int
+		checked int
+		errs    []error
+		wg      sync.WaitGroup
+		start   = time.Now()
+		warm    = start.Add(d / 10)
+		finish  = warm.Add(d)
 	)
 	for range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lat, n, err := connLoop(t, raw, warm, finish)
+			lat, n, c, err := connLoop(t, raw, warm, finish)
 			mu.Lock()
 			defer mu.Unlock()
-			all, total = append(all, lat...), total+n
+			all, total, checked = append(all, lat...), total+n, checked+c
 			if err != nil {
 				errs = append(errs, err)
 			}
@@ -82,39 +86,43 @@ func load(t target, conns int, d time.Duration) (loadResult, error) {
 		return loadResult{}, errs[0]
 	}
 	slices.Sort(all)
-	return loadResult{requests: total, elapsed: d, latencies: all}, nil
+	return loadResult{requests: total, elapsed: d, latencies: all, checked: checked}, nil
 }
 
-func connLoop(t target, raw []byte, warm, finish time.Time) ([]time.Duration, int, error) {
+// connLoop sends requests on one connection until finish, and past it until one answer was
+// checked; it returns the latencies of the requests sent between warm and finish, their number,
+// and the number of answers checked.
+func connLoop(t target, raw []byte, warm, finish time.Time) ([]time.Duration, int, int, error) {
 	conn, err := dial(t)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	defer conn.Close()
 	br := bufio.NewReaderSize(conn, 16<<10)
 	lat := make([]time.Duration, 0, 1<<16)
-	n := 0
+	n, checked := 0, 0
 	for {
 		sent := time.Now()
-		if !sent.Before(finish) {
-			return lat, n, nil
+		if !sent.Before(finish) && checked > 0 {
+			return lat, n, checked, nil
 		}
 		if _, err := conn.Write(raw); err != nil {
-			return lat, n, err
+			return lat, n, checked, err
 		}
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
-			return lat, n, err
+			return lat, n, checked, err
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
-			return lat, n, err
+			return lat, n, checked, err
 		}
 		if resp.StatusCode != t.status || (t.status == http.StatusOK && string(body) != string(upstreamBody)) {
-			return lat, n, fmt.Errorf("GET %s: status %d (want %d), body %.200q", t.path, resp.StatusCode, t.status, body)
+			return lat, n, checked, fmt.Errorf("GET %s: status %d (want %d), body %.200q", t.path, resp.StatusCode, t.status, body)
 		}
-		if sent.After(warm) {
+		checked++
+		if sent.After(warm) && sent.Before(finish) {
 			lat = append(lat, time.Since(sent))
 			n++
 		}

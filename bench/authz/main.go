@@ -6,13 +6,16 @@
 // interleaved rounds. Every answer's status is checked: a fast wrong answer fails the run. See
 // bench/README.md.
 //
-//	go run ./bench/authz [-duration 2s] [-rounds 3] [-conns 1,16] [-tls false,true]
+//	go run ./bench/authz [-duration 2s] [-rounds 3] [-conns 1,16] [-tls false,true] [-variants all]
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,13 +42,32 @@ const (
 type benchCase struct {
 	name string
 	keys []string // the key kinds this case can judge
+	// authz is the process that answers the case's checks ("null", "extauthz"), "" for none.
+	authz string
+	// variant, when set, is one change to the edge's ext_authz call (variants.go), measured
+	// with the allowed key beside the case without it; nil is the edge's own configuration.
+	variant *variant
 }
 
-var cases = []benchCase{
-	{caseNoAuth, []string{keyAllowed}},
-	{caseAPIKey, []string{keyAllowed, keyUnknown, keyRefused}},
-	{caseNull, []string{keyAllowed, keyUnknown, keyRefused, keyRule}},
-	{caseExtAuthz, []string{keyAllowed, keyUnknown, keyRefused, keyRule}},
+// baseCases are the cases every run measures.
+var baseCases = []benchCase{
+	{name: caseNoAuth, keys: []string{keyAllowed}},
+	{name: caseAPIKey, keys: []string{keyAllowed, keyUnknown, keyRefused}},
+	{name: caseNull, keys: []string{keyAllowed, keyUnknown, keyRefused, keyRule}, authz: "null"},
+	{name: caseExtAuthz, keys: []string{keyAllowed, keyUnknown, keyRefused, keyRule}, authz: "extauthz"},
+}
+
+// withVariants is baseCases and one case per variant.
+func withVariants(vs []*variant) []benchCase {
+	out := append([]benchCase(nil), baseCases...)
+	for _, v := range vs {
+		base := caseExtAuthz
+		if v.authz != "extauthz" {
+			base = caseNull
+		}
+		out = append(out, benchCase{name: base + ", " + v.label, keys: []string{keyAllowed}, authz: v.process(), variant: v})
+	}
+	return out
 }
 
 var keyKinds = []string{keyAllowed, keyUnknown, keyRefused, keyRule}
@@ -57,6 +79,13 @@ type settings struct {
 	conns     []int
 	tls       []bool
 	fillerKey int // keys besides the bench's own, in Redis and in api_key_auth
+	variants  []*variant
+	baseline  string   // a git revision to build a second extauthz from ("" for none)
+	keys      []string // the key kinds measured
+	stat      string   // statMedian or statBest
+	// profiles is where the CPU profiles of extauthz and the do-nothing server are kept ("" for
+	// none): one per cell of at least a second, taken while the cell is measured.
+	profiles string
 }
 
 func main() {
@@ -65,14 +94,31 @@ func main() {
 	}
 	var s settings
 	flag.DurationVar(&s.duration, "duration", 2*time.Second, "measured time per cell (after a tenth more of warm-up)")
-	flag.IntVar(&s.rounds, "rounds", 3, "rounds; the cells alternate within each, and the table shows each cell's median round")
+	flag.IntVar(&s.rounds, "rounds", 3, "rounds; the cells alternate within each, and the table shows each cell's median (or best) round")
+	flag.StringVar(&s.stat, "stat", statMedian, "how the table sums up a cell's rounds: median, or best (the most requests per second, the least CPU per request: the least disturbed by others on a shared machine)")
+	keys := flag.String("keys", strings.Join(keyKinds, ","), "comma-separated keys to measure: "+strings.Join(keyKinds, ", "))
 	conns := flag.String("conns", "1,16", "comma-separated connection counts")
 	tlsList := flag.String("tls", "false,true", "comma-separated: plaintext (false) and TLS (true) to the listener")
 	flag.IntVar(&s.fillerKey, "keys-total", 10000, "access keys in Redis and in api_key_auth")
+	variants := flag.String("variants", "", "comma-separated changes to Envoy's ext_authz call to measure beside the edge's own, with the allowed key: "+variantNames()+", or all")
+	flag.StringVar(&s.baseline, "baseline", "", "a git revision (e.g. HEAD~3, a commit): also measure extauthz built from it, with the allowed key, beside the working tree's, with the same Envoy configuration")
+	flag.StringVar(&s.profiles, "profiles", filepath.Join(os.TempDir(), "keygate-authz-profiles"), "directory that keeps the CPU profiles of extauthz and the do-nothing servers, one per cell of a second or more (its *.pprof files are removed first); empty keeps none")
 	flag.Parse()
 	var err error
 	if s.conns, err = sizes.Parse(*conns, 1); err == nil {
 		s.tls, err = bools(*tlsList)
+	}
+	if err == nil {
+		s.variants, err = parseVariants(*variants)
+	}
+	if err == nil && s.baseline != "" {
+		s.variants = append(s.variants, baselineVariant(s.baseline))
+	}
+	if err == nil {
+		s.keys, err = parseKeys(*keys)
+	}
+	if err == nil && s.stat != statMedian && s.stat != statBest {
+		err = fmt.Errorf("-stat %q: want median or best", s.stat)
 	}
 	if err != nil || s.rounds < 1 || s.duration <= 0 {
 		fmt.Fprintf(os.Stderr, "authz: bad flags: %v\n", err)
@@ -84,7 +130,7 @@ func main() {
 }
 
 // roleEnv, when set, makes this binary (the bench or its test) one of the bench's servers:
-// "upstream <addr>" or "null <addr> <keys file>".
+// "upstream <addr>" or "null <addr> <keys file> <pprof addr> [gRPC option]" (serveNullAuthz).
 const roleEnv = "KEYGATE_AUTHZ_BENCH_ROLE"
 
 // runRole serves the role roleEnv names, if any, and reports whether it did.
@@ -93,8 +139,8 @@ func runRole() bool {
 	switch {
 	case len(role) == 2 && role[0] == "upstream":
 		fail(serveUpstream(role[1]))
-	case len(role) == 3 && role[0] == "null":
-		fail(serveNullAuthz(role[1], role[2]))
+	case (len(role) == 4 || len(role) == 5) && role[0] == "null":
+		fail(serveNullAuthz(role[1], role[2], role[3], strings.Join(role[4:], "")))
 	default:
 		return false
 	}
@@ -106,6 +152,30 @@ func fail(err error) {
 		fmt.Fprintf(os.Stderr, "authz: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// parseKeys reads -keys: key kinds, in keyKinds' order.
+func parseKeys(list string) ([]string, error) {
+	want := map[string]bool{}
+	for _, k := range strings.Split(list, ",") {
+		if k = strings.TrimSpace(k); k == "" {
+			continue
+		}
+		if !slices.Contains(keyKinds, k) {
+			return nil, fmt.Errorf("-keys: no key %q (have %s)", k, strings.Join(keyKinds, ", "))
+		}
+		want[k] = true
+	}
+	var out []string
+	for _, k := range keyKinds {
+		if want[k] {
+			out = append(out, k)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("-keys: none")
+	}
+	return out, nil
 }
 
 func bools(s string) ([]bool, error) {

@@ -6,11 +6,13 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,28 +51,47 @@ type benchEnv struct {
 	started time.Time
 	// redisPid is redis-server's process (redisserver runs it).
 	redisPid int
+	cases    []benchCase
+	// pprof is the profiling address of each authz process (extauthz, null, ...).
+	pprof map[string]string
+	// profiles is where the cells' CPU profiles are kept ("" for none).
+	profiles string
 }
 
-// The measured processes, in the tables' order.
-var measured = []string{"envoy", "extauthz", "null", "redis", "upstream"}
-
 func run(s settings, progress io.Writer) (map[cell][]figures, *benchEnv, error) {
-	env, err := start(s.fillerKey, progress)
+	if s.profiles != "" {
+		// The profiles of an earlier run go first, so that the directory holds this run's only;
+		// nothing else in it is touched.
+		if err := os.MkdirAll(s.profiles, 0o755); err != nil {
+			return nil, nil, err
+		}
+		old, err := filepath.Glob(filepath.Join(s.profiles, "*.pprof"))
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, f := range old {
+			if err := os.Remove(f); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	env, err := start(s.fillerKey, withVariants(s.variants), progress)
 	if err != nil {
 		return nil, nil, err
 	}
+	env.profiles = s.profiles
 	defer env.stop()
 	results := map[cell][]figures{}
 	for round := range s.rounds {
 		for _, tlsOn := range s.tls {
 			for _, conns := range s.conns {
-				for _, k := range keyKinds {
-					for _, c := range cases {
+				for _, k := range s.keys {
+					for _, c := range env.cases {
 						if !contains(c.keys, k) {
 							continue
 						}
 						cl := cell{c.name, k, conns, tlsOn}
-						f, err := env.measure(cl, s.duration)
+						f, err := env.measure(c, cl, s.duration, round)
 						if err != nil {
 							return nil, nil, fmt.Errorf("%s, %s key, %d connections, TLS %t: %w", c.name, k, conns, tlsOn, err)
 						}
@@ -94,8 +115,9 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// measure runs one cell and reads every process's CPU time around it.
-func (e *benchEnv) measure(cl cell, d time.Duration) (figures, error) {
+// measure runs one cell and reads every process's CPU time around it; and, when the case calls
+// an authz server, keeps that server's CPU profile of the measured part of the cell.
+func (e *benchEnv) measure(c benchCase, cl cell, d time.Duration, round int) (figures, error) {
 	before, err := e.cpu()
 	if err != nil {
 		return figures{}, err
@@ -105,7 +127,16 @@ func (e *benchEnv) measure(cl cell, d time.Duration) (figures, error) {
 	if cl.tls {
 		t.tls = e.client
 	}
+	profiled := make(chan error, 1)
+	if _, ok := e.pprof[c.authz]; ok && e.profiles != "" && d >= time.Second {
+		go func() { profiled <- e.profile(c, cl, d, round) }()
+	} else {
+		profiled <- nil
+	}
 	r, err := load(t, cl.conns, d)
+	if perr := <-profiled; err == nil {
+		err = perr
+	}
 	if err != nil {
 		return figures{}, err
 	}
@@ -130,6 +161,39 @@ func expected(c, key string) int {
 	default:
 		return http.StatusForbidden
 	}
+}
+
+// profile takes the CPU profile of c's authz server during cl's measured part (after its
+// warm-up; pprof takes whole seconds, so it may outlast the cell by less than one) and writes it
+// to the profiles directory, named after the server, the case's variant, the key, the
+// connections, TLS and the round.
+func (e *benchEnv) profile(c benchCase, cl cell, d time.Duration, round int) error {
+	time.Sleep(d / 10)
+	seconds := int(math.Ceil(d.Seconds()))
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", e.pprof[c.authz], seconds))
+	if err != nil {
+		return fmt.Errorf("profile of %s: %w", c.authz, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("profile of %s: HTTP %d: %s", c.authz, resp.StatusCode, body)
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("profile of %s: %w", c.authz, err)
+	}
+	return os.WriteFile(filepath.Join(e.profiles, profileName(c, cl, round)), data, 0o644)
+}
+
+// profileName is e.g. extauthz_allowed_c16_tls-false_r1.pprof, or with the variant after the
+// server: null_response-before_allowed_c16_tls-false_r2.pprof.
+func profileName(c benchCase, cl cell, round int) string {
+	server := c.authz
+	if c.variant != nil && c.variant.serverOption == "" {
+		server += "_" + c.variant.flag
+	}
+	return fmt.Sprintf("%s_%s_c%d_tls-%t_r%d.pprof", server, strings.ReplaceAll(cl.key, " ", "-"), cl.conns, cl.tls, round+1)
 }
 
 func (e *benchEnv) cpu() (map[string]time.Duration, error) {
@@ -158,7 +222,7 @@ func (e *benchEnv) stop() {
 
 // start builds extauthz, starts Redis with the keys, the upstream, the do-nothing server,
 // extauthz and Envoy, and waits until each answers.
-func start(total int, progress io.Writer) (*benchEnv, error) {
+func start(total int, cases []benchCase, progress io.Writer) (*benchEnv, error) {
 	envoyBin, err := toolbin.Path("envoy")
 	if err != nil {
 		return nil, err
@@ -167,7 +231,7 @@ func start(total int, progress io.Writer) (*benchEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &benchEnv{dir: dir, procs: map[string]*proc.Process{}, started: time.Now()}
+	e := &benchEnv{dir: dir, procs: map[string]*proc.Process{}, started: time.Now(), cases: cases, pprof: map[string]string{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -185,6 +249,13 @@ func start(total int, progress io.Writer) (*benchEnv, error) {
 	if err := build.Run(); err != nil {
 		return nil, fmt.Errorf("go build ./extauthz/cmd/extauthz: %w", err)
 	}
+	for _, c := range cases {
+		if v := c.variant; v != nil && v.baseline != "" {
+			if err := buildAt(root, v.baseline, filepath.Join(dir, "baseline-src"), filepath.Join(dir, "extauthz-baseline"), progress); err != nil {
+				return nil, err
+			}
+		}
+	}
 	ctx := context.Background()
 	if e.redis, err = redisserver.Start(ctx, redisserver.Options{Dir: filepath.Join(dir, "redis")}); err != nil {
 		return nil, err
@@ -198,6 +269,32 @@ func start(total int, progress io.Writer) (*benchEnv, error) {
 	}
 	ok = true
 	return e, nil
+}
+
+// buildAt builds extauthz as it was at the git revision rev into bin, from a copy of that
+// revision's tree in src.
+func buildAt(root, rev, src, bin string, progress io.Writer) error {
+	fmt.Fprintln(progress, "building extauthz at", rev)
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return err
+	}
+	tar := filepath.Join(src, "tree.tar")
+	archive := exec.Command("git", "archive", "-o", tar, rev)
+	archive.Dir, archive.Stderr = root, progress
+	if err := archive.Run(); err != nil {
+		return fmt.Errorf("git archive %s: %w", rev, err)
+	}
+	untar := exec.Command("tar", "-xf", tar, "-C", src)
+	untar.Stderr = progress
+	if err := untar.Run(); err != nil {
+		return fmt.Errorf("tar -xf %s: %w", tar, err)
+	}
+	build := exec.Command("go", "build", "-o", bin, "./extauthz/cmd/extauthz")
+	build.Dir, build.Stderr = src, progress
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("go build ./extauthz/cmd/extauthz at %s: %w", rev, err)
+	}
+	return nil
 }
 
 // createKeys stores the bench's four kinds of key (the unknown one only as a plain key) and
@@ -268,13 +365,20 @@ func (e *benchEnv) nullKeys() (string, error) {
 }
 
 func (e *benchEnv) startProcesses(ctx context.Context, envoyBin, extauthzBin string, api map[string]string) error {
-	ports, err := proc.FreePorts(6 + 2*len(cases))
+	ports, err := proc.FreePorts(7 + 4*len(e.cases))
 	if err != nil {
 		return err
 	}
-	e.ports = envoyPorts{admin: ports[0], upstream: ports[1], extauthz: ports[2], null: ports[3], listeners: map[string]int{}}
-	i := 6
-	for _, c := range cases {
+	e.ports = envoyPorts{admin: ports[0], upstream: ports[1], extauthz: ports[2], null: ports[3], variantServers: map[string]int{}, listeners: map[string]int{}}
+	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
+	e.pprof = map[string]string{"extauthz": addr(ports[5]), "null": addr(ports[6])}
+	i := 7
+	for _, c := range e.cases {
+		if v := c.variant; v != nil && (v.serverOption != "" || v.baseline != "") {
+			// The server's port and its profiles' (a baseline's: its metrics and health).
+			e.ports.variantServers[v.process()], e.pprof[v.process()] = ports[i], addr(ports[i+1])
+			i += 2
+		}
 		for _, t := range []bool{false, true} {
 			e.ports.listeners[listenerName(c.name, t)] = ports[i]
 			i++
@@ -289,16 +393,35 @@ func (e *benchEnv) startProcesses(ctx context.Context, envoyBin, extauthzBin str
 		return err
 	}
 	logs := filepath.Join(e.dir, "logs")
-	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
-	starts := []struct {
+	type server struct {
 		name, bin string
 		env, args []string
 		ready     func(context.Context) error
-	}{
+	}
+	starts := []server{
 		{"upstream", self, []string{roleEnv + "=upstream " + addr(e.ports.upstream)}, nil, proc.TCPReady(addr(e.ports.upstream))},
-		{"null", self, []string{roleEnv + "=null " + addr(e.ports.null) + " " + nullKeys}, nil, proc.TCPReady(addr(e.ports.null))},
+		{"null", self, []string{roleEnv + "=null " + addr(e.ports.null) + " " + nullKeys + " " + e.pprof["null"]}, nil, proc.TCPReady(addr(e.ports.null))},
 		{"extauthz", extauthzBin, nil, []string{"--grpc-address", addr(e.ports.extauthz), "--grpc-insecure-loopback",
-			"--http-address", addr(ports[4]), "--redis-address", e.redis.Addr, "--log-level", "warn"}, proc.HTTPReady("http://" + addr(ports[4]) + "/readyz")},
+			"--http-address", addr(ports[4]), "--pprof-address", e.pprof["extauthz"], "--redis-address", e.redis.Addr, "--log-level", "warn"},
+			proc.HTTPReady("http://" + addr(ports[4]) + "/readyz")},
+	}
+	for _, c := range e.cases {
+		if v := c.variant; v != nil && v.serverOption != "" {
+			p := v.process()
+			env := []string{roleEnv + "=null " + addr(e.ports.variantServers[p]) + " " + nullKeys + " " + e.pprof[p] + " " + v.serverOption}
+			if v.serverOption == "adaptive-stacks" {
+				env = append(env, "GODEBUG=adaptivestackstart=1")
+			}
+			starts = append(starts, server{p, self, env, nil, proc.TCPReady(addr(e.ports.variantServers[p]))})
+		}
+		if v := c.variant; v != nil && v.baseline != "" {
+			// Flags every revision of extauthz takes; --pprof-address is newer.
+			p, http := v.process(), e.pprof[v.process()]
+			starts = append(starts, server{p, filepath.Join(e.dir, "extauthz-baseline"), nil, []string{"--grpc-address", addr(e.ports.variantServers[p]),
+				"--grpc-insecure-loopback", "--http-address", http, "--redis-address", e.redis.Addr, "--log-level", "warn"},
+				proc.HTTPReady("http://" + http + "/readyz")})
+			delete(e.pprof, p) // no profiles
+		}
 	}
 	for _, s := range starts {
 		p, err := proc.Start(s.name, logs, s.env, s.bin, s.args...)
@@ -329,7 +452,7 @@ func (e *benchEnv) startEnvoy(ctx context.Context, envoyBin string, api map[stri
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
 	e.client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}}
-	cfg, err := envoyConfig(e.ports, certFile, keyFile, api, "bench-refused")
+	cfg, err := envoyConfig(e.cases, e.ports, certFile, keyFile, api, "bench-refused")
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // the do-nothing server's profiles, as extauthz's --pprof-address
 	"os"
 	"strings"
 
@@ -16,6 +17,10 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/keygate-dev/keygate/extauthz/server"
+	"github.com/keygate-dev/keygate/internal/edgepath"
 )
 
 // The bench runs its upstream and its do-nothing ext_authz server as separate processes (this
@@ -48,6 +53,12 @@ func (n *nullAuthz) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.
 		code = http.StatusUnauthorized
 	}
 	if code == http.StatusOK {
+		switch req.GetAttributes().GetContextExtensions()[benchResponse] {
+		case responseBefore:
+			return extauthzOK(true), nil
+		case responseAfter:
+			return extauthzOK(false), nil
+		}
 		return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
 				Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "Impersonate-User", Value: "bench"},
@@ -61,7 +72,43 @@ func (n *nullAuthz) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.
 		}}}, nil
 }
 
-func serveNullAuthz(addr, keysFile string) error {
+// extauthzOK is the OK response extauthz answers for the bench's allowed key on a Kubernetes
+// route: the identity headers, the groups as dynamic metadata for the Lua filter, and what it
+// removes. before is the response before issue 15, which also removed the six Grafana
+// auth-proxy headers and named the target in a response header; now the route does both.
+func extauthzOK(before bool) *authv3.CheckResponse {
+	set := func(k, v string) *corev3.HeaderValueOption {
+		return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
+	}
+	ok := &authv3.OkHttpResponse{
+		Headers: []*corev3.HeaderValueOption{set("Impersonate-User", "bench"), set("Impersonate-Group", "loft:user:bench"),
+			set("Impersonate-Extra-Loft-Access-Key", "bench-allowed")},
+		HeadersToRemove: []string{"authorization"},
+	}
+	if before {
+		ok.HeadersToRemove = append(ok.HeadersToRemove, "x-webauth-user", "x-webauth-email", "x-webauth-name", "x-webauth-login", "x-webauth-role", "x-webauth-groups")
+		ok.ResponseHeadersToAdd = []*corev3.HeaderValueOption{set("X-Keygate-Target", "kubernetes/cluster/bench")}
+	}
+	md, _ := structpb.NewStruct(map[string]any{edgepath.MetadataHeaderLists: map[string]any{
+		"Impersonate-Group": []any{"loft:user:bench", "system:authenticated"}}})
+	return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok}, DynamicMetadata: md}
+}
+
+// serveNullAuthz serves the do-nothing server on addr and its profiles on pprofAddr, with one
+// gRPC server option if option names one: "fixed-windows" fixes its HTTP/2 windows at 1 MiB,
+// which turns off gRPC's BDP estimation and its pings (by default they start at 64 KiB and
+// grow); "stream-workers" serves streams from a pool of streamWorkers goroutines
+// (grpc.NumStreamWorkers), whose stacks have grown already, rather than from a new goroutine
+// each; "adaptive-stacks" is the process run with GODEBUG=adaptivestackstart=1 (new goroutines
+// start with the average stack size rather than 8 KiB); "extauthz-options" are extauthz's
+// (server.GRPCServerOptions: stream workers, and CheckRequests decoded for what a check reads).
+// streamWorkers is enough for every check in flight at the bench's connection counts: a worker
+// holds a stream from its headers to its answer, and a stream no worker is free for gets a
+// goroutine of its own.
+const streamWorkers = 64
+
+func serveNullAuthz(addr, keysFile, pprofAddr, option string) error {
 	data, err := os.ReadFile(keysFile)
 	if err != nil {
 		return err
@@ -79,7 +126,21 @@ func serveNullAuthz(addr, keysFile string) error {
 	if err != nil {
 		return err
 	}
-	gs := grpc.NewServer()
+	go func() { _ = http.ListenAndServe(pprofAddr, nil) }() // net/http/pprof's handlers
+	var opts []grpc.ServerOption
+	switch option {
+	case "fixed-windows":
+		opts = append(opts, grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(1<<20))
+	case "stream-workers":
+		opts = append(opts, grpc.NumStreamWorkers(streamWorkers))
+	case "adaptive-stacks": // GODEBUG, set by the bench when it starts the process
+	case "extauthz-options":
+		opts = append(opts, server.GRPCServerOptions()...)
+	case "":
+	default:
+		return fmt.Errorf("no gRPC option %q", option)
+	}
+	gs := grpc.NewServer(opts...)
 	authv3.RegisterAuthorizationServer(gs, n)
 	return gs.Serve(lis)
 }

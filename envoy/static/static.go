@@ -29,6 +29,8 @@ var tmpl = template.Must(template.New("edge.yaml").Funcs(template.FuncMap{
 		pad := strings.Repeat(" ", n)
 		return pad + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n"+pad)
 	},
+	// targetHeader is the response header naming a request's target.
+	"targetHeader": func() string { return edgepath.TargetHeader },
 	"route": func(t target, match string) any {
 		return struct {
 			T     target
@@ -110,6 +112,9 @@ type data struct {
 	Targets                         []target
 	MaxHeapBytes                    uint64
 	HeaderListsLua, NotFoundBody    string
+	// What the listener strips from every request (edgepath.StrippedByEdge), header names in
+	// lower case.
+	StrippedHeaderPrefixes, StrippedHeaders []string
 }
 
 func templateData(p Params) (data, error) {
@@ -126,6 +131,10 @@ func templateData(p Params) (data, error) {
 		ExtAuthz:        parse("ExtAuthzAddress", p.ExtAuthzAddress),
 		ServingCertFile: p.ServingCertFile, ServingKeyFile: p.ServingKeyFile,
 		MaxHeapBytes: p.MaxHeapBytes, HeaderListsLua: edgepath.HeaderListsLua, NotFoundBody: NotFoundBody,
+		StrippedHeaderPrefixes: edgepath.StrippedHeaderPrefixes,
+	}
+	for _, h := range edgepath.DefaultGrafanaAuthProxyHeaders {
+		d.StrippedHeaders = append(d.StrippedHeaders, strings.ToLower(h))
 	}
 	if d.MaxHeapBytes == 0 {
 		d.MaxHeapBytes = DefaultMaxHeapBytes

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -42,6 +44,8 @@ const EnvPrefix = "EXTAUTHZ"
 // Config is the parsed command line.
 type Config struct {
 	GRPCAddress, HTTPAddress string
+	// PprofAddress, when set, serves Go's /debug/pprof/ there (loopback only).
+	PprofAddress string
 	// GRPCTLS is the mutual TLS of the ext_authz port: only the edge's Envoy may ask.
 	GRPCTLS grpctls.Config
 	redisflags.Config
@@ -66,6 +70,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.GRPCAddress, "grpc-address", "127.0.0.1:19000", "address of the ext_authz gRPC service that Envoy calls")
 	c.GRPCTLS.Register(fs, "ext_authz")
 	fs.StringVar(&c.HTTPAddress, "http-address", "127.0.0.1:19001", "address of /metrics, /healthz and /readyz")
+	fs.StringVar(&c.PprofAddress, "pprof-address", "", "loopback address to serve Go's profiles (/debug/pprof/) on, e.g. 127.0.0.1:19002; empty serves none")
 	c.Register(fs)
 	fs.StringVar(&c.GrafanaUserHeader, "grafana-user-header", identity.DefaultGrafanaUserHeader, "header Grafana's auth proxy reads the user from")
 	fs.StringVar(&c.GrafanaGroupsHeader, "grafana-groups-header", "", "header that carries the key's groups to Grafana, as a JSON list (map it with [auth.proxy] headers = Groups:<name>); empty sends none")
@@ -89,6 +94,11 @@ func ParseFlags(args []string) (Config, error) {
 	}
 	if err := c.GRPCTLS.Validate(c.GRPCAddress, "grpc-address"); err != nil {
 		return c, err
+	}
+	if c.PprofAddress != "" {
+		if err := checkPprofAddress(c.PprofAddress); err != nil {
+			return c, err
+		}
 	}
 	if c.MaxTTL < 0 {
 		return c, errors.New("--max-ttl must not be negative")
@@ -129,6 +139,31 @@ func (c *Config) parseGrafana(list string) error {
 		}
 	}
 	return nil
+}
+
+// checkPprofAddress refuses a profiling address reachable from beyond this host: profiles and
+// goroutine dumps show the process's internals, and /debug/pprof/profile costs CPU on demand.
+// Reach it in a pod with kubectl port-forward.
+func checkPprofAddress(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--pprof-address %q is not host:port", addr)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("--pprof-address %q: profiles are served on a loopback address only (127.0.0.1, ::1, localhost)", addr)
+	}
+	return nil
+}
+
+// pprofHandler serves Go's profiles under /debug/pprof/.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // isFieldName reports whether s is an HTTP field name (RFC 9110's token).
@@ -190,6 +225,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	g.Go(func() error {
 		return ops.ServeHTTP(gctx, log, "metrics and health", c.HTTPAddress, ops.Handler(reg, redisflags.Ready(rdb)))
 	})
+	if c.PprofAddress != "" {
+		g.Go(func() error { return ops.ServeHTTP(gctx, log, "pprof", c.PprofAddress, pprofHandler()) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down")
@@ -215,8 +253,8 @@ func newGRPCServer(c Config, log *slog.Logger, checks authv3.AuthorizationServer
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("listen on --grpc-address %s: %w", c.GRPCAddress, err)
 	}
-	gs := grpc.NewServer(grpc.Creds(creds),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+	gs := grpc.NewServer(append(server.GRPCServerOptions(), grpc.Creds(creds),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))...)
 	authv3.RegisterAuthorizationServer(gs, checks)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)

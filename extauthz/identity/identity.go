@@ -39,11 +39,9 @@ type Options struct {
 const DefaultGrafanaUserHeader = "X-WEBAUTH-USER"
 
 // DefaultGrafanaAuthProxyHeaders are the header names Grafana's documentation gives for its
-// auth proxy: header_name's default, and the names its example maps the five attributes it can
-// read to (Name, Role, Email, Groups, and Login, which its code also reads).
-var DefaultGrafanaAuthProxyHeaders = []string{
-	"X-WEBAUTH-USER", "X-WEBAUTH-EMAIL", "X-WEBAUTH-NAME", "X-WEBAUTH-LOGIN", "X-WEBAUTH-ROLE", "X-WEBAUTH-GROUPS",
-}
+// auth proxy (edgepath.DefaultGrafanaAuthProxyHeaders, which xds's Envoy strips from every
+// request itself).
+var DefaultGrafanaAuthProxyHeaders = edgepath.DefaultGrafanaAuthProxyHeaders
 
 func (o Options) grafanaUser() string {
 	if o.GrafanaUserHeader == "" {
@@ -96,8 +94,10 @@ func Headers(k *v1.OwnedAccessKey, userGroups []string, kind edgepath.Kind, opts
 	default:
 		return nil
 	}
-	hs := []Header{{user, accesskey.User(k)}}
-	for _, g := range accesskey.Groups(k, userGroups) {
+	groups := accesskey.Groups(k, userGroups)
+	hs := make([]Header, 0, len(groups)+2)
+	hs = append(hs, Header{user, accesskey.User(k)})
+	for _, g := range groups {
 		hs = append(hs, Header{group, g})
 	}
 	return append(hs, Header{extra, k.Name})

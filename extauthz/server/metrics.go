@@ -1,6 +1,8 @@
 package server
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keygate-dev/keygate/keystore/accesskey"
@@ -33,9 +35,14 @@ var denialReasons = []string{ReasonNoKey, ReasonUnknownKey, ReasonStoreUnavailab
 	"user_disabled", "user_deleted", "user_recreated", "external_identity_taken", ReasonNoTarget, ReasonNotNormal}
 
 type metrics struct {
-	checks      *prometheus.CounterVec
-	denials     *prometheus.CounterVec
-	duration    *prometheus.HistogramVec
+	checks   *prometheus.CounterVec
+	denials  *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	// The children of the three, resolved once per label values: a check then looks no label
+	// up in a vector (hashing and validating the values each time).
+	checkBy     children[[2]string, prometheus.Counter]
+	denialBy    children[string, prometheus.Counter]
+	durationBy  children[string, prometheus.Observer]
 	storeErrors prometheus.Counter
 	// logsDropped counts refusal log lines left out by the limiter (denials_total keeps every
 	// refusal).
@@ -66,11 +73,50 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Refusal log lines not written because more refusals came than the log limit lets through; keygate_extauthz_denials_total counts them all.",
 		}),
 	}
+	m.checkBy.of = func(l [2]string) prometheus.Counter { return m.checks.WithLabelValues(l[0], l[1]) }
+	m.denialBy.of = func(r string) prometheus.Counter { return m.denials.WithLabelValues(r) }
+	m.durationBy.of = func(r string) prometheus.Observer { return m.duration.WithLabelValues(r) }
 	for _, r := range denialReasons {
-		m.denials.WithLabelValues(r)
+		m.denialBy.get(r)
 	}
 	if reg != nil {
 		reg.MustRegister(m.checks, m.denials, m.duration, m.storeErrors, m.logsDropped)
 	}
 	return m
+}
+
+// check is the checks_total series of a result and target kind.
+func (m *metrics) check(result, kind string) prometheus.Counter {
+	return m.checkBy.get([2]string{result, kind})
+}
+
+// denial is the denials_total series of a reason.
+func (m *metrics) denial(reason string) prometheus.Counter { return m.denialBy.get(reason) }
+
+// latency is the check_duration_seconds series of a result.
+func (m *metrics) latency(result string) prometheus.Observer { return m.durationBy.get(result) }
+
+// children keeps a metric vector's children by label values once resolved. The label values
+// come from closed sets (results, target kinds, denial reasons), so it stays small.
+type children[K comparable, M any] struct {
+	mu sync.RWMutex
+	m  map[K]M
+	of func(K) M // resolves a child in the vector (and creates its series)
+}
+
+func (c *children[K, M]) get(k K) M {
+	c.mu.RLock()
+	child, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return child
+	}
+	child = c.of(k)
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[K]M{}
+	}
+	c.m[k] = child
+	c.mu.Unlock()
+	return child
 }

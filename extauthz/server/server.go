@@ -70,8 +70,11 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
-	// grafana are the Grafana auth-proxy headers, removed from every allowed request.
-	grafana []string
+	// grafana are the Grafana auth-proxy headers, removed from every allowed request to Grafana
+	// and behind an Envoy that sends no context_extensions; grafanaLeft are those of them that
+	// xds's Envoy does not strip itself (edgepath.StrippedByEdge), removed from every other
+	// allowed request (none with the default headers).
+	grafana, grafanaLeft []string
 	// denialLogs bounds the refusal log lines, so that a flood of made-up keys cannot flood
 	// the logs; the metrics keep the totals.
 	denialLogs *rate.Limiter
@@ -97,7 +100,14 @@ func New(keys Keys, opts Options, log *slog.Logger, reg prometheus.Registerer) *
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Server{keys: keys, opts: opts, log: log, metrics: newMetrics(reg), grafana: opts.Identity.GrafanaHeaders(),
+	grafana := opts.Identity.GrafanaHeaders()
+	var left []string
+	for _, h := range grafana {
+		if !edgepath.StrippedByEdge(h) {
+			left = append(left, h)
+		}
+	}
+	return &Server{keys: keys, opts: opts, log: log, metrics: newMetrics(reg), grafana: grafana, grafanaLeft: left,
 		denialLogs: rate.NewLimiter(denialLogRate, denialLogBurst)}
 }
 
@@ -127,7 +137,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		}
 	}
 	if ref.Kind.Public() {
-		return s.finish(start, ref, ResultOK, allow(ref, nil, nil))
+		return s.finish(start, ref, ResultOK, allow(ref, nil, nil, fromPath))
 	}
 	headers := httpReq.GetHeaders()
 	key, digest, r := s.lookup(ctx, ref, headers["authorization"])
@@ -147,14 +157,16 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if r != nil {
 		return s.refuse(start, ref, *r)
 	}
-	s.log.Debug("allowed", "key", key.Name, "user", accesskey.User(key), "target", ref.String())
+	if s.log.Enabled(ctx, slog.LevelDebug) { // the arguments cost more than the check, at info level
+		s.log.Debug("allowed", "key", key.Name, "user", accesskey.User(key), "target", ref.String())
+	}
 	if s.opts.Activity != nil {
 		// Only allowed requests count as use: a refused request must not keep a key with
 		// ttlAfterLastActivity alive.
 		s.opts.Activity.Record(digest, s.opts.Now())
 	}
 	set := identity.Headers(key, userGroups, ref.Kind, s.opts.Identity)
-	return s.finish(start, ref, ResultOK, allow(ref, set, s.headersToRemove(headers, set)))
+	return s.finish(start, ref, ResultOK, allow(ref, set, s.headersToRemove(headers, set, ref.Kind, fromPath), fromPath))
 }
 
 // outcome is one way a check can refuse: the result it is counted under and the HTTP answer.
@@ -199,7 +211,7 @@ type refusal struct {
 const storesDown = "access keys cannot be checked right now; try again later"
 
 func (s *Server) refuse(start time.Time, ref edgepath.Ref, r refusal) (*authv3.CheckResponse, error) {
-	s.metrics.denials.WithLabelValues(r.cause).Inc()
+	s.metrics.denial(r.cause).Inc()
 	return s.finish(start, ref, r.result, deny(r.code, r.reason, r.message))
 }
 
@@ -306,38 +318,53 @@ func upstreamPath(ref edgepath.Ref, path string) string {
 	return path
 }
 
-// headersToRemove lists the client's Authorization header and every client-sent header that
-// could claim an identity upstream, except the ones we set: those are overwritten instead, so
-// the result does not depend on whether Envoy applies removals before or after additions.
-// Grafana's auth-proxy headers are configurable here only, so Envoy does not send them in the
-// CheckRequest (xds/translate's allowed headers): they are removed whether sent or not.
-func (s *Server) headersToRemove(reqHeaders map[string]string, set []identity.Header) []string {
-	ours := map[string]bool{}
-	for _, h := range set {
-		ours[strings.ToLower(h.Name)] = true
+// headersToRemove lists what Envoy removes from an allowed request before forwarding it: the
+// client's Authorization header (xds's routes remove it too), every header that could claim an
+// identity upstream which the client sent and Envoy passed in the check, and Grafana's
+// auth-proxy headers whether sent or not (Envoy does not send them: xds/translate's allowed
+// headers). Of those, all go on Grafana's routes and behind an Envoy that sends no
+// context_extensions (fromPath); behind xds's Envoy, which strips the default ones from every
+// request itself (edgepath.StrippedByEdge), the others only: none with the defaults, so the
+// answer for a Kubernetes route removes Authorization alone. Headers we set are overwritten
+// instead, so the result does not depend on whether Envoy applies removals before or after
+// additions.
+func (s *Server) headersToRemove(reqHeaders map[string]string, set []identity.Header, kind edgepath.Kind, fromPath bool) []string {
+	ours := func(n string) bool {
+		for _, h := range set {
+			if strings.EqualFold(h.Name, n) {
+				return true
+			}
+		}
+		return false
 	}
-	remove := []string{"authorization"}
-	for _, n := range s.grafana {
-		if !ours[n] {
+	remove := onlyAuthorization[:1:1] // shared; an append copies it
+	grafana := s.grafanaLeft
+	if fromPath || kind == edgepath.KindGrafana {
+		grafana = s.grafana
+	}
+	for _, n := range grafana {
+		if !ours(n) {
 			remove = append(remove, n)
 		}
 	}
 	for name := range reqHeaders {
-		n := strings.ToLower(name)
-		if identity.IsIdentityHeader(n, s.opts.Identity) && !ours[n] && !slices.Contains(remove, n) {
+		if n := strings.ToLower(name); identity.IsIdentityHeader(n, s.opts.Identity) && !ours(n) && !slices.Contains(remove, n) {
 			remove = append(remove, n)
 		}
 	}
 	return remove
 }
 
+// onlyAuthorization is what most allowed requests remove (headersToRemove); never modified.
+var onlyAuthorization = []string{"authorization"}
+
 func (s *Server) finish(start time.Time, ref edgepath.Ref, result string, resp *authv3.CheckResponse) (*authv3.CheckResponse, error) {
 	kind := string(ref.Kind)
 	if kind == "" {
 		kind = "unknown"
 	}
-	s.metrics.checks.WithLabelValues(result, kind).Inc()
-	s.metrics.duration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	s.metrics.check(result, kind).Inc()
+	s.metrics.latency(result).Observe(time.Since(start).Seconds())
 	return resp, nil
 }
 
@@ -345,59 +372,88 @@ func (s *Server) finish(start time.Time, ref edgepath.Ref, result string, resp *
 // sent under that name. A name with several values (one Impersonate-Group per group) also goes
 // into the dynamic metadata, from which the edge's Lua filter writes one header line per value:
 // Envoy's ext_authz can only append by joining values with commas, which Kubernetes would read
-// as a single group (see edgepath.MetadataHeaderLists).
-func allow(ref edgepath.Ref, set []identity.Header, remove []string) *authv3.CheckResponse {
-	var opts []*corev3.HeaderValueOption
-	lists := map[string][]any{}
-	var order []string
+// as a single group (see edgepath.MetadataHeaderLists). The response names the target it was
+// judged for (TargetHeader) only for an Envoy that sends no context_extensions: xds's routes
+// add that header themselves.
+func allow(ref edgepath.Ref, set []identity.Header, remove []string, targetHeader bool) *authv3.CheckResponse {
+	// The distinct names, in order, with their first value and how many they have (a handful:
+	// user, groups, extra).
+	type name struct {
+		name, first string
+		values      int
+	}
+	var buf [4]name
+	names, multi := buf[:0], 0 // multi: the values of names that have several
 	for _, h := range set {
-		if _, seen := lists[h.Name]; !seen {
-			order = append(order, h.Name)
-			opts = append(opts, &corev3.HeaderValueOption{
-				Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
-				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-			})
+		if i := slices.IndexFunc(names, func(n name) bool { return n.name == h.Name }); i >= 0 {
+			if names[i].values++; names[i].values == 2 {
+				multi += 2
+			} else {
+				multi++
+			}
+			continue
 		}
-		lists[h.Name] = append(lists[h.Name], h.Value)
+		names = append(names, name{h.Name, h.Value, 1})
+	}
+	// Every message of a kind in one allocation, rather than one per header and value: this is
+	// most of what an allowed check allocates.
+	ok := &authv3.OkHttpResponse{HeadersToRemove: remove, Headers: make([]*corev3.HeaderValueOption, len(names))}
+	options, values := make([]corev3.HeaderValueOption, len(names)), make([]corev3.HeaderValue, len(names))
+	lists := 0
+	for i, n := range names {
+		values[i].Key, values[i].Value = n.name, n.first
+		options[i].Header, options[i].AppendAction = &values[i], corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		ok.Headers[i] = &options[i]
+		if n.values > 1 {
+			lists++
+		}
+	}
+	if targetHeader {
+		// Tells the client which target its request was judged for; the edge forwards to
+		// exactly that target (the route carried it), which tests and operators can check.
+		ok.ResponseHeadersToAdd = []*corev3.HeaderValueOption{{
+			Header:       &corev3.HeaderValue{Key: TargetHeader, Value: ref.Name()},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}}
 	}
 	resp := &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(codes.OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers: opts, HeadersToRemove: remove,
-			// Tells the client which target its request was judged for; the edge forwards to
-			// exactly that target (the route carried it), which tests and operators can check.
-			ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
-				Header:       &corev3.HeaderValue{Key: TargetHeader, Value: targetName(ref)},
-				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-			}},
-		}},
+		Status:       &rpcstatus.Status{Code: int32(codes.OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
 	}
-	multi := map[string]any{}
-	for _, name := range order {
-		if len(lists[name]) > 1 {
-			multi[name] = lists[name]
+	if lists == 0 {
+		return resp
+	}
+	strs, kinds, items := make([]structpb.Value, multi), make([]structpb.Value_StringValue, multi), make([]*structpb.Value, multi)
+	listValues, listKinds, listMsgs := make([]structpb.Value, lists), make([]structpb.Value_ListValue, lists), make([]structpb.ListValue, lists)
+	fields := make(map[string]*structpb.Value, lists)
+	v, l := 0, 0
+	for _, n := range names {
+		if n.values < 2 {
+			continue
 		}
-	}
-	if len(multi) > 0 {
-		md, err := structpb.NewStruct(map[string]any{edgepath.MetadataHeaderLists: multi})
-		if err == nil { // header names and values are strings: NewStruct cannot fail on them
-			resp.DynamicMetadata = md
+		start := v
+		for _, h := range set {
+			if h.Name == n.name {
+				kinds[v].StringValue = h.Value
+				strs[v].Kind = &kinds[v]
+				items[v] = &strs[v]
+				v++
+			}
 		}
+		listMsgs[l].Values = items[start:v:v]
+		listKinds[l].ListValue = &listMsgs[l]
+		listValues[l].Kind = &listKinds[l]
+		fields[n.name] = &listValues[l]
+		l++
 	}
+	resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
+		edgepath.MetadataHeaderLists: structpb.NewStructValue(&structpb.Struct{Fields: fields}),
+	}}
 	return resp
 }
 
 // TargetHeader is the response header naming the target a request was judged for.
-const TargetHeader = "X-Keygate-Target"
-
-// targetName is the target's prefix without its slashes, e.g. kubernetes/cluster/demo, or
-// "none" for a path that names no target.
-func targetName(ref edgepath.Ref) string {
-	if p := strings.Trim(ref.Prefix(), "/"); p != "" {
-		return p
-	}
-	return string(ref.Kind)
-}
+const TargetHeader = edgepath.TargetHeader
 
 // deny builds a denial whose body is a Kubernetes Status, so that kubectl prints its message.
 func deny(code int, reason metav1.StatusReason, message string) *authv3.CheckResponse {

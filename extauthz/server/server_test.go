@@ -49,7 +49,8 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// serve runs a Server over real gRPC on loopback and returns a client for it.
+// serve runs a Server over real gRPC on loopback, with extauthz's gRPC options, and returns a
+// client for it (gRPC's own codec).
 func serve(t *testing.T, k Keys, opts Options) (authv3.AuthorizationClient, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
@@ -58,7 +59,7 @@ func serve(t *testing.T, k Keys, opts Options) (authv3.AuthorizationClient, *pro
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(GRPCServerOptions()...) // extauthz's codec: every test's checks go through it
 	authv3.RegisterAuthorizationServer(gs, s)
 	go func() { _ = gs.Serve(l) }()
 	t.Cleanup(gs.Stop)
@@ -175,12 +176,15 @@ func TestCheck(t *testing.T) {
 		}
 		removed := ok.GetHeadersToRemove()
 		slices.Sort(removed)
-		// Grafana's auth-proxy headers go whether sent or not: Envoy does not send them to
-		// extauthz (xds/translate's allowed headers).
-		want := []string{"authorization", "impersonate-uid", "x-remote-user", "x-webauth-email", "x-webauth-groups",
-			"x-webauth-login", "x-webauth-name", "x-webauth-role", "x-webauth-user"}
+		// What the client sent and Envoy passed goes; Grafana's default auth-proxy headers that
+		// it did not send are xds's Envoy's to strip (edgepath.StrippedByEdge), as is the
+		// target response header (the route adds it).
+		want := []string{"authorization", "impersonate-uid", "x-remote-user", "x-webauth-user"}
 		if !slices.Equal(removed, want) {
 			t.Errorf("headers removed = %v, want %v (impersonate-user is overwritten instead)", removed, want)
+		}
+		if added := ok.GetResponseHeadersToAdd(); len(added) != 0 {
+			t.Errorf("response headers added = %v, want none behind xds's Envoy (its route names the target)", added)
 		}
 		lists := resp.GetDynamicMetadata().GetFields()[edgepath.MetadataHeaderLists].GetStructValue().GetFields()
 		var groups []string
@@ -189,6 +193,26 @@ func TestCheck(t *testing.T) {
 		}
 		if !slices.Equal(groups, []string{"dev", "qa", "loft:user:alice", "system:authenticated"}) {
 			t.Errorf("group list in metadata = %v", groups)
+		}
+	})
+
+	t.Run("no context extensions: every Grafana header goes, and the target is named", func(t *testing.T) {
+		resp := check(t, c, edgepath.Ref{}, "/kubernetes/cluster/demo/api", map[string]string{"authorization": "Bearer " + valid})
+		ok := resp.GetOkResponse()
+		if ok == nil {
+			t.Fatalf("denied: %s", resp.GetDeniedResponse().GetBody())
+		}
+		removed := ok.GetHeadersToRemove()
+		slices.Sort(removed)
+		// Grafana's auth-proxy headers go whether sent or not: Envoy does not send them to
+		// extauthz, and an Envoy our xds does not program may not strip them.
+		want := []string{"authorization", "x-webauth-email", "x-webauth-groups", "x-webauth-login", "x-webauth-name", "x-webauth-role", "x-webauth-user"}
+		if !slices.Equal(removed, want) {
+			t.Errorf("headers removed = %v, want %v", removed, want)
+		}
+		added := ok.GetResponseHeadersToAdd()
+		if len(added) != 1 || added[0].GetHeader().GetKey() != TargetHeader || added[0].GetHeader().GetValue() != "kubernetes/cluster/demo" {
+			t.Errorf("response headers added = %v, want %s: kubernetes/cluster/demo", added, TargetHeader)
 		}
 	})
 
@@ -461,6 +485,22 @@ func TestGrafanaAuthProxyHeaders(t *testing.T) {
 	want := []string{"authorization", "x-webauth-email", "x-webauth-login", "x-webauth-name", "x-webauth-role"}
 	if !slices.Equal(removed, want) {
 		t.Errorf("headers removed = %v, want %v (user and groups are overwritten instead)", removed, want)
+	}
+}
+
+// TestGrafanaHeadersOnOtherRoutes: behind xds's Envoy, which strips Grafana's default auth-proxy
+// headers from every request itself, an allowed request to a Kubernetes target removes only the
+// configured ones it does not strip.
+func TestGrafanaHeadersOnOtherRoutes(t *testing.T) {
+	c, _ := serve(t, keys, Options{Identity: identity.Options{GrafanaUserHeader: "X-Grafana-User",
+		GrafanaAuthProxyHeaders: []string{"X-WEBAUTH-ROLE", "X-Grafana-Role"}}})
+	key := newKey(t, "grafana-elsewhere", v1.OwnedAccessKeySpec{User: "erin"}, time.Now())
+	resp := check(t, c, edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}, "/kubernetes/cluster/demo/api",
+		map[string]string{"authorization": "Bearer " + key})
+	removed := resp.GetOkResponse().GetHeadersToRemove()
+	slices.Sort(removed)
+	if want := []string{"authorization", "x-grafana-role", "x-grafana-user"}; !slices.Equal(removed, want) {
+		t.Errorf("headers removed = %v, want %v", removed, want)
 	}
 }
 

@@ -128,7 +128,7 @@ func (r Ref) Validate() error {
 	case KindManagement, KindAuth, KindOIDC, KindNone:
 		return nil
 	case KindCluster, KindGrafana:
-		if err := check("cluster", r.Cluster, validation.IsDNS1123Subdomain); err != nil {
+		if err := check("cluster", r.Cluster, isSubdomain); err != nil {
 			return err
 		}
 		if _, err := ParseSpaces(r.Spaces); err != nil {
@@ -136,21 +136,64 @@ func (r Ref) Validate() error {
 		}
 		return nil
 	case KindVirtualCluster:
-		if err := check("cluster", r.Cluster, validation.IsDNS1123Subdomain); err != nil {
+		if err := check("cluster", r.Cluster, isSubdomain); err != nil {
 			return err
 		}
-		if err := check("namespace", r.Namespace, validation.IsDNS1123Label); err != nil {
+		if err := check("namespace", r.Namespace, isLabel); err != nil {
 			return err
 		}
-		if err := check("virtual cluster name", r.VirtualCluster, validation.IsDNS1123Subdomain); err != nil {
+		if err := check("virtual cluster name", r.VirtualCluster, isSubdomain); err != nil {
 			return err
 		}
 		if r.Project != "" {
-			return check("project", r.Project, validation.IsDNS1123Label)
+			return check("project", r.Project, isLabel)
 		}
 		return nil
 	}
 	return fmt.Errorf("unknown target kind %q", r.Kind)
+}
+
+// isSubdomain and isLabel are Kubernetes' DNS-1123 subdomain and label checks with a fast path:
+// extauthz validates the target of every check (FromContextExtensions), and Kubernetes' checks
+// run a regular expression. A name the fast path accepts is one Kubernetes accepts; any other
+// goes to Kubernetes' check, which decides and words the error.
+func isSubdomain(s string) []string {
+	if len(s) <= validation.DNS1123SubdomainMaxLength && dnsLabels(s, true) {
+		return nil
+	}
+	return validation.IsDNS1123Subdomain(s)
+}
+
+func isLabel(s string) []string {
+	if len(s) <= validation.DNS1123LabelMaxLength && dnsLabels(s, false) {
+		return nil
+	}
+	return validation.IsDNS1123Label(s)
+}
+
+// dnsLabels reports whether s is one DNS-1123 label (dots false) or several joined by dots
+// (dots true): lower-case letters, digits and '-', each label starting and ending with a letter
+// or digit. Lengths are the caller's.
+func dnsLabels(s string, dots bool) bool {
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && s[i] != '.' {
+			c := s[i]
+			if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+				return false
+			}
+			continue
+		}
+		if i < len(s) && !dots {
+			return false
+		}
+		label := s[start:i]
+		if label == "" || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		start = i + 1
+	}
+	return true
 }
 
 // FormatSpaces encodes a namespace → project map for Ref.Spaces.
@@ -316,6 +359,53 @@ func Normal(rawPath string) error {
 		}
 	}
 	return nil
+}
+
+// TargetHeader is the response header that names the target a request was judged for (Ref.Name):
+// xds's routes add it, and extauthz for an Envoy that sends no context_extensions. The edge
+// forwards to exactly that target, which tests and operators can check.
+const TargetHeader = "X-Keygate-Target"
+
+// Name is the target's prefix without its slashes, e.g. kubernetes/cluster/demo, or the kind
+// ("none") for a path that names no target.
+func (r Ref) Name() string {
+	if p := strings.Trim(r.Prefix(), "/"); p != "" {
+		return p
+	}
+	return string(r.Kind)
+}
+
+// Headers a client could send to claim an identity upstream, which the edge's Envoy as xds
+// programs it strips from every request before any filter sees it (an early header mutation,
+// whatever the route): every header starting with one of StrippedHeaderPrefixes (Kubernetes
+// impersonation; the front-proxy headers the management API reads), and
+// DefaultGrafanaAuthProxyHeaders. extauthz removes, in its answers, what an Envoy it cannot
+// count on for this (one without context_extensions) may have let through, and on Grafana's
+// routes every auth-proxy header it is configured with.
+var (
+	StrippedHeaderPrefixes = []string{"impersonate-", "x-remote-"}
+	// DefaultGrafanaAuthProxyHeaders are the header names Grafana's documentation gives for its
+	// auth proxy: header_name's default, and the names its example maps the five attributes it
+	// can read to (Name, Role, Email, Groups, and Login, which its code also reads).
+	DefaultGrafanaAuthProxyHeaders = []string{
+		"X-WEBAUTH-USER", "X-WEBAUTH-EMAIL", "X-WEBAUTH-NAME", "X-WEBAUTH-LOGIN", "X-WEBAUTH-ROLE", "X-WEBAUTH-GROUPS",
+	}
+)
+
+// StrippedByEdge reports whether xds's Envoy strips a client's header of this name (any letter
+// case) before ext_authz.
+func StrippedByEdge(name string) bool {
+	for _, p := range StrippedHeaderPrefixes {
+		if len(name) >= len(p) && strings.EqualFold(name[:len(p)], p) {
+			return true
+		}
+	}
+	for _, h := range DefaultGrafanaAuthProxyHeaders {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
 }
 
 // Identity headers that carry several values (one Impersonate-Group line per group) cannot be

@@ -1,7 +1,10 @@
 package edgepath
 
 import (
+	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 func TestParse(t *testing.T) {
@@ -121,6 +124,39 @@ func TestNormal(t *testing.T) {
 	for _, p := range odd {
 		if err := Normal(p); err == nil {
 			t.Errorf("Normal(%q) = nil, want an error", p)
+		}
+	}
+}
+
+// The fast paths of the DNS-1123 checks accept exactly what Kubernetes' checks accept.
+func TestDNSFastPathsAgreeWithKubernetes(t *testing.T) {
+	for _, s := range []string{"demo", "a", "a.b", "a-b.c-d", "0", "9a", "vcluster-demo", strings.Repeat("a", 63), strings.Repeat("a", 64),
+		strings.Repeat("a.", 126) + "a", strings.Repeat("a.", 127) + "a", "", "-a", "a-", "A", "a_b", "a..b", ".a", "a.", "a.-b", "a/b", "ä"} {
+		checkDNSFastPaths(t, s)
+	}
+}
+
+func FuzzDNSFastPaths(f *testing.F) {
+	for _, s := range []string{"demo", "a.b", "a-", "A", "a..b"} {
+		f.Add(s)
+	}
+	f.Fuzz(checkDNSFastPaths)
+}
+
+func checkDNSFastPaths(t *testing.T, s string) {
+	if got, want := len(isSubdomain(s)) == 0, len(validation.IsDNS1123Subdomain(s)) == 0; got != want {
+		t.Errorf("isSubdomain(%q) valid = %v, Kubernetes says %v", s, got, want)
+	}
+	if got, want := len(isLabel(s)) == 0, len(validation.IsDNS1123Label(s)) == 0; got != want {
+		t.Errorf("isLabel(%q) valid = %v, Kubernetes says %v", s, got, want)
+	}
+}
+
+func TestStrippedByEdge(t *testing.T) {
+	for name, want := range map[string]bool{"Impersonate-User": true, "impersonate-extra-scopes": true, "X-Remote-Group": true,
+		"x-webauth-role": true, "X-WEBAUTH-USER": true, "X-Grafana-User": false, "Authorization": false, "impersonate": false, "x-webauth-other": false} {
+		if got := StrippedByEdge(name); got != want {
+			t.Errorf("StrippedByEdge(%q) = %v, want %v", name, got, want)
 		}
 	}
 }

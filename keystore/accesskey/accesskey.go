@@ -4,6 +4,7 @@
 package accesskey
 
 import (
+	"slices"
 	"time"
 
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
@@ -54,13 +55,27 @@ func User(k *v1.OwnedAccessKey) string {
 // Groups are the key's groups, the user's groups (from the user store), then loft:user:<user>
 // (or loft:team:<team>) and system:authenticated, without duplicates, in that order.
 func Groups(k *v1.OwnedAccessKey, userGroups []string) []string {
-	var out []string
-	seen := map[string]bool{}
+	n := len(k.Spec.Groups) + len(userGroups) + 2
+	out := make([]string, 0, n)
+	// extauthz computes this for every request: a handful of groups is searched faster than a
+	// map is built; many are not.
+	var seen map[string]bool
+	if n > 16 {
+		seen = make(map[string]bool, n)
+	}
 	add := func(g string) {
-		if g != "" && !seen[g] {
-			seen[g] = true
-			out = append(out, g)
+		if g == "" {
+			return
 		}
+		if seen != nil {
+			if seen[g] {
+				return
+			}
+			seen[g] = true
+		} else if slices.Contains(out, g) {
+			return
+		}
+		out = append(out, g)
 	}
 	for _, g := range k.Spec.Groups {
 		add(g)

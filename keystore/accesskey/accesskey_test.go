@@ -68,6 +68,10 @@ func TestUserAndGroups(t *testing.T) {
 			wantUser: "loft:team:platform", wantGroups: []string{"loft:team:platform", "system:authenticated"}},
 		{name: "no owner", spec: v1.OwnedAccessKeySpec{Groups: []string{""}},
 			wantUser: "", wantGroups: []string{"system:authenticated"}},
+		{name: "many groups", spec: v1.OwnedAccessKeySpec{User: "bob", Groups: []string{"g1", "g2", "g3", "g4", "g5", "g6", "g7", "g8", "g9", "g1", "g2", "g3"}},
+			userGroups: []string{"g9", "g10", "g11", "g12", "g13", "g14", "g15", "g16", "", "system:authenticated"}, wantUser: "bob",
+			wantGroups: []string{"g1", "g2", "g3", "g4", "g5", "g6", "g7", "g8", "g9", "g10", "g11", "g12", "g13", "g14", "g15", "g16",
+				"system:authenticated", "loft:user:bob"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := &v1.OwnedAccessKey{Spec: tc.spec}

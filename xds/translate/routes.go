@@ -63,6 +63,10 @@ func targetRoutes(t model.Target, l Limits) ([]*routev3.Route, error) {
 		// a check were ever skipped.
 		remove = []string{"authorization"}
 	}
+	var respond []*corev3.HeaderValueOption
+	if !t.Ref.Kind.Public() {
+		respond = targetHeader(t.Ref)
+	}
 	name := ResourceName(t.Ref)
 	route := func(suffix string, match *routev3.RouteMatch) *routev3.Route {
 		return &routev3.Route{
@@ -70,6 +74,7 @@ func targetRoutes(t model.Target, l Limits) ([]*routev3.Route, error) {
 			Match:                  match,
 			Action:                 &routev3.Route_Route{Route: action},
 			RequestHeadersToRemove: remove,
+			ResponseHeadersToAdd:   respond,
 			TypedPerFilterConfig:   perFilter,
 		}
 	}
@@ -133,10 +138,20 @@ func notFoundRoute() (*routev3.Route, error) {
 			Status: 404,
 			Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: NotFoundBody}},
 		}},
-		ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
+		ResponseHeadersToAdd: append([]*corev3.HeaderValueOption{{
 			Header:       &corev3.HeaderValue{Key: "content-type", Value: "application/json"},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}},
+		}}, targetHeader(edgepath.Ref{Kind: edgepath.KindNone})...),
 		TypedPerFilterConfig: perFilter,
 	}, nil
+}
+
+// targetHeader names the route's target in the answer (edgepath.TargetHeader), as extauthz does
+// behind an Envoy that sends it no context_extensions: here the route says it, so that no check
+// answer has to carry it.
+func targetHeader(r edgepath.Ref) []*corev3.HeaderValueOption {
+	return []*corev3.HeaderValueOption{{
+		Header:       &corev3.HeaderValue{Key: edgepath.TargetHeader, Value: r.Name()},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}}
 }

@@ -10,9 +10,11 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	earlymutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/google/go-cmp/cmp"
@@ -225,8 +227,9 @@ func TestNotFoundRouteChecksTheKeyFirst(t *testing.T) {
 	if dr.GetStatus() != 404 || dr.GetBody().GetInlineString() != NotFoundBody {
 		t.Errorf("404 route answers %d %q", dr.GetStatus(), dr.GetBody().GetInlineString())
 	}
-	if h := last.ResponseHeadersToAdd; len(h) != 1 || h[0].Header.Key != "content-type" || h[0].Header.Value != "application/json" {
-		t.Errorf("404 route response headers = %v, want content-type: application/json", h)
+	if h := last.ResponseHeadersToAdd; len(h) != 2 || h[0].Header.Key != "content-type" || h[0].Header.Value != "application/json" ||
+		h[1].Header.Key != edgepath.TargetHeader || h[1].Header.Value != "none" {
+		t.Errorf("404 route response headers = %v, want content-type: application/json and %s: none", h, edgepath.TargetHeader)
 	}
 	want := map[string]string{edgepath.ExtKind: "none"}
 	if diff := cmp.Diff(want, perRoute(t, last).GetCheckSettings().GetContextExtensions()); diff != "" {
@@ -404,6 +407,43 @@ func TestListener(t *testing.T) {
 	}
 	if authz.FailureModeAllow || authz.StatusOnError.GetCode() != 503 {
 		t.Errorf("ext_authz must fail closed with 503: failure_mode_allow %v, status_on_error %v", authz.FailureModeAllow, authz.StatusOnError)
+	}
+	// What each check carries: the v3 API, the headers extauthz reads and nothing else (no body,
+	// no peer certificate, no TLS session), without Envoy's own headers.
+	if authz.TransportApiVersion != corev3.ApiVersion_V3 || authz.WithRequestBody != nil || authz.IncludePeerCertificate ||
+		authz.IncludeTlsSession || authz.EncodeRawHeaders || !gs.GetEnvoyGrpc().GetSkipEnvoyHeaders() {
+		t.Errorf("ext_authz sends more than extauthz reads: %v", authz)
+	}
+	var allowed []string
+	for _, p := range authz.GetAllowedHeaders().GetPatterns() {
+		allowed = append(allowed, p.GetExact())
+	}
+	if diff := cmp.Diff([]string{"authorization", "upgrade", "connection"}, allowed); diff != "" {
+		t.Errorf("allowed headers (-want +got):\n%s", diff)
+	}
+	// Identity headers a client could forge are stripped before any filter (edgepath.StrippedByEdge).
+	var early []*earlymutationv3.HeaderMutation
+	for _, e := range hcm.EarlyHeaderMutationExtensions {
+		m := &earlymutationv3.HeaderMutation{}
+		if err := e.GetTypedConfig().UnmarshalTo(m); err != nil {
+			t.Fatal(err)
+		}
+		early = append(early, m)
+	}
+	if len(early) != 1 {
+		t.Fatalf("%d early header mutations, want 1", len(early))
+	}
+	var stripped []string
+	for _, m := range early[0].GetMutations() {
+		if p := m.GetRemoveOnMatch().GetKeyMatcher(); p != nil && p.GetIgnoreCase() {
+			stripped = append(stripped, p.GetPrefix()+"*")
+		} else if r := m.GetRemove(); r != "" {
+			stripped = append(stripped, r)
+		}
+	}
+	want := []string{"impersonate-*", "x-remote-*", "x-webauth-user", "x-webauth-email", "x-webauth-name", "x-webauth-login", "x-webauth-role", "x-webauth-groups"}
+	if diff := cmp.Diff(want, stripped); diff != "" {
+		t.Errorf("headers stripped before the filters (-want +got):\n%s", diff)
 	}
 }
 
