@@ -318,6 +318,34 @@ func (s *runState) heapInUse(ctx context.Context) (int64, error) {
 	return 0, fmt.Errorf("xds /metrics: no go_memstats_heap_inuse_bytes (%v)", sc.Err())
 }
 
+// heapProfile saves xds's heap profile (after a garbage collection) as xds-heap.pb.gz in the
+// run's directory, for go tool pprof -sample_index=inuse_space (kept with -keep).
+func (s *runState) heapProfile(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.pprofAddr+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("xds heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("xds heap profile: HTTP %d", resp.StatusCode)
+	}
+	path := filepath.Join(s.runDir, "xds-heap.pb.gz")
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "  xds heap profile: %s\n", path)
+	return f.Close()
+}
+
 // publishedAfter is the time of the first "configuration published" in xds's log at or after
 // start. The log's times have millisecond resolution.
 func publishedAfter(logPath string, start time.Time) (time.Time, bool) {

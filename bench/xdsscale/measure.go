@@ -21,9 +21,9 @@ type runState struct {
 	runDir string       // this run's logs, bootstrap and source state
 	moved  map[int]bool // targets whose upstream moved
 	// Each address as dialled (…Addr) and as a URL.
-	grpcAddr, xdsHTTPAddr, edgeAddr, adminAddr string
-	xdsHTTP, edgeURL, adminURL                 string
-	xds, envoy                                 *proc.Process
+	grpcAddr, xdsHTTPAddr, edgeAddr, adminAddr, pprofAddr string
+	xdsHTTP, edgeURL, adminURL                            string
+	xds, envoy                                            *proc.Process
 	// stops are what stop undoes, in the order started: it runs them last first, so that each
 	// part outlives what depends on it.
 	stops []func()
@@ -77,13 +77,13 @@ func (e *benchEnv) newRunState(src targetSource, n int) (*runState, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	ports, err := proc.FreePorts(4)
+	ports, err := proc.FreePorts(5)
 	if err != nil {
 		return nil, err
 	}
 	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
 	s := &runState{benchEnv: e, n: n, src: src, runDir: dir, moved: map[int]bool{},
-		grpcAddr: addr(0), xdsHTTPAddr: addr(1), edgeAddr: addr(2), adminAddr: addr(3)}
+		grpcAddr: addr(0), xdsHTTPAddr: addr(1), edgeAddr: addr(2), adminAddr: addr(3), pprofAddr: addr(4)}
 	s.xdsHTTP, s.edgeURL, s.adminURL = "http://"+s.xdsHTTPAddr, "https://"+s.edgeAddr, "http://"+s.adminAddr
 	return s, nil
 }
@@ -135,6 +135,8 @@ func (s *runState) startXDS(ctx context.Context, r *result, srcArgs []string) er
 		// Everything runs on loopback, and the bench measures xds and Envoy, not TLS handshakes
 		// (one per Envoy connection); see bench/README.md.
 		"--grpc-insecure-loopback",
+		// The heap profile after the initial load (heapProfile) says where the memory goes.
+		"--pprof-address", s.pprofAddr,
 		"--log-format", "text", "--log-level", "info")...)
 	if err != nil {
 		return err
@@ -199,6 +201,9 @@ func (s *runState) measureSteady(ctx context.Context, r *result) error {
 		return err
 	}
 	if r.InitialHeap, err = s.heapInUse(ctx); err != nil {
+		return err
+	}
+	if err := s.heapProfile(ctx); err != nil {
 		return err
 	}
 	if steady, err = readUsage(s.envoy.Pid()); err != nil {

@@ -51,6 +51,7 @@ type Config struct {
 	// GRPCTLS is the mutual TLS of the gRPC port: it serves every secret of the edge.
 	GRPCTLS         grpctls.Config
 	HTTPAddress     string
+	PprofAddress    string // net/http/pprof; empty is off
 	ListenAddress   string
 	TLSCertFile     string
 	TLSKeyFile      string
@@ -79,6 +80,7 @@ func ParseFlags(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&c.GRPCAddress, "grpc-address", "127.0.0.1:18000", "host:port of the xDS gRPC server that Envoy connects to")
 	c.GRPCTLS.Register(fs, "xDS")
 	fs.StringVar(&c.HTTPAddress, "http-address", "127.0.0.1:18001", "host:port of /metrics, /healthz and /readyz")
+	fs.StringVar(&c.PprofAddress, "pprof-address", "", "host:port of Go's profiles (net/http/pprof, under /debug/pprof/); empty means off; a port alone (:6060) listens on 127.0.0.1 only")
 	fs.StringVar(&c.ListenAddress, "listen-address", "0.0.0.0:8443", "host:port of Envoy's HTTPS listener (the edge)")
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", "", "PEM certificate (chain) the edge serves; required")
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file; required")
@@ -104,6 +106,7 @@ func ParseFlags(args []string, out io.Writer) (Config, error) {
 	if err := c.validate(); err != nil {
 		return Config{}, &UsageError{err}
 	}
+	c.PprofAddress = pprofAddress(c.PprofAddress)
 	return c, nil
 }
 
@@ -131,6 +134,11 @@ func (c Config) validate() error {
 	for _, a := range []struct{ name, v string }{{"grpc-address", c.GRPCAddress}, {"http-address", c.HTTPAddress}, {"listen-address", c.ListenAddress}} {
 		if _, _, err := splitAddress(a.v); err != nil {
 			errs = append(errs, fmt.Errorf("--%s: %w", a.name, err))
+		}
+	}
+	if c.PprofAddress != "" {
+		if _, _, err := splitAddress(c.PprofAddress); err != nil {
+			errs = append(errs, fmt.Errorf("--pprof-address: %w", err))
 		}
 	}
 	if err := c.GRPCTLS.Validate(c.GRPCAddress, "grpc-address"); err != nil {
@@ -231,6 +239,9 @@ func Run(ctx context.Context, args []string, logOut io.Writer) error {
 		func() error { return srv.Serve(ctx, grpcListener, creds) },
 		func() error { return ops.ServeHTTP(ctx, log, "xds http", cfg.HTTPAddress, ops.Handler(reg, srv.Ready)) },
 	}, srcs.run(ctx)...)
+	if cfg.PprofAddress != "" {
+		tasks = append(tasks, func() error { return servePprof(ctx, log, cfg.PprofAddress) })
+	}
 	errc := make(chan error, len(tasks))
 	for _, task := range tasks {
 		go func() { errc <- task() }()

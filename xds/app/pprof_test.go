@@ -1,0 +1,48 @@
+package app
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// --pprof-address serves Go's profiles: the index, and a heap profile that go tool pprof reads.
+func TestPprofHandler(t *testing.T) {
+	srv := httptest.NewServer(pprofHandler())
+	defer srv.Close()
+	for path, want := range map[string]string{
+		"/debug/pprof/":                  "heap",
+		"/debug/pprof/heap?debug=1":      "heap profile",
+		"/debug/pprof/goroutine?debug=1": "goroutine profile",
+		"/debug/pprof/cmdline":           "",
+	} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: HTTP %d, want 200 with %q: %.200s", path, resp.StatusCode, want, body)
+		}
+	}
+	if resp, err := http.Get(srv.URL + "/metrics"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /metrics on the pprof address: %v %v, want 404 (profiles only)", resp, err)
+	}
+}
+
+func TestPprofAddress(t *testing.T) {
+	for in, want := range map[string]string{
+		":6060":          "127.0.0.1:6060",
+		"0.0.0.0:6060":   "0.0.0.0:6060",
+		"[::1]:6060":     "[::1]:6060",
+		"localhost:6060": "localhost:6060",
+		"":               "",
+	} {
+		if got := pprofAddress(in); got != want {
+			t.Errorf("pprofAddress(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
