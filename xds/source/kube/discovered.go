@@ -27,7 +27,10 @@ func (s *Source) buildVirtualClusters(declared map[string]model.Target, failing 
 		if s.opts.NoVirtualClusters || !ok {
 			continue
 		}
-		d := s.discoverer(name, ct.Upstream)
+		var d *discover.Discoverer
+		if s.discovering {
+			d = s.discoverer(name, ct.Upstream)
+		}
 		vs := s.vstate[name]
 		if vs == nil {
 			vs = map[string]*vclusterState{}

@@ -102,13 +102,17 @@ type Source struct {
 	// discoverers find the virtual clusters of each Cluster whose cluster target is good, by
 	// Cluster name. nil once closed.
 	discoverers map[string]*discover.Discoverer
+	// discovering is set once the first model is built: the first build starts no discovery,
+	// so that start-up (the first model, then xds ready) does not wait on thousands of
+	// connected clusters' clients. Only Watch, then Run, use it.
+	discovering bool
 }
 
 // Watch connects to the API server, checks that the Cluster CRD is installed and that it may
 // read Clusters and Secrets, starts the informers and waits for their caches, and returns the
 // first model. Call Run to receive later ones (or Close). An API server that cannot be reached
 // or a missing CRD is an error: xds does not start serving an empty edge by mistake. The
-// VirtualCluster CRD is optional (a warning). Virtual-cluster discovery starts with the first
+// VirtualCluster CRD is optional (a warning). Virtual-cluster discovery starts with Run's first
 // build and is not waited for: the first model has no discovered virtual clusters.
 func Watch(ctx context.Context, o Options) (*Source, model.Model, error) {
 	o = o.withDefaults()
@@ -136,6 +140,10 @@ func Watch(ctx context.Context, o Options) (*Source, model.Model, error) {
 		return nil, model.Model{}, err
 	}
 	first := s.build(nil)
+	// Discovery starts with Run's first build, right after: virtual clusters were never in the
+	// first model (their caches have to fill first).
+	s.discovering = true
+	s.changed()
 	o.Log.Info("kubernetes source synced", "clusters", len(s.state), "virtual_clusters_declared", len(s.dstate),
 		"targets", len(first.Targets), "secret_namespace", o.SecretNamespace)
 	return s, first, nil

@@ -22,7 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -53,33 +53,54 @@ type Options struct {
 
 // Discoverer finds the virtual clusters of one connected cluster. Its informers call
 // Options.Changed; VirtualClusters reads their caches.
+//
+// It costs the connected cluster one watch, and xds one connection and a few KB, until the
+// cluster has a vcluster Service: xds may be connected to thousands of clusters, most of them
+// without virtual clusters. So the only informer always running is the Service one (label
+// selector app=vcluster); the Namespace informer and one Secret informer per vcluster start
+// with the first vcluster Service and stop with the last. Each informer has one consumer, the
+// Discoverer, and so is a plain informer (cache.NewInformerWithOptions) rather than a shared
+// one, which would buffer its events for other consumers (16 KB each, allocated up front).
 type Discoverer struct {
 	cluster string
 	// fingerprint is the upstream it was built from: a new credential means a new Discoverer.
 	fingerprint string
 	log         *slog.Logger
 	changed     func()
-	client      kubernetes.Interface
-	health      *informer.Health
+	// client reaches the core API group of the connected cluster, the only one discovery
+	// reads: one REST client over one HTTP client (one connection), shared by the informers.
+	client corev1client.CoreV1Interface
+	health *informer.Health
 
-	services, namespaces cache.SharedIndexInformer
+	services *watcher
 
 	ctx  context.Context
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 
-	// secrets is the informer of each vcluster's vc-<name> Secret, by the Service's key
-	// ("namespace/name"). Only VirtualClusters and Close (one goroutine) start and stop them.
-	secrets map[string]*secretWatch
+	// namespaces is the informer of namespaces, for the project label of each vcluster's; it
+	// runs while the cluster has vcluster Services, else nil. secrets is the informer of each
+	// vcluster's vc-<name> Secret, by the Service's key ("namespace/name"). Only
+	// VirtualClusters and Close (one goroutine) start and stop them.
+	namespaces *watcher
+	secrets    map[string]*secretWatch
 }
+
+// watcher is one informer of a Discoverer: its cache, and how to stop it.
+type watcher struct {
+	store cache.Indexer
+	ctl   cache.Controller
+	stop  context.CancelFunc
+}
+
+func (w *watcher) synced() bool { return w.ctl.HasSynced() }
 
 // secretWatch is the informer of one vcluster's kubeconfig Secret: a field selector on its
 // name, so that xds never caches the connected cluster's other Secrets (a vcluster namespace
 // also holds its Helm release Secrets, which are large).
 type secretWatch struct {
-	informer cache.SharedIndexInformer
-	stop     context.CancelFunc
-	key      string // "namespace/vc-<name>"
+	*watcher
+	key string // "namespace/vc-<name>"
 }
 
 // Fingerprint identifies an upstream's address and credential: a Discoverer whose Fingerprint
@@ -109,11 +130,10 @@ func restConfig(u model.Upstream) *rest.Config {
 	}
 }
 
-// Start starts the Service and Namespace informers of the connected cluster cluster, reached
-// at u. It does not wait for them: an unreachable cluster must not delay the others, nor the
-// edge.
+// Start starts the Service informer of the connected cluster cluster, reached at u. It does
+// not wait for it: an unreachable cluster must not delay the others, nor the edge.
 func Start(cluster string, u model.Upstream, o Options) (*Discoverer, error) {
-	client, err := kubernetes.NewForConfig(restConfig(u))
+	client, err := corev1client.NewForConfig(restConfig(u))
 	if err != nil {
 		return nil, err
 	}
@@ -126,12 +146,10 @@ func Start(cluster string, u model.Upstream, o Options) (*Discoverer, error) {
 		secrets:     map[string]*secretWatch{},
 	}
 	d.health = newHealth(d.log, cluster, o.WatchErrors)
-	d.services = d.newServiceInformer()
-	d.namespaces = d.newNamespaceInformer()
-	if err := d.setUp(); err != nil {
-		return nil, err
-	}
-	d.run()
+	ctx, stop := context.WithCancel(context.Background())
+	d.ctx = klog.NewContext(ctx, logr.FromSlogHandler(d.log.With("component", "informer").Handler()))
+	d.stop = stop
+	d.services = d.watchServices()
 	return d, nil
 }
 
@@ -156,23 +174,82 @@ func newHealth(log *slog.Logger, cluster string, watchErrors *prometheus.Counter
 	}, func(resource string) { watchErrors.WithLabelValues(cluster, resource).Inc() }, resources...)
 }
 
-// newServiceInformer watches the Services labelled as vcluster's, of every namespace.
-func (d *Discoverer) newServiceInformer() cache.SharedIndexInformer {
-	services := d.client.CoreV1().Services(metav1.NamespaceAll)
+// watch runs an informer of lw under ctx (a child of d.ctx) until ctx ends; onChange hears of
+// every event, after the cache has it.
+func (d *Discoverer) watch(ctx context.Context, stop context.CancelFunc, lw cache.ListerWatcher, obj runtime.Object,
+	transform cache.TransformFunc, indexers cache.Indexers, onChange func(any)) *watcher {
+	logger := klog.FromContext(ctx)
+	store, ctl := cache.NewInformerWithOptions(cache.InformerOptions{
+		Logger:        &logger,
+		ListerWatcher: lw,
+		ObjectType:    obj,
+		Handler:       informer.OnChange(onChange),
+		Indexers:      indexers,
+		Transform:     transform,
+	})
+	d.spawn(func() { ctl.RunWithContext(ctx) })
+	return &watcher{store: store.(cache.Indexer), ctl: ctl, stop: stop}
+}
+
+// watchServices watches the Services labelled as vcluster's, of every namespace.
+func (d *Discoverer) watchServices() *watcher {
+	services := d.client.Services(metav1.NamespaceAll)
 	list, watchFn := selected(services.List, services.Watch, func(o *metav1.ListOptions) {
 		o.LabelSelector = vclusterSelector
 	})
 	lw := d.health.ListWatch(resourceServices, list, watchFn)
-	return cache.NewSharedIndexInformer(lw, &corev1.Service{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	ctx, stop := context.WithCancel(d.ctx)
+	w := d.watch(ctx, stop, lw, &corev1.Service{}, informer.Slim,
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}, func(any) { d.changed() })
+	// The events of the initial list may be built before the cache counts as synced: one more
+	// signal once it is, so that the first build with the full picture happens.
+	d.onSynced(ctx, w, func() {
+		d.log.Info("virtual-cluster discovery synced", "services", len(w.store.ListKeys()))
+		d.changed()
+	})
+	return w
 }
 
-// newNamespaceInformer watches namespaces, for the project label of a vcluster's.
-func (d *Discoverer) newNamespaceInformer() cache.SharedIndexInformer {
-	namespaces := d.client.CoreV1().Namespaces()
+// watchNamespaces watches namespaces, for the project label of a vcluster's.
+func (d *Discoverer) watchNamespaces() *watcher {
+	namespaces := d.client.Namespaces()
 	lw := d.health.ListWatch(resourceNamespaces, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 		return namespaces.List(ctx, o)
 	}, namespaces.Watch)
-	return cache.NewSharedIndexInformer(lw, &corev1.Namespace{}, 0, cache.Indexers{})
+	// Only a namespace's labels are read (the project): drop the rest.
+	slim := func(obj any) (any, error) {
+		if ns, ok := obj.(*corev1.Namespace); ok {
+			return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+				Name: ns.Name, UID: ns.UID, ResourceVersion: ns.ResourceVersion, Labels: ns.Labels,
+			}}, nil
+		}
+		return obj, nil
+	}
+	ctx, stop := context.WithCancel(d.ctx)
+	w := d.watch(ctx, stop, lw, &corev1.Namespace{}, slim, nil, func(obj any) {
+		// A namespace matters only if a vcluster runs in it; most namespaces have none.
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			if svcs, err := d.services.store.ByIndex(cache.NamespaceIndex, key); err == nil && len(svcs) > 0 {
+				d.changed()
+			}
+		}
+	})
+	// The vclusters wait for this cache (pending): say when it is there.
+	d.onSynced(ctx, w, d.changed)
+	return w
+}
+
+// onSynced calls f once w's cache is synced, unless ctx ends first. It waits on the informer's
+// channel rather than polling (cache.WaitForCacheSync polls every 100 ms, which thousands of
+// connected clusters that cannot be reached would do for ever).
+func (d *Discoverer) onSynced(ctx context.Context, w *watcher, f func()) {
+	d.spawn(func() {
+		select {
+		case <-w.ctl.HasSyncedChecker().Done():
+			f()
+		case <-ctx.Done():
+		}
+	})
 }
 
 // selected narrows the lists and watches of list and watchFn with narrow (a label or field
@@ -192,54 +269,6 @@ func selected[T runtime.Object](
 		}
 }
 
-// setUp registers the transforms and event handlers, which must precede the informers' start.
-func (d *Discoverer) setUp() error {
-	if err := d.services.SetTransform(informer.Slim); err != nil {
-		return err
-	}
-	// Only a namespace's labels are read (the project): drop the rest.
-	if err := d.namespaces.SetTransform(func(obj any) (any, error) {
-		if ns, ok := obj.(*corev1.Namespace); ok {
-			return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-				Name: ns.Name, UID: ns.UID, ResourceVersion: ns.ResourceVersion, Labels: ns.Labels,
-			}}, nil
-		}
-		return obj, nil
-	}); err != nil {
-		return err
-	}
-	if _, err := d.services.AddEventHandler(informer.OnChange(func(any) { d.changed() })); err != nil {
-		return err
-	}
-	// A namespace matters only if a vcluster runs in it; most namespaces have none.
-	_, err := d.namespaces.AddEventHandler(informer.OnChange(func(obj any) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			if svcs, err := d.services.GetIndexer().ByIndex(cache.NamespaceIndex, key); err == nil && len(svcs) > 0 {
-				d.changed()
-			}
-		}
-	}))
-	return err
-}
-
-// run starts the Service and Namespace informers.
-func (d *Discoverer) run() {
-	ctx, stop := context.WithCancel(context.Background())
-	d.ctx = klog.NewContext(ctx, logr.FromSlogHandler(d.log.With("component", "informer").Handler()))
-	d.stop = stop
-	for _, inf := range []cache.SharedIndexInformer{d.services, d.namespaces} {
-		d.spawn(func() { inf.RunWithContext(d.ctx) })
-	}
-	// The events of the initial list may be built before the caches count as synced: one more
-	// signal once they are, so that the first build with the full picture happens.
-	d.spawn(func() {
-		if cache.WaitForCacheSync(d.ctx.Done(), d.services.HasSynced, d.namespaces.HasSynced) {
-			d.log.Info("virtual-cluster discovery synced", "services", len(d.services.GetStore().ListKeys()))
-			d.changed()
-		}
-	})
-}
-
 // spawn runs f in a goroutine that Close waits for.
 func (d *Discoverer) spawn(f func()) {
 	d.wg.Add(1)
@@ -252,15 +281,19 @@ func (d *Discoverer) spawn(f func()) {
 // Fingerprint is the Fingerprint of the upstream d was started with.
 func (d *Discoverer) Fingerprint() string { return d.fingerprint }
 
-// Synced reports whether the Service and Namespace caches have been filled once. Until then,
-// the cluster's virtual clusters stay as they were (none after a restart of xds).
-func (d *Discoverer) Synced() bool { return d.services.HasSynced() && d.namespaces.HasSynced() }
+// Synced reports whether the Service cache has been filled once. Until then, the cluster's
+// virtual clusters stay as they were (none after a restart of xds).
+func (d *Discoverer) Synced() bool { return d.services.synced() }
 
 // Close stops every informer of the Discoverer and waits for them.
 func (d *Discoverer) Close() {
 	for key, sw := range d.secrets {
 		sw.stop()
 		delete(d.secrets, key)
+	}
+	if d.namespaces != nil {
+		d.namespaces.stop()
+		d.namespaces = nil
 	}
 	d.stop()
 	d.wg.Wait()
@@ -272,7 +305,8 @@ type VirtualCluster struct {
 	Key string
 	// UID is its Service's: a re-created Service is another virtual cluster.
 	UID types.UID
-	// Pending is set while the cache of its Secret fills: there is nothing to say about it yet.
+	// Pending is set while the caches of its Secret and of the namespaces fill: there is
+	// nothing to say about it yet.
 	Pending bool
 	// Fingerprint is the resourceVersions of the Service, its Secret and its namespace: an
 	// equal fingerprint means nothing to translate again.
@@ -290,16 +324,23 @@ func (v VirtualCluster) Target() credential.Result {
 }
 
 // VirtualClusters lists the virtual clusters in the synced caches (call it once Synced). It
-// also starts the watch of each one's Secret, and stops those of Services that are gone; call
-// it from one goroutine only.
+// also starts the watch of each one's Secret, and of the namespaces while there are any, and
+// stops those no longer needed; call it from one goroutine only.
 func (d *Discoverer) VirtualClusters() []VirtualCluster {
 	svcs := d.vclusterServices()
 	d.watchSecrets(svcs)
+	switch {
+	case len(svcs) > 0 && d.namespaces == nil:
+		d.namespaces = d.watchNamespaces()
+	case len(svcs) == 0 && d.namespaces != nil:
+		d.namespaces.stop()
+		d.namespaces = nil
+	}
 	out := make([]VirtualCluster, 0, len(svcs))
 	for _, svc := range svcs {
 		v := VirtualCluster{Key: svc.Namespace + "/" + svc.Name, UID: svc.UID, cluster: d.cluster, svc: svc}
 		secret, synced := d.secret(v.Key)
-		if !synced {
+		if !synced || !d.namespaces.synced() {
 			v.Pending = true
 			out = append(out, v)
 			continue
@@ -319,7 +360,7 @@ func (d *Discoverer) VirtualClusters() []VirtualCluster {
 // vclusterServices lists the cached vcluster Services.
 func (d *Discoverer) vclusterServices() []*corev1.Service {
 	var out []*corev1.Service
-	for _, obj := range d.services.GetStore().List() {
+	for _, obj := range d.services.store.List() {
 		if svc, ok := obj.(*corev1.Service); ok && isVClusterService(svc) {
 			out = append(out, svc)
 		}
@@ -329,7 +370,7 @@ func (d *Discoverer) vclusterServices() []*corev1.Service {
 
 // namespaceLabels are the labels of a cached namespace (nil if unknown), and its version.
 func (d *Discoverer) namespaceLabels(name string) (map[string]string, string) {
-	obj, ok, _ := d.namespaces.GetStore().GetByKey(name)
+	obj, ok, _ := d.namespaces.store.GetByKey(name)
 	if !ok {
 		return nil, ""
 	}
@@ -358,36 +399,28 @@ func (d *Discoverer) watchSecrets(svcs []*corev1.Service) {
 }
 
 func (d *Discoverer) startSecretWatch(ns, name string) *secretWatch {
-	secrets := d.client.CoreV1().Secrets(ns)
+	secrets := d.client.Secrets(ns)
 	selector := fields.OneTermEqualSelector("metadata.name", name).String()
 	list, watchFn := selected(secrets.List, secrets.Watch, func(o *metav1.ListOptions) {
 		o.FieldSelector = selector
 	})
 	lw := d.health.ListWatch(resourceSecrets, list, watchFn)
-	inf := cache.NewSharedIndexInformer(lw, &corev1.Secret{}, 0, cache.Indexers{})
-	_ = inf.SetTransform(informer.Slim) // cannot fail before the informer runs
-	_, _ = inf.AddEventHandler(informer.OnChange(func(any) { d.changed() }))
 	ctx, stop := context.WithCancel(d.ctx)
-	sw := &secretWatch{informer: inf, stop: stop, key: ns + "/" + name}
-	d.spawn(func() { inf.RunWithContext(ctx) })
+	w := d.watch(ctx, stop, lw, &corev1.Secret{}, informer.Slim, nil, func(any) { d.changed() })
 	// A Secret that does not exist yields no event: signal once the (empty) cache is synced, so
 	// that the vcluster is reported rather than left pending.
-	d.spawn(func() {
-		if cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-			d.changed()
-		}
-	})
-	return sw
+	d.onSynced(ctx, w, d.changed)
+	return &secretWatch{watcher: w, key: ns + "/" + name}
 }
 
 // secret returns the cached kubeconfig Secret of the vcluster Service key, and whether its
 // cache is synced (if not, the Secret's absence means nothing yet).
 func (d *Discoverer) secret(key string) (secret *corev1.Secret, synced bool) {
 	sw, ok := d.secrets[key]
-	if !ok || !sw.informer.HasSynced() {
+	if !ok || !sw.synced() {
 		return nil, false
 	}
-	obj, ok, _ := sw.informer.GetStore().GetByKey(sw.key)
+	obj, ok, _ := sw.store.GetByKey(sw.key)
 	if !ok {
 		return nil, true
 	}
