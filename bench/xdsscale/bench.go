@@ -29,6 +29,7 @@ const staticClusters = 2
 type benchEnv struct {
 	dir, envoyBin, xdsBin string
 	samples               int
+	cpuProfile            time.Duration // of xds from its start; 0 takes none
 
 	edgeCA *pki.CA
 	// The upstreams' CA and the edge's client certificate, for the Kubernetes source's Secrets.
@@ -344,6 +345,40 @@ func (s *runState) heapProfile(ctx context.Context) error {
 	}
 	fmt.Fprintf(os.Stderr, "  xds heap profile: %s\n", path)
 	return f.Close()
+}
+
+// startCPUProfile takes a CPU profile of xds for s.cpuProfile from now (its start), in the
+// background, and saves it as xds-cpu.pb.gz in the run's directory. A run that ends first
+// leaves none.
+func (s *runState) startCPUProfile(ctx context.Context) {
+	if s.cpuProfile <= 0 {
+		return
+	}
+	go func() {
+		if err := proc.WaitFor(ctx, s.xds, "xds pprof", proc.TCPReady(s.pprofAddr)); err != nil {
+			return
+		}
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.pprofAddr, int(s.cpuProfile.Seconds()))
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "  xds CPU profile: %v\n", err)
+			return
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			fmt.Fprintf(os.Stderr, "  xds CPU profile: HTTP %d %v\n", resp.StatusCode, err)
+			return
+		}
+		path := filepath.Join(s.runDir, "xds-cpu.pb.gz")
+		if err := os.WriteFile(path, data, 0o644); err == nil {
+			fmt.Fprintf(os.Stderr, "  xds CPU profile (first %s): %s\n", s.cpuProfile, path)
+		}
+	}()
 }
 
 // publishedAfter is the time of the first "configuration published" in xds's log at or after

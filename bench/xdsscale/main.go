@@ -4,7 +4,7 @@
 // connected clusters from the targets file and from Cluster objects in a real kube-apiserver,
 // all served by one HTTPS upstream under a TLS server name each. See bench/README.md.
 //
-//	go run ./bench/xdsscale [-sources file,kubernetes] [-targets 100,1000,10000] [-samples 50] [-keep]
+//	go run ./bench/xdsscale [-sources file,kubernetes] [-targets 100,1000,10000] [-samples 50] [-keep] [-cpu-profile 30s]
 package main
 
 import (
@@ -27,7 +27,8 @@ func main() {
 	targets := flag.String("targets", "100,1000,10000", "comma-separated numbers of targets, each run with a fresh xds and Envoy")
 	samples := flag.Int("samples", 50, "random targets requested through Envoy (besides the first and the last) before it counts as serving")
 	sources := flag.String("sources", "file,kubernetes", "comma-separated sources of targets to measure: file (a targets file), kubernetes (Cluster objects and Secrets in a real kube-apiserver)")
-	keep := flag.Bool("keep", false, "keep the working directory (logs, targets files) instead of removing it")
+	keep := flag.Bool("keep", false, "keep the working directory (logs, targets files, xds's heap profiles) instead of removing it")
+	cpuProfile := flag.Duration("cpu-profile", 0, "also take a CPU profile of xds for this long from its start (xds-cpu.pb.gz in the run's directory, with -keep); 0 takes none")
 	flag.Parse()
 	ns, err := sizes.Parse(*targets, 2)
 	if err != nil {
@@ -41,13 +42,13 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if err := run(srcs, ns, *samples, *keep); err != nil {
+	if err := run(srcs, ns, *samples, *keep, *cpuProfile); err != nil {
 		fmt.Fprintf(os.Stderr, "xdsscale: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(srcs []string, ns []int, samples int, keep bool) error {
+func run(srcs []string, ns []int, samples int, keep bool, cpuProfile time.Duration) error {
 	// Missing tools fail here, before anything is built or started, with how to install them.
 	envoyBin, err := toolbin.Path("envoy")
 	if err != nil {
@@ -81,6 +82,7 @@ func run(srcs []string, ns []int, samples int, keep bool) error {
 	if err != nil {
 		return err
 	}
+	env.cpuProfile = cpuProfile
 	defer env.close()
 
 	host, _ := os.Hostname()

@@ -142,6 +142,7 @@ func (s *runState) startXDS(ctx context.Context, r *result, srcArgs []string) er
 		return err
 	}
 	s.stops = append(s.stops, func() { s.xds.Stop(10 * time.Second) })
+	s.startCPUProfile(ctx)
 	if err := proc.WaitFor(ctx, s.xds, "xds", proc.HTTPReady(s.xdsHTTP+"/readyz")); err != nil {
 		return err
 	}

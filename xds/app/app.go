@@ -211,6 +211,13 @@ func Run(ctx context.Context, args []string, logOut io.Writer) error {
 	if err != nil {
 		return &UsageError{err}
 	}
+	if cfg.PprofAddress != "" {
+		stop, err := startPprof(log, cfg.PprofAddress)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	topts, err := translateOptions(cfg)
 	if err != nil {
 		return err
@@ -239,9 +246,6 @@ func Run(ctx context.Context, args []string, logOut io.Writer) error {
 		func() error { return srv.Serve(ctx, grpcListener, creds) },
 		func() error { return ops.ServeHTTP(ctx, log, "xds http", cfg.HTTPAddress, ops.Handler(reg, srv.Ready)) },
 	}, srcs.run(ctx)...)
-	if cfg.PprofAddress != "" {
-		tasks = append(tasks, func() error { return servePprof(ctx, log, cfg.PprofAddress) })
-	}
 	errc := make(chan error, len(tasks))
 	for _, task := range tasks {
 		go func() { errc <- task() }()

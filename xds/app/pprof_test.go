@@ -1,7 +1,9 @@
 package app
 
 import (
+	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -44,5 +46,22 @@ func TestPprofAddress(t *testing.T) {
 		if got := pprofAddress(in); got != want {
 			t.Errorf("pprofAddress(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// The profiles are served from before the sources load (start-up can be profiled), so a taken
+// port is a start-up error.
+func TestPprofPortTaken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	err = Run(context.Background(), []string{"--targets-file", "testdata/none.yaml",
+		"--tls-cert-file", "../translate/testdata/pki/serving.crt", "--tls-key-file", "../translate/testdata/pki/serving.key",
+		"--grpc-insecure-loopback", "--http-address", "127.0.0.1:0", "--grpc-address", "127.0.0.1:0",
+		"--pprof-address", l.Addr().String()}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--pprof-address: listen on "+l.Addr().String()) {
+		t.Errorf("Run error = %v, want --pprof-address's listen error", err)
 	}
 }

@@ -59,7 +59,7 @@ func (s *Source) discoverer(name string, u model.Upstream) *discover.Discoverer 
 		delete(s.discoverers, name)
 		s.log.Info("connected cluster's credential changed; restarting virtual-cluster discovery", "cluster", name)
 	}
-	d, err := discover.Start(name, u, discover.Options{Log: s.log, WatchErrors: s.metrics.clusterWatchErrors, Changed: s.changed})
+	d, err := discover.Start(name, u, discover.Options{Log: s.log, WatchErrors: s.metrics.clusterWatchErrors, Changed: s.changed, Connecting: s.connecting})
 	if err != nil {
 		s.log.Error("cannot start virtual-cluster discovery", "cluster", name, "error", err)
 		return nil

@@ -46,6 +46,11 @@ const DefaultDebounce = 200 * time.Millisecond
 // Clusters being created) a model is still built at least every maxWaits×debounce.
 const maxWaits = 10
 
+// discoveryConnecting is how many connected clusters' discoverers may connect at once
+// (discover.ConnectGate): a few dozen TLS handshakes in flight keep 2 cores busy without
+// starving the rest of xds when it starts with thousands of Clusters.
+const discoveryConnecting = 64
+
 // secretIndex indexes Cluster objects by the Secrets ("namespace/name") they reference, so
 // that a Secret event is acted on only if some Cluster uses the Secret.
 const secretIndex = "secret"
@@ -106,6 +111,8 @@ type Source struct {
 	// so that start-up (the first model, then xds ready) does not wait on thousands of
 	// connected clusters' clients. Only Watch, then Run, use it.
 	discovering bool
+	// connecting is shared by the discoverers, to bound how many connect at once.
+	connecting discover.ConnectGate
 }
 
 // Watch connects to the API server, checks that the Cluster CRD is installed and that it may
@@ -184,6 +191,7 @@ func newSource(o Options) (*Source, error) {
 		errorClusters: map[string]bool{},
 		vstate:        map[string]map[string]*vclusterState{},
 		discoverers:   map[string]*discover.Discoverer{},
+		connecting:    discover.NewConnectGate(discoveryConnecting),
 	}, nil
 }
 

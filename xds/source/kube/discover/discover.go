@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,7 +50,25 @@ type Options struct {
 	WatchErrors *prometheus.CounterVec
 	// Changed is called when something the cluster's virtual clusters are made of changes.
 	Changed func()
+	// Connecting, if set, is shared by the Discoverers of every connected cluster: each holds
+	// a slot of it while it first connects (see ConnectGate).
+	Connecting ConnectGate
 }
+
+// ConnectGate bounds how many Discoverers connect at once: a slot is held from a Discoverer's
+// start until its first list or watch of Services has returned (the TLS handshake done, or
+// failed), or connectHold has passed. Thousands of Discoverers started together (xds starting
+// with thousands of Clusters) would otherwise all handshake at once, and time out and retry
+// (client-go's TLS handshake timeout is 10 s) while they starve the rest of xds. A cluster that
+// cannot be reached holds its slot until its connection fails, at most connectHold: it delays
+// the others a little, and never for ever.
+type ConnectGate chan struct{}
+
+// NewConnectGate lets n Discoverers connect at once.
+func NewConnectGate(n int) ConnectGate { return make(ConnectGate, n) }
+
+// connectHold is the longest a Discoverer holds its ConnectGate slot.
+const connectHold = 5 * time.Second
 
 // Discoverer finds the virtual clusters of one connected cluster. Its informers call
 // Options.Changed; VirtualClusters reads their caches.
@@ -149,7 +168,7 @@ func Start(cluster string, u model.Upstream, o Options) (*Discoverer, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	d.ctx = klog.NewContext(ctx, logr.FromSlogHandler(d.log.With("component", "informer").Handler()))
 	d.stop = stop
-	d.services = d.watchServices()
+	d.services = d.watchServices(o.Connecting)
 	return d, nil
 }
 
@@ -174,10 +193,10 @@ func newHealth(log *slog.Logger, cluster string, watchErrors *prometheus.Counter
 	}, func(resource string) { watchErrors.WithLabelValues(cluster, resource).Inc() }, resources...)
 }
 
-// watch runs an informer of lw under ctx (a child of d.ctx) until ctx ends; onChange hears of
-// every event, after the cache has it.
+// watch runs an informer of lw under ctx (a child of d.ctx) until ctx ends, once gate (if not
+// nil) lets it; onChange hears of every event, after the cache has it.
 func (d *Discoverer) watch(ctx context.Context, stop context.CancelFunc, lw cache.ListerWatcher, obj runtime.Object,
-	transform cache.TransformFunc, indexers cache.Indexers, onChange func(any)) *watcher {
+	transform cache.TransformFunc, indexers cache.Indexers, onChange func(any), gate func(context.Context) bool) *watcher {
 	logger := klog.FromContext(ctx)
 	store, ctl := cache.NewInformerWithOptions(cache.InformerOptions{
 		Logger:        &logger,
@@ -187,20 +206,49 @@ func (d *Discoverer) watch(ctx context.Context, stop context.CancelFunc, lw cach
 		Indexers:      indexers,
 		Transform:     transform,
 	})
-	d.spawn(func() { ctl.RunWithContext(ctx) })
+	d.spawn(func() {
+		if gate == nil || gate(ctx) {
+			ctl.RunWithContext(ctx)
+		}
+	})
 	return &watcher{store: store.(cache.Indexer), ctl: ctl, stop: stop}
 }
 
-// watchServices watches the Services labelled as vcluster's, of every namespace.
-func (d *Discoverer) watchServices() *watcher {
+// watchServices watches the Services labelled as vcluster's, of every namespace: the
+// Discoverer's first connection, made when connecting (if not nil) has a slot.
+func (d *Discoverer) watchServices(connecting ConnectGate) *watcher {
 	services := d.client.Services(metav1.NamespaceAll)
 	list, watchFn := selected(services.List, services.Watch, func(o *metav1.ListOptions) {
 		o.LabelSelector = vclusterSelector
 	})
+	var gate func(context.Context) bool
+	if connecting != nil {
+		connected := make(chan struct{})
+		var once sync.Once
+		list, watchFn = afterEach(list, watchFn, func() { once.Do(func() { close(connected) }) })
+		gate = func(ctx context.Context) bool {
+			select {
+			case connecting <- struct{}{}:
+			case <-ctx.Done():
+				return false
+			}
+			d.spawn(func() {
+				timer := time.NewTimer(connectHold)
+				defer timer.Stop()
+				select {
+				case <-connected:
+				case <-timer.C:
+				case <-ctx.Done():
+				}
+				<-connecting
+			})
+			return true
+		}
+	}
 	lw := d.health.ListWatch(resourceServices, list, watchFn)
 	ctx, stop := context.WithCancel(d.ctx)
 	w := d.watch(ctx, stop, lw, &corev1.Service{}, informer.Slim,
-		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}, func(any) { d.changed() })
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}, func(any) { d.changed() }, gate)
 	// The events of the initial list may be built before the cache counts as synced: one more
 	// signal once it is, so that the first build with the full picture happens.
 	d.onSynced(ctx, w, func() {
@@ -233,7 +281,7 @@ func (d *Discoverer) watchNamespaces() *watcher {
 				d.changed()
 			}
 		}
-	})
+	}, nil)
 	// The vclusters wait for this cache (pending): say when it is there.
 	d.onSynced(ctx, w, d.changed)
 	return w
@@ -250,6 +298,17 @@ func (d *Discoverer) onSynced(ctx context.Context, w *watcher, f func()) {
 		case <-ctx.Done():
 		}
 	})
+}
+
+// afterEach calls done after each list or watch call of list and watchFn returns.
+func afterEach(list cache.ListWithContextFunc, watchFn cache.WatchFuncWithContext, done func()) (cache.ListWithContextFunc, cache.WatchFuncWithContext) {
+	return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			defer done()
+			return list(ctx, o)
+		}, func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			defer done()
+			return watchFn(ctx, o)
+		}
 }
 
 // selected narrows the lists and watches of list and watchFn with narrow (a label or field
@@ -406,7 +465,7 @@ func (d *Discoverer) startSecretWatch(ns, name string) *secretWatch {
 	})
 	lw := d.health.ListWatch(resourceSecrets, list, watchFn)
 	ctx, stop := context.WithCancel(d.ctx)
-	w := d.watch(ctx, stop, lw, &corev1.Secret{}, informer.Slim, nil, func(any) { d.changed() })
+	w := d.watch(ctx, stop, lw, &corev1.Secret{}, informer.Slim, nil, func(any) { d.changed() }, nil)
 	// A Secret that does not exist yields no event: signal once the (empty) cache is synced, so
 	// that the vcluster is reported rather than left pending.
 	d.onSynced(ctx, w, d.changed)

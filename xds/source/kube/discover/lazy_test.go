@@ -233,3 +233,42 @@ func TestDiscoveryWatchesOnlyWhatVirtualClustersNeed(t *testing.T) {
 		}
 	})
 }
+
+// Discoverers connect a few at a time (ConnectGate), and one whose cluster refuses the
+// connection gives its slot up at once rather than holding it for connectHold.
+func TestConnectGate(t *testing.T) {
+	gate := NewConnectGate(1)
+	start := func(u model.Upstream) *Discoverer {
+		d, err := Start("conn", u, Options{
+			Log:         slog.New(slog.DiscardHandler),
+			WatchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "errors"}, []string{"cluster", "resource"}),
+			Changed:     func() {},
+			Connecting:  gate,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.Close)
+		return d
+	}
+	api := newFakeAPI(t)
+	refused := api.upstream(t)
+	closed := httptest.NewServer(http.NotFoundHandler())
+	refused.URL = fixture.MustURL(t, strings.Replace(closed.URL, "http://", "https://", 1))
+	closed.Close()
+	began := time.Now()
+	start(refused)
+	var ds []*Discoverer
+	for range 3 {
+		ds = append(ds, start(api.upstream(t)))
+	}
+	for _, d := range ds {
+		for !d.Synced() {
+			if time.Since(began) > connectHold-time.Second {
+				t.Fatalf("not synced after %s: the refused cluster holds the gate", time.Since(began))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	t.Logf("a refused cluster and 3 others, one at a time: synced after %s", time.Since(began))
+}
