@@ -59,7 +59,7 @@ func TestPprofPortTaken(t *testing.T) {
 	defer l.Close()
 	err = Run(context.Background(), []string{"--targets-file", "testdata/none.yaml",
 		"--tls-cert-file", "../translate/testdata/pki/serving.crt", "--tls-key-file", "../translate/testdata/pki/serving.key",
-		"--grpc-insecure-loopback", "--http-address", "127.0.0.1:0", "--grpc-address", "127.0.0.1:0",
+		"--grpc-insecure-loopback", // the other ports are never listened on: pprof comes first
 		"--pprof-address", l.Addr().String()}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "--pprof-address: listen on "+l.Addr().String()) {
 		t.Errorf("Run error = %v, want --pprof-address's listen error", err)
