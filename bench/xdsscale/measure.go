@@ -45,6 +45,9 @@ func (e *benchEnv) measure(ctx context.Context, src targetSource, n int) (*resul
 	addA, addB := n, n+1       // added: one with Envoy alone, one with the ADS client
 	moveA, moveB := n/2, n/2+1 // moved: likewise
 
+	if err := e.upstream.issue(addB + 1); err != nil {
+		return nil, err
+	}
 	srcArgs, err := s.declareTargets(ctx, r)
 	if err != nil {
 		return nil, err

@@ -138,6 +138,18 @@ func (u *upstream) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 	return &c, nil
 }
 
+// issue issues the serving certificates of targets 0..n-1 ahead of the run, as the connected
+// clusters' API servers have theirs: otherwise the upstream would sign them while xds and Envoy
+// first connect, on the same cores, and the run would time the bench's certificate authority.
+func (u *upstream) issue(n int) error {
+	for i := range n {
+		if _, err := u.certificate(&tls.ClientHelloInfo{ServerName: targetHost(i)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // url is the upstream URL of the first address, or of the second if moved.
 func (u *upstream) url(moved bool) string {
 	port := u.ports[0]

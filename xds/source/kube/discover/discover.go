@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +25,7 @@ import (
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/klog/v2"
 
 	"github.com/keygate-dev/keygate/xds/model"
@@ -50,25 +50,14 @@ type Options struct {
 	WatchErrors *prometheus.CounterVec
 	// Changed is called when something the cluster's virtual clusters are made of changes.
 	Changed func()
-	// Connecting, if set, is shared by the Discoverers of every connected cluster: each holds
-	// a slot of it while it first connects (see ConnectGate).
-	Connecting ConnectGate
+	// Connecting, if set, is shared by the Discoverers of every connected cluster: each waits
+	// for one of its tokens before it first connects. Thousands of Discoverers started together
+	// (xds starting with thousands of Clusters) would otherwise all handshake at once: they
+	// would time out and retry (client-go's TLS handshake timeout is 10 s), and take the CPU
+	// that xds and the Envoys on the same machine need then. A rate, not a number of
+	// connections in flight, so that clusters that cannot be reached hold no one up.
+	Connecting flowcontrol.RateLimiter
 }
-
-// ConnectGate bounds how many Discoverers connect at once: a slot is held from a Discoverer's
-// start until its first list or watch of Services has returned (the TLS handshake done, or
-// failed), or connectHold has passed. Thousands of Discoverers started together (xds starting
-// with thousands of Clusters) would otherwise all handshake at once, and time out and retry
-// (client-go's TLS handshake timeout is 10 s) while they starve the rest of xds. A cluster that
-// cannot be reached holds its slot until its connection fails, at most connectHold: it delays
-// the others a little, and never for ever.
-type ConnectGate chan struct{}
-
-// NewConnectGate lets n Discoverers connect at once.
-func NewConnectGate(n int) ConnectGate { return make(ConnectGate, n) }
-
-// connectHold is the longest a Discoverer holds its ConnectGate slot.
-const connectHold = 5 * time.Second
 
 // Discoverer finds the virtual clusters of one connected cluster. Its informers call
 // Options.Changed; VirtualClusters reads their caches.
@@ -215,35 +204,15 @@ func (d *Discoverer) watch(ctx context.Context, stop context.CancelFunc, lw cach
 }
 
 // watchServices watches the Services labelled as vcluster's, of every namespace: the
-// Discoverer's first connection, made when connecting (if not nil) has a slot.
-func (d *Discoverer) watchServices(connecting ConnectGate) *watcher {
+// Discoverer's first connection, made once connecting (if not nil) gives a token.
+func (d *Discoverer) watchServices(connecting flowcontrol.RateLimiter) *watcher {
 	services := d.client.Services(metav1.NamespaceAll)
 	list, watchFn := selected(services.List, services.Watch, func(o *metav1.ListOptions) {
 		o.LabelSelector = vclusterSelector
 	})
 	var gate func(context.Context) bool
 	if connecting != nil {
-		connected := make(chan struct{})
-		var once sync.Once
-		list, watchFn = afterEach(list, watchFn, func() { once.Do(func() { close(connected) }) })
-		gate = func(ctx context.Context) bool {
-			select {
-			case connecting <- struct{}{}:
-			case <-ctx.Done():
-				return false
-			}
-			d.spawn(func() {
-				timer := time.NewTimer(connectHold)
-				defer timer.Stop()
-				select {
-				case <-connected:
-				case <-timer.C:
-				case <-ctx.Done():
-				}
-				<-connecting
-			})
-			return true
-		}
+		gate = func(ctx context.Context) bool { return connecting.Wait(ctx) == nil }
 	}
 	lw := d.health.ListWatch(resourceServices, list, watchFn)
 	ctx, stop := context.WithCancel(d.ctx)
@@ -298,17 +267,6 @@ func (d *Discoverer) onSynced(ctx context.Context, w *watcher, f func()) {
 		case <-ctx.Done():
 		}
 	})
-}
-
-// afterEach calls done after each list or watch call of list and watchFn returns.
-func afterEach(list cache.ListWithContextFunc, watchFn cache.WatchFuncWithContext, done func()) (cache.ListWithContextFunc, cache.WatchFuncWithContext) {
-	return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			defer done()
-			return list(ctx, o)
-		}, func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			defer done()
-			return watchFn(ctx, o)
-		}
 }
 
 // selected narrows the lists and watches of list and watchFn with narrow (a label or field

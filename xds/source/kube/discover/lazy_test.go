@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/keygate-dev/keygate/xds/source/kube/apis/v1alpha1"
@@ -234,41 +235,35 @@ func TestDiscoveryWatchesOnlyWhatVirtualClustersNeed(t *testing.T) {
 	})
 }
 
-// Discoverers connect a few at a time (ConnectGate), and one whose cluster refuses the
-// connection gives its slot up at once rather than holding it for connectHold.
-func TestConnectGate(t *testing.T) {
-	gate := NewConnectGate(1)
-	start := func(u model.Upstream) *Discoverer {
-		d, err := Start("conn", u, Options{
+// Discoverers started together connect at the pace Options.Connecting allows.
+func TestConnectingIsPaced(t *testing.T) {
+	const perSecond, n = 20, 5
+	connecting := flowcontrol.NewTokenBucketRateLimiter(perSecond, 1)
+	api := newFakeAPI(t)
+	began := time.Now()
+	var ds []*Discoverer
+	for range n {
+		d, err := Start("conn", api.upstream(t), Options{
 			Log:         slog.New(slog.DiscardHandler),
 			WatchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "errors"}, []string{"cluster", "resource"}),
 			Changed:     func() {},
-			Connecting:  gate,
+			Connecting:  connecting,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(d.Close)
-		return d
-	}
-	api := newFakeAPI(t)
-	refused := api.upstream(t)
-	closed := httptest.NewServer(http.NotFoundHandler())
-	refused.URL = fixture.MustURL(t, strings.Replace(closed.URL, "http://", "https://", 1))
-	closed.Close()
-	began := time.Now()
-	start(refused)
-	var ds []*Discoverer
-	for range 3 {
-		ds = append(ds, start(api.upstream(t)))
+		ds = append(ds, d)
 	}
 	for _, d := range ds {
 		for !d.Synced() {
-			if time.Since(began) > connectHold-time.Second {
-				t.Fatalf("not synced after %s: the refused cluster holds the gate", time.Since(began))
+			if time.Since(began) > 10*time.Second {
+				t.Fatal("not synced after 10s")
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	t.Logf("a refused cluster and 3 others, one at a time: synced after %s", time.Since(began))
+	if took, least := time.Since(began), (n-1)*time.Second/perSecond; took < least {
+		t.Errorf("%d discoverers synced in %s, want at least %s at %d a second", n, took, least, perSecond)
+	}
 }
