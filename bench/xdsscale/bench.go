@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -106,6 +107,7 @@ type result struct {
 	Initial        usage         // xds after the initial load and push (CPU total, HWM since start)
 	InitialSteady  int64         // xds RSS 3s after Envoy served, bytes
 	InitialHeap    int64         // xds Go heap in use then (go_memstats_heap_inuse_bytes): live data, unlike RSS
+	InitialLive    int64         // xds heap allocated right after a forced garbage collection then: the live data alone
 	InitialFDs     int           // xds open file descriptors then (sockets: Envoy, API servers, connected clusters)
 	EnvoyInitial   usage         // Envoy after the initial load
 	EnvoySteadyRSS int64
@@ -320,31 +322,47 @@ func (s *runState) heapInUse(ctx context.Context) (int64, error) {
 }
 
 // heapProfile saves xds's heap profile (after a garbage collection) as xds-heap.pb.gz in the
-// run's directory, for go tool pprof -sample_index=inuse_space (kept with -keep).
-func (s *runState) heapProfile(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.pprofAddr+"/debug/pprof/heap?gc=1", nil)
-	if err != nil {
-		return err
+// run's directory, for go tool pprof -sample_index=inuse_space (kept with -keep), and returns
+// the heap allocated right after that collection: the live data alone.
+func (s *runState) heapProfile(ctx context.Context) (live int64, err error) {
+	get := func(query string) ([]byte, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.pprofAddr+"/debug/pprof/heap?"+query, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("xds heap profile: %w", err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("xds heap profile: HTTP %d", resp.StatusCode)
+		}
+		return io.ReadAll(resp.Body)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// The text form ends with runtime.MemStats, read right after the collection gc=1 asks for.
+	text, err := get("gc=1&debug=1")
 	if err != nil {
-		return fmt.Errorf("xds heap profile: %w", err)
+		return 0, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("xds heap profile: HTTP %d", resp.StatusCode)
+	i := strings.Index(string(text), "\n# HeapAlloc = ")
+	if i < 0 {
+		return 0, errors.New("xds heap profile: no HeapAlloc")
+	}
+	field, _, _ := strings.Cut(string(text[i+len("\n# HeapAlloc = "):]), "\n")
+	if live, err = strconv.ParseInt(strings.TrimSpace(field), 10, 64); err != nil {
+		return 0, fmt.Errorf("xds heap profile: HeapAlloc: %w", err)
+	}
+	profile, err := get("")
+	if err != nil {
+		return 0, err
 	}
 	path := filepath.Join(s.runDir, "xds-heap.pb.gz")
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
+	if err := os.WriteFile(path, profile, 0o644); err != nil {
+		return 0, err
 	}
 	fmt.Fprintf(os.Stderr, "  xds heap profile: %s\n", path)
-	return f.Close()
+	return live, nil
 }
 
 // startCPUProfile takes a CPU profile of xds for s.cpuProfile from now (its start), in the

@@ -207,7 +207,7 @@ func (s *runState) measureSteady(ctx context.Context, r *result) error {
 	if r.InitialHeap, err = s.heapInUse(ctx); err != nil {
 		return err
 	}
-	if err := s.heapProfile(ctx); err != nil {
+	if r.InitialLive, err = s.heapProfile(ctx); err != nil {
 		return err
 	}
 	if steady, err = readUsage(s.envoy.Pid()); err != nil {

@@ -32,6 +32,7 @@ var rows = []row{
 	{"xds steady RSS after the initial load", func(r *result) float64 { return mb(r.InitialSteady) }, "MB"},
 	{"xds Go heap in use then (live data; RSS also holds freed memory)", func(r *result) float64 { return mb(r.InitialHeap) }, "MB"},
 	{"xds Go heap in use per target then", func(r *result) float64 { return float64(r.InitialHeap) / 1024 / float64(r.N) }, "KB"},
+	{"xds live heap per target then (allocated right after a forced GC)", func(r *result) float64 { return float64(r.InitialLive) / 1024 / float64(r.N) }, "KB"},
 	{"xds open file descriptors then", func(r *result) float64 { return float64(r.InitialFDs) }, "count"},
 	{"Envoy CPU, initial", func(r *result) float64 { return seconds(r.EnvoyInitial.CPU) }, "s"},
 	{"Envoy steady RSS", func(r *result) float64 { return mb(r.EnvoySteadyRSS) }, "MB"},
