@@ -178,6 +178,13 @@ func (c *churn) wrote(status, want int, what string, body []byte) bool {
 	return false
 }
 
+// unavailableSoFar is how many of churn's writes and uses were answered 503 so far.
+func (c *churn) unavailableSoFar() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unavailable + c.answers[faultload.Unavailable]
+}
+
 func (c *churn) count(n *int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

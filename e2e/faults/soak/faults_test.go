@@ -5,6 +5,7 @@ package soak
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -21,12 +22,20 @@ type Fault struct {
 	Inject func(t *testing.T)
 }
 
-// faults are the faults the soak knows, run in this order, spread evenly over the run. Another
-// fault test's injection belongs here too (a killed extauthz replica, xds or keystore, an
-// upstream down, clock skew): one entry each.
+// faults are the faults the soak knows, run in this order, spread evenly over the run: one
+// entry per fault test of e2e/faults that is a schedulable event. Clock skew is not one (it
+// changes the clocks of the processes for good, not for a while); an upstream down is not here
+// yet (the TCP relay it needs lives in e2e/faults' test files).
 var faults = []Fault{
 	{Name: "redis-failover", Inject: redisFailover},
+	{Name: "extauthz-kill", Inject: extauthzKill},
+	{Name: "xds-restart", Inject: xdsRestart},
+	{Name: "keystore-kill", Inject: keystoreKill},
 }
+
+// down is how long a killed component stays down before it is started again: long enough for
+// Envoy's connections to it to fail and for clients to notice.
+const down = 5 * time.Second
 
 // chosen are the faults -soak-faults names.
 func chosen(t *testing.T) []Fault {
@@ -82,5 +91,56 @@ func redisFailover(t *testing.T) {
 			return fmt.Errorf("%v %s", err, info)
 		}
 		return nil
+	})
+}
+
+// extauthzKill kills (SIGKILL) the second of the two extauthz replicas, starts it again after
+// down and returns once it is ready and the edge answers the admin key. The edge keeps answering
+// through the other replica meanwhile.
+func extauthzKill(t *testing.T) {
+	const victim = 1
+	restart(t, "extauthz replica 1", func() error { return platform.KillExtAuthzReplica(victim) },
+		func(ctx context.Context) error { return platform.StartExtAuthzReplica(ctx, victim) })
+	edgeServes(t)
+}
+
+// xdsRestart kills (SIGKILL) xds, starts it again after down and returns once it is ready and the
+// edge answers the admin key: Envoy keeps its last configuration meanwhile.
+func xdsRestart(t *testing.T) {
+	restart(t, "xds", platform.KillXDS, platform.StartXDS)
+	edgeServes(t)
+}
+
+// keystoreKill kills (SIGKILL) `keystore serve`, starts it again after down and returns once the
+// management API answers through the edge. Churn's writes answer 503 meanwhile; checks at the
+// edge (extauthz and Redis) go on.
+func keystoreKill(t *testing.T) {
+	restart(t, "keystore", platform.KillKeystore, platform.StartKeystore)
+	faultload.Eventually(t, time.Minute, "the management API answers", func() error {
+		if status, body := call(context.Background(), platform.AdminKey, http.MethodGet, accessKeysPath, "", nil); status != http.StatusOK {
+			return fmt.Errorf("%d %.200s", status, body)
+		}
+		return nil
+	})
+}
+
+// restart kills what, waits down and starts it again; it fails the test if either fails.
+func restart(t *testing.T, what string, kill func() error, start func(context.Context) error) {
+	t.Helper()
+	if err := kill(); err != nil {
+		t.Fatalf("kill %s: %v", what, err)
+	}
+	time.Sleep(down)
+	if err := start(context.Background()); err != nil {
+		t.Fatalf("start %s again: %v", what, err)
+	}
+}
+
+// edgeServes waits until the edge answers the admin key on the demo cluster.
+func edgeServes(t *testing.T) {
+	t.Helper()
+	p := &faultload.Probe{Name: "admin key", Key: platform.AdminKey, Path: faultload.DemoPath + "/version"}
+	faultload.Eventually(t, time.Minute, "the edge answers the admin key", func() error {
+		return faultload.WantStatus(context.Background(), p, 200)
 	})
 }

@@ -54,6 +54,9 @@ func run(m *testing.M) int {
 		progress = os.Stderr
 	}
 	opts := localdev.Options{Dir: dir, Progress: progress,
+		// Two extauthz replicas, as production runs at least two: the extauthz-kill fault kills
+		// one and the edge goes on through the other.
+		ExtauthzReplicas: 2,
 		// As in the fault tests: every keystore write waits for a replica, so that no revocation
 		// is lost to a failover.
 		KeystoreArgs: []string{"--redis-min-replica-acks", "1", "--redis-replica-ack-timeout", "10s"}}

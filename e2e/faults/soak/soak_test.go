@@ -24,6 +24,7 @@ type injected struct {
 	answers, unavailable int
 	falseAllows, others  int
 	last503              string
+	churn503             int // churn's writes and uses answered 503 meanwhile (keystore down)
 }
 
 // TestSoak: the load (half the measured maximum), the churn and the faults on their schedule,
@@ -72,7 +73,7 @@ func TestSoak(t *testing.T) {
 	var done []injected
 	for i, f := range list {
 		sleepUntil(start.Add(*duration * time.Duration(i+1) / time.Duration(len(list)+1)))
-		done = append(done, inject(t, l, f, start))
+		done = append(done, inject(t, l, c, f, start))
 	}
 	sleepUntil(start.Add(*duration))
 	stopSampling()
@@ -105,11 +106,12 @@ func loadTarget(t *testing.T, probes []*faultload.Probe) float64 {
 }
 
 // inject runs f with the load's phase at "during the fault" until a few seconds after it
-// returns, and counts what the load saw meanwhile.
-func inject(t *testing.T, l *faultload.Load, f Fault, start time.Time) injected {
+// returns, and counts what the load and churn saw meanwhile. Churn's 503s are unavailability, as
+// the load's are: only a false allow (counted with the load's in report) fails the run.
+func inject(t *testing.T, l *faultload.Load, c *churn, f Fault, start time.Time) injected {
 	t.Helper()
 	t.Logf("fault %s at %s", f.Name, time.Since(start).Round(time.Second))
-	before := l.Counts()[faultload.Faulted]
+	before, churnBefore := l.Counts()[faultload.Faulted], c.unavailableSoFar()
 	l.Phase.Store(int32(faultload.Faulted))
 	at := time.Now()
 	f.Inject(t)
@@ -117,7 +119,7 @@ func inject(t *testing.T, l *faultload.Load, f Fault, start time.Time) injected 
 	time.Sleep(5 * time.Second) // what the edge still answers from before the recovery
 	l.Phase.Store(int32(faultload.Recovered))
 	after := l.Counts()[faultload.Faulted]
-	r := injected{name: f.Name, at: at.Sub(start), recovered: recovered, last503: "none"}
+	r := injected{name: f.Name, at: at.Sub(start), recovered: recovered, last503: "none", churn503: c.unavailableSoFar() - churnBefore}
 	for o := range faultload.Outcomes {
 		r.answers += after[o] - before[o]
 	}
@@ -164,10 +166,10 @@ func report(t *testing.T, l *faultload.Load, c *churn, samples []Sample, done []
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%s at %.0f requests a second (%d answers in all), Redis %s; false allows: %d\n\n", *duration, target, total, platform.RedisShape(), allows)
-	b.WriteString("| fault | at | recovered after | answers meanwhile | 503 | false allow | other or false deny | last 503 after the injection |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| fault | at | recovered after | answers meanwhile | 503 | false allow | other or false deny | last 503 after the injection | churn 503 |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range done {
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %d | %s |\n", r.name, r.at.Round(time.Second), r.recovered.Round(time.Millisecond),
-			r.answers, r.unavailable, r.falseAllows, r.others, r.last503)
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %d | %s | %d |\n", r.name, r.at.Round(time.Second), r.recovered.Round(time.Millisecond),
+			r.answers, r.unavailable, r.falseAllows, r.others, r.last503, r.churn503)
 	}
 	b.WriteString("\n" + table(samples))
 	t.Log(b.String())
