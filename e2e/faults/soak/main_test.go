@@ -7,7 +7,7 @@
 // any false allow and on growth beyond noise (growth.go). Its files carry the build tag soak,
 // so `go test ./...` (make test) never builds it.
 //
-// docs/reliability.md ("Soak") holds one run's table.
+// docs/reliability.md ("Soak") holds the tables of two runs.
 package soak
 
 import (
