@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/keygate-dev/keygate/bench/internal/procstat"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
 	"github.com/keygate-dev/keygate/internal/redisserver"
@@ -199,13 +200,13 @@ func profileName(c benchCase, cl cell, round int) string {
 func (e *benchEnv) cpu() (map[string]time.Duration, error) {
 	out := map[string]time.Duration{}
 	for name, p := range e.procs {
-		c, err := cpuTime(p.Pid())
+		c, err := procstat.CPU(p.Pid())
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		out[name] = c
 	}
-	c, err := cpuTime(e.redisPid)
+	c, err := procstat.CPU(e.redisPid)
 	out["redis"] = c
 	return out, err
 }

@@ -9,16 +9,11 @@
 package faults
 
 import (
-	"context"
 	"flag"
-	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -41,54 +36,22 @@ var (
 var minReplicaAcks = flag.Int("min-replica-acks", 1, "keystore's --redis-min-replica-acks")
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
 	flag.Parse()
-	dir, err := os.MkdirTemp("", "keygate-faults-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	progress := io.Discard
-	if testing.Verbose() {
-		progress = os.Stderr
-	}
-	platform, err = localdev.Start(ctx, localdev.Options{Dir: dir, Progress: progress, Sentinel: true,
+	os.Exit(faultload.Main(m, "faults", localdev.Options{Sentinel: true,
 		// Two extauthz replicas behind Envoy's extauthz cluster, as production runs at least two:
 		// TestExtAuthzReplicaKilled kills one, TestClockSkew skews both.
 		ExtauthzReplicas: 2,
 		// Every keystore write waits for the replica (docs/reliability.md), so that a revocation
 		// acknowledged before the master dies survives the failover. 10s: TestSentinelFailover
 		// cuts the replica off, and it comes back within its once-a-second reconnection.
-		KeystoreArgs: []string{"--redis-min-replica-acks", strconv.Itoa(*minReplicaAcks), "--redis-replica-ack-timeout", "10s"}})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "faults: cannot start the platform (`make tools` installs Envoy, Redis and the rest): %v\n(logs in %s)\n", err, filepath.Join(dir, "logs"))
-		return 1
-	}
-	defer platform.Stop()
-	if err := setUp(); err != nil {
-		fmt.Fprintln(os.Stderr, "faults:", err)
-		return 1
-	}
-	if code := m.Run(); code != 0 {
-		fmt.Fprintf(os.Stderr, "faults: component logs are in %s (kept because tests failed)\n", filepath.Join(dir, "logs"))
-		return code
-	}
-	platform.Stop()
-	os.RemoveAll(dir)
-	return 0
+		KeystoreArgs: []string{"--redis-min-replica-acks", strconv.Itoa(*minReplicaAcks), "--redis-replica-ack-timeout", "10s"}},
+		setUp))
 }
 
-// setUp points the shared helpers (faultload) at the platform and keeps their clients in this
-// package's variables too.
-func setUp() error {
-	if err := faultload.Setup(platform); err != nil {
-		return err
-	}
+// setUp keeps the platform and the shared helpers' clients (faultload.Setup) in this package's
+// variables too.
+func setUp(p *localdev.Platform) error {
+	platform = p
 	kubectl, client, rdb, keys = faultload.Kubectl, faultload.Client, faultload.RDB, faultload.Keys
 	return nil
 }

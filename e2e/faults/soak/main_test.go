@@ -11,12 +11,9 @@
 package soak
 
 import (
-	"context"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -37,23 +34,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
 	flag.Parse()
-	dir, err := os.MkdirTemp("", "keygate-soak-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	progress := io.Discard
-	if testing.Verbose() {
-		progress = os.Stderr
-	}
-	opts := localdev.Options{Dir: dir, Progress: progress,
+	opts := localdev.Options{
 		// Two extauthz replicas, as production runs at least two: the extauthz-kill fault kills
 		// one and the edge goes on through the other.
 		ExtauthzReplicas: 2,
@@ -67,23 +49,7 @@ func run(m *testing.M) int {
 		opts.RedisCluster = true
 	default:
 		fmt.Fprintf(os.Stderr, "soak: -soak-redis %q: want sentinel or cluster\n", *shape)
-		return 1
+		os.Exit(1)
 	}
-	platform, err = localdev.Start(ctx, opts)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "soak: cannot start the platform (`make tools` installs Envoy, Redis and the rest): %v\n(logs in %s)\n", err, filepath.Join(dir, "logs"))
-		return 1
-	}
-	defer platform.Stop()
-	if err := faultload.Setup(platform); err != nil {
-		fmt.Fprintln(os.Stderr, "soak:", err)
-		return 1
-	}
-	if code := m.Run(); code != 0 {
-		fmt.Fprintf(os.Stderr, "soak: component logs are in %s (kept because the soak failed)\n", filepath.Join(dir, "logs"))
-		return code
-	}
-	platform.Stop()
-	os.RemoveAll(dir)
-	return 0
+	os.Exit(faultload.Main(m, "soak", opts, func(p *localdev.Platform) error { platform = p; return nil }))
 }
