@@ -26,7 +26,9 @@ var mayImport = map[string][]string{
 	"localdev": {"internal", "envoy", "xds/source/file"},
 	// bench/streams measures exec and port-forward on the whole local platform (its kubelet
 	// stand-in, API servers and edge), which localdev starts as the e2e tests use it.
-	"bench": {"internal", "envoy", "localdev", "xds/translate", "xds/source/kube/apis", "keystore/store", "keystore/apis"},
+	// bench/authz gives its do-nothing server extauthz's gRPC server options
+	// (extauthz/server.GRPCServerOptions), so that the two differ only in what a check does.
+	"bench": {"internal", "envoy", "localdev", "xds/translate", "xds/source/kube/apis", "keystore/store", "keystore/apis", "extauthz/server"},
 	"e2e":   {"internal", "envoy", "localdev", "extauthz", "keystore", "xds"},
 	// Tests of the manifests read the path grammar and start API servers; the dashboard and
 	// alert rules describe the components by their metric names only (the e2e test reads the
