@@ -376,25 +376,8 @@ func (s *Server) finish(start time.Time, ref edgepath.Ref, result string, resp *
 // judged for (TargetHeader) only for an Envoy that sends no context_extensions: xds's routes
 // add that header themselves.
 func allow(ref edgepath.Ref, set []identity.Header, remove []string, targetHeader bool) *authv3.CheckResponse {
-	// The distinct names, in order, with their first value and how many they have (a handful:
-	// user, groups, extra).
-	type name struct {
-		name, first string
-		values      int
-	}
-	var buf [4]name
-	names, multi := buf[:0], 0 // multi: the values of names that have several
-	for _, h := range set {
-		if i := slices.IndexFunc(names, func(n name) bool { return n.name == h.Name }); i >= 0 {
-			if names[i].values++; names[i].values == 2 {
-				multi += 2
-			} else {
-				multi++
-			}
-			continue
-		}
-		names = append(names, name{h.Name, h.Value, 1})
-	}
+	var buf [4]headerName
+	names, multi := distinctNames(set, buf[:0])
 	// Every message of a kind in one allocation, rather than one per header and value: this is
 	// most of what an allowed check allocates.
 	ok := &authv3.OkHttpResponse{HeadersToRemove: remove, Headers: make([]*corev3.HeaderValueOption, len(names))}
@@ -423,6 +406,39 @@ func allow(ref edgepath.Ref, set []identity.Header, remove []string, targetHeade
 	if lists == 0 {
 		return resp
 	}
+	resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
+		edgepath.MetadataHeaderLists: structpb.NewStructValue(&structpb.Struct{Fields: headerLists(set, names, multi, lists)}),
+	}}
+	return resp
+}
+
+// headerName is one distinct header name of an answer, with its first value and how many
+// values it has.
+type headerName struct {
+	name, first string
+	values      int
+}
+
+// distinctNames appends set's distinct names, in order, to names (a handful: user, groups,
+// extra), and counts the values of the names that have several (multi).
+func distinctNames(set []identity.Header, names []headerName) (_ []headerName, multi int) {
+	for _, h := range set {
+		if i := slices.IndexFunc(names, func(n headerName) bool { return n.name == h.Name }); i >= 0 {
+			if names[i].values++; names[i].values == 2 {
+				multi += 2
+			} else {
+				multi++
+			}
+			continue
+		}
+		names = append(names, headerName{h.Name, h.Value, 1})
+	}
+	return names, multi
+}
+
+// headerLists is the dynamic metadata's lists: each name with several values, to all its values
+// (multi of them over lists names), every message of a kind in one allocation.
+func headerLists(set []identity.Header, names []headerName, multi, lists int) map[string]*structpb.Value {
 	strs, kinds, items := make([]structpb.Value, multi), make([]structpb.Value_StringValue, multi), make([]*structpb.Value, multi)
 	listValues, listKinds, listMsgs := make([]structpb.Value, lists), make([]structpb.Value_ListValue, lists), make([]structpb.ListValue, lists)
 	fields := make(map[string]*structpb.Value, lists)
@@ -446,10 +462,7 @@ func allow(ref edgepath.Ref, set []identity.Header, remove []string, targetHeade
 		fields[n.name] = &listValues[l]
 		l++
 	}
-	resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
-		edgepath.MetadataHeaderLists: structpb.NewStructValue(&structpb.Struct{Fields: fields}),
-	}}
-	return resp
+	return fields
 }
 
 // TargetHeader is the response header naming the target a request was judged for.
