@@ -366,24 +366,9 @@ func (e *benchEnv) nullKeys() (string, error) {
 }
 
 func (e *benchEnv) startProcesses(ctx context.Context, envoyBin, extauthzBin string, api map[string]string) error {
-	ports, err := proc.FreePorts(7 + 4*len(e.cases))
+	extauthzHTTP, err := e.allocatePorts()
 	if err != nil {
 		return err
-	}
-	e.ports = envoyPorts{admin: ports[0], upstream: ports[1], extauthz: ports[2], null: ports[3], variantServers: map[string]int{}, listeners: map[string]int{}}
-	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
-	e.pprof = map[string]string{"extauthz": addr(ports[5]), "null": addr(ports[6])}
-	i := 7
-	for _, c := range e.cases {
-		if v := c.variant; v != nil && (v.serverOption != "" || v.baseline != "") {
-			// The server's port and its profiles' (a baseline's: its metrics and health).
-			e.ports.variantServers[v.process()], e.pprof[v.process()] = ports[i], addr(ports[i+1])
-			i += 2
-		}
-		for _, t := range []bool{false, true} {
-			e.ports.listeners[listenerName(c.name, t)] = ports[i]
-			i++
-		}
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -403,8 +388,8 @@ func (e *benchEnv) startProcesses(ctx context.Context, envoyBin, extauthzBin str
 		{"upstream", self, []string{roleEnv + "=upstream " + addr(e.ports.upstream)}, nil, proc.TCPReady(addr(e.ports.upstream))},
 		{"null", self, []string{roleEnv + "=null " + addr(e.ports.null) + " " + nullKeys + " " + e.pprof["null"]}, nil, proc.TCPReady(addr(e.ports.null))},
 		{"extauthz", extauthzBin, nil, []string{"--grpc-address", addr(e.ports.extauthz), "--grpc-insecure-loopback",
-			"--http-address", addr(ports[4]), "--pprof-address", e.pprof["extauthz"], "--redis-address", e.redis.Addr, "--log-level", "warn"},
-			proc.HTTPReady("http://" + addr(ports[4]) + "/readyz")},
+			"--http-address", addr(extauthzHTTP), "--pprof-address", e.pprof["extauthz"], "--redis-address", e.redis.Addr, "--log-level", "warn"},
+			proc.HTTPReady("http://" + addr(extauthzHTTP) + "/readyz")},
 	}
 	for _, c := range e.cases {
 		if v := c.variant; v != nil && v.serverOption != "" {
@@ -436,6 +421,33 @@ func (e *benchEnv) startProcesses(ctx context.Context, envoyBin, extauthzBin str
 	}
 	return e.startEnvoy(ctx, envoyBin, api, logs)
 }
+
+// allocatePorts picks free ports for every process and listener of the run (e.ports), and for
+// the servers' profiles (e.pprof); it returns extauthz's metrics and health port.
+func (e *benchEnv) allocatePorts() (extauthzHTTP int, err error) {
+	ports, err := proc.FreePorts(7 + 4*len(e.cases))
+	if err != nil {
+		return 0, err
+	}
+	e.ports = envoyPorts{admin: ports[0], upstream: ports[1], extauthz: ports[2], null: ports[3], variantServers: map[string]int{}, listeners: map[string]int{}}
+	e.pprof = map[string]string{"extauthz": addr(ports[5]), "null": addr(ports[6])}
+	i := 7
+	for _, c := range e.cases {
+		if v := c.variant; v != nil && (v.serverOption != "" || v.baseline != "") {
+			// The server's port and its profiles' (a baseline's: its metrics and health).
+			e.ports.variantServers[v.process()], e.pprof[v.process()] = ports[i], addr(ports[i+1])
+			i += 2
+		}
+		for _, t := range []bool{false, true} {
+			e.ports.listeners[listenerName(c.name, t)] = ports[i]
+			i++
+		}
+	}
+	return ports[4], nil
+}
+
+// addr is the loopback address of port p.
+func addr(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
 
 func (e *benchEnv) startEnvoy(ctx context.Context, envoyBin string, api map[string]string, logs string) error {
 	ca, err := pki.NewCA("keygate bench CA")

@@ -252,20 +252,24 @@ func Run(ctx context.Context, args []string, logOut io.Writer) error {
 	}
 	log.Info("xds started", "source", cfg.Source, "targets_file", cfg.TargetsFile, "grpc_address", cfg.GRPCAddress,
 		"http_address", cfg.HTTPAddress, "listen_address", cfg.ListenAddress, "version", srv.Version())
+	if err := firstError(errc, len(tasks), cancel); err != nil {
+		return err
+	}
+	log.Info("xds stopped")
+	return nil
+}
 
-	// The first task to end (with ctx: all of them) ends the others.
+// firstError waits for n tasks' results on errc: the first task to end (with ctx: all of them)
+// ends the others (cancel); the first error is the answer.
+func firstError(errc <-chan error, n int, cancel context.CancelFunc) error {
 	var first error
-	for range tasks {
+	for range n {
 		if err := <-errc; err != nil && first == nil {
 			first = err
 		}
 		cancel()
 	}
-	if first != nil {
-		return first
-	}
-	log.Info("xds stopped")
-	return nil
+	return first
 }
 
 // listenGRPC reads the gRPC port's certificates (a start-up error if they do not load) and
