@@ -21,7 +21,8 @@ test: tools vet ## install what the tests need, then run every test (unit, integ
 # Each fuzz target runs for FUZZ_TIME; failures land in the package's testdata/fuzz as regression
 # cases, which every later `go test` replays.
 FUZZ_TIME ?= 10s
-FUZZ_TARGETS := ./extauthz/attributes:FuzzFromRequest ./extauthz/decide:FuzzDecide ./extauthz/decide:FuzzVerbs
+FUZZ_TARGETS := ./extauthz/attributes:FuzzFromRequest ./extauthz/decide:FuzzDecide ./extauthz/decide:FuzzVerbs \
+	./extauthz/server:FuzzDecodeCheckRequest ./extauthz/server:FuzzEncodeOK
 
 fuzz: ## run every fuzz target for FUZZ_TIME (default 10s)
 	@for t in $(FUZZ_TARGETS); do \
