@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -155,17 +153,6 @@ func checkPprofAddress(addr string) error {
 	return nil
 }
 
-// pprofHandler serves Go's profiles under /debug/pprof/.
-func pprofHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
-}
-
 // isFieldName reports whether s is an HTTP field name (RFC 9110's token).
 func isFieldName(s string) bool {
 	if s == "" {
@@ -226,7 +213,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		return ops.ServeHTTP(gctx, log, "metrics and health", c.HTTPAddress, ops.Handler(reg, redisflags.Ready(rdb)))
 	})
 	if c.PprofAddress != "" {
-		g.Go(func() error { return ops.ServeHTTP(gctx, log, "pprof", c.PprofAddress, pprofHandler()) })
+		g.Go(func() error { return ops.ServeHTTP(gctx, log, "pprof", c.PprofAddress, ops.PprofHandler()) })
 	}
 	g.Go(func() error {
 		<-gctx.Done()

@@ -7,8 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"time"
+
+	"github.com/keygate-dev/keygate/internal/ops"
 )
 
 // pprofAddress is where --pprof-address listens: a port alone (":6060") listens on 127.0.0.1,
@@ -22,20 +23,7 @@ func pprofAddress(addr string) string {
 	return net.JoinHostPort("127.0.0.1", port)
 }
 
-// pprofHandler serves Go's profiles under /debug/pprof/ (heap, goroutine, profile, trace, …),
-// on a mux of its own: nothing else is served there, and the profiles are never on
-// --http-address, which Prometheus scrapes.
-func pprofHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
-}
-
-// startPprof serves pprofHandler on addr from now on, before the sources load, so that
+// startPprof serves ops.PprofHandler on addr from now on, before the sources load, so that
 // start-up can be profiled too; stop shuts it down. A port already taken is a start-up error.
 // Profiles show the program's insides (goroutine stacks, the command line, allocation sites)
 // though not its data: a non-loopback address is logged at WARN.
@@ -51,7 +39,7 @@ func startPprof(log *slog.Logger, addr string) (stop func(), err error) {
 		return nil, fmt.Errorf("--pprof-address: listen on %s: %w", addr, err)
 	}
 	// No write timeout: a CPU profile or trace answers after the seconds it was asked for.
-	srv := &http.Server{Handler: pprofHandler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: ops.PprofHandler(), ReadHeaderTimeout: 10 * time.Second}
 	log.Info("serving", "server", "xds pprof", "address", l.Addr().String())
 	done := make(chan struct{})
 	go func() {

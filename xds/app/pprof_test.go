@@ -8,11 +8,13 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/keygate-dev/keygate/internal/ops"
 )
 
 // --pprof-address serves Go's profiles: the index, and a heap profile that go tool pprof reads.
 func TestPprofHandler(t *testing.T) {
-	srv := httptest.NewServer(pprofHandler())
+	srv := httptest.NewServer(ops.PprofHandler())
 	defer srv.Close()
 	for path, want := range map[string]string{
 		"/debug/pprof/":                  "heap",
