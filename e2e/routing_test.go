@@ -275,19 +275,9 @@ func xdsReloads(t *testing.T, result string) float64 {
 // envoyStats reads Envoy's counters whose names match filter (a regex), zeros included.
 func envoyStats(t *testing.T, filter string) map[string]int64 {
 	t.Helper()
-	resp, err := client.Get(platform.EnvoyAdminURL + "/stats?filter=" + filter)
+	stats, err := platform.EnvoyStats(filter)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	stats := map[string]int64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		name, value, ok := strings.Cut(line, ": ")
-		var n int64
-		if _, err := fmt.Sscan(value, &n); ok && err == nil {
-			stats[name] = n
-		}
 	}
 	return stats
 }

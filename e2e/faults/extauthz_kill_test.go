@@ -97,19 +97,9 @@ func TestExtAuthzReplicaKilled(t *testing.T) {
 // envoyCounters reads the edge Envoy's stats whose names start with prefix.
 func envoyCounters(t *testing.T, prefix string) map[string]int64 {
 	t.Helper()
-	resp, err := http.Get(platform.EnvoyAdminURL + "/stats?filter=^" + strings.ReplaceAll(prefix, ".", `\.`))
+	stats, err := platform.EnvoyStats("^" + strings.ReplaceAll(prefix, ".", `\.`))
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	stats := map[string]int64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		name, value, ok := strings.Cut(line, ": ")
-		var n int64
-		if _, err := fmt.Sscan(value, &n); ok && err == nil {
-			stats[name] = n
-		}
 	}
 	return stats
 }
