@@ -11,8 +11,6 @@ import (
 
 	"github.com/keygate-dev/keygate/e2e/faults/faultload"
 
-	"github.com/redis/go-redis/v9"
-
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/localdev"
 )
@@ -26,11 +24,11 @@ import (
 // would, and waits until the platform's admin key works again.
 func TestRedisLosesItsData(t *testing.T) {
 	ctx := context.Background()
-	backup := dumpRedis(t)
+	backup := faultload.DumpRedis(t)
 	restored := false
 	t.Cleanup(func() {
 		if !restored {
-			restoreRedis(t, backup)
+			faultload.RestoreRedis(t, backup)
 		}
 	})
 
@@ -52,9 +50,7 @@ func TestRedisLosesItsData(t *testing.T) {
 	l.Phase.Store(int32(faultload.Faulted))
 	lost.Start()
 	lostAt := time.Now()
-	if err := rdb.FlushAll(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
+	faultload.FlushRedis(t)
 	// New changes, past the version lost: each new key must pass at once, with no wait for
 	// extauthz to notice the loss.
 	made, denied := 0, 0
@@ -86,56 +82,9 @@ func TestRedisLosesItsData(t *testing.T) {
 	t.Logf("figures: the key Redis lost was first refused %s after the loss; %d keys made after it (versions 1 to %d, past the %d lost) each passed at once, in %s",
 		lost.RefusedAt().Sub(lostAt).Round(time.Millisecond), made, made, lostVersion, madeIn.Round(time.Millisecond))
 
-	restoreRedis(t, backup)
+	faultload.RestoreRedis(t, backup)
 	restored = true
 	faultload.Eventually(t, time.Minute, "the admin key works again after the restore", func() error {
 		return faultload.WantStatus(ctx, &faultload.Probe{Name: "admin", Key: platform.AdminKey, Path: faultload.DemoPath + "/version"}, 200)
 	})
-}
-
-// dumped is one Redis key as DUMP serialised it.
-type dumped struct {
-	key, value string
-	ttl        time.Duration
-}
-
-// dumpRedis DUMPs every key of the master.
-func dumpRedis(t *testing.T) []dumped {
-	t.Helper()
-	ctx := context.Background()
-	var out []dumped
-	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
-		v, err := rdb.Dump(ctx, k).Result()
-		if errors.Is(err, redis.Nil) {
-			continue // expired meanwhile
-		}
-		if err != nil {
-			t.Fatalf("dump %s: %v", k, err)
-		}
-		ttl, err := rdb.PTTL(ctx, k).Result()
-		if err != nil {
-			t.Fatalf("pttl %s: %v", k, err)
-		}
-		out = append(out, dumped{key: k, value: v, ttl: max(ttl, 0)})
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatalf("scan: %v", err)
-	}
-	return out
-}
-
-// restoreRedis empties Redis and RESTOREs d.
-func restoreRedis(t *testing.T, d []dumped) {
-	t.Helper()
-	ctx := context.Background()
-	if err := rdb.FlushAll(ctx).Err(); err != nil {
-		t.Fatalf("restore: %v", err)
-	}
-	for _, k := range d {
-		if err := rdb.RestoreReplace(ctx, k.key, k.ttl, k.value).Err(); err != nil {
-			t.Fatalf("restore %s: %v", k.key, err)
-		}
-	}
 }
