@@ -100,7 +100,7 @@ func (l *Load) send(ctx context.Context, p *Probe) {
 	}
 	got := time.Now()
 	p.Observe(sent, got, status)
-	o := Classify(p.Want(sent), status)
+	o := Classify(p.Want(sent, got), status)
 	l.total.Add(1)
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -58,21 +58,36 @@ type Probe struct {
 	Refuse  bool // the key must always be refused on Path
 }
 
-// Revocation records when a key's revocation started and when the edge first refused it.
+// Revocation records when a key's revocation started and when the edge first refused it. A key
+// Redis lost with its data is revoked too, and may come back with a restore of that data
+// (Restore): then it must pass again once the edge was first seen passing it.
 type Revocation struct {
 	mu            sync.Mutex
 	started, seen time.Time
+	// restored is when the restore began, back when the edge first passed the key after it;
+	// refusals counts the refusals since started that were not false denies.
+	restored, back time.Time
+	refusals       int
 }
 
-// Start notes that the revocation starts now: call it right before the delete or disable.
+// Start notes that the revocation starts now: call it right before the delete or disable (or
+// the data loss). It forgets an earlier revocation and restore of the same key.
 func (r *Revocation) Start() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.started = time.Now()
+	r.started, r.seen, r.restored, r.back, r.refusals = time.Now(), time.Time{}, time.Time{}, time.Time{}, 0
 }
 
-// Want is the right answer to a request sent at sent.
-func (p *Probe) Want(sent time.Time) Want {
+// Restore notes that the key comes back now: call it right before restoring the data it was
+// lost with.
+func (r *Revocation) Restore() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.restored = time.Now()
+}
+
+// Want is the right answer to a request sent at sent and answered at got.
+func (p *Probe) Want(sent, got time.Time) Want {
 	if p.Refuse {
 		return MustRefuse
 	}
@@ -82,9 +97,20 @@ func (p *Probe) Want(sent time.Time) Want {
 	r := p.Revoked
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.want(sent, got)
+}
+
+func (r *Revocation) want(sent, got time.Time) Want {
 	switch {
 	case r.started.IsZero() || sent.Before(r.started):
 		return MustAllow
+	case !r.restored.IsZero() && !got.Before(r.restored):
+		// Answered after the restore began, so decided before or after it. Once the edge passed
+		// a request sent after the restore began, it has the key back: a later request must pass.
+		if !r.back.IsZero() && sent.After(r.back) {
+			return MustAllow
+		}
+		return EitherWay
 	case !r.seen.IsZero() && sent.After(r.seen):
 		// The edge refused it already, deciding before that answer came back: a later request is
 		// decided later, so passing it would be the revoked key working again.
@@ -94,16 +120,29 @@ func (p *Probe) Want(sent time.Time) Want {
 	}
 }
 
-// Observe notes a refusal of a revoked key, answered at got.
+// Observe notes a refusal of a revoked key, or a pass of a restored one, answered at got.
 func (p *Probe) Observe(sent, got time.Time, status int) {
-	if p.Revoked == nil || (status != http.StatusUnauthorized && status != http.StatusForbidden) {
+	if p.Revoked == nil {
 		return
 	}
 	r := p.Revoked
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.started.IsZero() && !sent.Before(r.started) && (r.seen.IsZero() || got.Before(r.seen)) {
-		r.seen = got
+	if r.started.IsZero() || sent.Before(r.started) {
+		return
+	}
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		if r.want(sent, got) != MustAllow {
+			r.refusals++
+		}
+		if r.seen.IsZero() || got.Before(r.seen) {
+			r.seen = got
+		}
+	case http.StatusOK:
+		if !r.restored.IsZero() && !sent.Before(r.restored) && (r.back.IsZero() || got.Before(r.back)) {
+			r.back = got
+		}
 	}
 }
 
@@ -112,6 +151,21 @@ func (r *Revocation) RefusedAt() time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.seen
+}
+
+// BackAt is when the edge was first seen passing the key again after Restore (zero: not yet).
+func (r *Revocation) BackAt() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.back
+}
+
+// Refusals is how many refusals of the key since Start were right (or either way): what the
+// revocation, or the data loss, cost its owner.
+func (r *Revocation) Refusals() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.refusals
 }
 
 // Classify is the outcome of status for a request whose right answer is w.

@@ -136,8 +136,9 @@ func (c *churn) send(ctx context.Context, p *faultload.Probe) int {
 	if ctx.Err() != nil {
 		return status
 	}
-	p.Observe(sent, time.Now(), status)
-	o := faultload.Classify(p.Want(sent), status)
+	got := time.Now()
+	p.Observe(sent, got, status)
+	o := faultload.Classify(p.Want(sent, got), status)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.answers[o]++
