@@ -31,6 +31,8 @@ const accessKeysPath = "/kubernetes/management/apis/management.loft.sh/v1/owneda
 // unavailable (during a failover) are counted, not failures.
 type churn struct {
 	user, password string
+	// hold is held through each cycle; a fault takes it to pause churn between two (pause).
+	hold sync.Mutex
 
 	mu                                       sync.Mutex
 	cycles, created, disabled, deleted       int
@@ -42,8 +44,10 @@ type churn struct {
 // run churns until ctx ends, pausing pause between cycles.
 func (c *churn) run(ctx context.Context, pause time.Duration) {
 	for ctx.Err() == nil {
+		c.hold.Lock()
 		c.keyCycle(ctx)
 		c.loginCycle(ctx)
+		c.hold.Unlock()
 		c.mu.Lock()
 		c.cycles++
 		c.mu.Unlock()
@@ -53,6 +57,12 @@ func (c *churn) run(ctx context.Context, pause time.Duration) {
 		}
 	}
 }
+
+// pause waits for the cycle under way to end and keeps churn from starting another until resume.
+func (c *churn) pause() { c.hold.Lock() }
+
+// resume lets churn go on after pause.
+func (c *churn) resume() { c.hold.Unlock() }
 
 // keyCycle creates a key, uses it, disables it, deletes it.
 func (c *churn) keyCycle(ctx context.Context) {

@@ -20,6 +20,9 @@ import (
 type Fault struct {
 	Name   string
 	Inject func(t *testing.T)
+	// Detail, when set, is what the fault measured beyond the load's counts, for its row of the
+	// report (called after Inject).
+	Detail func() string
 }
 
 // faults are the faults the soak knows, run in this order, spread evenly over the run: one
@@ -31,6 +34,7 @@ var faults = []Fault{
 	{Name: "extauthz-kill", Inject: extauthzKill},
 	{Name: "xds-restart", Inject: xdsRestart},
 	{Name: "keystore-kill", Inject: keystoreKill},
+	{Name: "data-loss", Inject: lost.inject, Detail: lost.detail},
 }
 
 // down is how long a killed component stays down before it is started again: long enough for

@@ -3,6 +3,7 @@
 package soak
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -25,6 +26,7 @@ type injected struct {
 	falseAllows, others  int
 	last503              string
 	churn503             int // churn's writes and uses answered 503 meanwhile (keystore down)
+	detail               string
 }
 
 // TestSoak: the load (half the measured maximum), the churn and the faults on their schedule,
@@ -41,6 +43,7 @@ func TestSoak(t *testing.T) {
 	if _, err := platform.RunKeystore(ctx, strings.NewReader(c.password+"\n"), "create-user", c.user, "--password-stdin"); err != nil {
 		t.Fatal(err)
 	}
+	lost.arm(probes, c) // before the load reads the probes
 	l := faultload.StartLoadRate(probes, workers, target)
 	defer l.Cancel()
 	churnCtx, stopChurn := context.WithCancel(ctx)
@@ -129,6 +132,9 @@ func inject(t *testing.T, l *faultload.Load, c *churn, f Fault, start time.Time)
 	if last := l.LastUnavailable(); last.After(at) {
 		r.last503 = last.Sub(at).Round(time.Millisecond).String()
 	}
+	if f.Detail != nil {
+		r.detail = f.Detail()
+	}
 	return r
 }
 
@@ -166,10 +172,10 @@ func report(t *testing.T, l *faultload.Load, c *churn, samples []Sample, done []
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%s at %.0f requests a second (%d answers in all), Redis %s; false allows: %d\n\n", *duration, target, total, platform.RedisShape(), allows)
-	b.WriteString("| fault | at | recovered after | answers meanwhile | 503 | false allow | other or false deny | last 503 after the injection | churn 503 |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| fault | at | recovered after | answers meanwhile | 503 | false allow | other or false deny | last 503 after the injection | churn 503 | notes |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range done {
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %d | %s | %d |\n", r.name, r.at.Round(time.Second), r.recovered.Round(time.Millisecond),
-			r.answers, r.unavailable, r.falseAllows, r.others, r.last503, r.churn503)
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %d | %s | %d | %s |\n", r.name, r.at.Round(time.Second), r.recovered.Round(time.Millisecond),
+			r.answers, r.unavailable, r.falseAllows, r.others, r.last503, r.churn503, cmp.Or(r.detail, "—"))
 	}
 	b.WriteString("\n" + table(samples))
 	t.Log(b.String())
