@@ -68,6 +68,10 @@ type Revocation struct {
 	// refusals counts the refusals since started that were not false denies.
 	restored, back time.Time
 	refusals       int
+	// loss: a key lost with Redis's data (StartLoss); noticed is when every extauthz replica
+	// had noticed the loss (Noticed), the proof that stands in for the first refusal.
+	loss    bool
+	noticed time.Time
 }
 
 // Start notes that the revocation starts now: call it right before the delete or disable (or
@@ -76,6 +80,26 @@ func (r *Revocation) Start() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.started, r.seen, r.restored, r.back, r.refusals = time.Now(), time.Time{}, time.Time{}, time.Time{}, 0
+	r.loss, r.noticed = false, time.Time{}
+}
+
+// StartLoss is Start for a key about to be lost with Redis's data. A revocation reaches every
+// extauthz replica at once (each follows the change stream), but each replica notices a loss
+// on its own (its next version read, or the end of a block of the stream), so that a refusal
+// by one proves nothing of the others, which may still pass the key from their caches: until
+// Noticed, both answers are right; after it, the key must be refused.
+func (r *Revocation) StartLoss() {
+	r.Start()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.loss = true
+}
+
+// Noticed notes that every extauthz replica had noticed the loss by at.
+func (r *Revocation) Noticed(at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.noticed = at
 }
 
 // Restore notes that the key comes back now: call it right before restoring the data it was
@@ -111,13 +135,23 @@ func (r *Revocation) want(sent, got time.Time) Want {
 			return MustAllow
 		}
 		return EitherWay
-	case !r.seen.IsZero() && sent.After(r.seen):
-		// The edge refused it already, deciding before that answer came back: a later request is
-		// decided later, so passing it would be the revoked key working again.
+	case !r.proof().IsZero() && sent.After(r.proof()):
+		// The edge refused it already (every replica noticed the loss), deciding before that
+		// answer came back: a later request is decided later, so passing it would be the
+		// revoked key working again.
 		return MustRefuse
 	default:
 		return EitherWay
 	}
+}
+
+// proof is when the edge was known to refuse the key: its first refusal, or for a lost key
+// when every replica had noticed the loss.
+func (r *Revocation) proof() time.Time {
+	if r.loss {
+		return r.noticed
+	}
+	return r.seen
 }
 
 // Observe notes a refusal of a revoked key, or a pass of a restored one, answered at got.

@@ -72,3 +72,27 @@ func TestRestoredKey(t *testing.T) {
 		t.Error("Start again kept the last loss's start, refusal, return or count")
 	}
 }
+
+// A key lost with Redis's data: one replica's refusal does not make another's pass a false
+// allow (each notices the loss on its own); once every replica noticed, a pass is one.
+func TestLostKey(t *testing.T) {
+	r := &Revocation{}
+	p := &Probe{Name: "lost", Revoked: r}
+	r.StartLoss()
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	p.Observe(at(1), at(2), http.StatusUnauthorized) // a replica that noticed
+	if got := Classify(p.Want(at(3), at(4)), http.StatusOK); got != Correct {
+		t.Errorf("after one refusal, before every replica noticed, 200: %s", OutcomeNames[got])
+	}
+	r.Noticed(at(5))
+	if got := Classify(p.Want(at(6), at(7)), http.StatusOK); got != FalseAllow {
+		t.Errorf("sent after every replica noticed, 200: %s, want a false allow", OutcomeNames[got])
+	}
+	if got := Classify(p.Want(at(4), at(7)), http.StatusOK); got != Correct {
+		t.Errorf("sent before every replica noticed, 200: %s", OutcomeNames[got])
+	}
+	if r.RefusedAt() != at(2) {
+		t.Errorf("first refusal %s, want %s", r.RefusedAt(), at(2))
+	}
+}
