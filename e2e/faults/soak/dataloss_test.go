@@ -3,11 +3,8 @@
 package soak
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,7 +19,7 @@ import (
 // The load's allowed probes are its revocations: each gets a faultload.Revocation (arm),
 // started at the loss (StartLoss) and restored with the data. Each extauthz replica notices the
 // loss on its own, so the proof that the edge must refuse a lost key is not its first refusal
-// (one replica's) but every replica having dropped its cache (watchNotice). So a 200 for a
+// (one replica's) but every replica having dropped its cache (faultload.NoticeLoss). So a 200 for a
 // lost key sent after every replica noticed, and answered before the restore began, is a
 // false allow (the soak fails);
 // refusals between the loss and the edge passing the key again are right, counted in the
@@ -80,7 +77,11 @@ func (d *dataLoss) inject(t *testing.T) {
 	faultload.FlushRedis(t)
 	ctx, cancel := context.WithTimeout(context.Background(), noticeBound)
 	defer cancel()
-	noticed := d.watchNotice(ctx)
+	revs := make([]*faultload.Revocation, len(d.allowed))
+	for i, p := range d.allowed {
+		revs[i] = p.Revoked
+	}
+	noticed := faultload.NoticeLoss(ctx, revs)
 	faultload.Eventually(t, noticeBound, "the edge refuses every lost key", func() error {
 		return d.waiting(func(r *faultload.Revocation) time.Time { return r.RefusedAt() }, "still passes")
 	})
@@ -109,64 +110,6 @@ func (d *dataLoss) inject(t *testing.T) {
 		len(backup), len(d.allowed), first.Sub(lostAt).Round(time.Millisecond), last.Sub(lostAt).Round(time.Millisecond),
 		all.Sub(lostAt).Round(time.Millisecond), refusals, back.Sub(restoredAt).Round(time.Millisecond))
 	t.Logf("figures: data-loss: %s", d.notes)
-}
-
-// watchNotice polls every extauthz replica's keygate_extauthz_keycache_digests until it reads 0:
-// the replica dropped its cache and digest set, having noticed the loss (it lists the empty
-// store again, so the gauge stays 0 until the restore). Once every replica has, it marks the
-// allowed probes' revocations Noticed, at once (a lost key's 200 sent later is a false allow),
-// and sends the time. The time is when the last poll answered, so a little after the replicas
-// noticed: the count errs on the lenient side by a poll, never against the edge. The channel
-// is closed without a time if ctx ends first.
-func (d *dataLoss) watchNotice(ctx context.Context) <-chan time.Time {
-	out := make(chan time.Time, 1)
-	go func() {
-		defer close(out)
-		pending := map[int]bool{}
-		for i := range platform.ExtAuthzReplicas() {
-			pending[i] = true
-		}
-		for len(pending) > 0 {
-			for i := range pending {
-				if digests(ctx, "http://"+platform.ExtAuthzHTTPAddress(i)+"/metrics") == 0 {
-					delete(pending, i)
-				}
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			time.Sleep(5 * time.Millisecond) // a poll costs the replica a /metrics page
-		}
-		at := time.Now()
-		for _, p := range d.allowed {
-			p.Revoked.Noticed(at)
-		}
-		out <- at
-	}()
-	return out
-}
-
-// digests is keygate_extauthz_keycache_digests of a replica's /metrics, -1 if unreadable.
-func digests(ctx context.Context, url string) float64 {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return -1
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "keygate_extauthz_keycache_digests "); ok {
-			var n float64
-			if _, err := fmt.Sscan(v, &n); err == nil {
-				return n
-			}
-		}
-	}
-	return -1
 }
 
 // waiting is an error naming the first allowed probe whose time at is still zero.
