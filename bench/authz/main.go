@@ -65,7 +65,11 @@ func withVariants(vs []*variant) []benchCase {
 		if v.authz != "extauthz" {
 			base = caseNull
 		}
-		out = append(out, benchCase{name: base + ", " + v.label, keys: []string{keyAllowed}, authz: v.process(), variant: v})
+		keys := []string{keyAllowed}
+		if v.baseline != "" { // extauthz against extauthz: every key, each one's path differs
+			keys = baseCases[len(baseCases)-1].keys
+		}
+		out = append(out, benchCase{name: base + ", " + v.label, keys: keys, authz: v.process(), variant: v})
 	}
 	return out
 }
@@ -101,7 +105,7 @@ func main() {
 	tlsList := flag.String("tls", "false,true", "comma-separated: plaintext (false) and TLS (true) to the listener")
 	flag.IntVar(&s.fillerKey, "keys-total", 10000, "access keys in Redis and in api_key_auth")
 	variants := flag.String("variants", "", "comma-separated changes to Envoy's ext_authz call to measure beside the edge's own, with the allowed key: "+variantNames()+", or all")
-	flag.StringVar(&s.baseline, "baseline", "", "a git revision (e.g. HEAD~3, a commit): also measure extauthz built from it, with the allowed key, beside the working tree's, with the same Envoy configuration")
+	flag.StringVar(&s.baseline, "baseline", "", "a git revision (e.g. HEAD~3, a commit): also measure extauthz built from it, with every key, beside the working tree's, with the same Envoy configuration")
 	flag.StringVar(&s.profiles, "profiles", filepath.Join(os.TempDir(), "keygate-authz-profiles"), "directory that keeps the CPU profiles of extauthz and the do-nothing servers, one per cell of a second or more (its *.pprof files are removed first); empty keeps none")
 	flag.Parse()
 	var err error

@@ -113,6 +113,7 @@ type Cache struct {
 	vmu      sync.Mutex
 	vrunning bool
 	vnext    *versionRead
+	vkick    chan struct{} // wakes a lingering reader (readVersions)
 }
 
 type entry struct {

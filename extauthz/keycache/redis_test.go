@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"syscall"
 	"testing"
 	"time"
 
@@ -237,4 +238,38 @@ func BenchmarkLookup(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkUnknownKeys measures refusing unknown keys (each one proven absent by a read of the
+// store's newest change that began after it arrived), two lookups at a time as two busy gRPC
+// streams make them, with the reader of versions lingering between reads (as served) and
+// without (a goroutine per read, as before): wall time and this process's CPU per lookup.
+func BenchmarkUnknownKeys(b *testing.B) {
+	ctx := context.Background()
+	for _, linger := range []time.Duration{0, readerLinger} {
+		b.Run(fmt.Sprintf("linger=%s", linger), func(b *testing.B) {
+			defer func(was time.Duration) { readerLinger = was }(readerLinger)
+			readerLinger = linger
+			c := replica(b)
+			before := cpuTime(b)
+			b.SetParallelism(1)
+			b.RunParallel(func(pb *testing.PB) {
+				for i := 0; pb.Next(); i++ {
+					if _, err := c.LookupDigest(ctx, fmt.Sprintf("%064x", i)); !errors.Is(err, store.ErrNotFound) {
+						b.Fatalf("unknown key: %v, want not found", err)
+					}
+				}
+			})
+			b.ReportMetric(float64((cpuTime(b)-before).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// cpuTime is this process's user and system CPU time so far.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
