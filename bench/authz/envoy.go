@@ -34,9 +34,16 @@ type envoyPorts struct {
 
 func listenerName(c string, tls bool) string { return fmt.Sprintf("%s-tls-%t", c, tls) }
 
-// envoyConfig renders the bootstrap. keys are the api_key_auth credentials (plain key → client
-// name); refusedClient is the client its route does not allow.
-func envoyConfig(cases []benchCase, p envoyPorts, certFile, keyFile string, keys map[string]string, refusedClient string) (string, error) {
+// caseKeys are what the cases' filters know of the keys.
+type caseKeys struct {
+	apiKeys       map[string]string // api_key_auth's credentials: plain key → client name
+	refusedClient string            // the client api_key_auth's route does not allow
+	// table is the do-nothing server's and the in-Envoy module's: "<key digest> <status>" lines.
+	table string
+}
+
+// envoyConfig renders the bootstrap.
+func envoyConfig(cases []benchCase, p envoyPorts, certFile, keyFile string, keys caseKeys) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "admin: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}\n", p.admin)
 	for _, c := range cases {
@@ -47,7 +54,7 @@ func envoyConfig(cases []benchCase, p envoyPorts, certFile, keyFile string, keys
 	b.WriteString("static_resources:\n  listeners:\n")
 	for _, c := range cases {
 		for _, tls := range []bool{false, true} {
-			filter, perRoute, err := caseFilter(c, p, keys, refusedClient)
+			filter, perRoute, err := caseFilter(c, p, keys)
 			if err != nil {
 				return "", err
 			}
@@ -88,16 +95,19 @@ func envoyConfig(cases []benchCase, p envoyPorts, certFile, keyFile string, keys
 }
 
 // caseFilter is the case's HTTP filter and its per-route settings (JSON), or "" for none.
-func caseFilter(bc benchCase, p envoyPorts, keys map[string]string, refusedClient string) (string, string, error) {
+func caseFilter(bc benchCase, p envoyPorts, keys caseKeys) (string, string, error) {
 	switch c := bc.name; c {
 	case caseNoAuth:
 		return "", "", nil
+	case caseInEnvoy:
+		filter, err := inEnvoyFilter(keys.table)
+		return filter, "", err
 	case caseAPIKey:
-		creds := make([]map[string]string, 0, len(keys))
+		creds := make([]map[string]string, 0, len(keys.apiKeys))
 		var allowed []string
-		for k, client := range keys {
+		for k, client := range keys.apiKeys {
 			creds = append(creds, map[string]string{"key": k, "client": client})
-			if client != refusedClient {
+			if client != keys.refusedClient {
 				allowed = append(allowed, client)
 			}
 		}

@@ -1,7 +1,8 @@
 // Command authz measures what checking access keys costs per request, end to end through one
 // Envoy: no check at all, Envoy's own api_key_auth filter with 10,000 keys, the edge's ext_authz
 // filter calling a do-nothing gRPC server, and the same filter calling this project's extauthz
-// with Redis. Every case runs in the same Envoy build and bootstrap, with allowed, unknown-key,
+// with Redis; and the do-nothing server's check inside Envoy, as a dynamic module in Go
+// (inenvoy/). Every case runs in the same Envoy build and bootstrap, with allowed, unknown-key,
 // scope-refused and rule-scoped keys, at several connection counts, with TLS on and off, in
 // interleaved rounds. Every answer's status is checked: a fast wrong answer fails the run. See
 // bench/README.md.
@@ -27,6 +28,7 @@ import (
 const (
 	caseNoAuth   = "no auth"
 	caseAPIKey   = "api_key_auth"
+	caseInEnvoy  = "in-envoy module"
 	caseNull     = "ext_authz → do-nothing"
 	caseExtAuthz = "ext_authz → extauthz"
 )
@@ -53,6 +55,9 @@ type benchCase struct {
 var baseCases = []benchCase{
 	{name: caseNoAuth, keys: []string{keyAllowed}},
 	{name: caseAPIKey, keys: []string{keyAllowed, keyUnknown, keyRefused}},
+	// The do-nothing server's check (its table of digests and statuses) in an Envoy dynamic
+	// module (inenvoy/): what the check costs without the gRPC call.
+	{name: caseInEnvoy, keys: []string{keyAllowed, keyUnknown, keyRefused, keyRule}},
 	{name: caseNull, keys: []string{keyAllowed, keyUnknown, keyRefused, keyRule}, authz: "null"},
 	{name: caseExtAuthz, keys: []string{keyAllowed, keyUnknown, keyRefused, keyRule}, authz: "extauthz"},
 }

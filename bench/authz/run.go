@@ -221,7 +221,7 @@ func (e *benchEnv) stop() {
 	os.RemoveAll(e.dir)
 }
 
-// start builds extauthz, starts Redis with the keys, the upstream, the do-nothing server,
+// start builds extauthz and the in-Envoy module, starts Redis with the keys, the upstream, the do-nothing server,
 // extauthz and Envoy, and waits until each answers.
 func start(total int, cases []benchCase, progress io.Writer) (*benchEnv, error) {
 	envoyBin, err := toolbin.Path("envoy")
@@ -249,6 +249,9 @@ func start(total int, cases []benchCase, progress io.Writer) (*benchEnv, error) 
 	build.Dir, build.Stderr = root, progress
 	if err := build.Run(); err != nil {
 		return nil, fmt.Errorf("go build ./extauthz/cmd/extauthz: %w", err)
+	}
+	if err := buildModule(root, dir, progress); err != nil {
+		return nil, err
 	}
 	for _, c := range cases {
 		if v := c.variant; v != nil && v.baseline != "" {
@@ -353,16 +356,22 @@ func (e *benchEnv) createKeys(ctx context.Context, total int) (map[string]string
 	return api, nil
 }
 
-// nullKeys writes the do-nothing server's table: digest and the status it answers.
-func (e *benchEnv) nullKeys() (string, error) {
-	path := filepath.Join(e.dir, "null-keys")
+// keyTable is the do-nothing server's and the in-Envoy module's table: each known key's digest
+// and the status to answer.
+func (e *benchEnv) keyTable() string {
 	var lines string
 	for kind, plain := range e.keys {
 		if kind != keyUnknown {
 			lines += fmt.Sprintf("%s %d\n", store.Digest(plain), expected(caseNull, kind))
 		}
 	}
-	return path, os.WriteFile(path, []byte(lines), 0o600)
+	return lines
+}
+
+// nullKeys writes the do-nothing server's table.
+func (e *benchEnv) nullKeys() (string, error) {
+	path := filepath.Join(e.dir, "null-keys")
+	return path, os.WriteFile(path, []byte(e.keyTable()), 0o600)
 }
 
 func (e *benchEnv) startProcesses(ctx context.Context, envoyBin, extauthzBin string, api map[string]string) error {
@@ -465,7 +474,7 @@ func (e *benchEnv) startEnvoy(ctx context.Context, envoyBin string, api map[stri
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
 	e.client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}}
-	cfg, err := envoyConfig(e.cases, e.ports, certFile, keyFile, api, "bench-refused")
+	cfg, err := envoyConfig(e.cases, e.ports, certFile, keyFile, caseKeys{apiKeys: api, refusedClient: "bench-refused", table: e.keyTable()})
 	if err != nil {
 		return err
 	}
@@ -473,7 +482,7 @@ func (e *benchEnv) startEnvoy(ctx context.Context, envoyBin string, api map[stri
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
-	p, err := proc.Start("envoy", logs, nil, envoyBin, "-c", cfgPath, "--concurrency", "1", "--log-level", "warn",
+	p, err := proc.Start("envoy", logs, []string{"ENVOY_DYNAMIC_MODULES_SEARCH_PATH=" + e.dir}, envoyBin, "-c", cfgPath, "--concurrency", "1", "--log-level", "warn",
 		"--base-id", strconv.Itoa(e.ports.admin))
 	if err != nil {
 		return err
