@@ -99,8 +99,8 @@ func caseFilter(bc benchCase, p envoyPorts, keys caseKeys) (string, string, erro
 	switch c := bc.name; c {
 	case caseNoAuth:
 		return "", "", nil
-	case caseInEnvoy:
-		filter, err := inEnvoyFilter(keys.table)
+	case caseInEnvoy, caseInEnvoyGoHooks:
+		filter, err := inEnvoyFilter(c == caseInEnvoyGoHooks, keys.table)
 		return filter, "", err
 	case caseAPIKey:
 		creds := make([]map[string]string, 0, len(keys.apiKeys))

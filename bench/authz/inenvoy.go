@@ -34,14 +34,19 @@ func buildModule(root, dir string, progress io.Writer) error {
 }
 
 // inEnvoyFilter is the dynamic-module filter running the module with table (the do-nothing
-// server's: "<key digest> <status>" lines). do_not_close: a Go shared library cannot be
-// unloaded (its runtime's threads would go on in unmapped code), so Envoy must keep it loaded
-// when a configuration update drops the filter.
-func inEnvoyFilter(table string) (string, error) {
+// server's: "<key digest> <status>" lines); with goHooks, every hook of a request calls into Go
+// (the filter name tells the module). do_not_close: a Go shared library cannot be unloaded (its
+// runtime's threads would go on in unmapped code), so Envoy must keep it loaded when a
+// configuration update drops the filter.
+func inEnvoyFilter(goHooks bool, table string) (string, error) {
+	name := inEnvoyModule
+	if goHooks {
+		name += "-go-hooks"
+	}
 	filter, err := json.Marshal(map[string]any{"name": "envoy.filters.http.dynamic_modules", "typed_config": map[string]any{
 		"@type":                 "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
 		"dynamic_module_config": map[string]any{"name": inEnvoyModule, "do_not_close": true},
-		"filter_name":           inEnvoyModule,
+		"filter_name":           name,
 		"filter_config":         map[string]any{"@type": "type.googleapis.com/google.protobuf.StringValue", "value": table}}})
 	return string(filter), err
 }

@@ -26,11 +26,14 @@ import (
 
 // The cases, in the order they run within a round.
 const (
-	caseNoAuth   = "no auth"
-	caseAPIKey   = "api_key_auth"
-	caseInEnvoy  = "in-envoy module"
-	caseNull     = "ext_authz → do-nothing"
-	caseExtAuthz = "ext_authz → extauthz"
+	caseNoAuth  = "no auth"
+	caseAPIKey  = "api_key_auth"
+	caseInEnvoy = "in-envoy module"
+	// caseInEnvoyGoHooks is the same module with every hook calling into Go, as one written
+	// with Envoy's Go SDK does.
+	caseInEnvoyGoHooks = "in-envoy module, every hook in Go"
+	caseNull           = "ext_authz → do-nothing"
+	caseExtAuthz       = "ext_authz → extauthz"
 )
 
 // The keys.
@@ -58,6 +61,7 @@ var baseCases = []benchCase{
 	// The do-nothing server's check (its table of digests and statuses) in an Envoy dynamic
 	// module (inenvoy/): what the check costs without the gRPC call.
 	{name: caseInEnvoy, keys: []string{keyAllowed, keyUnknown, keyRefused, keyRule}},
+	{name: caseInEnvoyGoHooks, keys: []string{keyAllowed, keyUnknown}},
 	{name: caseNull, keys: []string{keyAllowed, keyUnknown, keyRefused, keyRule}, authz: "null"},
 	{name: caseExtAuthz, keys: []string{keyAllowed, keyUnknown, keyRefused, keyRule}, authz: "extauthz"},
 }
