@@ -95,7 +95,7 @@ type settings struct {
 	variants  []*variant
 	baseline  string   // a git revision to build a second extauthz from ("" for none)
 	keys      []string // the key kinds measured
-	stat      string   // statMedian or statBest
+	stat      string   // statMedian or statBest (on the command line, either or both)
 	// profiles is where the CPU profiles of extauthz and the do-nothing server are kept ("" for
 	// none): one per cell of at least a second, taken while the cell is measured.
 	profiles string
@@ -108,7 +108,7 @@ func main() {
 	var s settings
 	flag.DurationVar(&s.duration, "duration", 2*time.Second, "measured time per cell (after a tenth more of warm-up)")
 	flag.IntVar(&s.rounds, "rounds", 3, "rounds; the cells alternate within each, and the table shows each cell's median (or best) round")
-	flag.StringVar(&s.stat, "stat", statMedian, "how the table sums up a cell's rounds: median, or best (the most requests per second, the least CPU per request: the least disturbed by others on a shared machine)")
+	flag.StringVar(&s.stat, "stat", statMedian, "how the table sums up a cell's rounds: median, or best (the most requests per second, the least CPU per request: the least disturbed by others on a shared machine); median,best prints both tables of the same rounds")
 	keys := flag.String("keys", strings.Join(keyKinds, ","), "comma-separated keys to measure: "+strings.Join(keyKinds, ", "))
 	conns := flag.String("conns", "1,16", "comma-separated connection counts")
 	tlsList := flag.String("tls", "false,true", "comma-separated: plaintext (false) and TLS (true) to the listener")
@@ -130,8 +130,11 @@ func main() {
 	if err == nil {
 		s.keys, err = parseKeys(*keys)
 	}
-	if err == nil && s.stat != statMedian && s.stat != statBest {
-		err = fmt.Errorf("-stat %q: want median or best", s.stat)
+	stats := strings.Split(s.stat, ",")
+	for _, st := range stats {
+		if err == nil && st != statMedian && st != statBest {
+			err = fmt.Errorf("-stat %q: want median, best, or both (median,best)", s.stat)
+		}
 	}
 	if err != nil || s.rounds < 1 || s.duration <= 0 {
 		fmt.Fprintf(os.Stderr, "authz: bad flags: %v\n", err)
@@ -139,7 +142,14 @@ func main() {
 	}
 	results, env, err := run(s, os.Stderr)
 	fail(err)
-	printTables(os.Stdout, s, env, results)
+	// Each way of summing up the same rounds gets its tables.
+	for i, st := range stats {
+		if i > 0 {
+			fmt.Println()
+		}
+		s.stat = st
+		printTables(os.Stdout, s, env, results)
+	}
 }
 
 // roleEnv, when set, makes this binary (the bench or its test) one of the bench's servers:
