@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/keygate-dev/keygate/bench/internal/sizes"
+	"github.com/keygate-dev/keygate/xds/translate"
 )
 
 // The cases, in the order they run within a round.
@@ -99,6 +100,8 @@ type settings struct {
 	// profiles is where the CPU profiles of extauthz and the do-nothing server are kept ("" for
 	// none): one per cell of at least a second, taken while the cell is measured.
 	profiles string
+	// extAuthzTimeout bounds each ext_authz check (0: the edge's default).
+	extAuthzTimeout time.Duration
 }
 
 func main() {
@@ -116,6 +119,7 @@ func main() {
 	variants := flag.String("variants", "", "comma-separated changes to Envoy's ext_authz call to measure beside the edge's own, with the allowed key: "+variantNames()+", or all")
 	flag.StringVar(&s.baseline, "baseline", "", "a git revision (e.g. HEAD~3, a commit): also measure extauthz built from it, with every key, beside the working tree's, with the same Envoy configuration")
 	flag.StringVar(&s.profiles, "profiles", filepath.Join(os.TempDir(), "keygate-authz-profiles"), "directory that keeps the CPU profiles of extauthz and the do-nothing servers, one per cell of a second or more (its *.pprof files are removed first); empty keeps none")
+	flag.DurationVar(&s.extAuthzTimeout, "extauthz-timeout", translate.DefaultExtAuthzTimeout, "how long Envoy waits for an ext_authz check before it answers 503 (the edge's default; on a machine so overloaded that a process stalls for that long, a longer one lets the run finish)")
 	flag.Parse()
 	var err error
 	if s.conns, err = sizes.Parse(*conns, 1); err == nil {

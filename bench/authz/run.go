@@ -57,6 +57,8 @@ type benchEnv struct {
 	pprof map[string]string
 	// profiles is where the cells' CPU profiles are kept ("" for none).
 	profiles string
+	// extAuthzTimeout bounds each ext_authz check; 0 is the edge's default.
+	extAuthzTimeout time.Duration
 }
 
 func run(s settings, progress io.Writer) (map[cell][]figures, *benchEnv, error) {
@@ -76,7 +78,7 @@ func run(s settings, progress io.Writer) (map[cell][]figures, *benchEnv, error) 
 			}
 		}
 	}
-	env, err := start(s.fillerKey, withVariants(s.variants), progress)
+	env, err := start(s.fillerKey, s.extAuthzTimeout, withVariants(s.variants), progress)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -135,6 +137,9 @@ func (e *benchEnv) measure(c benchCase, cl cell, d time.Duration, round int) (fi
 		profiled <- nil
 	}
 	r, err := load(t, cl.conns, d)
+	if err != nil {
+		err = fmt.Errorf("%w (Envoy's counters of failed checks: %s)", err, e.checkFailures())
+	}
 	if perr := <-profiled; err == nil {
 		err = perr
 	}
@@ -150,6 +155,29 @@ func (e *benchEnv) measure(c benchCase, cl cell, d time.Duration, round int) (fi
 		f.cpu[name] = a - before[name]
 	}
 	return f, nil
+}
+
+// checkFailures are Envoy's non-zero counters that say why a check failed (a 503 from ext_authz
+// is a timeout, a reset or a lost connection): ext_authz's errors and the authz clusters'
+// timeouts, resets, GOAWAYs, keepalive failures and closed connections.
+func (e *benchEnv) checkFailures() string {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/stats?usedonly&filter=%s", e.ports.admin,
+		`(ext_authz\.(error|timeout|failure_mode_allowed))|(cluster\.(extauthz|nullauthz|v_.*)\..*(reset|timeout|destroy|goaway|keepalive|fail|overflow|protocol_error|close))`))
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(body)), "\n") {
+		if line != "" && !strings.HasSuffix(line, ": 0") {
+			out = append(out, line)
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
 }
 
 // expected is the one right answer for a key in a case.
@@ -223,7 +251,7 @@ func (e *benchEnv) stop() {
 
 // start builds extauthz and the in-Envoy module, starts Redis with the keys, the upstream, the do-nothing server,
 // extauthz and Envoy, and waits until each answers.
-func start(total int, cases []benchCase, progress io.Writer) (*benchEnv, error) {
+func start(total int, extAuthzTimeout time.Duration, cases []benchCase, progress io.Writer) (*benchEnv, error) {
 	envoyBin, err := toolbin.Path("envoy")
 	if err != nil {
 		return nil, err
@@ -232,7 +260,7 @@ func start(total int, cases []benchCase, progress io.Writer) (*benchEnv, error) 
 	if err != nil {
 		return nil, err
 	}
-	e := &benchEnv{dir: dir, procs: map[string]*proc.Process{}, started: time.Now(), cases: cases, pprof: map[string]string{}}
+	e := &benchEnv{dir: dir, procs: map[string]*proc.Process{}, started: time.Now(), cases: cases, pprof: map[string]string{}, extAuthzTimeout: extAuthzTimeout}
 	ok := false
 	defer func() {
 		if !ok {
@@ -474,7 +502,8 @@ func (e *benchEnv) startEnvoy(ctx context.Context, envoyBin string, api map[stri
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
 	e.client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}}
-	cfg, err := envoyConfig(e.cases, e.ports, certFile, keyFile, caseKeys{apiKeys: api, refusedClient: "bench-refused", table: e.keyTable()})
+	cfg, err := envoyConfig(e.cases, e.ports, certFile, keyFile, filterSettings{apiKeys: api, refusedClient: "bench-refused",
+		table: e.keyTable(), extAuthzTimeout: e.extAuthzTimeout})
 	if err != nil {
 		return err
 	}
