@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -272,4 +274,49 @@ func cpuTime(tb testing.TB) time.Duration {
 		tb.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestAppliedResourceVersion: keygate_extauthz_keycache_applied_resource_version reaches the
+// resourceVersion the store answered a delete with, and from then on the replica refuses the
+// key: what a client (the soak's churn) waits for before it calls a later answer a false allow.
+func TestAppliedResourceVersion(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := New(keys, Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	name, digest := createKey(t, v1.OwnedAccessKeySpec{User: "erin"})
+	until(t, "the cache is live", c.Live)
+	warm(t, c, digest)
+	deleted, err := keys.DeleteObject(context.Background(), name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := strconv.ParseFloat(deleted.ResourceVersion, 64)
+	if err != nil {
+		t.Fatalf("the delete's resourceVersion %q: %v", deleted.ResourceVersion, err)
+	}
+	until(t, "the gauge reaches the delete's resourceVersion", func() bool {
+		return gaugeValue(t, reg) >= want
+	})
+	if !gone(c, digest)() {
+		t.Fatal("the replica applied the delete's resourceVersion but still serves the key")
+	}
+}
+
+// gaugeValue is keygate_extauthz_keycache_applied_resource_version's value in reg.
+func gaugeValue(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "keygate_extauthz_keycache_applied_resource_version" {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("no keygate_extauthz_keycache_applied_resource_version")
+	return 0
 }
