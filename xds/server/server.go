@@ -354,8 +354,15 @@ func contentVersion(byType map[resource.Type][]types.Resource, known map[types.R
 
 // Keepalive settings of the gRPC server. Envoy pings every 30s (envoy/bootstrap.yaml); the
 // enforcement must allow that, or gRPC would close Envoy's connection with "too many pings".
+//
+// The server's own ping (after 30 s without a frame from Envoy) gets a long Timeout: Envoy
+// answers pings on its main thread, which applies xDS updates, and loading a large
+// configuration keeps it busy for long (more than 40 s for 10,000 targets on a loaded 2-core
+// machine: bench/README.md). A 10 s timeout then closed the stream of a busy, healthy Envoy,
+// which reconnected and loaded everything again. A dead Envoy costs only its stream until the
+// timeout (or TCP notices first); a stalled but connected one receives nothing meanwhile either way.
 var (
-	keepaliveParams = keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
+	keepaliveParams = keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 3 * time.Minute}
 	keepalivePolicy = keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}
 )
 
