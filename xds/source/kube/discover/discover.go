@@ -88,6 +88,7 @@ type Discoverer struct {
 	changed     func()
 	health      *informer.Health
 	modeChanges *prometheus.CounterVec
+	watchErrors *prometheus.CounterVec
 	poller      *Poller
 	connecting  flowcontrol.RateLimiter
 
@@ -178,6 +179,7 @@ func Start(cluster string, u model.Upstream, o Options) (*Discoverer, error) {
 		log:         o.Log.With("cluster", cluster),
 		changed:     o.Changed,
 		modeChanges: o.ModeChanges,
+		watchErrors: o.WatchErrors,
 		poller:      o.Poller,
 		connecting:  o.Connecting,
 	}
@@ -196,14 +198,13 @@ func Start(cluster string, u model.Upstream, o Options) (*Discoverer, error) {
 	return d, nil
 }
 
-// newHealth follows the connected cluster's lists and watches; a refusal names the RBAC to
-// grant. Every series exists from the start, so that increase() alerts work before the first
-// failure.
+// newHealth follows the connected cluster's polls, lists and watches; a refusal names the RBAC
+// to grant. The services series exists from the start, so that increase() alerts work before
+// the first failure; those of namespaces and secrets from its first watch (startWatching): a
+// polled cluster reads only Services, and at 10,000 clusters each series costs some 700 bytes.
 func newHealth(log *slog.Logger, cluster string, watchErrors *prometheus.CounterVec) *informer.Health {
 	resources := []string{resourceServices, resourceNamespaces, resourceSecrets}
-	for _, r := range resources {
-		watchErrors.WithLabelValues(cluster, r)
-	}
+	watchErrors.WithLabelValues(cluster, resourceServices)
 	return informer.NewHealth(log, informer.Messages{
 		Lost: "cannot list or watch the connected cluster to discover virtual clusters; retrying, and its virtual clusters keep their last good targets",
 		Hint: func(err error) string {

@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"time"
 
+	"github.com/keygate-dev/keygate/xds/model"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilnet "k8s.io/apimachinery/pkg/util/net"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/pager"
@@ -159,14 +160,14 @@ func (d *Discoverer) pollOnce(ctx context.Context, polls *prometheus.CounterVec)
 // own, closed when it returns: between polls xds holds nothing for the cluster but its
 // credential's bytes. It reports whether there is one.
 func (d *Discoverer) poll(ctx context.Context) (bool, error) {
-	cfg := restConfig(d.upstream)
+	cfg, err := pollConfig(d.upstream)
+	if err != nil {
+		return false, err
+	}
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return false, err
 	}
-	// client-go's transport cache holds transports weakly: once this one's idle connection is
-	// closed, nothing refers to it.
-	defer utilnet.CloseIdleConnectionsFor(hc.Transport)
 	client, err := corev1client.NewForConfigAndClient(cfg, hc)
 	if err != nil {
 		return false, err
@@ -187,4 +188,27 @@ func (d *Discoverer) poll(ctx context.Context) (bool, error) {
 		return true, nil
 	}
 	return false, err
+}
+
+// pollConfig reaches a connected cluster as restConfig does, over a transport of its own that
+// closes each connection after its response (no keep-alive) and speaks HTTP/1.1: a poll is one
+// request (or a few pages), so a connection kept idle, or HTTP/2's per-connection state (its
+// buffers, its reader goroutine), would be memory held for nothing until the next poll. Not
+// client-go's shared transport cache: a transport there lives on while an idle connection
+// refers to it, and that connection returns to the idle pool asynchronously, after the caller
+// has read the response.
+func pollConfig(u model.Upstream) (*rest.Config, error) {
+	cfg := restConfig(u)
+	tlsConfig, err := rest.TLSConfigFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfg.TLSClientConfig = rest.TLSClientConfig{}
+	cfg.Transport = &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		TLSClientConfig:     tlsConfig,
+		TLSHandshakeTimeout: 10 * time.Second,
+		DisableKeepAlives:   true,
+	}
+	return cfg, nil
 }

@@ -30,6 +30,9 @@ func (d *Discoverer) startWatching() error {
 	if err != nil {
 		return err
 	}
+	for _, r := range []string{resourceNamespaces, resourceSecrets} {
+		d.watchErrors.WithLabelValues(d.cluster, r)
+	}
 	ctx, stop := context.WithCancel(d.ctx)
 	ctx = klog.NewContext(ctx, logr.FromSlogHandler(d.log.With("component", "informer").Handler()))
 	w := &watching{ctx: ctx, stop: stop, client: client, httpClient: hc, secrets: map[string]*secretWatch{}}
