@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -28,6 +29,15 @@ const (
 	// (app=vcluster), so one page is the rule; a page bounds what a cluster whose tenants
 	// created many such Services (headless ones, which are not virtual clusters) costs a poll.
 	pollPageSize = 100
+	// pollWorkers is how many polls may be in flight. A bound, as for any controller's
+	// workers: xds's CPU then goes to at most that many handshakes at once, whatever the pace,
+	// and the builds of the model keep their share when handshakes are slow (a loaded machine).
+	// Each poll of a cluster that does not answer holds a worker up to pollDialTimeout (no
+	// answer to the TCP handshake) or pollTimeout: 32 workers keep a minute's interval with up
+	// to some 300 such clusters; beyond, polls come later.
+	pollWorkers = 32
+	// pollDialTimeout bounds a poll's TCP connect.
+	pollDialTimeout = 5 * time.Second
 	// pollJitter is the fraction of the interval by which each poll comes early, at random,
 	// so that polls started together (xds starting) spread over the interval with time.
 	pollJitter = 0.2
@@ -45,8 +55,9 @@ const (
 var errFound = errors.New("vcluster Service found")
 
 // Poller polls the connected clusters whose Discoverers are in Polled mode, each about once an
-// interval. It is client-go's delaying work queue of Discoverers, plus a rate limiter (shared
-// with the start of watches, Options.Connecting) that takes each poll's connection: 10,000
+// interval. It is client-go's delaying work queue of Discoverers and pollWorkers workers, as a
+// controller's, plus a rate limiter (shared with the start of watches, Options.Connecting) that
+// paces the polls' connections: 10,000
 // clusters polled each minute are about 170 connections a second, and a rate (not a number of
 // polls in flight) keeps clusters that do not answer from holding the others up.
 type Poller struct {
@@ -73,13 +84,15 @@ func NewPoller(interval time.Duration, limiter flowcontrol.RateLimiter, polls *p
 		queue: workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[*Discoverer]{Name: ""})}
 }
 
-// Start starts polling the Discoverers queued, and those queued later.
+// Start starts pollWorkers workers, which poll the Discoverers queued, and those queued later.
 func (p *Poller) Start() {
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		p.run()
-	}()
+	for range pollWorkers {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.work()
+		}()
+	}
 }
 
 // Stop stops polling and waits for the polls in flight.
@@ -102,30 +115,20 @@ func (p *Poller) next() time.Duration {
 	return p.interval - early
 }
 
-// run hands each due Discoverer to a poll of its own once the limiter allows: polls are
-// network-bound, and the limiter, with pollTimeout, bounds how many are in flight.
-func (p *Poller) run() {
+// work polls each due Discoverer once the limiter allows, until the queue shuts down.
+func (p *Poller) work() {
 	for {
 		d, shutdown := p.queue.Get()
 		if shutdown {
 			return
 		}
-		if !d.polling.Load() {
-			p.queue.Done(d) // closed, or watched since it was queued
-			continue
+		switch {
+		case !d.polling.Load(): // closed, or watched since it was queued
+		case p.limiter.Wait(p.ctx) != nil: // stopping
+		case d.pollOnce(p.ctx, p.polls):
+			p.later(d)
 		}
-		if p.limiter.Wait(p.ctx) != nil {
-			p.queue.Done(d)
-			return
-		}
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			defer p.queue.Done(d)
-			if d.pollOnce(p.ctx, p.polls) {
-				p.later(d)
-			}
-		}()
+		p.queue.Done(d)
 	}
 }
 
@@ -206,6 +209,7 @@ func pollConfig(u model.Upstream) (*rest.Config, error) {
 	cfg.TLSClientConfig = rest.TLSClientConfig{}
 	cfg.Transport = &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: pollDialTimeout}).DialContext,
 		TLSClientConfig:     tlsConfig,
 		TLSHandshakeTimeout: 10 * time.Second,
 		DisableKeepAlives:   true,
