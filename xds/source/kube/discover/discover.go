@@ -1,5 +1,6 @@
 // Package discover finds the virtual clusters that vcluster runs in a connected cluster
-// (vcluster.go: its conventions), with informers in that cluster, reached with the edge's own
+// (vcluster.go: its conventions), by polling that cluster while it has none (poll.go) and with
+// informers in it once it has some (watch.go; mode.go decides), reached with the edge's own
 // credential for it: what Envoy uses for the cluster's target. It says what is there and what
 // target each makes; the Kubernetes source (xds/source/kube) decides which targets are served,
 // and keeps their last good versions.

@@ -57,9 +57,9 @@ var errFound = errors.New("vcluster Service found")
 // Poller polls the connected clusters whose Discoverers are in Polled mode, each about once an
 // interval. It is client-go's delaying work queue of Discoverers and pollWorkers workers, as a
 // controller's, plus a rate limiter (shared with the start of watches, Options.Connecting) that
-// paces the polls' connections: 10,000
-// clusters polled each minute are about 170 connections a second, and a rate (not a number of
-// polls in flight) keeps clusters that do not answer from holding the others up.
+// paces the polls' connections: 10,000 clusters polled each minute are about 170 connections a
+// second. The workers bound the polls in flight (CPU for handshakes), the rate the connections
+// made to the clusters and the CPU they take over time.
 type Poller struct {
 	interval time.Duration
 	limiter  flowcontrol.RateLimiter
