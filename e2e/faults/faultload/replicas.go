@@ -3,8 +3,6 @@ package faultload
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -46,14 +44,12 @@ func WaitReplicaChecks(t *testing.T, i int) {
 // ReplicaChecks is extauthz replica i's count of checks answered (its /metrics), 0 if it does
 // not answer.
 func ReplicaChecks(i int) int64 {
-	resp, err := http.Get("http://" + Platform.ExtAuthzHTTPAddress(i) + "/metrics")
+	body, err := scrapeReplica(context.Background(), i)
 	if err != nil {
 		return 0
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	var total int64
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(body, "\n") {
 		if !strings.HasPrefix(line, "keygate_extauthz_checks_total") {
 			continue
 		}
