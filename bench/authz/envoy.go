@@ -34,9 +34,18 @@ type envoyPorts struct {
 
 func listenerName(c string, tls bool) string { return fmt.Sprintf("%s-tls-%t", c, tls) }
 
-// envoyConfig renders the bootstrap. keys are the api_key_auth credentials (plain key → client
-// name); refusedClient is the client its route does not allow.
-func envoyConfig(cases []benchCase, p envoyPorts, certFile, keyFile string, keys map[string]string, refusedClient string) (string, error) {
+// filterSettings are what the cases' filters are configured with.
+type filterSettings struct {
+	apiKeys       map[string]string // api_key_auth's credentials: plain key → client name
+	refusedClient string            // the client api_key_auth's route does not allow
+	// table is the do-nothing server's and the in-Envoy module's: "<key digest> <status>" lines.
+	table string
+	// extAuthzTimeout bounds each ext_authz check (-extauthz-timeout); 0 is the edge's default.
+	extAuthzTimeout time.Duration
+}
+
+// envoyConfig renders the bootstrap.
+func envoyConfig(cases []benchCase, p envoyPorts, certFile, keyFile string, keys filterSettings) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "admin: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}\n", p.admin)
 	for _, c := range cases {
@@ -47,7 +56,7 @@ func envoyConfig(cases []benchCase, p envoyPorts, certFile, keyFile string, keys
 	b.WriteString("static_resources:\n  listeners:\n")
 	for _, c := range cases {
 		for _, tls := range []bool{false, true} {
-			filter, perRoute, err := caseFilter(c, p, keys, refusedClient)
+			filter, perRoute, err := caseFilter(c, p, keys)
 			if err != nil {
 				return "", err
 			}
@@ -81,23 +90,26 @@ func envoyConfig(cases []benchCase, p envoyPorts, certFile, keyFile string, keys
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {http2_protocol_options: {connection_keepalive: {interval: 30s, timeout: 5s}%s}}
-    circuit_breakers: {thresholds: [{priority: DEFAULT, max_connections: 100000, max_pending_requests: 100000, max_requests: 100000}]}
+    circuit_breakers: {thresholds: [{priority: DEFAULT, max_connections: 100000, max_pending_requests: 100000, max_requests: 100000, max_retries: 100000}]}
 `, name, name, cl.port, cl.http2)
 	}
 	return b.String(), nil
 }
 
 // caseFilter is the case's HTTP filter and its per-route settings (JSON), or "" for none.
-func caseFilter(bc benchCase, p envoyPorts, keys map[string]string, refusedClient string) (string, string, error) {
+func caseFilter(bc benchCase, p envoyPorts, keys filterSettings) (string, string, error) {
 	switch c := bc.name; c {
 	case caseNoAuth:
 		return "", "", nil
+	case caseInEnvoy, caseInEnvoyGoHooks:
+		filter, err := inEnvoyFilter(c == caseInEnvoyGoHooks, keys.table)
+		return filter, "", err
 	case caseAPIKey:
-		creds := make([]map[string]string, 0, len(keys))
+		creds := make([]map[string]string, 0, len(keys.apiKeys))
 		var allowed []string
-		for k, client := range keys {
+		for k, client := range keys.apiKeys {
 			creds = append(creds, map[string]string{"key": k, "client": client})
-			if client != refusedClient {
+			if client != keys.refusedClient {
 				allowed = append(allowed, client)
 			}
 		}
@@ -119,13 +131,13 @@ func caseFilter(bc benchCase, p envoyPorts, keys map[string]string, refusedClien
 		if bc.variant != nil {
 			cluster = bc.variant.cluster()
 		}
-		return extAuthzFilter(cluster, bc.variant, p)
+		return extAuthzFilter(cluster, bc.variant, p, keys.extAuthzTimeout)
 	}
 }
 
 // extAuthzFilter is the edge's ext_authz filter calling cluster, with v's change if v is set.
-func extAuthzFilter(cluster string, v *variant, p envoyPorts) (string, string, error) {
-	f := translate.ExtAuthzConfig(translate.Options{ExtAuthzCluster: cluster, ExtAuthzTimeout: 2 * time.Second})
+func extAuthzFilter(cluster string, v *variant, p envoyPorts, timeout time.Duration) (string, string, error) {
+	f := translate.ExtAuthzConfig(translate.Options{ExtAuthzCluster: cluster, ExtAuthzTimeout: timeout})
 	ext := benchRef.ContextExtensions()
 	if v != nil {
 		if v.filter != nil {

@@ -1,7 +1,8 @@
 // Command authz measures what checking access keys costs per request, end to end through one
 // Envoy: no check at all, Envoy's own api_key_auth filter with 10,000 keys, the edge's ext_authz
 // filter calling a do-nothing gRPC server, and the same filter calling this project's extauthz
-// with Redis. Every case runs in the same Envoy build and bootstrap, with allowed, unknown-key,
+// with Redis; and the do-nothing server's check inside Envoy, as a dynamic module in Go
+// (inenvoy/). Every case runs in the same Envoy build and bootstrap, with allowed, unknown-key,
 // scope-refused and rule-scoped keys, at several connection counts, with TLS on and off, in
 // interleaved rounds. Every answer's status is checked: a fast wrong answer fails the run. See
 // bench/README.md.
@@ -21,14 +22,19 @@ import (
 	"time"
 
 	"github.com/keygate-dev/keygate/bench/internal/sizes"
+	"github.com/keygate-dev/keygate/xds/translate"
 )
 
 // The cases, in the order they run within a round.
 const (
-	caseNoAuth   = "no auth"
-	caseAPIKey   = "api_key_auth"
-	caseNull     = "ext_authz → do-nothing"
-	caseExtAuthz = "ext_authz → extauthz"
+	caseNoAuth  = "no auth"
+	caseAPIKey  = "api_key_auth"
+	caseInEnvoy = "in-envoy module"
+	// caseInEnvoyGoHooks is the same module with every hook calling into Go, as one written
+	// with Envoy's Go SDK does.
+	caseInEnvoyGoHooks = "in-envoy module, every hook in Go"
+	caseNull           = "ext_authz → do-nothing"
+	caseExtAuthz       = "ext_authz → extauthz"
 )
 
 // The keys.
@@ -53,6 +59,10 @@ type benchCase struct {
 var baseCases = []benchCase{
 	{name: caseNoAuth, keys: []string{keyAllowed}},
 	{name: caseAPIKey, keys: []string{keyAllowed, keyUnknown, keyRefused}},
+	// The do-nothing server's check (its table of digests and statuses) in an Envoy dynamic
+	// module (inenvoy/): what the check costs without the gRPC call.
+	{name: caseInEnvoy, keys: []string{keyAllowed, keyUnknown, keyRefused, keyRule}},
+	{name: caseInEnvoyGoHooks, keys: []string{keyAllowed, keyUnknown}},
 	{name: caseNull, keys: []string{keyAllowed, keyUnknown, keyRefused, keyRule}, authz: "null"},
 	{name: caseExtAuthz, keys: []string{keyAllowed, keyUnknown, keyRefused, keyRule}, authz: "extauthz"},
 }
@@ -65,7 +75,11 @@ func withVariants(vs []*variant) []benchCase {
 		if v.authz != "extauthz" {
 			base = caseNull
 		}
-		out = append(out, benchCase{name: base + ", " + v.label, keys: []string{keyAllowed}, authz: v.process(), variant: v})
+		keys := []string{keyAllowed}
+		if v.baseline != "" { // extauthz against extauthz: every key, each one's path differs
+			keys = baseCases[len(baseCases)-1].keys
+		}
+		out = append(out, benchCase{name: base + ", " + v.label, keys: keys, authz: v.process(), variant: v})
 	}
 	return out
 }
@@ -82,10 +96,12 @@ type settings struct {
 	variants  []*variant
 	baseline  string   // a git revision to build a second extauthz from ("" for none)
 	keys      []string // the key kinds measured
-	stat      string   // statMedian or statBest
+	stat      string   // statMedian or statBest (on the command line, either or both)
 	// profiles is where the CPU profiles of extauthz and the do-nothing server are kept ("" for
 	// none): one per cell of at least a second, taken while the cell is measured.
 	profiles string
+	// extAuthzTimeout bounds each ext_authz check (0: the edge's default).
+	extAuthzTimeout time.Duration
 }
 
 func main() {
@@ -95,14 +111,15 @@ func main() {
 	var s settings
 	flag.DurationVar(&s.duration, "duration", 2*time.Second, "measured time per cell (after a tenth more of warm-up)")
 	flag.IntVar(&s.rounds, "rounds", 3, "rounds; the cells alternate within each, and the table shows each cell's median (or best) round")
-	flag.StringVar(&s.stat, "stat", statMedian, "how the table sums up a cell's rounds: median, or best (the most requests per second, the least CPU per request: the least disturbed by others on a shared machine)")
+	flag.StringVar(&s.stat, "stat", statMedian, "how the table sums up a cell's rounds: median, or best (the most requests per second, the least CPU per request: the least disturbed by others on a shared machine); median,best prints both tables of the same rounds")
 	keys := flag.String("keys", strings.Join(keyKinds, ","), "comma-separated keys to measure: "+strings.Join(keyKinds, ", "))
 	conns := flag.String("conns", "1,16", "comma-separated connection counts")
 	tlsList := flag.String("tls", "false,true", "comma-separated: plaintext (false) and TLS (true) to the listener")
 	flag.IntVar(&s.fillerKey, "keys-total", 10000, "access keys in Redis and in api_key_auth")
 	variants := flag.String("variants", "", "comma-separated changes to Envoy's ext_authz call to measure beside the edge's own, with the allowed key: "+variantNames()+", or all")
-	flag.StringVar(&s.baseline, "baseline", "", "a git revision (e.g. HEAD~3, a commit): also measure extauthz built from it, with the allowed key, beside the working tree's, with the same Envoy configuration")
+	flag.StringVar(&s.baseline, "baseline", "", "a git revision (e.g. HEAD~3, a commit): also measure extauthz built from it, with every key, beside the working tree's, with the same Envoy configuration")
 	flag.StringVar(&s.profiles, "profiles", filepath.Join(os.TempDir(), "keygate-authz-profiles"), "directory that keeps the CPU profiles of extauthz and the do-nothing servers, one per cell of a second or more (its *.pprof files are removed first); empty keeps none")
+	flag.DurationVar(&s.extAuthzTimeout, "extauthz-timeout", translate.DefaultExtAuthzTimeout, "how long Envoy waits for an ext_authz check before it answers 503 (the edge's default; on a machine so overloaded that a process stalls for that long, a longer one lets the run finish)")
 	flag.Parse()
 	var err error
 	if s.conns, err = sizes.Parse(*conns, 1); err == nil {
@@ -117,8 +134,11 @@ func main() {
 	if err == nil {
 		s.keys, err = parseKeys(*keys)
 	}
-	if err == nil && s.stat != statMedian && s.stat != statBest {
-		err = fmt.Errorf("-stat %q: want median or best", s.stat)
+	stats := strings.Split(s.stat, ",")
+	for _, st := range stats {
+		if err == nil && st != statMedian && st != statBest {
+			err = fmt.Errorf("-stat %q: want median, best, or both (median,best)", s.stat)
+		}
 	}
 	if err != nil || s.rounds < 1 || s.duration <= 0 {
 		fmt.Fprintf(os.Stderr, "authz: bad flags: %v\n", err)
@@ -126,7 +146,14 @@ func main() {
 	}
 	results, env, err := run(s, os.Stderr)
 	fail(err)
-	printTables(os.Stdout, s, env, results)
+	// Each way of summing up the same rounds gets its tables.
+	for i, st := range stats {
+		if i > 0 {
+			fmt.Println()
+		}
+		s.stat = st
+		printTables(os.Stdout, s, env, results)
+	}
 }
 
 // roleEnv, when set, makes this binary (the bench or its test) one of the bench's servers:

@@ -57,6 +57,8 @@ type benchEnv struct {
 	pprof map[string]string
 	// profiles is where the cells' CPU profiles are kept ("" for none).
 	profiles string
+	// extAuthzTimeout bounds each ext_authz check; 0 is the edge's default.
+	extAuthzTimeout time.Duration
 }
 
 func run(s settings, progress io.Writer) (map[cell][]figures, *benchEnv, error) {
@@ -76,7 +78,7 @@ func run(s settings, progress io.Writer) (map[cell][]figures, *benchEnv, error) 
 			}
 		}
 	}
-	env, err := start(s.fillerKey, withVariants(s.variants), progress)
+	env, err := start(s.fillerKey, s.extAuthzTimeout, withVariants(s.variants), progress)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -135,6 +137,9 @@ func (e *benchEnv) measure(c benchCase, cl cell, d time.Duration, round int) (fi
 		profiled <- nil
 	}
 	r, err := load(t, cl.conns, d)
+	if err != nil {
+		err = fmt.Errorf("%w (Envoy's counters of failed checks: %s)", err, e.checkFailures())
+	}
 	if perr := <-profiled; err == nil {
 		err = perr
 	}
@@ -150,6 +155,29 @@ func (e *benchEnv) measure(c benchCase, cl cell, d time.Duration, round int) (fi
 		f.cpu[name] = a - before[name]
 	}
 	return f, nil
+}
+
+// checkFailures are Envoy's non-zero counters that say why a check failed (a 503 from ext_authz
+// is a timeout, a reset or a lost connection): ext_authz's errors and the authz clusters'
+// timeouts, resets, GOAWAYs, keepalive failures and closed connections.
+func (e *benchEnv) checkFailures() string {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/stats?usedonly&filter=%s", e.ports.admin,
+		`(ext_authz\.(error|timeout|failure_mode_allowed))|(cluster\.(extauthz|nullauthz|v_.*)\..*(reset|timeout|destroy|goaway|keepalive|fail|overflow|protocol_error|close))`))
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(body)), "\n") {
+		if line != "" && !strings.HasSuffix(line, ": 0") {
+			out = append(out, line)
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
 }
 
 // expected is the one right answer for a key in a case.
@@ -221,9 +249,9 @@ func (e *benchEnv) stop() {
 	os.RemoveAll(e.dir)
 }
 
-// start builds extauthz, starts Redis with the keys, the upstream, the do-nothing server,
+// start builds extauthz and the in-Envoy module, starts Redis with the keys, the upstream, the do-nothing server,
 // extauthz and Envoy, and waits until each answers.
-func start(total int, cases []benchCase, progress io.Writer) (*benchEnv, error) {
+func start(total int, extAuthzTimeout time.Duration, cases []benchCase, progress io.Writer) (*benchEnv, error) {
 	envoyBin, err := toolbin.Path("envoy")
 	if err != nil {
 		return nil, err
@@ -232,7 +260,7 @@ func start(total int, cases []benchCase, progress io.Writer) (*benchEnv, error) 
 	if err != nil {
 		return nil, err
 	}
-	e := &benchEnv{dir: dir, procs: map[string]*proc.Process{}, started: time.Now(), cases: cases, pprof: map[string]string{}}
+	e := &benchEnv{dir: dir, procs: map[string]*proc.Process{}, started: time.Now(), cases: cases, pprof: map[string]string{}, extAuthzTimeout: extAuthzTimeout}
 	ok := false
 	defer func() {
 		if !ok {
@@ -249,6 +277,9 @@ func start(total int, cases []benchCase, progress io.Writer) (*benchEnv, error) 
 	build.Dir, build.Stderr = root, progress
 	if err := build.Run(); err != nil {
 		return nil, fmt.Errorf("go build ./extauthz/cmd/extauthz: %w", err)
+	}
+	if err := buildModule(root, dir, progress); err != nil {
+		return nil, err
 	}
 	for _, c := range cases {
 		if v := c.variant; v != nil && v.baseline != "" {
@@ -353,16 +384,22 @@ func (e *benchEnv) createKeys(ctx context.Context, total int) (map[string]string
 	return api, nil
 }
 
-// nullKeys writes the do-nothing server's table: digest and the status it answers.
-func (e *benchEnv) nullKeys() (string, error) {
-	path := filepath.Join(e.dir, "null-keys")
+// keyTable is the do-nothing server's and the in-Envoy module's table: each known key's digest
+// and the status to answer.
+func (e *benchEnv) keyTable() string {
 	var lines string
 	for kind, plain := range e.keys {
 		if kind != keyUnknown {
 			lines += fmt.Sprintf("%s %d\n", store.Digest(plain), expected(caseNull, kind))
 		}
 	}
-	return path, os.WriteFile(path, []byte(lines), 0o600)
+	return lines
+}
+
+// nullKeys writes the do-nothing server's table.
+func (e *benchEnv) nullKeys() (string, error) {
+	path := filepath.Join(e.dir, "null-keys")
+	return path, os.WriteFile(path, []byte(e.keyTable()), 0o600)
 }
 
 func (e *benchEnv) startProcesses(ctx context.Context, envoyBin, extauthzBin string, api map[string]string) error {
@@ -465,7 +502,8 @@ func (e *benchEnv) startEnvoy(ctx context.Context, envoyBin string, api map[stri
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
 	e.client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}}
-	cfg, err := envoyConfig(e.cases, e.ports, certFile, keyFile, api, "bench-refused")
+	cfg, err := envoyConfig(e.cases, e.ports, certFile, keyFile, filterSettings{apiKeys: api, refusedClient: "bench-refused",
+		table: e.keyTable(), extAuthzTimeout: e.extAuthzTimeout})
 	if err != nil {
 		return err
 	}
@@ -473,7 +511,7 @@ func (e *benchEnv) startEnvoy(ctx context.Context, envoyBin string, api map[stri
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
-	p, err := proc.Start("envoy", logs, nil, envoyBin, "-c", cfgPath, "--concurrency", "1", "--log-level", "warn",
+	p, err := proc.Start("envoy", logs, []string{"ENVOY_DYNAMIC_MODULES_SEARCH_PATH=" + e.dir}, envoyBin, "-c", cfgPath, "--concurrency", "1", "--log-level", "warn",
 		"--base-id", strconv.Itoa(e.ports.admin))
 	if err != nil {
 		return err

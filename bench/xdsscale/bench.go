@@ -101,16 +101,20 @@ type result struct {
 	Setup  time.Duration // declaring the N targets (file written; objects created), before xds starts
 
 	// Initial load: xds started with N targets, then Envoy.
-	XDSReady       time.Duration // xds exec → /readyz 200 (targets loaded, translated, published)
-	EnvoyStats     time.Duration // Envoy exec → admin stats show every cluster active, the listener and the routes
-	EnvoySampled   time.Duration // Envoy exec → every sampled target answered from its upstream
-	Initial        usage         // xds after the initial load and push (CPU total, HWM since start)
-	InitialSteady  int64         // xds RSS 3s after Envoy served, bytes
-	InitialHeap    int64         // xds Go heap in use then (go_memstats_heap_inuse_bytes): live data, unlike RSS
-	InitialLive    int64         // xds heap allocated right after a forced garbage collection then: the live data alone
-	InitialFDs     int           // xds open file descriptors then (sockets: Envoy, API servers, connected clusters)
-	EnvoyInitial   usage         // Envoy after the initial load
-	EnvoySteadyRSS int64
+	XDSReady      time.Duration // xds exec → /readyz 200 (targets loaded, translated, published)
+	EnvoyStats    time.Duration // Envoy exec → admin stats show every cluster active, the listener and the routes
+	EnvoySampled  time.Duration // Envoy exec → every sampled target answered from its upstream
+	Initial       usage         // xds after the initial load and push (CPU total, HWM since start)
+	InitialSteady int64         // xds RSS 3s after Envoy served, bytes
+	InitialHeap   int64         // xds Go heap in use then (go_memstats_heap_inuse_bytes): live data, unlike RSS
+	InitialLive   int64         // xds heap allocated right after a forced garbage collection then: the live data alone
+	InitialFDs    int           // xds open file descriptors then (sockets: Envoy, API servers, connected clusters)
+	// At rest after the initial load, over RestWindow: xds's CPU, and the connected clusters
+	// polled for virtual clusters meanwhile (the Kubernetes source).
+	RestWindow, RestCPU time.Duration
+	RestPolls           float64
+	EnvoyInitial        usage // Envoy after the initial load
+	EnvoySteadyRSS      int64
 
 	Add, Move change // one target added; one target's upstream moved (Envoy connected only)
 
@@ -301,24 +305,39 @@ func (s *runState) edit(ctx context.Context, i int, moved map[int]bool) error {
 
 // heapInUse reads go_memstats_heap_inuse_bytes from xds's /metrics.
 func (s *runState) heapInUse(ctx context.Context) (int64, error) {
+	v, found, err := s.xdsMetric(ctx, "go_memstats_heap_inuse_bytes")
+	if err == nil && !found {
+		err = errors.New("xds /metrics: no go_memstats_heap_inuse_bytes")
+	}
+	return int64(v), err
+}
+
+// xdsMetric is the sum of the series of the metric name on xds's /metrics, and whether there
+// is any.
+func (s *runState) xdsMetric(ctx context.Context, name string) (sum float64, found bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.xdsHTTP+"/metrics", nil)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return int64(f), err
+		series, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) {
+			continue
 		}
+		f, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return 0, false, err
+		}
+		sum, found = sum+f, true
 	}
-	return 0, fmt.Errorf("xds /metrics: no go_memstats_heap_inuse_bytes (%v)", sc.Err())
+	return sum, found, sc.Err()
 }
 
 // heapProfile saves xds's heap profile (after a garbage collection) as xds-heap.pb.gz in the

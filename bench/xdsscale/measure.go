@@ -61,6 +61,9 @@ func (e *benchEnv) measure(ctx context.Context, src targetSource, n int) (*resul
 	if err := s.measureSteady(ctx, r); err != nil {
 		return nil, err
 	}
+	if err := s.measureRest(ctx, r); err != nil {
+		return nil, err
+	}
 	// One change at a time, with Envoy the only xDS client.
 	if r.Add, err = s.change(ctx, "add", addA, nil); err != nil {
 		return nil, err
@@ -214,6 +217,38 @@ func (s *runState) measureSteady(ctx context.Context, r *result) error {
 		return err
 	}
 	r.EnvoySteadyRSS = steady.RSS
+	return nil
+}
+
+// restWindow is how long xds is watched at rest with the Kubernetes source: the default
+// --discovery-poll-interval, so that every connected cluster is polled about once within it.
+const restWindow = time.Minute
+
+// measureRest measures xds at rest over restWindow, with the Kubernetes source: its CPU, and
+// how many connected clusters it polled (each poll a TLS connection to the bench's upstream).
+func (s *runState) measureRest(ctx context.Context, r *result) error {
+	if s.src.name() != "kubernetes" {
+		return nil
+	}
+	before, err := readUsage(s.xds.Pid())
+	if err != nil {
+		return err
+	}
+	polls, _, err := s.xdsMetric(ctx, "keygate_xds_kube_discovery_polls_total")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "  xds at rest for %s\n", restWindow)
+	time.Sleep(restWindow)
+	after, err := readUsage(s.xds.Pid())
+	if err != nil {
+		return err
+	}
+	pollsAfter, _, err := s.xdsMetric(ctx, "keygate_xds_kube_discovery_polls_total")
+	if err != nil {
+		return err
+	}
+	r.RestWindow, r.RestCPU, r.RestPolls = restWindow, after.CPU-before.CPU, pollsAfter-polls
 	return nil
 }
 

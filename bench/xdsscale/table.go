@@ -17,6 +17,14 @@ func seconds(d time.Duration) float64 { return d.Seconds() }
 func mb(b int64) float64              { return float64(b) / (1 << 20) }
 func kb(b int) float64                { return float64(b) / 1024 }
 
+// perSecond is v over window, 0 without a window.
+func perSecond(v float64, window time.Duration) float64 {
+	if window <= 0 {
+		return 0
+	}
+	return v / window.Seconds()
+}
+
 func typeRow(label string, t func(*result) traffic, typ string) row {
 	return row{label, func(r *result) float64 { return float64(t(r).ByType[typ].Resources) }, "count"}
 }
@@ -34,6 +42,8 @@ var rows = []row{
 	{"xds Go heap in use per target then", func(r *result) float64 { return float64(r.InitialHeap) / 1024 / float64(r.N) }, "KB"},
 	{"xds live heap per target then (allocated right after a forced GC)", func(r *result) float64 { return float64(r.InitialLive) / 1024 / float64(r.N) }, "KB"},
 	{"xds open file descriptors then", func(r *result) float64 { return float64(r.InitialFDs) }, "count"},
+	{"xds at rest, a minute after: connected clusters polled per second", func(r *result) float64 { return perSecond(r.RestPolls, r.RestWindow) }, "count"},
+	{"xds at rest then: CPU, % of a core", func(r *result) float64 { return 100 * perSecond(r.RestCPU.Seconds(), r.RestWindow) }, "%"},
 	{"Envoy CPU, initial", func(r *result) float64 { return seconds(r.EnvoyInitial.CPU) }, "s"},
 	{"Envoy steady RSS", func(r *result) float64 { return mb(r.EnvoySteadyRSS) }, "MB"},
 	{"add one target: change written → xds published", func(r *result) float64 { return seconds(r.Add.Published) }, "s"},

@@ -2,17 +2,11 @@ package faults
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/keygate-dev/keygate/e2e/faults/faultload"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
-	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/localdev"
 )
 
@@ -35,34 +29,34 @@ func TestClockSkew(t *testing.T) {
 	}
 	offsets := []time.Duration{skew, -skew}
 	for i, off := range offsets {
-		restartReplica(t, i, "--testing-clock-offset", off.String())
+		faultload.SkewReplica(t, i, off)
 	}
 	t.Cleanup(func() {
 		for i := range offsets {
-			restartReplica(t, i)
+			faultload.SkewReplica(t, i, 0)
 		}
 	})
-	waitBothReplicasCheck(t)
+	for i := range offsets {
+		faultload.WaitReplicaChecks(t, i)
+	}
 
-	now := time.Now()
-	keysByExpiry := skewedKeys(t, now)
+	keysByExpiry := faultload.ExpiringKeys(t, time.Now(), skew, []time.Duration{-90 * time.Second, -30 * time.Second, 30 * time.Second, 90 * time.Second}, true)
 	answers := map[string]map[int]int{}
 	// Each key's requests in a row: Envoy's round robin then alternates the replicas for it.
 	for _, k := range keysByExpiry {
+		answers[k.Name] = map[int]int{}
 		for range 20 {
-			status, detail := faultload.Request(ctx, &faultload.Probe{Name: k.name, Key: k.key, Path: faultload.DemoPath + "/version"})
-			if answers[k.name] == nil {
-				answers[k.name] = map[int]int{}
-			}
-			answers[k.name][status]++
-			switch o := faultload.Classify(k.want(time.Now()), status); o {
+			sent := time.Now()
+			status, detail := faultload.Request(ctx, k.Probe)
+			answers[k.Name][status]++
+			switch o := faultload.Classify(k.Want(sent, time.Now()), status); o {
 			case faultload.FalseAllow, faultload.FalseDeny, faultload.OtherAnswer:
-				t.Errorf("%s: %s, %d %s", k.name, faultload.OutcomeNames[o], status, detail)
+				t.Errorf("%s: %s, %d %s", k.Name, faultload.OutcomeNames[o], status, detail)
 			}
 		}
 	}
 	for _, k := range keysByExpiry {
-		t.Logf("figures: %s: %v", k.name, answers[k.name])
+		t.Logf("figures: %s: %v", k.Name, answers[k.Name])
 	}
 	// Within the skew both answers come, one from each replica: the skew decides.
 	for _, name := range []string{"ttl, expired 30s ago", "ttl, expires in 30s"} {
@@ -73,115 +67,28 @@ func TestClockSkew(t *testing.T) {
 	checkActivityStamp(t, keysByExpiry)
 }
 
-// skewedKey is a key whose expiry by the true clock is expiry.
-type skewedKey struct {
-	name, key string
-	object    string // its name in the store
-	expiry    time.Time
-	idle      bool // ttlAfterLastActivity
-}
-
-// want is the right answer at sent: refused once the expiry is more than the skew past, allowed
-// while it is more than the skew ahead, either in between.
-func (k skewedKey) want(sent time.Time) faultload.Want {
-	switch {
-	case sent.After(k.expiry.Add(skew)):
-		return faultload.MustRefuse
-	case sent.Before(k.expiry.Add(-skew)):
-		return faultload.MustAllow
-	}
-	return faultload.EitherWay
-}
-
-// skewedKeys makes keys expiring 90 s and 30 s before now and 30 s and 90 s after, by ttl and
-// by ttlAfterLastActivity, stamping creation and last use directly in the store.
-func skewedKeys(t *testing.T, now time.Time) []skewedKey {
-	t.Helper()
-	now = now.Truncate(time.Second)
-	var out []skewedKey
-	for _, d := range []int{-90, -30, 30, 90} {
-		when := fmt.Sprintf("expires in %ds", d)
-		if d < 0 {
-			when = fmt.Sprintf("expired %ds ago", -d)
-		}
-		// ttl: created an hour ago, living an hour and d seconds.
-		created := now.Add(-time.Hour)
-		k := skewedKey{name: "ttl, " + when, expiry: now.Add(time.Duration(d) * time.Second)}
-		k.object, k.key = createAt(t, created, v1.OwnedAccessKeySpec{User: localdev.AdminUser, TTL: 3600 + int64(d)})
-		out = append(out, k)
-		// ttlAfterLastActivity: ten minutes from a use 600-d seconds ago.
-		k = skewedKey{name: "ttlAfterLastActivity, " + when, expiry: now.Add(time.Duration(d) * time.Second), idle: true}
-		k.object, k.key = createAt(t, created, v1.OwnedAccessKeySpec{User: localdev.AdminUser, TTL: 600, TTLAfterLastActivity: true})
-		if err := keys.RecordActivity(context.Background(), map[string]time.Time{store.Digest(k.key): now.Add(time.Duration(d-600) * time.Second)}); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, k)
-	}
-	return out
-}
-
-// createAt creates a key in the store with the given creation time.
-func createAt(t *testing.T, created time.Time, spec v1.OwnedAccessKeySpec) (name, key string) {
-	t.Helper()
-	obj := &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: "faults-skew-" + randomSuffix(),
-		CreationTimestamp: metav1.NewTime(created.UTC())}, Spec: spec}
-	key, err := keys.Create(context.Background(), obj)
-	if err != nil {
-		t.Fatalf("create access key: %v", err)
-	}
-	return obj.Name, key
-}
-
 // checkActivityStamp: the last use of the idle key that always passes, as stored after the next
 // flush, is at most the skew ahead of the true clock, and ahead of it: the replica ahead
 // stamped it, so the key lives up to the skew longer than its ttl after that use.
-func checkActivityStamp(t *testing.T, ks []skewedKey) {
+func checkActivityStamp(t *testing.T, ks []faultload.ExpiringKey) {
 	t.Helper()
-	var k skewedKey
+	var k faultload.ExpiringKey
 	for _, c := range ks {
-		if c.idle && c.want(time.Now()) == faultload.MustAllow {
+		if c.Idle && c.Want(time.Now(), time.Now()) == faultload.MustAllow {
 			k = c
 		}
 	}
 	time.Sleep(3 * localdev.ActivityFlushInterval)
-	stored, err := keys.Get(context.Background(), k.object)
+	stored, err := keys.Get(context.Background(), k.Object)
 	if err != nil || stored.Status.LastActivity == nil {
-		t.Fatalf("%s: %+v, %v", k.name, stored, err)
+		t.Fatalf("%s: %+v, %v", k.Name, stored, err)
 	}
 	ahead := stored.Status.LastActivity.Sub(time.Now())
-	t.Logf("figures: %s: last use stored %s ahead of the true clock", k.name, ahead.Round(time.Second))
+	t.Logf("figures: %s: last use stored %s ahead of the true clock", k.Name, ahead.Round(time.Second))
 	if ahead > skew+time.Second {
-		t.Errorf("%s: last use stamped %s ahead, more than the skew of %s", k.name, ahead, skew)
+		t.Errorf("%s: last use stamped %s ahead, more than the skew of %s", k.Name, ahead, skew)
 	}
 	if ahead <= 0 {
-		t.Errorf("%s: last use stamped %s ahead: the replica ahead did not stamp it", k.name, ahead)
+		t.Errorf("%s: last use stamped %s ahead: the replica ahead did not stamp it", k.Name, ahead)
 	}
-}
-
-// restartReplica kills extauthz replica i and starts it with args.
-func restartReplica(t *testing.T, i int, args ...string) {
-	t.Helper()
-	if err := platform.KillExtAuthzReplica(i); err != nil {
-		t.Errorf("kill extauthz replica %d: %v", i, err)
-	}
-	if err := platform.StartExtAuthzReplica(context.Background(), i, args...); err != nil {
-		t.Fatalf("start extauthz replica %d %v: %v", i, args, err)
-	}
-}
-
-// waitBothReplicasCheck sends requests until Envoy has sent checks to both replicas (the health
-// check lets a restarted one back within its interval).
-func waitBothReplicasCheck(t *testing.T) {
-	t.Helper()
-	before := []int64{replicaChecks(t, 0), replicaChecks(t, 1)}
-	p := &faultload.Probe{Name: "admin", Key: platform.AdminKey, Path: faultload.DemoPath + "/version"}
-	faultload.Eventually(t, time.Minute, "both extauthz replicas get checks", func() error {
-		_, _ = faultload.Request(context.Background(), p)
-		for i, b := range before {
-			if replicaChecks(t, i) <= b {
-				return fmt.Errorf("replica %d has had no check yet", i)
-			}
-		}
-		return nil
-	})
 }

@@ -3,8 +3,6 @@ package faults
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -54,9 +52,9 @@ func TestExtAuthzReplicaKilled(t *testing.T) {
 	}
 	restarted = true
 	startedAt := time.Now()
-	back := replicaChecks(t, victim)
+	back := faultload.ReplicaChecks(victim)
 	faultload.Eventually(t, time.Minute, "Envoy sends checks to the restarted replica again", func() error {
-		if n := replicaChecks(t, victim); n <= back {
+		if n := faultload.ReplicaChecks(victim); n <= back {
 			return fmt.Errorf("%d checks", n)
 		}
 		return nil
@@ -102,27 +100,4 @@ func envoyCounters(t *testing.T, prefix string) map[string]int64 {
 		t.Fatal(err)
 	}
 	return stats
-}
-
-// replicaChecks is extauthz replica i's count of checks answered (its /metrics), 0 if it does
-// not answer.
-func replicaChecks(t *testing.T, i int) int64 {
-	t.Helper()
-	resp, err := http.Get("http://" + platform.ExtAuthzHTTPAddress(i) + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var total int64
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "keygate_extauthz_checks_total") {
-			continue
-		}
-		var n float64
-		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &n); err == nil {
-			total += int64(n)
-		}
-	}
-	return total
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/keygate-dev/keygate/e2e/faults/faultload"
 
 	"github.com/keygate-dev/keygate/localdev"
-	"github.com/keygate-dev/keygate/xds/source/file"
 )
 
 // TestXDSKilledDuringTargetChanges kills xds (SIGKILL) under steady traffic, changes the
@@ -23,18 +22,18 @@ func TestXDSKilledDuringTargetChanges(t *testing.T) {
 	suffix := randomSuffix()
 	removed, added := "xds-removed-"+suffix, "xds-added-"+suffix
 	staging := platform.Clusters[localdev.ClusterStaging]
-	editTargets(t, func(d *localdev.Targets) { d.Clusters = append(d.Clusters, platform.ClusterTarget(removed, staging)) })
+	faultload.EditTargets(t, func(d *localdev.Targets) { d.Clusters = append(d.Clusters, platform.ClusterTarget(removed, staging)) })
 	t.Cleanup(func() {
-		editTargets(t, func(d *localdev.Targets) { d.Clusters = dropCluster(d.Clusters, removed, added) })
+		faultload.EditTargets(t, func(d *localdev.Targets) { d.Clusters = faultload.DropCluster(d.Clusters, removed, added) })
 	})
-	faultload.Eventually(t, time.Minute, "the edge serves "+removed, func() error { return clusterAnswers(ctx, removed, 200) })
+	faultload.Eventually(t, time.Minute, "the edge serves "+removed, func() error { return faultload.ClusterAnswers(ctx, removed, 200) })
 
 	set := faultload.NewKeySet(t)
 	l := faultload.StartLoad(set.Probes, 4)
 	defer l.Cancel()
 	// The cluster removed while xds is down has a load of its own: it must pass until xds is
 	// back, and 404 is its right answer after, which the load does not know.
-	lr := faultload.StartLoad([]*faultload.Probe{{Name: "the cluster removed while xds is down", Key: platform.AdminKey, Path: clusterPath(removed) + "/version"}}, 1)
+	lr := faultload.StartLoad([]*faultload.Probe{{Name: "the cluster removed while xds is down", Key: platform.AdminKey, Path: faultload.ClusterPath(removed) + "/version"}}, 1)
 	defer lr.Cancel()
 	l.WaitFor(t, 300)
 	uptime := envoyCounters(t, "server.uptime")["server.uptime"]
@@ -52,11 +51,11 @@ func TestXDSKilledDuringTargetChanges(t *testing.T) {
 			}
 		}
 	})
-	editTargets(t, func(d *localdev.Targets) {
-		d.Clusters = append(dropCluster(d.Clusters, removed), platform.ClusterTarget(added, staging))
+	faultload.EditTargets(t, func(d *localdev.Targets) {
+		d.Clusters = append(faultload.DropCluster(d.Clusters, removed), platform.ClusterTarget(added, staging))
 	})
 	l.WaitFor(t, 300)
-	if err := clusterAnswers(ctx, added, 404); err != nil {
+	if err := faultload.ClusterAnswers(ctx, added, 404); err != nil {
 		t.Fatalf("with xds down: %v: the test does not test a restart", err)
 	}
 
@@ -71,9 +70,9 @@ func TestXDSKilledDuringTargetChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted = true
-	faultload.Eventually(t, time.Minute, "the cluster added while xds was down is served", func() error { return clusterAnswers(ctx, added, 200) })
+	faultload.Eventually(t, time.Minute, "the cluster added while xds was down is served", func() error { return faultload.ClusterAnswers(ctx, added, 200) })
 	addedAfter := time.Since(startedAt)
-	faultload.Eventually(t, time.Minute, "the cluster removed while xds was down is gone", func() error { return clusterAnswers(ctx, removed, 404) })
+	faultload.Eventually(t, time.Minute, "the cluster removed while xds was down is gone", func() error { return faultload.ClusterAnswers(ctx, removed, 404) })
 	removedAfter := time.Since(startedAt)
 	l.Phase.Store(int32(faultload.Recovered))
 	l.WaitFor(t, 300)
@@ -89,35 +88,6 @@ func TestXDSKilledDuringTargetChanges(t *testing.T) {
 	}
 	t.Logf("figures: %d 503s with xds down; after its start the added cluster was served in %s and the removed one gone in %s",
 		unavail, addedAfter.Round(time.Millisecond), removedAfter.Round(time.Millisecond))
-}
-
-func clusterPath(name string) string { return "/kubernetes/cluster/" + name }
-
-// clusterAnswers says how the admin key's GET /version on cluster name differs from status.
-func clusterAnswers(ctx context.Context, name string, status int) error {
-	return faultload.WantStatus(ctx, &faultload.Probe{Name: "cluster " + name, Key: platform.AdminKey, Path: clusterPath(name) + "/version"}, status)
-}
-
-func editTargets(t *testing.T, edit func(*localdev.Targets)) {
-	t.Helper()
-	if err := platform.EditTargets(edit); err != nil {
-		t.Fatalf("edit the targets: %v", err)
-	}
-}
-
-// dropCluster is clusters without those named.
-func dropCluster(clusters []file.Cluster, names ...string) []file.Cluster {
-	var out []file.Cluster
-	for _, c := range clusters {
-		drop := false
-		for _, n := range names {
-			drop = drop || c.Name == n
-		}
-		if !drop {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // randomSuffix makes names of this run's objects unique.

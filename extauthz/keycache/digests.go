@@ -206,28 +206,60 @@ func (c *Cache) versionAfterNow() *versionRead {
 		c.vnext = &versionRead{done: make(chan struct{})}
 	}
 	r := c.vnext
-	if !c.vrunning {
+	switch {
+	case !c.vrunning:
 		c.vrunning = true
 		go c.readVersions()
+	case c.vkick != nil:
+		select { // the reader lingers: wake it (a wake-up already pending will do)
+		case c.vkick <- struct{}{}:
+		default:
+		}
 	}
 	return r
 }
 
-// readVersions runs the pending read, and then the next one as long as lookups joined it.
+// readerLinger is how long the reader of versions waits for the next lookup before it ends (a
+// variable for BenchmarkUnknownKeys, which compares it with none).
+// Under a flood of unknown keys it so stays one goroutine with the stack go-redis grew, where a
+// goroutine per read spent a sixth of the read's CPU growing a new stack (runtime.copystack in
+// bench/authz's profiles); an idle replica still has no reader.
+var readerLinger = 100 * time.Millisecond
+
+// readVersions runs the pending read, and then the next one as long as lookups join it,
+// lingering readerLinger for one before it ends.
 func (c *Cache) readVersions() {
+	c.vmu.Lock()
+	if c.vkick == nil {
+		c.vkick = make(chan struct{}, 1)
+	}
+	kick := c.vkick
+	c.vmu.Unlock()
+	idle := time.NewTimer(readerLinger)
+	defer idle.Stop()
 	for {
 		c.vmu.Lock()
 		r := c.vnext
 		c.vnext = nil
-		if r == nil {
-			c.vrunning = false
-			c.vmu.Unlock()
-			return
-		}
 		c.vmu.Unlock()
-		// Every lookup that joined r did so before this point: the read begins after them.
-		r.head, r.epoch, r.err = c.readVersion()
-		close(r.done)
+		if r != nil {
+			// Every lookup that joined r did so before this point: the read begins after them.
+			r.head, r.epoch, r.err = c.readVersion()
+			close(r.done)
+			continue
+		}
+		idle.Reset(readerLinger)
+		select {
+		case <-kick:
+		case <-idle.C:
+			c.vmu.Lock()
+			if c.vnext == nil {
+				c.vrunning = false
+				c.vmu.Unlock()
+				return
+			}
+			c.vmu.Unlock()
+		}
 	}
 }
 

@@ -113,6 +113,7 @@ type Cache struct {
 	vmu      sync.Mutex
 	vrunning bool
 	vnext    *versionRead
+	vkick    chan struct{} // wakes a lingering reader (readVersions)
 }
 
 type entry struct {
@@ -148,7 +149,7 @@ func New(src Source, opts Options, log *slog.Logger, reg prometheus.Registerer) 
 		// NewLRU fails only for a size below 1.
 		c.lru, _ = simplelru.NewLRU[string, *entry](opts.Size, nil)
 	}
-	c.metrics = newMetrics(reg, c.Len, c.Live, c.Digests)
+	c.metrics = newMetrics(reg, c.Len, c.Live, c.Digests, c.Applied)
 	return c
 }
 
@@ -178,6 +179,17 @@ func (c *Cache) Live() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.live
+}
+
+// Applied is the resourceVersion of the newest access-key change this replica applied, 0 while
+// the cache is not live: a change is in force on this replica once Applied reached its version.
+func (c *Cache) Applied() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.live {
+		return 0
+	}
+	return c.applied
 }
 
 // LookupDigest answers from memory when it can and from the store otherwise; errors, including

@@ -14,7 +14,7 @@ type metrics struct {
 
 // newMetrics registers the cache's metrics with reg (nil: none). Size and liveness are read at
 // scrape time, so lookups pay nothing for them.
-func newMetrics(reg prometheus.Registerer, size func() int, live func() bool, digests func() int) *metrics {
+func newMetrics(reg prometheus.Registerer, size func() int, live func() bool, digests func() int, applied func() uint64) *metrics {
 	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_lookups_total",
 		Help: "Access-key lookups by result: hit (answered from memory), miss (read from Redis) or absent (refused from the digest set, no lookup in Redis).",
@@ -57,6 +57,10 @@ func newMetrics(reg prometheus.Registerer, size func() int, live func() bool, di
 				Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_digests",
 				Help: "Digests in the digest set, every access key in the store as this replica follows it (0 while the event stream is not followed).",
 			}, func() float64 { return float64(digests()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_applied_resource_version",
+				Help: "The resourceVersion of the newest access-key change this replica applied (0 while the event stream is not followed): a change (a revocation too) is in force on this replica once this reached the resourceVersion the store answered it with; the store's version minus this is the replica's lag in changes.",
+			}, func() float64 { return float64(applied()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_keys",
 				Help: "Access keys held in the cache.",

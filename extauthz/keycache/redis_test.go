@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -237,4 +240,83 @@ func BenchmarkLookup(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkUnknownKeys measures refusing unknown keys (each one proven absent by a read of the
+// store's newest change that began after it arrived), two lookups at a time as two busy gRPC
+// streams make them, with the reader of versions lingering between reads (as served) and
+// without (a goroutine per read, as before): wall time and this process's CPU per lookup.
+func BenchmarkUnknownKeys(b *testing.B) {
+	ctx := context.Background()
+	for _, linger := range []time.Duration{0, readerLinger} {
+		b.Run(fmt.Sprintf("linger=%s", linger), func(b *testing.B) {
+			defer func(was time.Duration) { readerLinger = was }(readerLinger)
+			readerLinger = linger
+			c := replica(b)
+			before := cpuTime(b)
+			b.SetParallelism(1)
+			b.RunParallel(func(pb *testing.PB) {
+				for i := 0; pb.Next(); i++ {
+					if _, err := c.LookupDigest(ctx, fmt.Sprintf("%064x", i)); !errors.Is(err, store.ErrNotFound) {
+						b.Fatalf("unknown key: %v, want not found", err)
+					}
+				}
+			})
+			b.ReportMetric(float64((cpuTime(b)-before).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// cpuTime is this process's user and system CPU time so far.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestAppliedResourceVersion: keygate_extauthz_keycache_applied_resource_version reaches the
+// resourceVersion the store answered a delete with, and from then on the replica refuses the
+// key: what a client (the soak's churn) waits for before it calls a later answer a false allow.
+func TestAppliedResourceVersion(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := New(keys, Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	name, digest := createKey(t, v1.OwnedAccessKeySpec{User: "erin"})
+	until(t, "the cache is live", c.Live)
+	warm(t, c, digest)
+	deleted, err := keys.DeleteObject(context.Background(), name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := strconv.ParseFloat(deleted.ResourceVersion, 64)
+	if err != nil {
+		t.Fatalf("the delete's resourceVersion %q: %v", deleted.ResourceVersion, err)
+	}
+	until(t, "the gauge reaches the delete's resourceVersion", func() bool {
+		return gaugeValue(t, reg) >= want
+	})
+	if !gone(c, digest)() {
+		t.Fatal("the replica applied the delete's resourceVersion but still serves the key")
+	}
+}
+
+// gaugeValue is keygate_extauthz_keycache_applied_resource_version's value in reg.
+func gaugeValue(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "keygate_extauthz_keycache_applied_resource_version" {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("no keygate_extauthz_keycache_applied_resource_version")
+	return 0
 }

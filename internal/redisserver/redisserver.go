@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -75,7 +76,9 @@ type Server struct {
 	conf   string   // the configuration file, holding the users
 	tls    []string // the TLS arguments
 	dial   func(ctx context.Context, addr string) (net.Conn, error)
-	p      *proc.Process
+	// p is the running process, swapped by a restart while other goroutines may read it
+	// (Running and Pid, from a test's sampler), hence atomic.
+	p atomic.Pointer[proc.Process]
 }
 
 // Start runs redis-server and waits until it answers PING.
@@ -240,10 +243,11 @@ func (s *Server) start(ctx context.Context) error {
 	default:
 		args = append(args, "--appendonly", "no")
 	}
-	s.p, err = proc.Start("redis", s.opts.Dir, nil, bin, args...)
+	q, err := proc.Start("redis", s.opts.Dir, nil, bin, args...)
 	if err != nil {
 		return err
 	}
+	s.p.Store(q)
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	ready := s.ping()
@@ -259,12 +263,12 @@ func (s *Server) start(ctx context.Context) error {
 			return err
 		}
 	}
-	return proc.WaitFor(ctx, s.p, "redis-server on "+s.Addr, ready)
+	return proc.WaitFor(ctx, q, "redis-server on "+s.Addr, ready)
 }
 
 // Restart stops the server and starts it again on the same port with the same data directory.
 func (s *Server) Restart(ctx context.Context) error {
-	s.p.Stop(10 * time.Second)
+	s.p.Load().Stop(10 * time.Second)
 	return s.start(ctx)
 }
 
@@ -272,7 +276,7 @@ func (s *Server) Restart(ctx context.Context) error {
 // clients, a Redis without persistence that restarted, or a failover to a replica that had
 // nothing yet.
 func (s *Server) RestartEmpty(ctx context.Context) error {
-	s.p.Stop(10 * time.Second)
+	s.p.Load().Stop(10 * time.Second)
 	if err := os.RemoveAll(filepath.Join(s.opts.Dir, "redis-data")); err != nil {
 		return err
 	}
@@ -283,9 +287,10 @@ func (s *Server) RestartEmpty(ctx context.Context) error {
 // final save or fsync), and starts it again on the same port with the same data directory.
 // With AppendOnly, every write acknowledged before the kill is still there afterwards.
 func (s *Server) Crash(ctx context.Context) error {
-	_ = s.p.Signal(syscall.SIGKILL)
+	q := s.p.Load()
+	_ = q.Signal(syscall.SIGKILL)
 	select {
-	case <-s.p.Exited():
+	case <-q.Exited():
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -294,9 +299,10 @@ func (s *Server) Crash(ctx context.Context) error {
 
 // Kill kills the server with SIGKILL and leaves it down, as a lost machine would be.
 func (s *Server) Kill(ctx context.Context) error {
-	_ = s.p.Signal(syscall.SIGKILL)
+	q := s.p.Load()
+	_ = q.Signal(syscall.SIGKILL)
 	select {
-	case <-s.p.Exited():
+	case <-q.Exited():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -305,18 +311,19 @@ func (s *Server) Kill(ctx context.Context) error {
 
 // Freeze stops the server with SIGSTOP, as a stalled machine or a partitioned link would: it
 // answers nothing and, as a replica, cannot reconnect to its master until Thaw.
-func (s *Server) Freeze() error { return s.p.Signal(syscall.SIGSTOP) }
+func (s *Server) Freeze() error { return s.p.Load().Signal(syscall.SIGSTOP) }
 
 // Thaw resumes a frozen server (SIGCONT).
-func (s *Server) Thaw() error { return s.p.Signal(syscall.SIGCONT) }
+func (s *Server) Thaw() error { return s.p.Load().Signal(syscall.SIGCONT) }
 
 // Running says whether the server's process runs (it may be frozen).
 func (s *Server) Running() bool {
-	if s.p == nil {
+	q := s.p.Load()
+	if q == nil {
 		return false
 	}
 	select {
-	case <-s.p.Exited():
+	case <-q.Exited():
 		return false
 	default:
 		return true
@@ -325,16 +332,16 @@ func (s *Server) Running() bool {
 
 // Pid is the process id of the running server (0 before it started).
 func (s *Server) Pid() int {
-	if s.p == nil {
-		return 0
+	if q := s.p.Load(); q != nil {
+		return q.Pid()
 	}
-	return s.p.Pid()
+	return 0
 }
 
 // Stop stops the server.
 func (s *Server) Stop() {
-	if s.p != nil {
-		s.p.Stop(5 * time.Second)
+	if q := s.p.Load(); q != nil {
+		q.Stop(5 * time.Second)
 	}
 }
 

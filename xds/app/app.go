@@ -24,6 +24,7 @@ import (
 	"github.com/keygate-dev/keygate/internal/grpctls"
 	"github.com/keygate-dev/keygate/internal/ops"
 	"github.com/keygate-dev/keygate/xds/server"
+	"github.com/keygate-dev/keygate/xds/source/kube"
 	"github.com/keygate-dev/keygate/xds/translate"
 )
 
@@ -47,7 +48,10 @@ type Config struct {
 	TargetsFile         string
 	Kubeconfig          string
 	KubeSecretNamespace string
-	GRPCAddress         string
+	// DiscoveryPollInterval is how often connected clusters without virtual clusters are
+	// polled for vcluster Services.
+	DiscoveryPollInterval time.Duration
+	GRPCAddress           string
 	// GRPCTLS is the mutual TLS of the gRPC port: it serves every secret of the edge.
 	GRPCTLS         grpctls.Config
 	HTTPAddress     string
@@ -77,6 +81,7 @@ func ParseFlags(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&c.TargetsFile, "targets-file", "", "the YAML file of targets (schema: xds/README.md); required with --source=file")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "with --source=kubernetes: kubeconfig of the cluster holding the Cluster objects; empty means in-cluster")
 	fs.StringVar(&c.KubeSecretNamespace, "kube-secret-namespace", "", "with --source=kubernetes: the only namespace whose Secrets are watched; empty means all")
+	fs.DurationVar(&c.DiscoveryPollInterval, "discovery-poll-interval", kube.DefaultPollInterval, "with --source=kubernetes: how often a connected cluster without virtual clusters is listed for vcluster Services; its first virtual cluster is served up to that long after it appears (a cluster with some is watched)")
 	fs.StringVar(&c.GRPCAddress, "grpc-address", "127.0.0.1:18000", "host:port of the xDS gRPC server that Envoy connects to")
 	c.GRPCTLS.Register(fs, "xDS")
 	fs.StringVar(&c.HTTPAddress, "http-address", "127.0.0.1:18001", "host:port of /metrics, /healthz and /readyz")
@@ -149,6 +154,9 @@ func (c Config) validate() error {
 	}
 	if c.ExtAuthzCluster == "" {
 		errs = append(errs, errors.New("--extauthz-cluster must not be empty"))
+	}
+	if c.DiscoveryPollInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--discovery-poll-interval %s must be positive", c.DiscoveryPollInterval))
 	}
 	if c.ExtAuthzTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--extauthz-timeout %s must be positive", c.ExtAuthzTimeout))

@@ -53,7 +53,8 @@ func startSources(ctx context.Context, cfg Config, log *slog.Logger, reg prometh
 			s.close()
 			return nil, err
 		}
-		s.kube, s.fromKube, err = kube.Watch(ctx, kube.Options{Config: restCfg, SecretNamespace: cfg.KubeSecretNamespace, Log: log, Registerer: reg})
+		s.kube, s.fromKube, err = kube.Watch(ctx, kube.Options{Config: restCfg, SecretNamespace: cfg.KubeSecretNamespace, Log: log, Registerer: reg,
+			PollInterval: cfg.DiscoveryPollInterval})
 		if err != nil {
 			s.close()
 			return nil, err

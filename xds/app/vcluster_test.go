@@ -132,6 +132,8 @@ func TestVirtualClusterThroughEnvoy(t *testing.T) {
 			"--grpc-address", addr(0), "--http-address", addr(1), "--listen-address", addr(2),
 			"--tls-cert-file", filepath.Join(edge.dir, "serving.crt"), "--tls-key-file", filepath.Join(edge.dir, "serving.key"),
 			"--log-format", "text", "--log-level", "debug",
+			// The connected cluster has no vcluster Service at first: it is polled.
+			"--discovery-poll-interval", "300ms",
 		}, edge.grpcTLSArgs()...), xdsLog)
 	}()
 	defer func() {
@@ -230,7 +232,13 @@ func TestVirtualClusterThroughEnvoy(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("vcluster Service created → Envoy routes it: %s", time.Since(start))
+	t.Logf("vcluster Service created → a poll finds it → Envoy routes it: %s", time.Since(start))
+	if !strings.Contains(xdsLog.String(), "vcluster Service found; watching the connected cluster") {
+		t.Errorf("no log of the switch to watching:\n%s", xdsLog)
+	}
+	if n := p.metric(t, `keygate_xds_kube_discovery_clusters{mode="watched"}`); n != 1 {
+		t.Errorf("%v connected clusters watched with a vcluster, want 1", n)
+	}
 	e := p.get(t, path, nil).echoed(t)
 	if e.Upstream != "vc1" || e.RequestURI != "/api/v1/namespaces?limit=1" || e.ClientCN != "vcluster-admin" {
 		t.Errorf("upstream saw %+v, want vc1, /api/v1/namespaces?limit=1, client certificate vcluster-admin", e)
@@ -257,6 +265,38 @@ func TestVirtualClusterThroughEnvoy(t *testing.T) {
 		return nil
 	})
 	t.Logf("vcluster Service deleted → Envoy answers 404: %s", time.Since(start))
+	eventually(t, "the connected cluster polled again", func() error {
+		if n := p.metric(t, `keygate_xds_kube_discovery_clusters{mode="polled"}`); n != 1 {
+			return fmt.Errorf("%v connected clusters polled, want 1", n)
+		}
+		return nil
+	})
+
+	// Created again while polled: a poll finds it again.
+	again, err := core.Services("team-a").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "vc1", Labels: map[string]string{"app": "vcluster", "release": "vc1"}},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "https", Port: int32(vcPort)}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "127.0.0.1"}}
+	if _, err := core.Services("team-a").UpdateStatus(ctx, again, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the virtual cluster reachable again", func() error {
+		r, err := p.try(path, nil)
+		if err != nil {
+			return err
+		}
+		if r.status != http.StatusOK {
+			return fmt.Errorf("GET %s: %d %s", path, r.status, r.body)
+		}
+		return nil
+	})
+	if n := p.metric(t, `keygate_xds_kube_discovery_mode_changes_total{mode="watched"}`); n != 2 {
+		t.Errorf("%v switches to watched, want 2", n)
+	}
 
 	stats := p.envoyStats(t)
 	for _, prefix := range []string{"cluster_manager.cds", "listener_manager.lds", "http.edge.rds.edge"} {

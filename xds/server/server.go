@@ -354,8 +354,16 @@ func contentVersion(byType map[resource.Type][]types.Resource, known map[types.R
 
 // Keepalive settings of the gRPC server. Envoy pings every 30s (envoy/bootstrap.yaml); the
 // enforcement must allow that, or gRPC would close Envoy's connection with "too many pings".
+//
+// The server's own ping (after 30 s without a frame from Envoy) gets a long Timeout: Envoy
+// reads its xDS connection on its main thread, which applies the updates, and loading a large
+// configuration keeps it busy for long (more than 40 s for 10,000 targets on a loaded 2-core
+// machine: bench/README.md). A 10 s timeout could close the stream of a busy, healthy Envoy,
+// which would reconnect and load everything again. A dead Envoy costs only its stream until the
+// timeout (or until TCP notices); a stalled one receives nothing meanwhile either way. (Envoy's
+// own keepalive, envoy/bootstrap.yaml, has the same trade-off on its side.)
 var (
-	keepaliveParams = keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
+	keepaliveParams = keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 3 * time.Minute}
 	keepalivePolicy = keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}
 )
 

@@ -1,7 +1,9 @@
 // Package faultload is the traffic of the fault tests (e2e/faults and the packages beside it
 // that need another Redis shape): steady requests through the real edge whose right answer is
 // known for every request, every answer classified (traffic.go), a false allow always a
-// failure.
+// failure; and what the faults need beside the platform's own kill and restart: a TCP relay
+// that takes a cluster off the network (relay.go, targets.go), keys that expire around now and
+// replicas with a skewed clock (expiring.go, replicas.go).
 //
 // The helpers work on one platform, set with Setup in the test package's TestMain; they fail the
 // test that calls them (t.Fatalf) rather than return errors, as test helpers do.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -47,7 +48,17 @@ func NewKeySet(t *testing.T) *KeySet {
 // NewKey creates an access key in the store, as keystore would, and returns its name and key.
 func NewKey(t *testing.T, prefix string, spec v1.OwnedAccessKeySpec) (name, key string) {
 	t.Helper()
+	return NewKeyAt(t, prefix, time.Time{}, spec)
+}
+
+// NewKeyAt is NewKey with the key's creation time set to created (zero: now), as keystore's
+// clock would have stamped it then.
+func NewKeyAt(t *testing.T, prefix string, created time.Time, spec v1.OwnedAccessKeySpec) (name, key string) {
+	t.Helper()
 	obj := &v1.OwnedAccessKey{ObjectMeta: metav1.ObjectMeta{Name: "faults-" + prefix + "-" + strings.ToLower(rand.Text()[:8])}, Spec: spec}
+	if !created.IsZero() {
+		obj.CreationTimestamp = metav1.NewTime(created.UTC())
+	}
 	key, err := Keys.Create(context.Background(), obj)
 	if err != nil {
 		t.Fatalf("create access key: %v", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -28,6 +29,8 @@ type Load struct {
 	// lastUnavailable is when the latest 503 came back; slowest the longest wait per phase.
 	lastUnavailable time.Time
 	slowest         [Phases]time.Duration
+	// statuses are the answers' statuses by probe (ProbeStatuses).
+	statuses map[*Probe]map[int]int
 }
 
 // StartLoad sends probes round-robin from workers goroutines, each pausing a little between
@@ -90,7 +93,10 @@ func StartLoadRate(probes []*Probe, workers int, rps float64) *Load {
 	return l
 }
 
-// send sends one probe and records its outcome.
+// send sends one probe and records its outcome, in the phase it was sent in, or in Faulted if
+// the fault was injected before its answer came back: a request in flight when the fault
+// strikes (a connection cut, a check on a replica killed) is the fault's, not the healthy
+// phase's.
 func (l *Load) send(ctx context.Context, p *Probe) {
 	ph := Phase(l.Phase.Load())
 	sent := time.Now()
@@ -99,17 +105,28 @@ func (l *Load) send(ctx context.Context, p *Probe) {
 		return // stopping: the answer was cut off, not given
 	}
 	got := time.Now()
+	if Phase(l.Phase.Load()) == Faulted {
+		ph = Faulted
+	}
 	p.Observe(sent, got, status)
 	o := Classify(p.Want(sent, got), status)
 	l.total.Add(1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.counts[ph][o]++
+	if l.statuses == nil {
+		l.statuses = map[*Probe]map[int]int{}
+	}
+	if l.statuses[p] == nil {
+		l.statuses[p] = map[int]int{}
+	}
+	l.statuses[p][status]++
 	l.slowest[ph] = max(l.slowest[ph], got.Sub(sent))
 	if o == Unavailable {
 		l.lastUnavailable = got
 	}
-	if o != Correct && o != Unavailable && len(l.worst) < 10 {
+	// A 503 is the honest answer during a fault, and a wrong one outside it.
+	if o != Correct && (o != Unavailable || ph != Faulted) && len(l.worst) < 10 {
 		l.worst = append(l.worst, fmt.Sprintf("%s: %s (%s, %s): %d %s", sent.Format("15:04:05.000"), OutcomeNames[o], p.Name, PhaseNames[ph], status, detail))
 	}
 }
@@ -163,11 +180,18 @@ func (l *Load) Halt() {
 	l.wg.Wait()
 }
 
-// Wrong are the first few wrong answers (neither right nor a 503), described.
+// Wrong are the first few wrong answers (neither right nor a 503 during the fault), described.
 func (l *Load) Wrong() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]string(nil), l.worst...)
+}
+
+// ProbeStatuses are the statuses of p's answers so far, counted by status (0: no answer).
+func (l *Load) ProbeStatuses(p *Probe) map[int]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.statuses[p])
 }
 
 // LastUnavailable is when the latest 503 came back (zero: none yet).

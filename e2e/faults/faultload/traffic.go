@@ -56,6 +56,12 @@ type Probe struct {
 	// pass; once the edge has been seen refusing it, it must never pass again.
 	Revoked *Revocation
 	Refuse  bool // the key must always be refused on Path
+	// Expires, when set, is when the key expires by the true clock, and Skew how far the clock
+	// of the replica that decides may be off (extauthz/README.md, "Clocks": an expiry decision
+	// is off by the deciding replica's skew and no more): the key must pass until Skew before
+	// Expires and be refused from Skew after it; in between either answer is right.
+	Expires time.Time
+	Skew    time.Duration
 }
 
 // Revocation records when a key's revocation started and when the edge first refused it. A key
@@ -114,6 +120,15 @@ func (r *Revocation) Restore() {
 func (p *Probe) Want(sent, got time.Time) Want {
 	if p.Refuse {
 		return MustRefuse
+	}
+	if !p.Expires.IsZero() {
+		switch {
+		case sent.After(p.Expires.Add(p.Skew)):
+			return MustRefuse
+		case sent.Before(p.Expires.Add(-p.Skew)):
+			return MustAllow
+		}
+		return EitherWay
 	}
 	if p.Revoked == nil {
 		return MustAllow

@@ -28,6 +28,15 @@ func TestClassify(t *testing.T) {
 	if got := Classify(p.Want(later, later), http.StatusOK); got != FalseAllow {
 		t.Errorf("after the edge refused it once, 200: %s; want a false allow", OutcomeNames[got])
 	}
+	expiring := &Probe{Name: "expiring", Expires: t0, Skew: time.Minute}
+	for sent, want := range map[time.Duration]Want{-61 * time.Second: MustAllow, -59 * time.Second: EitherWay, 59 * time.Second: EitherWay, 61 * time.Second: MustRefuse} {
+		if got := expiring.Want(t0.Add(sent), t0.Add(sent)); got != want {
+			t.Errorf("a key expiring at t0 with a skew of 1m, sent at t0%+v: want %d, got %d", sent, want, got)
+		}
+	}
+	if got := Classify(expiring.Want(t0.Add(61*time.Second), t0.Add(61*time.Second)), http.StatusOK); got != FalseAllow {
+		t.Errorf("a key expired more than the skew ago, 200: %s; want a false allow", OutcomeNames[got])
+	}
 	refused := &Probe{Name: "unknown", Refuse: true}
 	for status, want := range map[int]Outcome{200: FalseAllow, 401: Correct, 403: Correct, 503: Unavailable, 500: OtherAnswer, 0: OtherAnswer} {
 		if got := Classify(refused.Want(t0, t0), status); got != want {

@@ -110,6 +110,7 @@ func (d *dataLoss) inject(t *testing.T) {
 		len(backup), len(d.allowed), first.Sub(lostAt).Round(time.Millisecond), last.Sub(lostAt).Round(time.Millisecond),
 		all.Sub(lostAt).Round(time.Millisecond), refusals, back.Sub(restoredAt).Round(time.Millisecond))
 	t.Logf("figures: data-loss: %s", d.notes)
+	note("%s", d.notes)
 }
 
 // waiting is an error naming the first allowed probe whose time at is still zero.
@@ -135,6 +136,3 @@ func (d *dataLoss) span(at func(*faultload.Revocation) time.Time) (first, last t
 	}
 	return first, last
 }
-
-// detail is the fault's notes for the report.
-func (d *dataLoss) detail() string { return d.notes }

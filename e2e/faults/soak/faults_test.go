@@ -6,7 +6,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,26 +17,54 @@ import (
 
 // A Fault is injected on the soak's schedule: Inject breaks something and returns once the
 // platform has recovered from it (the soak then gives the edge a few seconds before it counts
-// answers as after recovery again). Inject fails the test (t.Fatal) only when recovery never
-// comes.
+// answers as after recovery again). Inject fails the test (t.Fatal) when recovery never comes,
+// and (t.Error) when probes of its own get a false allow; what else it measured it adds to its
+// line of the report with note.
 type Fault struct {
 	Name   string
 	Inject func(t *testing.T)
-	// Detail, when set, is what the fault measured beyond the load's counts, for its row of the
-	// report (called after Inject).
-	Detail func() string
+	// Prepare, when set, runs at the soak's start, before the load is measured: the probes it
+	// returns join the load for the whole run (upstream-down's cluster behind a relay), and the
+	// report counts their 503s during the fault apart.
+	Prepare func(t *testing.T, set *faultload.KeySet) []*faultload.Probe
+	probes  []*faultload.Probe // what Prepare returned
 }
 
 // faults are the faults the soak knows, run in this order, spread evenly over the run: one
-// entry per fault test of e2e/faults that is a schedulable event. Clock skew is not one (it
-// changes the clocks of the processes for good, not for a while); an upstream down is not here
-// yet (the TCP relay it needs lives in e2e/faults' test files).
+// entry per fault test of e2e/faults, each made an event that starts and ends. Clock skew is
+// one for a while: extauthz replica 1 runs a minute ahead, then a minute behind, then on time
+// again (clockskew_test.go); an upstream down is a cluster behind a relay taken off the network
+// and brought back (upstream_test.go).
 var faults = []Fault{
 	{Name: "redis-failover", Inject: redisFailover},
 	{Name: "extauthz-kill", Inject: extauthzKill},
 	{Name: "xds-restart", Inject: xdsRestart},
 	{Name: "keystore-kill", Inject: keystoreKill},
-	{Name: "data-loss", Inject: lost.inject, Detail: lost.detail},
+	{Name: "upstream-down", Inject: upstreamDown, Prepare: prepareUpstream},
+	{Name: "clock-skew", Inject: clockSkew},
+	{Name: "data-loss", Inject: lost.inject},
+}
+
+// notes are what the fault being injected adds to its line of the report (note).
+var notes struct {
+	sync.Mutex
+	lines []string
+}
+
+// note adds a figure to the report line of the fault being injected.
+func note(format string, args ...any) {
+	notes.Lock()
+	defer notes.Unlock()
+	notes.lines = append(notes.lines, fmt.Sprintf(format, args...))
+}
+
+// takeNotes returns the notes so far, joined, and forgets them.
+func takeNotes() string {
+	notes.Lock()
+	defer notes.Unlock()
+	s := strings.Join(notes.lines, "; ")
+	notes.lines = nil
+	return s
 }
 
 // down is how long a killed component stays down before it is started again: long enough for
@@ -46,7 +76,7 @@ func chosen(t *testing.T) []Fault {
 	t.Helper()
 	switch *faultsOn {
 	case "all":
-		return faults
+		return slices.Clone(faults)
 	case "none", "":
 		return nil
 	}

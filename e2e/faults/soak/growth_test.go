@@ -3,6 +3,7 @@
 package soak
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -80,31 +81,50 @@ func mean(v []int64) int64 {
 	return sum / int64(len(v))
 }
 
-// components are every component name of the samples: keygate's in a fixed order, then the
-// Redis servers by name.
+// components are every component name of the samples: keygate's in the order of a request's
+// path (xds, the extauthz replicas, keystore), Envoy, then the Redis servers, each group by name.
 func components(samples []Sample) []string {
-	order := []string{"xds", "extauthz", "keystore", "envoy"}
-	var redis []string
+	var names []string
 	for _, s := range samples {
 		for name := range s.Of {
-			if !slices.Contains(order, name) && !slices.Contains(redis, name) {
-				redis = append(redis, name)
+			if !slices.Contains(names, name) {
+				names = append(names, name)
 			}
 		}
 	}
-	slices.Sort(redis)
-	return append(order, redis...)
+	slices.SortFunc(names, func(a, b string) int {
+		if c := cmp.Compare(rank(a), rank(b)); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	return names
 }
 
-// table is the samples as Markdown: a row per sample, a column per component with its RSS
-// (MiB), goroutines and open fds, and the Redis servers' used_memory (MiB) summed over the data
-// nodes, with their RSS summed likewise.
+// rank orders the kinds of component in the table.
+func rank(name string) int {
+	for i, prefix := range []string{"xds", "extauthz", "keystore", "envoy"} {
+		if strings.HasPrefix(name, prefix) {
+			return i
+		}
+	}
+	return 4 // redis-<port>
+}
+
+// table is the samples as Markdown: a row per sample, a column per component (each extauthz
+// replica its own) with its RSS (MiB), goroutines and open fds, and the Redis servers'
+// used_memory (MiB) summed over the data nodes, with their RSS summed likewise.
 func table(samples []Sample) string {
 	var b strings.Builder
-	names := []string{"xds", "extauthz", "keystore", "envoy"}
-	b.WriteString("| minute | answers/s |")
+	var names []string
+	for _, n := range components(samples) {
+		if !strings.HasPrefix(n, "redis-") {
+			names = append(names, n)
+		}
+	}
+	b.WriteString("Each component: RSS MiB / goroutines / open fds (— where none).\n\n| minute | answers/s |")
 	for _, n := range names {
-		fmt.Fprintf(&b, " %s RSS MiB / goroutines / fds |", n)
+		fmt.Fprintf(&b, " %s |", n)
 	}
 	b.WriteString(" Redis used_memory MiB (all nodes) | Redis RSS MiB (all nodes) |\n|")
 	for range len(names) + 4 {
@@ -118,16 +138,7 @@ func table(samples []Sample) string {
 		}
 		fmt.Fprintf(&b, "| %.0f | %s |", s.At.Sub(samples[0].At).Minutes(), rate)
 		for _, n := range names {
-			m, ok := s.Of[n]
-			if !ok {
-				b.WriteString(" — |")
-				continue
-			}
-			g := "—"
-			if m.Goroutines >= 0 {
-				g = fmt.Sprint(m.Goroutines)
-			}
-			fmt.Fprintf(&b, " %s / %s / %d |", showMiB(m.RSS), g, m.FDs)
+			b.WriteString(" " + cell(s.Of, n) + " |")
 		}
 		var used, rssSum int64
 		for name, m := range s.Of {
@@ -139,4 +150,17 @@ func table(samples []Sample) string {
 		fmt.Fprintf(&b, " %s | %s |\n", showMiB(used), showMiB(rssSum))
 	}
 	return b.String()
+}
+
+// cell is component n's figures in one sample: RSS MiB / goroutines / fds.
+func cell(of map[string]Measure, n string) string {
+	m, ok := of[n]
+	if !ok {
+		return "—"
+	}
+	g := "—"
+	if m.Goroutines >= 0 {
+		g = fmt.Sprint(m.Goroutines)
+	}
+	return fmt.Sprintf("%s / %s / %d", showMiB(m.RSS), g, m.FDs)
 }

@@ -4,8 +4,12 @@
 // it was measured to sustain, with key churn through keystore's API (creates, disables,
 // deletes, logins and logouts) and faults on a schedule, and samples every component each
 // minute: memory (RSS), goroutines, open file descriptors, and Redis's used_memory. It fails on
-// any false allow and on growth beyond noise (growth.go). Its files carry the build tag soak,
-// so `go test ./...` (make test) never builds it.
+// any false allow and on growth beyond noise (growth.go). The faults (faults_test.go) are one of
+// each fault test of e2e/faults made an event: a Redis failover, an extauthz replica, xds and
+// keystore killed and started again, a cluster taken off the network and brought back, and an
+// extauthz replica's clock a minute ahead, then behind. Its files carry the build tag soak, so
+// `go test ./...` (make test) never builds it; add -race to its go test line to check the
+// harness itself.
 //
 // docs/reliability.md ("Soak") holds the tables of two runs.
 package soak

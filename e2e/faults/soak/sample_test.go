@@ -24,7 +24,8 @@ type Sample struct {
 	At time.Time
 	// Answers is how many answers the load had counted by then.
 	Answers int64
-	// Of are the measures by component (xds, extauthz, keystore, envoy, redis-<port>).
+	// Of are the measures by component (xds, extauthz-0, extauthz-1, keystore, envoy,
+	// redis-<port>).
 	Of map[string]Measure
 }
 

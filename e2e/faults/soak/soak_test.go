@@ -3,10 +3,10 @@
 package soak
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -26,7 +26,10 @@ type injected struct {
 	falseAllows, others  int
 	last503              string
 	churn503             int // churn's writes and uses answered 503 meanwhile (keystore down)
-	detail               string
+	// own503 are the 503s meanwhile to the fault's own probes (Fault.Prepare's), which answer 503
+	// by design while it lasts.
+	own503 int
+	notes  string // what the fault noted (note)
 }
 
 // TestSoak: the load (half the measured maximum), the churn and the faults on their schedule,
@@ -35,8 +38,10 @@ type injected struct {
 func TestSoak(t *testing.T) {
 	ctx := context.Background()
 	set := faultload.NewKeySet(t)
-	// The kinds of key whose right answer never changes; revocations are churn's.
-	probes := set.Probes[:5]
+	list := chosen(t)
+	// The kinds of key whose right answer never changes (revocations are churn's), and the
+	// faults' own.
+	probes := append(set.Probes[:5:5], prepare(t, list, set)...)
 	target := loadTarget(t, probes)
 
 	c := &churn{user: "soak-" + strings.ToLower(rand.Text()[:8]), password: "pw-" + rand.Text()}
@@ -72,7 +77,6 @@ func TestSoak(t *testing.T) {
 		}
 	}()
 
-	list := chosen(t)
 	var done []injected
 	for i, f := range list {
 		sleepUntil(start.Add(*duration * time.Duration(i+1) / time.Duration(len(list)+1)))
@@ -86,6 +90,19 @@ func TestSoak(t *testing.T) {
 	<-churnDone
 	l.Halt()
 	report(t, l, c, samples, done, target)
+}
+
+// prepare runs the faults' Prepare and returns the probes they add to the load.
+func prepare(t *testing.T, list []Fault, set *faultload.KeySet) []*faultload.Probe {
+	t.Helper()
+	var probes []*faultload.Probe
+	for i, f := range list {
+		if f.Prepare != nil {
+			list[i].probes = f.Prepare(t, set)
+			probes = append(probes, list[i].probes...)
+		}
+	}
+	return probes
 }
 
 // loadTarget is -soak-rps, or -soak-load times the most the edge answered with workers
@@ -114,7 +131,8 @@ func loadTarget(t *testing.T, probes []*faultload.Probe) float64 {
 func inject(t *testing.T, l *faultload.Load, c *churn, f Fault, start time.Time) injected {
 	t.Helper()
 	t.Logf("fault %s at %s", f.Name, time.Since(start).Round(time.Second))
-	before, churnBefore := l.Counts()[faultload.Faulted], c.unavailableSoFar()
+	before, churnBefore, ownBefore := l.Counts()[faultload.Faulted], c.unavailableSoFar(), unavailableTo(l, f.probes)
+	takeNotes()
 	l.Phase.Store(int32(faultload.Faulted))
 	at := time.Now()
 	f.Inject(t)
@@ -122,7 +140,8 @@ func inject(t *testing.T, l *faultload.Load, c *churn, f Fault, start time.Time)
 	time.Sleep(5 * time.Second) // what the edge still answers from before the recovery
 	l.Phase.Store(int32(faultload.Recovered))
 	after := l.Counts()[faultload.Faulted]
-	r := injected{name: f.Name, at: at.Sub(start), recovered: recovered, last503: "none", churn503: c.unavailableSoFar() - churnBefore}
+	r := injected{name: f.Name, at: at.Sub(start), recovered: recovered, last503: "none", churn503: c.unavailableSoFar() - churnBefore,
+		own503: unavailableTo(l, f.probes) - ownBefore, notes: takeNotes()}
 	for o := range faultload.Outcomes {
 		r.answers += after[o] - before[o]
 	}
@@ -132,10 +151,16 @@ func inject(t *testing.T, l *faultload.Load, c *churn, f Fault, start time.Time)
 	if last := l.LastUnavailable(); last.After(at) {
 		r.last503 = last.Sub(at).Round(time.Millisecond).String()
 	}
-	if f.Detail != nil {
-		r.detail = f.Detail()
-	}
 	return r
+}
+
+// unavailableTo is how many of the load's answers to probes were 503 so far.
+func unavailableTo(l *faultload.Load, probes []*faultload.Probe) int {
+	n := 0
+	for _, p := range probes {
+		n += l.ProbeStatuses(p)[http.StatusServiceUnavailable]
+	}
+	return n
 }
 
 func sleepUntil(when time.Time) {
@@ -170,15 +195,9 @@ func report(t *testing.T, l *faultload.Load, c *churn, samples []Sample, done []
 	}
 	c.mu.Unlock()
 
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n%s at %.0f requests a second (%d answers in all), Redis %s; false allows: %d\n\n", *duration, target, total, platform.RedisShape(), allows)
-	b.WriteString("| fault | at | recovered after | answers meanwhile | 503 | false allow | other or false deny | last 503 after the injection | churn 503 | notes |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
-	for _, r := range done {
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %d | %s | %d | %s |\n", r.name, r.at.Round(time.Second), r.recovered.Round(time.Millisecond),
-			r.answers, r.unavailable, r.falseAllows, r.others, r.last503, r.churn503, cmp.Or(r.detail, "—"))
-	}
-	b.WriteString("\n" + table(samples))
-	t.Log(b.String())
+	t.Logf("\n%s at %.0f requests a second (%d answers in all), Redis %s; false allows: %d; 503s outside the faults' windows: %d before the first, %d after recoveries\n\n%s\n%s",
+		*duration, target, total, platform.RedisShape(), allows, counts[faultload.Healthy][faultload.Unavailable], counts[faultload.Recovered][faultload.Unavailable],
+		faultTable(done), table(samples))
 
 	grew, seen := growth(samples)
 	for _, s := range seen {
@@ -190,4 +209,21 @@ func report(t *testing.T, l *faultload.Load, c *churn, samples []Sample, done []
 	if allows > 0 {
 		t.Errorf("%d false allows", allows)
 	}
+}
+
+// faultTable is a Markdown row per injected fault. A fault's 503s include those its own probes
+// (Fault.Prepare) got by design, said apart.
+func faultTable(done []injected) string {
+	var b strings.Builder
+	b.WriteString("| fault | at | recovered after | answers meanwhile | 503 | false allow | other or false deny | last 503 after the injection | churn 503 | notes |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, r := range done {
+		unavailable := fmt.Sprint(r.unavailable)
+		if r.own503 > 0 {
+			unavailable = fmt.Sprintf("%d (%d on its own target, %d elsewhere)", r.unavailable, r.own503, r.unavailable-r.own503)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %d | %d | %s | %d | %s |\n", r.name, r.at.Round(time.Second), r.recovered.Round(time.Millisecond),
+			r.answers, unavailable, r.falseAllows, r.others, r.last503, r.churn503, r.notes)
+	}
+	return b.String()
 }

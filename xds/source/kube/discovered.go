@@ -36,13 +36,27 @@ func (s *Source) buildVirtualClusters(declared map[string]model.Target, failing 
 			vs = map[string]*vclusterState{}
 			s.vstate[name] = vs
 		}
-		if d != nil && d.Synced() {
-			s.updateDiscovered(name, d, vs, invalid)
+		if d != nil {
+			if found, known := d.Discover(); known {
+				s.updateDiscovered(name, found, vs, invalid)
+			}
 		}
 		targets = append(targets, s.servedDiscovered(name, vs, declared, failing)...)
 	}
 	s.stopDiscovery()
+	s.countModes()
 	return targets
+}
+
+// countModes sets keygate_xds_kube_discovery_clusters, the connected clusters by discovery mode.
+func (s *Source) countModes() {
+	var n [2]int
+	for _, d := range s.discoverers {
+		n[d.Mode()]++
+	}
+	for _, m := range []discover.Mode{discover.Polled, discover.Watched} {
+		s.metrics.discoveryClusters.WithLabelValues(m.String()).Set(float64(n[m]))
+	}
 }
 
 // discoverer returns the Discoverer of Cluster name, started again if the upstream u of its
@@ -52,6 +66,9 @@ func (s *Source) discoverer(name string, u model.Upstream) *discover.Discoverer 
 	if d != nil && d.Fingerprint() == discover.Fingerprint(u) {
 		return d
 	}
+	// A watched cluster's new discoverer watches at once: its virtual clusters need not wait for
+	// a poll.
+	watch := d != nil && d.Mode() == discover.Watched
 	if d != nil {
 		// A new credential (or address) for the cluster: the informers must use it. The
 		// virtual clusters stay as they are until the new discoverer has synced.
@@ -59,7 +76,8 @@ func (s *Source) discoverer(name string, u model.Upstream) *discover.Discoverer 
 		delete(s.discoverers, name)
 		s.log.Info("connected cluster's credential changed; restarting virtual-cluster discovery", "cluster", name)
 	}
-	d, err := discover.Start(name, u, discover.Options{Log: s.log, WatchErrors: s.metrics.clusterWatchErrors, Changed: s.changed, Connecting: s.connecting})
+	d, err := discover.Start(name, u, discover.Options{Log: s.log, WatchErrors: s.metrics.clusterWatchErrors,
+		ModeChanges: s.metrics.discoveryModeChanges, Changed: s.changed, Poller: s.poller, Watch: watch, Connecting: s.connecting})
 	if err != nil {
 		s.log.Error("cannot start virtual-cluster discovery", "cluster", name, "error", err)
 		return nil
@@ -68,10 +86,9 @@ func (s *Source) discoverer(name string, u model.Upstream) *discover.Discoverer 
 	return d
 }
 
-// updateDiscovered brings vs, the virtual clusters of Cluster name, up to date with the synced
-// caches of its Discoverer d.
-func (s *Source) updateDiscovered(name string, d *discover.Discoverer, vs map[string]*vclusterState, invalid func(error)) {
-	found := d.VirtualClusters()
+// updateDiscovered brings vs, the virtual clusters of Cluster name, up to date with found, what
+// its Discoverer knows.
+func (s *Source) updateDiscovered(name string, found []discover.VirtualCluster, vs map[string]*vclusterState, invalid func(error)) {
 	seen := make(map[string]bool, len(found))
 	for _, v := range found {
 		seen[v.Key] = true

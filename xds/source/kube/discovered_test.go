@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -345,4 +346,94 @@ func TestVirtualClustersAtStartAndRestart(t *testing.T) {
 	if has(vclusterPrefix(e2.prefix+"conn", "team-a", "vc1"))(got) {
 		t.Error("NoVirtualClusters: a virtual cluster was discovered")
 	}
+}
+
+// TestFirstVirtualClusterAfterAPoll: a connected cluster without vcluster Services is polled,
+// not watched; the poll after its first vcluster appears serves it and switches the cluster
+// to watching, so that its next vcluster is served from the watch; when the last one goes the
+// cluster is polled again, and a vcluster created then is found by a poll again.
+func TestFirstVirtualClusterAfterAPoll(t *testing.T) {
+	e := newEnv(t)
+	peer := e.connected()
+	e.connectedCluster("conn", peer.URL)
+	cluster := e.prefix + "conn"
+	r := e.start(kube.Options{PollInterval: 300 * time.Millisecond})
+	r.waitFor("the cluster", has(clusterPrefix(cluster)))
+	r.waitFor("a poll of the cluster", func(map[string]model.Target) bool {
+		return r.counter("keygate_xds_kube_discovery_polls_total", "result", "none") > 0
+	})
+	if n := r.gauge("keygate_xds_kube_discovery_clusters", "mode", "watched"); n != 0 {
+		t.Errorf("%v clusters watched without a vcluster Service, want 0", n)
+	}
+
+	e.vcluster(peer, "team-a", "vc1", kubeAPI.URL, nil)
+	vc1 := vclusterPrefix(cluster, "team-a", "vc1")
+	r.waitFor(vc1, has(vc1))
+	r.waitLog("vcluster Service found; watching the connected cluster for virtual clusters", "cluster="+cluster)
+	r.waitLog("virtual-cluster discovery synced", "cluster="+cluster)
+	if n := r.gauge("keygate_xds_kube_discovery_clusters", "mode", "watched"); n != 1 {
+		t.Errorf("%v clusters watched with a vcluster Service, want 1", n)
+	}
+	if n := r.counter("keygate_xds_kube_discovery_mode_changes_total", "mode", "watched"); n != 1 {
+		t.Errorf("%v switches to watched, want 1", n)
+	}
+
+	// A second one, served by the watch.
+	e.vcluster(peer, "team-b", "vc2", kubeAPI.URL, nil)
+	vc2 := vclusterPrefix(cluster, "team-b", "vc2")
+	r.waitFor(vc2, func(ts map[string]model.Target) bool { return has(vc1)(ts) && has(vc2)(ts) })
+
+	// Both gone: polled again.
+	for _, ns := range []string{"team-a", "team-b"} {
+		name := map[string]string{"team-a": "vc1", "team-b": "vc2"}[ns]
+		if err := peer.Client.CoreV1().Services(ns).Delete(e.ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.waitFor("no virtual clusters", func(ts map[string]model.Target) bool { return !has(vc1)(ts) && !has(vc2)(ts) })
+	r.waitLog("no vcluster Service left; polling the connected cluster for virtual clusters", "cluster="+cluster)
+	if n := r.counter("keygate_xds_kube_discovery_mode_changes_total", "mode", "polled"); n != 1 {
+		t.Errorf("%v switches to polled, want 1", n)
+	}
+
+	// A vcluster created while polled is found by the next poll.
+	e.vcluster(peer, "team-c", "vc3", kubeAPI.URL, nil)
+	vc3 := vclusterPrefix(cluster, "team-c", "vc3")
+	r.waitFor(vc3, has(vc3))
+	if n := r.counter("keygate_xds_kube_discovery_mode_changes_total", "mode", "watched"); n != 2 {
+		t.Errorf("%v switches to watched, want 2", n)
+	}
+}
+
+// gauge is the value of the gauge name's series with label=value.
+func (r *running) gauge(name, label, value string) float64 {
+	m := r.series(name, label, value)
+	return m.GetGauge().GetValue()
+}
+
+// counter is the value of the counter name's series with label=value.
+func (r *running) counter(name, label, value string) float64 {
+	m := r.series(name, label, value)
+	return m.GetCounter().GetValue()
+}
+
+func (r *running) series(name, label, value string) *dto.Metric {
+	r.env.t.Helper()
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		r.env.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m
+				}
+			}
+		}
+	}
+	return nil
 }

@@ -53,6 +53,10 @@ const maxWaits = 10
 // discovered within a minute of start-up, while the Envoys load the first configuration.
 const discoveryConnects = 200
 
+// DefaultPollInterval is how often a connected cluster without virtual clusters is polled for
+// vcluster Services (Options.PollInterval).
+const DefaultPollInterval = time.Minute
+
 // secretIndex indexes Cluster objects by the Secrets ("namespace/name") they reference, so
 // that a Secret event is acted on only if some Cluster uses the Secret.
 const secretIndex = "secret"
@@ -73,6 +77,11 @@ type Options struct {
 	// NoVirtualClusters turns off the discovery of virtual clusters in the connected clusters
 	// (on by default: see discover.go).
 	NoVirtualClusters bool
+	// PollInterval is how often a connected cluster without virtual clusters is listed for
+	// vcluster Services: its first virtual cluster is served up to that long after it appears
+	// (later ones within a second: the cluster is watched from then on). 0 means
+	// DefaultPollInterval.
+	PollInterval time.Duration
 }
 
 // Source watches Cluster objects and their Secrets. Make one with Watch.
@@ -113,8 +122,10 @@ type Source struct {
 	// so that start-up (the first model, then xds ready) does not wait on thousands of
 	// connected clusters' clients. Only Watch, then Run, use it.
 	discovering bool
-	// connecting paces the discoverers' first connections.
+	// connecting paces the discoverers' connections: their polls, and the start of watches.
 	connecting flowcontrol.RateLimiter
+	// poller polls the connected clusters whose discoverers are in polled mode.
+	poller *discover.Poller
 }
 
 // Watch connects to the API server, checks that the Cluster CRD is installed and that it may
@@ -152,6 +163,7 @@ func Watch(ctx context.Context, o Options) (*Source, model.Model, error) {
 	// Discovery starts with Run's first build, right after: virtual clusters were never in the
 	// first model (their caches have to fill first).
 	s.discovering = true
+	s.poller.Start()
 	s.changed()
 	o.Log.Info("kubernetes source synced", "clusters", len(s.state), "virtual_clusters_declared", len(s.dstate),
 		"targets", len(first.Targets), "secret_namespace", o.SecretNamespace)
@@ -168,6 +180,9 @@ func (o Options) withDefaults() Options {
 	if o.Debounce <= 0 {
 		o.Debounce = DefaultDebounce
 	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPollInterval
+	}
 	return o
 }
 
@@ -176,6 +191,7 @@ func newSource(o Options) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	connecting := flowcontrol.NewTokenBucketRateLimiter(discoveryConnects, discoveryConnects)
 	return &Source{
 		opts:    o,
 		log:     o.Log,
@@ -193,7 +209,8 @@ func newSource(o Options) (*Source, error) {
 		errorClusters: map[string]bool{},
 		vstate:        map[string]map[string]*vclusterState{},
 		discoverers:   map[string]*discover.Discoverer{},
-		connecting:    flowcontrol.NewTokenBucketRateLimiter(discoveryConnects, discoveryConnects),
+		connecting:    connecting,
+		poller:        discover.NewPoller(o.PollInterval, connecting, m.discoveryPolls),
 	}, nil
 }
 
@@ -397,6 +414,7 @@ func (s *Source) Close() {
 	s.closeOnce.Do(func() {
 		s.stop()
 		s.informers.Wait()
+		s.poller.Stop()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, d := range s.discoverers {

@@ -591,7 +591,8 @@ func TestMetricNamesLint(t *testing.T) {
 	for _, mf := range mfs {
 		names = append(names, mf.GetName())
 	}
-	want := []string{"keygate_xds_kube_target_errors", "keygate_xds_kube_watch_errors_total"}
+	want := []string{"keygate_xds_kube_discovery_clusters", "keygate_xds_kube_discovery_mode_changes_total", "keygate_xds_kube_discovery_polls_total",
+		"keygate_xds_kube_target_errors", "keygate_xds_kube_watch_errors_total"}
 	if !slices.Equal(names, want) {
 		t.Errorf("metrics %v, want %v", names, want)
 	}

@@ -41,7 +41,7 @@ static_resources:
           "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
           explicit_http_config:
             http2_protocol_options:
-              connection_keepalive: {interval: 30s, timeout: 5s}
+              connection_keepalive: {interval: 30s, timeout: 30s}
       {{- include "keygate.envoyGrpcTLS" $xds | nindent 6 }}
     - name: extauthz
       type: STRICT_DNS
