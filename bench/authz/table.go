@@ -84,50 +84,55 @@ func printTables(w io.Writer, s settings, env *benchEnv, results map[cell][]figu
 	printVariants(w, s, env, results)
 }
 
-// printVariants compares each variant with the case it changes (allowed key), side by side.
+// printVariants compares each variant with the case it changes, key by key (the allowed key
+// only, but for -baseline's every key), side by side.
 func printVariants(w io.Writer, s settings, env *benchEnv, results map[cell][]figures) {
 	if len(s.variants) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "\nVariants of the ext_authz call, allowed key, each beside the case it changes (same rounds):")
-	fmt.Fprintln(w, "\n| TLS | conns | calls | variant | req/s | × without | × no auth | p99 µs | Envoy CPU ms/10k | × without | authz CPU ms/10k | × without |")
-	fmt.Fprintln(w, "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "\nVariants of the ext_authz call, each beside the case it changes (same rounds):")
+	fmt.Fprintln(w, "\n| TLS | conns | key | calls | variant | req/s | × without | × no auth | p99 µs | Envoy CPU ms/10k | × without | authz CPU ms/10k | × without |")
+	fmt.Fprintln(w, "| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, tlsOn := range s.tls {
+		for _, conns := range s.conns {
+			for _, c := range env.cases {
+				if c.variant == nil {
+					continue
+				}
+				for _, k := range c.keys {
+					printVariantRow(w, s, c, k, conns, tlsOn, results)
+				}
+			}
+		}
+	}
+}
+
+// printVariantRow is variant case c's row for key k, beside the case it changes.
+func printVariantRow(w io.Writer, s settings, c benchCase, k string, conns int, tlsOn bool, results map[cell][]figures) {
 	ratio := func(x, y float64) string {
 		if y == 0 {
 			return "–"
 		}
 		return fmt.Sprintf("%.2f", x/y)
 	}
-	for _, tlsOn := range s.tls {
-		for _, conns := range s.conns {
-			noAuth, hasNoAuth := results[cell{caseNoAuth, keyAllowed, conns, tlsOn}]
-			per10k := func(x summary, process string) float64 { return x.per10k[process] }
-			for _, c := range env.cases {
-				if c.variant == nil {
-					continue
-				}
-				base := caseExtAuthz
-				if c.variant.authz == "null" {
-					base = caseNull
-				}
-				vs, ok := results[cell{c.name, keyAllowed, conns, tlsOn}]
-				bs, ok2 := results[cell{base, keyAllowed, conns, tlsOn}]
-				if !ok || !ok2 {
-					continue
-				}
-				v, b := summarize(vs, s.stat), summarize(bs, s.stat)
-				vsNoAuth := "–"
-				if hasNoAuth {
-					vsNoAuth = ratio(v.load.perSecond(), summarize(noAuth, s.stat).load.perSecond())
-				}
-				baseProc := map[string]string{caseExtAuthz: "extauthz", caseNull: "null"}[base]
-				fmt.Fprintf(w, "| %t | %d | %s | %s | %.0f | %s | %s | %.0f | %.0f | %s | %.0f | %s |\n", tlsOn, conns, baseProc, c.variant.label,
-					v.load.perSecond(), ratio(v.load.perSecond(), b.load.perSecond()), vsNoAuth, us(v.load.percentile(0.99)),
-					per10k(v, "envoy"), ratio(per10k(v, "envoy"), per10k(b, "envoy")),
-					per10k(v, c.authz), ratio(per10k(v, c.authz), per10k(b, baseProc)))
-			}
-		}
+	base, baseProc := caseExtAuthz, "extauthz"
+	if c.variant.authz == "null" {
+		base, baseProc = caseNull, "null"
 	}
+	vs, ok := results[cell{c.name, k, conns, tlsOn}]
+	bs, ok2 := results[cell{base, k, conns, tlsOn}]
+	if !ok || !ok2 {
+		return
+	}
+	v, b := summarize(vs, s.stat), summarize(bs, s.stat)
+	vsNoAuth := "–"
+	if noAuth, ok := results[cell{caseNoAuth, keyAllowed, conns, tlsOn}]; ok {
+		vsNoAuth = ratio(v.load.perSecond(), summarize(noAuth, s.stat).load.perSecond())
+	}
+	fmt.Fprintf(w, "| %t | %d | %s | %s | %s | %.0f | %s | %s | %.0f | %.0f | %s | %.0f | %s |\n", tlsOn, conns, k, baseProc, c.variant.label,
+		v.load.perSecond(), ratio(v.load.perSecond(), b.load.perSecond()), vsNoAuth, us(v.load.percentile(0.99)),
+		v.per10k["envoy"], ratio(v.per10k["envoy"], b.per10k["envoy"]),
+		v.per10k[c.authz], ratio(v.per10k[c.authz], b.per10k[baseProc]))
 }
 
 func printRow(w io.Writer, stat, c, k string, conns int, tlsOn bool, f summary, results map[cell][]figures) {
