@@ -48,6 +48,7 @@ func TestRedisLosesItsData(t *testing.T) {
 	lostVersion, _ := strconv.Atoi(before)
 
 	l.Phase.Store(int32(faultload.Faulted))
+	resyncs := faultload.Resyncs(ctx)
 	lost.Start()
 	lostAt := time.Now()
 	faultload.FlushRedis(t)
@@ -69,6 +70,11 @@ func TestRedisLosesItsData(t *testing.T) {
 	madeIn := time.Since(lostAt)
 	// Noticed at the latest after one 2 s block of the event stream; without that, the cached
 	// key would pass until --key-cache-ttl (30 s). 10 s is generous for a loaded machine.
+	noticed, err := faultload.WaitResynced(ctx, resyncs, 10*time.Second)
+	if err != nil {
+		t.Fatalf("not every extauthz replica noticed the loss: %v", err)
+	}
+	lost.InForce(noticed)
 	faultload.Eventually(t, 10*time.Second, "the edge refuses the key Redis lost", func() error {
 		if lost.RefusedAt().IsZero() {
 			return errors.New("still allowed")
@@ -76,13 +82,13 @@ func TestRedisLosesItsData(t *testing.T) {
 		return nil
 	})
 	l.Phase.Store(int32(faultload.Recovered))
-	l.WaitFor(t, 200) // never allowed again: the load counts a 200 after the first refusal as a false allow
+	l.WaitFor(t, 200) // never allowed again: the load counts a 200 after every replica noticed as a false allow
 	l.Stop(t)
 	if denied > 0 {
 		t.Errorf("%d of %d keys made after the loss were refused", denied, made)
 	}
-	t.Logf("figures: the key Redis lost was first refused %s after the loss; %d keys made after it (versions 1 to %d, past the %d lost) each passed at once, in %s",
-		lost.RefusedAt().Sub(lostAt).Round(time.Millisecond), made, made, lostVersion, madeIn.Round(time.Millisecond))
+	t.Logf("figures: the key Redis lost was first refused %s after the loss, by every extauthz replica %s after it; %d keys made after it (versions 1 to %d, past the %d lost) each passed at once, in %s",
+		lost.RefusedAt().Sub(lostAt).Round(time.Millisecond), noticed.Sub(lostAt).Round(time.Millisecond), made, made, lostVersion, madeIn.Round(time.Millisecond))
 
 	restored = true
 	restoreLosesTheNewKeys(t, backup, after)
@@ -108,8 +114,16 @@ func restoreLosesTheNewKeys(t *testing.T, backup faultload.RedisData, after []st
 	for _, p := range probes {
 		p.Revoked.Start()
 	}
+	resyncs := faultload.Resyncs(ctx)
 	restoredAt := time.Now()
 	faultload.RestoreRedis(t, backup)
+	noticed, err := faultload.WaitResynced(ctx, resyncs, 10*time.Second)
+	if err != nil {
+		t.Fatalf("not every extauthz replica noticed the restore's loss: %v", err)
+	}
+	for _, p := range probes {
+		p.Revoked.InForce(noticed)
+	}
 	for _, p := range probes {
 		faultload.Eventually(t, 10*time.Second, "the edge refuses "+p.Name, func() error {
 			if p.Revoked.RefusedAt().IsZero() {
@@ -128,7 +142,7 @@ func restoreLosesTheNewKeys(t *testing.T, backup faultload.RedisData, after []st
 		return faultload.WantStatus(ctx, &faultload.Probe{Name: "admin", Key: platform.AdminKey, Path: faultload.DemoPath + "/version"}, 200)
 	})
 	l.Phase.Store(int32(faultload.Recovered))
-	l.WaitFor(t, 200) // never allowed again: a 200 after the first refusal is a false allow
+	l.WaitFor(t, 200) // never allowed again: a 200 after every replica noticed is a false allow
 	l.Stop(t)
 	t.Logf("figures: the restore lost the %d keys made after the loss; the edge refused every one %s after it began",
 		len(probes), last.Sub(restoredAt).Round(time.Millisecond))

@@ -22,7 +22,8 @@ type LastMoment struct {
 }
 
 // LastMomentRevocations makes the keys and adds their probes to set's load: a 200 for either
-// after the edge first refused it is a false allow.
+// after every extauthz replica applied its revocation on the promoted master (Check) is a false
+// allow.
 func LastMomentRevocations(t *testing.T, set *KeySet) *LastMoment {
 	t.Helper()
 	lm := &LastMoment{Deleted: &Revocation{}, Disabled: &Revocation{}}
@@ -70,7 +71,8 @@ func (lm *LastMoment) Revoke(t *testing.T, stall Stall, acks int) {
 }
 
 // Check runs after the failover, once extauthz serves from the promoted master: the promoted
-// master has both revocations, and the edge refuses both keys (every answer, not eventually).
+// master has both revocations, every extauthz replica applied them, and the edge refuses both
+// keys (every answer, not eventually).
 func (lm *LastMoment) Check(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
@@ -88,6 +90,12 @@ func (lm *LastMoment) Check(t *testing.T) {
 	if k, err := Keys.Get(ctx, lm.DisabledName); err != nil || !k.Spec.Disabled {
 		t.Errorf("FALSE ALLOW: %s, disabled and acknowledged before the kill, is %+v on the promoted master (%v)", lm.DisabledName, k, err)
 	}
+	at, err := WaitApplied(ctx, time.Minute)
+	if err != nil {
+		t.Fatalf("extauthz never followed the promoted master's changes: %v", err)
+	}
+	lm.Deleted.InForce(at)
+	lm.Disabled.InForce(at)
 	allows := 0
 	for range 20 {
 		for _, p := range lm.Probes {

@@ -1,12 +1,9 @@
 package faultload
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -122,9 +119,9 @@ func restoreKeys(ctx context.Context, p redis.Pipeliner, d RedisData) {
 
 // NoticeLoss polls every extauthz replica's keygate_extauthz_keycache_digests until it reads 0:
 // the replica dropped its cache and digest set, having noticed that Redis lost data. Call it
-// once Redis lost the keys of lost (StartLoss), and keep Redis empty until it answered: a
+// once Redis lost the keys of lost (Start), and keep Redis empty until it answered: a
 // replica lists the store again at once, so the gauge stays 0 only while the store is empty
-// (a poll would miss a short 0 between two non-empty sets). Once every replica has noticed, it marks lost Noticed at once
+// (a poll would miss a short 0 between two non-empty sets). Once every replica has noticed, it marks lost InForce at once
 // (a lost key's 200 sent later is a false allow), and sends the time. That is when the last
 // poll answered, a little after the replicas noticed: it errs on the lenient side by a poll,
 // never against the edge. The channel is closed without a time if ctx ends first.
@@ -138,7 +135,7 @@ func NoticeLoss(ctx context.Context, lost []*Revocation) <-chan time.Time {
 		}
 		for len(pending) > 0 {
 			for i := range pending {
-				if digests(ctx, "http://"+Platform.ExtAuthzHTTPAddress(i)+"/metrics") == 0 {
+				if n, err := replicaMetric(ctx, i, "keygate_extauthz_keycache_digests"); err == nil && n == 0 {
 					delete(pending, i)
 				}
 			}
@@ -149,32 +146,9 @@ func NoticeLoss(ctx context.Context, lost []*Revocation) <-chan time.Time {
 		}
 		at := time.Now()
 		for _, r := range lost {
-			r.Noticed(at)
+			r.InForce(at)
 		}
 		out <- at
 	}()
 	return out
-}
-
-// digests is keygate_extauthz_keycache_digests of a replica's /metrics, -1 if unreadable.
-func digests(ctx context.Context, url string) float64 {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return -1
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "keygate_extauthz_keycache_digests "); ok {
-			var n float64
-			if _, err := fmt.Sscan(v, &n); err == nil {
-				return n
-			}
-		}
-	}
-	return -1
 }

@@ -12,8 +12,8 @@ import (
 )
 
 // RevokeThroughKeystore deletes one key and disables another with kubectl through the edge's
-// management API (keystore serve, which must have followed any new master), and waits until
-// the edge refuses both.
+// management API (keystore serve, which must have followed any new master), waits until every
+// extauthz replica applied both (from then on a pass is a false allow) and the edge refused both.
 func RevokeThroughKeystore(t *testing.T, set *KeySet) {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "kubeconfig")
@@ -26,6 +26,12 @@ func RevokeThroughKeystore(t *testing.T, set *KeySet) {
 	set.Disabled.Start()
 	RunKubectl(t, cfg, "patch", "ownedaccesskeys", set.DisabledName, "--type", "merge", "-p", `{"spec":{"disabled":true}}`)
 	disabled := time.Now()
+	at, err := WaitApplied(context.Background(), 30*time.Second)
+	if err != nil {
+		t.Fatalf("the revocations never reached every extauthz replica: %v", err)
+	}
+	set.Deleted.InForce(at)
+	set.Disabled.InForce(at)
 	for what, r := range map[string]*Revocation{"deleted": set.Deleted, "disabled": set.Disabled} {
 		Eventually(t, 30*time.Second, "the edge refuses the "+what+" key", func() error {
 			if r.RefusedAt().IsZero() {

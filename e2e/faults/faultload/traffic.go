@@ -53,7 +53,7 @@ const DemoPath = "/kubernetes/cluster/" + localdev.ClusterDemo
 type Probe struct {
 	Name, Key, Path string
 	// Revoked, when set, is the revocation of the probe's key: until it starts the key must
-	// pass; once the edge has been seen refusing it, it must never pass again.
+	// pass; once it is in force at every extauthz replica, it must never pass again.
 	Revoked *Revocation
 	Refuse  bool // the key must always be refused on Path
 	// Expires, when set, is when the key expires by the true clock, and Skew how far the clock
@@ -64,9 +64,15 @@ type Probe struct {
 	Skew    time.Duration
 }
 
-// Revocation records when a key's revocation started and when the edge first refused it. A key
-// Redis lost with its data is revoked too, and may come back with a restore of that data
-// (Restore): then it must pass again once the edge was first seen passing it.
+// Revocation records when a key's revocation started, when every extauthz replica refused the
+// key from (InForce) and when the edge first refused it. A key Redis lost with its data is
+// revoked too, and may come back with a restore of that data (Restore): then it must pass again
+// once the edge was first seen passing it.
+//
+// The proof that a revoked key must be refused is InForce, never the edge's first refusal: each
+// replica applies a revocation (or notices a loss) on its own, so that one replica's refusal
+// proves nothing of another's, which may still pass the key from its cache for as long as its
+// lag (extauthz/README.md, "Key cache and revocation"). Until InForce both answers are right.
 type Revocation struct {
 	mu            sync.Mutex
 	started, seen time.Time
@@ -74,10 +80,8 @@ type Revocation struct {
 	// refusals counts the refusals since started that were not false denies.
 	restored, back time.Time
 	refusals       int
-	// loss: a key lost with Redis's data (StartLoss); noticed is when every extauthz replica
-	// had noticed the loss (Noticed), the proof that stands in for the first refusal.
-	loss    bool
-	noticed time.Time
+	// inForce is when every extauthz replica refused the key (InForce).
+	inForce time.Time
 }
 
 // Start notes that the revocation starts now: call it right before the delete or disable (or
@@ -85,27 +89,16 @@ type Revocation struct {
 func (r *Revocation) Start() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.started, r.seen, r.restored, r.back, r.refusals = time.Now(), time.Time{}, time.Time{}, time.Time{}, 0
-	r.loss, r.noticed = false, time.Time{}
+	r.started, r.seen, r.restored, r.back, r.refusals, r.inForce = time.Now(), time.Time{}, time.Time{}, time.Time{}, 0, time.Time{}
 }
 
-// StartLoss is Start for a key about to be lost with Redis's data. A revocation reaches every
-// extauthz replica at once (each follows the change stream), but each replica notices a loss
-// on its own (its next version read, or the end of a block of the stream), so that a refusal
-// by one proves nothing of the others, which may still pass the key from their caches: until
-// Noticed, both answers are right; after it, the key must be refused.
-func (r *Revocation) StartLoss() {
-	r.Start()
+// InForce notes that every extauthz replica refuses the key from at on: each had applied the
+// revocation (WaitApplied) or noticed the loss (NoticeLoss, WaitResynced) by then. A 200 for a
+// request sent later is a false allow.
+func (r *Revocation) InForce(at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.loss = true
-}
-
-// Noticed notes that every extauthz replica had noticed the loss by at.
-func (r *Revocation) Noticed(at time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.noticed = at
+	r.inForce = at
 }
 
 // Restore notes that the key comes back now: call it right before restoring the data it was
@@ -150,23 +143,13 @@ func (r *Revocation) want(sent, got time.Time) Want {
 			return MustAllow
 		}
 		return EitherWay
-	case !r.proof().IsZero() && sent.After(r.proof()):
-		// The edge refused it already (every replica noticed the loss), deciding before that
-		// answer came back: a later request is decided later, so passing it would be the
-		// revoked key working again.
+	case !r.inForce.IsZero() && sent.After(r.inForce):
+		// Every replica refused it already: a later request is decided later, so passing it
+		// would be the revoked key working again.
 		return MustRefuse
 	default:
 		return EitherWay
 	}
-}
-
-// proof is when the edge was known to refuse the key: its first refusal, or for a lost key
-// when every replica had noticed the loss.
-func (r *Revocation) proof() time.Time {
-	if r.loss {
-		return r.noticed
-	}
-	return r.seen
 }
 
 // Observe notes a refusal of a revoked key, or a pass of a restored one, answered at got.

@@ -7,7 +7,7 @@ import (
 )
 
 // The classifier is what makes a false allow fail the test, so it is checked on its own: a 200
-// for a refused key, or for a revoked key after the edge was seen refusing it, is a false allow.
+// for a refused key, or for a revoked key once every replica refuses it, is a false allow.
 func TestClassify(t *testing.T) {
 	t0 := time.Now()
 	r := &Revocation{}
@@ -25,8 +25,13 @@ func TestClassify(t *testing.T) {
 	}
 	p.Observe(sent, sent.Add(time.Millisecond), http.StatusUnauthorized)
 	later := sent.Add(2 * time.Millisecond)
-	if got := Classify(p.Want(later, later), http.StatusOK); got != FalseAllow {
-		t.Errorf("after the edge refused it once, 200: %s; want a false allow", OutcomeNames[got])
+	if got := Classify(p.Want(later, later), http.StatusOK); got != Correct {
+		t.Errorf("after one replica refused it, before every one applied the revocation, 200: %s", OutcomeNames[got])
+	}
+	r.InForce(later)
+	latest := later.Add(time.Millisecond)
+	if got := Classify(p.Want(latest, latest), http.StatusOK); got != FalseAllow {
+		t.Errorf("after every replica applied the revocation, 200: %s; want a false allow", OutcomeNames[got])
 	}
 	expiring := &Probe{Name: "expiring", Expires: t0, Skew: time.Minute}
 	for sent, want := range map[time.Duration]Want{-61 * time.Second: MustAllow, -59 * time.Second: EitherWay, 59 * time.Second: EitherWay, 61 * time.Second: MustRefuse} {
@@ -54,6 +59,7 @@ func TestRestoredKey(t *testing.T) {
 	r := &Revocation{started: t0} // Start at t0
 	p := &Probe{Name: "lost, then restored", Revoked: r}
 	p.Observe(at(1), at(2), http.StatusUnauthorized) // the edge noticed the loss
+	r.InForce(at(2))                                 // every replica had
 	restored := at(10)
 	r.restored = restored                    // Restore
 	p.Observe(at(11), at(12), http.StatusOK) // the edge passed it again
@@ -82,19 +88,20 @@ func TestRestoredKey(t *testing.T) {
 	}
 }
 
-// A key lost with Redis's data: one replica's refusal does not make another's pass a false
-// allow (each notices the loss on its own); once every replica noticed, a pass is one.
-func TestLostKey(t *testing.T) {
+// A revoked key (or one lost with Redis's data): one replica's refusal does not make another's
+// pass a false allow (each applies a revocation, or notices a loss, on its own); once every
+// replica did, a pass is one.
+func TestInForce(t *testing.T) {
 	r := &Revocation{}
 	p := &Probe{Name: "lost", Revoked: r}
-	r.StartLoss()
+	r.Start()
 	t0 := time.Now()
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	p.Observe(at(1), at(2), http.StatusUnauthorized) // a replica that noticed
 	if got := Classify(p.Want(at(3), at(4)), http.StatusOK); got != Correct {
 		t.Errorf("after one refusal, before every replica noticed, 200: %s", OutcomeNames[got])
 	}
-	r.Noticed(at(5))
+	r.InForce(at(5))
 	if got := Classify(p.Want(at(6), at(7)), http.StatusOK); got != FalseAllow {
 		t.Errorf("sent after every replica noticed, 200: %s, want a false allow", OutcomeNames[got])
 	}

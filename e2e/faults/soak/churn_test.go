@@ -27,7 +27,7 @@ const accessKeysPath = "/kubernetes/management/apis/management.loft.sh/v1/owneda
 // churn makes, uses and revokes keys through keystore's API, one cycle after another: a key
 // created (POST), used, disabled (PATCH), deleted (DELETE); a password login, its key used, a
 // logout. Every use of a key is classified as the load's answers are: a revoked key that passes
-// after the edge was seen refusing it is a false allow. Writes that keystore refuses as
+// after every extauthz replica applied its revocation is a false allow. Writes that keystore refuses as
 // unavailable (during a failover) are counted, not failures.
 type churn struct {
 	user, password string
@@ -86,7 +86,7 @@ func (c *churn) keyCycle(ctx context.Context) {
 	status, body = call(ctx, platform.AdminKey, http.MethodPatch, accessKeysPath+"/"+name, "application/merge-patch+json", `{"spec":{"disabled":true}}`)
 	if c.wrote(status, http.StatusOK, "disable", body) {
 		c.count(&c.disabled)
-		c.untilRefused(ctx, p)
+		c.inForce(ctx, p)
 		c.use(ctx, p, 3)
 	}
 	// Deleted whether or not the disable went through: a failed write leaves the key to the next
@@ -101,7 +101,7 @@ func (c *churn) keyCycle(ctx context.Context) {
 	}
 	if c.wrote(status, http.StatusOK, "delete", body) {
 		c.count(&c.deleted)
-		c.untilRefused(ctx, p)
+		c.inForce(ctx, p)
 		c.use(ctx, p, 3)
 	}
 }
@@ -127,7 +127,7 @@ func (c *churn) loginCycle(ctx context.Context) {
 	status, body = call(ctx, lr.AccessKey, http.MethodPost, "/auth/logout", "", nil)
 	if c.wrote(status, http.StatusOK, "logout", body) {
 		c.count(&c.logouts)
-		c.untilRefused(ctx, p)
+		c.inForce(ctx, p)
 		c.use(ctx, p, 2)
 	}
 }
@@ -158,17 +158,19 @@ func (c *churn) send(ctx context.Context, p *faultload.Probe) int {
 	return status
 }
 
-// untilRefused sends p until the edge refuses it (the revocation has arrived), ten seconds at
-// most; every answer is classified.
-func (c *churn) untilRefused(ctx context.Context, p *faultload.Probe) {
-	deadline := time.Now().Add(10 * time.Second)
-	for ctx.Err() == nil && time.Now().Before(deadline) {
-		if s := c.send(ctx, p); s == http.StatusUnauthorized || s == http.StatusForbidden {
-			return
+// inForce waits until every extauthz replica applied the revocation of p's key that keystore
+// acknowledged (faultload.WaitApplied), ten seconds at most, and marks it in force: from then on
+// a pass is a false allow. Before then one replica may refuse the key while another still
+// passes it, for as long as its lag: a pass then is no false allow.
+func (c *churn) inForce(ctx context.Context, p *faultload.Probe) {
+	at, err := faultload.WaitApplied(ctx, 10*time.Second)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.note("%s: its revocation not applied by every extauthz replica: %v", p.Name, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		return
 	}
-	c.note("%s: still not refused 10s after its revocation", p.Name)
+	p.Revoked.InForce(at)
 }
 
 // wrote counts a write's answer: true when it is want.

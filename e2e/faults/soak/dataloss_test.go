@@ -17,7 +17,7 @@ import (
 // the dump taken just before brings them back, and they must pass again.
 //
 // The load's allowed probes are its revocations: each gets a faultload.Revocation (arm),
-// started at the loss (StartLoss) and restored with the data. Each extauthz replica notices the
+// started at the loss and restored with the data. Each extauthz replica notices the
 // loss on its own, so the proof that the edge must refuse a lost key is not its first refusal
 // (one replica's) but every replica having dropped its cache (faultload.NoticeLoss). So a 200 for a
 // lost key sent after every replica noticed, and answered before the restore began, is a
@@ -71,7 +71,7 @@ func (d *dataLoss) inject(t *testing.T) {
 	defer d.churn.resume()
 	backup := faultload.DumpRedis(t)
 	for _, p := range d.allowed {
-		p.Revoked.StartLoss()
+		p.Revoked.Start()
 	}
 	lostAt := time.Now()
 	faultload.FlushRedis(t)
