@@ -432,6 +432,21 @@ func (p *platform) get(t *testing.T, path string, header map[string]string) resp
 	return r
 }
 
+// waitStatus waits until GET path through the edge answers status (what, in the failure).
+func (p *platform) waitStatus(t *testing.T, what, path string, status int) {
+	t.Helper()
+	eventually(t, what, func() error {
+		r, err := p.try(path, nil)
+		if err != nil {
+			return err
+		}
+		if r.status != status {
+			return fmt.Errorf("GET %s: %d %s", path, r.status, r.body)
+		}
+		return nil
+	})
+}
+
 func (p *platform) try(path string, header map[string]string) (response, error) {
 	req, err := http.NewRequest(http.MethodGet, p.edgeURL+path, nil)
 	if err != nil {

@@ -190,16 +190,7 @@ func TestKubernetesSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	start = time.Now()
-	eventually(t, "prod gone after deleting its Cluster", func() error {
-		r, err := p.try(path, nil)
-		if err != nil {
-			return err
-		}
-		if r.status != http.StatusNotFound {
-			return fmt.Errorf("GET %s: %d %s", path, r.status, r.body)
-		}
-		return nil
-	})
+	p.waitStatus(t, "prod gone after deleting its Cluster", path, http.StatusNotFound)
 	t.Logf("Cluster deleted → Envoy answers 404: %s", time.Since(start))
 
 	stats := p.envoyStats(t)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	corev1 "k8s.io/api/core/v1"
@@ -210,28 +212,9 @@ func TestVirtualClusterThroughEnvoy(t *testing.T) {
 	// Exposed as a LoadBalancer Service whose status (written here as a load-balancer
 	// controller would) is vc's address: the only address discovery takes.
 	vcPort := vc.Listener.Addr().(*net.TCPAddr).Port
-	svc, err := core.Services("team-a").Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "vc1", Labels: map[string]string{"app": "vcluster", "release": "vc1"}},
-		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "https", Port: int32(vcPort)}}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "127.0.0.1"}}
-	if _, err := core.Services("team-a").UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	exposeVCluster(ctx, t, core, vcPort)
 	start = time.Now()
-	eventually(t, "the virtual cluster reachable through the edge", func() error {
-		r, err := p.try(path, nil)
-		if err != nil {
-			return err
-		}
-		if r.status != http.StatusOK {
-			return fmt.Errorf("GET %s: %d %s", path, r.status, r.body)
-		}
-		return nil
-	})
+	p.waitStatus(t, "the virtual cluster reachable through the edge", path, http.StatusOK)
 	t.Logf("vcluster Service created → a poll finds it → Envoy routes it: %s", time.Since(start))
 	if !strings.Contains(xdsLog.String(), "vcluster Service found; watching the connected cluster") {
 		t.Errorf("no log of the switch to watching:\n%s", xdsLog)
@@ -254,16 +237,7 @@ func TestVirtualClusterThroughEnvoy(t *testing.T) {
 		t.Fatal(err)
 	}
 	start = time.Now()
-	eventually(t, "the virtual cluster gone after deleting its Service", func() error {
-		r, err := p.try(path, nil)
-		if err != nil {
-			return err
-		}
-		if r.status != http.StatusNotFound {
-			return fmt.Errorf("GET %s: %d %s", path, r.status, r.body)
-		}
-		return nil
-	})
+	p.waitStatus(t, "the virtual cluster gone after deleting its Service", path, http.StatusNotFound)
 	t.Logf("vcluster Service deleted → Envoy answers 404: %s", time.Since(start))
 	eventually(t, "the connected cluster polled again", func() error {
 		if n := p.metric(t, `keygate_xds_kube_discovery_clusters{mode="polled"}`); n != 1 {
@@ -273,27 +247,8 @@ func TestVirtualClusterThroughEnvoy(t *testing.T) {
 	})
 
 	// Created again while polled: a poll finds it again.
-	again, err := core.Services("team-a").Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "vc1", Labels: map[string]string{"app": "vcluster", "release": "vc1"}},
-		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "https", Port: int32(vcPort)}}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	again.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "127.0.0.1"}}
-	if _, err := core.Services("team-a").UpdateStatus(ctx, again, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the virtual cluster reachable again", func() error {
-		r, err := p.try(path, nil)
-		if err != nil {
-			return err
-		}
-		if r.status != http.StatusOK {
-			return fmt.Errorf("GET %s: %d %s", path, r.status, r.body)
-		}
-		return nil
-	})
+	exposeVCluster(ctx, t, core, vcPort)
+	p.waitStatus(t, "the virtual cluster reachable again", path, http.StatusOK)
 	if n := p.metric(t, `keygate_xds_kube_discovery_mode_changes_total{mode="watched"}`); n != 2 {
 		t.Errorf("%v switches to watched, want 2", n)
 	}
@@ -317,4 +272,22 @@ func (a projectAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*aut
 		ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "x-test-project", Value: project}})
 	}
 	return resp, err
+}
+
+// exposeVCluster creates vc1's vcluster Service in team-a as a LoadBalancer whose status
+// (written here as a load-balancer controller would) is 127.0.0.1:port: the only address
+// discovery takes.
+func exposeVCluster(ctx context.Context, t *testing.T, core corev1client.CoreV1Interface, port int) {
+	t.Helper()
+	svc, err := core.Services("team-a").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "vc1", Labels: map[string]string{"app": "vcluster", "release": "vc1"}},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "https", Port: int32(port)}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "127.0.0.1"}}
+	if _, err := core.Services("team-a").UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
