@@ -68,7 +68,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.GRPCAddress, "grpc-address", "127.0.0.1:19000", "address of the ext_authz gRPC service that Envoy calls")
 	c.GRPCTLS.Register(fs, "ext_authz")
 	fs.StringVar(&c.HTTPAddress, "http-address", "127.0.0.1:19001", "address of /metrics, /healthz and /readyz")
-	fs.StringVar(&c.PprofAddress, "pprof-address", "", "loopback address to serve Go's profiles (/debug/pprof/) on, e.g. 127.0.0.1:19002; empty serves none")
+	fs.StringVar(&c.PprofAddress, "pprof-address", "", "loopback address to serve Go's profiles (/debug/pprof/) on, e.g. 127.0.0.1:19002 (a port alone means 127.0.0.1); empty serves none")
 	c.Register(fs)
 	fs.StringVar(&c.GrafanaUserHeader, "grafana-user-header", identity.DefaultGrafanaUserHeader, "header Grafana's auth proxy reads the user from")
 	fs.StringVar(&c.GrafanaGroupsHeader, "grafana-groups-header", "", "header that carries the key's groups to Grafana, as a JSON list (map it with [auth.proxy] headers = Groups:<name>); empty sends none")
@@ -94,9 +94,11 @@ func ParseFlags(args []string) (Config, error) {
 		return c, err
 	}
 	if c.PprofAddress != "" {
-		if err := checkPprofAddress(c.PprofAddress); err != nil {
+		addr, err := ops.PprofAddress(c.PprofAddress)
+		if err != nil {
 			return c, err
 		}
+		c.PprofAddress = addr
 	}
 	if c.MaxTTL < 0 {
 		return c, errors.New("--max-ttl must not be negative")
@@ -135,20 +137,6 @@ func (c *Config) parseGrafana(list string) error {
 		if !isFieldName(h) {
 			return fmt.Errorf("Grafana header %q: not an HTTP header name", h)
 		}
-	}
-	return nil
-}
-
-// checkPprofAddress refuses a profiling address reachable from beyond this host: profiles and
-// goroutine dumps show the process's internals, and /debug/pprof/profile costs CPU on demand.
-// Reach it in a pod with kubectl port-forward.
-func checkPprofAddress(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("--pprof-address %q is not host:port", addr)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("--pprof-address %q: profiles are served on a loopback address only (127.0.0.1, ::1, localhost)", addr)
 	}
 	return nil
 }

@@ -92,7 +92,8 @@ func TestParseFlags(t *testing.T) {
 		"empty grafana auth-proxy headers": {args: []string{"--grafana-auth-proxy-headers", " , "}, wantErr: "--grafana-auth-proxy-headers is empty"},
 		"no pprof by default":              {check: func(c Config) bool { return c.PprofAddress == "" }},
 		"pprof from env":                   {env: map[string]string{"EXTAUTHZ_PPROF_ADDRESS": "127.0.0.1:19002"}, check: func(c Config) bool { return c.PprofAddress == "127.0.0.1:19002" }},
-		"pprof beyond loopback":            {args: []string{"--pprof-address", ":19002"}, wantErr: `--pprof-address ":19002": profiles are served on a loopback address only`},
+		"pprof beyond loopback":            {args: []string{"--pprof-address", "0.0.0.0:19002"}, wantErr: `--pprof-address "0.0.0.0:19002": profiles are served on a loopback address only`},
+		"pprof on a port alone":            {args: []string{"--pprof-address", ":19002"}, check: func(c Config) bool { return c.PprofAddress == "127.0.0.1:19002" }},
 		"grafana header with a space":      {args: []string{"--grafana-groups-header", "X Groups"}, wantErr: `Grafana header "X Groups": not an HTTP header name`},
 	})
 }

@@ -85,7 +85,7 @@ func ParseFlags(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&c.GRPCAddress, "grpc-address", "127.0.0.1:18000", "host:port of the xDS gRPC server that Envoy connects to")
 	c.GRPCTLS.Register(fs, "xDS")
 	fs.StringVar(&c.HTTPAddress, "http-address", "127.0.0.1:18001", "host:port of /metrics, /healthz and /readyz")
-	fs.StringVar(&c.PprofAddress, "pprof-address", "", "host:port of Go's profiles (net/http/pprof, under /debug/pprof/); empty means off; a port alone (:6060) listens on 127.0.0.1 only")
+	fs.StringVar(&c.PprofAddress, "pprof-address", "", "loopback host:port of Go's profiles (net/http/pprof, under /debug/pprof/); empty means off; a port alone (:6060) listens on 127.0.0.1")
 	fs.StringVar(&c.ListenAddress, "listen-address", "0.0.0.0:8443", "host:port of Envoy's HTTPS listener (the edge)")
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", "", "PEM certificate (chain) the edge serves; required")
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file; required")
@@ -111,7 +111,9 @@ func ParseFlags(args []string, out io.Writer) (Config, error) {
 	if err := c.validate(); err != nil {
 		return Config{}, &UsageError{err}
 	}
-	c.PprofAddress = pprofAddress(c.PprofAddress)
+	if c.PprofAddress != "" {
+		c.PprofAddress, _ = ops.PprofAddress(c.PprofAddress) // validated: a port alone becomes 127.0.0.1's
+	}
 	return c, nil
 }
 
@@ -142,8 +144,8 @@ func (c Config) validate() error {
 		}
 	}
 	if c.PprofAddress != "" {
-		if _, _, err := splitAddress(c.PprofAddress); err != nil {
-			errs = append(errs, fmt.Errorf("--pprof-address: %w", err))
+		if _, err := ops.PprofAddress(c.PprofAddress); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := c.GRPCTLS.Validate(c.GRPCAddress, "grpc-address"); err != nil {

@@ -91,12 +91,6 @@ func TestParseFlags(t *testing.T) {
 			want: Config{Source: "file", TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", GRPCTLS: grpcTLS, HTTPAddress: "127.0.0.1:18001", PprofAddress: "127.0.0.1:6060",
 				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, Limits: flagLimits, LogLevel: "info", LogFormat: "json", DiscoveryPollInterval: time.Minute},
 		},
-		"pprof on every interface, from the environment": {
-			args: required,
-			env:  map[string]string{"XDS_PPROF_ADDRESS": "0.0.0.0:6060"},
-			want: Config{Source: "file", TargetsFile: "t.yaml", TLSCertFile: "c.pem", TLSKeyFile: "k.pem", GRPCAddress: "127.0.0.1:18000", GRPCTLS: grpcTLS, HTTPAddress: "127.0.0.1:18001", PprofAddress: "0.0.0.0:6060",
-				ListenAddress: "0.0.0.0:8443", ExtAuthzCluster: "extauthz", ExtAuthzTimeout: 2 * time.Second, Limits: flagLimits, LogLevel: "info", LogFormat: "json", DiscoveryPollInterval: time.Minute},
-		},
 		"flag wins over environment": {
 			args: append([]string{"--log-format", "text"}, required...),
 			env:  map[string]string{"XDS_LOG_FORMAT": "json", "XDS_TARGETS_FILE": "env.yaml"},
@@ -141,7 +135,8 @@ func TestBadFlags(t *testing.T) {
 		"listen on a name":      {append([]string{"--listen-address", "edge.example.com:8443"}, required...), []string{"Envoy listens on an IP address"}},
 		"grpc without port":     {append([]string{"--grpc-address", "127.0.0.1"}, required...), []string{`--grpc-address: "127.0.0.1" is not host:port`}},
 		"http port too high":    {append([]string{"--http-address", "127.0.0.1:70000"}, required...), []string{`--http-address: "127.0.0.1:70000": port "70000"`}},
-		"pprof without port":    {append([]string{"--pprof-address", "localhost"}, required...), []string{`--pprof-address: "localhost" is not host:port`}},
+		"pprof without port":    {append([]string{"--pprof-address", "localhost"}, required...), []string{`--pprof-address "localhost" is not host:port`}},
+		"pprof beyond loopback": {append([]string{"--pprof-address", "0.0.0.0:6060"}, required...), []string{`--pprof-address "0.0.0.0:6060": profiles are served on a loopback address only`}},
 		"bad log level":         {append([]string{"--log-level", "loud"}, required...), []string{`--log-level "loud"`}},
 		"bad log format":        {append([]string{"--log-format", "xml"}, required...), []string{`--log-format "xml"`}},
 		"zero header timeout":   {append([]string{"--request-headers-timeout", "0s"}, required...), []string{`--request-headers-timeout 0s must be positive`}},

@@ -37,20 +37,6 @@ func TestPprofHandler(t *testing.T) {
 	}
 }
 
-func TestPprofAddress(t *testing.T) {
-	for in, want := range map[string]string{
-		":6060":          "127.0.0.1:6060",
-		"0.0.0.0:6060":   "0.0.0.0:6060",
-		"[::1]:6060":     "[::1]:6060",
-		"localhost:6060": "localhost:6060",
-		"":               "",
-	} {
-		if got := pprofAddress(in); got != want {
-			t.Errorf("pprofAddress(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // The profiles are served from before the sources load (start-up can be profiled), so a taken
 // port is a start-up error.
 func TestPprofPortTaken(t *testing.T) {
