@@ -3,10 +3,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -121,4 +123,96 @@ func storedHashCost(t *testing.T, ctx context.Context, user string) int {
 		t.Fatal(err)
 	}
 	return cost
+}
+
+// The attack: a client that reaches keystore's login endpoints directly (a pod beside it, were
+// the NetworkPolicy missing) names a fresh address in X-Forwarded-For with every guess, to get
+// a fresh allowance of failures each time. keystore believes the header only from the edge's
+// client certificate, so the guesses are limited under the connection's own address; the same
+// forged header sent with the edge's certificate is believed (the test can fail).
+func TestLoginLimitIgnoresForgedForwardedFor(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := unique("forwarded")
+	if _, err := platform.RunKeystore(ctx, strings.NewReader("pw-"+randomHex(t, 12)+"\n"), "create-user", alice, "--password-stdin", "--bcrypt-cost", "4"); err != nil {
+		t.Fatal(err)
+	}
+	edgeCert, err := tls.LoadX509KeyPair(filepath.Join(platform.PKIDir(), "edge-client.crt"), filepath.Join(platform.PKIDir(), "edge-client.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := func(local string, certs []tls.Certificate) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 10 * time.Second}
+		tr := &http.Transport{DialContext: d.DialContext, TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: certs}}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	}
+	guess := func(c *http.Client, forwardedFor string, i int) int {
+		data, _ := json.Marshal(map[string]string{"username": alice, "password": "guess-" + strconv.Itoa(i)})
+		req, err := http.NewRequest(http.MethodPost, "https://"+platform.KeystoreAuthAddress()+"/password/login", bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", contentJSON)
+		req.Header.Set("X-Forwarded-For", forwardedFor)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("guess %d: %v", i, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	attacker := direct("127.0.0.79", nil)
+	codes := map[int]int{}
+	for i := range 8 { // the client limit's burst is 5
+		codes[guess(attacker, "198.51.100."+strconv.Itoa(i+1), i)]++
+	}
+	if codes[http.StatusTooManyRequests] == 0 || codes[http.StatusUnauthorized] > 5 {
+		t.Errorf("8 guesses without the edge's certificate, each naming a new address: %v, want at most 5 × 401 and then 429 (the header ignored)", codes)
+	}
+
+	// The same forged addresses with the edge's certificate, from another connection address:
+	// each is believed, so each address has its own allowance (no 429).
+	edge := direct("127.0.0.80", []tls.Certificate{edgeCert})
+	for i := range 8 {
+		if code := guess(edge, "203.0.113."+strconv.Itoa(i+1), i); code != http.StatusUnauthorized {
+			t.Errorf("guess %d with the edge's certificate, a new address each: HTTP %d, want 401 (the header believed)", i, code)
+		}
+	}
+	if v := keystoreCounter(t, "keygate_keystore_auth_forwarded_for_ignored_total"); v < 8 {
+		t.Errorf("keygate_keystore_auth_forwarded_for_ignored_total = %v, want at least the 8 ignored headers", v)
+	}
+}
+
+// keystoreCounter reads one unlabelled series from keystore's /metrics.
+func keystoreCounter(t *testing.T, name string) float64 {
+	t.Helper()
+	for _, c := range platform.Components() {
+		if c.Name != "keystore" {
+			continue
+		}
+		resp, err := http.Get(c.MetricsURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(string(body)) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				return f
+			}
+		}
+		t.Fatalf("keystore's /metrics has no %s", name)
+	}
+	t.Fatal("keystore is not running")
+	return 0
 }

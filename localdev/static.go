@@ -45,7 +45,9 @@ func (p *Platform) StaticTargets() []static.Target {
 		t.Ref.Spaces, t.Ref.Project = "", ""
 		ts = append(ts, t)
 	}
-	auth := static.Target{Ref: edgepath.Ref{Kind: edgepath.KindAuth}, URL: "https://" + p.keystoreAddrs.auth, TLS: static.TLS{CAFile: upstream.CAFile}}
+	// The login endpoints believe X-Forwarded-For (their limits' client address) only from the
+	// edge's client certificate, as the management API believes identity headers.
+	auth := static.Target{Ref: edgepath.Ref{Kind: edgepath.KindAuth}, URL: "https://" + p.keystoreAddrs.auth, TLS: upstream}
 	return append(ts, auth)
 }
 

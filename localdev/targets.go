@@ -44,10 +44,11 @@ func (p *Platform) writeInitialTargets(certs *kubeserver.Certs) error {
 			Upstream: p.upstream(p.VirtualCluster),
 		}},
 	}
-	// The management API and the login endpoints are keystore's; the edge reaches the API with
-	// its client certificate, which keystore requires before it believes identity headers.
+	// The management API and the login endpoints are keystore's; the edge reaches both with its
+	// client certificate, which keystore requires before it believes identity headers (the API)
+	// or X-Forwarded-For (the login endpoints' per-address limits).
 	p.targets.Management = &file.Upstream{URL: "https://" + p.keystoreAddrs.api, CAFile: "pki/platform-ca.crt", ClientCertFile: "pki/edge-client.crt", ClientKeyFile: "pki/edge-client.key"}
-	p.targets.Auth = &file.Upstream{URL: "https://" + p.keystoreAddrs.auth, CAFile: "pki/platform-ca.crt"}
+	p.targets.Auth = &file.Upstream{URL: "https://" + p.keystoreAddrs.auth, CAFile: "pki/platform-ca.crt", ClientCertFile: "pki/edge-client.crt", ClientKeyFile: "pki/edge-client.key"}
 	p.targets.OIDC = &file.Upstream{URL: "https://" + p.keystoreAddrs.oidc, CAFile: "pki/platform-ca.crt"}
 	p.TargetsFile = p.path("targets.yaml")
 	return p.writeTargets()

@@ -30,7 +30,7 @@ func example() Params {
 		ExtAuthzTLS:     TLS{CAFile: "/etc/keygate/grpc/ca.crt", CertFile: "/etc/keygate/grpc/envoy.crt", KeyFile: "/etc/keygate/grpc/envoy.key"},
 		Targets: []Target{
 			{Ref: edgepath.Ref{Kind: edgepath.KindManagement}, URL: "https://keystore.keygate.svc.cluster.local:8443", TLS: upstream},
-			{Ref: edgepath.Ref{Kind: edgepath.KindAuth}, URL: "https://keystore.keygate.svc.cluster.local:8444", TLS: TLS{CAFile: upstream.CAFile}},
+			{Ref: edgepath.Ref{Kind: edgepath.KindAuth}, URL: "https://keystore.keygate.svc.cluster.local:8444", TLS: upstream},
 			{Ref: edgepath.Ref{Kind: edgepath.KindCluster, Cluster: "demo"}, URL: "https://demo-api.example.com:6443", TLS: upstream},
 			{Ref: edgepath.Ref{Kind: edgepath.KindGrafana, Cluster: "demo"}, URL: "http://grafana.monitoring.svc.cluster.local:3000"},
 			{Ref: edgepath.Ref{Kind: edgepath.KindVirtualCluster, Cluster: "demo", Namespace: "vcluster-demo", VirtualCluster: "vc1"},

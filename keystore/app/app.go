@@ -293,7 +293,18 @@ func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	return httpsServer(c, c.AuthAddress, loginMux(api, page, single.handler()))
+	h, err := newEdgeForwarded(loginMux(api, page, single.handler()), c.AllowedNames, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := httpsServer(c, c.AuthAddress, h)
+	if err != nil {
+		return nil, err
+	}
+	if srv.TLSConfig, err = loginTLSConfig(c, srv.TLSConfig.Certificates[0]); err != nil {
+		return nil, err
+	}
+	return srv, nil
 }
 
 // httpsServer serves h on addr with the serving certificate.

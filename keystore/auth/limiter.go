@@ -222,8 +222,10 @@ func (s *bucketSet) makeRoom(now time.Time) {
 // The address is the last entry of X-Forwarded-For: Envoy runs with use_remote_address, so it
 // appends the address of the peer it accepted the connection from; every earlier entry came
 // from the client and can be forged. Without the header (a request that did not pass Envoy,
-// such as a test or a health check) it is the connection's RemoteAddr. So the handler must
-// only be reachable through Envoy: a client talking to it directly could name any address.
+// such as a test or a health check) it is the connection's RemoteAddr. The last entry is only
+// Envoy's if Envoy sent the request: keystore serve removes the header from every request that
+// did not come with the edge's client certificate (keystore/app, edgeForwarded), so a client
+// reaching this handler directly cannot name an address of its choosing.
 //
 // IPv6 addresses are limited per /64, the smallest block a site is normally given: anyone
 // holding one address holds the other 2^64 of its /64.

@@ -273,7 +273,7 @@ keygate
 {{- $ksHost := include "keygate.host" (dict "root" . "component" "keystore") -}}
 {{- $ca := "/etc/keygate/keystore-ca/ca.crt" -}}
 {{- $t := dict "management" (dict "url" (printf "https://%s:%v" $ksHost .Values.keystore.apiPort) "caFile" $ca "clientCertFile" "/etc/keygate/edge-client/tls.crt" "clientKeyFile" "/etc/keygate/edge-client/tls.key") -}}
-{{- $_ := set $t "auth" (dict "url" (printf "https://%s:%v" $ksHost .Values.keystore.authPort) "caFile" $ca) -}}
+{{- $_ := set $t "auth" (dict "url" (printf "https://%s:%v" $ksHost .Values.keystore.authPort) "caFile" $ca "clientCertFile" "/etc/keygate/edge-client/tls.crt" "clientKeyFile" "/etc/keygate/edge-client/tls.key") -}}
 {{- if .Values.keystore.oidc.enabled -}}
 {{- $_ := set $t "oidc" (dict "url" (printf "https://%s:%v" $ksHost .Values.keystore.oidc.port) "caFile" $ca) -}}
 {{- end -}}

@@ -1,0 +1,132 @@
+package app
+
+import (
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/keygate-dev/keygate/internal/pki"
+)
+
+// The login endpoints see X-Forwarded-For only from a connection with the edge's client
+// certificate; from anyone else it is gone (their limits key on the connection's address) and
+// counted.
+func TestForwardedForOnlyFromTheEdge(t *testing.T) {
+	ca, err := pki.NewCA("requestheader CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := pki.NewCA("an attacker's CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, ca.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert := func(ca *pki.CA, cn string) []tls.Certificate {
+		p, err := ca.Client(cn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := p.TLS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []tls.Certificate{c}
+	}
+	serving, err := ca.Server("keystore", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	servingCert, err := serving.TLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	reg := prometheus.NewRegistry()
+	h, err := newEdgeForwarded(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, strings.Join(r.Header.Values("X-Forwarded-For"), ";"))
+	}), []string{"keygate-edge"}, reg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	if srv.TLS, err = loginTLSConfig(Config{ClientCAFile: caFile}, servingCert); err != nil {
+		t.Fatal(err)
+	}
+	srv.StartTLS()
+	defer srv.Close()
+
+	for name, tc := range map[string]struct {
+		certs       []tls.Certificate
+		want        string // the header the handler sees
+		wantRefused bool   // the handshake fails
+	}{
+		"the edge's certificate: believed":              {certs: cert(ca, "keygate-edge"), want: "198.51.100.7, 10.0.0.1"},
+		"no certificate: dropped":                       {want: ""},
+		"the CA's certificate of another name: dropped": {certs: cert(ca, "someone-else"), want: ""},
+		"the edge's name from another CA: refused":      {certs: cert(other, "keygate-edge"), wantRefused: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := &tls.Config{InsecureSkipVerify: true}
+			if tc.certs != nil {
+				// Sent whatever CAs the server names, as an attacker would: Go's client would
+				// otherwise keep back a certificate of a CA the server does not accept.
+				cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &tc.certs[0], nil }
+			}
+			c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/password/login", nil)
+			req.Header.Set("X-Forwarded-For", "198.51.100.7, 10.0.0.1")
+			resp, err := c.Do(req)
+			if tc.wantRefused {
+				if err == nil {
+					resp.Body.Close()
+					t.Fatalf("HTTP %d, want the handshake refused", resp.StatusCode)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if string(body) != tc.want {
+				t.Errorf("the handler saw X-Forwarded-For %q, want %q", body, tc.want)
+			}
+		})
+	}
+	if got := testutil.ToFloat64(h.ignored); got != 2 {
+		t.Errorf("keygate_keystore_auth_forwarded_for_ignored_total = %v, want 2 (no certificate, another name)", got)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("promlint: %v %v", problems, err)
+	}
+}
+
+// An unreadable or empty CA file is a start-up error that names the flag.
+func TestLoginTLSConfigBadCAFile(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty.crt")
+	if err := os.WriteFile(empty, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct{ file, want string }{
+		"missing":        {filepath.Join(t.TempDir(), "none.crt"), "--requestheader-client-ca-file: open"},
+		"no certificate": {empty, "no PEM certificate in it"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := loginTLSConfig(Config{ClientCAFile: tc.file}, tls.Certificate{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
