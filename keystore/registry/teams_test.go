@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+	"github.com/keygate-dev/keygate/keystore/users"
 )
 
 // teamFixture is an admin, two users and the storages, with the members' teams read from the
@@ -114,5 +116,61 @@ func TestTeamsAuthorizationAndValidation(t *testing.T) {
 	badGroup := &v1.Team{ObjectMeta: metav1.ObjectMeta{Name: uniqueUser("team")}, Spec: v1.TeamSpec{Groups: []string{"loft:team:x"}}}
 	if _, err := f.teams.Create(f.admin, badGroup, nil, &metav1.CreateOptions{}); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.groups[0]") {
 		t.Errorf("a team with a reserved group: %v, want 422 naming spec.groups[0]", err)
+	}
+}
+
+// failingUpdates is the user store with Update failing for one user, as a Redis that drops
+// the connection half-way through a team's membership writes.
+type failingUpdates struct {
+	UserStore
+	failFor string
+}
+
+func (f *failingUpdates) Update(ctx context.Context, name string, mutate func(u *users.User) error) (*users.User, error) {
+	if name == f.failFor {
+		return nil, errors.New("connection reset by peer")
+	}
+	return f.UserStore.Update(ctx, name, mutate)
+}
+
+// A team's delete that cannot update every member leaves the team in place, to be retried; it
+// never leaves a member holding a team that no longer exists (which a team of the same name,
+// created later, would then count among its members).
+func TestTeamDeleteHalfWayIsRetried(t *testing.T) {
+	f := newTeamFixture(t)
+	flaky := &failingUpdates{UserStore: people}
+	teams := NewTeams(teamRecs, flaky, keys, Options{AdminGroup: "admins"})
+	name := uniqueUser("team")
+	in := &v1.Team{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.TeamSpec{Users: []string{f.ann, f.bob}}}
+	if _, err := teams.Create(f.admin, in, nil, &metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	teamsOf := func(user string) []string {
+		u, err := people.Get(context.Background(), user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Teams
+	}
+
+	flaky.failFor = f.bob
+	if _, _, err := teams.Delete(f.admin, name, nil, &metav1.DeleteOptions{}); !apierrors.IsInternalError(err) || !strings.Contains(err.Error(), "retry") {
+		t.Fatalf("delete while bob's record cannot be written: %v, want a 500 that says to retry", err)
+	}
+	if _, err := teams.Get(f.admin, name, nil); err != nil {
+		t.Fatalf("the team after a half-way delete: %v, want it still there to retry the delete", err)
+	}
+
+	flaky.failFor = ""
+	if _, _, err := teams.Delete(f.admin, name, nil, &metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("the retried delete: %v", err)
+	}
+	for _, u := range []string{f.ann, f.bob} {
+		if slices.Contains(teamsOf(u), name) {
+			t.Errorf("%s's teams after the team's delete: %v, want it gone", u, teamsOf(u))
+		}
+	}
+	if _, err := teams.Get(f.admin, name, nil); !apierrors.IsNotFound(err) {
+		t.Errorf("the team after the retried delete: %v, want NotFound", err)
 	}
 }

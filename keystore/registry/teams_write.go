@@ -195,11 +195,15 @@ func (s *Teams) Delete(ctx context.Context, name string, deleteValidation rest.V
 	if options != nil && dryRun(options.DryRun) {
 		return cur, true, nil
 	}
+	// Members first, then the team: membership lives on each user's record, so a write that
+	// fails half-way must leave the team in place for the delete to be retried. The other way
+	// round, the team was gone and its remaining members kept it on their records, where a
+	// team of the same name, created later, would have found them.
+	if err := s.setMembers(ctx, name, nil); err != nil {
+		return nil, false, apierrors.NewInternalError(fmt.Errorf("team %s: not every member's record could be updated, so the team is not deleted; retry: %w", name, err))
+	}
 	if _, err := s.store.Delete(ctx, name, cur.ResourceVersion); err != nil {
 		return nil, false, teamWriteError(name, err)
-	}
-	if err := s.setMembers(ctx, name, nil); err != nil {
-		return nil, false, apierrors.NewInternalError(fmt.Errorf("team %s was deleted, but not every member's record could be updated: %w", name, err))
 	}
 	return cur, true, nil
 }
