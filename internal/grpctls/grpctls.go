@@ -21,6 +21,8 @@ import (
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/keygate-dev/keygate/internal/tlsfiles"
 )
 
 // Flag names, shared by xds and extauthz so that both are configured alike.
@@ -101,11 +103,22 @@ func (c Config) ServerCredentials(onReload func(error)) (credentials.TransportCr
 	if c.InsecureLoopback {
 		return insecure.NewCredentials(), nil
 	}
-	r, err := newReloader(c, onReload)
+	files := tlsfiles.Files{CertFile: c.CertFile, KeyFile: c.KeyFile, ClientCAFile: c.ClientCAFile,
+		CertFlag: FlagCertFile, KeyFlag: FlagKeyFile, ClientCAFlag: FlagClientCAFile}
+	s, err := tlsfiles.NewServer(files, func(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
+		return &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{cert},
+			// The point of it all: no certificate from the CA, no connection.
+			ClientAuth: tls.RequireAndVerifyClientCert,
+			ClientCAs:  clientCAs,
+			NextProtos: []string{"h2"},
+		}
+	}, onReload)
 	if err != nil {
 		return nil, err
 	}
-	return credentials.NewTLS(r.serverConfig()), nil
+	return credentials.NewTLS(s.Config()), nil
 }
 
 // ClientConfig is the client side of these ports, as Envoy's bootstrap sets it up: it verifies

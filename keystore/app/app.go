@@ -5,6 +5,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/keygate-dev/keygate/internal/ops"
 	"github.com/keygate-dev/keygate/internal/redisflags"
 	"github.com/keygate-dev/keygate/internal/redismetrics"
+	"github.com/keygate-dev/keygate/internal/tlsfiles"
 	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/keystore/apiserver"
 	"github.com/keygate-dev/keygate/keystore/auth"
@@ -297,25 +299,34 @@ func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	srv, err := httpsServer(c, c.AuthAddress, h)
-	if err != nil {
-		return nil, err
-	}
-	if srv.TLSConfig, err = loginTLSConfig(c, srv.TLSConfig.Certificates[0]); err != nil {
-		return nil, err
-	}
-	return srv, nil
+	return httpsServer(c, log, "login endpoints", c.AuthAddress, h, c.ClientCAFile)
 }
 
-// httpsServer serves h on addr with the serving certificate.
-func httpsServer(c Config, addr string, h http.Handler) (*http.Server, error) {
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+// httpsServer serves h on addr with the serving certificate, read again when its files change
+// (internal/tlsfiles: a rotated certificate needs no restart). With clientCAFile, clients are
+// asked for a certificate it signed, verified if given and never required (the login
+// endpoints: edgeForwarded believes X-Forwarded-For only with the edge's).
+func httpsServer(c Config, log *slog.Logger, what, addr string, h http.Handler, clientCAFile string) (*http.Server, error) {
+	files := tlsfiles.Files{CertFile: c.CertFile, KeyFile: c.KeyFile, ClientCAFile: clientCAFile,
+		CertFlag: "tls-cert-file", KeyFlag: "tls-private-key-file", ClientCAFlag: "requestheader-client-ca-file"}
+	certs, err := tlsfiles.NewServer(files, func(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
+		if clientCAs != nil {
+			cfg.ClientAuth, cfg.ClientCAs = tls.VerifyClientCertIfGiven, clientCAs
+		}
+		return cfg
+	}, func(err error) {
+		if err != nil {
+			log.Error("TLS files refused; the last good certificates stay in use", "server", what, "error", err)
+			return
+		}
+		log.Info("TLS files reloaded", "server", what)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("--tls-cert-file: %w", err)
+		return nil, err
 	}
 	return &http.Server{
-		Addr: addr, Handler: h,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		Addr: addr, Handler: h, TLSConfig: certs.Config(),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 	}, nil
 }

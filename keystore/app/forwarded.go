@@ -1,12 +1,8 @@
 package app
 
 import (
-	"crypto/tls"
-	"crypto/x509"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -28,23 +24,6 @@ import (
 // forwardedIgnoredWarnEvery spaces the WARN lines about ignored headers: one is enough to find
 // the misconfiguration, the counter keeps the total.
 const forwardedIgnoredWarnEvery = time.Minute
-
-// loginTLSConfig asks the login endpoints' clients for a certificate, which only the edge has
-// to give: without one a request is served, but its X-Forwarded-For is ignored.
-func loginTLSConfig(c Config, cert tls.Certificate) (*tls.Config, error) {
-	pem, err := os.ReadFile(c.ClientCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("--requestheader-client-ca-file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--requestheader-client-ca-file %s: no PEM certificate in it", c.ClientCAFile)
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
-		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool,
-	}, nil
-}
 
 // edgeForwarded serves h, passing X-Forwarded-For on only from the edge (above).
 type edgeForwarded struct {

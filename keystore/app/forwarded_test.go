@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"crypto/tls"
 	"io"
 	"log/slog"
@@ -48,7 +49,7 @@ func TestForwardedForOnlyFromTheEdge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	servingCert, err := serving.TLS()
+	certFile, keyFile, err := serving.Write(t.TempDir(), "serving")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,10 +61,12 @@ func TestForwardedForOnlyFromTheEdge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(h)
-	if srv.TLS, err = loginTLSConfig(Config{ClientCAFile: caFile}, servingCert); err != nil {
+	https, err := httpsServer(Config{CertFile: certFile, KeyFile: keyFile}, slog.New(slog.DiscardHandler), "login endpoints", "127.0.0.1:0", h, caFile)
+	if err != nil {
 		t.Fatal(err)
 	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = https.TLSConfig
 	srv.StartTLS()
 	defer srv.Close()
 
@@ -114,19 +117,92 @@ func TestForwardedForOnlyFromTheEdge(t *testing.T) {
 }
 
 // An unreadable or empty CA file is a start-up error that names the flag.
-func TestLoginTLSConfigBadCAFile(t *testing.T) {
-	empty := filepath.Join(t.TempDir(), "empty.crt")
+func TestHTTPSServerBadCAFile(t *testing.T) {
+	ca, err := pki.NewCA("ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving, err := ca.Server("keystore", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile, err := serving.Write(dir, "serving")
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty.crt")
 	if err := os.WriteFile(empty, []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for name, tc := range map[string]struct{ file, want string }{
-		"missing":        {filepath.Join(t.TempDir(), "none.crt"), "--requestheader-client-ca-file: open"},
+		"missing":        {filepath.Join(dir, "none.crt"), "--requestheader-client-ca-file: open"},
 		"no certificate": {empty, "no PEM certificate in it"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := loginTLSConfig(Config{ClientCAFile: tc.file}, tls.Certificate{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			_, err := httpsServer(Config{CertFile: certFile, KeyFile: keyFile}, slog.New(slog.DiscardHandler), "login endpoints", "127.0.0.1:0", http.NotFoundHandler(), tc.file)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// keystore's HTTPS endpoints (login, OIDC) serve a rotated certificate at the next connection,
+// without a restart, and keep the last good one while the files are half-written.
+func TestHTTPSServerReloadsItsCertificate(t *testing.T) {
+	ca, err := pki.NewCA("ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	issue := func() pki.Pair {
+		p, err := ca.Server("keystore", "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := p.Write(dir, "serving"); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	first := issue()
+	certFile, keyFile := filepath.Join(dir, "serving.crt"), filepath.Join(dir, "serving.key")
+	https, err := httpsServer(Config{CertFile: certFile, KeyFile: keyFile}, slog.New(slog.DiscardHandler), "OIDC provider", "127.0.0.1:0", http.NotFoundHandler(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	srv.TLS = https.TLSConfig
+	srv.StartTLS()
+	defer srv.Close()
+	served := func() []byte {
+		conn, err := tls.Dial("tcp", srv.Listener.Addr().String(), &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Raw
+	}
+	der := func(p pki.Pair) []byte {
+		c, err := p.TLS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Certificate[0]
+	}
+
+	if !bytes.Equal(served(), der(first)) {
+		t.Fatal("the first connection does not get the certificate on disk")
+	}
+	second := issue()
+	if !bytes.Equal(served(), der(second)) {
+		t.Error("after the files were rotated: the old certificate, want the new one without a restart")
+	}
+	if err := os.WriteFile(keyFile, []byte("half-written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(served(), der(second)) {
+		t.Error("with a broken key file: want the last good certificate still served")
 	}
 }

@@ -84,7 +84,7 @@ func oidcServer(c Config, rdb redis.UniversalClient, keys *store.Store, people *
 	if err != nil {
 		return nil, nil, err
 	}
-	srv, err := httpsServer(c, c.OIDCAddress, p)
+	srv, err := httpsServer(c, log, "OIDC provider", c.OIDCAddress, p, "")
 	return p, srv, err
 }
 
