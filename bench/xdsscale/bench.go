@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/keygate-dev/keygate/bench/internal/procstat"
 	"github.com/keygate-dev/keygate/internal/pki"
 	"github.com/keygate-dev/keygate/internal/proc"
 )
@@ -247,7 +248,7 @@ func (s *runState) until(ctx context.Context, i int, interval time.Duration) err
 // time until Envoy serves i from its new upstream, and xds's CPU and memory for the change.
 func (s *runState) change(ctx context.Context, what string, i int, moved map[int]bool) (change, error) {
 	var c change
-	if err := resetPeak(s.xds.Pid()); err != nil {
+	if err := procstat.ResetPeak(s.xds.Pid()); err != nil {
 		return c, fmt.Errorf("reset xds's VmHWM: %w", err)
 	}
 	before, err := readUsage(s.xds.Pid())

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/keygate-dev/keygate/bench/internal/procstat"
 	"github.com/keygate-dev/keygate/envoy"
 	"github.com/keygate-dev/keygate/internal/proc"
 )
@@ -204,7 +205,7 @@ func (s *runState) measureSteady(ctx context.Context, r *result) error {
 		return err
 	}
 	r.InitialSteady = steady.RSS
-	if r.InitialFDs, err = openFDs(s.xds.Pid()); err != nil {
+	if r.InitialFDs, err = procstat.OpenFDs(s.xds.Pid()); err != nil {
 		return err
 	}
 	if r.InitialHeap, err = s.heapInUse(ctx); err != nil {

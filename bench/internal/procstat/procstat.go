@@ -74,3 +74,40 @@ func ReadSched(pid int) (Sched, error) {
 	}
 	return s, nil
 }
+
+// Memory is a process's resident set now (VmRSS) and its peak (VmHWM, since its start or the
+// last ResetPeak), in bytes, from /proc/<pid>/status.
+func Memory(pid int) (rss, hwm int64, err error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for line := range strings.Lines(string(status)) {
+		name, value, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "VmRSS" && name != "VmHWM") {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/%d/status: %s: %w", pid, strings.TrimSpace(line), err)
+		}
+		if name == "VmRSS" {
+			rss = kb * 1024
+		} else {
+			hwm = kb * 1024
+		}
+	}
+	return rss, hwm, nil
+}
+
+// ResetPeak sets a process's VmHWM back to its current RSS (Linux 4.0+, clear_refs value 5), so
+// that the peak of one phase is not hidden by an earlier, higher one.
+func ResetPeak(pid int) error {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+}
+
+// OpenFDs counts a process's open file descriptors.
+func OpenFDs(pid int) (int, error) {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	return len(fds), err
+}

@@ -32,3 +32,19 @@ func TestReadSchedOfSelf(t *testing.T) {
 		t.Fatalf("ReadSched = %+v, %v; want some time slices", s, err)
 	}
 }
+
+func TestMemoryAndFDsOfSelf(t *testing.T) {
+	rss, hwm, err := Memory(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rss <= 0 || hwm < rss {
+		t.Errorf("Memory(self) = RSS %d, peak %d: want a positive RSS no larger than the peak", rss, hwm)
+	}
+	if n, err := OpenFDs(os.Getpid()); err != nil || n < 3 {
+		t.Errorf("OpenFDs(self) = %d, %v: want at least stdin, stdout and stderr", n, err)
+	}
+	if _, _, err := Memory(-1); err == nil {
+		t.Error("Memory of no process: want an error")
+	}
+}
