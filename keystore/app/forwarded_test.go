@@ -45,14 +45,7 @@ func TestForwardedForOnlyFromTheEdge(t *testing.T) {
 		}
 		return []tls.Certificate{c}
 	}
-	serving, err := ca.Server("keystore", "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := serving.Write(t.TempDir(), "serving")
-	if err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile, _ := servingFiles(t, ca, t.TempDir())
 
 	reg := prometheus.NewRegistry()
 	h, err := newEdgeForwarded(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -122,15 +115,8 @@ func TestHTTPSServerBadCAFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serving, err := ca.Server("keystore", "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	certFile, keyFile, err := serving.Write(dir, "serving")
-	if err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile, _ := servingFiles(t, ca, dir)
 	empty := filepath.Join(dir, "empty.crt")
 	if err := os.WriteFile(empty, []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
@@ -156,18 +142,7 @@ func TestHTTPSServerReloadsItsCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	issue := func() pki.Pair {
-		p, err := ca.Server("keystore", "127.0.0.1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := p.Write(dir, "serving"); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	first := issue()
-	certFile, keyFile := filepath.Join(dir, "serving.crt"), filepath.Join(dir, "serving.key")
+	certFile, keyFile, first := servingFiles(t, ca, dir)
 	https, err := httpsServer(Config{CertFile: certFile, KeyFile: keyFile}, slog.New(slog.DiscardHandler), "OIDC provider", "127.0.0.1:0", http.NotFoundHandler(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +170,7 @@ func TestHTTPSServerReloadsItsCertificate(t *testing.T) {
 	if !bytes.Equal(served(), der(first)) {
 		t.Fatal("the first connection does not get the certificate on disk")
 	}
-	second := issue()
+	_, _, second := servingFiles(t, ca, dir)
 	if !bytes.Equal(served(), der(second)) {
 		t.Error("after the files were rotated: the old certificate, want the new one without a restart")
 	}
@@ -205,4 +180,19 @@ func TestHTTPSServerReloadsItsCertificate(t *testing.T) {
 	if !bytes.Equal(served(), der(second)) {
 		t.Error("with a broken key file: want the last good certificate still served")
 	}
+}
+
+// servingFiles issues keystore a serving certificate for 127.0.0.1 from ca and writes it to
+// dir/serving.crt and dir/serving.key (over what was there: a rotation).
+func servingFiles(t *testing.T, ca *pki.CA, dir string) (certFile, keyFile string, p pki.Pair) {
+	t.Helper()
+	p, err := ca.Server("keystore", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err = p.Write(dir, "serving")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, p
 }
