@@ -10,7 +10,6 @@ import (
 
 	"github.com/keygate-dev/keygate/e2e/faults/faultload"
 	"github.com/keygate-dev/keygate/internal/redisack"
-	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
 	"github.com/keygate-dev/keygate/localdev"
 )
 
@@ -22,62 +21,13 @@ import (
 // (keystore waits on the slot's master for its replica: --redis-min-replica-acks 1); and
 // revocations made through keystore afterwards reach extauthz's cache.
 func TestClusterFailover(t *testing.T) {
-	ctx := context.Background()
-	set := faultload.NewKeySet(t)
-	last := faultload.LastMomentRevocations(t, set)
-	l := faultload.StartLoad(set.Probes, 4)
-	defer l.Cancel()
-
-	before := make(map[string]string)
-	for i := range 20 {
-		name, key := faultload.NewKey(t, fmt.Sprintf("before-%d", i), v1.OwnedAccessKeySpec{User: localdev.AdminUser})
-		before[name] = key
-	}
-	waitReplicated(t)
-	l.WaitFor(t, 300)
-
-	// The master is named before its replica is stalled: asked while a node is frozen, the
-	// nodes' answer would wait for the thaw, and the kill with it, after the replica caught up.
-	killed, err := platform.RedisMaster(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	last.Revoke(t, stallReplica, *minReplicaAcks)
-	l.Phase.Store(int32(faultload.Faulted))
-	killedAt := time.Now()
-	if err := platform.KillRedisNode(ctx, killed); err != nil {
-		t.Fatal(err)
-	}
-	faultload.Eventually(t, time.Minute, "the cluster promotes the replica of the {accesskeys} slot", func() error {
-		if m, err := platform.RedisMaster(ctx); err != nil || m == killed {
-			return fmt.Errorf("master %s, %v", m, err)
-		}
-		return nil
+	faultload.RunFailover(t, faultload.Failover{
+		Promotion:      "the cluster promotes the replica of the {accesskeys} slot",
+		WaitReplicated: waitReplicated,
+		StallReplica:   stallReplica,
+		Rejoin:         rejoin,
+		MinReplicaAcks: *minReplicaAcks,
 	})
-	promoted := time.Since(killedAt)
-	for name, key := range before {
-		faultload.Eventually(t, time.Minute, "key "+name+", acknowledged before the kill, works", func() error {
-			return faultload.WantStatus(ctx, &faultload.Probe{Name: name, Key: key, Path: faultload.DemoPath + "/version"}, 200)
-		})
-	}
-	serving := time.Since(killedAt)
-	last.Check(t)
-	l.Phase.Store(int32(faultload.Recovered))
-
-	rejoin(t, killed)
-	faultload.RevokeThroughKeystore(t, set)
-	newName, newKey := faultload.NewKey(t, "after", v1.OwnedAccessKeySpec{User: localdev.AdminUser})
-	if err := faultload.WantStatus(ctx, &faultload.Probe{Name: newName, Key: newKey, Path: faultload.DemoPath + "/version"}, 200); err != nil {
-		t.Errorf("a key made after the failover: %v", err)
-	}
-	l.WaitFor(t, 300)
-	l.Stop(t)
-	last503 := "none"
-	if at := l.LastUnavailable(); !at.IsZero() {
-		last503 = at.Sub(killedAt).Round(time.Millisecond).String() + " after the kill"
-	}
-	t.Logf("figures: replica promoted %s after the kill; the edge served every earlier key again %s after; last 503: %s",
-		promoted.Round(time.Millisecond), serving.Round(time.Millisecond), last503)
 }
 
 // stallReplica freezes the replica of the {accesskeys} slot's master (SIGSTOP) and cuts its
