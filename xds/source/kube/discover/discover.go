@@ -116,6 +116,7 @@ type watching struct {
 	// reads: one REST client over one HTTP client (one connection), shared by the informers.
 	client     corev1client.CoreV1Interface
 	httpClient *http.Client
+	conns      *connSet // the connections of httpClient's transport, closed by stopWatching
 	services   *watcher
 	// namespaces is the informer of namespaces, for the project label of each vcluster's; it
 	// runs while the cluster has vcluster Services, else nil. secrets is the informer of each

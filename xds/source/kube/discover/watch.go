@@ -8,7 +8,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/watch"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
@@ -21,7 +20,11 @@ import (
 // startWatching makes d's client and starts its Service informer, once d's Connecting limiter
 // (if any) gives a token. It does not wait for the cache.
 func (d *Discoverer) startWatching() error {
-	cfg := restConfig(d.upstream)
+	conns := &connSet{}
+	cfg, err := watchConfig(restConfig(d.upstream), conns)
+	if err != nil {
+		return err
+	}
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return err
@@ -35,14 +38,14 @@ func (d *Discoverer) startWatching() error {
 	}
 	ctx, stop := context.WithCancel(d.ctx)
 	ctx = klog.NewContext(ctx, logr.FromSlogHandler(d.log.With("component", "informer").Handler()))
-	w := &watching{ctx: ctx, stop: stop, client: client, httpClient: hc, secrets: map[string]*secretWatch{}}
+	w := &watching{ctx: ctx, stop: stop, client: client, httpClient: hc, conns: conns, secrets: map[string]*secretWatch{}}
 	d.w = w
 	w.services = d.watchServices(w)
 	return nil
 }
 
-// stopWatching stops d's informers, if it runs any, and closes their connection once they have
-// stopped: a cluster back to polling holds no connection.
+// stopWatching stops d's informers, if it runs any, and closes their connections once they
+// have stopped: a cluster back to polling holds no connection.
 func (d *Discoverer) stopWatching() {
 	w := d.w
 	if w == nil {
@@ -54,7 +57,7 @@ func (d *Discoverer) stopWatching() {
 	go func() {
 		defer d.wg.Done()
 		w.wg.Wait()
-		utilnet.CloseIdleConnectionsFor(w.httpClient.Transport)
+		w.conns.closeAll() // the transport is w's alone (conns.go)
 	}()
 }
 
