@@ -52,28 +52,35 @@ func newMetrics(reg prometheus.Registerer, size func() int, live func() bool, di
 		m.fallbacks[r] = fallbacks.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(lookups, m.invalidations, m.evictions, m.restarts, fallbacks, versionReads,
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_digests",
-				Help: "Digests in the digest set, every access key in the store as this replica follows it (0 while the event stream is not followed).",
-			}, func() float64 { return float64(digests()) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_applied_resource_version",
-				Help: "The resourceVersion of the newest access-key change this replica applied (0 while the event stream is not followed): a change (a revocation too) is in force on this replica once this reached the resourceVersion the store answered it with; the store's version minus this is the replica's lag in changes.",
-			}, func() float64 { return float64(applied()) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_keys",
-				Help: "Access keys held in the cache.",
-			}, func() float64 { return float64(size()) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_live",
-				Help: "1 while the access-key event stream is followed and the cache serves keys; 0 while every lookup goes to Redis.",
-			}, func() float64 {
-				if live() {
-					return 1
-				}
-				return 0
-			}))
+		reg.MustRegister(lookups, m.invalidations, m.evictions, m.restarts, fallbacks, versionReads)
+		reg.MustRegister(stateGauges(size, live, digests, applied)...)
 	}
 	return m
+}
+
+// stateGauges are the cache's state, read at each scrape.
+func stateGauges(size func() int, live func() bool, digests func() int, applied func() uint64) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_digests",
+			Help: "Digests in the digest set, every access key in the store as this replica follows it (0 while the event stream is not followed).",
+		}, func() float64 { return float64(digests()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_applied_resource_version",
+			Help: "The resourceVersion of the newest access-key change this replica applied (0 while the event stream is not followed): a change (a revocation too) is in force on this replica once this reached the resourceVersion the store answered it with; the store's version minus this is the replica's lag in changes.",
+		}, func() float64 { return float64(applied()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_keys",
+			Help: "Access keys held in the cache.",
+		}, func() float64 { return float64(size()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_live",
+			Help: "1 while the access-key event stream is followed and the cache serves keys; 0 while every lookup goes to Redis.",
+		}, func() float64 {
+			if live() {
+				return 1
+			}
+			return 0
+		}),
+	}
 }
