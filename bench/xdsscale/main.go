@@ -49,17 +49,9 @@ func main() {
 }
 
 func run(srcs []string, ns []int, samples int, keep bool, cpuProfile time.Duration) error {
-	// Missing tools fail here, before anything is built or started, with how to install them.
-	envoyBin, err := toolbin.Path("envoy")
+	envoyBin, err := requireTools(srcs)
 	if err != nil {
 		return err
-	}
-	if slices.Contains(srcs, "kubernetes") {
-		for _, t := range []string{"kube-apiserver", "etcd"} {
-			if _, err := toolbin.Path(t); err != nil {
-				return err
-			}
-		}
 	}
 	root, err := toolbin.RepoRoot()
 	if err != nil {
@@ -108,6 +100,22 @@ func run(srcs []string, ns []int, samples int, keep bool, cpuProfile time.Durati
 		fmt.Printf("\n### Source: %s\n\n%s", name, table(results))
 	}
 	return nil
+}
+
+// requireTools finds Envoy, and kube-apiserver and etcd for the kubernetes source: missing
+// tools fail here, before anything is built or started, with how to install them.
+func requireTools(srcs []string) (envoyBin string, err error) {
+	if envoyBin, err = toolbin.Path("envoy"); err != nil {
+		return "", err
+	}
+	if slices.Contains(srcs, "kubernetes") {
+		for _, t := range []string{"kube-apiserver", "etcd"} {
+			if _, err := toolbin.Path(t); err != nil {
+				return "", err
+			}
+		}
+	}
+	return envoyBin, nil
 }
 
 // buildXDS builds the xds command at the working tree's state, so that the bench measures the
