@@ -25,11 +25,7 @@ FUZZ_TARGETS := ./extauthz/attributes:FuzzFromRequest ./extauthz/decide:FuzzDeci
 	./extauthz/server:FuzzDecodeCheckRequest ./extauthz/server:FuzzEncodeOK
 
 fuzz: ## run every fuzz target for FUZZ_TIME (default 10s)
-	@for t in $(FUZZ_TARGETS); do \
-	  pkg=$${t%%:*}; name=$${t##*:}; \
-	  echo "fuzz $$name ($$pkg) for $(FUZZ_TIME)"; \
-	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZ_TIME) $$pkg || exit 1; \
-	done
+	@GO=$(GO) FUZZ_TIME=$(FUZZ_TIME) scripts/fuzz.sh $(FUZZ_TARGETS)
 
 tools: ## install Envoy, Redis, kube-apiserver, kubectl, etcd, Helm and the Prometheus Operator CRDs under .tools/ (reused when present)
 	@scripts/tools.sh

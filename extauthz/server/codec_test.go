@@ -10,6 +10,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -54,7 +55,10 @@ func checkDecode(t *testing.T, b []byte) {
 	if err := decodeCheckRequest(b, &got); err != nil {
 		t.Fatalf("decodeCheckRequest: %v; proto.Unmarshal read %v", err, read(&want))
 	}
-	if d := cmp.Diff(read(&want), read(&got)); d != "" {
+	// An empty map and no map read the same (Check looks keys up); proto.Unmarshal makes the
+	// map of a map field it then finds with another wire type, and skips the field, while
+	// decodeCheckRequest skips it whole (the fuzzer's seed 5bbf7f0ffc8398fb).
+	if d := cmp.Diff(read(&want), read(&got), cmpopts.EquateEmpty()); d != "" {
 		t.Errorf("decodeCheckRequest reads otherwise than proto.Unmarshal (-proto +ours):\n%s", d)
 	}
 }
