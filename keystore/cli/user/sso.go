@@ -91,7 +91,15 @@ func waitForCode(ctx context.Context, lis net.Listener, state string, trade func
 		}
 	})}
 	go srv.Serve(lis)
-	defer srv.Close()
+	// Shutdown, not Close: the handler sends done before its answer reaches the browser, and a
+	// Close then could cut that connection (the browser saw EOF, not the page).
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if srv.Shutdown(sctx) != nil {
+			srv.Close()
+		}
+	}()
 	select {
 	case err := <-done:
 		return err

@@ -2,8 +2,10 @@ package user
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -45,5 +47,33 @@ func TestWaitForCode(t *testing.T) {
 	}
 	if got := <-traded; got != "good" || len(traded) != 0 {
 		t.Errorf("traded %q (and %d more), want only the code with the state", got, len(traded))
+	}
+}
+
+// The browser always gets the page saying the login is done: the CLI returns as soon as the
+// code is traded, and used to close its server before the handler had sent the answer (the
+// browser saw the connection closed, EOF, now and then).
+func TestWaitForCodeAnswersTheBrowserBeforeItReturns(t *testing.T) {
+	for i := range 200 {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			done <- waitForCode(context.Background(), lis, "s", func(string) error { return nil })
+		}()
+		resp, err := http.Get("http://" + lis.Addr().String() + "/callback?code=c&state=s")
+		if err != nil {
+			t.Fatalf("login %d: the browser got no answer: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "logged in") {
+			t.Fatalf("login %d: %d %q %v, want 200 and the page saying so", i, resp.StatusCode, body, err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
