@@ -32,6 +32,7 @@ import (
 	"github.com/keygate-dev/keygate/internal/ops"
 	"github.com/keygate-dev/keygate/internal/redisflags"
 	"github.com/keygate-dev/keygate/internal/redismetrics"
+	"github.com/keygate-dev/keygate/internal/tlsfiles"
 	"github.com/keygate-dev/keygate/keystore/store"
 	"github.com/keygate-dev/keygate/keystore/users"
 )
@@ -220,7 +221,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 // newGRPCServer reads the gRPC port's certificates (a start-up error if they do not load),
 // listens on it, and registers the ext_authz and health services.
 func newGRPCServer(c Config, log *slog.Logger, checks authv3.AuthorizationServer) (net.Listener, *grpc.Server, *health.Server, error) {
-	creds, err := c.GRPCTLS.ServerCredentials(grpctls.LogReloads(log, "ext_authz gRPC"))
+	creds, err := c.GRPCTLS.ServerCredentials(tlsfiles.LogReloads(log, "ext_authz gRPC"))
 	if err != nil {
 		return nil, nil, nil, err
 	}

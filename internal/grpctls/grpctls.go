@@ -14,7 +14,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -143,15 +142,4 @@ func ClientConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, er
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
-}
-
-// LogReloads is an onReload for ServerCredentials that logs each reload and refusal to log.
-func LogReloads(log *slog.Logger, server string) func(error) {
-	return func(err error) {
-		if err != nil {
-			log.Error("gRPC TLS files refused; the last good certificates stay in use", "server", server, "error", err)
-			return
-		}
-		log.Info("gRPC TLS files reloaded", "server", server)
-	}
 }

@@ -15,6 +15,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 )
@@ -124,4 +125,15 @@ func (s *Server) load(raw [3][]byte) (*tls.Config, error) {
 
 func same(a, b [3][]byte) bool {
 	return bytes.Equal(a[0], b[0]) && bytes.Equal(a[1], b[1]) && bytes.Equal(a[2], b[2])
+}
+
+// LogReloads is an onReload that logs each reload, and each refusal, of server's files.
+func LogReloads(log *slog.Logger, server string) func(error) {
+	return func(err error) {
+		if err != nil {
+			log.Error("TLS files refused; the last good certificates stay in use", "server", server, "error", err)
+			return
+		}
+		log.Info("TLS files reloaded", "server", server)
+	}
 }

@@ -315,13 +315,7 @@ func httpsServer(c Config, log *slog.Logger, what, addr string, h http.Handler, 
 			cfg.ClientAuth, cfg.ClientCAs = tls.VerifyClientCertIfGiven, clientCAs
 		}
 		return cfg
-	}, func(err error) {
-		if err != nil {
-			log.Error("TLS files refused; the last good certificates stay in use", "server", what, "error", err)
-			return
-		}
-		log.Info("TLS files reloaded", "server", what)
-	})
+	}, tlsfiles.LogReloads(log, what))
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/keygate-dev/keygate/internal/flagenv"
 	"github.com/keygate-dev/keygate/internal/grpctls"
 	"github.com/keygate-dev/keygate/internal/ops"
+	"github.com/keygate-dev/keygate/internal/tlsfiles"
 	"github.com/keygate-dev/keygate/xds/server"
 	"github.com/keygate-dev/keygate/xds/source/kube"
 	"github.com/keygate-dev/keygate/xds/translate"
@@ -285,7 +286,7 @@ func firstError(errc <-chan error, n int, cancel context.CancelFunc) error {
 // listenGRPC reads the gRPC port's certificates (a start-up error if they do not load) and
 // listens on it.
 func listenGRPC(cfg Config, log *slog.Logger) (net.Listener, credentials.TransportCredentials, error) {
-	creds, err := cfg.GRPCTLS.ServerCredentials(grpctls.LogReloads(log, "xds gRPC"))
+	creds, err := cfg.GRPCTLS.ServerCredentials(tlsfiles.LogReloads(log, "xds gRPC"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("xds gRPC: %w", err)
 	}
