@@ -57,6 +57,7 @@ type Config struct {
 	ActivityFlushInterval   time.Duration
 	KeyCacheSize            int
 	KeyCacheTTL             time.Duration
+	DigestLease             time.Duration
 	// ClockOffset shifts this replica's clock, for tests of clock skew only (e2e/faults).
 	ClockOffset time.Duration
 	ops.LogFlags
@@ -79,6 +80,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.DurationVar(&c.ActivityFlushInterval, "activity-flush-interval", activity.DefaultInterval, "how often keys' last-use times are written to status.lastActivity, in one batch")
 	fs.IntVar(&c.KeyCacheSize, "key-cache-size", keycache.DefaultSize, "most access keys (and, apart, most users) kept in memory between checks; changes in Redis drop them at once; 0 turns the caches off")
 	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", keycache.DefaultTTL, "longest a cached key or user is used without reading Redis again, a safety net behind the change events")
+	fs.DurationVar(&c.DigestLease, "digest-lease", keycache.DefaultLease, "lease this replica holds in Redis so that it refuses unknown keys without reading Redis; keystore's creates wait for the replicas holding one (keep keystore's --create-replica-wait above it); 0 holds none: each batch of unknown keys then reads the store's newest change")
 	fs.DurationVar(&c.ClockOffset, "testing-clock-offset", 0, "TESTING ONLY: add this to the clock every decision reads (expiry, last activity), to show what skew between replicas does; never set it in production")
 	c.AddLogFlags(fs)
 	fs.Usage = flagenv.Usage(fs, EnvPrefix, "Usage: extauthz [flags]\n\nThe edge's Envoy ext_authz service: checks access keys in Redis and sets identity headers.")
@@ -112,6 +114,9 @@ func ParseFlags(args []string) (Config, error) {
 	}
 	if c.KeyCacheTTL < time.Second {
 		return c, fmt.Errorf("--key-cache-ttl %s: want at least 1s", c.KeyCacheTTL)
+	}
+	if c.DigestLease != 0 && (c.DigestLease < 100*time.Millisecond || c.DigestLease > 10*time.Second) {
+		return c, fmt.Errorf("--digest-lease %s: want 0 (none) or 100ms to 10s", c.DigestLease)
 	}
 	return c, c.parseGrafana(*grafanaHeaders)
 }
@@ -259,7 +264,7 @@ func newChecker(c Config, rdb redis.UniversalClient, log *slog.Logger, reg *prom
 		size = -1 // keycache's "off"
 	}
 	lag := follow.NewLag(reg)
-	cache := keycache.New(keys, keycache.Options{Size: size, TTL: c.KeyCacheTTL, MaxTTL: c.MaxTTL, Now: now,
+	cache := keycache.New(keys, keycache.Options{Size: size, TTL: c.KeyCacheTTL, MaxTTL: c.MaxTTL, Now: now, Lease: c.DigestLease,
 		Lag: lag.WithLabelValues(follow.StreamAccessKeys)}, log, reg)
 	// Users are cached like keys, and dropped on the user store's change events, so that a
 	// user's deletion or change reaches every one of their keys as fast as a key's own.

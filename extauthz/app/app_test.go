@@ -82,6 +82,10 @@ func TestParseFlags(t *testing.T) {
 		"key cache defaults":       {check: func(c Config) bool { return c.KeyCacheSize == 100_000 && c.KeyCacheTTL == 30*time.Second }},
 		"negative key cache size":  {args: []string{"--key-cache-size", "-1"}, wantErr: "--key-cache-size -1: want 0 (off) or more"},
 		"key cache ttl too short":  {args: []string{"--key-cache-ttl", "10ms"}, wantErr: "--key-cache-ttl 10ms: want at least 1s"},
+		"digest lease by default":  {check: func(c Config) bool { return c.DigestLease == time.Second }},
+		"digest lease from env":    {env: map[string]string{"EXTAUTHZ_DIGEST_LEASE": "0"}, check: func(c Config) bool { return c.DigestLease == 0 }},
+		"digest lease too short":   {args: []string{"--digest-lease", "10ms"}, wantErr: "--digest-lease 10ms: want 0 (none) or 100ms to 10s"},
+		"digest lease too long":    {args: []string{"--digest-lease", "1m"}, wantErr: "--digest-lease 1m0s: want 0 (none) or 100ms to 10s"},
 		"empty grafana header":     {args: []string{"--grafana-user-header="}, wantErr: "--grafana-user-header is empty"},
 		"grafana auth-proxy headers by default": {check: func(c Config) bool {
 			return c.GrafanaGroupsHeader == "" && strings.Join(c.GrafanaAuthProxyHeaders, ",") == "X-WEBAUTH-USER,X-WEBAUTH-EMAIL,X-WEBAUTH-NAME,X-WEBAUTH-LOGIN,X-WEBAUTH-ROLE,X-WEBAUTH-GROUPS"

@@ -162,7 +162,7 @@ func (c *Cache) settle(r *versionRead, verdict verdict) bool {
 	case diverged:
 		// The follower applied another entry under that version after the read: it is on the
 		// history Redis lost.
-		c.lose(r.epoch, fmt.Errorf("%w: the access-key store holds another change under resourceVersion %d than the one applied (Redis lost data?)", store.ErrExpired, r.head.Version))
+		c.lose(r.epoch, errDiverged(r.head.Version))
 		c.metrics.fallbacks[fallbackResync].Inc()
 	default:
 		c.metrics.fallbacks[fallbackError].Inc()
@@ -280,16 +280,30 @@ func (c *Cache) readVersion() (store.Head, uint64, error) {
 	}
 	c.mu.Lock()
 	following := c.epoch == epoch && c.digests != nil
-	behind := head.Version < before
-	other := judge(head, c.applied, &c.history) == diverged
+	lost := c.lostData(head, before)
 	c.mu.Unlock()
-	switch {
-	case following && behind:
-		c.lose(epoch, fmt.Errorf("%w: the access-key store is at resourceVersion %d, behind %d already applied (Redis lost data?)", store.ErrExpired, head.Version, before))
-	case following && other:
-		c.lose(epoch, fmt.Errorf("%w: the access-key store holds another change under resourceVersion %d than the one applied (Redis lost data?)", store.ErrExpired, head.Version))
+	if following && lost != nil {
+		c.lose(epoch, lost)
 	}
 	return head, epoch, nil
+}
+
+// lostData is why head, the store's newest change read when the follower had applied before,
+// shows that Redis lost data, or nil: a version below before means the store went back in
+// time; another entry under a version the follower applied, that it lost data and took as many
+// new changes. The caller holds mu.
+func (c *Cache) lostData(head store.Head, before uint64) error {
+	switch {
+	case head.Version < before:
+		return fmt.Errorf("%w: the access-key store is at resourceVersion %d, behind %d already applied (Redis lost data?)", store.ErrExpired, head.Version, before)
+	case judge(head, c.applied, &c.history) == diverged:
+		return errDiverged(head.Version)
+	}
+	return nil
+}
+
+func errDiverged(version uint64) error {
+	return fmt.Errorf("%w: the access-key store holds another change under resourceVersion %d than the one applied (Redis lost data?)", store.ErrExpired, version)
 }
 
 // lose empties the cache (entries and set) and ends the current watch with err, so that the
@@ -383,6 +397,7 @@ func (c *Cache) build(ctx context.Context, epoch uint64, set digestSet, version 
 	}
 	c.digests, c.building, c.stopBuild = set, nil, nil
 	c.wake()
+	c.kickRenewal() // a lease's word counts only for a set listed when it was renewed
 	c.log.Info("listed access-key digests: unknown keys are refused from memory", "digests", len(set),
 		"from_version", version, "took", time.Since(began).Round(time.Millisecond).String())
 }

@@ -53,6 +53,9 @@ type Source interface {
 const (
 	DefaultSize = 100_000
 	DefaultTTL  = 30 * time.Second
+	// DefaultLease is extauthz's --digest-lease: below keystore's default wait for the
+	// replicas (store.DefaultReplicaWait), and renewed every quarter of it.
+	DefaultLease = time.Second
 )
 
 // Options configure a Cache.
@@ -74,6 +77,10 @@ type Options struct {
 	// CatchUp is how long a lookup of a digest outside the digest set waits for the follower to
 	// apply the store's version before it reads Redis instead; 0 means DefaultCatchUp.
 	CatchUp time.Duration
+	// Lease, when positive and the Source is a Leaser, is the lease this replica holds in the
+	// store so that it refuses unknown keys without any read (lease.go); 0: no lease, every
+	// batch of unknown keys reads the store's newest change.
+	Lease time.Duration
 }
 
 // Cache is a store.Store in front of the store for LookupDigest. Its methods are safe for
@@ -114,6 +121,13 @@ type Cache struct {
 	vrunning bool
 	vnext    *versionRead
 	vkick    chan struct{} // wakes a lingering reader (readVersions)
+
+	// leaser, when not nil, holds this replica's lease leaseID (lease.go); renewKick asks for
+	// a renewal, and trust (guarded by mu) is what the last one proved.
+	leaser    Leaser
+	leaseID   string
+	renewKick chan struct{}
+	trust     trust
 }
 
 type entry struct {
@@ -145,11 +159,14 @@ func New(src Source, opts Options, log *slog.Logger, reg prometheus.Registerer) 
 		opts.CatchUp = DefaultCatchUp
 	}
 	c := &Cache{src: src, opts: opts, log: log}
+	if l, ok := src.(Leaser); ok && opts.Lease > 0 && opts.Size >= 0 {
+		c.leaser, c.leaseID, c.renewKick = l, leaseID(), make(chan struct{}, 1)
+	}
 	if opts.Size > 0 {
 		// NewLRU fails only for a size below 1.
 		c.lru, _ = simplelru.NewLRU[string, *entry](opts.Size, nil)
 	}
-	c.metrics = newMetrics(reg, c.Len, c.Live, c.Digests, c.Applied)
+	c.metrics = newMetrics(reg, c.Len, c.Live, c.Digests, c.Applied, c.Trusted)
 	return c
 }
 
@@ -220,6 +237,11 @@ func (c *Cache) LookupDigest(ctx context.Context, digest string) (*v1.OwnedAcces
 	if live && c.digests != nil {
 		dk, dv = digestKey(digest)
 		unknown = !c.digests.has(dk, dv)
+		if unknown && c.trusted() {
+			c.mu.Unlock()
+			c.metrics.absent.Inc()
+			return nil, store.ErrNotFound
+		}
 	}
 	c.mu.Unlock()
 
@@ -323,6 +345,16 @@ func (c *Cache) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
+	if c.leaser != nil {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		ctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			defer close(done)
+			c.holdLease(ctx, c.leaser)
+		}()
+	}
 	return follow.Run(ctx, stream{c}, c.handle, c.log, follow.Options{
 		What: "access-key", MinBackoff: c.opts.MinBackoff, MaxBackoff: c.opts.MaxBackoff,
 		Start:     c.startDigests,
@@ -355,6 +387,9 @@ func (c *Cache) handle(ev store.Event) error {
 		c.wake()
 	}
 	c.mu.Unlock()
+	if ev.Type == watch.Added {
+		c.kickRenewal() // the store's create waits for this replica to say it applied the create
+	}
 	c.metrics.invalidations.Inc()
 	follow.ObserveLag(c.opts.Lag, ev.At, c.opts.Now())
 	return nil

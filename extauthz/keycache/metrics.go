@@ -10,11 +10,18 @@ type metrics struct {
 	invalidations prometheus.Counter
 	evictions     prometheus.Counter
 	restarts      *prometheus.CounterVec
+	renewals      map[string]prometheus.Counter
 }
+
+// Results of a lease renewal, the values of keycache_lease_renewals_total's result label.
+const (
+	renewOK    = "ok"
+	renewError = "error"
+)
 
 // newMetrics registers the cache's metrics with reg (nil: none). Size and liveness are read at
 // scrape time, so lookups pay nothing for them.
-func newMetrics(reg prometheus.Registerer, size func() int, live func() bool, digests func() int, applied func() uint64) *metrics {
+func newMetrics(reg prometheus.Registerer, size func() int, live func() bool, digests func() int, applied func() uint64, trusted func() bool) *metrics {
 	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_lookups_total",
 		Help: "Access-key lookups by result: hit (answered from memory), miss (read from Redis) or absent (refused from the digest set, no lookup in Redis).",
@@ -27,7 +34,12 @@ func newMetrics(reg prometheus.Registerer, size func() int, live func() bool, di
 		Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_version_reads_total",
 		Help: "Reads of the access-key store's newest change (its version and change log entry: one GET and one XREVRANGE of one entry) that proved digests outside the digest set absent; at most one is in flight, shared by every lookup that arrived before it began.",
 	})
+	renewals := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_lease_renewals_total",
+		Help: "Renewals of this replica's lease in the access-key store (--digest-lease), by result (ok, error). While renewals fail, unknown keys are proven absent by a read of the store's newest change, as without a lease.",
+	}, []string{"result"})
 	m := &metrics{
+		renewals:     map[string]prometheus.Counter{renewOK: renewals.WithLabelValues(renewOK), renewError: renewals.WithLabelValues(renewError)},
 		hits:         lookups.WithLabelValues("hit"),
 		misses:       lookups.WithLabelValues("miss"),
 		absent:       lookups.WithLabelValues("absent"),
@@ -52,8 +64,17 @@ func newMetrics(reg prometheus.Registerer, size func() int, live func() bool, di
 		m.fallbacks[r] = fallbacks.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(lookups, m.invalidations, m.evictions, m.restarts, fallbacks, versionReads)
+		reg.MustRegister(lookups, m.invalidations, m.evictions, m.restarts, fallbacks, versionReads, renewals)
 		reg.MustRegister(stateGauges(size, live, digests, applied)...)
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "keygate", Subsystem: "extauthz", Name: "keycache_lease_trusted",
+			Help: "1 while this replica refuses unknown keys from its digest set without any read of Redis, on its lease's word (--digest-lease); 0 while each batch of them reads the store's newest change.",
+		}, func() float64 {
+			if trusted() {
+				return 1
+			}
+			return 0
+		}))
 	}
 	return m
 }

@@ -58,13 +58,48 @@ func replicaOn(tb testing.TB, rdb redis.UniversalClient) *Cache {
 // replicaOf is replica on src, a store on rdb, which it closes at the end.
 func replicaOf(tb testing.TB, src Source, rdb redis.UniversalClient) *Cache {
 	tb.Helper()
-	c := New(src, Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},
+	return startReplica(tb, src, rdb, 0)
+}
+
+// leasedReplica is replica holding a lease (Options.Lease), once it trusts its set on the
+// lease's word.
+func leasedReplica(tb testing.TB) *Cache {
+	tb.Helper()
+	rdb := newClient()
+	return leasedReplicaOf(tb, store.New(rdb), rdb)
+}
+
+// leasedReplicaOf is leasedReplica on src, a store on rdb.
+func leasedReplicaOf(tb testing.TB, src Source, rdb redis.UniversalClient) *Cache {
+	tb.Helper()
+	c := startReplica(tb, src, rdb, time.Second)
+	until(tb, "the replica trusts its set on its lease's word", c.Trusted)
+	return c
+}
+
+// startReplica starts a replica on src, a store on rdb, holding a lease when lease > 0; it
+// stops it and closes rdb at the end.
+func startReplica(tb testing.TB, src Source, rdb redis.UniversalClient, lease time.Duration) *Cache {
+	tb.Helper()
+	c := New(src, Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Lease: lease},
 		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = c.Run(ctx); close(done) }()
-	// Closing the client ends a blocked XREAD at once, rather than after its block time.
-	tb.Cleanup(func() { cancel(); rdb.Close(); <-done })
+	tb.Cleanup(func() {
+		cancel()
+		if c.leaser != nil {
+			// The replica releases its lease as it stops (after its last renewal): wait for
+			// that before closing rdb under it, so that the next test's creates do not wait
+			// for a lease without a replica.
+			for start := time.Now(); leaseHeld(tb, c) && time.Since(start) < 2*time.Second; {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		// Closing the client ends a blocked XREAD at once, rather than after its block time.
+		rdb.Close()
+		<-done
+	})
 	deadline := time.Now().Add(10 * time.Second)
 	for !c.Live() || !c.listed() {
 		if time.Now().After(deadline) {
@@ -73,6 +108,18 @@ func replicaOf(tb testing.TB, src Source, rdb redis.UniversalClient) *Cache {
 		time.Sleep(time.Millisecond)
 	}
 	return c
+}
+
+// leaseHeld reports whether c's lease is in the store (keystore/store/replicas.go).
+func leaseHeld(tb testing.TB, c *Cache) bool {
+	tb.Helper()
+	rdb := newClient()
+	defer rdb.Close()
+	held, err := rdb.HExists(context.Background(), "keygate:{accesskeys}:replicas", c.leaseID).Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return held
 }
 
 func createKey(tb testing.TB, spec v1.OwnedAccessKeySpec) (name, digest string) {

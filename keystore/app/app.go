@@ -75,6 +75,9 @@ type Config struct {
 	OIDC OIDCLifetimes
 	// XDS is where clusters and virtualclusterinstances come from.
 	XDS XDSCatalog
+	// CreateReplicaWait bounds a create's wait for the extauthz replicas that hold a lease
+	// (store.Options.ReplicaWait); 0: no wait.
+	CreateReplicaWait time.Duration
 	redisflags.Config
 	ops.LogFlags
 }
@@ -96,6 +99,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.IntVar(&c.Quotas.MaxKeysPerUser, "max-keys-per-user", 100, "most live access keys of one user or team, login keys not counted; 0: no bound")
 	fs.IntVar(&c.Quotas.MaxLoginKeysPerUser, "max-login-keys-per-user", 20, "most live login keys of one user; a login past it deletes the oldest; 0: no bound")
 	fs.DurationVar(&c.Quotas.MaxTTLNonAdmin, "max-ttl-non-admin", 0, "longest ttl of the keys non-admins create (then no key of theirs may be without one); 0: no cap")
+	fs.DurationVar(&c.CreateReplicaWait, "create-replica-wait", store.DefaultReplicaWait, "longest a key's create (API, login, SSO, OIDC) waits for every extauthz replica holding a lease (extauthz --digest-lease, keep it below this) to apply it, so that the new key works at once everywhere; 0 waits for none")
 	c.registerOIDC(fs)
 	c.XDS.register(fs)
 	c.Register(fs)
@@ -141,6 +145,9 @@ func (c *Config) checkValues() error {
 	if c.LoginTTL < time.Second {
 		return fmt.Errorf("--login-ttl %s: want at least 1s", c.LoginTTL)
 	}
+	if c.CreateReplicaWait < 0 || c.CreateReplicaWait > time.Minute {
+		return fmt.Errorf("--create-replica-wait %s: want 0 (no wait) to 1m", c.CreateReplicaWait)
+	}
 	if c.SSORefreshPeriod < time.Second {
 		return fmt.Errorf("--sso-refresh-period %s: want at least 1s", c.SSORefreshPeriod)
 	}
@@ -171,7 +178,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	if err := c.Acks.Check(rdb); err != nil {
 		return fmt.Errorf("--redis-min-replica-acks: %w", err)
 	}
-	keys := store.NewWithOptions(rdb, store.Options{Acks: c.Acks})
+	reg := ops.NewRegistry()
+	keys := store.NewWithOptions(rdb, store.Options{Acks: c.Acks, ReplicaWait: replicaWait(c.CreateReplicaWait),
+		ObserveReplicaWait: observeReplicaWait(reg, log)})
 	people := newUsers(rdb, c)
 
 	targets, closeTargets, err := c.XDS.source()
@@ -190,7 +199,6 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		return err
 	}
 
-	reg := ops.NewRegistry()
 	if err := instrument(c, rdb, reg); err != nil {
 		return err
 	}

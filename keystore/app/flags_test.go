@@ -123,3 +123,39 @@ func TestSSORefreshPeriodFlag(t *testing.T) {
 		t.Fatalf("--sso-refresh-period 500ms: %v, want refused", err)
 	}
 }
+
+func TestCreateReplicaWaitFlag(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    time.Duration // store.Options.ReplicaWait
+		wantErr string
+	}{
+		{name: "default", want: 2 * time.Second},
+		{name: "set", args: []string{"--create-replica-wait", "500ms"}, want: 500 * time.Millisecond},
+		{name: "from env", env: map[string]string{"KEYSTORE_CREATE_REPLICA_WAIT": "3s"}, want: 3 * time.Second},
+		{name: "0 waits for none", args: []string{"--create-replica-wait", "0"}, want: -1},
+		{name: "negative", args: []string{"--create-replica-wait", "-1s"}, wantErr: "--create-replica-wait -1s: want 0 (no wait) to 1m"},
+		{name: "too long", args: []string{"--create-replica-wait", "2m"}, wantErr: "--create-replica-wait 2m0s: want 0 (no wait) to 1m"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			c, err := ParseFlags(append(append([]string{}, required...), tc.args...))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := replicaWait(c.CreateReplicaWait); got != tc.want {
+				t.Errorf("the store's ReplicaWait %s, want %s", got, tc.want)
+			}
+		})
+	}
+}

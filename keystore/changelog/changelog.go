@@ -125,14 +125,21 @@ func (l Log) Head(ctx context.Context) (Head, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return Head{}, fmt.Errorf("%s: read newest change: %w", l.What, err)
 	}
+	return l.ParseHead(cur.Val(), newest.Val())
+}
+
+// ParseHead is the Head of a read of the counter (cur: "" when unset) and of the log's newest
+// entry (newest: at most one), made together: by Head, or by a script that also writes.
+func (l Log) ParseHead(cur string, newest []redis.XMessage) (Head, error) {
 	var h Head
-	if s := cur.Val(); s != "" {
-		if h.Version, err = strconv.ParseUint(s, 10, 64); err != nil {
-			return Head{}, fmt.Errorf("%s: resourceVersion %q: %w", l.What, s, err)
+	if cur != "" {
+		var err error
+		if h.Version, err = strconv.ParseUint(cur, 10, 64); err != nil {
+			return Head{}, fmt.Errorf("%s: resourceVersion %q: %w", l.What, cur, err)
 		}
 	}
-	if msgs := newest.Val(); h.Version > 0 && len(msgs) == 1 && Version(msgs[0].ID) == h.Version {
-		h.Entry = Fingerprint(msgs[0])
+	if h.Version > 0 && len(newest) == 1 && Version(newest[0].ID) == h.Version {
+		h.Entry = Fingerprint(newest[0])
 	}
 	return h, nil
 }

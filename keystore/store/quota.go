@@ -56,7 +56,8 @@ const maxQuotaAttempts = 10
 
 // CreateWithinQuota is CreateObject within q: it refuses with ErrQuota when the keys q counts
 // number q.Max already, or with q.EvictOldest deletes the oldest of them to make room, and
-// returns the names it deleted.
+// returns the names it deleted. It returns once every extauthz replica that refuses unknown
+// keys from memory would let the new key in (replicas.go).
 //
 // The count is exact under concurrent creates: it is taken on a snapshot of every key, and the
 // create (with its evictions) is stored only if no key changed since, in one script; else the
@@ -95,6 +96,7 @@ func (s *Store) CreateWithinQuota(ctx context.Context, k *v1.OwnedAccessKey, q Q
 		if err != nil {
 			return "", nil, nil, err
 		}
+		s.awaitReplicas(ctx, obj.ResourceVersion)
 		return n.plain, obj, evict, nil
 	}
 	return "", nil, nil, fmt.Errorf("%w: create access key %s: keys kept changing while their quota was counted; try again", ErrConflict, n.obj.Name)

@@ -87,6 +87,13 @@ type Options struct {
 	EventHistory int64
 	// Acks is how many replicas acknowledge a change before it is reported done.
 	Acks redisack.Acks
+	// ReplicaWait bounds a create's wait for the extauthz replicas that hold a lease
+	// (replicas.go); 0 means DefaultReplicaWait, a negative value does not wait (a replica that
+	// refuses from memory may then refuse a key created a moment ago).
+	ReplicaWait time.Duration
+	// ObserveReplicaWait, when set, is told each create's wait: its outcome (WaitNone...) and
+	// how long it took.
+	ObserveReplicaWait func(outcome string, d time.Duration)
 }
 
 // Store is a Redis-backed store of access keys.
@@ -102,6 +109,9 @@ func New(rdb redis.UniversalClient) *Store { return NewWithOptions(rdb, Options{
 func NewWithOptions(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.EventHistory <= 0 {
 		opts.EventHistory = DefaultEventHistory
+	}
+	if opts.ReplicaWait == 0 {
+		opts.ReplicaWait = DefaultReplicaWait
 	}
 	return &Store{rdb: rdb, opts: opts}
 }

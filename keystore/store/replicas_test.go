@@ -1,0 +1,148 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/keygate-dev/keygate/keystore/apis/management/v1"
+)
+
+// A renewal reads the store's newest change as Head does, and records the replica's applied
+// version, the newest version and when the lease ends.
+func TestRenewReadsTheNewestChange(t *testing.T) {
+	ctx := context.Background()
+	must(store.Create(ctx, key(unique("renew"), v1.OwnedAccessKeySpec{User: "rita"})))
+	id := unique("replica")
+	t.Cleanup(func() { _ = store.Release(ctx, id) })
+	got, err := store.Renew(ctx, id, 7, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := must(store.Head(ctx))
+	if got != want || got.Entry == "" {
+		t.Errorf("Renew read %+v, Head %+v: want the same newest change, with its entry", got, want)
+	}
+	applied, newest, ends := lease(t, id)
+	if applied != 7 || newest != want.Version {
+		t.Errorf("lease %d %d: want applied 7, newest %d", applied, newest, want.Version)
+	}
+	if now := uint64(time.Now().UnixMilli()); ends < now || ends > now+2000 {
+		t.Errorf("lease ends at %d, %d ms from now: want about 1000", ends, int64(ends)-int64(now))
+	}
+	if err := store.Release(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if n := must(rdb.HExists(ctx, replicasKey, id).Result()); n {
+		t.Error("the released lease is still there")
+	}
+	if _, err := store.Renew(ctx, "", 0, time.Second); err == nil {
+		t.Error("Renew without an id: want an error")
+	}
+}
+
+// lease reads replica id's lease from the hash.
+func lease(t *testing.T, id string) (applied, newest, ends uint64) {
+	t.Helper()
+	var fields [3]uint64
+	v := must(rdb.HGet(context.Background(), replicasKey, id).Result())
+	var parts [3]string
+	if _, err := fmt.Sscan(v, &parts[0], &parts[1], &parts[2]); err != nil {
+		t.Fatalf("lease %q: %v", v, err)
+	}
+	for i, p := range parts {
+		fields[i] = must(strconv.ParseUint(p, 10, 64))
+	}
+	return fields[0], fields[1], fields[2]
+}
+
+// A create returns once every replica holding a lease applied it or renewed after it, or its
+// lease ran out, and says which; bounded by ReplicaWait.
+func TestCreateWaitsForTheLeases(t *testing.T) {
+	ctx := context.Background()
+	for name, tc := range map[string]struct {
+		wait time.Duration
+		// replica holds a lease for the create, until stop is closed (nil: none)
+		replica func(id string, stop <-chan struct{})
+		keeps   bool // replica renews until stop: the create is made after its first renewal
+		want    string
+		gone    bool // the lease is no longer in the hash
+	}{
+		"no replica holds a lease": {want: WaitNone},
+		"a replica applies the create": {want: WaitApplied, keeps: true, replica: func(id string, stop <-chan struct{}) {
+			// As extauthz: it renews with the version it applied, here the store's current one.
+			renewUntil(t, id, stop, func() uint64 { return must(strconv.ParseUint(must(store.CurrentVersion(ctx)), 10, 64)) })
+		}},
+		"a replica renews after the create without applying it": {want: WaitApplied, keeps: true, replica: func(id string, stop <-chan struct{}) {
+			renewUntil(t, id, stop, func() uint64 { return 0 })
+		}},
+		"a replica stopped renewing: its lease runs out": {want: WaitLapsed, gone: true, replica: func(id string, _ <-chan struct{}) {
+			must(store.Renew(ctx, id, 0, 300*time.Millisecond))
+		}},
+		"a lease longer than the wait": {wait: 200 * time.Millisecond, want: WaitTimeout, replica: func(id string, _ <-chan struct{}) {
+			must(store.Renew(ctx, id, 0, time.Minute))
+		}},
+		"a field that is no lease": {want: WaitLapsed, gone: true, replica: func(id string, _ <-chan struct{}) {
+			must(rdb.HSet(ctx, replicasKey, id, "not a lease").Result())
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			id := unique("replica")
+			t.Cleanup(func() { _ = store.Release(ctx, id) })
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			if tc.replica != nil {
+				started := make(chan struct{})
+				wg.Go(func() {
+					tc.replica(id, stop)
+					close(started)
+				})
+				if tc.keeps {
+					waitFor(t, func() bool { return must(rdb.HExists(ctx, replicasKey, id).Result()) })
+				} else {
+					<-started
+				}
+			}
+			var outcome string
+			s := NewWithOptions(rdb, Options{ReplicaWait: tc.wait, ObserveReplicaWait: func(o string, _ time.Duration) { outcome = o }})
+			must(s.Create(ctx, key(unique("wait"), v1.OwnedAccessKeySpec{User: "rita"})))
+			close(stop)
+			wg.Wait()
+			if outcome != tc.want {
+				t.Errorf("the create's wait: %q, want %q", outcome, tc.want)
+			}
+			if tc.replica != nil {
+				if there := must(rdb.HExists(ctx, replicasKey, id).Result()); there == tc.gone {
+					t.Errorf("the lease is in the hash: %v, want %v", there, !tc.gone)
+				}
+			}
+		})
+	}
+}
+
+// renewUntil renews id's lease every millisecond with applied() until stop is closed.
+func renewUntil(t *testing.T, id string, stop <-chan struct{}, applied func() uint64) {
+	for {
+		if _, err := store.Renew(context.Background(), id, applied(), time.Minute); err != nil {
+			t.Error(err)
+			return
+		}
+		select {
+		case <-stop:
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func waitFor(t *testing.T, f func() bool) {
+	t.Helper()
+	for start := time.Now(); !f(); time.Sleep(time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("not within 10s")
+		}
+	}
+}
