@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -110,16 +111,20 @@ func startReplica(tb testing.TB, src Source, rdb redis.UniversalClient, lease ti
 	return c
 }
 
-// leaseHeld reports whether c's lease is in the store (keystore/store/replicas.go).
+// leaseHeld reports whether c holds its lease in the store: there, and not marked released
+// (keystore/store/replicas.go).
 func leaseHeld(tb testing.TB, c *Cache) bool {
 	tb.Helper()
 	rdb := newClient()
 	defer rdb.Close()
-	held, err := rdb.HExists(context.Background(), "keygate:{accesskeys}:replicas", c.leaseID).Result()
+	v, err := rdb.HGet(context.Background(), "keygate:{accesskeys}:replicas", c.leaseID).Result()
+	if errors.Is(err, redis.Nil) {
+		return false
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return held
+	return !strings.HasSuffix(v, " released")
 }
 
 func createKey(tb testing.TB, spec v1.OwnedAccessKeySpec) (name, digest string) {

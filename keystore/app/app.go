@@ -210,6 +210,12 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	browser.start(gctx, g, log)
 	g.Go(func() error {
+		// Fresh memory of the extauthz replicas' leases, so that creates right after Redis lost
+		// its data wait for the leases it lost (store.WatchLeases).
+		keys.WatchLeases(gctx, leaseWatchInterval)
+		return nil
+	})
+	g.Go(func() error {
 		log.Info("serving", "server", "management API", "address", c.Address, "redis", strings.Join(c.RedisAddresses, ","))
 		return gs.PrepareRun().RunWithContext(gctx)
 	})

@@ -9,6 +9,10 @@ import (
 	"github.com/keygate-dev/keygate/keystore/store"
 )
 
+// leaseWatchInterval is how often keystore reads the extauthz replicas' leases: well within
+// the store's memory of them (10 s), at a GET's cost.
+const leaseWatchInterval = 2 * time.Second
+
 // replicaWait is store.Options.ReplicaWait for --create-replica-wait, where 0 means no wait.
 func replicaWait(flag time.Duration) time.Duration {
 	if flag == 0 {

@@ -2,8 +2,8 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +26,7 @@ func TestRenewReadsTheNewestChange(t *testing.T) {
 	if got != want || got.Entry == "" {
 		t.Errorf("Renew read %+v, Head %+v: want the same newest change, with its entry", got, want)
 	}
-	applied, newest, ends := lease(t, id)
+	applied, newest, ends := leaseOf(t, id)
 	if applied != 7 || newest != want.Version {
 		t.Errorf("lease %d %d: want applied 7, newest %d", applied, newest, want.Version)
 	}
@@ -36,27 +36,23 @@ func TestRenewReadsTheNewestChange(t *testing.T) {
 	if err := store.Release(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	if n := must(rdb.HExists(ctx, replicasKey, id).Result()); n {
-		t.Error("the released lease is still there")
+	if v := must(rdb.HGet(ctx, replicasKey, id).Result()); !strings.HasSuffix(v, " released") {
+		t.Errorf("the released lease is %q: want it kept, marked released", v)
 	}
 	if _, err := store.Renew(ctx, "", 0, time.Second); err == nil {
 		t.Error("Renew without an id: want an error")
 	}
 }
 
-// lease reads replica id's lease from the hash.
-func lease(t *testing.T, id string) (applied, newest, ends uint64) {
+// leaseOf reads replica id's lease from the hash: applied, newest and its end.
+func leaseOf(t *testing.T, id string) (applied, newest, ends uint64) {
 	t.Helper()
-	var fields [3]uint64
 	v := must(rdb.HGet(context.Background(), replicasKey, id).Result())
-	var parts [3]string
-	if _, err := fmt.Sscan(v, &parts[0], &parts[1], &parts[2]); err != nil {
-		t.Fatalf("lease %q: %v", v, err)
+	f := strings.Fields(v)
+	if len(f) < 4 {
+		t.Fatalf("lease %q: want 4 fields", v)
 	}
-	for i, p := range parts {
-		fields[i] = must(strconv.ParseUint(p, 10, 64))
-	}
-	return fields[0], fields[1], fields[2]
+	return must(strconv.ParseUint(f[0], 10, 64)), must(strconv.ParseUint(f[1], 10, 64)), must(strconv.ParseUint(f[2], 10, 64))
 }
 
 // A create returns once every replica holding a lease applied it or renewed after it, or its
@@ -70,6 +66,7 @@ func TestCreateWaitsForTheLeases(t *testing.T) {
 		keeps   bool // replica renews until stop: the create is made after its first renewal
 		want    string
 		gone    bool // the lease is no longer in the hash
+		lose    bool // the store read the lease, then Redis lost it
 	}{
 		"no replica holds a lease": {want: WaitNone},
 		"a replica applies the create": {want: WaitApplied, keeps: true, replica: func(id string, stop <-chan struct{}) {
@@ -79,13 +76,22 @@ func TestCreateWaitsForTheLeases(t *testing.T) {
 		"a replica renews after the create without applying it": {want: WaitApplied, keeps: true, replica: func(id string, stop <-chan struct{}) {
 			renewUntil(t, id, stop, func() uint64 { return 0 })
 		}},
-		"a replica stopped renewing: its lease runs out": {want: WaitLapsed, gone: true, replica: func(id string, _ <-chan struct{}) {
+		"a replica stopped renewing: its lease runs out": {want: WaitLapsed, replica: func(id string, _ <-chan struct{}) {
 			must(store.Renew(ctx, id, 0, 300*time.Millisecond))
 		}},
 		"a lease longer than the wait": {wait: 200 * time.Millisecond, want: WaitTimeout, replica: func(id string, _ <-chan struct{}) {
 			must(store.Renew(ctx, id, 0, time.Minute))
 		}},
-		"a field that is no lease": {want: WaitLapsed, gone: true, replica: func(id string, _ <-chan struct{}) {
+		"a replica released its lease": {want: WaitNone, replica: func(id string, _ <-chan struct{}) {
+			must(store.Renew(ctx, id, 0, time.Minute))
+			if err := store.Release(ctx, id); err != nil {
+				t.Error(err)
+			}
+		}},
+		"Redis lost the lease": {want: WaitLost, gone: true, replica: func(id string, _ <-chan struct{}) {
+			must(store.Renew(ctx, id, 0, 300*time.Millisecond))
+		}, lose: true},
+		"a field that is no lease": {want: WaitNone, gone: true, replica: func(id string, _ <-chan struct{}) {
 			must(rdb.HSet(ctx, replicasKey, id, "not a lease").Result())
 		}},
 	} {
@@ -108,6 +114,12 @@ func TestCreateWaitsForTheLeases(t *testing.T) {
 			}
 			var outcome string
 			s := NewWithOptions(rdb, Options{ReplicaWait: tc.wait, ObserveReplicaWait: func(o string, _ time.Duration) { outcome = o }})
+			if tc.lose {
+				if _, _, err := s.readLeases(ctx); err != nil {
+					t.Fatal(err)
+				}
+				must(rdb.HDel(ctx, replicasKey, id).Result())
+			}
 			must(s.Create(ctx, key(unique("wait"), v1.OwnedAccessKeySpec{User: "rita"})))
 			close(stop)
 			wg.Wait()

@@ -100,6 +100,8 @@ type Options struct {
 type Store struct {
 	rdb  redis.UniversalClient
 	opts Options
+	// book remembers the extauthz replicas' leases this Store read (replicas.go).
+	book leaseBook
 }
 
 // New returns a store on rdb (standalone, Sentinel or Cluster).
