@@ -35,11 +35,11 @@ import (
 // lease of V, and one renewed after V is bound as above. So a key acknowledged as created works
 // at once on every replica, as when every unknown key was read from Redis.
 //
-// Redis losing its data (restarted empty, FLUSHALL) loses the hash too, while the replicas
-// still trust their sets of the lost history until their next renewal notices. So every Store
-// remembers the leases it read (leaseBook): a lease it saw that is gone from the hash before its
-// end (plus leaseRetention) was lost with the data, and creates then wait one lease from that
-// moment, by which time every lease from before the loss has run out. A lease is never deleted
+// Redis losing its data (restarted empty, FLUSHALL, restored from a backup) loses the hash too,
+// while the replicas still trust their sets of the lost history until their next renewal
+// notices. So every Store remembers the leases it read (leaseBook): a lease it saw that is gone
+// from the hash before its end (plus leaseRetention), or back at an earlier end, was lost with
+// the data, and creates then wait one lease from that moment, by which time every lease from before the loss has run out. A lease is never deleted
 // before then: released ones are marked so, and stay, as do the ones that ran out. keystore
 // reads the hash every few seconds (WatchLeases) so that its memory is fresh when a loss comes.
 //
@@ -304,8 +304,9 @@ type leaseBook struct {
 }
 
 // note records the leases read at local, and returns until when creates must wait for leases
-// that Redis lost: a lease seen before is gone before leaseRetention after its end only if
-// Redis lost it, and the replica holding it may trust its set until one lease from now.
+// that Redis lost: a lease seen before is gone before leaseRetention after its end, or back at
+// an earlier end, only if Redis lost data, and the replica holding it may trust its set until
+// one lease from now.
 func (b *leaseBook) note(leases map[string]lease, local time.Time) time.Time {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -313,14 +314,22 @@ func (b *leaseBook) note(leases map[string]lease, local time.Time) time.Time {
 		b.seen = map[string]lease{}
 	}
 	for id, l := range b.seen {
-		if _, ok := leases[id]; ok {
-			continue
-		}
-		// Half the retention is the margin for this process's view of the end.
-		if !l.released && local.Before(l.end.Add(leaseRetention/2)) {
+		now, ok := leases[id]
+		switch {
+		case ok && !l.released && now.end.Before(l.end.Add(-l.length/8)):
+			// The lease went back to an earlier renewal: Redis was restored from a backup, or
+			// failed over to a replica that lagged. (An eighth of the lease is the margin for
+			// this process's view of the ends, well within the quarter between renewals.)
 			b.lostUntil = later(b.lostUntil, local.Add(l.length))
+		case ok:
+		case !l.released && local.Before(l.end.Add(leaseRetention/2)):
+			// Gone before its time: Redis lost it. Half the retention is the margin for this
+			// process's view of the end.
+			b.lostUntil = later(b.lostUntil, local.Add(l.length))
+			delete(b.seen, id)
+		default:
+			delete(b.seen, id)
 		}
-		delete(b.seen, id)
 	}
 	maps.Copy(b.seen, leases)
 	return b.lostUntil

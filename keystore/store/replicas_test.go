@@ -67,6 +67,7 @@ func TestCreateWaitsForTheLeases(t *testing.T) {
 		want    string
 		gone    bool // the lease is no longer in the hash
 		lose    bool // the store read the lease, then Redis lost it
+		restore bool // the store read the lease and a later renewal, then Redis went back to the first
 	}{
 		"no replica holds a lease": {want: WaitNone},
 		"a replica applies the create": {want: WaitApplied, keeps: true, replica: func(id string, stop <-chan struct{}) {
@@ -91,6 +92,9 @@ func TestCreateWaitsForTheLeases(t *testing.T) {
 		"Redis lost the lease": {want: WaitLost, gone: true, replica: func(id string, _ <-chan struct{}) {
 			must(store.Renew(ctx, id, 0, 300*time.Millisecond))
 		}, lose: true},
+		"Redis went back to an older lease": {want: WaitLost, replica: func(id string, _ <-chan struct{}) {
+			must(store.Renew(ctx, id, 0, 300*time.Millisecond))
+		}, restore: true},
 		"a field that is no lease": {want: WaitNone, gone: true, replica: func(id string, _ <-chan struct{}) {
 			must(rdb.HSet(ctx, replicasKey, id, "not a lease").Result())
 		}},
@@ -114,6 +118,15 @@ func TestCreateWaitsForTheLeases(t *testing.T) {
 			}
 			var outcome string
 			s := NewWithOptions(rdb, Options{ReplicaWait: tc.wait, ObserveReplicaWait: func(o string, _ time.Duration) { outcome = o }})
+			if tc.restore {
+				old := must(rdb.HGet(ctx, replicasKey, id).Result())
+				time.Sleep(100 * time.Millisecond) // the renewal after it ends later by as much
+				must(store.Renew(ctx, id, 0, 300*time.Millisecond))
+				if _, _, err := s.readLeases(ctx); err != nil {
+					t.Fatal(err)
+				}
+				must(rdb.HSet(ctx, replicasKey, id, old).Result())
+			}
 			if tc.lose {
 				if _, _, err := s.readLeases(ctx); err != nil {
 					t.Fatal(err)
@@ -156,5 +169,47 @@ func waitFor(t *testing.T, f func() bool) {
 		if time.Since(start) > 10*time.Second {
 			t.Fatal("not within 10s")
 		}
+	}
+}
+
+// The book tells leases Redis lost from leases that ended, by what it saw before.
+func TestLeaseBook(t *testing.T) {
+	t0 := time.Now()
+	held := func(end time.Duration) lease {
+		return lease{holds: true, end: t0.Add(end), length: time.Second}
+	}
+	for name, tc := range map[string]struct {
+		before, after lease
+		gone          bool // not in the second read
+		at            time.Duration
+		lost          bool
+	}{
+		"renewed":                                 {before: held(time.Second), after: held(1250 * time.Millisecond), at: 250 * time.Millisecond},
+		"read again unchanged":                    {before: held(time.Second), after: held(time.Second), at: 10 * time.Millisecond},
+		"gone before its end":                     {before: held(time.Second), gone: true, at: 10 * time.Millisecond, lost: true},
+		"gone within the retention":               {before: held(time.Second), gone: true, at: 3 * time.Second, lost: true},
+		"gone after the retention":                {before: held(time.Second), gone: true, at: 12 * time.Second},
+		"released, gone":                          {before: lease{released: true, end: t0.Add(time.Second), length: time.Second}, gone: true, at: 10 * time.Millisecond},
+		"back at an earlier end":                  {before: held(time.Second), after: held(750 * time.Millisecond), at: 10 * time.Millisecond, lost: true},
+		"an earlier end within the view's margin": {before: held(time.Second), after: held(990 * time.Millisecond), at: 10 * time.Millisecond},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var b leaseBook
+			if until := b.note(map[string]lease{"r": tc.before}, t0); !until.IsZero() {
+				t.Fatalf("the first read: wait until %v", until)
+			}
+			second := map[string]lease{}
+			if !tc.gone {
+				second["r"] = tc.after
+			}
+			at := t0.Add(tc.at)
+			until := b.note(second, at)
+			if lost := until.After(at); lost != tc.lost {
+				t.Errorf("lost: %v, want %v", lost, tc.lost)
+			}
+			if tc.lost && !until.Equal(at.Add(time.Second)) {
+				t.Errorf("creates wait until %v after the read, want one lease (1s)", until.Sub(at))
+			}
+		})
 	}
 }
