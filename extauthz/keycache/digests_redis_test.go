@@ -87,34 +87,16 @@ func TestFloodOfUnknownKeys(t *testing.T) {
 	createKey(t, v1.OwnedAccessKeySpec{User: "flood"})
 	admin := newClient()
 	defer admin.Close()
-	ctx := context.Background()
 	const n, workers = 20000, 32
 	before := commandCalls(t, admin)
-	var refused atomic.Int64
-	var wg sync.WaitGroup
-	for w := range workers {
-		c := a
-		if w%2 == 1 {
-			c = b
-		}
-		wg.Go(func() {
-			for range n / workers {
-				if _, err := c.LookupDigest(ctx, randomDigest()); errors.Is(err, store.ErrNotFound) {
-					refused.Add(1)
-				} else {
-					t.Errorf("unknown key: %v", err)
-				}
-			}
-		})
-	}
-	wg.Wait()
+	refused := flood(t, n, workers, a, b)
 	after := commandCalls(t, admin)
 	delta := func(cmd string) int64 { return after[cmd] - before[cmd] }
 	reads := testutil.ToFloat64(a.metrics.versionReads) + testutil.ToFloat64(b.metrics.versionReads)
 	t.Logf("%d unknown keys at 2 replicas: %d refused; Redis ran %d HGET, %d GET and %d XREVRANGE (%v version reads), %d XRANGE, %d XREAD",
-		n, refused.Load(), delta("hget"), delta("get"), delta("xrevrange"), reads, delta("xrange"), delta("xread"))
-	if refused.Load() != n {
-		t.Errorf("%d of %d unknown keys refused", refused.Load(), n)
+		n, refused, delta("hget"), delta("get"), delta("xrevrange"), reads, delta("xrange"), delta("xread"))
+	if refused != n {
+		t.Errorf("%d of %d unknown keys refused", refused, n)
 	}
 	if delta("hget") != 0 {
 		t.Errorf("%d HGETs: unknown keys were looked up in Redis", delta("hget"))
@@ -124,6 +106,27 @@ func TestFloodOfUnknownKeys(t *testing.T) {
 	if delta("get") > n/4 {
 		t.Errorf("%d GETs for %d unknown keys: version reads are not batched", delta("get"), n)
 	}
+}
+
+// flood looks up n random digests from workers at once, spread over the replicas, and returns
+// how many were refused as unknown; any other answer fails the test.
+func flood(t *testing.T, n, workers int, replicas ...*Cache) int64 {
+	var refused atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		c := replicas[w%len(replicas)]
+		wg.Go(func() {
+			for range n / workers {
+				if _, err := c.LookupDigest(context.Background(), randomDigest()); errors.Is(err, store.ErrNotFound) {
+					refused.Add(1)
+				} else {
+					t.Errorf("unknown key: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return refused.Load()
 }
 
 // Redis restarts empty (no persistence) and takes more new changes than it lost: every replica

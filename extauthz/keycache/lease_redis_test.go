@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,38 +21,20 @@ func TestFloodOfUnknownKeysOnLeasedReplicas(t *testing.T) {
 	a, b := leasedReplica(t), leasedReplica(t)
 	admin := newClient()
 	defer admin.Close()
-	ctx := context.Background()
 	const n, workers = 20000, 32
 	renewals := func() float64 {
 		return testutil.ToFloat64(a.metrics.renewals[renewOK]) + testutil.ToFloat64(b.metrics.renewals[renewOK]) +
 			testutil.ToFloat64(a.metrics.renewals[renewError]) + testutil.ToFloat64(b.metrics.renewals[renewError])
 	}
 	before, renewedBefore := commandCalls(t, admin), renewals()
-	var refused atomic.Int64
-	var wg sync.WaitGroup
-	for w := range workers {
-		c := a
-		if w%2 == 1 {
-			c = b
-		}
-		wg.Go(func() {
-			for range n / workers {
-				if _, err := c.LookupDigest(ctx, randomDigest()); errors.Is(err, store.ErrNotFound) {
-					refused.Add(1)
-				} else {
-					t.Errorf("unknown key: %v", err)
-				}
-			}
-		})
-	}
-	wg.Wait()
+	refused := flood(t, n, workers, a, b)
 	after, renewed := commandCalls(t, admin), renewals()-renewedBefore
 	delta := func(cmd string) int64 { return after[cmd] - before[cmd] }
 	reads := testutil.ToFloat64(a.metrics.versionReads) + testutil.ToFloat64(b.metrics.versionReads)
 	t.Logf("%d unknown keys at 2 leased replicas: %d refused; %v renewals; Redis ran %d HGET, %d GET, %d XREVRANGE (%v version reads)",
-		n, refused.Load(), renewed, delta("hget"), delta("get"), delta("xrevrange"), reads)
-	if refused.Load() != n {
-		t.Errorf("%d of %d unknown keys refused", refused.Load(), n)
+		n, refused, renewed, delta("hget"), delta("get"), delta("xrevrange"), reads)
+	if refused != n {
+		t.Errorf("%d of %d unknown keys refused", refused, n)
 	}
 	if delta("hget") != 0 {
 		t.Errorf("%d HGETs: unknown keys were looked up in Redis", delta("hget"))

@@ -24,15 +24,9 @@ func TestBcryptCostFlag(t *testing.T) {
 		{"too high", []string{"--bcrypt-cost", "32"}, 0, "--bcrypt-cost 32: want 4 to 31"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := ParseFlags(append(append([]string{}, required...), tc.args...))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
-				}
+			c, ok := parse(t, tc.args, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			// The store hashes, and makes the dummy hash for unknown users, at that cost.
 			if got := newUsers(nil, c).Cost(); got != tc.want {
@@ -55,15 +49,9 @@ func TestQuotaFlags(t *testing.T) {
 		{"negative", []string{"--max-keys-per-user", "-1"}, registry.Quotas{}, "must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := ParseFlags(append(append([]string{}, required...), tc.args...))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
-				}
+			c, ok := parse(t, tc.args, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if c.Quotas != tc.want {
 				t.Errorf("quotas %+v, want %+v", c.Quotas, tc.want)
@@ -94,15 +82,9 @@ func TestOIDCFlags(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			c, err := ParseFlags(append(append([]string{}, required...), tc.args...))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
-				}
+			c, ok := parse(t, tc.args, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if c.OIDC.AccessTokenTTL != 10*time.Minute || c.OIDC.RefreshTokenTTL != 7*24*time.Hour {
 				t.Errorf("defaults: %+v", c.OIDC)
@@ -143,19 +125,30 @@ func TestCreateReplicaWaitFlag(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			c, err := ParseFlags(append(append([]string{}, required...), tc.args...))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
-				}
+			c, ok := parse(t, tc.args, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if got := replicaWait(c.CreateReplicaWait); got != tc.want {
 				t.Errorf("the store's ReplicaWait %s, want %s", got, tc.want)
 			}
 		})
 	}
+}
+
+// parse parses the required flags and args, and checks the error against wantErr; ok is false
+// once an error was wanted (and found).
+func parse(t *testing.T, args []string, wantErr string) (c Config, ok bool) {
+	t.Helper()
+	c, err := ParseFlags(append(append([]string{}, required...), args...))
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("error %v, want one containing %q", err, wantErr)
+		}
+		return c, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, true
 }
