@@ -170,14 +170,11 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	// k8s.io/apiserver logs through klog; send it to the same structured log.
 	klog.SetSlogLogger(log.With("component", "apiserver"))
 
-	opts := c.Options()
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
-	opts.PoolSize = 200 // every watch holds a connection in a blocking read
-	rdb := redisflags.NewClient(opts)
-	defer rdb.Close()
-	if err := c.Acks.Check(rdb); err != nil {
-		return fmt.Errorf("--redis-min-replica-acks: %w", err)
+	rdb, err := newRedis(c)
+	if err != nil {
+		return err
 	}
+	defer rdb.Close()
 	reg := ops.NewRegistry()
 	keys := store.NewWithOptions(rdb, store.Options{Acks: c.Acks, ReplicaWait: replicaWait(c.CreateReplicaWait),
 		ObserveReplicaWait: observeReplicaWait(reg, log)})
@@ -227,6 +224,19 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		return nil
 	}
 	return err
+}
+
+// newRedis is keystore's Redis client, once it can honour --redis-min-replica-acks.
+func newRedis(c Config) (redis.UniversalClient, error) {
+	opts := c.Options()
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+	opts.PoolSize = 200 // every watch holds a connection in a blocking read
+	rdb := redisflags.NewClient(opts)
+	if err := c.Acks.Check(rdb); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("--redis-min-replica-acks: %w", err)
+	}
+	return rdb, nil
 }
 
 // instrument adds the metrics of Redis commands and of the certificates' expiry to reg.
