@@ -27,21 +27,41 @@ func randomDigest() string {
 	return hex.EncodeToString(b)
 }
 
-// commandCalls is Redis's count of calls per command (INFO commandstats), lower case.
+// commandCalls is Redis's count of calls per command (INFO commandstats), lower case: summed
+// over every master of a Cluster, whose INFO would otherwise come from any one node.
 func commandCalls(tb testing.TB, rdb redis.UniversalClient) map[string]int64 {
 	tb.Helper()
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	ctx := context.Background()
+	var infos []string
+	var mu sync.Mutex
+	read := func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "commandstats").Result()
+		mu.Lock()
+		defer mu.Unlock()
+		infos = append(infos, info)
+		return err
+	}
+	var err error
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, read)
+	} else {
+		var info string
+		info, err = rdb.Info(ctx, "commandstats").Result()
+		infos = append(infos, info)
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
 	calls := map[string]int64{}
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
-		if !ok {
-			continue
+	for _, info := range infos {
+		for _, line := range strings.Split(info, "\n") {
+			name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+			if !ok {
+				continue
+			}
+			n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+			calls[strings.TrimPrefix(name, "cmdstat_")] += n
 		}
-		n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
-		calls[strings.TrimPrefix(name, "cmdstat_")] = n
 	}
 	return calls
 }
