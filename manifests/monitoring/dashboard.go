@@ -71,10 +71,14 @@ func graph(title, description, unit string, qs ...query) *timeseries.PanelBuilde
 	return p
 }
 
-// single is a stat panel of one query in unit.
-func single(title, description, unit string, q query) *stat.PanelBuilder {
-	return stat.NewPanelBuilder().Title(title).Description(description).Unit(unit).
-		Datasource(datasource).Height(4).Span(6).WithTarget(target(q).RefId("A"))
+// single is a stat panel of qs (a figure each) in unit.
+func single(title, description, unit string, qs ...query) *stat.PanelBuilder {
+	p := stat.NewPanelBuilder().Title(title).Description(description).Unit(unit).
+		Datasource(datasource).Height(4).Span(6)
+	for i, q := range qs {
+		p = p.WithTarget(target(q).RefId(string(rune('A' + i))))
+	}
+	return p
 }
 
 func target(q query) *prometheus.DataqueryBuilder {

@@ -46,8 +46,9 @@ func cache() row {
 			query{`max by (stream) (rate(keygate_extauthz_revocation_lag_seconds_sum` + rate + `) / rate(keygate_extauthz_revocation_lag_seconds_count` + rate + `))`, "mean {{stream}}"}),
 		single("Cached keys", "Access keys held in memory, over all replicas.", "short",
 			query{`sum(keygate_extauthz_keycache_keys)`, "keys"}),
-		single("Replicas following changes", "extauthz replicas whose key cache follows Redis's change stream (the others read Redis at every check).", "short",
-			query{`sum(keygate_extauthz_keycache_live)`, "live"}),
+		single("Replicas following changes", "extauthz replicas whose key cache follows Redis's change stream (the others read Redis at every check), and of those the ones that refuse unknown keys on their lease, without a read (--digest-lease; 0 for long while live means renewals fail).", "short",
+			query{`sum(keygate_extauthz_keycache_live)`, "live"},
+			query{`sum(keygate_extauthz_keycache_lease_trusted)`, "on a lease"}),
 	)}
 }
 
