@@ -37,9 +37,9 @@ type Leaser interface {
 	Release(ctx context.Context, id string) error
 }
 
-// trust is what the last renewal proved; the caller holds mu to read or set it.
+// trust is what the last renewal proved, the zero value nothing; the caller holds mu to read
+// or set it.
 type trust struct {
-	valid bool
 	until time.Time // with a monotonic reading
 	head  store.Head
 	epoch uint64
@@ -61,7 +61,7 @@ func leaseID() string {
 // holds mu, and checked that the set is listed and live.
 func (c *Cache) trusted() bool {
 	t := &c.trust
-	return t.valid && t.epoch == c.epoch && time.Now().Before(t.until) &&
+	return t.epoch == c.epoch && time.Now().Before(t.until) &&
 		judge(t.head, c.applied, &c.history) == current
 }
 
@@ -87,7 +87,7 @@ func (c *Cache) holdLease(ctx context.Context, l Leaser) {
 		select {
 		case <-ctx.Done():
 			c.mu.Lock()
-			c.trust.valid = false
+			c.trust = trust{}
 			c.mu.Unlock()
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 			if err := l.Release(rctx, c.leaseID); err != nil {
@@ -106,7 +106,7 @@ func (c *Cache) holdLease(ctx context.Context, l Leaser) {
 // renew renews the lease and, while the stream is followed, trusts the set on its word.
 func (c *Cache) renew(ctx context.Context, l Leaser) {
 	c.mu.Lock()
-	c.trust.valid = false
+	c.trust = trust{}
 	following := c.live && c.digests != nil
 	epoch, applied := c.epoch, c.applied
 	c.mu.Unlock()
@@ -132,7 +132,7 @@ func (c *Cache) renew(ctx context.Context, l Leaser) {
 	}
 	lost := c.lostData(head, applied)
 	if lost == nil {
-		c.trust = trust{valid: true, until: sent.Add(c.opts.Lease - c.opts.Lease/10), head: head, epoch: epoch}
+		c.trust = trust{until: sent.Add(c.opts.Lease - c.opts.Lease/10), head: head, epoch: epoch}
 	}
 	c.mu.Unlock()
 	if lost != nil {

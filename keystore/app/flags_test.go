@@ -24,7 +24,7 @@ func TestBcryptCostFlag(t *testing.T) {
 		{"too high", []string{"--bcrypt-cost", "32"}, 0, "--bcrypt-cost 32: want 4 to 31"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, ok := parse(t, tc.args, tc.wantErr)
+			c, ok := parse(t, tc.args, nil, tc.wantErr)
 			if !ok {
 				return
 			}
@@ -49,7 +49,7 @@ func TestQuotaFlags(t *testing.T) {
 		{"negative", []string{"--max-keys-per-user", "-1"}, registry.Quotas{}, "must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, ok := parse(t, tc.args, tc.wantErr)
+			c, ok := parse(t, tc.args, nil, tc.wantErr)
 			if !ok {
 				return
 			}
@@ -79,10 +79,7 @@ func TestOIDCFlags(t *testing.T) {
 		{"sub-second ttl", append(oidcOn, "--oidc-access-token-ttl", "10ms"), nil, "--oidc-access-token-ttl 10ms: want at least 1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			c, ok := parse(t, tc.args, tc.wantErr)
+			c, ok := parse(t, tc.args, tc.env, tc.wantErr)
 			if !ok {
 				return
 			}
@@ -122,10 +119,7 @@ func TestCreateReplicaWaitFlag(t *testing.T) {
 		{name: "too long", args: []string{"--create-replica-wait", "2m"}, wantErr: "--create-replica-wait 2m0s: want 0 (no wait) to 1m"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			c, ok := parse(t, tc.args, tc.wantErr)
+			c, ok := parse(t, tc.args, tc.env, tc.wantErr)
 			if !ok {
 				return
 			}
@@ -136,10 +130,13 @@ func TestCreateReplicaWaitFlag(t *testing.T) {
 	}
 }
 
-// parse parses the required flags and args, and checks the error against wantErr; ok is false
-// once an error was wanted (and found).
-func parse(t *testing.T, args []string, wantErr string) (c Config, ok bool) {
+// parse parses the required flags and args with env set, and checks the error against wantErr;
+// ok is false once an error was wanted (and found).
+func parse(t *testing.T, args []string, env map[string]string, wantErr string) (c Config, ok bool) {
 	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
 	c, err := ParseFlags(append(append([]string{}, required...), args...))
 	if wantErr != "" {
 		if err == nil || !strings.Contains(err.Error(), wantErr) {

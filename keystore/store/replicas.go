@@ -212,16 +212,17 @@ func (s *Store) await(ctx context.Context, version uint64, deadline time.Time) s
 			waiting := false
 			for id, l := range leases {
 				switch {
-				case l.holds && !l.released && l.applied < version && l.newest < version:
+				case l.binds() && l.applied < version && l.newest < version:
 					waiting, waitedFor[id] = true, true
 				case waitedFor[id] && !l.holds:
 					lapsed = true
 				}
-				held = held || l.holds && !l.released
+				held = held || l.binds()
 			}
-			lost = lost || time.Now().Before(lostUntil)
+			losing := time.Now().Before(lostUntil)
+			lost = lost || losing
 			switch {
-			case waiting || time.Now().Before(lostUntil):
+			case waiting || losing:
 				outcome = WaitTimeout
 			case lost:
 				return WaitLost
@@ -249,6 +250,10 @@ type lease struct {
 	end             time.Time // by this process's clock
 	length          time.Duration
 }
+
+// binds reports whether creates wait for the replica holding l: its lease holds and it did not
+// release it.
+func (l lease) binds() bool { return l.holds && !l.released }
 
 // readLeases reads the leases, notes them in the book, and returns them with the time until
 // which creates must wait for leases Redis lost.

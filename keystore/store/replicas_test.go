@@ -26,12 +26,12 @@ func TestRenewReadsTheNewestChange(t *testing.T) {
 	if got != want || got.Entry == "" {
 		t.Errorf("Renew read %+v, Head %+v: want the same newest change, with its entry", got, want)
 	}
-	applied, newest, ends := leaseOf(t, id)
-	if applied != 7 || newest != want.Version {
-		t.Errorf("lease %d %d: want applied 7, newest %d", applied, newest, want.Version)
+	l := leaseOf(t, id)
+	if l.applied != 7 || l.newest != want.Version {
+		t.Errorf("lease %d %d: want applied 7, newest %d", l.applied, l.newest, want.Version)
 	}
-	if now := uint64(time.Now().UnixMilli()); ends < now || ends > now+2000 {
-		t.Errorf("lease ends at %d, %d ms from now: want about 1000", ends, int64(ends)-int64(now))
+	if left := time.Until(l.end); left < 0 || left > 2*time.Second {
+		t.Errorf("lease ends %s from now: want about 1s", left)
 	}
 	if err := store.Release(ctx, id); err != nil {
 		t.Fatal(err)
@@ -44,15 +44,15 @@ func TestRenewReadsTheNewestChange(t *testing.T) {
 	}
 }
 
-// leaseOf reads replica id's lease from the hash: applied, newest and its end.
-func leaseOf(t *testing.T, id string) (applied, newest, ends uint64) {
+// leaseOf reads replica id's lease from the hash, with its end by this process's clock.
+func leaseOf(t *testing.T, id string) lease {
 	t.Helper()
 	v := must(rdb.HGet(context.Background(), replicasKey, id).Result())
-	f := strings.Fields(v)
-	if len(f) < 4 {
-		t.Fatalf("lease %q: want 4 fields", v)
+	l, ok := parseLease(v, time.Now().UnixMilli(), time.Now())
+	if !ok {
+		t.Fatalf("lease %q: not a lease", v)
 	}
-	return must(strconv.ParseUint(f[0], 10, 64)), must(strconv.ParseUint(f[1], 10, 64)), must(strconv.ParseUint(f[2], 10, 64))
+	return l
 }
 
 // A create returns once every replica holding a lease applied it or renewed after it, or its
