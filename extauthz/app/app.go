@@ -115,8 +115,8 @@ func ParseFlags(args []string) (Config, error) {
 	if c.KeyCacheTTL < time.Second {
 		return c, fmt.Errorf("--key-cache-ttl %s: want at least 1s", c.KeyCacheTTL)
 	}
-	if c.DigestLease != 0 && (c.DigestLease < 100*time.Millisecond || c.DigestLease > 10*time.Second) {
-		return c, fmt.Errorf("--digest-lease %s: want 0 (none) or 100ms to 10s", c.DigestLease)
+	if c.DigestLease != 0 && (c.DigestLease < 100*time.Millisecond || c.DigestLease > store.MaxLease) {
+		return c, fmt.Errorf("--digest-lease %s: want 0 (none) or 100ms to %s", c.DigestLease, store.MaxLease)
 	}
 	return c, c.parseGrafana(*grafanaHeaders)
 }

@@ -158,7 +158,7 @@ func TestLeaseLapsesWhenRenewalsFail(t *testing.T) {
 func TestStoppedReplicaReleasesItsLease(t *testing.T) {
 	rdb := newClient()
 	defer rdb.Close()
-	c := New(store.New(rdb), Options{Lease: time.Minute}, slog.New(slog.DiscardHandler), nil)
+	c := New(store.New(rdb), Options{Lease: store.MaxLease}, slog.New(slog.DiscardHandler), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = c.Run(ctx); close(done) }()

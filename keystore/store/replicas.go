@@ -58,6 +58,11 @@ const replicasKey = prefix + "replicas"
 // that a Store that read the hash within it tells a lease that ended from one Redis lost.
 const leaseRetention = 10 * time.Second
 
+// MaxLease is the longest lease a replica may hold (extauthz's --digest-lease allows up to it). A
+// field of the hash that claims a longer lease, or an end further away than its length, is no
+// replica's: the store drops it, so that nobody who can write Redis makes every create wait.
+const MaxLease = 10 * time.Second
+
 // DefaultReplicaWait bounds how long a create waits for the extauthz replicas that hold a lease:
 // longer than extauthz's lease (--digest-lease, 1s by default), so that a replica that stopped
 // without releasing its lease delays creates by at most its lease.
@@ -94,15 +99,18 @@ return 1
 `)
 
 // leasesScript returns Redis's time (ms) and every lease, as a flat list of id and value, after
-// deleting the ones that ended more than ARGV[1] ms ago and any field that is not a lease.
+// deleting the ones that ended more than ARGV[1] ms ago and any field that is not a lease: one
+// longer than ARGV[2] ms, or ending further from now than its length (what Renew writes never is,
+// unless Redis's clock stepped back; the store then takes the lease for lost, see leaseBook).
 var leasesScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local all = redis.call('HGETALL', KEYS[1])
 local out = {tostring(now)}
 for i = 1, #all, 2 do
-  local ends = tonumber(string.match(all[i + 1], '^%d+ %d+ (%d+) %d+'))
-  if not ends or ends + tonumber(ARGV[1]) <= now then
+  local e, l = string.match(all[i + 1], '^%d+ %d+ (%d+) (%d+)')
+  local ends, len = tonumber(e), tonumber(l)
+  if not ends or len > tonumber(ARGV[2]) or ends - now > len or ends + tonumber(ARGV[1]) <= now then
     redis.call('HDEL', KEYS[1], all[i])
   else
     out[#out + 1] = all[i]
@@ -116,8 +124,8 @@ return out
 // for lease from now, and returns the store's newest change as read by the same script (Head).
 // The caller must stop refusing from memory before calling it (see the comment on replicasKey).
 func (s *Store) Renew(ctx context.Context, id string, applied uint64, lease time.Duration) (Head, error) {
-	if id == "" || lease <= 0 {
-		return Head{}, fmt.Errorf("renew a lease: need a replica id and a positive lease, got %q and %s", id, lease)
+	if id == "" || lease <= 0 || lease > MaxLease {
+		return Head{}, fmt.Errorf("renew a lease: need a replica id and a lease of at most %s, got %q and %s", MaxLease, id, lease)
 	}
 	res, err := s.write(ctx, renewScript, []string{replicasKey, rvKey, eventsKey}, id, applied, lease.Milliseconds())
 	if err != nil {
@@ -258,7 +266,7 @@ func (l lease) binds() bool { return l.holds && !l.released }
 // readLeases reads the leases, notes them in the book, and returns them with the time until
 // which creates must wait for leases Redis lost.
 func (s *Store) readLeases(ctx context.Context) (map[string]lease, time.Time, error) {
-	res, err := leasesScript.Run(ctx, s.rdb, []string{replicasKey}, leaseRetention.Milliseconds()).StringSlice()
+	res, err := leasesScript.Run(ctx, s.rdb, []string{replicasKey}, leaseRetention.Milliseconds(), MaxLease.Milliseconds()).StringSlice()
 	local := time.Now()
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("read the leases of the extauthz replicas: %w", err)
@@ -291,6 +299,9 @@ func parseLease(v string, now int64, local time.Time) (lease, bool) {
 		if n[i], err = strconv.ParseUint(f[i], 10, 64); err != nil {
 			return lease{}, false
 		}
+	}
+	if n[3] > uint64(MaxLease.Milliseconds()) || int64(n[2])-now > int64(n[3]) {
+		return lease{}, false // no replica's (leasesScript drops these too)
 	}
 	return lease{
 		applied: n[0], newest: n[1],

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +43,9 @@ func TestRenewReadsTheNewestChange(t *testing.T) {
 	if _, err := store.Renew(ctx, "", 0, time.Second); err == nil {
 		t.Error("Renew without an id: want an error")
 	}
+	if _, err := store.Renew(ctx, id, 0, MaxLease+time.Millisecond); err == nil {
+		t.Errorf("Renew for longer than %s: want an error", MaxLease)
+	}
 }
 
 // leaseOf reads replica id's lease from the hash, with its end by this process's clock.
@@ -81,10 +85,10 @@ func TestCreateWaitsForTheLeases(t *testing.T) {
 			must(store.Renew(ctx, id, 0, 300*time.Millisecond))
 		}},
 		"a lease longer than the wait": {wait: 200 * time.Millisecond, want: WaitTimeout, replica: func(id string, _ <-chan struct{}) {
-			must(store.Renew(ctx, id, 0, time.Minute))
+			must(store.Renew(ctx, id, 0, MaxLease))
 		}},
 		"a replica released its lease": {want: WaitNone, replica: func(id string, _ <-chan struct{}) {
-			must(store.Renew(ctx, id, 0, time.Minute))
+			must(store.Renew(ctx, id, 0, MaxLease))
 			if err := store.Release(ctx, id); err != nil {
 				t.Error(err)
 			}
@@ -97,6 +101,13 @@ func TestCreateWaitsForTheLeases(t *testing.T) {
 		}, restore: true},
 		"a field that is no lease": {want: WaitNone, gone: true, replica: func(id string, _ <-chan struct{}) {
 			must(rdb.HSet(ctx, replicasKey, id, "not a lease").Result())
+		}},
+		// Whoever can write Redis could otherwise make every create wait ReplicaWait.
+		"a planted lease longer than any replica's": {want: WaitNone, gone: true, replica: func(id string, _ <-chan struct{}) {
+			plant(t, id, time.Hour, time.Hour)
+		}},
+		"a planted lease ending further away than its length": {want: WaitNone, gone: true, replica: func(id string, _ <-chan struct{}) {
+			plant(t, id, time.Hour, time.Second)
 		}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -148,10 +159,17 @@ func TestCreateWaitsForTheLeases(t *testing.T) {
 	}
 }
 
+// plant writes a lease that ends in ends, of length, as no replica's renewal would.
+func plant(t *testing.T, id string, ends, length time.Duration) {
+	t.Helper()
+	v := fmt.Sprintf("0 0 %d %d", time.Now().Add(ends).UnixMilli(), length.Milliseconds())
+	must(rdb.HSet(context.Background(), replicasKey, id, v).Result())
+}
+
 // renewUntil renews id's lease every millisecond with applied() until stop is closed.
 func renewUntil(t *testing.T, id string, stop <-chan struct{}, applied func() uint64) {
 	for {
-		if _, err := store.Renew(context.Background(), id, applied(), time.Minute); err != nil {
+		if _, err := store.Renew(context.Background(), id, applied(), MaxLease); err != nil {
 			t.Error(err)
 			return
 		}
