@@ -284,7 +284,7 @@ func newBrowserSide(c Config, rdb redis.UniversalClient, keys *store.Store, peop
 	if b.provider != nil {
 		codes = b.provider.CLICodes()
 	}
-	if b.authSrv, err = loginServer(c, keys, people, log, reg, b.single, requests, codes); err != nil {
+	if b.authSrv, err = loginServer(c, rdb, keys, people, log, reg, b.single, requests, codes); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -302,8 +302,9 @@ func (b *browserSide) start(ctx context.Context, g *errgroup.Group, log *slog.Lo
 }
 
 // loginServer is the HTTPS server of the login endpoints and the login page.
-func loginServer(c Config, keys *store.Store, people *users.Store, log *slog.Logger, reg *prometheus.Registry, single *loginSSO, requests session.AuthRequests, codes auth.CLICodes) (*http.Server, error) {
-	api, err := auth.New(auth.Options{Keys: keys, Users: people, LoginTTL: c.LoginTTL, MaxLoginKeys: c.Quotas.MaxLoginKeysPerUser, CLICodes: codes, Log: log, Registerer: reg})
+func loginServer(c Config, rdb redis.UniversalClient, keys *store.Store, people *users.Store, log *slog.Logger, reg *prometheus.Registry, single *loginSSO, requests session.AuthRequests, codes auth.CLICodes) (*http.Server, error) {
+	api, err := auth.New(auth.Options{Keys: keys, Users: people, LoginTTL: c.LoginTTL, MaxLoginKeys: c.Quotas.MaxLoginKeysPerUser, CLICodes: codes,
+		Limits: auth.LimitStore{Redis: rdb}, Log: log, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}

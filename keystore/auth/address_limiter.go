@@ -2,7 +2,6 @@ package auth
 
 import (
 	"net/http"
-	"sync"
 	"time"
 )
 
@@ -14,37 +13,31 @@ var DefaultStartLimit = Limit{Burst: 30, Every: 2 * time.Second}
 
 // AddressLimiter limits requests per client address (read as the login endpoints read it: the
 // last X-Forwarded-For entry Envoy appended), every request costing a token, whatever its
-// outcome. It forgets addresses whose bucket has refilled, and holds at most
-// maxLimiterEntries of them.
+// outcome. Its buckets are in the LimitStore, shared by every replica, and go once refilled.
 type AddressLimiter struct {
-	mu  sync.Mutex
-	now func() time.Time
-	set bucketSet
+	l *limiter
 }
 
-// NewAddressLimiter returns a limiter of l per address; a zero l is DefaultStartLimit. now nil
-// is time.Now.
-func NewAddressLimiter(l Limit, now func() time.Time) *AddressLimiter {
+// NewAddressLimiter returns a limiter of l per address, counted in store; a zero l is
+// DefaultStartLimit.
+func NewAddressLimiter(store LimitStore, l Limit) *AddressLimiter {
 	if l == (Limit{}) {
 		l = DefaultStartLimit
 	}
-	if now == nil {
-		now = time.Now
+	if store.Prefix == "" {
+		store.Prefix = DefaultLimitPrefix
 	}
-	return &AddressLimiter{now: now, set: newLimiter(now, l, l, l).addrs}
+	store.Prefix += "start:" // apart from the logins' address buckets
+	return &AddressLimiter{l: newLimiter(store, l, l, l)}
 }
 
-// Allow takes a token for r's address, or says how long until one is free.
-func (a *AddressLimiter) Allow(r *http.Request) (ok bool, retryAfter time.Duration) {
+// Allow takes a token for r's address, or says how long until one is free. A store that cannot
+// say is an error: the caller refuses the request.
+func (a *AddressLimiter) Allow(r *http.Request) (ok bool, retryAfter time.Duration, err error) {
 	_, key := clientAddress(r)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := a.now()
-	if w := a.set.wait(key, now); w > 0 {
-		return false, w
+	release, wait, _, err := a.l.admit(r.Context(), "", key)
+	if err != nil || release == nil {
+		return false, wait, err
 	}
-	b := a.set.take(key, now)
-	b.inflight--
-	b.lim.ReserveN(now, 1)
-	return true, 0
+	return true, 0, release(true)
 }

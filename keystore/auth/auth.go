@@ -123,7 +123,7 @@ type Users interface {
 	Authenticate(ctx context.Context, name, password string) (*users.User, error)
 }
 
-// Options configure a Handler. Keys and Users are required.
+// Options configure a Handler. Keys, Users and Limits.Redis are required.
 type Options struct {
 	Keys  Keys
 	Users Users
@@ -149,8 +149,8 @@ type Options struct {
 	// Registerer, when set, gets the metrics keygate_keystore_logins_total and
 	// keygate_keystore_logouts_total.
 	Registerer prometheus.Registerer
-	// Now is the clock of the failure limiter; nil means time.Now.
-	Now func() time.Time
+	// Limits is where failed logins are counted (required): Redis, shared by every replica.
+	Limits LimitStore
 }
 
 // LoginRequest is the body of POST /password/login, as Loft's clients send it.
@@ -186,6 +186,9 @@ func New(opts Options) (*Handler, error) {
 	if opts.Users == nil {
 		bad("Users is required")
 	}
+	if opts.Limits.Redis == nil {
+		bad("Limits.Redis is required")
+	}
 	switch {
 	case opts.LoginTTL == 0:
 		opts.LoginTTL = DefaultLoginTTL
@@ -202,9 +205,6 @@ func New(opts Options) (*Handler, error) {
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("auth: invalid options: %s", strings.Join(problems, "; "))
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -217,7 +217,7 @@ func New(opts Options) (*Handler, error) {
 		opts:    opts,
 		log:     log,
 		metrics: m,
-		limiter: newLimiter(opts.Now, opts.ClientLimit, opts.AddressLimit, opts.UserLimit),
+		limiter: newLimiter(opts.Limits, opts.ClientLimit, opts.AddressLimit, opts.UserLimit),
 	}, nil
 }
 

@@ -42,6 +42,7 @@ var (
 func TestMain(m *testing.M) {
 	redisserver.TestMain(m, "keystore/auth", redisserver.Options{}, func(srv *redisserver.Server) {
 		rdb = redis.NewClient(&redis.Options{Addr: srv.Addr})
+		auth.SetTestRedis(rdb)
 		keys = store.New(rdb)
 		// The lowest bcrypt cost keeps the tests fast; Authenticate is the same code at any cost.
 		userS = users.New(rdb, users.Options{Cost: bcrypt.MinCost})
@@ -68,6 +69,10 @@ func newUser(t *testing.T, prefix string, disabled bool) string {
 	}
 	return name
 }
+
+// limitPrefix is a prefix of failed-login buckets no other handler of the tests uses: each
+// handler counts its own, as each test's replica would on a Redis of its own.
+func limitPrefix() string { return "keygate:{" + unique("loginlimits") + "}:" }
 
 // clock is a settable clock for the limiter.
 type clock struct {
@@ -103,7 +108,7 @@ func newFixture(t *testing.T, edit func(*auth.Options)) *fixture {
 		Users:      userS,
 		Log:        slog.New(slog.NewTextHandler(f.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registerer: f.reg,
-		Now:        f.clock.Now,
+		Limits:     auth.LimitStore{Redis: rdb, Now: f.clock.Now, Prefix: limitPrefix()},
 	}
 	if edit != nil {
 		edit(&opts)
@@ -755,19 +760,21 @@ func TestSecretsStayOutOfLogs(t *testing.T) {
 }
 
 func TestNewValidatesOptions(t *testing.T) {
+	limits := auth.LimitStore{Redis: rdb}
 	for name, c := range map[string]struct {
 		opts    auth.Options
 		mention string
 	}{
 		"no stores":            {auth.Options{}, "Keys is required"},
 		"no users":             {auth.Options{Keys: keys}, "Users is required"},
-		"negative ttl":         {auth.Options{Keys: keys, Users: userS, LoginTTL: -time.Hour}, "LoginTTL"},
-		"sub-second ttl":       {auth.Options{Keys: keys, Users: userS, LoginTTL: time.Millisecond}, "at least 1s"},
-		"fractional ttl":       {auth.Options{Keys: keys, Users: userS, LoginTTL: 1500 * time.Millisecond}, "whole number of seconds"},
-		"negative burst":       {auth.Options{Keys: keys, Users: userS, AddressLimit: auth.Limit{Burst: -1, Every: time.Second}}, "AddressLimit"},
-		"no refill":            {auth.Options{Keys: keys, Users: userS, ClientLimit: auth.Limit{Burst: 3}}, "ClientLimit"},
-		"user ceiling too low": {auth.Options{Keys: keys, Users: userS, UserLimit: auth.Limit{Burst: 5, Every: time.Second}}, "UserLimit"},
-		"user ceiling slower":  {auth.Options{Keys: keys, Users: userS, UserLimit: auth.Limit{Burst: 100, Every: time.Minute}}, "must be above ClientLimit"},
+		"no limits":            {auth.Options{Keys: keys, Users: userS}, "Limits.Redis is required"},
+		"negative ttl":         {auth.Options{Keys: keys, Users: userS, Limits: limits, LoginTTL: -time.Hour}, "LoginTTL"},
+		"sub-second ttl":       {auth.Options{Keys: keys, Users: userS, Limits: limits, LoginTTL: time.Millisecond}, "at least 1s"},
+		"fractional ttl":       {auth.Options{Keys: keys, Users: userS, Limits: limits, LoginTTL: 1500 * time.Millisecond}, "whole number of seconds"},
+		"negative burst":       {auth.Options{Keys: keys, Users: userS, Limits: limits, AddressLimit: auth.Limit{Burst: -1, Every: time.Second}}, "AddressLimit"},
+		"no refill":            {auth.Options{Keys: keys, Users: userS, Limits: limits, ClientLimit: auth.Limit{Burst: 3}}, "ClientLimit"},
+		"user ceiling too low": {auth.Options{Keys: keys, Users: userS, Limits: limits, UserLimit: auth.Limit{Burst: 5, Every: time.Second}}, "UserLimit"},
+		"user ceiling slower":  {auth.Options{Keys: keys, Users: userS, Limits: limits, UserLimit: auth.Limit{Burst: 100, Every: time.Minute}}, "must be above ClientLimit"},
 	} {
 		if _, err := auth.New(c.opts); err == nil || !strings.Contains(err.Error(), c.mention) {
 			t.Errorf("%s: New = %v, want an error mentioning %q", name, err, c.mention)
@@ -775,10 +782,10 @@ func TestNewValidatesOptions(t *testing.T) {
 	}
 	// Two handlers on one registry: an error, not a panic.
 	reg := prometheus.NewRegistry()
-	if _, err := auth.New(auth.Options{Keys: keys, Users: userS, Registerer: reg}); err != nil {
+	if _, err := auth.New(auth.Options{Keys: keys, Users: userS, Limits: limits, Registerer: reg}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := auth.New(auth.Options{Keys: keys, Users: userS, Registerer: reg}); err == nil {
+	if _, err := auth.New(auth.Options{Keys: keys, Users: userS, Limits: limits, Registerer: reg}); err == nil {
 		t.Error("a second handler on the same registry: no error")
 	}
 }

@@ -1,20 +1,19 @@
 package auth
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
+	"github.com/redis/go-redis/v9"
 )
-
-// maxLimiterEntries bounds each of the limiter's maps (clients, addresses, user names). A
-// bucket holds a user name of at most 63 bytes and an address, so 100,000 of them take a few
-// MB. Only an attack fills a map; see bucketSet.makeRoom for what happens then.
-const maxLimiterEntries = 100_000
 
 // Limit is a token bucket of failed logins: Burst failures in a row, then one more every
 // Every; an untouched bucket is full again after Burst*Every.
@@ -29,6 +28,30 @@ const (
 	limitAddress = "address"
 	limitUser    = "user"
 )
+
+// LimitStore is where failed logins are counted: Redis, shared by every keystore replica, so
+// that N replicas behind a balancer allow no more guesses than one.
+type LimitStore struct {
+	Redis redis.Scripter
+	// Prefix begins every key of the buckets; "" is DefaultLimitPrefix. It must hold a hash tag
+	// ({...}): one script reads the buckets of an attempt together, so on a Redis Cluster they
+	// must share a slot.
+	Prefix string
+	// Now is the buckets' clock; nil is Redis's own (TIME), the one clock every replica shares.
+	Now func() time.Time
+}
+
+// DefaultLimitPrefix begins the keys of the failed-login buckets:
+//
+//	keygate:{loginlimits}:<kind>:<key>  hash  tokens, at (ms), a:<attempt id> -> its deadline (ms)
+//
+// kind is client (key "<user> <address>"), address or user; AddressLimiter's (single sign-on
+// starts) are keygate:{loginlimits}:start:address:<address>.
+const DefaultLimitPrefix = "keygate:{loginlimits}:"
+
+// attemptTimeout bounds how long an admitted attempt holds its place: a replica that died in
+// the middle of one gives it back after this. Checking a password takes a quarter of a second.
+const attemptTimeout = 30 * time.Second
 
 // limiter counts failed logins in token buckets of three kinds: per client, that is per (user
 // name, client address) pair; per address, whatever the names; and per user name, whatever the
@@ -45,176 +68,162 @@ const (
 // An attempt is admitted only while its buckets have a token left for it after the attempts
 // still running: bcrypt takes a quarter of a second, and without counting those, a burst of
 // parallel guesses would all pass the check before the first failure was recorded.
+//
+// The buckets live in Redis (LimitStore), each a hash that expires once it has refilled and
+// no attempt of it can still be running: successful logins leave nothing behind, and what an
+// attack leaves is bounded by the attempts keystore can check (each costs a bcrypt).
 type limiter struct {
-	mu                    sync.Mutex
-	now                   func() time.Time
-	clients, addrs, users bucketSet
+	store                 LimitStore
+	client, address, user Limit
 }
 
-// bucketSet is the buckets of one kind of key.
-type bucketSet struct {
-	name      string
-	burst     int
-	every     rate.Limit
-	refill    time.Duration // an empty bucket is full again after this
-	max       int
-	m         map[string]*bucket
-	lastSweep time.Time
-}
-
-type bucket struct {
-	key string
-	lim *rate.Limiter
-	// inflight is the number of admitted attempts not yet released.
-	inflight int
-}
-
-func newLimiter(now func() time.Time, client, address, user Limit) *limiter {
-	set := func(name string, l Limit) bucketSet {
-		return bucketSet{name: name, burst: l.Burst, every: rate.Every(l.Every), refill: time.Duration(l.Burst) * l.Every,
-			max: maxLimiterEntries, m: map[string]*bucket{}}
+func newLimiter(store LimitStore, client, address, user Limit) *limiter {
+	if store.Prefix == "" {
+		store.Prefix = DefaultLimitPrefix
 	}
-	return &limiter{now: now, clients: set(limitClient, client), addrs: set(limitAddress, address), users: set(limitUser, user)}
+	return &limiter{store: store, client: client, address: address, user: user}
 }
 
-// attempt is an admitted login attempt; release it exactly once.
-type attempt struct {
-	l *limiter
-	// buckets are the client's, the address's and the user's; nil where there is none.
-	buckets [3]*bucket
-}
-
-// keyed is one bucket an attempt needs: the set and the key in it ("" for none).
-type keyed struct {
-	set *bucketSet
-	key string
+// bucket is one bucket an attempt counts against.
+type bucket struct {
+	kind, key string
+	limit     Limit
 }
 
 // buckets is what an attempt for user (empty: a name that cannot exist, which gets no client
 // or user bucket, only its address's) from addr counts against.
-func (l *limiter) buckets(user, addr string) [3]keyed {
-	client := ""
-	if user != "" {
-		client = user + " " + addr // user names are DNS labels: no spaces
+func (l *limiter) buckets(user, addr string) []bucket {
+	if user == "" {
+		return []bucket{{limitAddress, addr, l.address}}
 	}
-	return [3]keyed{{&l.clients, client}, {&l.addrs, addr}, {&l.users, user}}
+	// User names are DNS labels: no spaces.
+	return []bucket{{limitClient, user + " " + addr, l.client}, {limitAddress, addr, l.address}, {limitUser, user, l.user}}
 }
 
-// admit admits an attempt for user from addr, or returns how long to wait before trying again
-// and which limit refused it.
-func (l *limiter) admit(user, addr string) (*attempt, time.Duration, string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	ks := l.buckets(user, addr)
-	var wait time.Duration
-	by := ""
-	// The longest wait: a try needs a token from every bucket.
-	for _, k := range ks {
-		if w := k.set.wait(k.key, now); w > wait {
-			wait, by = w, k.set.name
-		}
-	}
-	if wait > 0 {
-		return nil, wait, by
-	}
-	a := &attempt{l: l}
-	for i, k := range ks {
-		if k.key != "" {
-			a.buckets[i] = k.set.take(k.key, now)
-		}
-	}
-	return a, 0, ""
-}
+// bucketState reads bucket k's tokens and running attempts at now, forgetting the attempts past
+// their deadline. Every script below begins with it and with now: the time passed in ARGV[1],
+// or Redis's own.
+const bucketState = `
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function state(k, burst, every)
+  local h = redis.call('HGETALL', k)
+  local tokens, at, running = burst, now, 0
+  for i = 1, #h, 2 do
+    local f, v = h[i], tonumber(h[i + 1])
+    if f == 'tokens' then tokens = v
+    elseif f == 'at' then at = v
+    elseif v > now then running = running + 1
+    else redis.call('HDEL', k, f) end
+  end
+  if now > at then tokens = math.min(burst, tokens + (now - at) / every) end
+  return tokens, running
+end
+`
 
-// release ends the attempt; a failed one costs a token from each of its buckets.
-func (a *attempt) release(failed bool) {
-	l := a.l
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	for i, set := range []*bucketSet{&l.clients, &l.addrs, &l.users} {
-		b := a.buckets[i]
-		if b == nil {
-			continue
-		}
-		b.inflight--
+// admitScript admits attempt ARGV[2] (until ARGV[3] ms from now) against buckets KEYS, whose
+// bursts and refill times (ms) are ARGV[4], ARGV[5], ... in order, if each has a token beyond
+// its running attempts; else it returns how long until every one has (ms) and the first that
+// has none the longest (its index, from 1).
+var admitScript = redis.NewScript(bucketState + `
+local wait, by = 0, 0
+for i, k in ipairs(KEYS) do
+  local burst, every = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
+  local tokens, running = state(k, burst, every)
+  local avail = tokens - running
+  if avail < 1 and math.ceil((1 - avail) * every) > wait then
+    wait, by = math.ceil((1 - avail) * every), i
+  end
+end
+if wait > 0 then return {wait, by} end
+for i, k in ipairs(KEYS) do
+  local deadline = now + tonumber(ARGV[3])
+  redis.call('HSET', k, 'a:' .. ARGV[2], tostring(deadline))
+  if redis.call('PTTL', k) < tonumber(ARGV[3]) then redis.call('PEXPIRE', k, ARGV[3]) end
+end
+return {0, 0}
+`)
+
+// releaseScript ends attempt ARGV[2] in buckets KEYS (laid out as admitScript's), taking a token
+// from each when ARGV[3] is "1" (a failure): the token is taken even from an empty bucket
+// (failures that ran together), which pushes the next try further out. A bucket left full with
+// nothing running goes; the others expire once they have refilled and no attempt can run.
+var releaseScript = redis.NewScript(bucketState + `
+local timeout = tonumber(ARGV[4])
+for i, k in ipairs(KEYS) do
+  local burst, every = tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])
+  redis.call('HDEL', k, 'a:' .. ARGV[2])
+  local tokens, running = state(k, burst, every)
+  if ARGV[3] == '1' then tokens = tokens - 1 end
+  if tokens >= burst and running == 0 then
+    redis.call('DEL', k)
+  else
+    redis.call('HSET', k, 'tokens', tostring(tokens), 'at', tostring(now))
+    redis.call('PEXPIRE', k, math.ceil((burst - tokens) * every) + timeout)
+  end
+end
+return 1
+`)
+
+// admit admits an attempt for user from addr and returns its release, which must be called
+// exactly once; or how long to wait before trying again and which limit refused it; or the
+// error of a store that cannot say (the login is then refused: 503).
+func (l *limiter) admit(ctx context.Context, user, addr string) (release func(failed bool) error, wait time.Duration, by string, err error) {
+	bs := l.buckets(user, addr)
+	keys, limits := l.keys(bs)
+	id := attemptID()
+	args := append([]any{l.nowArg(), id, attemptTimeout.Milliseconds()}, limits...)
+	res, err := admitScript.Run(ctx, l.store.Redis, keys, args...).Int64Slice()
+	if err != nil || len(res) != 2 || res[1] < 0 || res[1] > int64(len(bs)) {
+		return nil, 0, "", fmt.Errorf("count failed logins: %w (reply %v)", err, res)
+	}
+	if res[0] > 0 {
+		return nil, time.Duration(res[0]) * time.Millisecond, bs[res[1]-1].kind, nil
+	}
+	return func(failed bool) error {
+		// The client may be gone, but its failure counts: a context of its own.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		flag := "0"
 		if failed {
-			// ReserveN, not AllowN: it takes the token even when the bucket is already empty
-			// (concurrent failures), pushing the next try further out, as it should.
-			b.lim.ReserveN(now, 1)
+			flag = "1"
 		}
-		// Buckets with nothing to remember go at once, so that the maps hold only keys that
-		// failed recently: successful logins leave nothing behind.
-		set.dropIfIdle(b, now)
-	}
-}
-
-// wait is how long until key's bucket has a token beyond those its running attempts may use.
-func (s *bucketSet) wait(key string, now time.Time) time.Duration {
-	if key == "" {
-		return 0
-	}
-	b, ok := s.m[key]
-	if !ok {
-		return 0
-	}
-	avail := b.lim.TokensAt(now) - float64(b.inflight)
-	if avail >= 1 {
-		return 0
-	}
-	return time.Duration((1 - avail) / float64(s.every) * float64(time.Second))
-}
-
-// take returns key's bucket, made if need be, with one more attempt running.
-func (s *bucketSet) take(key string, now time.Time) *bucket {
-	b, ok := s.m[key]
-	if !ok {
-		s.makeRoom(now)
-		b = &bucket{key: key, lim: rate.NewLimiter(s.every, s.burst)}
-		s.m[key] = b
-	}
-	b.inflight++
-	return b
-}
-
-// idle reports whether b remembers nothing: no attempt running and a full bucket. Such a
-// bucket can be dropped; a new one behaves the same.
-func (s *bucketSet) idle(b *bucket, now time.Time) bool {
-	return b.inflight == 0 && b.lim.TokensAt(now) >= float64(s.burst)
-}
-
-func (s *bucketSet) dropIfIdle(b *bucket, now time.Time) {
-	// makeRoom never evicts a bucket with running attempts, so the key still maps to b; the
-	// comparison only guards that.
-	if b != nil && s.m[b.key] == b && s.idle(b, now) {
-		delete(s.m, b.key)
-	}
-}
-
-// makeRoom drops buckets that have refilled (at most once per refill time: it walks the whole
-// map), and, when the map is still full, one arbitrary bucket without running attempts. That
-// last resort forgets some key's recent failures; it only happens when an attacker has failed
-// for maxLimiterEntries different keys within a refill time, and the other kinds of bucket
-// still hold.
-func (s *bucketSet) makeRoom(now time.Time) {
-	if now.Sub(s.lastSweep) >= s.refill {
-		s.lastSweep = now
-		for k, b := range s.m {
-			if s.idle(b, now) {
-				delete(s.m, k)
-			}
+		args := append([]any{l.nowArg(), id, flag, attemptTimeout.Milliseconds()}, limits...)
+		if err := releaseScript.Run(ctx, l.store.Redis, keys, args...).Err(); err != nil {
+			// The attempt then holds its token until attemptTimeout: never a free try.
+			return fmt.Errorf("count a login attempt's end: %w", err)
 		}
+		return nil
+	}, 0, "", nil
+}
+
+// keys returns the Redis keys of bs, and their bursts and refill times in ms, as the scripts
+// take them.
+func (l *limiter) keys(bs []bucket) ([]string, []any) {
+	keys := make([]string, len(bs))
+	limits := make([]any, 0, 2*len(bs))
+	for i, b := range bs {
+		keys[i] = l.store.Prefix + b.kind + ":" + b.key
+		limits = append(limits, b.limit.Burst, strconv.FormatFloat(float64(b.limit.Every)/float64(time.Millisecond), 'f', -1, 64))
 	}
-	if len(s.m) < s.max {
-		return
+	return keys, limits
+}
+
+// nowArg is the scripts' ARGV[1]: the store's clock in ms, or "" for Redis's.
+func (l *limiter) nowArg() string {
+	if l.store.Now == nil {
+		return ""
 	}
-	for k, b := range s.m { // map order is unspecified: an arbitrary victim
-		if b.inflight == 0 {
-			delete(s.m, k)
-			return
-		}
-	}
+	return strconv.FormatInt(l.store.Now().UnixMilli(), 10)
+}
+
+func attemptID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
 }
 
 // clientAddress is the address a request came from, and the key it is rate-limited under.

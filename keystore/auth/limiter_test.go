@@ -1,12 +1,31 @@
 package auth
 
 import (
+	"context"
 	"fmt"
 	"net/http/httptest"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
+
+// testRedis is the package's test Redis, set by the external tests' TestMain (export_test.go).
+var testRedis *redis.Client
+
+var prefixN atomic.Int64
+
+// testStore is a LimitStore of its own in the test Redis (a prefix no other test uses), on clock
+// now (nil: Redis's).
+func testStore(t *testing.T, now func() time.Time) LimitStore {
+	t.Helper()
+	if testRedis == nil {
+		t.Fatal("no test Redis: TestMain did not set it")
+	}
+	return LimitStore{Redis: testRedis, Now: now, Prefix: fmt.Sprintf("keygate:{loginlimits-test-%d-%d}:", time.Now().UnixNano(), prefixN.Add(1))}
+}
 
 // fakeClock is the limiter's clock in these tests: time moves only when a test says so.
 type fakeClock struct{ t time.Time }
@@ -35,6 +54,22 @@ func fails(n int, user, addr string) []step {
 
 func steps(parts ...[]step) []step { return slices.Concat(parts...) }
 
+// try admits an attempt of user from addr and, if admitted, releases it as failed or not.
+func try(t *testing.T, l *limiter, user, addr string, failed bool) (admitted bool, wait time.Duration, by string) {
+	t.Helper()
+	release, wait, by, err := l.admit(context.Background(), user, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if release == nil {
+		return false, wait, by
+	}
+	if err := release(failed); err != nil {
+		t.Fatal(err)
+	}
+	return true, 0, ""
+}
+
 func TestLimiter(t *testing.T) {
 	// Small limits, in the shape of the defaults: the user's ceiling above the client's.
 	client, address, user := Limit{Burst: 3, Every: 10 * time.Second}, Limit{Burst: 6, Every: 5 * time.Second}, Limit{Burst: 8, Every: 2 * time.Second}
@@ -50,6 +85,8 @@ func TestLimiter(t *testing.T) {
 			[]step{{user: "bob", addr: "a"}})},
 		{"a try comes back after the wait", steps(fails(3, "alice", "a"),
 			[]step{{advance: 10 * time.Second, user: "alice", addr: "a", fail: true}, {user: "alice", addr: "a", want: limitClient}})},
+		{"part of a wait is not enough", steps(fails(3, "alice", "a"),
+			[]step{{advance: 4 * time.Second, user: "alice", addr: "a", want: limitClient, wait: 6 * time.Second}})},
 		{"an address spraying names is slowed", steps(fails(2, "u1", "a"), fails(2, "u2", "a"), fails(2, "u3", "a"),
 			[]step{{user: "u4", addr: "a", want: limitAddress, wait: 5 * time.Second}, {user: "u4", addr: "b"}})},
 		{"impossible names count against the address only", steps(fails(6, "", "a"),
@@ -61,113 +98,153 @@ func TestLimiter(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := &fakeClock{t: time.Unix(1_000_000, 0)}
-			l := newLimiter(clk.now, client, address, user)
+			l := newLimiter(testStore(t, clk.now), client, address, user)
 			for i, st := range tc.steps {
 				clk.t = clk.t.Add(st.advance)
-				a, wait, by := l.admit(st.user, st.addr)
-				if by != st.want || (a == nil) != (st.want != "") {
-					t.Fatalf("step %d (%s from %s): admitted %v, refused by %q; want refused by %q", i, st.user, st.addr, a != nil, by, st.want)
+				admitted, wait, by := try(t, l, st.user, st.addr, st.fail)
+				if by != st.want || admitted != (st.want == "") {
+					t.Fatalf("step %d (%s from %s): admitted %v, refused by %q; want refused by %q", i, st.user, st.addr, admitted, by, st.want)
 				}
 				if st.wait != 0 && wait != st.wait {
 					t.Errorf("step %d: wait %v, want %v", i, wait, st.wait)
-				}
-				if a != nil {
-					a.release(st.fail)
 				}
 			}
 		})
 	}
 }
 
-// With the default limits, one client failing for a user as fast as it is let, for a whole
-// day, never reaches the user's ceiling: a client with no failures of its own logs in at every
+// The limits are in Redis, so every keystore replica counts the same failures: an attacker who
+// spreads guesses over the replicas behind a balancer gets no more than from one.
+func TestLimitsHoldAcrossReplicas(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
+	store := testStore(t, clk.now)
+	replicas := []*limiter{newLimiter(store, DefaultClientLimit, DefaultAddressLimit, DefaultUserLimit), newLimiter(store, DefaultClientLimit, DefaultAddressLimit, DefaultUserLimit)}
+	admitted := 0
+	for i := range 4 * DefaultClientLimit.Burst {
+		if ok, _, _ := try(t, replicas[i%2], "alice", "attacker", true); ok {
+			admitted++
+		}
+	}
+	if admitted != DefaultClientLimit.Burst {
+		t.Errorf("%d guesses over two replicas were admitted, want %d: the client limit of one", admitted, DefaultClientLimit.Burst)
+	}
+}
+
+// With the default limits, one client failing for a user as fast as it is let, for six hours
+// (the buckets reach their steady state within minutes), never reaches the user's ceiling: a client with no failures of its own logs in at every
 // moment. That is what makes the ceiling safe to have.
 func TestOneClientNeverLocksTheUserOut(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
-	l := newLimiter(clk.now, DefaultClientLimit, DefaultAddressLimit, DefaultUserLimit)
+	l := newLimiter(testStore(t, clk.now), DefaultClientLimit, DefaultAddressLimit, DefaultUserLimit)
 	tries := 0
-	for range 24 * 3600 {
-		clk.t = clk.t.Add(time.Second)
-		a, _, by := l.admit("alice", "attacker")
-		if a != nil {
+	const hours = 6
+	for end := clk.t.Add(hours * time.Hour); clk.t.Before(end); {
+		ok, wait, by := try(t, l, "alice", "attacker", true)
+		switch {
+		case ok:
 			tries++
-			a.release(true)
-		} else if by != limitClient {
+			clk.t = clk.t.Add(time.Millisecond)
+		case by != limitClient:
 			t.Fatalf("after %d tries the attacker was refused by the %s limit, want the client limit", tries, by)
+		default:
+			clk.t = clk.t.Add(wait) // as soon as it is let
 		}
-		if wait := l.users.wait("alice", clk.t); wait > 0 {
-			t.Fatalf("after %d tries alice's ceiling is reached: another client would wait %v", tries, wait)
+		// alice, from an address with no failures (a success costs nothing).
+		if ok, wait, by := try(t, l, "alice", "home", false); !ok {
+			t.Fatalf("after %d tries alice cannot log in from home: the %s limit, for %v", tries, by, wait)
 		}
 	}
 	// 5 at once, then one every 12 s.
-	if want := DefaultClientLimit.Burst + 24*3600/12; tries > want {
-		t.Errorf("the attacker had %d tries in a day, want at most %d", tries, want)
+	if want := DefaultClientLimit.Burst + hours*3600/12; tries > want || tries < want-1 {
+		t.Errorf("the attacker had %d tries in %d hours, want %d", tries, hours, want)
 	}
 }
 
-// The limiter must stay small: successes leave nothing behind, refilled buckets go, and a
-// flood of failing names cannot grow a map past its bound.
-func TestLimiterMemoryIsBounded(t *testing.T) {
+// Redis holds little: successes leave nothing behind, a bucket that has refilled goes at the
+// next attempt that ends in it, and every bucket expires once it has refilled and no attempt of
+// it can still run.
+func TestLimiterLeavesLittleInRedis(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
-	l := newLimiter(clk.now, Limit{3, 20 * time.Second}, Limit{1000, 60 * time.Millisecond}, Limit{4, 15 * time.Second})
-
+	store := testStore(t, clk.now)
+	client := Limit{Burst: 3, Every: 20 * time.Second}
+	l := newLimiter(store, client, Limit{Burst: 1000, Every: 60 * time.Millisecond}, Limit{Burst: 4, Every: 15 * time.Second})
+	ctx := context.Background()
+	buckets := func() []string {
+		return testRedis.Keys(ctx, store.Prefix+"*").Val()
+	}
 	for i := range 10 {
-		a, _, _ := l.admit(fmt.Sprint("ok-", i), "192.0.2.1")
-		a.release(false)
+		try(t, l, fmt.Sprint("ok-", i), "192.0.2.1", false)
 	}
-	if n := len(l.clients.m) + len(l.users.m) + len(l.addrs.m); n != 0 {
-		t.Errorf("after successes: %d buckets, want none", n)
+	if b := buckets(); len(b) != 0 {
+		t.Errorf("after successes: buckets %q, want none", b)
 	}
-
-	a, _, _ := l.admit("fails", "192.0.2.1")
-	a.release(true)
-	if len(l.users.m) != 1 || len(l.clients.m) != 1 {
-		t.Fatalf("after a failure: %d user and %d client buckets, want 1 each", len(l.users.m), len(l.clients.m))
+	try(t, l, "fails", "192.0.2.1", true)
+	if b := buckets(); len(b) != 3 {
+		t.Fatalf("after a failure: buckets %q, want the client's, the address's and the user's", b)
 	}
-	// A minute later the buckets have refilled; the next new key sweeps them away.
+	ttl := testRedis.PTTL(ctx, store.Prefix+"client:fails 192.0.2.1").Val()
+	if most := client.Every + attemptTimeout; ttl <= 0 || ttl > most {
+		t.Errorf("the client bucket expires in %v, want at most %v (one token to refill, and an attempt's timeout)", ttl, most)
+	}
+	// A minute later the buckets have refilled: the next success in them takes them away.
 	clk.t = clk.t.Add(time.Minute)
-	a, _, _ = l.admit("other", "192.0.2.1")
-	a.release(true)
-	if _, ok := l.users.m["fails"]; ok || len(l.users.m) != 1 || len(l.clients.m) != 1 {
-		t.Errorf("after a minute: user buckets %v, client buckets %v, want only other's", keysOf(l.users.m), keysOf(l.clients.m))
-	}
-
-	l.users.max, l.clients.max = 5, 5
-	for i := range 50 {
-		a, wait, _ := l.admit(fmt.Sprint("spray-", i), "192.0.2.1")
-		if a == nil {
-			t.Fatalf("attempt %d refused for %v", i, wait)
-		}
-		a.release(true)
-		if len(l.users.m) > l.users.max || len(l.clients.m) > l.clients.max {
-			t.Fatalf("%d user and %d client buckets, want at most %d", len(l.users.m), len(l.clients.m), l.users.max)
-		}
+	try(t, l, "fails", "192.0.2.1", false)
+	if b := buckets(); len(b) != 0 {
+		t.Errorf("after a success in refilled buckets: %q, want none", b)
 	}
 }
 
-func TestLimiterNeverEvictsRunningAttempts(t *testing.T) {
+// Attempts still running hold their tokens, so that a burst of parallel guesses cannot all
+// pass before the first failure is counted; an attempt whose replica died (never released)
+// gives its token back after attemptTimeout.
+func TestRunningAttemptsHoldTheirTokens(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
-	l := newLimiter(clk.now, Limit{1, time.Minute}, Limit{1000, time.Millisecond}, Limit{2, time.Second})
-	l.users.max, l.clients.max = 2, 2
-	running := []*attempt{}
-	for i := range 2 {
-		a, _, _ := l.admit(fmt.Sprint("running-", i), "192.0.2.1")
-		running = append(running, a)
-	}
-	// The maps are full of running attempts: they grow rather than forget one.
-	a, _, _ := l.admit("third", "192.0.2.1")
-	if len(l.users.m) != 3 || len(l.clients.m) != 3 {
-		t.Errorf("%d user and %d client buckets, want 3 each", len(l.users.m), len(l.clients.m))
-	}
-	a.release(true)
-	for _, r := range running {
-		r.release(true)
-	}
-	// Each failure was recorded where it belongs: one more try is refused.
-	for i := range 2 {
-		if a, _, _ := l.admit(fmt.Sprint("running-", i), "192.0.2.1"); a != nil {
-			t.Errorf("running-%d: admitted after its one failure", i)
+	l := newLimiter(testStore(t, clk.now), Limit{Burst: 2, Every: time.Minute}, Limit{Burst: 1000, Every: time.Millisecond}, Limit{Burst: 3, Every: time.Second})
+	ctx := context.Background()
+	var running []func(bool) error
+	for range 2 {
+		release, wait, _, err := l.admit(ctx, "alice", "192.0.2.1")
+		if err != nil || release == nil {
+			t.Fatalf("admit: refused for %v, %v", wait, err)
 		}
+		running = append(running, release)
+	}
+	if ok, _, by := try(t, l, "alice", "192.0.2.1", true); ok || by != limitClient {
+		t.Fatalf("a third guess while two run: admitted %v (by %q), want refused by the client limit", ok, by)
+	}
+	if err := running[0](true); err != nil {
+		t.Fatal(err)
+	}
+	// The second never ends: its replica died. Its token comes back after the timeout only.
+	clk.t = clk.t.Add(attemptTimeout - time.Second)
+	if ok, _, _ := try(t, l, "alice", "192.0.2.1", true); ok {
+		t.Error("admitted while the dead replica's attempt still holds its token")
+	}
+	clk.t = clk.t.Add(time.Second)
+	if ok, wait, by := try(t, l, "alice", "192.0.2.1", true); !ok {
+		t.Errorf("after the attempt's timeout: refused by %s for %v, want admitted", by, wait)
+	}
+}
+
+// On Redis's own clock (production: no Now) the buckets work the same.
+func TestLimiterOnRedisClock(t *testing.T) {
+	l := newLimiter(testStore(t, nil), Limit{Burst: 1, Every: time.Hour}, Limit{Burst: 10, Every: time.Second}, Limit{Burst: 2, Every: time.Second})
+	try(t, l, "alice", "192.0.2.1", true)
+	ok, wait, by := try(t, l, "alice", "192.0.2.1", true)
+	if ok || by != limitClient || wait <= 59*time.Minute || wait > time.Hour {
+		t.Errorf("the second guess: admitted %v, refused by %q for %v; want refused by the client limit for about an hour", ok, by, wait)
+	}
+}
+
+// A Redis that cannot answer refuses the attempt with an error: never a try that is not
+// counted.
+func TestLimiterFailsClosed(t *testing.T) {
+	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	defer down.Close()
+	l := newLimiter(LimitStore{Redis: down}, DefaultClientLimit, DefaultAddressLimit, DefaultUserLimit)
+	release, _, _, err := l.admit(context.Background(), "alice", "192.0.2.1")
+	if err == nil || release != nil {
+		t.Errorf("admit with Redis down: release %v, error %v; want an error and no attempt", release != nil, err)
 	}
 }
 
@@ -218,12 +295,4 @@ func TestNameStem(t *testing.T) {
 	if len(long) > maxStemLength || long[len(long)-1] == '-' {
 		t.Errorf("nameStem of a long name = %q (%d characters), want at most %d, no trailing '-'", long, len(long), maxStemLength)
 	}
-}
-
-func keysOf[V any](m map[string]V) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }

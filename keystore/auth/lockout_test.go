@@ -45,6 +45,29 @@ func TestAttackerDoesNotLockTheUserOut(t *testing.T) {
 	f.loginOK(t, alice, home)
 }
 
+// Guesses spread over two keystore replicas behind a balancer count as on one: the limits are
+// in Redis, not in each replica's memory (where each would allow its own burst).
+func TestGuessesSpreadOverReplicasAreLimitedAsOne(t *testing.T) {
+	shared := auth.LimitStore{Redis: rdb, Prefix: limitPrefix()}
+	var replicas []*fixture
+	for range 2 {
+		replicas = append(replicas, newFixture(t, func(o *auth.Options) { o.Limits = shared }))
+	}
+	alice := newUser(t, "alice", false)
+	const attacker = "203.0.113.67"
+	refused := 0
+	for i := range 4 * auth.DefaultClientLimit.Burst {
+		if w := replicas[i%2].login(alice, "guess "+strconv.Itoa(i), attacker); w.Code == http.StatusTooManyRequests {
+			refused++
+		} else if w.Code != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	if want := 3 * auth.DefaultClientLimit.Burst; refused != want {
+		t.Errorf("%d of %d guesses over two replicas got 429, want %d: all but one replica's burst", refused, 4*auth.DefaultClientLimit.Burst, want)
+	}
+}
+
 // storedCost is the cost of the bcrypt hash in name's record in Redis.
 func storedCost(t *testing.T, name string) int {
 	t.Helper()

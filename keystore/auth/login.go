@@ -60,14 +60,19 @@ func (h *Handler) Login(r *http.Request, username, password string) (*Login, err
 	if validation.IsDNS1123Label(username) == nil {
 		userKey = username
 	}
-	att, wait, by := h.limiter.admit(userKey, addrKey)
-	if att == nil {
+	release, wait, by, err := h.limiter.admit(r.Context(), userKey, addrKey)
+	if err != nil {
+		h.metrics.logins.WithLabelValues(MethodPassword, LoginError).Inc()
+		h.log.Error("login failed: failed logins cannot be counted", h.userAttr(username), "client", addr, "error", err)
+		return nil, &LoginFailure{Code: http.StatusServiceUnavailable, Message: "logins cannot be checked right now; try again later", err: err}
+	}
+	if release == nil {
 		h.metrics.logins.WithLabelValues(MethodPassword, LoginLimited).Inc()
 		h.log.Warn("login refused: too many failed logins", h.userAttr(username), "client", addr, "limit", by, "retryAfterSeconds", RetryAfterSeconds(wait))
 		return nil, &LoginFailure{Code: http.StatusTooManyRequests, RetryAfter: wait,
 			Message: fmt.Sprintf("too many failed logins; try again in %d seconds", RetryAfterSeconds(wait))}
 	}
-	u, err := h.authenticate(r.Context(), att, username, password)
+	u, err := h.authenticate(r.Context(), release, username, password)
 	switch {
 	case errors.Is(err, users.ErrInvalidCredentials):
 		h.metrics.logins.WithLabelValues(MethodPassword, LoginInvalid).Inc()
@@ -105,11 +110,19 @@ func (h *Handler) issueFor(ctx context.Context, u *users.User, addr, method stri
 // RetryAfterSeconds is wait as Retry-After says it: whole seconds, rounded up.
 func RetryAfterSeconds(wait time.Duration) int { return int(math.Ceil(wait.Seconds())) }
 
-// authenticate checks the password and releases att: a refusal costs a try; an error of the
-// user store, not the client's fault, does not. The deferred release holds even if
-// Authenticate panics (net/http survives a handler's panic), so a bucket is never left with an
-// attempt running for ever.
-func (h *Handler) authenticate(ctx context.Context, att *attempt, name, password string) (u *users.User, err error) {
-	defer func() { att.release(errors.Is(err, users.ErrInvalidCredentials)) }()
+// authenticate checks the password and releases the attempt: a refusal costs a try; an error
+// of the user store, not the client's fault, does not. The deferred release holds even if
+// Authenticate panics (net/http survives a handler's panic), so a bucket is not left with an
+// attempt running until its timeout.
+func (h *Handler) authenticate(ctx context.Context, release func(failed bool) error, name, password string) (u *users.User, err error) {
+	defer func() { h.release(release, errors.Is(err, users.ErrInvalidCredentials)) }()
 	return h.opts.Users.Authenticate(ctx, name, password)
+}
+
+// release ends an admitted attempt. Where the store cannot count its end, the attempt keeps its
+// token until attemptTimeout: a failure is never free.
+func (h *Handler) release(release func(failed bool) error, failed bool) {
+	if err := release(failed); err != nil {
+		h.log.Warn("login attempt's end not counted; its try stays taken until it times out", "timeout", attemptTimeout, "error", err)
+	}
 }

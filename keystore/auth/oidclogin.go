@@ -81,14 +81,19 @@ func (h *Handler) oidcLogin(w http.ResponseWriter, r *http.Request) {
 // log lines of a password login. Every error is a *LoginFailure.
 func (h *Handler) OIDCLogin(r *http.Request, req OIDCLoginRequest) (*Login, error) {
 	addr, addrKey := clientAddress(r)
-	att, wait, by := h.limiter.admit("", addrKey)
-	if att == nil {
+	release, wait, by, err := h.limiter.admit(r.Context(), "", addrKey)
+	if err != nil {
+		h.metrics.logins.WithLabelValues(MethodOIDC, LoginError).Inc()
+		h.log.Error("oidc login failed: failed logins cannot be counted", "client", addr, "error", err)
+		return nil, &LoginFailure{Code: http.StatusServiceUnavailable, Message: "logins cannot be checked right now; try again later", err: err}
+	}
+	if release == nil {
 		h.metrics.logins.WithLabelValues(MethodOIDC, LoginLimited).Inc()
 		h.log.Warn("oidc login refused: too many failed logins", "client", addr, "limit", by, "retryAfterSeconds", RetryAfterSeconds(wait))
 		return nil, &LoginFailure{Code: http.StatusTooManyRequests, RetryAfter: wait,
 			Message: fmt.Sprintf("too many failed logins; try again in %d seconds", RetryAfterSeconds(wait))}
 	}
-	in, err := h.redeem(r.Context(), att, req)
+	in, err := h.redeem(r.Context(), release, req)
 	switch {
 	case errors.Is(err, ErrCodeRefused):
 		h.metrics.logins.WithLabelValues(MethodOIDC, LoginInvalid).Inc()
@@ -107,9 +112,10 @@ func (h *Handler) OIDCLogin(r *http.Request, req OIDCLoginRequest) (*Login, erro
 	return h.issueFor(r.Context(), in.User, addr, MethodOIDC)
 }
 
-// redeem redeems the code and releases att: a refusal costs a try, a store failure does not.
-func (h *Handler) redeem(ctx context.Context, att *attempt, req OIDCLoginRequest) (in *CLISignIn, err error) {
-	defer func() { att.release(errors.Is(err, ErrCodeRefused)) }()
+// redeem redeems the code and releases the attempt: a refusal costs a try, a store failure
+// does not.
+func (h *Handler) redeem(ctx context.Context, release func(failed bool) error, req OIDCLoginRequest) (in *CLISignIn, err error) {
+	defer func() { h.release(release, errors.Is(err, ErrCodeRefused)) }()
 	if req.Code == "" || req.CodeVerifier == "" || req.RedirectURI == "" {
 		return nil, fmt.Errorf("%w: code, codeVerifier and redirectUri are all required", ErrCodeRefused)
 	}

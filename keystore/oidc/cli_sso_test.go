@@ -40,7 +40,7 @@ func (e *env) ssoUser() *user {
 func TestCLILoginOfSSOIdentity(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
-	h, err := auth.New(auth.Options{Keys: keys, Users: userS, CLICodes: e.p.CLICodes()})
+	h, err := auth.New(auth.Options{Keys: keys, Users: userS, Limits: auth.LimitStore{Redis: rdb}, CLICodes: e.p.CLICodes()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func cliLogin(h *auth.Handler, body auth.OIDCLoginRequest) *httptest.ResponseRec
 func TestCLILogin(t *testing.T) {
 	e := newEnv(t, nil)
 	reg := prometheus.NewRegistry()
-	h, err := auth.New(auth.Options{Keys: keys, Users: userS, CLICodes: e.p.CLICodes(), Registerer: reg})
+	h, err := auth.New(auth.Options{Keys: keys, Users: userS, Limits: auth.LimitStore{Redis: rdb}, CLICodes: e.p.CLICodes(), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func counterOf(t *testing.T, reg *prometheus.Registry, method, result string) pr
 // login endpoint is still its own client's to redeem.
 func TestCLICodesOnlyAtTheLoginEndpoint(t *testing.T) {
 	e := newEnv(t, nil)
-	h, err := auth.New(auth.Options{Keys: keys, Users: userS, CLICodes: e.p.CLICodes()})
+	h, err := auth.New(auth.Options{Keys: keys, Users: userS, Limits: auth.LimitStore{Redis: rdb}, CLICodes: e.p.CLICodes()})
 	if err != nil {
 		t.Fatal(err)
 	}

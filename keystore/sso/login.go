@@ -64,7 +64,14 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, c *connector) {
 			return
 		}
 	}
-	if ok, wait := h.starts.Allow(r); !ok {
+	ok, wait, err := h.starts.Allow(r)
+	if err != nil {
+		h.log.Error("sso login: sign-in starts cannot be counted", "connector", c.id, "error", err)
+		h.metrics.login(c.id, resultError)
+		page(w, http.StatusServiceUnavailable, "Sign-in unavailable", "Sign-ins cannot be started right now; try again later.")
+		return
+	}
+	if !ok {
 		h.metrics.login(c.id, resultLimited)
 		w.Header().Set("Retry-After", strconv.Itoa(auth.RetryAfterSeconds(wait)))
 		page(w, http.StatusTooManyRequests, "Too many sign-ins", "Too many sign-ins were started from your address; wait a minute and try again.")

@@ -72,8 +72,11 @@ type Options struct {
 	// StartLimit bounds the logins one client address may start (each leaves a pending record
 	// in Redis for StateTTL); zero: auth.DefaultStartLimit.
 	StartLimit auth.Limit
-	Log        *slog.Logger
-	Registerer prometheus.Registerer
+	// StartLimitPrefix begins the keys of the start buckets in Redis (shared by every replica);
+	// "": auth.DefaultLimitPrefix. It must hold a hash tag ({...}).
+	StartLimitPrefix string
+	Log              *slog.Logger
+	Registerer       prometheus.Registerer
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
 }
@@ -99,6 +102,8 @@ func New(opts Options, connectors []config.Connector) (*Handler, error) {
 		return nil, fmt.Errorf("sso: %s required", strings.Join(missing, ", "))
 	}
 	opts.ExternalURL = strings.TrimRight(opts.ExternalURL, "/")
+	// The start limits count on Redis's clock unless a test set one.
+	starts := auth.NewAddressLimiter(auth.LimitStore{Redis: opts.Redis, Now: opts.Now, Prefix: opts.StartLimitPrefix}, opts.StartLimit)
 	if opts.LoginTTL == 0 {
 		opts.LoginTTL = auth.DefaultLoginTTL
 	}
@@ -112,7 +117,7 @@ func New(opts Options, connectors []config.Connector) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sso: register metrics: %w", err)
 	}
-	h := &Handler{opts: opts, log: opts.Log, metrics: m, starts: auth.NewAddressLimiter(opts.StartLimit, opts.Now)}
+	h := &Handler{opts: opts, log: opts.Log, metrics: m, starts: starts}
 	if err := h.SetConnectors(connectors); err != nil {
 		return nil, err
 	}

@@ -109,6 +109,7 @@ func newEdge(t *testing.T, people []testidp.User, tweak func(*config.OIDCConnect
 	e.h, err = sso.New(sso.Options{
 		Keys: keys, Users: sso.StoreUsers(userS), Redis: rdb, Box: e.box, ExternalURL: e.srv.URL,
 		AdminGroup: "keygate:admins", Registerer: e.reg, Now: e.clock.Now,
+		StartLimitPrefix: "keygate:{" + unique("loginlimits") + "}:", // each edge counts its own starts
 	}, cfg.Auth.Connectors)
 	if err != nil {
 		t.Fatal(err)

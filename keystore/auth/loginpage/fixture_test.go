@@ -25,13 +25,14 @@ import (
 )
 
 var (
+	rdb   *redis.Client
 	keys  *store.Store
 	userS *users.Store
 )
 
 func TestMain(m *testing.M) {
 	redisserver.TestMain(m, "keystore/auth/loginpage", redisserver.Options{}, func(srv *redisserver.Server) {
-		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+		rdb = redis.NewClient(&redis.Options{Addr: srv.Addr})
 		keys = store.New(rdb)
 		// The lowest bcrypt cost keeps the tests fast; Authenticate is the same code at any cost.
 		userS = users.New(rdb, users.Options{Cost: bcrypt.MinCost})
@@ -109,7 +110,7 @@ type fixture struct {
 func newFixture(t *testing.T, edit func(*auth.Options, *loginpage.Options)) *fixture {
 	t.Helper()
 	f := &fixture{reqs: newRequests("https://argocd.example/auth/callback")}
-	ao := auth.Options{Keys: keys, Users: userS}
+	ao := auth.Options{Keys: keys, Users: userS, Limits: auth.LimitStore{Redis: rdb, Prefix: "keygate:{" + unique("loginlimits") + "}:"}}
 	po := loginpage.Options{
 		Sessions:   &session.Reader{Keys: keys, Users: userS},
 		Requests:   f.reqs,
