@@ -21,22 +21,30 @@ import (
 )
 
 // The load generator is this binary again (roleEnv=load), so that /proc measures its CPU apart
-// and its goroutines do not delay the revoker's polls in the bench's own process. It is
-// closed-loop: each of -conns calls per replica sends its next Check when the previous answer
-// arrived, over one gRPC connection per replica (as one Envoy worker holds one to its ext_authz
-// cluster). Each Check carries one of the allowed keys, in turn; any answer but "allowed" ends
-// it with an error. Its protocol: arguments "<conns> <keys file> <replica address>...", then
-// one line on stdin per count wanted ("mark"), answered on stdout with the Checks answered so
-// far per replica; EOF on stdin stops it.
+// and its goroutines do not delay the revoker's polls in the bench's own process. Without a
+// rate it is closed-loop: each of -conns calls per replica sends its next Check when the
+// previous answer arrived. With one, each replica gets rate Checks a second, sent on a clock
+// whatever the answers' pace (open loop), by -conns callers; a Check whose time comes while all
+// of them wait for answers is not sent (the replica is saturated: the run then says it fell
+// short of the rate). Either way over one gRPC connection per replica (as one Envoy worker
+// holds one to its ext_authz cluster). Each Check carries one of the allowed keys, in turn; any
+// answer but "allowed" ends it with an error. Its protocol: arguments "<conns> <rate>
+// <keys file> <replica address>...", then one line on stdin per count wanted ("mark"),
+// answered on stdout with the Checks answered so far per replica; EOF on stdin stops it.
 
 func serveLoad(args []string, in io.Reader, out io.Writer) error {
-	if len(args) < 3 {
-		return fmt.Errorf("want <conns> <keys file> <address>..., got %q", args)
+	if len(args) < 4 {
+		return fmt.Errorf("want <conns> <rate> <keys file> <address>..., got %q", args)
 	}
 	conns, err := strconv.Atoi(args[0])
 	if err != nil || conns < 1 {
 		return fmt.Errorf("conns %q", args[0])
 	}
+	rate, err := strconv.Atoi(args[1])
+	if err != nil || rate < 0 {
+		return fmt.Errorf("rate %q", args[1])
+	}
+	args = args[1:]
 	data, err := os.ReadFile(args[1])
 	if err != nil {
 		return err
@@ -60,17 +68,55 @@ func serveLoad(args []string, in io.Reader, out io.Writer) error {
 		}
 		defer conn.Close()
 		client := authv3.NewAuthorizationClient(conn)
+		var ticks <-chan struct{} // nil: closed loop
+		if rate > 0 {
+			ticks = pace(ctx, rate)
+		}
 		for j := range conns {
-			go loadLoop(ctx, client, reqs, j*len(reqs)/conns, &counts[i], errc)
+			go loadLoop(ctx, client, reqs, j*len(reqs)/conns, ticks, &counts[i], errc)
 		}
 	}
 	return answerMarks(in, out, counts, errc)
 }
 
-// loadLoop sends Checks back to back, starting at key first, until ctx ends or an answer is
-// wrong.
-func loadLoop(ctx context.Context, c authv3.AuthorizationClient, reqs []*authv3.CheckRequest, first int, n *atomic.Int64, errc chan<- error) {
+// pace sends rate ticks a second on the channel it returns, until ctx ends; a tick that no
+// caller is ready for is dropped. Ticks are batched per millisecond of timer resolution, so
+// that 10 replicas at a few hundred a second cost the generator little.
+func pace(ctx context.Context, rate int) <-chan struct{} {
+	ticks := make(chan struct{})
+	go func() {
+		start := time.Now()
+		sent := 0
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				for due := int(now.Sub(start).Seconds() * float64(rate)); sent < due; sent++ {
+					select {
+					case ticks <- struct{}{}:
+					default: // every caller is waiting for an answer: not sent
+					}
+				}
+			}
+		}
+	}()
+	return ticks
+}
+
+// loadLoop sends Checks, starting at key first, back to back or at each tick (when ticks is not
+// nil), until ctx ends or an answer is wrong.
+func loadLoop(ctx context.Context, c authv3.AuthorizationClient, reqs []*authv3.CheckRequest, first int, ticks <-chan struct{}, n *atomic.Int64, errc chan<- error) {
 	for i := first; ctx.Err() == nil; i++ {
+		if ticks != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticks:
+			}
+		}
 		a, err := check(ctx, c, reqs[i%len(reqs)])
 		if ctx.Err() != nil {
 			return
@@ -129,14 +175,14 @@ type loadGen struct {
 	err    error
 }
 
-// startLoad runs a load generator against addrs.
-func startLoad(keysFile string, conns int, addrs []string) (*loadGen, error) {
+// startLoad runs a load generator against addrs: closed loop, or rate Checks a second to each.
+func startLoad(keysFile string, conns, rate int, addrs []string) (*loadGen, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	g := &loadGen{n: len(addrs)}
-	g.cmd = exec.Command(self, append([]string{strconv.Itoa(conns), keysFile}, addrs...)...)
+	g.cmd = exec.Command(self, append([]string{strconv.Itoa(conns), strconv.Itoa(rate), keysFile}, addrs...)...)
 	g.cmd.Env = append(os.Environ(), roleEnv+"=load")
 	g.cmd.Stderr = &g.stderr
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

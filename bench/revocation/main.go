@@ -22,10 +22,17 @@ import (
 type cellSpec struct {
 	replicas int
 	loaded   bool
+	// rate, when positive, is the load's Checks per second per replica, sent whatever the
+	// answers' pace (open loop): replicas with CPU to spare. 0 is the closed loop: all they
+	// answer.
+	rate int
 }
 
 func (c cellSpec) String() string {
-	if c.loaded {
+	switch {
+	case c.rate > 0:
+		return fmt.Sprintf("%d at %d/s each", c.replicas, c.rate)
+	case c.loaded:
 		return fmt.Sprintf("%d under load", c.replicas)
 	}
 	return fmt.Sprintf("%d idle", c.replicas)
@@ -66,7 +73,7 @@ func main() {
 func parseFlags(args []string) (settings, error) {
 	var s settings
 	fs := flag.NewFlagSet("revocation", flag.ContinueOnError)
-	cells := fs.String("cells", "10:load,10:idle,4:load,2:load,2:idle", "comma-separated configurations, replicas:load or replicas:idle")
+	cells := fs.String("cells", "10:load,10:idle,4:load,2:load,2:idle", "comma-separated configurations, replicas:load (all they answer), replicas:load@R (R Checks/s each, open loop) or replicas:idle")
 	fs.IntVar(&s.revocations, "revocations", 200, "revocations measured per configuration (delete and disable alternate), spread over the rounds")
 	fs.IntVar(&s.rounds, "rounds", 2, "rounds; the configurations alternate within each")
 	fs.IntVar(&s.conns, "conns", 4, "Checks in flight per loaded replica (closed loop)")
@@ -88,16 +95,18 @@ func parseFlags(args []string) (settings, error) {
 	return s, nil
 }
 
-// parseCells reads "10:load,2:idle".
+// parseCells reads "10:load,10:load@300,2:idle".
 func parseCells(list string) ([]cellSpec, error) {
 	var cells []cellSpec
 	for _, f := range strings.Split(list, ",") {
 		n, kind, ok := strings.Cut(strings.TrimSpace(f), ":")
 		replicas, err := strconv.Atoi(n)
-		if !ok || err != nil || replicas < 1 || (kind != "load" && kind != "idle") {
-			return nil, fmt.Errorf("configuration %q: want <replicas>:load or <replicas>:idle", f)
+		kind, r, paced := strings.Cut(kind, "@")
+		rate, rerr := strconv.Atoi(r)
+		if !ok || err != nil || replicas < 1 || (kind != "load" && kind != "idle") || (paced && (kind != "load" || rerr != nil || rate < 1)) {
+			return nil, fmt.Errorf("configuration %q: want <replicas>:load, <replicas>:load@<Checks per second per replica> or <replicas>:idle", f)
 		}
-		cells = append(cells, cellSpec{replicas, kind == "load"})
+		cells = append(cells, cellSpec{replicas: replicas, loaded: kind == "load", rate: rate})
 	}
 	return cells, nil
 }

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 // Redis: every load Check is allowed and every revoked key ends refused by every replica, or
 // run fails. No timings are checked.
 func TestHarnessAnswersCorrectly(t *testing.T) {
-	s := settings{cells: []cellSpec{{2, true}, {1, false}}, revocations: 4, rounds: 2, conns: 2, loadKeys: 5, gomaxprocs: 1,
+	s := settings{cells: []cellSpec{{replicas: 2, loaded: true}, {replicas: 1}, {replicas: 2, loaded: true, rate: 50}}, revocations: 4, rounds: 2, conns: 2, loadKeys: 5, gomaxprocs: 1,
 		warmup: 200 * time.Millisecond}
 	res, err := run(s, io.Discard)
 	if err != nil {
@@ -60,6 +60,12 @@ func TestHarnessAnswersCorrectly(t *testing.T) {
 	}
 	if loaded := res.cells[0]; loaded.checks == 0 {
 		t.Error("the loaded configuration answered no load Checks")
+	}
+	// The paced load sends no more than its rate (the window's snapshots may each catch a
+	// caller's Check in flight).
+	paced := res.cells[2]
+	if most := int64(float64(paced.spec.rate*paced.spec.replicas)*paced.elapsed.Seconds()) + int64(2*s.conns*paced.spec.replicas); paced.checks == 0 || paced.checks > most {
+		t.Errorf("the configuration at %d/s per replica answered %d load Checks in %v: want some, at most %d", paced.spec.rate, paced.checks, paced.elapsed, most)
 	}
 	var out strings.Builder
 	printTables(&out, s, res)
@@ -151,7 +157,7 @@ func TestLoadFailsOnARefusal(t *testing.T) {
 	c := &scripted{answers: []*authv3.CheckResponse{okResponse(), deniedResponse(401)}}
 	var n atomic.Int64
 	errc := make(chan error, 1)
-	loadLoop(context.Background(), c, []*authv3.CheckRequest{checkRequest("k")}, 0, &n, errc)
+	loadLoop(context.Background(), c, []*authv3.CheckRequest{checkRequest("k")}, 0, nil, &n, errc)
 	if err := <-errc; err == nil || n.Load() != 1 {
 		t.Errorf("load: %v after %d Checks; want an error after 1", err, n.Load())
 	}
@@ -163,8 +169,12 @@ func TestParseCells(t *testing.T) {
 		want []cellSpec
 		err  bool
 	}{
-		"default":       {list: "10:load,10:idle,2:idle", want: []cellSpec{{10, true}, {10, false}, {2, false}}},
-		"spaces":        {list: " 4:load , 1:idle", want: []cellSpec{{4, true}, {1, false}}},
+		"default":       {list: "10:load,10:idle,2:idle", want: []cellSpec{{10, true, 0}, {10, false, 0}, {2, false, 0}}},
+		"spaces":        {list: " 4:load , 1:idle", want: []cellSpec{{4, true, 0}, {1, false, 0}}},
+		"paced":         {list: "10:load@300", want: []cellSpec{{10, true, 300}}},
+		"paced idle":    {list: "10:idle@300", err: true},
+		"zero rate":     {list: "10:load@0", err: true},
+		"no rate":       {list: "10:load@", err: true},
 		"no kind":       {list: "10", err: true},
 		"unknown kind":  {list: "10:busy", err: true},
 		"zero replicas": {list: "0:idle", err: true},

@@ -98,7 +98,7 @@ func (e *benchEnv) measureCell(s settings, c *cellResult, n int) error {
 			addrs[i] = r.grpcAddr
 		}
 		var err error
-		if load, err = startLoad(e.keysFile, s.conns, addrs); err != nil {
+		if load, err = startLoad(e.keysFile, s.conns, c.spec.rate, addrs); err != nil {
 			return err
 		}
 		defer load.stop()

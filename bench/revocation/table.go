@@ -89,7 +89,7 @@ func printTables(w io.Writer, s settings, r *results) {
 	if s.gomaxprocs > 0 {
 		procs = fmt.Sprint(s.gomaxprocs)
 	}
-	fmt.Fprintf(w, "One run, %s, %d CPUs, extauthz built from commit %s; GOMAXPROCS %s per replica; %d Checks in flight per loaded replica over %d allowed keys; %d revocations per configuration (delete and disable alternating) in %d interleaved rounds.\n\n",
+	fmt.Fprintf(w, "One run, %s, %d CPUs, extauthz built from commit %s; GOMAXPROCS %s per replica; %d Checks in flight at most per loaded replica over %d allowed keys; %d revocations per configuration (delete and disable alternating) in %d interleaved rounds.\n\n",
 		r.started.UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), r.commit, procs, s.conns, s.loadKeys, s.revocations, s.rounds)
 	printRevocations(w, r)
 	printApplied(w, r)
