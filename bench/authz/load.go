@@ -46,13 +46,16 @@ type target struct {
 	path   string
 	key    string // bearer key; "" sends none
 	status int    // the only status every answer may have
+	// expect is what the upstream must receive if the request reaches it (expectKey,
+	// expectIdentity), sent in expectHeader; it answers 500 otherwise.
+	expect string
 }
 
 // load runs conns connections against t for d (after a warm-up of d/10 that is not counted),
 // and fails on the first answer whose status is not t.status or whose body is not the
 // upstream's (for 200).
 func load(t target, conns int, d time.Duration) (loadResult, error) {
-	req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: bench\r\nUser-Agent: keygate-bench\r\n", t.path)
+	req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: bench\r\nUser-Agent: keygate-bench\r\n%s: %s\r\n", t.path, expectHeader, t.expect)
 	if t.key != "" {
 		req += "Authorization: Bearer " + t.key + "\r\n"
 	}

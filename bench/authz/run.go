@@ -126,7 +126,7 @@ func (e *benchEnv) measure(c benchCase, cl cell, d time.Duration, round int) (fi
 		return figures{}, err
 	}
 	t := target{addr: "127.0.0.1:" + strconv.Itoa(e.ports.listeners[listenerName(cl.c, cl.tls)]), path: requestPath,
-		key: e.keys[cl.key], status: expected(cl.c, cl.key)}
+		key: e.keys[cl.key], status: expected(cl.c, cl.key), expect: upstreamExpects(cl.c)}
 	if cl.tls {
 		t.tls = e.client
 	}
@@ -190,6 +190,16 @@ func expected(c, key string) int {
 	default:
 		return http.StatusForbidden
 	}
+}
+
+// upstreamExpects is what the upstream must receive from case c: the key as the client sent it
+// where nothing checks it or Envoy's own filter keeps it (api_key_auth forwards it), otherwise
+// the identity and no key.
+func upstreamExpects(c string) string {
+	if c == caseNoAuth || c == caseAPIKey {
+		return expectKey
+	}
+	return expectIdentity
 }
 
 // profile takes the CPU profile of c's authz server during cl's measured part (after its

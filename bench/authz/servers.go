@@ -29,13 +29,48 @@ import (
 // upstreamBody is what the upstream answers to every request: 206 bytes, as in the issue's run.
 var upstreamBody = []byte(`{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]` + strings.Repeat(" ", 206-83) + "}\n")
 
+// expectHeader is sent with every request of the load, in every case: what the upstream must
+// receive when the request is let through (upstreamSees). The same header in every case, so that
+// no case parses more than another.
+const expectHeader = "X-Bench-Expect"
+
+// What the upstream must receive: the client's key, untouched (no auth, api_key_auth), or the
+// identity the check set (Impersonate-User: bench) and no key (every case that checks in
+// ext_authz or in the in-Envoy module: what the edge's routes rely on).
+const (
+	expectKey      = "key"
+	expectIdentity = "identity"
+)
+
 func serveUpstream(addr string) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if err := upstreamSees(r.Header); err != nil {
+			http.Error(w, "upstream: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(upstreamBody)
 	})
 	return http.ListenAndServe(addr, mux)
+}
+
+// upstreamSees checks the headers of a request that reached the upstream against expectHeader.
+func upstreamSees(h http.Header) error {
+	auth, user := h.Values("Authorization"), h.Values("Impersonate-User")
+	switch want := h.Get(expectHeader); want {
+	case expectKey:
+		if len(auth) != 1 || len(user) != 0 {
+			return fmt.Errorf("want the key and no identity, got Authorization %q, Impersonate-User %q", auth, user)
+		}
+	case expectIdentity:
+		if len(auth) != 0 || len(user) != 1 || user[0] != "bench" {
+			return fmt.Errorf("want Impersonate-User bench and no key, got Authorization %q, Impersonate-User %q", auth, user)
+		}
+	default:
+		return fmt.Errorf("%s %q", expectHeader, want)
+	}
+	return nil
 }
 
 // nullAuthz is the do-nothing ext_authz server: a SHA-256 of the bearer key and a map lookup,
