@@ -26,8 +26,8 @@ var requestPath = benchRef.Prefix() + "api/v1/namespaces/default/pods"
 
 type envoyPorts struct {
 	admin, upstream, extauthz, null int
-	// variantServers are the do-nothing servers of variants with gRPC options of their own, by
-	// process name (variant.process).
+	// variantServers are the do-nothing servers of variants with gRPC options of their own, the
+	// do-nothing HTTP server and a baseline extauthz, by process name (variant.process).
 	variantServers map[string]int
 	listeners      map[string]int // listenerName(case, tls) → port
 }
@@ -66,22 +66,30 @@ func envoyConfig(cases []benchCase, p envoyPorts, certFile, keyFile string, keys
 	b.WriteString("  clusters:\n")
 	fmt.Fprintf(&b, "  - {name: upstream, connect_timeout: 1s, type: STATIC, load_assignment: {cluster_name: upstream, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]}}\n", p.upstream)
 	type authzCluster struct {
-		port  int
-		http2 string
+		port     int
+		protocol string // explicit_http_config's protocol options
 	}
-	clusters := map[string]authzCluster{"extauthz": {p.extauthz, ""}, "nullauthz": {p.null, ""}}
+	// The same protocol options as envoy/bootstrap.yaml's extauthz cluster (a variant adds to its
+	// HTTP/2 options, or speaks HTTP/1.1).
+	http2 := func(more string) string {
+		return "http2_protocol_options: {connection_keepalive: {interval: 30s, timeout: 5s}" + more + "}"
+	}
+	clusters := map[string]authzCluster{"extauthz": {p.extauthz, http2("")}, "nullauthz": {p.null, http2("")}}
 	for _, c := range cases {
 		if v := c.variant; v != nil {
 			port, ok := p.variantServers[v.process()]
 			if !ok {
 				port = map[string]int{"extauthz": p.extauthz, "null": p.null}[v.process()]
 			}
-			clusters[v.cluster()] = authzCluster{port, v.http2}
+			protocol := http2(v.http2)
+			if v.httpService == httpH1 {
+				protocol = "http_protocol_options: {}"
+			}
+			clusters[v.cluster()] = authzCluster{port, protocol}
 		}
 	}
 	for name, cl := range clusters {
-		// The same cluster settings as envoy/bootstrap.yaml's extauthz cluster (a variant adds
-		// to its HTTP/2 options).
+		// The same cluster settings as envoy/bootstrap.yaml's extauthz cluster.
 		fmt.Fprintf(&b, `  - name: %s
     connect_timeout: 1s
     type: STATIC
@@ -89,9 +97,9 @@ func envoyConfig(cases []benchCase, p envoyPorts, certFile, keyFile string, keys
     typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {connection_keepalive: {interval: 30s, timeout: 5s}%s}}
+        explicit_http_config: {%s}
     circuit_breakers: {thresholds: [{priority: DEFAULT, max_connections: 100000, max_pending_requests: 100000, max_requests: 100000, max_retries: 100000}]}
-`, name, name, cl.port, cl.http2)
+`, name, name, cl.port, cl.protocol)
 	}
 	return b.String(), nil
 }
@@ -142,6 +150,9 @@ func extAuthzFilter(cluster string, v *variant, p envoyPorts, timeout time.Durat
 	if v != nil {
 		if v.filter != nil {
 			v.filter(f, p)
+		}
+		if v.httpService != "" {
+			httpService(f, cluster, "http://"+addr(p.variantServers[v.process()]))
 		}
 		if v.response != "" {
 			ext[benchResponse] = v.response

@@ -76,8 +76,14 @@ func withVariants(vs []*variant) []benchCase {
 			base = caseNull
 		}
 		keys := []string{keyAllowed}
-		if v.baseline != "" { // extauthz against extauthz: every key, each one's path differs
-			keys = baseCases[len(baseCases)-1].keys
+		// Every key of the case it changes: extauthz against extauthz (each key's path
+		// differs), or another server and Envoy's other client (HTTP mode: its denials too).
+		if v.baseline != "" || v.httpService != "" {
+			for _, b := range baseCases {
+				if b.name == base {
+					keys = b.keys
+				}
+			}
 		}
 		out = append(out, benchCase{name: base + ", " + v.label, keys: keys, authz: v.process(), variant: v})
 	}
@@ -157,7 +163,8 @@ func main() {
 }
 
 // roleEnv, when set, makes this binary (the bench or its test) one of the bench's servers:
-// "upstream <addr>" or "null <addr> <keys file> <pprof addr> [gRPC option]" (serveNullAuthz).
+// "upstream <addr>", "null <addr> <keys file> <pprof addr> [gRPC option]" (serveNullAuthz) or
+// "null-http <addr> <keys file> <pprof addr>" (serveNullHTTPAuthz).
 const roleEnv = "KEYGATE_AUTHZ_BENCH_ROLE"
 
 // runRole serves the role roleEnv names, if any, and reports whether it did.
@@ -168,6 +175,8 @@ func runRole() bool {
 		fail(serveUpstream(role[1]))
 	case (len(role) == 4 || len(role) == 5) && role[0] == "null":
 		fail(serveNullAuthz(role[1], role[2], role[3], strings.Join(role[4:], "")))
+	case len(role) == 4 && role[0] == nullHTTP:
+		fail(serveNullHTTPAuthz(role[1], role[2], role[3]))
 	default:
 		return false
 	}

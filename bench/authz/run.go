@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -439,6 +440,11 @@ func (e *benchEnv) startProcesses(ctx context.Context, envoyBin, extauthzBin str
 			proc.HTTPReady("http://" + addr(extauthzHTTP) + "/readyz")},
 	}
 	for _, c := range e.cases {
+		if v := c.variant; v != nil && v.httpService != "" && !slices.ContainsFunc(starts, func(s server) bool { return s.name == nullHTTP }) {
+			// One do-nothing HTTP server for every httpService variant (each cell measures it alone).
+			env := []string{roleEnv + "=" + nullHTTP + " " + addr(e.ports.variantServers[nullHTTP]) + " " + nullKeys + " " + e.pprof[nullHTTP]}
+			starts = append(starts, server{nullHTTP, self, env, nil, proc.TCPReady(addr(e.ports.variantServers[nullHTTP]))})
+		}
 		if v := c.variant; v != nil && v.serverOption != "" {
 			p := v.process()
 			env := []string{roleEnv + "=null " + addr(e.ports.variantServers[p]) + " " + nullKeys + " " + e.pprof[p] + " " + v.serverOption}
@@ -480,10 +486,12 @@ func (e *benchEnv) allocatePorts() (extauthzHTTP int, err error) {
 	e.pprof = map[string]string{"extauthz": addr(ports[5]), "null": addr(ports[6])}
 	i := 7
 	for _, c := range e.cases {
-		if v := c.variant; v != nil && (v.serverOption != "" || v.baseline != "") {
-			// The server's port and its profiles' (a baseline's: its metrics and health).
-			e.ports.variantServers[v.process()], e.pprof[v.process()] = ports[i], addr(ports[i+1])
-			i += 2
+		if v := c.variant; v != nil && (v.serverOption != "" || v.baseline != "" || v.httpService != "") {
+			if _, done := e.ports.variantServers[v.process()]; !done { // a process may serve several variants
+				// The server's port and its profiles' (a baseline's: its metrics and health).
+				e.ports.variantServers[v.process()], e.pprof[v.process()] = ports[i], addr(ports[i+1])
+				i += 2
+			}
 		}
 		for _, t := range []bool{false, true} {
 			e.ports.listeners[listenerName(c.name, t)] = ports[i]

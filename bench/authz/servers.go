@@ -144,19 +144,11 @@ func extauthzOK(before bool) *authv3.CheckResponse {
 const streamWorkers = 64
 
 func serveNullAuthz(addr, keysFile, pprofAddr, option string) error {
-	data, err := os.ReadFile(keysFile)
+	outcomes, err := readOutcomes(keysFile)
 	if err != nil {
 		return err
 	}
-	n := &nullAuthz{outcomes: map[string]int{}}
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		var digest string
-		var code int
-		if _, err := fmt.Sscan(line, &digest, &code); err != nil {
-			return fmt.Errorf("%s: %q: %w", keysFile, line, err)
-		}
-		n.outcomes[digest] = code
-	}
+	n := &nullAuthz{outcomes: outcomes}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -178,4 +170,77 @@ func serveNullAuthz(addr, keysFile, pprofAddr, option string) error {
 	gs := grpc.NewServer(opts...)
 	authv3.RegisterAuthorizationServer(gs, n)
 	return gs.Serve(lis)
+}
+
+// readOutcomes reads the do-nothing servers' table (benchEnv.keyTable): digest → HTTP status.
+func readOutcomes(keysFile string) (map[string]int, error) {
+	data, err := os.ReadFile(keysFile)
+	if err != nil {
+		return nil, err
+	}
+	outcomes := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var digest string
+		var code int
+		if _, err := fmt.Sscan(line, &digest, &code); err != nil {
+			return nil, fmt.Errorf("%s: %q: %w", keysFile, line, err)
+		}
+		outcomes[digest] = code
+	}
+	return outcomes, nil
+}
+
+// nullHTTPAuthz is the do-nothing server for ext_authz's HTTP mode (http_service): the same
+// check as nullAuthz's (a SHA-256 of the bearer key, the same table) and the same decision as
+// its own minimal answers, in HTTP. Envoy sends it a request with the client's method, path and
+// host and the allowed headers (the key), and no body; a 200 lets the client's request through
+// with the answer's headers that allowed_upstream_headers names (Impersonate-User) set and the
+// headers x-envoy-auth-headers-to-remove names removed; any other status is the client's answer.
+type nullHTTPAuthz struct {
+	outcomes map[string]int // digest → HTTP status (200 allowed)
+}
+
+// The OK answer's header values, shared by every answer (read only).
+var (
+	impersonateBench = []string{"bench"}
+	removeKey        = []string{"authorization"}
+	textPlain        = []string{"text/plain"}
+	deniedBody       = []byte("denied")
+)
+
+func (n *nullHTTPAuthz) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sum := sha256.Sum256([]byte(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")))
+	code, ok := n.outcomes[hex.EncodeToString(sum[:])]
+	if !ok {
+		code = http.StatusUnauthorized
+	}
+	h := w.Header()
+	if code == http.StatusOK {
+		// nullAuthz's OK: Impersonate-User set (overwritten if the request had one), the key
+		// removed.
+		h["Impersonate-User"] = impersonateBench
+		h["X-Envoy-Auth-Headers-To-Remove"] = removeKey
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	// nullAuthz's denial: the status and the body "denied".
+	h["Content-Type"] = textPlain
+	w.WriteHeader(code)
+	_, _ = w.Write(deniedBody)
+}
+
+// serveNullHTTPAuthz serves nullHTTPAuthz on addr over HTTP/1.1 and cleartext HTTP/2 (prior
+// knowledge, as Envoy's cluster with http2_protocol_options speaks it), and its profiles on
+// pprofAddr.
+func serveNullHTTPAuthz(addr, keysFile, pprofAddr string) error {
+	outcomes, err := readOutcomes(keysFile)
+	if err != nil {
+		return err
+	}
+	go func() { _ = http.ListenAndServe(pprofAddr, nil) }() // net/http/pprof's handlers
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Addr: addr, Handler: &nullHTTPAuthz{outcomes: outcomes}, Protocols: &protocols}
+	return srv.ListenAndServe()
 }

@@ -6,6 +6,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 )
 
 // A variant is one change to the edge's ext_authz call, measured with the allowed key beside the
@@ -32,7 +33,21 @@ type variant struct {
 	// noStats: Envoy keeps no statistics of the variant's cluster (a stats_matcher exclusion),
 	// such as the gRPC client's per-method counters and the request time histogram.
 	noStats bool
+	// httpService, when set, makes the call ext_authz's HTTP mode (httpService): a plain HTTP
+	// request to the do-nothing HTTP server (nullHTTPAuthz, process nullHTTP) instead of a gRPC
+	// Check, over HTTP/1.1 (httpH1) or cleartext HTTP/2 (httpH2). Compared with the do-nothing
+	// gRPC server (authz "null"): the same check on the other side.
+	httpService string
 }
+
+// The protocols of an httpService variant's cluster.
+const (
+	httpH1 = "h1"
+	httpH2 = "h2"
+)
+
+// nullHTTP is the process of the do-nothing HTTP server, and its role (runRole).
+const nullHTTP = "null-http"
 
 // baselineVariant calls extauthz built at rev, with the same Envoy configuration as the case it
 // is compared with: what extauthz's own changes since rev did, Envoy's side of its answers
@@ -46,6 +61,9 @@ func (v *variant) cluster() string { return "v_" + strings.ReplaceAll(v.flag, "-
 
 // process is the server process the variant's checks reach.
 func (v *variant) process() string {
+	if v.httpService != "" {
+		return nullHTTP
+	}
 	if v.serverOption != "" {
 		return "null-" + v.serverOption
 	}
@@ -87,6 +105,28 @@ var allVariants = []*variant{
 	{flag: "server-extauthz-options", label: "server with extauthz's gRPC options (stream workers, partial CheckRequest decoding)", authz: "null", serverOption: "extauthz-options"},
 	{flag: "response-before", label: "extauthz's OK response before issue 15", authz: "null", response: responseBefore},
 	{flag: "response-after", label: "extauthz's OK response after issue 15", authz: "null", response: responseAfter},
+	{flag: "http-service-h1", label: "HTTP mode (http_service) to a do-nothing HTTP server, HTTP/1.1", authz: "null", httpService: httpH1},
+	{flag: "http-service-h2", label: "HTTP mode (http_service) to a do-nothing HTTP server, cleartext HTTP/2", authz: "null", httpService: httpH2},
+}
+
+// httpService makes f, the edge's filter configuration, call cluster in HTTP mode: the
+// grpc_service replaced with an http_service with the same timeout and retry policy, every other
+// setting kept. Envoy copies the edge's allowed_headers into the check's HTTP request (it adds
+// the method, path and host, and a Content-Length of 0; the deprecated
+// http_service.authorization_request.allowed_headers may not be set beside them); on a 200 it
+// sets the answer's Impersonate-User on the request (the do-nothing servers' OK sets nothing
+// else) and removes what the answer's x-envoy-auth-headers-to-remove lists, which Envoy reads
+// whatever the matchers. A denial's status, headers and body are the client's answer, as a
+// DeniedHttpResponse's. Context extensions (the route's target) are not sent in HTTP mode; the
+// do-nothing server reads none for its own answers.
+func httpService(f *extauthzv3.ExtAuthz, cluster, uri string) {
+	g := f.GetGrpcService()
+	f.Services = &extauthzv3.ExtAuthz_HttpService{HttpService: &extauthzv3.HttpService{
+		ServerUri: &corev3.HttpUri{Uri: uri, HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: cluster}, Timeout: g.GetTimeout()},
+		AuthorizationResponse: &extauthzv3.AuthorizationResponse{AllowedUpstreamHeaders: &matcherv3.ListStringMatcher{
+			Patterns: []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "impersonate-user"}, IgnoreCase: true}}}},
+		RetryPolicy: g.GetRetryPolicy(),
+	}}
 }
 
 func variantNames() string {
