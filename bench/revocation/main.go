@@ -48,6 +48,7 @@ type settings struct {
 	gomaxprocs  int // each replica's GOMAXPROCS; 0 leaves Go's default
 	warmup      time.Duration
 	keep        bool
+	noPolls     bool   // revoke without polling the replicas: extauthz's own figures only
 	extauthz    string // a prebuilt extauthz, instead of building the working tree's
 }
 
@@ -80,11 +81,13 @@ func parseFlags(args []string) (settings, error) {
 	fs.IntVar(&s.loadKeys, "load-keys", 100, "allowed keys the load cycles through")
 	fs.IntVar(&s.gomaxprocs, "gomaxprocs", 1, "GOMAXPROCS of each replica (0: Go's default, every core)")
 	fs.DurationVar(&s.warmup, "warmup", 2*time.Second, "load before a loaded configuration's first revocation in a round")
+	polls := fs.Bool("polls", true, "poll every replica with Checks for the key, back to back, to time its first refusal; false measures by extauthz's own histogram only (Redis's append to the cache dropping the key), so that the polls take no CPU from the replicas")
 	fs.BoolVar(&s.keep, "keep", false, "keep the working directory (replica, Redis and load-generator logs)")
 	fs.StringVar(&s.extauthz, "extauthz", "", "an extauthz binary to run instead of building ./extauthz/cmd/extauthz (e.g. one built with a profiler)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
+	s.noPolls = !*polls
 	var err error
 	if s.cells, err = parseCells(*cells); err != nil {
 		return s, err

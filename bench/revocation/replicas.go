@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"maps"
 	"math"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -135,8 +133,19 @@ type cacheState struct {
 	restarts      int64 // times following the stream broke (any reason)
 	live          bool
 	// applied is extauthz's own keygate_extauthz_revocation_lag_seconds for access keys: how
-	// late it applied the changes, by Redis's clock.
+	// late it applied the changes, by Redis's clock; lagSum is its sum, in seconds. Between two
+	// states with one change between them, the sums' difference is that change's lag, exactly.
 	applied hist
+	lagSum  float64
+}
+
+// lagSince is how late the replica applied the one change it applied since before, exactly,
+// from the histogram's sum; an error if it applied another number of changes.
+func (s cacheState) lagSince(before cacheState) (time.Duration, error) {
+	if n := s.applied.all() - before.applied.all(); n != 1 {
+		return 0, fmt.Errorf("%d changes observed in keygate_extauthz_revocation_lag_seconds, want the one revocation", n)
+	}
+	return time.Duration((s.lagSum - before.lagSum) * float64(time.Second)), nil
 }
 
 // hist is a Prometheus histogram: the cumulative count of each bucket, by its upper bound in
@@ -167,20 +176,6 @@ func (h hist) plus(o hist) hist {
 // all is the number of observations.
 func (h hist) all() int64 { return h[math.Inf(1)] }
 
-// bound is the upper bound of the bucket of a histogram holding one observation.
-func (h hist) bound() time.Duration {
-	les := slices.Sorted(maps.Keys(h))
-	for _, le := range les {
-		if h[le] >= 1 {
-			if math.IsInf(le, 1) {
-				return time.Duration(math.MaxInt64)
-			}
-			return time.Duration(le * float64(time.Second))
-		}
-	}
-	return time.Duration(math.MaxInt64)
-}
-
 const lagMetric = `keygate_extauthz_revocation_lag_seconds_`
 
 func (p *pool) scrape(ctx context.Context, r *replica) (cacheState, error) {
@@ -209,6 +204,8 @@ func (p *pool) scrape(ctx context.Context, r *replica) (cacheState, error) {
 			s.restarts += int64(v)
 		case name == "keygate_extauthz_keycache_live":
 			s.live = v == 1
+		case name == lagMetric+`sum{stream="access_keys"}`:
+			s.lagSum = v
 		case strings.HasPrefix(name, lagMetric+`bucket{stream="access_keys",le="`):
 			le, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimPrefix(name, lagMetric+`bucket{stream="access_keys",le="`), `"}`), 64)
 			if err != nil {

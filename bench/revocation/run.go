@@ -245,7 +245,7 @@ func start(s settings, progress io.Writer) (*benchEnv, error) {
 	}
 	e.pool = &pool{bin: bin, logs: filepath.Join(dir, "logs"), redisAddr: e.redis.Addr, gomaxprocs: s.gomaxprocs,
 		http: &http.Client{Timeout: 10 * time.Second}}
-	e.rv = &revoker{st: st, pool: e.pool}
+	e.rv = &revoker{st: st, pool: e.pool, noPolls: s.noPolls}
 	ok = true
 	return e, nil
 }
