@@ -413,6 +413,13 @@ func (e *benchEnv) nullKeys() (string, error) {
 	return path, os.WriteFile(path, []byte(e.keyTable()), 0o600)
 }
 
+// benchServer is one process the bench starts before Envoy.
+type benchServer struct {
+	name, bin string
+	env, args []string
+	ready     func(context.Context) error
+}
+
 func (e *benchEnv) startProcesses(ctx context.Context, envoyBin, extauthzBin string, api map[string]string) error {
 	extauthzHTTP, err := e.allocatePorts()
 	if err != nil {
@@ -427,42 +434,14 @@ func (e *benchEnv) startProcesses(ctx context.Context, envoyBin, extauthzBin str
 		return err
 	}
 	logs := filepath.Join(e.dir, "logs")
-	type server struct {
-		name, bin string
-		env, args []string
-		ready     func(context.Context) error
-	}
-	starts := []server{
+	starts := []benchServer{
 		{"upstream", self, []string{roleEnv + "=upstream " + addr(e.ports.upstream)}, nil, proc.TCPReady(addr(e.ports.upstream))},
 		{"null", self, []string{roleEnv + "=null " + addr(e.ports.null) + " " + nullKeys + " " + e.pprof["null"]}, nil, proc.TCPReady(addr(e.ports.null))},
 		{"extauthz", extauthzBin, nil, []string{"--grpc-address", addr(e.ports.extauthz), "--grpc-insecure-loopback",
 			"--http-address", addr(extauthzHTTP), "--pprof-address", e.pprof["extauthz"], "--redis-address", e.redis.Addr, "--log-level", "warn"},
 			proc.HTTPReady("http://" + addr(extauthzHTTP) + "/readyz")},
 	}
-	for _, c := range e.cases {
-		if v := c.variant; v != nil && v.httpService != "" && !slices.ContainsFunc(starts, func(s server) bool { return s.name == nullHTTP }) {
-			// One do-nothing HTTP server for every httpService variant (each cell measures it alone).
-			env := []string{roleEnv + "=" + nullHTTP + " " + addr(e.ports.variantServers[nullHTTP]) + " " + nullKeys + " " + e.pprof[nullHTTP]}
-			starts = append(starts, server{nullHTTP, self, env, nil, proc.TCPReady(addr(e.ports.variantServers[nullHTTP]))})
-		}
-		if v := c.variant; v != nil && v.serverOption != "" {
-			p := v.process()
-			env := []string{roleEnv + "=null " + addr(e.ports.variantServers[p]) + " " + nullKeys + " " + e.pprof[p] + " " + v.serverOption}
-			if v.serverOption == "adaptive-stacks" {
-				env = append(env, "GODEBUG=adaptivestackstart=1")
-			}
-			starts = append(starts, server{p, self, env, nil, proc.TCPReady(addr(e.ports.variantServers[p]))})
-		}
-		if v := c.variant; v != nil && v.baseline != "" {
-			// Flags every revision of extauthz takes; --pprof-address is newer.
-			p, http := v.process(), e.pprof[v.process()]
-			starts = append(starts, server{p, filepath.Join(e.dir, "extauthz-baseline"), nil, []string{"--grpc-address", addr(e.ports.variantServers[p]),
-				"--grpc-insecure-loopback", "--http-address", http, "--redis-address", e.redis.Addr, "--log-level", "warn"},
-				proc.HTTPReady("http://" + http + "/readyz")})
-			delete(e.pprof, p) // no profiles
-		}
-	}
-	for _, s := range starts {
+	for _, s := range append(starts, e.variantServers(self, nullKeys)...) {
 		p, err := proc.Start(s.name, logs, s.env, s.bin, s.args...)
 		if err != nil {
 			return err
@@ -473,6 +452,36 @@ func (e *benchEnv) startProcesses(ctx context.Context, envoyBin, extauthzBin str
 		}
 	}
 	return e.startEnvoy(ctx, envoyBin, api, logs)
+}
+
+// variantServers are the servers the variants' checks reach besides the base cases' (self is
+// the bench's binary, which plays the do-nothing servers).
+func (e *benchEnv) variantServers(self, nullKeys string) []benchServer {
+	var starts []benchServer
+	for _, c := range e.cases {
+		if v := c.variant; v != nil && v.httpService != "" && !slices.ContainsFunc(starts, func(s benchServer) bool { return s.name == nullHTTP }) {
+			// One do-nothing HTTP server for every httpService variant (each cell measures it alone).
+			env := []string{roleEnv + "=" + nullHTTP + " " + addr(e.ports.variantServers[nullHTTP]) + " " + nullKeys + " " + e.pprof[nullHTTP]}
+			starts = append(starts, benchServer{nullHTTP, self, env, nil, proc.TCPReady(addr(e.ports.variantServers[nullHTTP]))})
+		}
+		if v := c.variant; v != nil && v.serverOption != "" {
+			p := v.process()
+			env := []string{roleEnv + "=null " + addr(e.ports.variantServers[p]) + " " + nullKeys + " " + e.pprof[p] + " " + v.serverOption}
+			if v.serverOption == "adaptive-stacks" {
+				env = append(env, "GODEBUG=adaptivestackstart=1")
+			}
+			starts = append(starts, benchServer{p, self, env, nil, proc.TCPReady(addr(e.ports.variantServers[p]))})
+		}
+		if v := c.variant; v != nil && v.baseline != "" {
+			// Flags every revision of extauthz takes; --pprof-address is newer.
+			p, http := v.process(), e.pprof[v.process()]
+			starts = append(starts, benchServer{p, filepath.Join(e.dir, "extauthz-baseline"), nil, []string{"--grpc-address", addr(e.ports.variantServers[p]),
+				"--grpc-insecure-loopback", "--http-address", http, "--redis-address", e.redis.Addr, "--log-level", "warn"},
+				proc.HTTPReady("http://" + http + "/readyz")})
+			delete(e.pprof, p) // no profiles
+		}
+	}
+	return starts
 }
 
 // allocatePorts picks free ports for every process and listener of the run (e.ports), and for
