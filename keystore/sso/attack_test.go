@@ -3,6 +3,7 @@ package sso_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -237,5 +238,22 @@ func TestLoginStartsAreLimitedPerAddress(t *testing.T) {
 	}
 	if resp := start("198.51.100.9"); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("another address: %s, want 303", resp.Status)
+	}
+}
+
+// An IdP that cannot be reached is the IdP's failure, not the client's: 502 and a page saying
+// so.
+func TestUnreachableIdPIs502(t *testing.T) {
+	e := newEdge(t, nil, func(o *config.OIDCConnector) { o.IssuerURL = "https://127.0.0.1:1" })
+	b := e.newBrowser(t)
+	b.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := b.Get(e.srv.URL + "/auth/idp/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "cannot be reached") {
+		t.Errorf("login with the IdP down: %s %q, want 502 saying the IdP cannot be reached", resp.Status, body)
 	}
 }
