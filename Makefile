@@ -70,7 +70,7 @@ soak: tools ## SOAK_DURATION (30m) at half the measured maximum load with key ch
 
 # The packages whose tests share a real Redis, and the whole e2e suite, with Redis as a Redis
 # Cluster (three masters, three replicas) instead of one server: every script stays in one slot.
-CLUSTER_PACKAGES := ./keystore/store ./keystore/users ./keystore/teams ./extauthz/keycache ./extauthz/userinfo
+CLUSTER_PACKAGES := ./keystore/store ./keystore/users ./keystore/teams ./keystore/auth ./extauthz/keycache ./extauthz/userinfo
 test-cluster: tools ## the Redis-backed package tests and e2e against a Redis Cluster (KEYGATE_TEST_REDIS=cluster)
 	KEYGATE_TEST_REDIS=cluster $(GO) test -timeout $(TEST_TIMEOUT) -count=1 $(CLUSTER_PACKAGES) ./e2e/
 

@@ -34,14 +34,14 @@ import (
 )
 
 var (
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	keys  *store.Store
 	userS *users.Store
 )
 
 func TestMain(m *testing.M) {
 	redisserver.TestMain(m, "keystore/auth", redisserver.Options{}, func(srv *redisserver.Server) {
-		rdb = redis.NewClient(&redis.Options{Addr: srv.Addr})
+		rdb = redis.NewUniversalClient(srv.UniversalOptions())
 		auth.SetTestRedis(rdb)
 		keys = store.New(rdb)
 		// The lowest bcrypt cost keeps the tests fast; Authenticate is the same code at any cost.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,8 +13,27 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// testRedis is the package's test Redis, set by the external tests' TestMain (export_test.go).
-var testRedis *redis.Client
+// testRedis is the package's test Redis (a Cluster with KEYGATE_TEST_REDIS=cluster), set by the
+// external tests' TestMain (export_test.go).
+var testRedis redis.UniversalClient
+
+// keysLike lists the keys matching pattern, on every master of a Cluster.
+func keysLike(ctx context.Context, pattern string) []string {
+	c, ok := testRedis.(*redis.ClusterClient)
+	if !ok {
+		return testRedis.Keys(ctx, pattern).Val()
+	}
+	var mu sync.Mutex
+	var out []string
+	_ = c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		ks := m.Keys(ctx, pattern).Val()
+		mu.Lock()
+		defer mu.Unlock()
+		out = append(out, ks...)
+		return nil
+	})
+	return out
+}
 
 var prefixN atomic.Int64
 
@@ -170,7 +190,7 @@ func TestLimiterLeavesLittleInRedis(t *testing.T) {
 	l := newLimiter(store, client, Limit{Burst: 1000, Every: 60 * time.Millisecond}, Limit{Burst: 4, Every: 15 * time.Second})
 	ctx := context.Background()
 	buckets := func() []string {
-		return testRedis.Keys(ctx, store.Prefix+"*").Val()
+		return keysLike(ctx, store.Prefix+"*")
 	}
 	for i := range 10 {
 		try(t, l, fmt.Sprint("ok-", i), "192.0.2.1", false)
