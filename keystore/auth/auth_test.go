@@ -581,6 +581,33 @@ func TestUserStoreOutageIs503AndCostsNoTry(t *testing.T) {
 	}
 }
 
+// A Redis that cannot count failed logins refuses every login with 503, before the password is
+// checked: no guess goes uncounted.
+func TestLimitsOutageIs503BeforeThePassword(t *testing.T) {
+	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	defer down.Close()
+	passwords := &countingUsers{}
+	f := newFixture(t, func(o *auth.Options) {
+		o.Users = passwords
+		o.Limits = auth.LimitStore{Redis: down}
+	})
+	s := status(t, f.login("alice", password, "192.0.2.91"), http.StatusServiceUnavailable)
+	if s.Reason != metav1.StatusReasonServiceUnavailable || passwords.calls.Load() != 0 {
+		t.Errorf("reason %q after %d password checks; want ServiceUnavailable and none", s.Reason, passwords.calls.Load())
+	}
+	if got := f.counter(t, "keygate_keystore_logins_total", "error"); got != 1 {
+		t.Errorf("logins error = %v, want 1", got)
+	}
+}
+
+// countingUsers counts the passwords it is asked to check, and accepts none.
+type countingUsers struct{ calls atomic.Int64 }
+
+func (c *countingUsers) Authenticate(ctx context.Context, name, password string) (*users.User, error) {
+	c.calls.Add(1)
+	return nil, users.ErrInvalidCredentials
+}
+
 // oddUsers accepts anyone, under a name users.Store would refuse, as an SSO source might give.
 type oddUsers struct{ name string }
 

@@ -60,17 +60,9 @@ func (h *Handler) Login(r *http.Request, username, password string) (*Login, err
 	if validation.IsDNS1123Label(username) == nil {
 		userKey = username
 	}
-	release, wait, by, err := h.limiter.admit(r.Context(), userKey, addrKey)
-	if err != nil {
-		h.metrics.logins.WithLabelValues(MethodPassword, LoginError).Inc()
-		h.log.Error("login failed: failed logins cannot be counted", h.userAttr(username), "client", addr, "error", err)
-		return nil, &LoginFailure{Code: http.StatusServiceUnavailable, Message: "logins cannot be checked right now; try again later", err: err}
-	}
-	if release == nil {
-		h.metrics.logins.WithLabelValues(MethodPassword, LoginLimited).Inc()
-		h.log.Warn("login refused: too many failed logins", h.userAttr(username), "client", addr, "limit", by, "retryAfterSeconds", RetryAfterSeconds(wait))
-		return nil, &LoginFailure{Code: http.StatusTooManyRequests, RetryAfter: wait,
-			Message: fmt.Sprintf("too many failed logins; try again in %d seconds", RetryAfterSeconds(wait))}
+	release, failure := h.admit(r.Context(), MethodPassword, userKey, addrKey, h.userAttr(username), "client", addr)
+	if failure != nil {
+		return nil, failure
 	}
 	u, err := h.authenticate(r.Context(), release, username, password)
 	switch {
@@ -105,6 +97,26 @@ func (h *Handler) issueFor(ctx context.Context, u *users.User, addr, method stri
 	h.metrics.logins.WithLabelValues(method, LoginOK).Inc()
 	h.log.Info("login", "method", method, "user", u.Name, "key", key.Name, "client", addr, "expiresAt", expires.Format(time.RFC3339))
 	return &Login{Plain: plain, Key: key, User: u, ExpiresAt: expires}, nil
+}
+
+// admit admits a login attempt by method for user (a bucket key; "" for none) from addr, and
+// returns its release; or the failure to answer: 429 past a limit, 503 when the limits cannot be
+// read (no guess goes uncounted). attrs go into the log line.
+func (h *Handler) admit(ctx context.Context, method, user, addr string, attrs ...any) (func(failed bool) error, *LoginFailure) {
+	what := map[string]string{MethodPassword: "login", MethodOIDC: "oidc login"}[method]
+	release, wait, by, err := h.limiter.admit(ctx, user, addr)
+	if err != nil {
+		h.metrics.logins.WithLabelValues(method, LoginError).Inc()
+		h.log.Error(what+" failed: failed logins cannot be counted", append(attrs, "error", err)...)
+		return nil, &LoginFailure{Code: http.StatusServiceUnavailable, Message: "logins cannot be checked right now; try again later", err: err}
+	}
+	if release == nil {
+		h.metrics.logins.WithLabelValues(method, LoginLimited).Inc()
+		h.log.Warn(what+" refused: too many failed logins", append(attrs, "limit", by, "retryAfterSeconds", RetryAfterSeconds(wait))...)
+		return nil, &LoginFailure{Code: http.StatusTooManyRequests, RetryAfter: wait,
+			Message: fmt.Sprintf("too many failed logins; try again in %d seconds", RetryAfterSeconds(wait))}
+	}
+	return release, nil
 }
 
 // RetryAfterSeconds is wait as Retry-After says it: whole seconds, rounded up.

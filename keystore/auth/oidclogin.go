@@ -81,17 +81,9 @@ func (h *Handler) oidcLogin(w http.ResponseWriter, r *http.Request) {
 // log lines of a password login. Every error is a *LoginFailure.
 func (h *Handler) OIDCLogin(r *http.Request, req OIDCLoginRequest) (*Login, error) {
 	addr, addrKey := clientAddress(r)
-	release, wait, by, err := h.limiter.admit(r.Context(), "", addrKey)
-	if err != nil {
-		h.metrics.logins.WithLabelValues(MethodOIDC, LoginError).Inc()
-		h.log.Error("oidc login failed: failed logins cannot be counted", "client", addr, "error", err)
-		return nil, &LoginFailure{Code: http.StatusServiceUnavailable, Message: "logins cannot be checked right now; try again later", err: err}
-	}
-	if release == nil {
-		h.metrics.logins.WithLabelValues(MethodOIDC, LoginLimited).Inc()
-		h.log.Warn("oidc login refused: too many failed logins", "client", addr, "limit", by, "retryAfterSeconds", RetryAfterSeconds(wait))
-		return nil, &LoginFailure{Code: http.StatusTooManyRequests, RetryAfter: wait,
-			Message: fmt.Sprintf("too many failed logins; try again in %d seconds", RetryAfterSeconds(wait))}
+	release, failure := h.admit(r.Context(), MethodOIDC, "", addrKey, "client", addr)
+	if failure != nil {
+		return nil, failure
 	}
 	in, err := h.redeem(r.Context(), release, req)
 	switch {
