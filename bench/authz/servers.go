@@ -77,16 +77,25 @@ func upstreamSees(h http.Header) error {
 // the least a real check can do. It knows the bench's keys by digest.
 type nullAuthz struct {
 	authv3.UnimplementedAuthorizationServer
-	outcomes map[string]int // digest → HTTP status (200 allowed)
+	outcomes outcomes
+}
+
+// outcomes is the do-nothing servers' table (benchEnv.keyTable): key digest → HTTP status (200
+// allowed).
+type outcomes map[string]int
+
+// status is the do-nothing check of an Authorization header: the bearer key's SHA-256 looked up,
+// 401 for a key the table does not hold.
+func (o outcomes) status(authorization string) int {
+	sum := sha256.Sum256([]byte(strings.TrimPrefix(authorization, "Bearer ")))
+	if code, ok := o[hex.EncodeToString(sum[:])]; ok {
+		return code
+	}
+	return http.StatusUnauthorized
 }
 
 func (n *nullAuthz) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	auth := req.GetAttributes().GetRequest().GetHttp().GetHeaders()["authorization"]
-	sum := sha256.Sum256([]byte(strings.TrimPrefix(auth, "Bearer ")))
-	code, ok := n.outcomes[hex.EncodeToString(sum[:])]
-	if !ok {
-		code = http.StatusUnauthorized
-	}
+	code := n.outcomes.status(req.GetAttributes().GetRequest().GetHttp().GetHeaders()["authorization"])
 	if code == http.StatusOK {
 		switch req.GetAttributes().GetContextExtensions()[benchResponse] {
 		case responseBefore:
@@ -144,11 +153,11 @@ func extauthzOK(before bool) *authv3.CheckResponse {
 const streamWorkers = 64
 
 func serveNullAuthz(addr, keysFile, pprofAddr, option string) error {
-	outcomes, err := readOutcomes(keysFile)
+	table, err := readOutcomes(keysFile)
 	if err != nil {
 		return err
 	}
-	n := &nullAuthz{outcomes: outcomes}
+	n := &nullAuthz{outcomes: table}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -172,22 +181,22 @@ func serveNullAuthz(addr, keysFile, pprofAddr, option string) error {
 	return gs.Serve(lis)
 }
 
-// readOutcomes reads the do-nothing servers' table (benchEnv.keyTable): digest → HTTP status.
-func readOutcomes(keysFile string) (map[string]int, error) {
+// readOutcomes reads the do-nothing servers' table from keysFile.
+func readOutcomes(keysFile string) (outcomes, error) {
 	data, err := os.ReadFile(keysFile)
 	if err != nil {
 		return nil, err
 	}
-	outcomes := map[string]int{}
+	table := outcomes{}
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 		var digest string
 		var code int
 		if _, err := fmt.Sscan(line, &digest, &code); err != nil {
 			return nil, fmt.Errorf("%s: %q: %w", keysFile, line, err)
 		}
-		outcomes[digest] = code
+		table[digest] = code
 	}
-	return outcomes, nil
+	return table, nil
 }
 
 // nullHTTPAuthz is the do-nothing server for ext_authz's HTTP mode (http_service): the same
@@ -197,7 +206,7 @@ func readOutcomes(keysFile string) (map[string]int, error) {
 // with the answer's headers that allowed_upstream_headers names (Impersonate-User) set and the
 // headers x-envoy-auth-headers-to-remove names removed; any other status is the client's answer.
 type nullHTTPAuthz struct {
-	outcomes map[string]int // digest → HTTP status (200 allowed)
+	outcomes outcomes
 }
 
 // The OK answer's header values, shared by every answer (read only).
@@ -209,11 +218,7 @@ var (
 )
 
 func (n *nullHTTPAuthz) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	sum := sha256.Sum256([]byte(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")))
-	code, ok := n.outcomes[hex.EncodeToString(sum[:])]
-	if !ok {
-		code = http.StatusUnauthorized
-	}
+	code := n.outcomes.status(r.Header.Get("Authorization"))
 	h := w.Header()
 	if code == http.StatusOK {
 		// nullAuthz's OK: Impersonate-User set (overwritten if the request had one), the key
@@ -233,7 +238,7 @@ func (n *nullHTTPAuthz) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // knowledge, as Envoy's cluster with http2_protocol_options speaks it), and its profiles on
 // pprofAddr.
 func serveNullHTTPAuthz(addr, keysFile, pprofAddr string) error {
-	outcomes, err := readOutcomes(keysFile)
+	table, err := readOutcomes(keysFile)
 	if err != nil {
 		return err
 	}
@@ -241,6 +246,6 @@ func serveNullHTTPAuthz(addr, keysFile, pprofAddr string) error {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Addr: addr, Handler: &nullHTTPAuthz{outcomes: outcomes}, Protocols: &protocols}
+	srv := &http.Server{Addr: addr, Handler: &nullHTTPAuthz{outcomes: table}, Protocols: &protocols}
 	return srv.ListenAndServe()
 }

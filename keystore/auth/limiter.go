@@ -100,15 +100,19 @@ func (l *limiter) buckets(user, addr string) []bucket {
 	return []bucket{{limitClient, user + " " + addr, l.client}, {limitAddress, addr, l.address}, {limitUser, user, l.user}}
 }
 
-// bucketState reads bucket k's tokens and running attempts at now, forgetting the attempts past
-// their deadline. Every script below begins with it and with now: the time passed in ARGV[1],
-// or Redis's own.
+// bucketState begins both scripts below, which take the same arguments: KEYS are an attempt's
+// buckets; ARGV[1] the time in ms ("": Redis's own), ARGV[2] the attempt's id, ARGV[3] how long
+// it may run (ms), ARGV[4] "1" when it failed (releaseScript reads it), then each bucket's burst
+// and refill time (ms), in KEYS' order (limits(i)). state(k, ...) reads bucket k's tokens and
+// running attempts at now, forgetting the attempts past their deadline.
 const bucketState = `
 local now = tonumber(ARGV[1])
 if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local timeout = tonumber(ARGV[3])
+local function limits(i) return tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i]) end
 local function state(k, burst, every)
   local h = redis.call('HGETALL', k)
   local tokens, at, running = burst, now, 0
@@ -124,40 +128,35 @@ local function state(k, burst, every)
 end
 `
 
-// admitScript admits attempt ARGV[2] (until ARGV[3] ms from now) against buckets KEYS, whose
-// bursts and refill times (ms) are ARGV[4], ARGV[5], ... in order, if each has a token beyond
-// its running attempts; else it returns how long until every one has (ms) and the first that
-// has none the longest (its index, from 1).
+// admitScript admits the attempt if each bucket has a token beyond its running attempts; else it
+// returns how long until every one has (ms) and the first that has none the longest (its index,
+// from 1).
 var admitScript = redis.NewScript(bucketState + `
 local wait, by = 0, 0
 for i, k in ipairs(KEYS) do
-  local burst, every = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
+  local burst, every = limits(i)
   local tokens, running = state(k, burst, every)
-  local avail = tokens - running
-  if avail < 1 and math.ceil((1 - avail) * every) > wait then
-    wait, by = math.ceil((1 - avail) * every), i
-  end
+  local w = math.ceil((1 - (tokens - running)) * every)
+  if w > wait then wait, by = w, i end
 end
 if wait > 0 then return {wait, by} end
-for i, k in ipairs(KEYS) do
-  local deadline = now + tonumber(ARGV[3])
-  redis.call('HSET', k, 'a:' .. ARGV[2], tostring(deadline))
-  if redis.call('PTTL', k) < tonumber(ARGV[3]) then redis.call('PEXPIRE', k, ARGV[3]) end
+for _, k in ipairs(KEYS) do
+  redis.call('HSET', k, 'a:' .. ARGV[2], tostring(now + timeout))
+  if redis.call('PTTL', k) < timeout then redis.call('PEXPIRE', k, timeout) end
 end
 return {0, 0}
 `)
 
-// releaseScript ends attempt ARGV[2] in buckets KEYS (laid out as admitScript's), taking a token
-// from each when ARGV[3] is "1" (a failure): the token is taken even from an empty bucket
-// (failures that ran together), which pushes the next try further out. A bucket left full with
-// nothing running goes; the others expire once they have refilled and no attempt can run.
+// releaseScript ends the attempt, taking a token from each bucket when it failed: the token is
+// taken even from an empty bucket (failures that ran together), which pushes the next try
+// further out. A bucket left full with nothing running goes; the others expire once they have
+// refilled and no attempt can run.
 var releaseScript = redis.NewScript(bucketState + `
-local timeout = tonumber(ARGV[4])
 for i, k in ipairs(KEYS) do
-  local burst, every = tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])
+  local burst, every = limits(i)
   redis.call('HDEL', k, 'a:' .. ARGV[2])
   local tokens, running = state(k, burst, every)
-  if ARGV[3] == '1' then tokens = tokens - 1 end
+  if ARGV[4] == '1' then tokens = tokens - 1 end
   if tokens >= burst and running == 0 then
     redis.call('DEL', k)
   else
@@ -173,12 +172,14 @@ return 1
 // error of a store that cannot say (the login is then refused: 503).
 func (l *limiter) admit(ctx context.Context, user, addr string) (release func(failed bool) error, wait time.Duration, by string, err error) {
 	bs := l.buckets(user, addr)
-	keys, limits := l.keys(bs)
+	keys := l.keys(bs)
 	id := attemptID()
-	args := append([]any{l.nowArg(), id, attemptTimeout.Milliseconds()}, limits...)
-	res, err := admitScript.Run(ctx, l.store.Redis, keys, args...).Int64Slice()
-	if err != nil || len(res) != 2 || res[1] < 0 || res[1] > int64(len(bs)) {
-		return nil, 0, "", fmt.Errorf("count failed logins: %w (reply %v)", err, res)
+	res, err := admitScript.Run(ctx, l.store.Redis, keys, l.args(id, false, bs)...).Int64Slice()
+	if err != nil {
+		return nil, 0, "", fmt.Errorf("count failed logins: %w", err)
+	}
+	if len(res) != 2 || res[1] < 0 || res[1] > int64(len(bs)) {
+		return nil, 0, "", fmt.Errorf("count failed logins: unexpected reply %v", res)
 	}
 	if res[0] > 0 {
 		return nil, time.Duration(res[0]) * time.Millisecond, bs[res[1]-1].kind, nil
@@ -187,12 +188,7 @@ func (l *limiter) admit(ctx context.Context, user, addr string) (release func(fa
 		// The client may be gone, but its failure counts: a context of its own.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		flag := "0"
-		if failed {
-			flag = "1"
-		}
-		args := append([]any{l.nowArg(), id, flag, attemptTimeout.Milliseconds()}, limits...)
-		if err := releaseScript.Run(ctx, l.store.Redis, keys, args...).Err(); err != nil {
+		if err := releaseScript.Run(ctx, l.store.Redis, keys, l.args(id, failed, bs)...).Err(); err != nil {
 			// The attempt then holds its token until attemptTimeout: never a free try.
 			return fmt.Errorf("count a login attempt's end: %w", err)
 		}
@@ -200,24 +196,29 @@ func (l *limiter) admit(ctx context.Context, user, addr string) (release func(fa
 	}, 0, "", nil
 }
 
-// keys returns the Redis keys of bs, and their bursts and refill times in ms, as the scripts
-// take them.
-func (l *limiter) keys(bs []bucket) ([]string, []any) {
+// keys returns the Redis keys of bs.
+func (l *limiter) keys(bs []bucket) []string {
 	keys := make([]string, len(bs))
-	limits := make([]any, 0, 2*len(bs))
 	for i, b := range bs {
 		keys[i] = l.store.Prefix + b.kind + ":" + b.key
-		limits = append(limits, b.limit.Burst, strconv.FormatFloat(float64(b.limit.Every)/float64(time.Millisecond), 'f', -1, 64))
 	}
-	return keys, limits
+	return keys
 }
 
-// nowArg is the scripts' ARGV[1]: the store's clock in ms, or "" for Redis's.
-func (l *limiter) nowArg() string {
-	if l.store.Now == nil {
-		return ""
+// args are the scripts' ARGV (see bucketState) for attempt id over buckets bs.
+func (l *limiter) args(id string, failed bool, bs []bucket) []any {
+	now, flag := "", "0" // "": Redis's clock
+	if l.store.Now != nil {
+		now = strconv.FormatInt(l.store.Now().UnixMilli(), 10)
 	}
-	return strconv.FormatInt(l.store.Now().UnixMilli(), 10)
+	if failed {
+		flag = "1"
+	}
+	args := []any{now, id, attemptTimeout.Milliseconds(), flag}
+	for _, b := range bs {
+		args = append(args, b.limit.Burst, strconv.FormatFloat(float64(b.limit.Every)/float64(time.Millisecond), 'f', -1, 64))
+	}
+	return args
 }
 
 func attemptID() string {

@@ -300,9 +300,6 @@ func parseLease(v string, now int64, local time.Time) (lease, bool) {
 			return lease{}, false
 		}
 	}
-	if n[3] > uint64(MaxLease.Milliseconds()) || int64(n[2])-now > int64(n[3]) {
-		return lease{}, false // no replica's (leasesScript drops these too)
-	}
 	return lease{
 		applied: n[0], newest: n[1],
 		holds:    int64(n[2]) > now,
